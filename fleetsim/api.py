@@ -1,0 +1,201 @@
+"""The Python surface: what `cli.py` and notebooks call.
+
+    scenario = fleetsim.load_scenario("scenarios/quickstart.yaml", overrides=["seed=3"])
+    result = fleetsim.run(scenario, out_dir="outputs/try")
+    result.requests.groupby("class").ttft_s.describe()
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from fleetsim import __version__
+from fleetsim.catalog import load_chips, load_models
+from fleetsim.errors import FleetsimError, ScenarioError
+from fleetsim.scenario.loader import load_scenario as _load_file
+from fleetsim.scenario.model import Scenario
+
+
+@dataclass
+class RunResult:
+    """Tables and summary of a finished run (also written to `run_dir` when one was given)."""
+
+    scenario: Scenario
+    summary: dict[str, Any]
+    requests: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
+    timeline: pd.DataFrame | None = None
+    run_dir: Path | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read and validate a scenario file, including its references to chips, models and halls."""
+    scenario = _load_file(path, overrides)
+    try:
+        check_references(scenario)
+    except FleetsimError as exc:
+        raise exc.with_file(str(path)) from None
+    return scenario
+
+
+def _unknown(kind: str, name: str, known: Sequence[str], field_path: str) -> ScenarioError:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ScenarioError(
+        f"unknown {kind} '{name}'{hint}; known {kind}s: {', '.join(sorted(known))} "
+        f"(add one under catalog.{kind}s)", field=field_path,
+    )
+
+
+def resolve_catalogs(scenario: Scenario) -> tuple[dict, dict]:
+    """Built-in chips and models merged with the scenario's `catalog:` section."""
+    return load_chips(scenario.catalog.chips), load_models(scenario.catalog.models)
+
+
+def check_references(scenario: Scenario) -> None:
+    """Names that pydantic cannot check alone: chips, models, halls, served models, fit in HBM."""
+    chips, models = resolve_catalogs(scenario)
+    serving = scenario.serving
+    if serving is None and (scenario.reliability is None or scenario.reliability.fleet is None):
+        raise ScenarioError(
+            "nothing to run: add a 'serving' section (a serving window) or 'reliability.fleet' "
+            "(a reliability run)", field="serving",
+        )
+    if serving is not None:
+        served = set()
+        halls = set(scenario.reliability.halls) if scenario.reliability else {"default"}
+        for name, pool in serving.pools.items():
+            if pool.chip not in chips:
+                raise _unknown("chip", pool.chip, chips, f"serving.pools.{name}.chip")
+            if pool.model not in models:
+                raise _unknown("model", pool.model, models, f"serving.pools.{name}.model")
+            if pool.hall not in halls and pool.hall != "default":
+                raise _unknown("hall", pool.hall, halls, f"serving.pools.{name}.hall")
+            served.add(pool.model)
+        for name, wl in serving.workloads.items():
+            if wl.model not in models:
+                raise _unknown("model", wl.model, models, f"serving.workloads.{name}.model")
+            if wl.model not in served:
+                raise ScenarioError(
+                    f"no pool serves model '{wl.model}'; pools serve: {', '.join(sorted(served))}",
+                    field=f"serving.workloads.{name}.model",
+                )
+        from fleetsim.serving.window import build_kernels
+
+        build_kernels(serving, chips, models)  # refuses a model that does not fit its chips
+    if scenario.reliability is not None and scenario.reliability.fleet is not None:
+        for i, cohort in enumerate(scenario.reliability.fleet.cohorts):
+            if cohort.chip not in chips:
+                raise _unknown("chip", cohort.chip, chips, f"reliability.fleet.cohorts.{i}.chip")
+
+
+def run(
+    scenario: Scenario,
+    out_dir: str | Path | None = None,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run a scenario; with `out_dir`, write the run folder (manifest last, error.json on failure)."""
+    from fleetsim.results import runfolder
+
+    if seed is not None:
+        scenario = scenario.model_copy(update={"seed": seed})
+    run_dir = runfolder.prepare_run_dir(Path(out_dir)) if out_dir is not None else None
+    stage = "resolve"
+    t0 = time.perf_counter()
+    try:
+        chips, models = resolve_catalogs(scenario)
+        stage = "simulate"
+        if scenario.serving is not None:
+            result = _run_serving(scenario, chips, models, progress)
+        else:
+            result = _run_reliability(scenario, chips, progress)
+        result.timings_s["total"] = time.perf_counter() - t0
+        if run_dir is not None:
+            stage = "write"
+            _write(result, run_dir)
+            result.run_dir = run_dir
+        return result
+    except BaseException as exc:
+        if run_dir is not None:
+            runfolder.write_error(run_dir, exc, stage)
+        raise
+
+
+def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> RunResult:
+    from fleetsim.results.tables import events_table, requests_table
+    from fleetsim.serving.metrics import summarise
+    from fleetsim.serving.window import run_window
+
+    health = None
+    if scenario.reliability is not None and scenario.reliability.serving_crashes:
+        from fleetsim.serving.health import ServingReliability
+
+        health = ServingReliability(scenario.reliability, chips)
+    if progress:
+        progress(f"serving window: {scenario.serving.duration_s:g} s simulated")
+    t0 = time.perf_counter()
+    res = run_window(scenario.serving, chips, models, scenario.seed, scenario.base_dir, reliability=health)
+    sim_s = time.perf_counter() - t0
+    summary = summarise(res)
+    summary["scenario"] = scenario.name
+    summary["seed"] = scenario.seed
+    summary["wall_s"] = sim_s
+    summary["requests_per_wall_s"] = len(res.requests) / sim_s if sim_s > 0 else None
+    if health is not None:
+        summary["reliability"] = health.summary(res)
+    if scenario.serving.goodput.enabled:
+        from fleetsim.serving.goodput import goodput_table
+
+        if progress:
+            progress("goodput search per pool and workload (cached)")
+        summary["goodput_search"] = goodput_table(scenario, chips, models, progress=progress)
+    return RunResult(
+        scenario=scenario, summary=summary, requests=requests_table(res), events=events_table(res.events),
+        timings_s={"simulate": sim_s},
+    )
+
+
+def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
+    from fleetsim.reliability import run_reliability
+    from fleetsim.results.tables import columns_table, events_table
+    from fleetsim.serving.rng import stream
+
+    if progress:
+        progress(f"reliability run: {scenario.reliability.fleet.days:g} days")
+    t0 = time.perf_counter()
+    res = run_reliability(scenario.reliability, chips, stream(scenario.seed, "reliability"))
+    sim_s = time.perf_counter() - t0
+    summary = dict(res.summary) | {"scenario": scenario.name, "seed": scenario.seed, "wall_s": sim_s}
+    return RunResult(
+        scenario=scenario, summary=summary, events=events_table(res.events),
+        timeline=columns_table(res.timeline), timings_s={"simulate": sim_s},
+    )
+
+
+def _write(result: RunResult, run_dir: Path) -> None:
+    from fleetsim.results import runfolder
+
+    files = []
+    for name in ("requests", "events", "timeline"):
+        df = getattr(result, name)
+        if df is not None:
+            runfolder.write_table(run_dir / f"{name}.parquet", df)
+            files.append(f"{name}.parquet")
+    runfolder.write_json(run_dir / "summary.json", result.summary)
+    files.append("summary.json")
+    scenario_dump = result.scenario.model_dump(mode="json")
+    runfolder.write_json(run_dir / "scenario.resolved.json", scenario_dump)
+    files.append("scenario.resolved.json")
+    kind = "serving" if result.scenario.serving is not None else "reliability"
+    runfolder.write_manifest(
+        run_dir, scenario=scenario_dump, seed=result.scenario.seed, timings=result.timings_s,
+        files=files, version=__version__, kind=kind,
+    )

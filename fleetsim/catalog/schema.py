@@ -1,0 +1,247 @@
+"""Typed chip and model entries. Units are in the field names; every figure carries a source."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fleetsim.scenario.base import StrictModel
+
+PRECISIONS = ("bf16", "fp8", "int8", "fp4")
+BYTES_PER_VALUE = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+# Which chip field holds the dense peak for each precision.
+PEAK_FIELD = {"bf16": "bf16_tflops", "fp8": "fp8_tflops", "int8": "int8_tops", "fp4": "fp4_tflops"}
+
+
+class Efficiency(StrictModel):
+    """Achieved fractions of peak and fixed costs of one serving iteration (roofline inputs).
+
+    `mfu` maps tokens processed in one iteration to the fraction of dense peak the GEMMs reach
+    (small iterations underfill the chip); values between breakpoints are interpolated linearly
+    in log(tokens) and held flat beyond the ends. A single number means a flat table.
+    """
+
+    mfu: dict[float, float] = Field(description="tokens per iteration -> model FLOPs utilisation")
+    hbm_efficiency: float = Field(gt=0, le=1, description="achieved / peak HBM bandwidth (MBU)")
+    interconnect_efficiency: float = Field(gt=0, le=1, description="achieved / peak link bandwidth")
+    overhead_s: float = Field(ge=0, description="fixed per-iteration cost: scheduling, launches")
+    collective_latency_s: float = Field(ge=0, description="fixed latency of one all-reduce")
+    reserve_hbm_fraction: float = Field(
+        ge=0, lt=1, description="HBM kept for activations, runtime and fragmentation"
+    )
+    basis: str = Field(description="where these figures come from")
+
+    @field_validator("mfu", mode="before")
+    @classmethod
+    def _scalar_mfu(cls, v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return {1.0: float(v)}
+        return v
+
+    @field_validator("mfu")
+    @classmethod
+    def _check_mfu(cls, v: dict[float, float]) -> dict[float, float]:
+        if not v:
+            raise ValueError("mfu table needs at least one point (tokens: fraction)")
+        for tokens, frac in v.items():
+            if not (tokens >= 1 and math.isfinite(tokens)):
+                raise ValueError(f"mfu table keys are tokens per iteration >= 1, got {tokens}")
+            if not (0 < frac <= 1):
+                raise ValueError(f"mfu values must be in (0, 1], got {frac} at {tokens} tokens")
+        return dict(sorted(v.items()))
+
+
+class ChipSpec(StrictModel):
+    """One accelerator. Peaks are dense (not 2:4 sparse); `interconnect_gbps` is GB/s (bytes)."""
+
+    name: str = Field(description="full product name")
+    vendor: str
+    year: int | None = None
+    supply_channel: str = Field(description="export regime / supplier channel that governs it")
+    memory_type: str = Field(description="HBM3, HBM2e, GDDR6, LPDDR5, SRAM only ...")
+    bf16_tflops: float | None = Field(default=None, ge=0, description="dense BF16/FP16 peak")
+    fp8_tflops: float | None = Field(default=None, ge=0, description="dense FP8 peak")
+    int8_tops: float | None = Field(default=None, ge=0, description="dense INT8 peak")
+    fp4_tflops: float | None = Field(default=None, ge=0, description="dense FP4 peak")
+    hbm_gb: float = Field(ge=0, description="device memory (HBM or other DRAM) in GB")
+    hbm_tbps: float = Field(ge=0, description="device memory bandwidth in TB/s")
+    interconnect_gbps: float = Field(
+        gt=0, description="chip-to-chip bandwidth, GB/s aggregate both directions"
+    )
+    tdp_w: float = Field(gt=0)
+    price_usd: float | None = Field(default=None, gt=0, description="unit price; None = not sold")
+    efficiency: Efficiency
+    sources: dict[str, str] = Field(
+        description="citation per field; key '*' covers every field not listed"
+    )
+    estimated: list[str] = Field(default_factory=list, description="published estimates (EST)")
+    assumed: list[str] = Field(
+        default_factory=list, description="fields with NO published figure: fleetsim placeholders"
+    )
+    overridden: list[str] = Field(default_factory=list, description="fields set by the scenario")
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _flags_are_fields(self) -> "ChipSpec":
+        names = set(type(self).model_fields)
+        for flag in ("estimated", "assumed", "overridden"):
+            bad = [f for f in getattr(self, flag) if f not in names]
+            if bad:
+                raise ValueError(f"{flag} lists unknown fields {bad}; allowed: {sorted(names)}")
+        bad = [k for k in self.sources if k != "*" and k not in names]
+        if bad:
+            raise ValueError(f"sources keys {bad} are not fields; use '*' or a field name")
+        if "*" not in self.sources:
+            raise ValueError("sources needs a '*' entry (the main source for this chip)")
+        if self.assumed and not self.notes:
+            raise ValueError("assumed fields need a note saying what was assumed and why")
+        if not any(getattr(self, f) for f in PEAK_FIELD.values()):
+            raise ValueError("a chip needs at least one compute peak (bf16_tflops, int8_tops ...)")
+        return self
+
+    def source_of(self, field: str) -> str:
+        return self.sources.get(field, self.sources["*"])
+
+    def peak_tflops(self, precision: str) -> float | None:
+        return getattr(self, PEAK_FIELD[precision])
+
+
+class ModelSpec(StrictModel):
+    """One transformer, from its public config.json. MoE and MLA fields are zero/None if unused."""
+
+    name: str
+    family: str
+    source_url: str = Field(description="the config.json (or model card) the figures come from")
+    num_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0, description="dense MLP width (dense layers)")
+    vocab_size: int = Field(gt=0)
+    tie_word_embeddings: bool = False
+    max_context_tokens: int = Field(gt=0)
+    # mixture of experts
+    num_experts: int = Field(default=0, ge=0, description="routed experts per MoE layer")
+    experts_per_token: int = Field(default=0, ge=0)
+    num_shared_experts: int = Field(default=0, ge=0)
+    moe_intermediate_size: int = Field(default=0, ge=0)
+    first_dense_layers: int = Field(default=0, ge=0, description="leading layers with dense MLP")
+    # multi-head latent attention (DeepSeek)
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    qk_nope_head_dim: int | None = None
+    v_head_dim: int | None = None
+    # published totals (checked against the structure in tests)
+    total_params_b: float = Field(gt=0, description="published total parameters, billions")
+    active_params_b: float = Field(gt=0, description="published active parameters per token")
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelSpec":
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError("num_heads must be a multiple of num_kv_heads")
+        if (self.num_experts > 0) != (self.experts_per_token > 0):
+            raise ValueError("num_experts and experts_per_token are both set (MoE) or both 0")
+        if self.experts_per_token > self.num_experts:
+            raise ValueError("experts_per_token cannot exceed num_experts")
+        if self.num_experts and not self.moe_intermediate_size:
+            raise ValueError("an MoE model needs moe_intermediate_size")
+        mla = (self.kv_lora_rank, self.qk_rope_head_dim, self.qk_nope_head_dim, self.v_head_dim)
+        if any(x is not None for x in mla) and any(x is None for x in mla):
+            raise ValueError(
+                "MLA needs all of kv_lora_rank, qk_rope_head_dim, qk_nope_head_dim, v_head_dim"
+            )
+        if self.first_dense_layers > self.num_layers:
+            raise ValueError("first_dense_layers cannot exceed num_layers")
+        return self
+
+    # ---- structure-derived counts (parameters, not bytes) ----
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    @property
+    def attn_params_per_layer(self) -> float:
+        h = self.hidden_size
+        if self.is_mla:
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            if self.q_lora_rank:
+                q = h * self.q_lora_rank + self.q_lora_rank * self.num_heads * qk
+            else:
+                q = h * self.num_heads * qk
+            kv = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank * (
+                self.num_heads * (self.qk_nope_head_dim + self.v_head_dim)
+            )
+            o = self.num_heads * self.v_head_dim * h
+            return float(q + kv + o)
+        q = h * self.num_heads * self.head_dim
+        kv = 2 * h * self.num_kv_heads * self.head_dim
+        o = self.num_heads * self.head_dim * h
+        return float(q + kv + o)
+
+    @property
+    def moe_layers(self) -> int:
+        return self.num_layers - self.first_dense_layers if self.is_moe else 0
+
+    @property
+    def expert_params(self) -> float:
+        """Parameters of one routed expert in one layer (gate, up, down projections)."""
+        return 3.0 * self.hidden_size * self.moe_intermediate_size
+
+    @property
+    def embedding_params(self) -> float:
+        return float(self.vocab_size * self.hidden_size)
+
+    @property
+    def dense_params(self) -> float:
+        """Every weight outside the routed experts: attention, dense MLPs, shared experts,
+        routers, embeddings and LM head."""
+        h = self.hidden_size
+        dense_mlp_layers = self.num_layers - self.moe_layers
+        body = self.num_layers * self.attn_params_per_layer
+        body += dense_mlp_layers * 3.0 * h * self.intermediate_size
+        body += self.moe_layers * (self.num_shared_experts * self.expert_params + h * self.num_experts)
+        emb = self.embedding_params * (1 if self.tie_word_embeddings else 2)
+        return body + emb
+
+    @property
+    def total_params(self) -> float:
+        return self.dense_params + self.moe_layers * self.num_experts * self.expert_params
+
+    @property
+    def active_params(self) -> float:
+        return self.dense_params + self.moe_layers * self.experts_per_token * self.expert_params
+
+    @property
+    def matmul_params_per_token(self) -> float:
+        """Weights each token multiplies through, excluding the input-embedding lookup and the
+        LM head (charged per sequence that samples a token)."""
+        emb = self.embedding_params * (1 if self.tie_word_embeddings else 2)
+        return self.active_params - emb
+
+    def attn_flops_per_pair(self, phase: Literal["prefill", "decode"]) -> float:
+        """FLOPs of QK^T and AV for one (query token, cached token) pair over all layers.
+
+        MLA decode runs in the absorbed form over the compressed latent (kv_lora + rope per head);
+        MLA prefill runs the expanded heads (qk_nope + rope for scores, v_head for values)."""
+        if self.is_mla:
+            if phase == "decode":
+                per_head = 2 * self.kv_lora_rank + self.qk_rope_head_dim
+            else:
+                per_head = self.qk_nope_head_dim + self.qk_rope_head_dim + self.v_head_dim
+            return 2.0 * self.num_heads * per_head * self.num_layers
+        return 4.0 * self.num_heads * self.head_dim * self.num_layers
+
+    def kv_values_per_token(self) -> float:
+        """Cached values per token over all layers: K and V per KV head, or MLA's latent + rope."""
+        if self.is_mla:
+            return float(self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim))
+        return float(2 * self.num_layers * self.num_kv_heads * self.head_dim)

@@ -1,0 +1,177 @@
+"""Thin click commands: parse, call `fleetsim.api`, print. User errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from fleetsim import __version__
+from fleetsim.errors import FleetsimError
+
+SET_HELP = "Override a scenario field, typed by the schema: --set serving.duration_s=120 (repeatable)."
+
+
+def user_errors(fn):
+    """Turn a FleetsimError into one line on stderr and exit code 2 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FleetsimError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fleetsim")
+def main() -> None:
+    """fleetsim: simulate an AI inference fleet of mixed accelerators.
+
+    \b
+    Example:
+      fleetsim run scenarios/quickstart.yaml -o outputs/quick
+    """
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (default: outputs/<name>-<timestamp>/).")
+@click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder.")
+@user_errors
+def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Run SCENARIO and write its run folder (tables, summary.json, manifest.json).
+
+    \b
+    Example:
+      fleetsim run scenarios/quickstart.yaml -o outputs/quick --set serving.duration_s=120
+    """
+    from fleetsim import api
+    from fleetsim.results.runfolder import default_run_dir
+
+    scen = api.load_scenario(scenario, overrides)
+    out_dir = out_dir or default_run_dir(scen.name)
+    progress = None if quiet else (lambda msg: click.echo(f"... {msg}", err=True))
+    result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress)
+    if not quiet:
+        from fleetsim.results.display import summary_text
+
+        click.echo(summary_text(result.summary))
+    click.echo(f"outputs: {result.run_dir}")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@user_errors
+def validate(scenario: Path, overrides: tuple[str, ...]) -> None:
+    """Check SCENARIO without running it (schema, chip and model names, model fits HBM).
+
+    \b
+    Example:
+      fleetsim validate scenarios/quickstart.yaml --set serving.pools.h20.replicas=8
+    """
+    from fleetsim import api
+
+    scen = api.load_scenario(scenario, overrides)
+    click.echo(f"ok: {scenario} ({scen.name})")
+
+
+def _catalog_command(kind: str):
+    @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                  show_default=True)
+    @click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Include this scenario's catalog additions and overrides.")
+    @user_errors
+    def command(fmt: str, scenario: Path | None) -> None:
+        from fleetsim.catalog import catalog_table
+
+        overrides = None
+        if scenario is not None:
+            from fleetsim.scenario.loader import load_scenario
+
+            overrides = getattr(load_scenario(scenario).catalog, kind)
+        click.echo(catalog_table(kind, fmt, overrides))
+
+    command.__doc__ = (
+        f"List the {kind} catalog with sources.\n\n    \b\n    Example:\n      fleetsim {kind} --format csv > {kind}.csv"
+    )
+    return command
+
+
+main.command(name="chips")(_catalog_command("chips"))
+main.command(name="models")(_catalog_command("models"))
+
+
+@main.command()
+@click.argument("chip")
+@click.argument("measurements", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the fitted chip override (YAML) here.")
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="Use this scenario's catalog (for a chip it adds).")
+@user_errors
+def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Path | None) -> None:
+    """Fit CHIP's efficiency factors to MEASUREMENTS.csv and print the fit error per point.
+
+    \b
+    Example:
+      fleetsim calibrate t-head-ppu scenarios/examples/calibration_points.csv -o ppu.yaml
+    """
+    from fleetsim.kernel import calibrate as fit
+
+    overrides = None
+    if scenario is not None:
+        from fleetsim.scenario.loader import load_scenario
+
+        overrides = load_scenario(scenario).catalog.chips
+    result = fit(chip, measurements, overrides=overrides)
+    click.echo(result.report())
+    text = result.to_override_yaml()
+    if out_file is not None:
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise FleetsimError(f"cannot write {out_file}: {exc.strerror or exc}") from None
+        click.echo(f"override written: {out_file}")
+    else:
+        click.echo(text)
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@user_errors
+def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
+    """Highest arrival rate per replica meeting each workload's SLO, for every pool (cached).
+
+    \b
+    Example:
+      fleetsim goodput scenarios/quickstart.yaml
+    """
+    from fleetsim import api
+    from fleetsim.serving.goodput import goodput_table
+
+    scen = api.load_scenario(scenario, overrides)
+    chips, models = api.resolve_catalogs(scen)
+    if scen.serving is None:
+        raise FleetsimError("goodput needs a 'serving' section", file=str(scenario), field="serving")
+    rows = goodput_table(scen, chips, models, progress=lambda m: click.echo(f"... {m}", err=True))
+    from fleetsim.results.display import goodput_text
+
+    click.echo(goodput_text(rows))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

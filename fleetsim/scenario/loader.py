@@ -1,0 +1,247 @@
+"""Scenario files -> validated `Scenario`, with errors that name the file, the field and the line.
+
+YAML is read with `yaml.safe_load` only (a scenario can never run code); TOML with tomllib.
+`--set a.b.c=VALUE` overrides are applied to the raw data before validation, so they are typed
+and checked by the same schema as the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from fleetsim.errors import ScenarioError
+from fleetsim.scenario.model import Scenario
+
+
+def read_scenario_data(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """Parse the file into plain data (and the YAML node tree, for line numbers)."""
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError(f"scenario file not found: {path}")
+    if path.is_dir():
+        raise ScenarioError(f"{path} is a folder; give a scenario file (.yaml, .yml or .toml)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"cannot read scenario file: {exc}", file=str(path)) from None
+    if path.suffix.lower() == ".toml":
+        try:
+            return tomllib.loads(text), None
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"broken TOML: {exc}", file=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"broken YAML: {problem}", file=str(path), line=line) from None
+    if data is None:
+        raise ScenarioError("the scenario file is empty; it needs at least 'name'", file=str(path))
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"a scenario is a mapping of sections (name, seed, serving, ...), not a {type(data).__name__}",
+            file=str(path),
+        )
+    return data, node
+
+
+def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
+    """Apply `a.b.c=VALUE` strings; VALUE is read as YAML so numbers, booleans and lists keep type."""
+    for item in overrides:
+        if "=" not in item:
+            raise ScenarioError(f"--set takes PATH=VALUE (for example serving.duration_s=120), got '{item}'")
+        dotted, raw = item.split("=", 1)
+        keys = [k for k in dotted.strip().split(".")]
+        if not dotted.strip() or any(not k for k in keys):
+            raise ScenarioError(f"--set path '{dotted}' is empty or has an empty part")
+        _check_path_exists(keys, data)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        cursor = data
+        for key in keys[:-1]:
+            nxt = cursor.get(key)
+            if nxt is None:
+                nxt = cursor[key] = {}
+            if not isinstance(nxt, dict):
+                raise ScenarioError(f"--set path '{dotted}': '{key}' holds a value, not a section")
+            cursor = nxt
+        cursor[keys[-1]] = value
+    return data
+
+
+def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
+    """Refuse a --set path that names no field of the schema (dict keys are free: pool names...)."""
+    model: Any = Scenario
+    node: Any = data
+    for depth, key in enumerate(keys):
+        model = _strip_optional(model)
+        node_kind = node.get("kind") if isinstance(node, dict) else None
+        model = _pick_union_member(model, node_kind)
+        where = ".".join(keys[:depth]) or "the scenario"
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            if key not in model.model_fields:
+                raise ScenarioError(
+                    f"--set path '{'.'.join(keys)}' does not exist: {where} has no field '{key}'"
+                    f"{_did_you_mean(key, model.model_fields)}; allowed: {', '.join(model.model_fields)}",
+                    field=".".join(keys),
+                )
+            model = model.model_fields[key].annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]
+        else:
+            return  # a free-form value (dict[str, Any] and the like): the schema checks it later
+        node = node.get(key) if isinstance(node, dict) else None
+
+
+def _strip_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _strip_optional(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _strip_optional(args[0])
+    return tp
+
+
+def _union_members(tp: Any) -> list[Any]:
+    tp = _strip_optional(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [_strip_optional(a) for a in typing.get_args(tp) if a is not type(None)]
+    return [tp]
+
+
+def _pick_union_member(tp: Any, kind: str | None) -> Any:
+    members = _union_members(tp)
+    if len(members) == 1:
+        return members[0]
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel) and "kind" in member.model_fields:
+            allowed = typing.get_args(member.model_fields["kind"].annotation)
+            if kind in allowed:
+                return member
+    return tp
+
+
+def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _real_path(loc: tuple[Any, ...], data: Any) -> tuple[list[str], Any]:
+    """Drop pydantic's union-tag entries from an error location by walking the real data."""
+    path: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(str(part))
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            path.append(str(part))
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node and part == loc[-1]:
+            path.append(part)  # a missing or unknown key: the last element names it
+        # else: a union tag such as 'poisson' or 'function-after[...]': not part of the file
+    return path, node
+
+
+def _model_at(path: list[str], data: Any) -> type[BaseModel] | None:
+    """The pydantic model that holds the last element of path (for listing allowed fields)."""
+    model: Any = Scenario
+    node: Any = data
+    for key in path[:-1]:
+        model = _pick_union_member(model, node.get("kind") if isinstance(node, dict) else None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(key)
+            if field is None:
+                return None
+            model = field.annotation
+        elif typing.get_origin(_strip_optional(model)) is dict:
+            model = typing.get_args(_strip_optional(model))[1]
+        else:
+            return None
+        node = node.get(key) if isinstance(node, dict) else None
+    model = _pick_union_member(model, node.get("kind") if isinstance(node, dict) else None)
+    if typing.get_origin(_strip_optional(model)) is dict:
+        return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _line_of(node: yaml.Node | None, path: list[str]) -> int | None:
+    line = None
+    for key in path:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for knode, vnode in node.value:
+                if str(knode.value) == key:
+                    line = knode.start_mark.line + 1
+                    nxt = vnode
+                    break
+            if nxt is None:
+                return line if line else node.start_mark.line + 1
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _describe(err: dict[str, Any], path: list[str], data: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(path, data)
+        allowed = list(model.model_fields) if model else []
+        hint = _did_you_mean(path[-1], allowed) if path else ""
+        return f"unknown field{hint}; allowed here: {', '.join(allowed)}" if allowed else "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        msg += f" (got {err.get('input')!r})"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        msg += f" (got {err.get('input')!r})"
+    return msg
+
+
+def validation_error_to_scenario_error(
+    exc: ValidationError, data: Any, file: str | None, node: yaml.Node | None, set_paths: set[str]
+) -> ScenarioError:
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    path, _ = _real_path(tuple(err["loc"]), data)
+    dotted = ".".join(path) or None
+    message = _describe(err, path, data)
+    if dotted and any(dotted == p or dotted.startswith(p + ".") or p.startswith(dotted + ".") for p in set_paths):
+        message += " (value from --set)"
+    if len(errors) > 1:
+        message += f" [and {len(errors) - 1} more problem(s); fix this one first]"
+    return ScenarioError(message, file=file, field=dotted, line=_line_of(node, path))
+
+
+def load_scenario(path: str | Path, overrides: typing.Sequence[str] = ()) -> Scenario:
+    """Read, override and validate a scenario file; references to catalogs are checked by the API."""
+    data, node = read_scenario_data(path)
+    data = apply_overrides(data, overrides) if overrides else data
+    set_paths = {o.split("=", 1)[0].strip() for o in overrides}
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_scenario_error(exc, data, str(path), node, set_paths) from None
+    scenario._source_path = Path(path).resolve()
+    return scenario

@@ -1,0 +1,93 @@
+"""Schema of the serving window: workloads, pools of replicas, the router."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from fleetsim.scenario.base import StrictModel
+from fleetsim.scenario.workload import Arrival, TokenDist
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class SLOConfig(StrictModel):
+    """A request meets its SLO when TTFT <= ttft_s and TPOT <= tpot_s; the class meets it when at
+    least `percentile` % of its requests do (ttft_s=2, percentile=99 reads 'p99 TTFT <= 2 s')."""
+
+    ttft_s: PositiveFloat = 2.0
+    tpot_s: PositiveFloat = 0.2
+    percentile: Annotated[float, Field(gt=0, le=100)] = 99.0
+
+
+class WorkloadConfig(StrictModel):
+    model: str
+    arrival: Arrival
+    prompt_tokens: TokenDist | None = None
+    output_tokens: TokenDist | None = None
+    slo: SLOConfig = SLOConfig()
+
+    @model_validator(mode="after")
+    def _tokens_given(self) -> "WorkloadConfig":
+        if self.arrival.kind != "trace" and (self.prompt_tokens is None or self.output_tokens is None):
+            raise ValueError(
+                "prompt_tokens and output_tokens are required unless arrival.kind is 'trace' "
+                "(a trace carries its own token counts)"
+            )
+        return self
+
+
+class ContinuousBatching(StrictModel):
+    """Iteration-level batching (Orca/vLLM). max_batch 1 makes a replica a plain FCFS server."""
+
+    kind: Literal["continuous"] = "continuous"
+    max_batch: Annotated[int, Field(ge=1, le=4096)] = 128
+    max_tokens_per_iter: Annotated[int, Field(ge=1)] = 8192
+    chunked_prefill: bool = False
+
+
+class PoolConfig(StrictModel):
+    chip: str
+    model: str
+    tp: Annotated[int, Field(ge=1, le=64)] = 1
+    replicas: Annotated[int, Field(ge=0)] = 1
+    precision: Literal["bf16", "fp8", "int8"] = "bf16"
+    batching: ContinuousBatching = ContinuousBatching()
+    queue_limit: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"
+    )
+    hall: str = "default"
+
+
+class RouterConfig(StrictModel):
+    kind: Literal["round_robin", "jsq", "power_of_two", "least_tokens"] = "power_of_two"
+
+
+class GoodputConfig(StrictModel):
+    """Search each (pool, workload) pair for the highest arrival rate per replica meeting the SLO."""
+
+    enabled: bool = False
+    cell_replicas: Annotated[int, Field(ge=1, le=64)] = 4
+    duration_s: PositiveFloat = 600.0
+    warmup_s: Annotated[float, Field(ge=0)] = 60.0
+    rel_tol: Annotated[float, Field(gt=0, lt=1)] = 0.02
+
+
+class ServingConfig(StrictModel):
+    duration_s: PositiveFloat = 600.0
+    warmup_s: Annotated[float, Field(ge=0)] = 60.0
+    workloads: dict[str, WorkloadConfig]
+    pools: dict[str, PoolConfig]
+    router: RouterConfig = RouterConfig()
+    goodput: GoodputConfig = GoodputConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ServingConfig":
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
+        if not self.workloads:
+            raise ValueError("at least one workload is required")
+        if not self.pools:
+            raise ValueError("at least one pool is required")
+        return self

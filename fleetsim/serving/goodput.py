@@ -1,0 +1,166 @@
+"""Goodput at SLO: the highest arrival rate per replica at which a workload's SLO still holds.
+
+Bisection on the arrival rate of a small cell of identical replicas, with common random numbers
+(the same seed at every rate: arrivals are one unit-rate stream rescaled), so the SLO verdict is
+close to monotone in rate. Results are cached on disk by a content hash of everything that can
+change the answer, so the fleet layer and sweeps pay for each replica type once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fleetsim import __version__
+from fleetsim.scenario.serving import GoodputConfig, PoolConfig, ServingConfig, WorkloadConfig
+from fleetsim.serving.metrics import latencies, slo_met
+from fleetsim.serving.window import build_kernels, generate_requests, run_window
+
+CACHE_ENV = "FLEETSIM_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where goodput results are kept: $FLEETSIM_CACHE_DIR or ~/.cache/fleetsim/goodput."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root) if root else Path.home() / ".cache" / "fleetsim" / "goodput"
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
+def cache_key(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, router: str,
+              chip: Any, model: Any, seed: int, base_dir: Path) -> str:
+    """Content hash: versions, chip and model specs, replica type, workload, search settings, seed."""
+    files = {}
+    for dist in (workload.arrival, workload.prompt_tokens, workload.output_tokens):
+        path = getattr(dist, "path", None)
+        if path:
+            files[str(path)] = _file_digest((base_dir / path) if not Path(path).is_absolute() else Path(path))
+    payload = {
+        "fleetsim": __version__,
+        "chip": chip.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "pool": pool.model_dump(mode="json", exclude={"replicas", "hall"}),
+        "workload": workload.model_dump(mode="json"),
+        "search": gcfg.model_dump(mode="json", exclude={"enabled"}),
+        "router": router,
+        "seed": seed,
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _cell(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, wname: str,
+          pname: str, router: str) -> ServingConfig:
+    return ServingConfig(
+        duration_s=gcfg.duration_s, warmup_s=gcfg.warmup_s,
+        workloads={wname: workload},
+        pools={pname: pool.model_copy(update={"replicas": gcfg.cell_replicas, "model": workload.model})},
+        router={"kind": router},
+    )
+
+
+def search_goodput(
+    pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, chips: dict, models: dict,
+    seed: int, base_dir: Path = Path("."), router: str = "jsq", wname: str = "w", pname: str = "p",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Bisection on per-replica rate; returns the rate, its tokens/s and how many windows it took."""
+    cell = _cell(pool, workload, gcfg, wname, pname, router)
+    kernels = build_kernels(cell, chips, models)
+    req, _, _ = generate_requests(cell, seed, base_dir, 1.0)
+    base_rate = max(len(req), 1) / cell.duration_s  # the workload's own mean rate at scale 1
+    mean_output = float(req.output_tokens.mean()) if len(req) else 0.0
+    percentile = workload.slo.percentile / 100.0
+    evaluations = []
+
+    def holds(rate_per_replica: float) -> bool:
+        scale = rate_per_replica * gcfg.cell_replicas / base_rate
+        res = run_window(cell, chips, models, seed, base_dir, rate_scale=scale, kernels=kernels)
+        met, judged = slo_met(res, latencies(res))
+        measured = res.requests.arrival_s >= cell.warmup_s
+        n = np.count_nonzero(judged & measured)
+        att = np.count_nonzero(met & measured) / n if n else 0.0
+        evaluations.append({"rate_per_replica_per_s": rate_per_replica, "attainment": float(att)})
+        if progress:
+            progress(f"  {pname}/{wname}: {rate_per_replica:.4g} req/s/replica -> SLO attainment {att:.2%}")
+        return att >= percentile
+
+    lo, hi = 0.0, None
+    rate = max(base_rate / max(pool.replicas, 1), 1e-3)
+    for _ in range(40):  # bracket: double or halve until the verdict changes
+        if holds(rate):
+            lo = rate
+            if hi is not None:
+                break
+            rate *= 2.0
+        else:
+            hi = rate
+            if lo > 0:
+                break
+            rate /= 2.0
+            if rate < 1e-4:
+                break
+    if hi is not None and lo > 0:
+        while (hi - lo) / hi > gcfg.rel_tol:
+            mid = 0.5 * (lo + hi)
+            if holds(mid):
+                lo = mid
+            else:
+                hi = mid
+    return {
+        "goodput_req_per_s_per_replica": lo,
+        "goodput_tokens_per_s_per_replica": lo * mean_output,
+        "upper_bound_req_per_s_per_replica": hi,
+        "evaluations": len(evaluations),
+        "trace": evaluations,
+    }
+
+
+def cached_goodput(
+    pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, chips: dict, models: dict,
+    seed: int, base_dir: Path = Path("."), router: str = "jsq", wname: str = "w", pname: str = "p",
+    progress: Callable[[str], None] | None = None, use_cache: bool = True,
+) -> dict[str, Any]:
+    """`search_goodput`, read from or written to the on-disk cache."""
+    key = cache_key(pool, workload, gcfg, router, chips[pool.chip], models[workload.model], seed, base_dir)
+    path = cache_dir() / f"{key}.json"
+    if use_cache and path.exists():
+        try:
+            return json.loads(path.read_text()) | {"cached": True, "key": key}
+        except (OSError, json.JSONDecodeError):
+            pass
+    result = search_goodput(pool, workload, gcfg, chips, models, seed, base_dir, router, wname, pname, progress)
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache only costs time
+    return result | {"cached": False, "key": key}
+
+
+def goodput_table(scenario, chips: dict, models: dict, progress=None) -> list[dict[str, Any]]:
+    """Goodput of every (pool, workload) pair whose models match, as rows."""
+    cfg = scenario.serving
+    rows = []
+    for pname, pool in cfg.pools.items():
+        for wname, wl in cfg.workloads.items():
+            if wl.model != pool.model:
+                continue
+            res = cached_goodput(pool, wl, cfg.goodput, chips, models, scenario.seed, scenario.base_dir,
+                                 cfg.router.kind, wname, pname, progress)
+            rows.append({"pool": pname, "workload": wname, "chip": pool.chip, "model": pool.model,
+                         "tp": pool.tp, **{k: v for k, v in res.items() if k != "trace"}})
+    return rows

@@ -1,0 +1,291 @@
+"""One model instance on `tp` chips: continuous batching with event skipping.
+
+Between two changes of batch membership (an admission, a completion, a preemption) the batch is
+fixed, so the kernel's closed-form `decode_run` gives the time of the next k decode steps at once:
+the replica sleeps until the next completion (or until an arrival it could admit), then works out
+how many steps ran. Events per request stay O(1), whatever the output length.
+
+Decoding requests are kept in a heap keyed by the decode step at which they finish (the replica
+counts its decode steps), so a membership change costs O(log batch) pure-Python work and no
+per-token or per-request loop over the batch.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import TYPE_CHECKING, Callable
+
+import simpy
+
+from fleetsim.serving.requests import COMPLETED, RequestArrays
+
+if TYPE_CHECKING:
+    from fleetsim.scenario.serving import ContinuousBatching
+
+_EPS = 1e-12
+
+
+class Replica:
+    """A replica's queue, running batch and the SimPy process that serves them."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        pool_idx: int,
+        kernel,
+        batching: "ContinuousBatching",
+        queue_limit: int | None,
+        req: RequestArrays,
+        on_done: Callable[[int], None],
+    ) -> None:
+        self.env = env
+        self.index = index
+        self.pool_idx = pool_idx
+        self.kernel = kernel
+        self.max_batch = batching.max_batch
+        self.token_budget = batching.max_tokens_per_iter
+        self.chunked = batching.chunked_prefill
+        self.queue_limit = queue_limit
+        self.kv_capacity = float(kernel.kv_capacity_tokens)
+        self.req = req
+        self.on_done = on_done
+        # Requests as plain lists for O(1) access in the hot path.
+        self._prompt = req.prompt_list
+        self._output = req.output_list
+
+        self.waiting: deque[int] = deque()
+        self.prefilling: deque[list[int]] = deque()  # [rid, tokens_to_prefill, done, generated]
+        self.kv_prefill = 0.0  # KV tokens reserved by prefilling requests
+        self.decoding: dict[int, int] = {}  # rid -> decode step at which it finishes (admission order)
+        self.heap: list[tuple[int, int]] = []
+        self.step = 0  # decode steps done by this replica
+        self.ctx = 0.0  # summed context (KV tokens) of decoding requests
+        self.resume: dict[int, int] = {}  # preempted rid -> tokens generated before preemption
+        self.outstanding_tokens = 0  # prompt + output tokens of requests assigned, not finished
+
+        self.up = True
+        self.throttle = 1.0
+        self.busy_s = 0.0  # time spent iterating, up to `_since`
+        self.batch_area = 0.0  # integral of batch size over busy time, up to `_since`
+        self._since = 0.0
+        self._n_running = 0  # batch size of the iteration under way (0: idle)
+        self.preemptions = 0
+        self._wake: simpy.Event | None = None
+        self._wake_if_admissible = False
+        self.process = env.process(self._loop())
+
+    # ---- load figures the router reads -------------------------------------------------------
+    @property
+    def load(self) -> int:
+        return len(self.waiting) + len(self.prefilling) + len(self.decoding)
+
+    def queue_full(self) -> bool:
+        return self.queue_limit is not None and len(self.waiting) >= self.queue_limit
+
+    def fits_ever(self, rid: int) -> bool:
+        return self._prompt[rid] + self._output[rid] <= self.kv_capacity
+
+    # ---- arrivals ----------------------------------------------------------------------------
+    def enqueue(self, rid: int) -> None:
+        self.waiting.append(rid)
+        self.outstanding_tokens += self._prompt[rid] + self._output[rid]
+        wake = self._wake
+        if wake is not None and not wake.triggered:
+            # FCFS: a newcomer can only join if nobody waits before it.
+            if not self._wake_if_admissible or (len(self.waiting) == 1 and self._can_admit(rid)):
+                wake.succeed(False)
+
+    def _can_admit(self, rid: int) -> bool:
+        running = len(self.decoding) + len(self.prefilling)
+        if running >= self.max_batch:
+            return False
+        if running == 0:
+            return True  # an empty replica always takes the head (routing refused what never fits)
+        need = self._prompt[rid] + self.resume.get(rid, 0) + 1
+        # Leave room for one more step of every running sequence (vLLM's watermark), so an
+        # admission is not followed at once by a preemption.
+        return self.ctx + self.kv_prefill + need + running + 1 <= self.kv_capacity
+
+    # ---- the batching loop ------------------------------------------------------------------
+    def _loop(self):
+        env = self.env
+        kernel = self.kernel
+        while True:
+            self._admit()
+            if self.prefilling:
+                yield from self._prefill_iteration()
+                continue
+            n = len(self.decoding)
+            if n:
+                while n > 1 and self.ctx + self.kv_prefill + n > self.kv_capacity:
+                    self._preempt()  # KV cache full: the next step would not fit
+                    n -= 1
+                run = kernel.decode_run(n, self.ctx, self.throttle)
+                k_next = self._next_finish_step() - self.step
+                k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
+                k = max(min(k_next, k_full), 1)
+                t_run = run.time_for_steps(k)
+                start = env.now
+                self._mark(start, n)
+                interruptible = (
+                    len(self.decoding) + len(self.prefilling) < self.max_batch
+                )
+                if interruptible:
+                    wake = self._wake = env.event()
+                    self._wake_if_admissible = True
+                    timer = env.timeout(t_run)
+                    timer.callbacks.append(lambda _t, w=wake: w.triggered or w.succeed(True))
+                    finished = yield wake
+                    self._wake = None
+                    if not finished:
+                        elapsed = env.now - start
+                        k = run.steps_within(elapsed + _EPS)
+                        t_done = run.time_for_steps(k)
+                        if t_done < elapsed - 1e-9 or k == 0:
+                            k += 1  # a step is in progress: the newcomer joins after it
+                            t_done = run.time_for_steps(k)
+                            yield env.timeout(max(t_done - elapsed, 0.0))
+                        t_run = t_done
+                else:
+                    yield env.timeout(t_run)
+                self._advance_decode(k, n, t_run)
+                continue
+            self._wake = env.event()
+            self._wake_if_admissible = False
+            yield self._wake
+            self._wake = None
+
+    def _admit(self) -> None:
+        """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
+        waiting = self.waiting
+        while waiting:
+            rid = waiting[0]
+            if not self._can_admit(rid):
+                break
+            waiting.popleft()
+            generated = self.resume.pop(rid, 0)
+            tokens = self._prompt[rid] + generated
+            self.prefilling.append([rid, tokens, 0, generated])
+            self.kv_prefill += tokens + 1
+            if self.req.admitted_s[rid] != self.req.admitted_s[rid]:  # NaN: first admission
+                self.req.admitted_s[rid] = self.env.now
+
+    def _prefill_iteration(self):
+        """One iteration: prompt chunks of admitted requests plus one token for every decoder."""
+        n_dec = len(self.decoding)
+        budget = self.token_budget - n_dec
+        chunks: list[tuple[list[int], int]] = []
+        tokens = 0
+        attended = 0.0
+        for item in self.prefilling:
+            remaining = item[1] - item[2]
+            if self.chunked:
+                take = min(remaining, max(budget - tokens, 0))
+            else:
+                take = remaining if (tokens + remaining <= budget or not chunks) else 0
+            if take <= 0:
+                break
+            chunks.append((item, take))
+            tokens += take
+            attended += take * (item[2] + take / 2.0)
+        dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
+        self._mark(self.env.now, n_dec + len(chunks))
+        yield self.env.timeout(dt)
+        now = self.env.now
+        self._mark(now, 0)
+        if n_dec:
+            self.step += 1
+            self.ctx += n_dec
+            self._complete_due(now)
+        for item, take in chunks:
+            item[2] += take
+        while self.prefilling and self.prefilling[0][2] >= self.prefilling[0][1]:
+            rid, total, _done, generated = self.prefilling.popleft()
+            self.kv_prefill -= total + 1
+            self._join_decode(rid, total, generated + 1, now)
+
+    def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
+        req = self.req
+        if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: first token of this request
+            req.first_token_s[rid] = now
+        remaining = self._output[rid] - generated
+        if remaining <= 0:
+            self._finish(rid, now)
+            return
+        finish_step = self.step + remaining
+        self.decoding[rid] = finish_step
+        heapq.heappush(self.heap, (finish_step, rid))
+        self.ctx += context + 1
+
+    def _next_finish_step(self) -> int:
+        heap = self.heap
+        decoding = self.decoding
+        while decoding.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale entry of a preempted request
+        return heap[0][0]
+
+    def _advance_decode(self, k: int, n: int, dt: float) -> None:
+        self.step += k
+        self.ctx += n * k
+        self._mark(self.env.now, 0)
+        self._complete_due(self.env.now)
+
+    def _mark(self, now: float, n_running: int) -> None:
+        """Account busy time and batch-size area since the last mark, then set the new batch size."""
+        if self._n_running:
+            dt = now - self._since
+            self.busy_s += dt
+            self.batch_area += self._n_running * dt
+        self._since = now
+        self._n_running = n_running
+
+    def busy_at(self, now: float) -> tuple[float, float]:
+        """(busy seconds, batch-size area) up to `now`, counting the iteration under way."""
+        if self._n_running:
+            dt = now - self._since
+            return self.busy_s + dt, self.batch_area + self._n_running * dt
+        return self.busy_s, self.batch_area
+
+    def _complete_due(self, now: float) -> None:
+        heap = self.heap
+        decoding = self.decoding
+        while heap and heap[0][0] <= self.step:
+            finish_step, rid = heapq.heappop(heap)
+            if decoding.get(rid) != finish_step:
+                continue  # stale entry of a preempted request
+            del decoding[rid]
+            self.ctx -= self._prompt[rid] + self._output[rid]
+            self._finish(rid, now)
+
+    def _finish(self, rid: int, now: float) -> None:
+        req = self.req
+        req.finish_s[rid] = now
+        req.status[rid] = COMPLETED
+        self.outstanding_tokens -= self._prompt[rid] + self._output[rid]
+        self.on_done(rid)
+
+    def _preempt(self) -> None:
+        """KV cache full: evict the most recently admitted decoder (recompute, as vLLM does)."""
+        rid = next(reversed(self.decoding))
+        finish_step = self.decoding.pop(rid)
+        generated = self._output[rid] - (finish_step - self.step)
+        self.ctx -= self._prompt[rid] + generated
+        self.resume[rid] = generated
+        self.waiting.appendleft(rid)
+        self.preemptions += 1
+
+    # ---- crashes -----------------------------------------------------------------------------
+    def evacuate(self) -> list[int]:
+        """Take every request off this replica (crash); the caller re-routes them."""
+        rids = list(self.waiting) + [item[0] for item in self.prefilling] + list(self.decoding)
+        self.waiting.clear()
+        self.prefilling.clear()
+        self.decoding.clear()
+        self.heap.clear()
+        self.resume.clear()
+        self.ctx = 0.0
+        self.kv_prefill = 0.0
+        self.outstanding_tokens = 0
+        return rids

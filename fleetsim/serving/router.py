@@ -1,0 +1,124 @@
+"""Routers: pick a replica for each request among the up replicas that serve its model.
+
+Chosen in the scenario by `router.kind`; adding one is one function plus one registry entry.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from fleetsim.serving.replica import Replica
+from fleetsim.serving.requests import EXCEEDS_KV, NO_REPLICA, QUEUE_FULL, REJECTED, RequestArrays
+
+Choose = Callable[["Router", list[Replica], int], Replica]
+
+
+def _round_robin(router: "Router", replicas: list[Replica], model: int) -> Replica:
+    i = router.rr_next[model] % len(replicas)
+    router.rr_next[model] = i + 1
+    return replicas[i]
+
+
+def _jsq(router: "Router", replicas: list[Replica], model: int) -> Replica:
+    return min(replicas, key=_load)
+
+
+def _least_tokens(router: "Router", replicas: list[Replica], model: int) -> Replica:
+    return min(replicas, key=_tokens)
+
+
+def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Replica:
+    n = len(replicas)
+    if n == 1:
+        return replicas[0]
+    a, b = router.draw_pair(n)
+    ra, rb = replicas[a], replicas[b]
+    return ra if ra.load <= rb.load else rb
+
+
+def _load(r: Replica) -> int:
+    return r.load
+
+
+def _tokens(r: Replica) -> int:
+    return r.outstanding_tokens
+
+
+ROUTERS: dict[str, Choose] = {
+    "round_robin": _round_robin,
+    "jsq": _jsq,
+    "power_of_two": _power_of_two,
+    "least_tokens": _least_tokens,
+}
+
+
+class Router:
+    """Routes by model, then by the chosen policy; rejects with a reason rather than dropping."""
+
+    def __init__(
+        self,
+        kind: str,
+        replicas_by_model: dict[int, list[Replica]],
+        req: RequestArrays,
+        request_model: list[int],
+        rng: np.random.Generator,
+        now: Callable[[], float],
+    ) -> None:
+        self.choose = ROUTERS[kind]
+        self.all_by_model = replicas_by_model
+        self.req = req
+        self.request_model = request_model
+        self.rng = rng
+        self.now = now
+        self.rr_next = {m: 0 for m in replicas_by_model}
+        self._up_cache: dict[int, list[Replica]] = {}
+        self._pairs: list[tuple[int, int]] = []
+        self._pairs_n = 0
+
+    def draw_pair(self, n: int) -> tuple[int, int]:
+        """Two distinct replica indices, drawn in numpy blocks."""
+        if n != self._pairs_n or not self._pairs:
+            a = self.rng.integers(0, n, size=4096)
+            b = (a + self.rng.integers(1, n, size=4096)) % n
+            self._pairs = list(zip(a.tolist(), b.tolist()))
+            self._pairs_n = n
+        return self._pairs.pop()
+
+    def replicas_changed(self) -> None:
+        """Call when a replica goes down or comes back."""
+        self._up_cache.clear()
+
+    def _up(self, model: int) -> list[Replica]:
+        up = self._up_cache.get(model)
+        if up is None:
+            up = self._up_cache[model] = [r for r in self.all_by_model.get(model, ()) if r.up]
+        return up
+
+    def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
+        req = self.req
+        req.attempts[rid] += 1
+        model = self.request_model[rid]
+        up = self._up(model)
+        if not up:
+            self._reject(rid, reject_reason)
+            return
+        replica = self.choose(self, up, model)
+        if not replica.fits_ever(rid):
+            fitting = [r for r in up if r.fits_ever(rid)]
+            if not fitting:
+                self._reject(rid, EXCEEDS_KV)
+                return
+            replica = self.choose(self, fitting, model)
+        if replica.queue_full():
+            self._reject(rid, QUEUE_FULL)
+            return
+        req.pool_idx[rid] = replica.pool_idx
+        req.replica[rid] = replica.index
+        replica.enqueue(rid)
+
+    def _reject(self, rid: int, reason: int) -> None:
+        self.req.status[rid] = REJECTED
+        self.req.reject_reason[rid] = reason
+        self.req.finish_s[rid] = self.now()

@@ -1,0 +1,184 @@
+"""One serving window: arrivals -> router -> replicas, for `duration_s` of simulated time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from fleetsim.errors import ScenarioError
+from fleetsim.kernel import ReplicaKernel
+from fleetsim.scenario.serving import ServingConfig
+from fleetsim.serving.replica import Replica
+from fleetsim.serving.requests import UNFINISHED, RequestArrays
+from fleetsim.serving.rng import stream
+from fleetsim.serving.router import Router
+from fleetsim.serving.workload import build_requests
+
+
+@dataclass
+class PoolStats:
+    name: str
+    chip: str
+    model: str
+    tp: int
+    replicas: int
+    kv_capacity_tokens: int
+    busy_s: np.ndarray  # per replica, over the measured interval
+    batch_area: np.ndarray
+    preemptions: int
+    up_s: np.ndarray  # time each replica was up during the measured interval
+
+
+@dataclass
+class WindowResult:
+    """Everything a window produced; `results` turns it into tables."""
+
+    requests: RequestArrays
+    request_model: np.ndarray
+    pools: list[PoolStats]
+    duration_s: float
+    warmup_s: float
+    config: ServingConfig
+    window: int = 0
+    events: dict[str, list[Any]] = field(default_factory=dict)
+    wall_s: float = 0.0
+    sim_events: int = 0
+
+
+def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, ReplicaKernel]:
+    """One kernel per pool; a model that does not fit its chips is refused here, with the pool named."""
+    kernels = {}
+    for name, pool in cfg.pools.items():
+        try:
+            kernels[name] = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+        except ScenarioError:
+            raise
+        except Exception as exc:  # CapacityError and friends: tag the pool
+            if hasattr(exc, "message"):
+                raise type(exc)(exc.message, field=f"serving.pools.{name}") from None
+            raise
+    return kernels
+
+
+def generate_requests(
+    cfg: ServingConfig, seed: int, base_dir: Path, rate_scale: float = 1.0, window: int = 0
+) -> tuple[RequestArrays, np.ndarray, list[str]]:
+    """All arrivals of the window, every class merged in time order."""
+    class_names = list(cfg.workloads)
+    model_names = sorted({w.model for w in cfg.workloads.values()})
+    blocks = []
+    for ci, (cname, wl) in enumerate(cfg.workloads.items()):
+        rng = stream(seed, "workload", cname, window)
+        block = build_requests(
+            wl, rng, cfg.duration_s, rate_scale=rate_scale, base_dir=base_dir,
+            field_prefix=f"serving.workloads.{cname}",
+        )
+        n = len(block.arrival_s)
+        blocks.append((block, np.full(n, ci, dtype=np.int16), np.full(n, model_names.index(wl.model), dtype=np.int16)))
+    arrival = np.concatenate([b[0].arrival_s for b in blocks])
+    order = np.argsort(arrival, kind="stable")
+    req = RequestArrays(
+        arrival_s=arrival[order],
+        prompt_tokens=np.concatenate([b[0].prompt_tokens for b in blocks])[order].astype(np.int64),
+        output_tokens=np.concatenate([b[0].output_tokens for b in blocks])[order].astype(np.int64),
+        class_idx=np.concatenate([b[1] for b in blocks])[order],
+        class_names=class_names,
+        pool_names=list(cfg.pools),
+    )
+    request_model = np.concatenate([b[2] for b in blocks])[order]
+    return req, request_model, model_names
+
+
+def run_window(
+    cfg: ServingConfig,
+    chips: dict,
+    models: dict,
+    seed: int,
+    base_dir: Path = Path("."),
+    rate_scale: float = 1.0,
+    window: int = 0,
+    kernels: dict[str, ReplicaKernel] | None = None,
+    reliability: Any = None,
+) -> WindowResult:
+    """Simulate one window and return its raw records."""
+    import time
+
+    wall0 = time.perf_counter()
+    kernels = kernels or build_kernels(cfg, chips, models)
+    req, request_model, model_names = generate_requests(cfg, seed, base_dir, rate_scale, window)
+    env = simpy.Environment()
+
+    replicas_by_model: dict[int, list[Replica]] = {}
+    pool_replicas: list[list[Replica]] = []
+    index = 0
+    router_box: list[Router] = []
+
+    def on_done(_rid: int) -> None:
+        pass
+
+    for pi, (pname, pool) in enumerate(cfg.pools.items()):
+        reps = []
+        for _ in range(pool.replicas):
+            reps.append(Replica(env, index, pi, kernels[pname], pool.batching, pool.queue_limit, req, on_done))
+            index += 1
+        pool_replicas.append(reps)
+        if pool.model in model_names:
+            replicas_by_model.setdefault(model_names.index(pool.model), []).extend(reps)
+
+    router = Router(
+        cfg.router.kind, replicas_by_model, req, request_model.tolist(),
+        stream(seed, "router", window), lambda: env.now,
+    )
+    router_box.append(router)
+
+    env.process(_arrivals(env, req.arrival_s.tolist(), router))
+
+    snapshot: dict[str, list[float]] = {}
+
+    def warmup_snapshot():
+        yield env.timeout(cfg.warmup_s)
+        for reps in pool_replicas:
+            for r in reps:
+                snapshot[r.index] = r.busy_at(env.now)
+
+    env.process(warmup_snapshot())
+    events: dict[str, list[Any]] = {k: [] for k in ("time_s", "window", "pool", "replica", "chip", "kind", "temp_c", "detail")}
+    if reliability is not None:
+        reliability.attach(env, cfg, pool_replicas, router, req, events, seed, window)
+
+    env.run(until=cfg.duration_s)
+    measured = cfg.duration_s - cfg.warmup_s
+
+    pools = []
+    for (pname, pool), reps in zip(cfg.pools.items(), pool_replicas):
+        end = [r.busy_at(cfg.duration_s) for r in reps]
+        busy = np.array([e[0] - snapshot.get(r.index, (0.0, 0.0))[0] for e, r in zip(end, reps)])
+        area = np.array([e[1] - snapshot.get(r.index, (0.0, 0.0))[1] for e, r in zip(end, reps)])
+        up_s = np.array([getattr(r, "up_s_measured", measured) for r in reps])
+        pools.append(PoolStats(
+            name=pname, chip=pool.chip, model=pool.model, tp=pool.tp, replicas=pool.replicas,
+            kv_capacity_tokens=int(kernels[pname].kv_capacity_tokens),
+            busy_s=busy, batch_area=area, preemptions=sum(r.preemptions for r in reps), up_s=up_s,
+        ))
+    assert np.all(req.status[np.isnan(req.finish_s)] == UNFINISHED)
+    return WindowResult(
+        requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
+        warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
+        wall_s=time.perf_counter() - wall0, sim_events=next(env._eid),  # SimPy's event counter: events scheduled
+    )
+
+
+def _arrivals(env: simpy.Environment, times: list[float], router: Router):
+    """One process for all arrivals: one timeout per request, no per-request process."""
+    route = router.route
+    timeout = env.timeout
+    now = 0.0
+    for rid, t in enumerate(times):
+        if t > now:
+            yield timeout(t - now)
+            now = t
+        route(rid)

@@ -1,0 +1,197 @@
+"""The event-skipping replica against a brute-force per-iteration reference, plus hand-worked cases.
+
+The reference below advances one iteration at a time (one kernel call per decode step, the way a
+naive simulator would) with the same policy: FCFS admission at iteration boundaries, mixed
+prefill + decode iterations, the same token budget and chunking. Event skipping must give the
+same timestamps for every request (to float rounding), which is what makes it safe.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fleetsim.catalog import load_chips, load_models
+from fleetsim.kernel import ReplicaKernel
+from fleetsim.scenario.serving import ServingConfig
+from fleetsim.serving.requests import COMPLETED
+from fleetsim.serving.window import run_window
+
+CHIPS, MODELS = load_chips(), load_models()
+
+
+def _cfg(rate, prompt, output, max_batch=8, budget=4096, chunked=False, duration=60.0, replicas=1,
+         queue_limit=None, router="jsq", chip="h100", model="llama-3.1-8b", tp=1):
+    return ServingConfig.model_validate({
+        "duration_s": duration, "warmup_s": 0.0,
+        "workloads": {"w": {"model": model, "arrival": {"kind": "poisson", "rate_per_s": rate},
+                            "prompt_tokens": prompt, "output_tokens": output}},
+        "pools": {"p": {"chip": chip, "model": model, "tp": tp, "replicas": replicas,
+                        "queue_limit": queue_limit,
+                        "batching": {"max_batch": max_batch, "max_tokens_per_iter": budget,
+                                     "chunked_prefill": chunked}}},
+        "router": {"kind": router},
+    })
+
+
+def reference(kernel, arrival, prompt, output, max_batch, budget, chunked, duration):
+    """Per-iteration simulation of one replica (no KV pressure): returns first token and finish."""
+    n = len(arrival)
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    admitted = np.full(n, np.nan)
+    t = 0.0
+    nxt = 0  # next arrival not yet queued
+    waiting: list[int] = []
+    prefilling: list[list[int]] = []  # [rid, done]
+    decoding: dict[int, int] = {}  # rid -> generated
+    ctx = 0.0
+    while t < duration:
+        while nxt < n and arrival[nxt] <= t:
+            waiting.append(nxt)
+            nxt += 1
+        while waiting and len(decoding) + len(prefilling) < max_batch:
+            rid = waiting.pop(0)
+            prefilling.append([rid, 0])
+            admitted[rid] = t
+        if not prefilling and not decoding:
+            if nxt >= n:
+                break
+            t = arrival[nxt]
+            continue
+        n_dec = len(decoding)
+        room = budget - n_dec
+        chunks, tokens, attended = [], 0, 0.0
+        for item in prefilling:
+            rem = prompt[item[0]] - item[1]
+            take = min(rem, max(room - tokens, 0)) if chunked else (rem if (tokens + rem <= room or not chunks) else 0)
+            if take <= 0:
+                break
+            chunks.append((item, take))
+            tokens += take
+            attended += take * (item[1] + take / 2.0)
+        dt = kernel.step_time_s(tokens, n_dec, ctx, attended if tokens else None, 1.0) if tokens else kernel.step_time_s(0, n_dec, ctx)
+        t += dt
+        if t > duration:
+            break
+        ctx += n_dec
+        for rid in list(decoding):
+            decoding[rid] += 1
+            if decoding[rid] >= output[rid]:
+                del decoding[rid]
+                ctx -= prompt[rid] + output[rid]
+                finish[rid] = t
+        for item, take in chunks:
+            item[1] += take
+        while prefilling and prefilling[0][1] >= prompt[prefilling[0][0]]:
+            rid, _ = prefilling.pop(0)
+            first[rid] = t
+            if output[rid] <= 1:
+                finish[rid] = t
+            else:
+                decoding[rid] = 1
+                ctx += prompt[rid] + 1
+    return admitted, first, finish
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    rate=st.floats(0.5, 20.0),
+    max_batch=st.integers(1, 16),
+    chunked=st.booleans(),
+    budget=st.sampled_from([256, 1024, 4096]),
+)
+def test_event_skipping_matches_per_iteration_reference(seed, rate, max_batch, chunked, budget):
+    """Same timestamps as one-kernel-call-per-step simulation, to 1e-6 s, on random workloads."""
+    cfg = _cfg(rate, {"kind": "uniform", "low": 1, "high": 3000},
+               {"kind": "geometric", "mean": 40}, max_batch=max_batch, budget=budget,
+               chunked=chunked, duration=30.0)
+    res = run_window(cfg, CHIPS, MODELS, seed)
+    r = res.requests
+    kernel = ReplicaKernel(CHIPS["h100"], MODELS["llama-3.1-8b"], 1)
+    adm, first, fin = reference(kernel, r.arrival_s, r.prompt_tokens, r.output_tokens, max_batch,
+                                budget, chunked, cfg.duration_s)
+    np.testing.assert_allclose(r.admitted_s, adm, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(r.first_token_s, first, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(r.finish_s, fin, atol=1e-6, equal_nan=True)
+
+
+def test_single_request_hand_computed():
+    """One request alone: TTFT = prefill iteration; then output-1 decode steps at growing context.
+
+    llama-3.1-8b on one H100, prompt 512, output 64: finish = step_time_s(512, 0, 0) +
+    sum_{j<63} step_time_s(0, 1, 513 + j).
+    """
+    cfg = _cfg(1.0, {"kind": "fixed", "value": 512}, {"kind": "fixed", "value": 64}, duration=5.0)
+    cfg.workloads["w"].arrival = cfg.workloads["w"].arrival.model_copy(update={"rate_per_s": 0.05})
+    res = None
+    for seed in range(200):
+        res = run_window(cfg, CHIPS, MODELS, seed)
+        if len(res.requests) == 1 and res.requests.arrival_s[0] < 1.0:
+            break
+    r = res.requests
+    kernel = ReplicaKernel(CHIPS["h100"], MODELS["llama-3.1-8b"], 1)
+    prefill = kernel.step_time_s(512, 0, 0.0)
+    decode = sum(kernel.step_time_s(0, 1, 513.0 + j) for j in range(63))
+    assert r.first_token_s[0] - r.arrival_s[0] == pytest.approx(prefill, rel=1e-9)
+    assert r.finish_s[0] - r.arrival_s[0] == pytest.approx(prefill + decode, rel=1e-9)
+    assert r.status[0] == COMPLETED and r.attempts[0] == 1
+
+
+def test_kv_pressure_preempts_and_conserves():
+    """A tiny KV cache forces recompute preemptions; every request is still accounted for."""
+    chips = load_chips({"h100": {"hbm_gb": 19.0}})
+    cfg = _cfg(8.0, {"kind": "uniform", "low": 500, "high": 2000}, {"kind": "geometric", "mean": 400},
+               max_batch=64, duration=60.0)
+    res = run_window(cfg, chips, MODELS, 3)
+    assert res.pools[0].preemptions > 0
+    c = res.requests.counts()
+    assert c["arrived"] == c["completed"] + c["rejected"] + c["unfinished"]
+    done = res.requests.status == COMPLETED
+    assert np.all(res.requests.finish_s[done] >= res.requests.first_token_s[done])
+    assert np.all(res.requests.first_token_s[done] >= res.requests.admitted_s[done])
+
+
+def test_same_seed_identical_and_other_seed_differs():
+    cfg = _cfg(6.0, {"kind": "lognormal", "median": 800, "sigma": 0.8, "max": 4096},
+               {"kind": "lognormal", "median": 100, "sigma": 0.8, "max": 1024}, replicas=3,
+               router="power_of_two", chunked=True, max_batch=32)
+    a = run_window(cfg, CHIPS, MODELS, 11).requests
+    b = run_window(cfg, CHIPS, MODELS, 11).requests
+    c = run_window(cfg, CHIPS, MODELS, 12).requests
+    for key in ("arrival_s", "first_token_s", "finish_s", "replica", "status"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert len(a) != len(c) or not np.array_equal(a.arrival_s, c.arrival_s)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    rate=st.floats(0.1, 60.0),
+    replicas=st.integers(1, 4),
+    max_batch=st.integers(1, 64),
+    queue_limit=st.one_of(st.none(), st.integers(0, 5)),
+    router=st.sampled_from(["round_robin", "jsq", "power_of_two", "least_tokens"]),
+    chunked=st.booleans(),
+)
+def test_conservation_over_random_scenarios(seed, rate, replicas, max_batch, queue_limit, router, chunked):
+    """arrived = completed + rejected + unfinished; timestamps causal; rejects carry a reason."""
+    cfg = _cfg(rate, {"kind": "lognormal", "median": 600, "sigma": 1.0, "max": 8000},
+               {"kind": "geometric", "mean": 80}, max_batch=max_batch, replicas=replicas,
+               queue_limit=queue_limit, router=router, chunked=chunked, duration=20.0)
+    r = run_window(cfg, CHIPS, MODELS, seed).requests
+    c = r.counts()
+    assert c["arrived"] == c["completed"] + c["rejected"] + c["unfinished"]
+    rejected = r.status == 2
+    assert np.all(r.reject_reason[rejected] > 0) and np.all(r.reject_reason[~rejected] == 0)
+    done = r.status == COMPLETED
+    assert np.all(r.admitted_s[done] >= r.arrival_s[done] - 1e-12)
+    assert np.all(r.finish_s[done] <= cfg.duration_s + 1e-9)
+    assert np.all(np.isnan(r.finish_s[r.status == 0]))
+    assert np.all(r.attempts[~np.isnan(r.admitted_s)] >= 1)
+    assert math.isfinite(float(np.nansum(r.finish_s)))
