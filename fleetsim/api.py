@@ -87,9 +87,10 @@ def check_references(scenario: Scenario) -> None:
                     f"no pool serves model '{wl.model}'; pools serve: {', '.join(sorted(served))}",
                     field=f"serving.workloads.{name}.model",
                 )
-        from fleetsim.serving.window import build_kernels
+        from fleetsim.serving.window import build_kernels, compile_workloads
 
         build_kernels(serving, chips, models)  # refuses a model that does not fit its chips
+        compile_workloads(serving, scenario.base_dir)  # trace and empirical files exist, columns too
     if scenario.reliability is not None and scenario.reliability.fleet is not None:
         for i, cohort in enumerate(scenario.reliability.fleet.cohorts):
             if cohort.chip not in chips:
@@ -149,8 +150,8 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     summary["seed"] = scenario.seed
     summary["wall_s"] = sim_s
     summary["requests_per_wall_s"] = len(res.requests) / sim_s if sim_s > 0 else None
-    if health is not None:
-        summary["reliability"] = health.summary(res)
+    if res.reliability is not None:
+        summary["reliability"] = res.reliability
     if scenario.serving.goodput.enabled:
         from fleetsim.serving.goodput import goodput_table
 

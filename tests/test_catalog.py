@@ -114,6 +114,8 @@ def test_bad_override_errors_name_the_field():
     assert "did you mean 'hbm_efficiency'" in str(e.value)
     with pytest.raises(ScenarioError):
         load_chips({"h100": 3})
+    with pytest.raises(ScenarioError, match="must be a number"):
+        load_chips({"h100": {"hbm_tbps": True}})
     with pytest.raises(ScenarioError) as e:
         load_models({"qwen2.5-7b": {"num_layer": 3}})
     assert "did you mean 'num_layers'" in str(e.value)

@@ -203,3 +203,38 @@ def test_decode_run_crossing_lines():
     kk = run.steps_within(t)
     cum = np.cumsum(per)
     assert cum[kk - 1] <= t * (1 + 1e-12) and cum[kk] > t * (1 - 1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(st.floats(1e-4, 1.0), st.floats(0.0, 1e-2)), min_size=1, max_size=3
+    ),
+    c=st.floats(0.0, 0.01),
+    k=st.integers(0, 3000),
+)
+def test_decode_run_envelope_against_brute_force(lines, c, k):
+    """Any 1-3 lines: the closed-form sum equals the brute-force sum of max-of-lines + c."""
+    from fleetsim.kernel import DecodeRun
+
+    run = DecodeRun(lines, c)
+    j = np.arange(k)
+    per = np.max([a + b * j for a, b in lines], axis=0) + c if k else np.zeros(0)
+    assert run.time_for_steps(k) == pytest.approx(per.sum(), rel=1e-9, abs=1e-12)
+    if k:
+        t = per.sum() * 0.6180339
+        got = run.steps_within(t)
+        cum = np.concatenate([[0.0], np.cumsum(per)])
+        assert cum[min(got, k)] <= t * (1 + 1e-12)
+        if got < k:
+            assert cum[got + 1] > t * (1 - 1e-12)
+
+
+def test_ep_mode_overlaps_communication():
+    """DeepSeek-V3 beyond one 8-GPU board: all-to-alls over the NIC, overlapped with compute."""
+    k = kern("h100", "deepseek-v3", 32, "fp8")
+    assert k.parallelism == "dp-attention+ep-alltoall" and k.comm_overlapped and k.scaled_out
+    run = k.decode_run(4000, 4000 * 2000.0)
+    assert len(run.lines) == 3
+    t = kern("h100", "llama-2-70b", 8)
+    assert t.parallelism == "tp-allreduce" and not t.comm_overlapped and not t.scaled_out

@@ -44,7 +44,9 @@ def _raise_validation(exc: ValidationError, cls: type[BaseModel], path: str, new
         elif err["type"] == "missing":
             msg = "missing (" + ("a new entry must give every required field" if new else "required") + ")"
         else:
-            msg = f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
+            msg = err["msg"].removeprefix("Value error, ")
+            if not isinstance(err.get("input"), dict):
+                msg += f" (got {err.get('input')!r})"
         found.append((field, msg))
     message = found[0][1]
     if len(found) > 1:
@@ -161,6 +163,7 @@ def _apply(
                         data[flag] = [f for f in data[flag] if f not in touched]
                 if "overridden" not in over:
                     data["overridden"] = sorted(set(data["overridden"]) | set(touched))
+        _reject_bools(over, cls, epath)
         unknown = [f for f in over if f not in cls.model_fields]
         if unknown:
             f = unknown[0]
@@ -172,6 +175,19 @@ def _apply(
         except ValidationError as exc:
             _raise_validation(exc, cls, epath, new)
     return out
+
+
+def _reject_bools(over: dict, cls: type[BaseModel], path: str) -> None:
+    """YAML `true` would pass as 1.0 in a numeric field; name the exact field instead."""
+    for key, val in over.items():
+        f = cls.model_fields.get(key)
+        if f is None:
+            continue
+        if isinstance(val, bool) and f.annotation is not bool:
+            raise ScenarioError(f"must be a number, got {val!r}", field=f"{path}.{key}")
+        sub = getattr(f.annotation, "model_fields", None)
+        if sub and isinstance(val, dict):
+            _reject_bools(val, f.annotation, f"{path}.{key}")
 
 
 def load_chips(overrides: dict[str, dict] | None = None) -> dict[str, ChipSpec]:

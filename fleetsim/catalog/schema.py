@@ -15,7 +15,21 @@ BYTES_PER_VALUE = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 PEAK_FIELD = {"bf16": "bf16_tflops", "fp8": "fp8_tflops", "int8": "int8_tops", "fp4": "fp4_tflops"}
 
 
-class Efficiency(StrictModel):
+class _NoBoolNumbers(StrictModel):
+    """YAML `true` must not become 1.0 in a numeric field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_bools(cls, data):
+        if isinstance(data, dict):
+            for name, val in data.items():
+                f = cls.model_fields.get(name)
+                if isinstance(val, bool) and f is not None and f.annotation is not bool:
+                    raise ValueError(f"{name} must be a number, got {val!r}")
+        return data
+
+
+class Efficiency(_NoBoolNumbers):
     """Achieved fractions of peak and fixed costs of one serving iteration (roofline inputs).
 
     `mfu` maps tokens processed in one iteration to the fraction of dense peak the GEMMs reach
@@ -53,7 +67,7 @@ class Efficiency(StrictModel):
         return dict(sorted(v.items()))
 
 
-class ChipSpec(StrictModel):
+class ChipSpec(_NoBoolNumbers):
     """One accelerator. Peaks are dense (not 2:4 sparse); `interconnect_gbps` is GB/s (bytes)."""
 
     name: str = Field(description="full product name")
@@ -69,6 +83,14 @@ class ChipSpec(StrictModel):
     hbm_tbps: float = Field(ge=0, description="device memory bandwidth in TB/s")
     interconnect_gbps: float = Field(
         gt=0, description="chip-to-chip bandwidth, GB/s aggregate both directions"
+    )
+    scaleup_domain_chips: int = Field(
+        default=8, ge=1, description="chips joined by interconnect_gbps (NVLink/HCCS domain)"
+    )
+    scaleout_gbps: float = Field(
+        default=100, gt=0,
+        description="per-chip network beyond the scale-up domain, GB/s both directions "
+        "(default: one 400 Gb/s NIC per chip)",
     )
     tdp_w: float = Field(gt=0)
     price_usd: float | None = Field(default=None, gt=0, description="unit price; None = not sold")
@@ -108,7 +130,7 @@ class ChipSpec(StrictModel):
         return getattr(self, PEAK_FIELD[precision])
 
 
-class ModelSpec(StrictModel):
+class ModelSpec(_NoBoolNumbers):
     """One transformer, from its public config.json. MoE and MLA fields are zero/None if unused."""
 
     name: str
@@ -129,6 +151,10 @@ class ModelSpec(StrictModel):
     num_shared_experts: int = Field(default=0, ge=0)
     moe_intermediate_size: int = Field(default=0, ge=0)
     first_dense_layers: int = Field(default=0, ge=0, description="leading layers with dense MLP")
+    expert_groups_per_token: int | None = Field(
+        default=None, ge=1,
+        description="node-limited routing (config topk_group): groups a token's experts span",
+    )
     # multi-head latent attention (DeepSeek)
     q_lora_rank: int | None = None
     kv_lora_rank: int | None = None

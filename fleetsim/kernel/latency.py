@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,12 +53,15 @@ class ReplicaKernel:
         self.kv_bytes_per_token = model.kv_values_per_token() * BYTES_PER_VALUE[kv_precision] * kv_copies
         usable = chip.hbm_gb * 1e9 * self.tp * (1.0 - eff.reserve_hbm_fraction)
         if self.weight_bytes > usable:
+            per_chip = chip.hbm_gb * 1e9 * (1.0 - eff.reserve_hbm_fraction)
+            fix = (
+                f"raise tp to at least {math.ceil(self.weight_bytes / per_chip)} or use a "
+                "smaller precision" if per_chip > 0 else "this chip has no device memory for weights"
+            )
             raise CapacityError(
                 f"{model.name} weights need {self.weight_bytes / 1e9:.1f} GB in {precision} but "
                 f"{self.tp} x {chip.name} give {usable / 1e9:.1f} GB after the "
-                f"{eff.reserve_hbm_fraction:.0%} activation reserve; raise tp to at least "
-                f"{math.ceil(self.weight_bytes / (chip.hbm_gb * 1e9 * (1 - eff.reserve_hbm_fraction))) if chip.hbm_gb else 'n/a (no device memory)'} "
-                f"or use a smaller precision",
+                f"{eff.reserve_hbm_fraction:.0%} activation reserve; {fix}",
                 field="tp",
             )
         self.kv_capacity_tokens = int((usable - self.weight_bytes) // self.kv_bytes_per_token)
@@ -86,6 +88,10 @@ class ReplicaKernel:
                 f"({bpp:g} B/param) but matmuls run at the {fallback} peak (weight-only quantisation)"
             )
         self.peak_flops = peak * 1e12 * self.tp
+        # Attention (QK^T, AV over the cache) multiplies activations by cached K/V, not by the
+        # weights: it runs at the fp8 peak with an fp8 cache (FP8 attention kernels), else bf16.
+        attn_peak = chip.fp8_tflops if kv_precision == "fp8" and chip.fp8_tflops else chip.bf16_tflops
+        self.attention_peak_flops = (attn_peak or peak) * 1e12 * self.tp
         self.bandwidth_bps = chip.hbm_tbps * 1e12 * self.tp * eff.hbm_efficiency
 
         # ---- per-iteration coefficients ----
@@ -99,14 +105,48 @@ class ReplicaKernel:
         self._n_exp = float(model.num_experts)
         self._q_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 0.0
         self._inv_peak = 1.0 / self.peak_flops
+        # attention FLOPs are charged at the attention peak by scaling their coefficients
+        attn_scale = self.peak_flops / self.attention_peak_flops
+        self._a_pf *= attn_scale
+        self._a_dec *= attn_scale
         self._inv_bw = 1.0 / self.bandwidth_bps
-        if self.tp > 1:
+        # Beyond the scale-up domain (an 8-GPU NVLink board, a CloudMatrix supernode) the
+        # collectives cross the scale-out network, whose per-chip NIC is far slower.
+        self.scaled_out = self.tp > chip.scaleup_domain_chips
+        link_gbps = chip.scaleout_gbps if self.scaled_out else chip.interconnect_gbps
+        link_bps = link_gbps * 1e9 / 2.0 * eff.interconnect_efficiency
+        self.parallelism = "tp-allreduce"
+        self.comm_overlapped = False
+        self._comm1_p = None
+        if self.tp == 1:
+            self._comm0 = self._comm1 = 0.0
+        elif model.is_mla and model.is_moe:
+            # DeepSeek-style serving: data-parallel attention + expert parallelism. Each MoE layer
+            # has two all-to-alls: dispatch in fp8 (1 B/value) and combine in bf16 (2 B/value)
+            # (DeepSeek-V3 report; DeepEP). A chip sends its tokens/tp hidden vectors to k
+            # experts, (tp-1)/tp of them elsewhere; across the scale-out network node-limited
+            # routing sends each token to at most `expert_groups_per_token` nodes.
+            self.parallelism = "dp-attention+ep-alltoall"
+            self.comm_overlapped = True  # two-micro-batch overlap hides all-to-alls under compute
+            # Decode tokens use the low-latency kernels (direct to all k experts); prefill tokens
+            # use the normal kernels, whose node-limited routing crosses the scale-out network
+            # at most `expert_groups_per_token` times per token (DeepEP docs/legacy.md).
+            n_coll = 2.0 * model.moe_layers
+            fan_d = fan_p = model.experts_per_token
+            if self.scaled_out and model.expert_groups_per_token:
+                fan_p = min(fan_p, model.expert_groups_per_token)
+            unit = model.hidden_size * (1.0 + ACT_BYTES) / 2.0  # mean bytes a value, per collective
+            share = n_coll * (self.tp - 1) / (self.tp * self.tp) / link_bps
+            self._comm0 = n_coll * eff.collective_latency_s
+            self._comm1 = fan_d * unit * share
+            self._comm1_p = fan_p * unit * share
+        else:
+            # Megatron tensor parallelism: two ring all-reduces of the activations per layer.
             n_coll = 2.0 * model.num_layers
-            link_bps = chip.interconnect_gbps * 1e9 / 2.0 * eff.interconnect_efficiency
             self._comm0 = n_coll * eff.collective_latency_s
             self._comm1 = n_coll * 2.0 * (self.tp - 1) / self.tp * model.hidden_size * ACT_BYTES / link_bps
-        else:
-            self._comm0 = self._comm1 = 0.0
+        if self._comm1_p is None:
+            self._comm1_p = self._comm1  # per prefill token; _comm1 is per decode token
         self._overhead = eff.overhead_s
         table = sorted(eff.mfu.items())
         self._mfu_x = [math.log(k) for k, _ in table]
@@ -168,7 +208,10 @@ class ReplicaKernel:
         memory = (
             self._weights_read(tokens) + self.kv_bytes_per_token * (decode_context_tokens + tokens)
         ) * self._inv_bw
-        return max(compute, memory) + self._comm0 + self._comm1 * tokens + self._overhead
+        comm = self._comm0 + self._comm1 * decode_seqs + self._comm1_p * prefill_tokens
+        if self.comm_overlapped:
+            return max(compute, memory, comm) + self._overhead
+        return max(compute, memory) + comm + self._overhead
 
     # ---- vectorised ----
     def iteration_time_s(
@@ -223,14 +266,19 @@ class ReplicaKernel:
             )
         memory *= self._inv_bw
         out = np.maximum(compute, memory)
-        out += self._comm1 * tokens
-        out += self._comm0 + self._overhead
+        comm = self._comm1 * d + self._comm1_p * p
+        comm += self._comm0
+        if self.comm_overlapped:
+            np.maximum(out, comm, out=out)
+        else:
+            out += comm
+        out += self._overhead
         return np.where(tokens > 0, out, 0.0)
 
     # ---- event skipping ----
     def decode_run(self, n_seqs: int, context_tokens: float, throttle: float = 1.0) -> "DecodeRun":
         """A fixed batch of n_seqs decoding; summed context starts at context_tokens and grows
-        by n_seqs per step. Step j costs max(a1 + b1 j, a2 + b2 j) + c."""
+        by n_seqs per step. Step j costs max(a1 + b1 j, a2 + b2 j [, comm]) + c."""
         n = float(n_seqs)
         if n < 1:
             raise ValueError("decode_run needs n_seqs >= 1")
@@ -239,8 +287,13 @@ class ReplicaKernel:
         b1 = self._a_dec * n * scale
         a2 = (self._weights_read(n) + self.kv_bytes_per_token * (context_tokens + n)) * self._inv_bw
         b2 = self.kv_bytes_per_token * n * self._inv_bw
-        c = self._comm0 + self._comm1 * n + self._overhead
-        return DecodeRun(a1, b1, a2, b2, c)
+        comm = self._comm0 + self._comm1 * n
+        if self.comm_overlapped:
+            return DecodeRun(((a1, b1), (a2, b2), (comm, 0.0)), self._overhead)
+        return DecodeRun(((a1, b1), (a2, b2)), comm + self._overhead)
+
+
+_BIG = 2**62  # "never" in steps
 
 
 def _arith(a: float, b: float, m0: int, m1: int) -> float:
@@ -250,74 +303,94 @@ def _arith(a: float, b: float, m0: int, m1: int) -> float:
     return (m1 - m0) * a + b * 0.5 * (m1 * (m1 - 1) - m0 * (m0 - 1))
 
 
-@dataclass(frozen=True)
-class DecodeRun:
-    """Step j of a fixed decoding batch takes max(a1 + b1 j, a2 + b2 j) + c seconds
-    (compute line, memory line, comm + overhead). Sums and inverses in closed form."""
+def _solve(a: float, b: float, r: float) -> int:
+    """Largest m with a m + b m (m - 1) / 2 <= r, for a > 0, b >= 0 (stable root form)."""
+    if r <= 0:
+        return 0
+    h = a - 0.5 * b
+    denom = h + math.sqrt(h * h + 2.0 * b * r)
+    if denom <= 0:
+        return 0
+    m = 2.0 * r / denom
+    return _BIG if m >= _BIG else int(m)
 
-    a1: float
-    b1: float
-    a2: float
-    b2: float
-    c: float
+
+def _envelope(lines) -> tuple[tuple[int, float, float], ...]:
+    """Upper envelope over integer steps j >= 0 of lines a + b j, as (first_step, a, b) pieces.
+    The envelope of lines is convex, so pieces come in increasing slope (at most len(lines))."""
+    cur = max(lines, key=lambda ab: (ab[0], ab[1]))
+    pieces = [(0, cur[0], cur[1])]
+    x = 0.0
+    while True:
+        best = None
+        for a, b in lines:
+            if b > cur[1]:
+                cross = (cur[0] - a) / (b - cur[1])
+                if cross >= x and (best is None or cross < best[0] or (cross == best[0] and b > best[2])):
+                    best = (cross, a, b)
+        if best is None:
+            break
+        x, cur = best[0], (best[1], best[2])
+        start = _BIG if x >= _BIG else max(0, math.ceil(x))
+        if start >= _BIG:
+            break
+        if start == pieces[-1][0]:
+            pieces[-1] = (start, cur[0], cur[1])
+        else:
+            pieces.append((start, cur[0], cur[1]))
+    return tuple(pieces)
+
+
+class DecodeRun:
+    """Step j of a fixed decoding batch takes max over lines (a + b j) plus c: the compute line,
+    the memory line and, when communication overlaps compute, a flat communication line.
+    Sums and their inverse in closed form over the (at most three) pieces of the envelope."""
+
+    __slots__ = ("lines", "c", "_pieces")
+
+    def __init__(self, lines, c: float) -> None:
+        self.lines = tuple((float(a), float(b)) for a, b in lines)
+        self.c = float(c)
+        self._pieces = _envelope(self.lines)
+
+    def __repr__(self) -> str:
+        return f"DecodeRun(lines={self.lines}, c={self.c})"
 
     def step_s(self, j: int) -> float:
-        return max(self.a1 + self.b1 * j, self.a2 + self.b2 * j) + self.c
-
-    def _split(self) -> tuple[int, bool]:
-        """(s, compute_first): the dominant line changes at step s (the lines cross once)."""
-        da, db = self.a1 - self.a2, self.b1 - self.b2
-        if db == 0.0:
-            return 0, da < 0.0  # one line dominates throughout: memory if compute is lower
-        root = -da / db  # compute - memory = da + db j changes sign here
-        if db > 0:  # compute wins from ceil(root) on
-            s = 0 if root <= 0 else (math.ceil(root) if root < 4e18 else 2**62)
-            return s, False
-        s = 0 if root < 0 else (math.floor(root) + 1 if root < 4e18 else 2**62)
-        return s, True
+        return max(a + b * j for a, b in self.lines) + self.c
 
     def time_for_steps(self, k: int) -> float:
         """Total time of steps 0..k-1."""
         if k <= 0:
             return 0.0
-        s, compute_first = self._split()
-        first = (self.a1, self.b1) if compute_first else (self.a2, self.b2)
-        second = (self.a2, self.b2) if compute_first else (self.a1, self.b1)
-        m = min(k, s)
-        return _arith(*first, 0, m) + _arith(*second, m, k) + self.c * k
+        total = self.c * k
+        p = self._pieces
+        for i, (start, a, b) in enumerate(p):
+            if start >= k:
+                break
+            end = p[i + 1][0] if i + 1 < len(p) else k
+            total += _arith(a, b, start, min(end, k))
+        return total
 
     def steps_within(self, t_s: float) -> int:
         """Largest k with time_for_steps(k) <= t_s (exact against time_for_steps)."""
         if t_s < self.step_s(0):
             return 0
         if not math.isfinite(t_s):
-            return 2**62  # unbounded: the caller's other limits (completions, KV) decide
-        s, compute_first = self._split()
-        first = (self.a1, self.b1) if compute_first else (self.a2, self.b2)
-        second = (self.a2, self.b2) if compute_first else (self.a1, self.b1)
-        t_split = self.time_for_steps(s) if s > 0 else 0.0
-        if s > 0 and t_s < t_split:
-            k = _solve(first[0] + self.c, first[1], 0, t_s)
-        else:
-            k = s + _solve(second[0] + self.c + second[1] * s, second[1], 0, t_s - t_split)
-        # guard against rounding: settle on the exact integer (at most a step or two)
+            return _BIG  # unbounded: the caller's other limits (completions, KV) decide
+        p = self._pieces
+        done = 0.0
+        k = 0
+        for i, (start, a, b) in enumerate(p):
+            end = p[i + 1][0] if i + 1 < len(p) else None
+            seg = None if end is None else _arith(a, b, start, end) + self.c * (end - start)
+            if seg is None or done + seg > t_s:
+                k = start + _solve(a + self.c + b * start, b, t_s - done)
+                break
+            done += seg
+        # settle rounding on the exact integer (a step or two at most)
         while k > 0 and self.time_for_steps(k) > t_s:
             k -= 1
-        while k < 2**62 and self.time_for_steps(k + 1) <= t_s:
+        while k < _BIG and self.time_for_steps(k + 1) <= t_s:
             k += 1
         return k
-
-
-def _solve(a: float, b: float, _m0: int, r: float) -> int:
-    """Largest m with a m + b m (m - 1) / 2 <= r, for a > 0, b >= 0 (stable root form)."""
-    if r <= 0:
-        return 0
-    h = a - 0.5 * b
-    disc = h * h + 2.0 * b * r
-    denom = h + math.sqrt(disc)
-    if denom <= 0:
-        return 0
-    m = 2.0 * r / denom
-    if m > 2**62:
-        return 2**62
-    return max(0, int(math.floor(m)))

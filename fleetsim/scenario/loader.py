@@ -91,18 +91,28 @@ def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
         model = _pick_union_member(model, node_kind)
         where = ".".join(keys[:depth]) or "the scenario"
         if isinstance(model, type) and issubclass(model, BaseModel):
-            if key not in model.model_fields:
+            names = _field_names(model)
+            if key not in names:
                 raise ScenarioError(
                     f"--set path '{'.'.join(keys)}' does not exist: {where} has no field '{key}'"
-                    f"{_did_you_mean(key, model.model_fields)}; allowed: {', '.join(model.model_fields)}",
+                    f"{_did_you_mean(key, names)}; allowed: {', '.join(names)}",
                     field=".".join(keys),
                 )
-            model = model.model_fields[key].annotation
+            model = model.model_fields[names[key]].annotation
         elif typing.get_origin(model) is dict:
             model = typing.get_args(model)[1]
         else:
             return  # a free-form value (dict[str, Any] and the like): the schema checks it later
         node = node.get(key) if isinstance(node, dict) else None
+
+
+def _field_names(model: type[BaseModel]) -> dict[str, str]:
+    """Names a file may use for a model's fields (aliases too, such as `class`) -> field name."""
+    names = {}
+    for name, info in model.model_fields.items():
+        names[info.alias or name] = name
+        names[name] = name
+    return names
 
 
 def _strip_optional(tp: Any) -> Any:
@@ -164,10 +174,10 @@ def _model_at(path: list[str], data: Any) -> type[BaseModel] | None:
     for key in path[:-1]:
         model = _pick_union_member(model, node.get("kind") if isinstance(node, dict) else None)
         if isinstance(model, type) and issubclass(model, BaseModel):
-            field = model.model_fields.get(key)
-            if field is None:
+            name = _field_names(model).get(key)
+            if name is None:
                 return None
-            model = field.annotation
+            model = model.model_fields[name].annotation
         elif typing.get_origin(_strip_optional(model)) is dict:
             model = typing.get_args(_strip_optional(model))[1]
         else:

@@ -77,6 +77,9 @@ class GoodputConfig(StrictModel):
 class ServingConfig(StrictModel):
     duration_s: PositiveFloat = 600.0
     warmup_s: Annotated[float, Field(ge=0)] = 60.0
+    start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(
+        default=14.0, description="Hour of day at t=0: sets the data halls' ambient temperature cycle"
+    )
     workloads: dict[str, WorkloadConfig]
     pools: dict[str, PoolConfig]
     router: RouterConfig = RouterConfig()

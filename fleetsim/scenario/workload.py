@@ -7,14 +7,14 @@ argument) when it builds the runtime objects, so a scenario can be moved with it
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from fleetsim.scenario.base import StrictModel
 
 
-def Real(**constraints):  # noqa: N802 (reads like Field)
+def Real(**constraints: Any) -> Any:  # noqa: N802 (reads like Field)
     """A float field that also rejects inf and nan (pydantic allows them by default)."""
     return Field(allow_inf_nan=False, **constraints)
 
@@ -182,6 +182,10 @@ class MMPPArrival(StrictModel):
 
 class TraceColumns(StrictModel):
     """Which CSV column holds what. `prompt_tokens`/`output_tokens` null: sample them instead."""
+
+    # `class` is a Python keyword: the field is request_class, written `class` in a scenario;
+    # both spellings are accepted so that a dumped config validates again.
+    model_config = ConfigDict(populate_by_name=True)
 
     arrival_s: str = Field(default="arrival_s", min_length=1, description="arrival time, seconds")
     prompt_tokens: str | None = Field(default="prompt_tokens", description="prompt length column")

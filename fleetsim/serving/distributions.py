@@ -8,6 +8,7 @@ draws n lengths at once as int64 >= 1. One generic test checks every class again
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
@@ -85,7 +86,9 @@ class Uniform(TokenDistribution):
 
     def __init__(self, low: int, high: int) -> None:
         if int(low) != low or int(high) != high or low < 1 or high < low:
-            raise ValueError(f"Uniform needs integers 1 <= low <= high (got low={low}, high={high})")
+            raise ValueError(
+                f"Uniform needs integers 1 <= low <= high (got low={low}, high={high})"
+            )
         self.low, self.high = int(low), int(high)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -129,7 +132,6 @@ class Lognormal(TokenDistribution):
         self.min = int(min)
         self.max = None if max is None else int(max)
         self.mu = math.log(self.median)
-        self._mean, self._variance = self._moments()
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         x = np.rint(np.exp(self.mu + self.sigma * rng.standard_normal(_check_count(n))))
@@ -172,16 +174,23 @@ class Lognormal(TokenDistribution):
                 m2 += at_max * self.max**2
         return m1, max(m2 - m1 * m1, 0.0)
 
+    @functools.cached_property
+    def _exact_moments(self) -> tuple[float, float]:  # ~10 ms, so only when asked for
+        return self._moments()
+
     @property
     def mean(self) -> float:
-        return self._mean
+        return self._exact_moments[0]
 
     @property
     def variance(self) -> float:
-        return self._variance
+        return self._exact_moments[1]
 
     def __repr__(self) -> str:
-        return f"Lognormal(median={self.median:g}, sigma={self.sigma:g}, max={self.max}, min={self.min})"
+        return (
+            f"Lognormal(median={self.median:g}, sigma={self.sigma:g}, "
+            f"max={self.max}, min={self.min})"
+        )
 
 
 class Geometric(TokenDistribution):
@@ -198,7 +207,8 @@ class Geometric(TokenDistribution):
 
     def cdf(self, k: np.ndarray | float) -> np.ndarray:
         k = np.floor(np.asarray(k, dtype=float))
-        return np.where(k < 1, 0.0, -np.expm1(np.maximum(k, 1) * np.log1p(-self.p)))
+        with np.errstate(divide="ignore"):  # p = 1: log1p(-1) = -inf gives cdf 1, as it should
+            return np.where(k < 1, 0.0, -np.expm1(np.maximum(k, 1) * np.log1p(-self.p)))
 
     @property
     def mean(self) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 from fleetsim import __version__
 from fleetsim.scenario.serving import GoodputConfig, PoolConfig, ServingConfig, WorkloadConfig
 from fleetsim.serving.metrics import latencies, slo_met
-from fleetsim.serving.window import build_kernels, generate_requests, run_window
+from fleetsim.serving.window import build_kernels, compile_workloads, generate_requests, run_window
 
 CACHE_ENV = "FLEETSIM_CACHE_DIR"
 
@@ -77,15 +77,26 @@ def search_goodput(
     """Bisection on per-replica rate; returns the rate, its tokens/s and how many windows it took."""
     cell = _cell(pool, workload, gcfg, wname, pname, router)
     kernels = build_kernels(cell, chips, models)
-    req, _, _ = generate_requests(cell, seed, base_dir, 1.0)
+    workloads = compile_workloads(cell, base_dir)
+    req, _, _ = generate_requests(cell, seed, base_dir, 1.0, workloads=workloads)
     base_rate = max(len(req), 1) / cell.duration_s  # the workload's own mean rate at scale 1
     mean_output = float(req.output_tokens.mean()) if len(req) else 0.0
     percentile = workload.slo.percentile / 100.0
     evaluations = []
+    floor = zero_load_attainment(kernels[pname], req.prompt_tokens, req.output_tokens, workload)
+    if floor < percentile:
+        # Even a replica serving one request at a time misses the SLO: no rate meets it.
+        return {
+            "goodput_req_per_s_per_replica": 0.0, "goodput_tokens_per_s_per_replica": 0.0,
+            "upper_bound_req_per_s_per_replica": 0.0, "evaluations": 0, "trace": [],
+            "zero_load_attainment": floor,
+            "note": f"SLO unreachable: only {floor:.1%} of requests meet it on an idle replica",
+        }
 
     def holds(rate_per_replica: float) -> bool:
         scale = rate_per_replica * gcfg.cell_replicas / base_rate
-        res = run_window(cell, chips, models, seed, base_dir, rate_scale=scale, kernels=kernels)
+        res = run_window(cell, chips, models, seed, base_dir, rate_scale=scale, kernels=kernels,
+                         workloads=workloads)
         met, judged = slo_met(res, latencies(res))
         measured = res.requests.arrival_s >= cell.warmup_s
         n = np.count_nonzero(judged & measured)
@@ -96,7 +107,7 @@ def search_goodput(
         return att >= percentile
 
     lo, hi = 0.0, None
-    rate = max(base_rate / max(pool.replicas, 1), 1e-3)
+    rate = _capacity_guess(kernels[pname], req, pool)
     for _ in range(40):  # bracket: double or halve until the verdict changes
         if holds(rate):
             lo = rate
@@ -123,7 +134,31 @@ def search_goodput(
         "upper_bound_req_per_s_per_replica": hi,
         "evaluations": len(evaluations),
         "trace": evaluations,
+        "zero_load_attainment": floor,
     }
+
+
+def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workload: WorkloadConfig) -> float:
+    """Share of requests meeting the SLO on an otherwise idle replica (the best any load can do)."""
+    if len(prompt) == 0:
+        return 1.0
+    ttft = kernel.iteration_time_s(prompt, 0, 0.0)
+    # Step time is affine in context, so the mean step equals the step at the mean context.
+    tpot = kernel.iteration_time_s(0, 1, prompt + output / 2.0)
+    ok = (ttft <= workload.slo.ttft_s) & ((output <= 1) | (tpot <= workload.slo.tpot_s))
+    return float(np.mean(ok))
+
+
+def _capacity_guess(kernel, req, pool: PoolConfig) -> float:
+    """A first rate to try: the replica's full-batch token throughput over mean request size."""
+    if len(req) == 0:
+        return 1.0
+    b = pool.batching.max_batch
+    mean_p, mean_o = float(req.prompt_tokens.mean()), float(req.output_tokens.mean())
+    step = float(kernel.iteration_time_s(0, b, b * (mean_p + mean_o / 2.0)))
+    prefill = float(kernel.iteration_time_s(mean_p, 0, 0.0))
+    per_request_s = prefill + mean_o * step / b
+    return max(0.5 / per_request_s, 1e-3)
 
 
 def cached_goodput(

@@ -64,22 +64,27 @@ class Replica:
         self.ctx = 0.0  # summed context (KV tokens) of decoding requests
         self.resume: dict[int, int] = {}  # preempted rid -> tokens generated before preemption
         self.outstanding_tokens = 0  # prompt + output tokens of requests assigned, not finished
+        self.n_in = 0  # requests assigned to this replica and not finished (waiting or running)
 
         self.up = True
+        self.down_intervals: list[list] = []  # [down_s, up_s or None]
+        self._repaired: simpy.Event | None = None
         self.throttle = 1.0
         self.busy_s = 0.0  # time spent iterating, up to `_since`
         self.batch_area = 0.0  # integral of batch size over busy time, up to `_since`
         self._since = 0.0
         self._n_running = 0  # batch size of the iteration under way (0: idle)
         self.preemptions = 0
-        self._wake: simpy.Event | None = None
-        self._wake_if_admissible = False
+        self._wake: simpy.Event | None = None  # set while idle
+        self._timer: simpy.Timeout | None = None  # set while in a decode run
+        self._run = None
+        self._run_start = 0.0
+        self._run_k = 0
+        self._run_cuttable = False
         self.process = env.process(self._loop())
 
-    # ---- load figures the router reads -------------------------------------------------------
-    @property
-    def load(self) -> int:
-        return len(self.waiting) + len(self.prefilling) + len(self.decoding)
+    # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
+    # `outstanding_tokens`, kept as plain attributes so a router's min() over replicas is cheap.
 
     def queue_full(self) -> bool:
         return self.queue_limit is not None and len(self.waiting) >= self.queue_limit
@@ -90,12 +95,39 @@ class Replica:
     # ---- arrivals ----------------------------------------------------------------------------
     def enqueue(self, rid: int) -> None:
         self.waiting.append(rid)
+        self.n_in += 1
         self.outstanding_tokens += self._prompt[rid] + self._output[rid]
         wake = self._wake
-        if wake is not None and not wake.triggered:
+        if wake is not None:
+            if not wake.triggered:
+                wake.succeed()
+        elif self._timer is not None and self._run_cuttable and len(self.waiting) == 1 and self._can_admit(rid):
             # FCFS: a newcomer can only join if nobody waits before it.
-            if not self._wake_if_admissible or (len(self.waiting) == 1 and self._can_admit(rid)):
-                wake.succeed(False)
+            self._cut_run()
+
+    def _cut_run(self) -> None:
+        """Move the decode run's wake-up to the end of the step under way (the newcomer joins then).
+
+        The process waits on `_timer`; re-pointing it at an earlier timeout is what SimPy's own
+        `Process.interrupt` does internally, without the exception and the extra event.
+        """
+        env = self.env
+        run = self._run
+        elapsed = env.now - self._run_start
+        k = run.steps_within(elapsed + _EPS)
+        t_done = run.time_for_steps(k)
+        if t_done < elapsed - 1e-9 or k == 0:
+            k += 1  # a step is in progress: it finishes first
+            t_done = run.time_for_steps(k)
+        self._run_cuttable = False
+        if k >= self._run_k:
+            return
+        self._run_k = k
+        proc = self.process
+        self._timer.callbacks.remove(proc._resume)
+        timer = self._timer = env.timeout(max(t_done - elapsed, 0.0))
+        timer.callbacks.append(proc._resume)
+        proc._target = timer
 
     def _can_admit(self, rid: int) -> bool:
         running = len(self.decoding) + len(self.prefilling)
@@ -110,6 +142,17 @@ class Replica:
 
     # ---- the batching loop ------------------------------------------------------------------
     def _loop(self):
+        """Serve until a crash interrupts; then wait, down, until `restore` is called."""
+        while True:
+            try:
+                yield from self._serve()
+            except simpy.Interrupt:
+                self._mark(self.env.now, 0)  # the iteration under way is lost
+                self._timer = None
+                self._wake = None
+                yield self._repaired
+
+    def _serve(self):
         env = self.env
         kernel = self.kernel
         while True:
@@ -126,34 +169,18 @@ class Replica:
                 k_next = self._next_finish_step() - self.step
                 k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
                 k = max(min(k_next, k_full), 1)
-                t_run = run.time_for_steps(k)
                 start = env.now
                 self._mark(start, n)
-                interruptible = (
-                    len(self.decoding) + len(self.prefilling) < self.max_batch
-                )
-                if interruptible:
-                    wake = self._wake = env.event()
-                    self._wake_if_admissible = True
-                    timer = env.timeout(t_run)
-                    timer.callbacks.append(lambda _t, w=wake: w.triggered or w.succeed(True))
-                    finished = yield wake
-                    self._wake = None
-                    if not finished:
-                        elapsed = env.now - start
-                        k = run.steps_within(elapsed + _EPS)
-                        t_done = run.time_for_steps(k)
-                        if t_done < elapsed - 1e-9 or k == 0:
-                            k += 1  # a step is in progress: the newcomer joins after it
-                            t_done = run.time_for_steps(k)
-                            yield env.timeout(max(t_done - elapsed, 0.0))
-                        t_run = t_done
-                else:
-                    yield env.timeout(t_run)
-                self._advance_decode(k, n, t_run)
+                # Sleep until the next completion. An admissible arrival meanwhile moves the
+                # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
+                self._run, self._run_start, self._run_k = run, start, k
+                self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+                self._timer = env.timeout(run.time_for_steps(k))
+                yield self._timer
+                self._timer = None
+                self._advance_decode(self._run_k, n)
                 continue
             self._wake = env.event()
-            self._wake_if_admissible = False
             yield self._wake
             self._wake = None
 
@@ -226,7 +253,7 @@ class Replica:
             heapq.heappop(heap)  # stale entry of a preempted request
         return heap[0][0]
 
-    def _advance_decode(self, k: int, n: int, dt: float) -> None:
+    def _advance_decode(self, k: int, n: int) -> None:
         self.step += k
         self.ctx += n * k
         self._mark(self.env.now, 0)
@@ -264,6 +291,7 @@ class Replica:
         req.finish_s[rid] = now
         req.status[rid] = COMPLETED
         self.outstanding_tokens -= self._prompt[rid] + self._output[rid]
+        self.n_in -= 1
         self.on_done(rid)
 
     def _preempt(self) -> None:
@@ -277,6 +305,30 @@ class Replica:
         self.preemptions += 1
 
     # ---- crashes -----------------------------------------------------------------------------
+    def crash(self) -> list[int]:
+        """Go down now; return the requests that were on this replica (the caller re-routes them)."""
+        now = self.env.now
+        self.up = False
+        self.down_intervals.append([now, None])
+        rids = self.evacuate()
+        self._repaired = self.env.event()
+        self.process.interrupt("crash")
+        return rids
+
+    def restore(self) -> None:
+        """Back in service after a restart or repair."""
+        self.up = True
+        self.down_intervals[-1][1] = self.env.now
+        self._repaired.succeed()
+
+    def up_time_s(self, start_s: float, end_s: float) -> float:
+        """Seconds this replica was up within [start_s, end_s]."""
+        down = 0.0
+        for a, b in self.down_intervals:
+            b = end_s if b is None else b
+            down += max(0.0, min(b, end_s) - max(a, start_s))
+        return (end_s - start_s) - down
+
     def evacuate(self) -> list[int]:
         """Take every request off this replica (crash); the caller re-routes them."""
         rids = list(self.waiting) + [item[0] for item in self.prefilling] + list(self.decoding)
@@ -288,4 +340,5 @@ class Replica:
         self.ctx = 0.0
         self.kv_prefill = 0.0
         self.outstanding_tokens = 0
+        self.n_in = 0
         return rids

@@ -5,6 +5,7 @@ Chosen in the scenario by `router.kind`; adding one is one function plus one reg
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Callable
 
 import numpy as np
@@ -35,15 +36,11 @@ def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Repl
         return replicas[0]
     a, b = router.draw_pair(n)
     ra, rb = replicas[a], replicas[b]
-    return ra if ra.load <= rb.load else rb
+    return ra if ra.n_in <= rb.n_in else rb
 
 
-def _load(r: Replica) -> int:
-    return r.load
-
-
-def _tokens(r: Replica) -> int:
-    return r.outstanding_tokens
+_load = attrgetter("n_in")
+_tokens = attrgetter("outstanding_tokens")
 
 
 ROUTERS: dict[str, Choose] = {

@@ -16,7 +16,7 @@ from fleetsim.serving.replica import Replica
 from fleetsim.serving.requests import UNFINISHED, RequestArrays
 from fleetsim.serving.rng import stream
 from fleetsim.serving.router import Router
-from fleetsim.serving.workload import build_requests
+from fleetsim.serving.workload import Workload, compile_workload
 
 
 @dataclass
@@ -44,7 +44,8 @@ class WindowResult:
     warmup_s: float
     config: ServingConfig
     window: int = 0
-    events: dict[str, list[Any]] = field(default_factory=dict)
+    events: dict[str, Any] = field(default_factory=dict)
+    reliability: dict[str, Any] | None = None  # per-pool thermal and crash figures
     wall_s: float = 0.0
     sim_events: int = 0
 
@@ -64,19 +65,26 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, Re
     return kernels
 
 
+def compile_workloads(cfg: ServingConfig, base_dir: Path) -> dict[str, Workload]:
+    """Runtime workload objects (trace and empirical CSVs read once); file errors surface here."""
+    return {
+        name: compile_workload(wl, base_dir=base_dir, field_prefix=f"serving.workloads.{name}")
+        for name, wl in cfg.workloads.items()
+    }
+
+
 def generate_requests(
-    cfg: ServingConfig, seed: int, base_dir: Path, rate_scale: float = 1.0, window: int = 0
+    cfg: ServingConfig, seed: int, base_dir: Path, rate_scale: float = 1.0, window: int = 0,
+    workloads: dict[str, Workload] | None = None,
 ) -> tuple[RequestArrays, np.ndarray, list[str]]:
     """All arrivals of the window, every class merged in time order."""
+    workloads = workloads or compile_workloads(cfg, base_dir)
     class_names = list(cfg.workloads)
     model_names = sorted({w.model for w in cfg.workloads.values()})
     blocks = []
     for ci, (cname, wl) in enumerate(cfg.workloads.items()):
         rng = stream(seed, "workload", cname, window)
-        block = build_requests(
-            wl, rng, cfg.duration_s, rate_scale=rate_scale, base_dir=base_dir,
-            field_prefix=f"serving.workloads.{cname}",
-        )
+        block = workloads[cname].requests(rng, cfg.duration_s, rate_scale=rate_scale)
         n = len(block.arrival_s)
         blocks.append((block, np.full(n, ci, dtype=np.int16), np.full(n, model_names.index(wl.model), dtype=np.int16)))
     arrival = np.concatenate([b[0].arrival_s for b in blocks])
@@ -103,13 +111,14 @@ def run_window(
     window: int = 0,
     kernels: dict[str, ReplicaKernel] | None = None,
     reliability: Any = None,
+    workloads: dict[str, Workload] | None = None,
 ) -> WindowResult:
     """Simulate one window and return its raw records."""
     import time
 
     wall0 = time.perf_counter()
     kernels = kernels or build_kernels(cfg, chips, models)
-    req, request_model, model_names = generate_requests(cfg, seed, base_dir, rate_scale, window)
+    req, request_model, model_names = generate_requests(cfg, seed, base_dir, rate_scale, window, workloads)
     env = simpy.Environment()
 
     replicas_by_model: dict[int, list[Replica]] = {}
@@ -146,11 +155,12 @@ def run_window(
                 snapshot[r.index] = r.busy_at(env.now)
 
     env.process(warmup_snapshot())
-    events: dict[str, list[Any]] = {k: [] for k in ("time_s", "window", "pool", "replica", "chip", "kind", "temp_c", "detail")}
+    monitor = None
     if reliability is not None:
-        reliability.attach(env, cfg, pool_replicas, router, req, events, seed, window)
+        monitor = reliability.attach(env, cfg, pool_replicas, router, seed, window)
 
     env.run(until=cfg.duration_s)
+    events: dict[str, Any] = monitor.events() if monitor is not None else {}
     measured = cfg.duration_s - cfg.warmup_s
 
     pools = []
@@ -158,7 +168,7 @@ def run_window(
         end = [r.busy_at(cfg.duration_s) for r in reps]
         busy = np.array([e[0] - snapshot.get(r.index, (0.0, 0.0))[0] for e, r in zip(end, reps)])
         area = np.array([e[1] - snapshot.get(r.index, (0.0, 0.0))[1] for e, r in zip(end, reps)])
-        up_s = np.array([getattr(r, "up_s_measured", measured) for r in reps])
+        up_s = np.array([r.up_time_s(cfg.warmup_s, cfg.duration_s) for r in reps])
         pools.append(PoolStats(
             name=pname, chip=pool.chip, model=pool.model, tp=pool.tp, replicas=pool.replicas,
             kv_capacity_tokens=int(kernels[pname].kv_capacity_tokens),
@@ -169,6 +179,7 @@ def run_window(
         requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
         warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
         wall_s=time.perf_counter() - wall0, sim_events=next(env._eid),  # SimPy's event counter: events scheduled
+        reliability=monitor.summary() if monitor is not None else None,
     )
 
 

@@ -1,0 +1,97 @@
+"""Shared fixtures: a private cache per test, the quickstart scenario, a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO_ROOT / "scenarios" / "quickstart.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own FLEETSIM_CACHE_DIR, so no test reads another's (or the user's) cache."""
+    cache = tmp_path / "fleetsim-cache"
+    monkeypatch.setenv("FLEETSIM_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture()
+def quickstart_path() -> Path:
+    """The committed quickstart scenario (read it, do not write it)."""
+    return QUICKSTART
+
+
+@pytest.fixture()
+def quickstart_copy(tmp_path: Path) -> Path:
+    """A private copy of the quickstart scenario, safe to edit."""
+    dst = tmp_path / "quickstart.yaml"
+    shutil.copyfile(QUICKSTART, dst)
+    return dst
+
+
+@pytest.fixture()
+def quickstart_data() -> dict[str, Any]:
+    """The quickstart scenario as plain data (a fresh copy per test)."""
+    return yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))
+
+
+@pytest.fixture()
+def write_scenario(tmp_path: Path) -> Callable[..., Path]:
+    """write_scenario(data_or_text, name="scenario.yaml") -> path of a scenario file in tmp_path."""
+
+    def write(content: dict[str, Any] | str, name: str = "scenario.yaml") -> Path:
+        path = tmp_path / name
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    """click's test runner; stdout and stderr are kept apart (result.stdout, result.stderr)."""
+    return CliRunner()
+
+
+def _user_error_line(result: Any) -> str:
+    """The one error line of a CLI result that ended in a user error (checks the contract)."""
+    assert result.exit_code == 2, f"exit {result.exit_code}, output:\n{result.output}"
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output, result.output
+    # `run` may print progress lines ("... serving window") before the error; nothing else.
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("... ")]
+    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def user_error() -> Callable[..., str]:
+    """user_error(result, file=, field=, line=, contains=[...]) -> the error line, checked.
+
+    The contract of every user error: exit code 2, no traceback, exactly one line on stderr
+    starting 'error: ', naming the file ('FILE:LINE' when the line is known) and the field.
+    """
+
+    def check(result: Any, *, file: str | Path | None = None, field: str | None = None,
+              line: int | None = None, contains: tuple[str, ...] | list[str] = ()) -> str:
+        msg = _user_error_line(result)
+        if file is not None:
+            assert str(file) in msg, msg
+        if line is not None:
+            assert f"{file}:{line}," in msg or f"{file}:{line}:" in msg, msg
+        if field is not None:
+            assert f"field '{field}'" in msg, msg
+        for text in contains:
+            assert text in msg, msg
+        return msg
+
+    return check

@@ -1,0 +1,109 @@
+"""`calibrate`: recovers known efficiencies from synthetic measurements, names bad input, and
+writes an override that reproduces the fit. Synthetic data are exact kernel outputs (no noise),
+so recovery is checked to optimiser precision (1e-4 relative)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fleetsim.catalog import load_chips, load_models
+from fleetsim.errors import ScenarioError
+from fleetsim.kernel import ReplicaKernel
+from fleetsim.kernel.calibrate import calibrate
+
+HEADER = "model,tp,batch,prompt_tokens,context_tokens,phase,measured_s\n"
+
+
+def _synthetic(tmp_path, chip="t-head-ppu", scale=0.6, hbm=0.55, overhead=0.004):
+    base = load_chips()[chip].efficiency
+    over = {chip: {"efficiency": {
+        "mfu": {k: v * scale for k, v in base.mfu.items()},
+        "hbm_efficiency": hbm, "overhead_s": overhead}}}
+    true_chip = load_chips(over)[chip]
+    models = load_models()
+    lines = [HEADER]
+    for model, tp in (("qwen2.5-7b", 1), ("qwen2.5-72b", 4)):
+        k = ReplicaKernel(true_chip, models[model], tp)
+        for b, prompt in ((1, 512), (2, 2048), (1, 8000)):
+            t = k.step_time_s(b * prompt, 0, 0, b * 0.5 * prompt**2)
+            lines.append(f"{model},{tp},{b},{prompt},,prefill,{t!r}\n")
+        for b, ctx in ((1, 1000), (16, 2000), (64, 4000), (256, 1500)):
+            t = k.step_time_s(0, b, b * ctx)
+            lines.append(f"{model},{tp},{b},,{ctx},decode,{t!r}\n")
+    path = tmp_path / "points.csv"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_recovers_known_efficiencies(tmp_path):
+    path = _synthetic(tmp_path)
+    res = calibrate("t-head-ppu", path)
+    assert res.fitted["mfu_scale"] == pytest.approx(0.6, rel=1e-4)
+    assert res.fitted["hbm_efficiency"] == pytest.approx(0.55, rel=1e-4)
+    assert res.fitted["overhead_s"] == pytest.approx(0.004, rel=1e-4)
+    assert res.rms_rel_error < 1e-6 < res.rms_rel_error_default
+    assert len(res.table) == 14 and {"measured_s", "fitted_s", "rel_error"} <= set(res.table)
+    assert "t-head-ppu" in str(res)
+
+
+def test_override_yaml_reproduces_fit(tmp_path):
+    res = calibrate("t-head-ppu", _synthetic(tmp_path))
+    snippet = yaml.safe_load(res.to_override_yaml())
+    chips = load_chips(snippet["catalog"]["chips"])
+    ppu = chips["t-head-ppu"]
+    assert "efficiency" in ppu.overridden and "fitted by fleetsim calibrate" in ppu.efficiency.basis
+    k = ReplicaKernel(ppu, load_models()["qwen2.5-72b"], 4)
+    row = res.table.iloc[-1]
+    assert k.step_time_s(0, row.batch, row.batch * row.tokens) == pytest.approx(row.fitted_s, rel=1e-3)
+
+
+def test_sample_measurements_file_calibrates():
+    """The shipped sample (CloudMatrix-derived 910C points) fits far better than the defaults."""
+    res = calibrate("ascend-910c", "scenarios/examples/calibration_points.csv")
+    assert res.rms_rel_error < 0.5 * res.rms_rel_error_default
+    assert list(res.table["line"]) == [10, 11, 12]
+
+
+@pytest.mark.parametrize(
+    "body, field, needle",
+    [
+        ("model,tp,batch,phase\nqwen2.5-7b,1,1,decode\n", "measured_s", "missing column"),
+        (HEADER + "qwen2.5-7b,1,1,,100,decod,0.01\n", "phase", "prefill or decode"),
+        (HEADER + "qwen2.5-7b,1,1,,100,decode,abc\n", "measured_s", "must be a number"),
+        (HEADER + "qwen2.5-7b,1,1,,100,decode,-1\n", "measured_s", "> 0"),
+        (HEADER + "qwen2.5-7b,1.5,1,,100,decode,0.01\n", "tp", "whole number"),
+        (HEADER + "qwen-7b,1,1,,100,decode,0.01\n", "model", "unknown model"),
+        (HEADER + "qwen2.5-7b,1,1,100,,decode,0.01\n", "context_tokens", "needs context_tokens"),
+        (HEADER + "llama-3.1-70b,1,1,,100,decode,0.01\n", "tp", "weights need"),
+        (HEADER.replace("phase", "phse") + "x\n", "phase", "missing column"),
+    ],
+)
+def test_bad_csv_names_file_column_and_row(tmp_path, body, field, needle):
+    path = tmp_path / "bad.csv"
+    path.write_text(body)
+    with pytest.raises(ScenarioError) as e:
+        calibrate("h100", path)
+    err = e.value
+    assert err.file == str(path) and err.field == field and needle in str(err)
+    if "missing column" not in needle:
+        assert err.line == 2
+
+
+def test_missing_file_and_unknown_chip(tmp_path):
+    with pytest.raises(ScenarioError) as e:
+        calibrate("h100", tmp_path / "nope.csv")
+    assert "nope.csv" in str(e.value)
+    with pytest.raises(ScenarioError, match="did you mean 'h100'"):
+        calibrate("h10", tmp_path / "nope.csv")
+
+
+def test_new_chip_via_overrides(tmp_path):
+    new = {"name": "X1", "vendor": "Acme", "supply_channel": "acme", "memory_type": "HBM3",
+           "bf16_tflops": 400, "hbm_gb": 96, "hbm_tbps": 2.0, "interconnect_gbps": 400,
+           "tdp_w": 400, "price_usd": 9000}
+    path = tmp_path / "x.csv"
+    path.write_text(HEADER + "qwen2.5-7b,1,1,,1000,decode,0.02\n"
+                    "qwen2.5-7b,1,4,2000,,prefill,0.4\nqwen2.5-7b,1,64,,2000,decode,0.05\n")
+    res = calibrate("x1", path, {"chips": {"x1": new}})
+    assert res.rms_rel_error <= res.rms_rel_error_default + 1e-12
