@@ -41,7 +41,10 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     try:
         check_references(scenario)
     except FleetsimError as exc:
-        raise exc.with_file(str(path)) from None
+        from fleetsim.scenario.loader import line_of
+
+        line = exc.line or line_of(path, exc.field)
+        raise type(exc)(exc.message, file=str(path), field=exc.field, line=line) from None
     return scenario
 
 

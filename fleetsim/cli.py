@@ -22,7 +22,8 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except FleetsimError as exc:
-            click.echo(f"error: {exc}", err=True)
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+            click.echo(f"error: {text}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -43,8 +44,8 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
               help="Run folder (default: outputs/<name>-<timestamp>/).")
 @click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
@@ -72,7 +73,7 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors
 def validate(scenario: Path, overrides: tuple[str, ...]) -> None:
@@ -127,17 +128,17 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
 
     \b
     Example:
-      fleetsim calibrate t-head-ppu scenarios/examples/calibration_points.csv -o ppu.yaml
+      fleetsim calibrate ascend-910c scenarios/examples/calibration_points.csv -o 910c.yaml
     """
-    from fleetsim.kernel import calibrate as fit
+    from fleetsim.kernel.calibrate import calibrate as fit
 
     overrides = None
     if scenario is not None:
         from fleetsim.scenario.loader import load_scenario
 
-        overrides = load_scenario(scenario).catalog.chips
+        overrides = load_scenario(scenario).catalog.model_dump()
     result = fit(chip, measurements, overrides=overrides)
-    click.echo(result.report())
+    click.echo(str(result))
     text = result.to_override_yaml()
     if out_file is not None:
         try:
@@ -150,7 +151,7 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors
 def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:

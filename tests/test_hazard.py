@@ -49,7 +49,8 @@ def test_domestic_hazard_climbs_above_hot_c():
     ratio = hazard_per_h(DOMESTIC, t) / hazard_per_h(DOMESTIC, DOMESTIC.hot_c)
     assert ratio == pytest.approx(arr_only * math.exp(10 * DOMESTIC.hot_gain_per_c))
     assert hazard_per_h(H100, 95.0) / hazard_per_h(H100, 85.0) == pytest.approx(
-        arrhenius_factor(95.0, 85.0, H100.ea_ev))  # no knee for NVIDIA
+        arrhenius_factor(95.0, 85.0, H100.ea_ev)
+    )  # no knee for NVIDIA
 
 
 def test_extended_operation_factor():
@@ -84,14 +85,16 @@ def test_poolhealth_failure_times_exponential_arrhenius_scaled(ambient):
     n, chips, u = 3000, 2, 0.6
     ph = PoolHealth(p, hall, n, chips, np.random.default_rng(7), initial_utilisation=u)
     t_eq = float(ph.temp_c[0])
-    arrhenius = math.exp(p.ea_ev / BOLTZMANN_EV_PER_K * (1 / (p.mtbf_ref_c + 273.15) - 1 / (t_eq + 273.15)))
+    arrhenius = math.exp(
+        p.ea_ev / BOLTZMANN_EV_PER_K * (1 / (p.mtbf_ref_c + 273.15) - 1 / (t_eq + 273.15))
+    )
     rate_per_s = chips / p.mtbf_h * arrhenius / 3600.0  # written out, not via hazard_per_h
     horizon = 8.0 / rate_per_s
     dt = 300.0
     times = []
     t = 0.0
     while t < horizon:
-        idx = ph.advance(t, dt, np.full(n, u))
+        ph.advance(t, dt, np.full(n, u))
         times.extend(ph.last_crash_times_s.tolist())
         t += dt
     np.testing.assert_allclose(ph.temp_c[ph.up], t_eq, atol=1e-6)

@@ -14,19 +14,40 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from scipy import stats
 
-from fleetsim.catalog.reliability import BASIS_TAGS, PARAM_FIELDS, chip_reliability, reliability_defaults
+from fleetsim.catalog.reliability import (
+    BASIS_TAGS,
+    PARAM_FIELDS,
+    chip_reliability,
+    reliability_defaults,
+)
 from fleetsim.errors import ScenarioError
 from fleetsim.reliability import EventLog, PoolHealth, RepairShop, run_reliability
 from fleetsim.reliability.hazard import hazard_per_h
 from fleetsim.scenario.reliability import HallConfig, ReliabilityConfig, RepairConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CHIPS = ["h100", "h100-pcie", "h800", "h20", "a100", "a800", "h200", "l20", "b200", "t-head-ppu",
-         "hanguang-800", "ascend-910b", "ascend-910c", "mlu370", "mlu590"]
+CHIPS = [
+    "h100",
+    "h100-pcie",
+    "h800",
+    "h20",
+    "a100",
+    "a800",
+    "h200",
+    "l20",
+    "b200",
+    "t-head-ppu",
+    "hanguang-800",
+    "ascend-910b",
+    "ascend-910c",
+    "mlu370",
+    "mlu590",
+]
 DOMESTIC = ["t-head-ppu", "hanguang-800", "ascend-910b", "ascend-910c", "mlu370", "mlu590"]
 
 
 # --- catalog defaults ----------------------------------------------------------------------
+
 
 def test_every_chip_and_default_has_every_field_with_a_basis():
     table = reliability_defaults()
@@ -52,7 +73,9 @@ def test_tdp_precedence_and_overrides():
     p = chip_reliability("h20", tdp_w=550)  # the catalog's TDP wins over the fallback table
     assert p.tdp_w == 550 and p.r_th_c_per_w == pytest.approx(45.0 / 550)
     assert chip_reliability("h20", tdp_w=float("nan")).tdp_w == 400
-    q = chip_reliability("h20", tdp_w=550, override={"tdp_w": 500, "r_th_c_per_w": 0.2, "ea_ev": 0.3})
+    q = chip_reliability(
+        "h20", tdp_w=550, override={"tdp_w": 500, "r_th_c_per_w": 0.2, "ea_ev": 0.3}
+    )
     assert (q.tdp_w, q.r_th_c_per_w, q.ea_ev) == (500, 0.2, 0.3)
     assert q.basis["ea_ev"] == "SCENARIO override"
     unknown = chip_reliability("my-chip", tdp_w=300)
@@ -70,6 +93,7 @@ def test_bad_override_names_the_field():
 
 # --- schema --------------------------------------------------------------------------------
 
+
 def test_config_defaults_and_errors():
     cfg = ReliabilityConfig()
     assert set(cfg.halls) == {"default"} and cfg.fleet is None and cfg.serving_crashes
@@ -80,7 +104,12 @@ def test_config_defaults_and_errors():
     bad = [
         {"fleet": {**fleet, "cohorts": [{**fleet["cohorts"][0], "hall": "nowhere"}]}},
         {"fleet": {**fleet, "cohorts": [{**fleet["cohorts"][0], "start_day": 3}]}},
-        {"fleet": {**fleet, "cohorts": [fleet["cohorts"][0], fleet["cohorts"][0] | {"name": "h100-0"}]}},
+        {
+            "fleet": {
+                **fleet,
+                "cohorts": [fleet["cohorts"][0], fleet["cohorts"][0] | {"name": "h100-0"}],
+            }
+        },
         {"halls": {"default": {"ambient_c": 25, "swing": 3}}},
         {"repair": {"repair_h": {"kind": "weibull", "scale": 3}}},
         {"fleet": {**fleet, "cohorts": [{**fleet["cohorts"][0], "utilisation": 1.5}]}},
@@ -92,13 +121,15 @@ def test_config_defaults_and_errors():
 
 def test_unknown_chip_in_run_is_a_scenario_error():
     cfg = ReliabilityConfig.model_validate(
-        {"fleet": {"days": 1, "cohorts": [{"chip": "h1OO", "count": 8, "utilisation": 0.5}]}})
+        {"fleet": {"days": 1, "cohorts": [{"chip": "h1OO", "count": 8, "utilisation": 0.5}]}}
+    )
     with pytest.raises(ScenarioError) as exc:
         run_reliability(cfg, {"h100": None}, np.random.default_rng(0))
     assert exc.value.field == "reliability.fleet.cohorts.0.chip"
 
 
 # --- PoolHealth ----------------------------------------------------------------------------
+
 
 def test_poolhealth_hand_computed_crash_and_repair_state():
     """One replica of 8 chips at its equilibrium temperature T_ref with mtbf 100 h: hazard
@@ -108,7 +139,9 @@ def test_poolhealth_hand_computed_crash_and_repair_state():
     hall = HallConfig(ambient_c=25)
     base = chip_reliability("h100")
     log = EventLog()
-    ph = PoolHealth(base, hall, 1, 8, np.random.default_rng(0), initial_utilisation=0.9, log=log, pool="p")
+    ph = PoolHealth(
+        base, hall, 1, 8, np.random.default_rng(0), initial_utilisation=0.9, log=log, pool="p"
+    )
     p = base.replace(mtbf_h=100.0, mtbf_ref_c=float(ph.temp_c[0]))
     ph.params = p
     ph._threshold[:] = 0.5
@@ -154,10 +187,13 @@ def test_poolhealth_throttle_events_at_crossing():
 
 # --- RepairShop ----------------------------------------------------------------------------
 
+
 def _shop_run(cfg: RepairConfig, crashes: list[tuple[float, int]], spares: int):
     env = simpy.Environment()
     log = EventLog()
-    shop = RepairShop(env, cfg, np.random.default_rng(0), spares=spares, pool="p", chip="h100", log=log)
+    shop = RepairShop(
+        env, cfg, np.random.default_rng(0), spares=spares, pool="p", chip="h100", log=log
+    )
     out = []
 
     def crash(t, unit):
@@ -175,7 +211,7 @@ FIX = {"kind": "fixed"}
 
 def test_repair_restart_is_quick():
     cfg = RepairConfig(transient_share=1.0, restart_min=FIX | {"value": 10})
-    (o,), shop, ev = _shop_run(cfg, [(100.0, 3)], spares=0)
+    (o,), _shop, ev = _shop_run(cfg, [(100.0, 3)], spares=0)
     assert (o.kind, o.crash_s, o.up_s) == ("restart", 100.0, 700.0)
     assert list(ev["kind"]) == ["restart"]
 
@@ -183,9 +219,10 @@ def test_repair_restart_is_quick():
 def test_repair_spare_swap_then_chip_returns_to_shelf():
     """Spare on the shelf: back after swap (2 h); the broken chip is repaired 48 h later and
     refills the shelf."""
-    cfg = RepairConfig(transient_share=0.0, lost_share=0.0, swap_h=FIX | {"value": 2},
-                       repair_h=FIX | {"value": 48})
-    (o,), shop, ev = _shop_run(cfg, [(0.0, 1)], spares=1)
+    cfg = RepairConfig(
+        transient_share=0.0, lost_share=0.0, swap_h=FIX | {"value": 2}, repair_h=FIX | {"value": 48}
+    )
+    (o,), shop, _ev = _shop_run(cfg, [(0.0, 1)], spares=1)
     assert (o.kind, o.up_s) == ("spare_swap", 7200.0)
     assert shop.shelf.level == 1 and shop.counts["in_repair"] == 0
 
@@ -193,21 +230,27 @@ def test_repair_spare_swap_then_chip_returns_to_shelf():
 def test_repair_queue_with_one_technician():
     """No spares, one technician, repair 10 h, swap 1 h, two crashes at t=0: unit 0 back at
     11 h, unit 1 waits for the technician: back at 21 h."""
-    cfg = RepairConfig(transient_share=0.0, lost_share=0.0, swap_h=FIX | {"value": 1},
-                       repair_h=FIX | {"value": 10}, technicians=1)
-    outs, shop, ev = _shop_run(cfg, [(0.0, 0), (0.0, 1)], spares=0)
+    cfg = RepairConfig(
+        transient_share=0.0,
+        lost_share=0.0,
+        swap_h=FIX | {"value": 1},
+        repair_h=FIX | {"value": 10},
+        technicians=1,
+    )
+    outs, _shop, ev = _shop_run(cfg, [(0.0, 0), (0.0, 1)], spares=0)
     assert [(o.kind, o.up_s / 3600) for o in outs] == [("repaired", 11.0), ("repaired", 21.0)]
     assert list(ev["kind"]) == ["repair_done", "repair_done"]
 
 
 def test_repair_lost_for_good_without_spares():
     cfg = RepairConfig(transient_share=0.0, lost_share=1.0, repair_h=FIX | {"value": 5})
-    (o,), shop, ev = _shop_run(cfg, [(0.0, 2)], spares=0)
+    (o,), _shop, ev = _shop_run(cfg, [(0.0, 2)], spares=0)
     assert (o.kind, o.up_s, o.down_s) == ("lost_for_good", None, math.inf)
     assert list(ev["kind"]) == ["lost_for_good"] and ev["time_s"][0] == 5 * 3600
 
 
 # --- cohort run ----------------------------------------------------------------------------
+
 
 def _cfg(cohorts, days, repair=None, halls=None):
     data = {"fleet": {"days": days, "cohorts": cohorts}}
@@ -223,20 +266,36 @@ def test_cohort_micro_scenario_repair_times():
     after its crash when no queue forms; with spares, 2 h after."""
     fast = {"mtbf_h": 2000.0}
     for spares, gap_h in ((0, 32.0), (10_000, 2.0)):
-        cfg = ReliabilityConfig.model_validate({
-            "chips": {"h100": fast},
-            "repair": {"transient_share": 0.0, "lost_share": 0.0, "swap_h": FIX | {"value": 2},
-                       "repair_h": FIX | {"value": 30}},
-            "fleet": {"days": 20, "cohorts": [{"chip": "h100", "count": 64, "utilisation": 0.9,
-                                               "spares": spares}]}})
+        cfg = ReliabilityConfig.model_validate(
+            {
+                "chips": {"h100": fast},
+                "repair": {
+                    "transient_share": 0.0,
+                    "lost_share": 0.0,
+                    "swap_h": FIX | {"value": 2},
+                    "repair_h": FIX | {"value": 30},
+                },
+                "fleet": {
+                    "days": 20,
+                    "cohorts": [
+                        {"chip": "h100", "count": 64, "utilisation": 0.9, "spares": spares}
+                    ],
+                },
+            }
+        )
         ev = run_reliability(cfg, {}, np.random.default_rng(5)).events
         crash = {r: t for t, r, k in zip(ev["time_s"], ev["replica"], ev["kind"]) if k == "crash"}
-        done = [(t, r) for t, r, k in zip(ev["time_s"], ev["replica"], ev["kind"]) if k == "repair_done"]
+        done = [
+            (t, r) for t, r, k in zip(ev["time_s"], ev["replica"], ev["kind"]) if k == "repair_done"
+        ]
         assert len(done) > 5
         seen = {}
         for t, r in done:  # pair each repair_done with the node's latest earlier crash
-            c = max(tc for tc, rc, k in zip(ev["time_s"], ev["replica"], ev["kind"])
-                    if k == "crash" and rc == r and tc < t)
+            c = max(
+                tc
+                for tc, rc, k in zip(ev["time_s"], ev["replica"], ev["kind"])
+                if k == "crash" and rc == r and tc < t
+            )
             seen[r] = t - c
         assert crash
         np.testing.assert_allclose(list(seen.values()), gap_h * 3600, rtol=1e-12)
@@ -257,21 +316,35 @@ def test_cohort_micro_scenario_repair_times():
     start=st.integers(0, 3),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_cohort_conservation(count, cpn, util, days, spares, techs, transient, lost, mtbf, ambient,
-                             start, seed):
+def test_cohort_conservation(
+    count, cpn, util, days, spares, techs, transient, lost, mtbf, ambient, start, seed
+):
     """Every chip is active, spare, in repair or lost at all times; every crash ends in one
     restart or repair_done or is still down at the end; lost chips match lost events."""
     start = min(start, days - 1)
     cohorts = [
-        {"name": "a", "chip": "ascend-910b", "count": count, "utilisation": util, "chips_per_node": cpn,
-         "spares": spares, "start_day": start},
+        {
+            "name": "a",
+            "chip": "ascend-910b",
+            "count": count,
+            "utilisation": util,
+            "chips_per_node": cpn,
+            "spares": spares,
+            "start_day": start,
+        },
         {"name": "b", "chip": "h100", "count": 17, "utilisation": 0.9, "hall": "hot"},
     ]
-    cfg = ReliabilityConfig.model_validate({
-        "chips": {"ascend-910b": {"mtbf_h": mtbf}, "h100": {"mtbf_h": mtbf}},
-        "halls": {"default": {"ambient_c": ambient, "daily_swing_c": 5}, "hot": {"ambient_c": 40}},
-        "repair": {"transient_share": transient, "lost_share": lost, "technicians": techs},
-        "fleet": {"days": days, "cohorts": cohorts}})
+    cfg = ReliabilityConfig.model_validate(
+        {
+            "chips": {"ascend-910b": {"mtbf_h": mtbf}, "h100": {"mtbf_h": mtbf}},
+            "halls": {
+                "default": {"ambient_c": ambient, "daily_swing_c": 5},
+                "hot": {"ambient_c": 40},
+            },
+            "repair": {"transient_share": transient, "lost_share": lost, "technicians": techs},
+            "fleet": {"days": days, "cohorts": cohorts},
+        }
+    )
     res = run_reliability(cfg, {}, np.random.default_rng(seed))  # checks its own state log too
     tl, ev = res.timeline, res.events
     for name in ("a", "b"):
@@ -291,8 +364,10 @@ def test_cohort_conservation(count, cpn, util, days, spares, techs, transient, l
 
 
 def test_same_seed_same_output_and_cohorts_independent():
-    cohorts = [{"name": "x", "chip": "h100", "count": 4000, "utilisation": 0.9},
-               {"name": "y", "chip": "ascend-910c", "count": 3000, "utilisation": 0.7}]
+    cohorts = [
+        {"name": "x", "chip": "h100", "count": 4000, "utilisation": 0.9},
+        {"name": "y", "chip": "ascend-910c", "count": 3000, "utilisation": 0.7},
+    ]
     cfg = _cfg(cohorts, 30)
     a = run_reliability(cfg, {}, np.random.default_rng(9))
     b = run_reliability(cfg, {}, np.random.default_rng(9))
@@ -300,14 +375,20 @@ def test_same_seed_same_output_and_cohorts_independent():
         np.testing.assert_array_equal(a.events[k], b.events[k])
     assert a.summary == b.summary
     c = run_reliability(_cfg(cohorts[:1], 30), {}, np.random.default_rng(9))
-    assert c.summary["cohorts"]["x"] == a.summary["cohorts"]["x"]  # adding a cohort changes nothing else
+    assert (
+        c.summary["cohorts"]["x"] == a.summary["cohorts"]["x"]
+    )  # adding a cohort changes nothing else
 
 
 def test_cohort_crash_count_matches_integrated_hazard():
     """With lots of spares (downtime negligible) the crash count of a diurnal domestic cohort is
     Poisson with mean = count x integrated hazard; check the 99.9% interval over 5 seeds' sum."""
-    cfg = _cfg([{"chip": "ascend-910b", "count": 20000, "utilisation": 0.85, "spares": 20000}], 60,
-               repair={"transient_share": 1.0}, halls={"default": {"ambient_c": 28, "daily_swing_c": 8}})
+    cfg = _cfg(
+        [{"chip": "ascend-910b", "count": 20000, "utilisation": 0.85, "spares": 20000}],
+        60,
+        repair={"transient_share": 1.0},
+        halls={"default": {"ambient_c": 28, "daily_swing_c": 8}},
+    )
     runs = [run_reliability(cfg, {}, np.random.default_rng(s)).summary for s in range(5)]
     expected = sum(r["expected_crashes_no_downtime"] for r in runs)
     got = sum(r["crashes"] for r in runs)
@@ -317,6 +398,7 @@ def test_cohort_crash_count_matches_integrated_hazard():
 
 # --- shipped scenarios ---------------------------------------------------------------------
 
+
 def _load(name):
     import fleetsim
 
@@ -324,10 +406,11 @@ def _load(name):
 
 
 def test_llama3_calibration_scenario():
-    """CALIBRATION, not validation (the H100 MTBF was derived from the same count): the
-    simulated unexpected interruptions of 16,384 H100 over 54 days fall inside the Poisson 95%
-    interval of Llama 3's 419, and the hardware-attributed ones inside that of 0.78 x 419 = 327
-    (scipy.stats.poisson.interval). The integrated hazard itself is within 1% of 419.
+    """CALIBRATION, not validation (the H100 MTBF was derived from the same count). Calibrated
+    on all 419 unexpected interruptions, not the 78% hardware share: in serving, any unexpected
+    interruption takes a replica down and its requests must be retried; the 22% non-hardware
+    share is the restart path. The scenario's run must fall inside the Poisson 95% interval of
+    419 (scipy.stats.poisson.interval: 379-460), and its integrated hazard within 1% of 419.
     """
     sc = _load("llama3-reliability.yaml")
     from fleetsim.serving.rng import stream
@@ -336,10 +419,31 @@ def test_llama3_calibration_scenario():
     s = res.summary
     lo, hi = stats.poisson.interval(0.95, 419)
     assert lo <= s["interruptions"] <= hi, s["interruptions"]
-    lo, hi = stats.poisson.interval(0.95, 0.78 * 419)
-    assert lo <= s["hardware_faults"] <= hi, s["hardware_faults"]
     assert s["expected_crashes_no_downtime"] == pytest.approx(419, rel=0.01)
     assert s["availability_mean"] > 0.99
+
+
+def test_llama3_calibration_replicates():
+    """40 seeds of the calibration scenario. (1) Mean count within the 99% normal interval of a
+    Poisson(419) mean: 419 +/- 2.576 sqrt(419/40). (2) Pooled hardware share within the 99%
+    binomial interval of 0.78. (3) Replicates inside the Poisson 95% interval: at least the
+    0.5% quantile of Binomial(40, coverage), coverage computed exactly for Poisson(419).
+    """
+    sc = _load("llama3-reliability.yaml")
+    counts, hardware = [], []
+    for seed in range(40):
+        s = run_reliability(sc.reliability, None, np.random.default_rng(seed)).summary
+        counts.append(s["interruptions"])
+        hardware.append(s["hardware_faults"])
+    counts = np.array(counts)
+    n = len(counts)
+    assert abs(counts.mean() - 419) <= 2.576 * math.sqrt(419 / n), counts.mean()
+    share = sum(hardware) / counts.sum()
+    assert abs(share - 0.78) <= 2.576 * math.sqrt(0.78 * 0.22 / counts.sum()), share
+    lo, hi = stats.poisson.interval(0.95, 419)
+    coverage = stats.poisson.cdf(hi, 419) - stats.poisson.cdf(lo - 1, 419)
+    inside = int(np.sum((counts >= lo) & (counts <= hi)))
+    assert inside >= stats.binom.ppf(0.005, n, coverage), inside
 
 
 def test_diurnal_throttle_scenario():

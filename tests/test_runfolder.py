@@ -189,10 +189,9 @@ def test_scenario_error_is_a_fleetsim_error():
 
 
 # ---------------------------------------------------------------------------------------------
-# Known gaps (strict xfail: they flip to failures once fixed)
+# Formerly known gaps, now fixed: keep them fixed.
 
 
-@pytest.mark.xfail(strict=True, reason="bug: JSON files from mkstemp are mode 0600, parquet files follow the umask")
 def test_json_files_follow_the_umask(tmp_path):
     run_dir = tmp_path / "run"
     fleetsim.run(_scenario(), out_dir=run_dir)
@@ -201,7 +200,6 @@ def test_json_files_follow_the_umask(tmp_path):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == table_mode, name
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an empty events table is written with float-typed pool/chip/kind/detail")
 def test_empty_events_table_keeps_string_columns(tmp_path):
     """Runs without events must write the same schema as runs with them (readers concat folders)."""
     run_dir = tmp_path / "run"

@@ -195,7 +195,6 @@ def test_bad_set_is_one_clear_line(command, override, field, contains, quickstar
     assert not out.exists(), "a scenario that does not validate must not create a run folder"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --set errors do not name the scenario file")
 def test_bad_set_path_names_the_file(quickstart_copy, runner, user_error):
     result = runner.invoke(main, ["validate", str(quickstart_copy), "--set", "serving.duraton_s=1"])
     user_error(result, file=quickstart_copy, field="serving.duraton_s")
@@ -232,10 +231,9 @@ def test_missing_trace_file(command, quickstart_data, write_scenario, tmp_path, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Known gaps in the lead's files (strict xfail: they flip to failures once fixed).
+# Formerly known gaps, now fixed: keep them fixed.
 
 
-@pytest.mark.xfail(strict=True, reason="bug: catalog-reference errors (unknown chip/model) lose the YAML line")
 def test_unknown_chip_names_the_line(write_scenario, runner, user_error):
     text = QUICK_TEXT.replace("chip: h20", "chip: h2O")
     path = write_scenario(text)
@@ -243,16 +241,27 @@ def test_unknown_chip_names_the_line(write_scenario, runner, user_error):
                field="serving.pools.h20.chip", line=_line_of(text, "chip: h2O"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a name holding a line break splits the error over two lines")
 def test_name_with_line_break_stays_one_line(quickstart_data, write_scenario, runner, user_error):
     quickstart_data["serving"]["pools"]["h20"]["chip"] = "h2\n0"
     path = write_scenario(quickstart_data)
     user_error(runner.invoke(main, ["validate", str(path)]), file=path, field="serving.pools.h20.chip")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a YAML boolean is accepted as a number (true -> 1.0)")
 def test_boolean_is_not_a_number(write_scenario, runner, user_error):
     path = write_scenario(QUICK_TEXT.replace("rate_per_s: 5", "rate_per_s: true"))
     user_error(runner.invoke(main, ["validate", str(path)]), file=path,
                field="serving.workloads.chat.arrival.rate_per_s")
 
+
+
+@pytest.mark.parametrize("case", ["output-is-a-file", "scenario-is-a-folder"])
+def test_path_kind_errors_are_one_line(case, quickstart_copy, tmp_path, runner, user_error):
+    if case == "output-is-a-file":
+        target = tmp_path / "taken"
+        target.write_text("x")
+        args, text = ["run", str(quickstart_copy), "-o", str(target)], "cannot write the output folder"
+    else:
+        target = tmp_path / "folder.yaml"
+        target.mkdir()
+        args, text = ["validate", str(target)], "is a folder"
+    user_error(runner.invoke(main, args), contains=[text, str(target)])

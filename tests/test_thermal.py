@@ -15,9 +15,9 @@ from fleetsim.reliability.thermal import (
     crossing_offset_s,
     equilibrium,
     power_w,
+    steady_temp_c,
     step_mean_temp,
     step_temp,
-    steady_temp_c,
 )
 from fleetsim.scenario.reliability import HallConfig
 
@@ -49,8 +49,8 @@ def test_exact_rc_step_matches_analytic():
 def test_equilibrium_is_fixed_point_of_the_step():
     u = np.linspace(0, 1, 11)
     for cooling in (1.0, 1.5, 2.5):
-        t_eq, f_eq = equilibrium(H100, u, 30.0, cooling)
-        t1, f1 = step_temp(H100, t_eq, u, 30.0, 15.0, cooling)
+        t_eq, _f_eq = equilibrium(H100, u, 30.0, cooling)
+        t1, _f1 = step_temp(H100, t_eq, u, 30.0, 15.0, cooling)
         np.testing.assert_allclose(t1, t_eq, atol=1e-7)
         # and it satisfies T = ambient + r P(clock(T))
         want = steady_temp_c(H100, u, 30.0, cooling, clock_fraction(H100, t_eq))
@@ -108,7 +108,9 @@ def test_step_mean_and_crossing_on_exponential_path():
     # numeric mean of the path
     s = np.linspace(0, dt, 200001)
     path = t_ss + (t0 - t_ss) * np.exp(-s / PLAIN.tau_s)
-    assert float(step_mean_temp(PLAIN, t0, t1, dt)) == pytest.approx(np.trapezoid(path, s) / dt, abs=1e-6)
+    assert float(step_mean_temp(PLAIN, t0, t1, dt)) == pytest.approx(
+        np.trapezoid(path, s) / dt, abs=1e-6
+    )
     level = 0.5 * (t0 + float(t1))
     off = float(crossing_offset_s(PLAIN, t0, t1, dt, level))
     assert t_ss + (t0 - t_ss) * math.exp(-off / PLAIN.tau_s) == pytest.approx(level, abs=1e-9)
@@ -131,8 +133,16 @@ def test_h100_diurnal_swing_calibration():
     assert 0.01 <= static <= 0.02
     assert static == pytest.approx(0.015, abs=0.001)
 
-    ph = PoolHealth(H100, hall, 4, 8, np.random.default_rng(0), start_hour=0.0, crashes=False,
-                    initial_utilisation=0.9)
+    ph = PoolHealth(
+        H100,
+        hall,
+        4,
+        8,
+        np.random.default_rng(0),
+        start_hour=0.0,
+        crashes=False,
+        initial_utilisation=0.9,
+    )
     clocks = []
     for k in range(2 * 2880):  # two days of 30 s steps; keep the second
         ph.advance(30.0 * k, 30.0, np.full(4, 0.9))

@@ -22,10 +22,26 @@ BASIS_TAGS = ("SOURCE", "DERIVED", "EST", "CALIBRATED", "ASSUMPTION")
 
 # Fields read from the YAML (r_th_c_per_w is derived from rise_at_tdp_c unless overridden).
 PARAM_FIELDS = (
-    "tdp_w", "idle_frac", "rise_at_tdp_c", "tau_s", "clock_power_exp", "dvfs_onset_c",
-    "dvfs_slope_per_c", "throttle_c", "t_max_c", "throttle_floor", "mtbf_h", "mtbf_ref_c",
-    "ea_ev", "hazard_multiplier", "hot_c", "hot_gain_per_c", "extended_threshold",
-    "extended_gain", "extended_tau_h", "extended_recovery",
+    "tdp_w",
+    "idle_frac",
+    "rise_at_tdp_c",
+    "tau_s",
+    "clock_power_exp",
+    "dvfs_onset_c",
+    "dvfs_slope_per_c",
+    "throttle_c",
+    "t_max_c",
+    "throttle_floor",
+    "mtbf_h",
+    "mtbf_ref_c",
+    "ea_ev",
+    "hazard_multiplier",
+    "hot_c",
+    "hot_gain_per_c",
+    "extended_threshold",
+    "extended_gain",
+    "extended_tau_h",
+    "extended_recovery",
 )
 
 
@@ -73,7 +89,7 @@ class ChipReliability:
         """Power above idle at full utilisation and full clock."""
         return self.tdp_w - self.idle_w
 
-    def replace(self, **changes: Any) -> "ChipReliability":
+    def replace(self, **changes: Any) -> ChipReliability:
         out = dataclasses.replace(self, **changes)
         out.check()
         return out
@@ -93,11 +109,16 @@ class ChipReliability:
             ("dvfs_onset_c", self.dvfs_onset_c <= self.throttle_c, "must not be above throttle_c"),
             (
                 "dvfs_slope_per_c",
-                1 - self.dvfs_slope_per_c * (self.throttle_c - self.dvfs_onset_c) >= self.throttle_floor,
+                1 - self.dvfs_slope_per_c * (self.throttle_c - self.dvfs_onset_c)
+                >= self.throttle_floor,
                 "is so steep that the DVFS clock falls below throttle_floor before throttle_c",
             ),
             ("mtbf_h", self.mtbf_h > 0, "must be > 0 h"),
-            ("mtbf_ref_c", -50 < self.mtbf_ref_c < 200, "must be a die temperature in (-50, 200) C"),
+            (
+                "mtbf_ref_c",
+                -50 < self.mtbf_ref_c < 200,
+                "must be a die temperature in (-50, 200) C",
+            ),
             ("ea_ev", 0 <= self.ea_ev <= 3, "must be in [0, 3] eV"),
             ("hazard_multiplier", self.hazard_multiplier > 0, "must be > 0"),
             ("hot_gain_per_c", 0 <= self.hot_gain_per_c <= 2, "must be in [0, 2] per C"),
@@ -156,7 +177,9 @@ def chip_reliability(
     entry = dict(table.get(chip, table["default"]))
     basis = dict(entry.pop("basis"))
     if chip not in table:
-        basis = {k: f"ASSUMPTION: unknown chip '{chip}', generic default. {v}" for k, v in basis.items()}
+        basis = {
+            k: f"ASSUMPTION: unknown chip '{chip}', generic default. {v}" for k, v in basis.items()
+        }
     if tdp_w is not None and math.isfinite(float(tdp_w)) and float(tdp_w) > 0:
         entry["tdp_w"] = float(tdp_w)
         basis["tdp_w"] = "SOURCE: chip catalog (fleetsim/catalog/chips.yaml)"
@@ -177,7 +200,8 @@ def chip_reliability(
         r_th = rise / float(entry["tdp_w"])
     else:
         basis["r_th_c_per_w"] = "SCENARIO override"
-    params = ChipReliability(chip=chip, r_th_c_per_w=float(r_th), basis=basis,
-                             **{k: float(v) for k, v in entry.items()})
+    params = ChipReliability(
+        chip=chip, r_th_c_per_w=float(r_th), basis=basis, **{k: float(v) for k, v in entry.items()}
+    )
     params.check()
     return params

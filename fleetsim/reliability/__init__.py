@@ -10,8 +10,17 @@ from fleetsim.reliability.health import PoolHealth
 from fleetsim.reliability.repair import RepairOutcome, RepairShop
 
 __all__ = [
-    "EVENT_COLUMNS", "EVENT_KINDS", "ChipReliability", "EventLog", "PoolHealth", "RepairOutcome",
-    "RepairShop", "ReliabilityResult", "chip_reliability", "resolve_chip", "run_reliability",
+    "EVENT_COLUMNS",
+    "EVENT_KINDS",
+    "ChipReliability",
+    "EventLog",
+    "PoolHealth",
+    "ReliabilityResult",
+    "RepairOutcome",
+    "RepairShop",
+    "chip_reliability",
+    "resolve_chip",
+    "run_reliability",
 ]
 
 

@@ -96,8 +96,15 @@ class _Draws:
     def crash(self) -> tuple[bool, float, float, float, bool]:
         if self._i >= self.block:
             d = CrashDraws.draw(self.cfg, self.rng, self.block)
-            self._d = list(zip(d.transient.tolist(), d.restart_s.tolist(), d.repair_s.tolist(),
-                               d.swap_s.tolist(), d.lost.tolist()))
+            self._d = list(
+                zip(
+                    d.transient.tolist(),
+                    d.restart_s.tolist(),
+                    d.repair_s.tolist(),
+                    d.swap_s.tolist(),
+                    d.lost.tolist(),
+                )
+            )
             self._i = 0
         self._i += 1
         return self._d[self._i - 1]
@@ -113,20 +120,39 @@ class _Draws:
 class _CohortSim:
     """One cohort's state arrays, event heap and SimPy process."""
 
-    def __init__(self, env, c: CohortConfig, p: ChipReliability, hall: HallConfig, repair: RepairConfig,
-                 techs: _Technicians, rng: np.random.Generator, days: int, start_hour: float) -> None:
-        self.env, self.c, self.p, self.hall, self.repair, self.techs = env, c, p, hall, repair, techs
+    def __init__(
+        self,
+        env,
+        c: CohortConfig,
+        p: ChipReliability,
+        hall: HallConfig,
+        repair: RepairConfig,
+        techs: _Technicians,
+        rng: np.random.Generator,
+        days: int,
+        start_hour: float,
+    ) -> None:
+        self.env, self.c, self.p, self.hall, self.repair, self.techs = (
+            env,
+            c,
+            p,
+            hall,
+            repair,
+            techs,
+        )
         self.name = c.name
         self.start_s = c.start_day * DAY_S
         self.end_s = days * DAY_S
-        self.n_hours = int(round((self.end_s - self.start_s) / HOUR_S))
+        self.n_hours = round((self.end_s - self.start_s) / HOUR_S)
         hours_abs = self.start_s / HOUR_S + np.arange(self.n_hours)
         self.hour_of_day = (start_hour + hours_abs + 0.5) % 24.0
         self.ambient_c = ambient_c(hall, self.hour_of_day)
         u = c.utilisation
         self.temp_c, self.clock = equilibrium(p, u, self.ambient_c, hall.cooling_factor)
         self.idle_temp_c = equilibrium(p, 0.0, self.ambient_c, hall.cooling_factor)[0]
-        high_h = (np.arange(self.n_hours) + 0.5) if u >= p.extended_threshold else np.zeros(self.n_hours)
+        high_h = (
+            (np.arange(self.n_hours) + 0.5) if u >= p.extended_threshold else np.zeros(self.n_hours)
+        )
         self.rate = hazard_per_h(p, self.temp_c, high_h)  # per chip-hour, hour by hour
         self.knots = cumulative_knots(self.rate)
         self._knots = self.knots.tolist()
@@ -164,8 +190,15 @@ class _CohortSim:
         self.ev_node: list[int] = []
         self.ev_temp: list[float] = []
         self.ev_detail: list[int] = []
-        self.counts = dict(crashes=0, transient=0, hardware=0, restarts=0, spare_swaps=0,
-                           repaired_returns=0, chips_lost=0)
+        self.counts = {
+            "crashes": 0,
+            "transient": 0,
+            "hardware": 0,
+            "restarts": 0,
+            "spare_swaps": 0,
+            "repaired_returns": 0,
+            "chips_lost": 0,
+        }
 
     # -- cumulative hazard on the cohort's hourly grid ------------------------------------
     def _cum_at(self, t: float) -> float:
@@ -198,7 +231,8 @@ class _CohortSim:
     def _record(self, t: float) -> None:
         self.log_t.append(t)
         self.log_state.append(
-            (self.active, self.spare, self.in_repair, self.lost, self.up_chips, self.nodes_up))
+            (self.active, self.spare, self.in_repair, self.lost, self.up_chips, self.nodes_up)
+        )
 
     def _next_time(self) -> float:
         t1 = self.first_t[self._ptr] if self._ptr < self.n_first else math.inf
@@ -305,8 +339,12 @@ class _CohortSim:
         c, p = self.c, self.p
         state = np.asarray(self.log_state, dtype=np.int64)
         total = state[:, :4].sum(axis=1)
-        if (np.any(total != c.count + self.spares0) or np.any(state < 0) or np.any(state[:, 4] > c.count)
-                or np.any(state[:, 5] > self.n_nodes)):
+        if (
+            np.any(total != c.count + self.spares0)
+            or np.any(state < 0)
+            or np.any(state[:, 4] > c.count)
+            or np.any(state[:, 5] > self.n_nodes)
+        ):
             raise RuntimeError(f"cohort {self.name}: chip accounting broken (internal error)")
 
         hour_edges = self.start_s + HOUR_S * np.arange(self.n_hours + 1)
@@ -314,7 +352,7 @@ class _CohortSim:
         cap_h = c.count * HOUR_S
         throttled = self.temp_c > p.throttle_c
         n_days = self.n_hours // 24
-        per_day = lambda x: x.reshape(n_days, 24).sum(axis=1)  # noqa: E731
+        per_day = lambda x: x.reshape(n_days, 24).sum(axis=1)
         temp_int = up_h * self.temp_c + (cap_h - up_h) * self.idle_temp_c
         up_day = per_day(up_h)
         day_end = self.start_s + DAY_S * np.arange(1, n_days + 1)
@@ -324,7 +362,10 @@ class _CohortSim:
             "day": (c.start_day + np.arange(n_days)).astype(np.int64),
             "cohort": np.full(n_days, self.name, dtype=object),
             "chip": np.full(n_days, p.chip, dtype=object),
-            "active": snap[:, 0], "spare": snap[:, 1], "in_repair": snap[:, 2], "lost": snap[:, 3],
+            "active": snap[:, 0],
+            "spare": snap[:, 1],
+            "in_repair": snap[:, 2],
+            "lost": snap[:, 3],
             "nodes_down": self.n_nodes - snap[:, 5],
             "availability": up_day / (c.count * DAY_S),
             "mean_temp_c": per_day(temp_int) / (c.count * DAY_S),
@@ -334,17 +375,26 @@ class _CohortSim:
         hourly = {
             "hour": (self.start_s / HOUR_S + np.arange(self.n_hours)).astype(np.int64),
             "cohort": np.full(self.n_hours, self.name, dtype=object),
-            "ambient_c": self.ambient_c, "temp_c": self.temp_c, "clock": self.clock,
-            "hazard_per_chip_h": self.rate, "up_share": up_h / cap_h,
+            "ambient_c": self.ambient_c,
+            "temp_c": self.temp_c,
+            "clock": self.clock,
+            "hazard_per_chip_h": self.rate,
+            "up_share": up_h / cap_h,
         }
         events = self._events(throttled)
         daily_clock = self.clock[: n_days * 24].reshape(n_days, 24)
         swing = (daily_clock.max(axis=1) - daily_clock.min(axis=1)) / daily_clock.mean(axis=1)
         chip_h = float(up_h.sum()) / HOUR_S
         summary = {
-            "cohort": self.name, "chip": p.chip, "count": c.count, "nodes": self.n_nodes,
-            "chips_per_node": c.chips_per_node, "utilisation": c.utilisation, "hall": c.hall,
-            "start_day": c.start_day, "spares_initial": self.spares0,
+            "cohort": self.name,
+            "chip": p.chip,
+            "count": c.count,
+            "nodes": self.n_nodes,
+            "chips_per_node": c.chips_per_node,
+            "utilisation": c.utilisation,
+            "hall": c.hall,
+            "start_day": c.start_day,
+            "spares_initial": self.spares0,
             "crashes": self.counts["crashes"],
             "interruptions": self.counts["crashes"],
             "hardware_faults": self.counts["hardware"],
@@ -355,7 +405,9 @@ class _CohortSim:
             "chips_lost": self.counts["chips_lost"],
             "expected_crashes_no_downtime": float(c.count * self.knots[-1]),
             "chip_hours_up": chip_h,
-            "crashes_per_chip_year": self.counts["crashes"] / chip_h * 8766.0 if chip_h > 0 else None,
+            "crashes_per_chip_year": self.counts["crashes"] / chip_h * 8766.0
+            if chip_h > 0
+            else None,
             "availability_mean": float(up_h.sum() / (cap_h * self.n_hours)),
             "availability_min_day": float(timeline["availability"].min()),
             "mean_temp_c": float(temp_int.sum() / (cap_h * self.n_hours)),
@@ -363,9 +415,13 @@ class _CohortSim:
             "throttled_share": float((up_h * throttled).sum() / (cap_h * self.n_hours)),
             "mean_clock": float((up_h * self.clock).sum() / max(up_h.sum(), 1e-300)),
             "diurnal_clock_swing": float(swing.mean()),
-            "end": {"active": int(state[-1, 0]), "spare": int(state[-1, 1]),
-                    "in_repair": int(state[-1, 2]), "lost": int(state[-1, 3]),
-                    "nodes_waiting": len(self.waiting)},
+            "end": {
+                "active": int(state[-1, 0]),
+                "spare": int(state[-1, 1]),
+                "in_repair": int(state[-1, 2]),
+                "lost": int(state[-1, 3]),
+                "nodes_waiting": len(self.waiting),
+            },
         }
         return events, timeline, hourly, summary
 
@@ -378,7 +434,9 @@ class _CohortSim:
         kind = np.concatenate((np.asarray(self.ev_kind, dtype=np.int64), kinds))
         node = np.concatenate((np.asarray(self.ev_node, dtype=np.int64), np.full(len(flips), -1)))
         temp = np.concatenate((np.asarray(self.ev_temp, dtype=float), self.temp_c[flips]))
-        detail = np.concatenate((np.asarray(self.ev_detail, dtype=np.int64), np.zeros(len(flips), np.int64)))
+        detail = np.concatenate(
+            (np.asarray(self.ev_detail, dtype=np.int64), np.zeros(len(flips), np.int64))
+        )
         n = n_ev + len(flips)
         return {
             "time_s": t,
@@ -392,12 +450,16 @@ class _CohortSim:
         }
 
 
-def run_reliability(cfg: ReliabilityConfig, chips: dict, rng: np.random.Generator) -> ReliabilityResult:
+def run_reliability(
+    cfg: ReliabilityConfig, chips: dict, rng: np.random.Generator
+) -> ReliabilityResult:
     """Reliability-only run of `cfg.fleet` (no requests): events, daily timeline, summary."""
     fleet = cfg.fleet
     if fleet is None:
-        raise ScenarioError("a reliability run needs 'reliability.fleet' (days and cohorts)",
-                            field="reliability.fleet")
+        raise ScenarioError(
+            "a reliability run needs 'reliability.fleet' (days and cohorts)",
+            field="reliability.fleet",
+        )
     known = reliability_defaults()
     env = simpy.Environment()
     techs = _Technicians(cfg.repair.technicians)
@@ -406,13 +468,19 @@ def run_reliability(cfg: ReliabilityConfig, chips: dict, rng: np.random.Generato
     for i, c in enumerate(fleet.cohorts):
         if chips is not None and c.chip not in chips and c.chip not in known:
             allowed = sorted(set(chips) | (set(known) - {"default"}))
-            raise ScenarioError(f"unknown chip '{c.chip}'; allowed: {', '.join(allowed)}",
-                                field=f"reliability.fleet.cohorts.{i}.chip")
+            raise ScenarioError(
+                f"unknown chip '{c.chip}'; allowed: {', '.join(allowed)}",
+                field=f"reliability.fleet.cohorts.{i}.chip",
+            )
         if c.hall not in cfg.halls:
-            raise ScenarioError(f"unknown hall '{c.hall}'; halls: {', '.join(sorted(cfg.halls))}",
-                                field=f"reliability.fleet.cohorts.{i}.hall")
+            raise ScenarioError(
+                f"unknown hall '{c.hall}'; halls: {', '.join(sorted(cfg.halls))}",
+                field=f"reliability.fleet.cohorts.{i}.hall",
+            )
         p = resolve_chip(cfg, c.chip, chips)
-        sim = _CohortSim(env, c, p, cfg.halls[c.hall], cfg.repair, techs, rngs[i], fleet.days, fleet.start_hour)
+        sim = _CohortSim(
+            env, c, p, cfg.halls[c.hall], cfg.repair, techs, rngs[i], fleet.days, fleet.start_hour
+        )
         sims.append(sim)
         env.process(sim.run())
     env.run(until=fleet.days * DAY_S)

@@ -20,27 +20,51 @@ class EventLog:
         self._rows: list[tuple] = []
         self._chunks: list[dict[str, np.ndarray]] = []
 
-    def add(self, time_s: float, kind: str, *, pool: str = "", cohort: str = "", replica: int = -1,
-            chip: str = "", temp_c: float = float("nan"), detail: str = "") -> None:
-        self._rows.append((float(time_s), pool, cohort, int(replica), chip, kind, float(temp_c), detail))
+    def add(
+        self,
+        time_s: float,
+        kind: str,
+        *,
+        pool: str = "",
+        cohort: str = "",
+        replica: int = -1,
+        chip: str = "",
+        temp_c: float = float("nan"),
+        detail: str = "",
+    ) -> None:
+        self._rows.append(
+            (float(time_s), pool, cohort, int(replica), chip, kind, float(temp_c), detail)
+        )
 
-    def add_many(self, time_s, kind: str, *, replica, temp_c, pool: str = "", cohort: str = "",
-                 chip: str = "", detail: str = "") -> None:
+    def add_many(
+        self,
+        time_s,
+        kind: str,
+        *,
+        replica,
+        temp_c,
+        pool: str = "",
+        cohort: str = "",
+        chip: str = "",
+        detail: str = "",
+    ) -> None:
         """Vectorised append: one kind, many units."""
         t = np.asarray(time_s, dtype=float)
         if t.size == 0:
             return
         n = t.size
-        self._chunks.append({
-            "time_s": t.ravel(),
-            "pool": np.full(n, pool, dtype=object),
-            "cohort": np.full(n, cohort, dtype=object),
-            "replica": np.broadcast_to(np.asarray(replica, dtype=np.int64), (n,)).copy(),
-            "chip": np.full(n, chip, dtype=object),
-            "kind": np.full(n, kind, dtype=object),
-            "temp_c": np.broadcast_to(np.asarray(temp_c, dtype=float), (n,)).copy(),
-            "detail": np.full(n, detail, dtype=object),
-        })
+        self._chunks.append(
+            {
+                "time_s": t.ravel(),
+                "pool": np.full(n, pool, dtype=object),
+                "cohort": np.full(n, cohort, dtype=object),
+                "replica": np.broadcast_to(np.asarray(replica, dtype=np.int64), (n,)).copy(),
+                "chip": np.full(n, chip, dtype=object),
+                "kind": np.full(n, kind, dtype=object),
+                "temp_c": np.broadcast_to(np.asarray(temp_c, dtype=float), (n,)).copy(),
+                "detail": np.full(n, detail, dtype=object),
+            }
+        )
 
     def __len__(self) -> int:
         return len(self._rows) + sum(len(c["time_s"]) for c in self._chunks)
@@ -54,16 +78,18 @@ class EventLog:
         parts = list(self._chunks)
         if self._rows:
             cols = list(zip(*self._rows))
-            parts.append({
-                "time_s": np.array(cols[0], dtype=float),
-                "pool": np.array(cols[1], dtype=object),
-                "cohort": np.array(cols[2], dtype=object),
-                "replica": np.array(cols[3], dtype=np.int64),
-                "chip": np.array(cols[4], dtype=object),
-                "kind": np.array(cols[5], dtype=object),
-                "temp_c": np.array(cols[6], dtype=float),
-                "detail": np.array(cols[7], dtype=object),
-            })
+            parts.append(
+                {
+                    "time_s": np.array(cols[0], dtype=float),
+                    "pool": np.array(cols[1], dtype=object),
+                    "cohort": np.array(cols[2], dtype=object),
+                    "replica": np.array(cols[3], dtype=np.int64),
+                    "chip": np.array(cols[4], dtype=object),
+                    "kind": np.array(cols[5], dtype=object),
+                    "temp_c": np.array(cols[6], dtype=float),
+                    "detail": np.array(cols[7], dtype=object),
+                }
+            )
         return concat_events(parts)
 
 

@@ -37,7 +37,8 @@ def extended_factor(p: ChipReliability, high_load_h) -> np.ndarray:
 def hazard_per_h(p: ChipReliability, temp_c, high_load_h=0.0) -> np.ndarray:
     """Failures per chip-hour at this die temperature and continuous-load history."""
     return (
-        p.hazard_multiplier / p.mtbf_h
+        p.hazard_multiplier
+        / p.mtbf_h
         * arrhenius_factor(temp_c, p.mtbf_ref_c, p.ea_ev)
         * hot_factor(p, temp_c)
         * extended_factor(p, high_load_h)

@@ -64,7 +64,9 @@ class PoolHealth:
         self.pool = pool
         self.crashes = crashes
         self.log = log
-        t0, f0 = equilibrium(params, initial_utilisation, ambient_c(hall, start_hour), hall.cooling_factor)
+        t0, f0 = equilibrium(
+            params, initial_utilisation, ambient_c(hall, start_hour), hall.cooling_factor
+        )
         self.temp_c = np.full(self.n, float(t0))
         self.throttle = np.full(self.n, float(f0))
         self.throttled = self.temp_c > params.throttle_c
@@ -146,12 +148,30 @@ class PoolHealth:
             self.crash_count += int(idx.size)
         if self.log is not None:
             chip = p.chip
-            self.log.add_many(self.last_throttle_start_times_s, "throttle_start", replica=starts,
-                              temp_c=p.throttle_c, pool=self.pool, chip=chip)
-            self.log.add_many(self.last_throttle_end_times_s, "throttle_end", replica=ends,
-                              temp_c=p.throttle_c, pool=self.pool, chip=chip)
-            self.log.add_many(self.last_crash_times_s, "crash", replica=idx, temp_c=t_mean[idx],
-                              pool=self.pool, chip=chip)
+            self.log.add_many(
+                self.last_throttle_start_times_s,
+                "throttle_start",
+                replica=starts,
+                temp_c=p.throttle_c,
+                pool=self.pool,
+                chip=chip,
+            )
+            self.log.add_many(
+                self.last_throttle_end_times_s,
+                "throttle_end",
+                replica=ends,
+                temp_c=p.throttle_c,
+                pool=self.pool,
+                chip=chip,
+            )
+            self.log.add_many(
+                self.last_crash_times_s,
+                "crash",
+                replica=idx,
+                temp_c=t_mean[idx],
+                pool=self.pool,
+                chip=chip,
+            )
         return idx
 
     def mark_down(self, i) -> None:
@@ -173,8 +193,14 @@ class PoolHealth:
         """Time-averaged figures over everything advanced so far (JSON-able)."""
         rs = self.n * self.elapsed_s
         if rs <= 0:
-            return {"crashes": self.crash_count, "mean_temp_c": float(np.mean(self.temp_c)) if self.n else None,
-                    "max_temp_c": self.max_temp_c, "throttled_share": 0.0, "mean_clock": 1.0, "up_share": 1.0}
+            return {
+                "crashes": self.crash_count,
+                "mean_temp_c": float(np.mean(self.temp_c)) if self.n else None,
+                "max_temp_c": self.max_temp_c,
+                "throttled_share": 0.0,
+                "mean_clock": 1.0,
+                "up_share": 1.0,
+            }
         return {
             "crashes": self.crash_count,
             "mean_temp_c": self._temp_s / rs,

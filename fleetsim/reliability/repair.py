@@ -37,7 +37,7 @@ def mean_duration(dist) -> float:
 
 def spares_for(cfg: RepairConfig, n_chips: int) -> int:
     """Spare chips kept for `n_chips` in service (rounded to nearest)."""
-    return int(math.floor(cfg.spare_fraction * n_chips + 0.5))
+    return math.floor(cfg.spare_fraction * n_chips + 0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ class CrashDraws:
     lost: np.ndarray
 
     @classmethod
-    def draw(cls, cfg: RepairConfig, rng: np.random.Generator, n: int) -> "CrashDraws":
+    def draw(cls, cfg: RepairConfig, rng: np.random.Generator, n: int) -> CrashDraws:
         return cls(
             transient=rng.random(n) < cfg.transient_share,
             restart_s=60.0 * sample_duration(cfg.restart_min, rng, n),
@@ -102,9 +102,18 @@ class RepairShop:
         self.log = log if log is not None else EventLog()
         self.initial_spares = spares_for(cfg, n_chips) if spares is None else int(spares)
         self.shelf = simpy.Container(env, init=self.initial_spares)
-        self.technicians = simpy.Resource(env, capacity=cfg.technicians) if cfg.technicians else None
-        self.counts = {"crashes": 0, "restart": 0, "spare_swap": 0, "repaired": 0,
-                       "lost_for_good": 0, "chips_lost": 0, "in_repair": 0}
+        self.technicians = (
+            simpy.Resource(env, capacity=cfg.technicians) if cfg.technicians else None
+        )
+        self.counts = {
+            "crashes": 0,
+            "restart": 0,
+            "spare_swap": 0,
+            "repaired": 0,
+            "lost_for_good": 0,
+            "chips_lost": 0,
+            "in_repair": 0,
+        }
 
     def repair(self, unit_id: int, n_chips: int = 1, *, temp_c: float = math.nan):
         """SimPy generator: yields until the unit is back; returns a RepairOutcome.
@@ -136,7 +145,9 @@ class RepairShop:
                     return RepairOutcome("lost_for_good", unit_id, crash_s, None)
         yield env.timeout(float(d.swap_s[0]))
         self.counts[kind] += 1
-        self.log.add(env.now, "repair_done", pool=self.pool, replica=unit_id, chip=self.chip, detail=kind)
+        self.log.add(
+            env.now, "repair_done", pool=self.pool, replica=unit_id, chip=self.chip, detail=kind
+        )
         return RepairOutcome(kind, unit_id, crash_s, env.now)
 
     def _bench(self, unit_id: int, repair_s: float, lost: bool):

@@ -23,7 +23,9 @@ _TOL_C = 1e-9
 def ambient_c(hall, hour_of_day) -> np.ndarray:
     """Inlet temperature of a hall at an hour of day (sinusoid, peak at `peak_hour`)."""
     h = np.asarray(hour_of_day, dtype=float)
-    return hall.ambient_c + 0.5 * hall.daily_swing_c * np.cos(2.0 * np.pi * (h - hall.peak_hour) / 24.0)
+    return hall.ambient_c + 0.5 * hall.daily_swing_c * np.cos(
+        2.0 * np.pi * (h - hall.peak_hour) / 24.0
+    )
 
 
 def clock_fraction(p: ChipReliability, temp_c) -> np.ndarray:
@@ -40,7 +42,8 @@ def _clock_slope(p: ChipReliability, t: np.ndarray) -> np.ndarray:
     f_th = 1.0 - p.dvfs_slope_per_c * max(0.0, p.throttle_c - p.dvfs_onset_c)
     steep = (p.throttle_floor - f_th) / (p.t_max_c - p.throttle_c)
     return np.where(
-        t <= p.dvfs_onset_c, 0.0,
+        t <= p.dvfs_onset_c,
+        0.0,
         np.where(t <= p.throttle_c, -p.dvfs_slope_per_c, np.where(t < p.t_max_c, steep, 0.0)),
     )
 
@@ -51,9 +54,14 @@ def power_w(p: ChipReliability, utilisation, clock=1.0) -> np.ndarray:
     return p.idle_w + p.dynamic_w * u * np.asarray(clock, dtype=float) ** p.clock_power_exp
 
 
-def steady_temp_c(p: ChipReliability, utilisation, ambient, cooling_factor=1.0, clock=1.0) -> np.ndarray:
+def steady_temp_c(
+    p: ChipReliability, utilisation, ambient, cooling_factor=1.0, clock=1.0
+) -> np.ndarray:
     """Temperature a chip settles at for a fixed clock (no governor)."""
-    return np.asarray(ambient, dtype=float) + power_w(p, utilisation, clock) * p.r_th_c_per_w * cooling_factor
+    return (
+        np.asarray(ambient, dtype=float)
+        + power_w(p, utilisation, clock) * p.r_th_c_per_w * cooling_factor
+    )
 
 
 def step_temp(

@@ -63,6 +63,9 @@ def events_table(records: dict[str, Any] | None) -> pd.DataFrame:
     df = pd.DataFrame(cols)
     df["time_s"] = df["time_s"].astype(float)
     df["temp_c"] = pd.to_numeric(df["temp_c"], errors="coerce").astype(float)
+    for key in ("pool", "chip", "kind", "cohort", "detail"):
+        if key in df:
+            df[key] = df[key].astype("string")
     for key in ("pool", "chip", "kind", "cohort"):
         if key in df:
             df[key] = df[key].astype("category")

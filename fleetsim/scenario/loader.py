@@ -247,7 +247,10 @@ def validation_error_to_scenario_error(
 def load_scenario(path: str | Path, overrides: typing.Sequence[str] = ()) -> Scenario:
     """Read, override and validate a scenario file; references to catalogs are checked by the API."""
     data, node = read_scenario_data(path)
-    data = apply_overrides(data, overrides) if overrides else data
+    try:
+        data = apply_overrides(data, overrides) if overrides else data
+    except ScenarioError as exc:
+        raise exc.with_file(str(path)) from None
     set_paths = {o.split("=", 1)[0].strip() for o in overrides}
     try:
         scenario = Scenario.model_validate(data)
@@ -255,3 +258,11 @@ def load_scenario(path: str | Path, overrides: typing.Sequence[str] = ()) -> Sce
         raise validation_error_to_scenario_error(exc, data, str(path), node, set_paths) from None
     scenario._source_path = Path(path).resolve()
     return scenario
+
+
+def line_of(path: str | Path, dotted: str | None) -> int | None:
+    """Line of a dotted field in a YAML scenario file (None for TOML or when not found)."""
+    if not dotted:
+        return None
+    _, node = read_scenario_data(path)
+    return _line_of(node, dotted.split("."))

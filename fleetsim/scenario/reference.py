@@ -244,11 +244,17 @@ def _cell(text: str) -> str:
 
 
 def _rules(model: type[BaseModel]) -> list[str]:
-    """Docstrings of the model's validators: cross-field rules that no single field shows."""
+    """Docstrings of the model's own validators: cross-field rules that no single field shows.
+
+    Validators inherited from a base class (StrictModel's) hold for every section and are not
+    repeated in each.
+    """
     decorators = model.__pydantic_decorators__
     rules = []
     for group in (decorators.field_validators, decorators.model_validators):
         for dec in group.values():
+            if not getattr(dec.func, "__qualname__", "").startswith(model.__qualname__ + "."):
+                continue
             doc = inspect.getdoc(dec.func)
             if doc:
                 rules.append(" ".join(doc.split()))

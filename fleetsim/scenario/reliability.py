@@ -6,15 +6,11 @@ Chip defaults (thermal and hazard parameters with their sources) live in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from fleetsim.scenario.base import StrictModel
-
-Pos = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class HallConfig(StrictModel):
@@ -25,54 +21,85 @@ class HallConfig(StrictModel):
     (1.0 = the chip's design cooling; 1.3 = 30% worse airflow or hotter aisles).
     """
 
-    ambient_c: Annotated[float, Field(ge=-20, le=60)] = 25.0
-    daily_swing_c: Annotated[float, Field(ge=0, le=40)] = 0.0
-    peak_hour: Annotated[float, Field(ge=0, lt=24)] = 15.0
-    cooling_factor: Annotated[float, Field(gt=0, le=10)] = 1.0
+    ambient_c: Annotated[
+        float, Field(ge=-20, le=60, description="daily-mean inlet air temperature")
+    ] = 25.0
+    daily_swing_c: Annotated[
+        float, Field(ge=0, le=40, description="peak-to-peak daily inlet swing (sinusoid)")
+    ] = 0.0
+    peak_hour: Annotated[
+        float, Field(ge=0, lt=24, description="hour of day of the warmest inlet")
+    ] = 15.0
+    cooling_factor: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=10,
+            description="multiplies every chip's thermal resistance; >1 is worse cooling",
+        ),
+    ] = 1.0
+
+
+def _opt(description: str, **bounds):
+    return Field(default=None, description=description, **bounds)
 
 
 class ChipReliabilityOverride(StrictModel):
     """Any field of a chip kind's reliability defaults (see docs/reliability.md for meanings)."""
 
-    tdp_w: Pos | None = None
-    idle_frac: Annotated[float, Field(ge=0, lt=1)] | None = None
-    rise_at_tdp_c: Pos | None = None
-    r_th_c_per_w: Pos | None = None
-    tau_s: Pos | None = None
-    clock_power_exp: Annotated[float, Field(ge=0, le=4)] | None = None
-    dvfs_onset_c: float | None = None
-    dvfs_slope_per_c: Annotated[float, Field(ge=0, le=0.2)] | None = None
-    throttle_c: float | None = None
-    t_max_c: float | None = None
-    throttle_floor: Annotated[float, Field(gt=0, le=1)] | None = None
-    mtbf_h: Pos | None = None
-    mtbf_ref_c: float | None = None
-    ea_ev: Annotated[float, Field(ge=0, le=3)] | None = None
-    hazard_multiplier: Pos | None = None
-    hot_c: float | None = None
-    hot_gain_per_c: Annotated[float, Field(ge=0, le=2)] | None = None
-    extended_threshold: Fraction | None = None
-    extended_gain: NonNeg | None = None
-    extended_tau_h: Pos | None = None
-    extended_recovery: NonNeg | None = None
+    tdp_w: float | None = _opt(
+        "power at full load and full clock (wins over the chip catalog)", gt=0
+    )
+    idle_frac: float | None = _opt("idle power as a fraction of TDP", ge=0, lt=1)
+    rise_at_tdp_c: float | None = _opt(
+        "die minus inlet temperature at TDP (sets r_th = rise / TDP)", gt=0
+    )
+    r_th_c_per_w: float | None = _opt(
+        "thermal resistance, C per W (instead of rise_at_tdp_c)", gt=0
+    )
+    tau_s: float | None = _opt("thermal time constant", gt=0)
+    clock_power_exp: float | None = _opt("dynamic power ~ clock^k", ge=0, le=4)
+    dvfs_onset_c: float | None = _opt("die temperature where boost clock starts to fall")
+    dvfs_slope_per_c: float | None = _opt(
+        "clock fraction lost per C above dvfs_onset_c", ge=0, le=0.2
+    )
+    throttle_c: float | None = _opt("hardware slowdown starts (throttled above this)")
+    t_max_c: float | None = _opt("clock reaches throttle_floor here")
+    throttle_floor: float | None = _opt("clock fraction at and above t_max_c", gt=0, le=1)
+    mtbf_h: float | None = _opt("mean time between crashes per chip at mtbf_ref_c", gt=0)
+    mtbf_ref_c: float | None = _opt("die temperature at which mtbf_h applies")
+    ea_ev: float | None = _opt(
+        "Arrhenius activation energy (0 = no temperature effect)", ge=0, le=3
+    )
+    hazard_multiplier: float | None = _opt("chip-kind penalty on the crash rate", gt=0)
+    hot_c: float | None = _opt("over-temperature knee: extra hazard above this")
+    hot_gain_per_c: float | None = _opt("hazard x exp(gain x (T - hot_c)) above hot_c", ge=0, le=2)
+    extended_threshold: float | None = _opt("busy fraction counted as high load", ge=0, le=1)
+    extended_gain: float | None = _opt(
+        "hazard grows up to (1 + gain) with continuous high load", ge=0
+    )
+    extended_tau_h: float | None = _opt("hours of high load for the growth (1 - 1/e)", gt=0)
+    extended_recovery: float | None = _opt(
+        "high-load hours drained per hour below the threshold", ge=0
+    )
 
 
 class FixedDuration(StrictModel):
     """Always the same duration."""
 
     kind: Literal["fixed"] = "fixed"
-    value: NonNeg
+    value: Annotated[float, Field(ge=0, description="the duration, in the field's unit")]
 
 
 class LognormalDuration(StrictModel):
     """Lognormal duration given by its median and log-space sigma."""
 
     kind: Literal["lognormal"] = "lognormal"
-    median: Pos
-    sigma: Annotated[float, Field(ge=0, le=5)]
+    median: Annotated[float, Field(gt=0, description="median, in the field's unit")]
+    sigma: Annotated[float, Field(ge=0, le=5, description="standard deviation of the log")]
 
 
-Duration = Annotated[Union[FixedDuration, LognormalDuration], Field(discriminator="kind")]
+Duration = Annotated[FixedDuration | LognormalDuration, Field(discriminator="kind")]
 
 
 class RepairConfig(StrictModel):
@@ -84,37 +111,71 @@ class RepairConfig(StrictModel):
     lose the chip (0.04 swaps / 0.133 hardware faults per GPU-year, DERIVED), 5% spares (Delta).
     """
 
-    transient_share: Fraction = 0.22
-    restart_min: Duration = LognormalDuration(median=16.7, sigma=0.3)
-    repair_h: Duration = LognormalDuration(median=48.0, sigma=0.6)
-    swap_h: Duration = FixedDuration(value=2.0)
-    lost_share: Fraction = 0.30
-    spare_fraction: Annotated[float, Field(ge=0, le=1)] = 0.05
-    technicians: Annotated[int, Field(ge=1)] | None = None
+    transient_share: Annotated[
+        float, Field(ge=0, le=1, description="share of crashes fixed by an automated restart")
+    ] = 0.22
+    restart_min: Duration = Field(
+        default=LognormalDuration(median=16.7, sigma=0.3),
+        description="automated restart time, minutes",
+    )
+    repair_h: Duration = Field(
+        default=LognormalDuration(median=48.0, sigma=0.6),
+        description="bench repair time of a broken chip, hours (after any queue)",
+    )
+    swap_h: Duration = Field(
+        default=FixedDuration(value=2.0),
+        description="time to install a spare or repaired chip, hours",
+    )
+    lost_share: Annotated[
+        float, Field(ge=0, le=1, description="share of bench repairs that scrap the chip")
+    ] = 0.30
+    spare_fraction: Annotated[
+        float, Field(ge=0, le=1, description="spare chips per chip in service")
+    ] = 0.05
+    technicians: (
+        Annotated[int, Field(ge=1, description="repairs worked at once; null = no queue")] | None
+    ) = None
 
 
 class CohortConfig(StrictModel):
     """Chips delivered together: one kind, one utilisation, one hall."""
 
-    name: Annotated[str, Field(min_length=1, max_length=80)] | None = None
-    chip: str
-    count: Annotated[int, Field(ge=1, le=100_000_000)]
-    utilisation: Fraction
-    hall: str = "default"
-    start_day: Annotated[int, Field(ge=0)] = 0
-    chips_per_node: Annotated[int, Field(ge=1, le=1024)] = 8
-    spares: Annotated[int, Field(ge=0)] | None = None
+    name: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=80, description="label in tables (default: chip-index)"),
+        ]
+        | None
+    ) = None
+    chip: str = Field(description="chip catalog short name")
+    count: Annotated[int, Field(ge=1, le=100_000_000, description="chips in service")]
+    utilisation: Annotated[float, Field(ge=0, le=1, description="busy fraction, constant")]
+    hall: str = Field(default="default", description="data hall name (reliability.halls)")
+    start_day: Annotated[int, Field(ge=0, description="day the cohort enters service")] = 0
+    chips_per_node: Annotated[
+        int, Field(ge=1, le=1024, description="a chip failure interrupts its whole node")
+    ] = 8
+    spares: (
+        Annotated[
+            int, Field(ge=0, description="spare chips (default: repair.spare_fraction x count)")
+        ]
+        | None
+    ) = None
 
 
 class FleetReliabilityConfig(StrictModel):
     """A reliability-only run: cohorts at fixed utilisation over `days`, no requests."""
 
-    days: Annotated[int, Field(ge=1, le=36_500)]
-    start_hour: Annotated[float, Field(ge=0, lt=24)] = 0.0
-    cohorts: Annotated[list[CohortConfig], Field(min_length=1)]
+    days: Annotated[int, Field(ge=1, le=36_500, description="length of the run")]
+    start_hour: Annotated[
+        float, Field(ge=0, lt=24, description="hour of day at t = 0 (ambient cycle)")
+    ] = 0.0
+    cohorts: Annotated[
+        list[CohortConfig], Field(min_length=1, description="chips delivered together")
+    ]
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "FleetReliabilityConfig":
+    def _unique_names(self) -> FleetReliabilityConfig:
         seen: set[str] = set()
         for i, c in enumerate(self.cohorts):
             if c.name is None:
@@ -134,12 +195,28 @@ class FleetReliabilityConfig(StrictModel):
 class ReliabilityConfig(StrictModel):
     """Thermal model, crash hazard and repair for serving pools and reliability runs."""
 
-    halls: dict[str, HallConfig] = Field(default_factory=lambda: {"default": HallConfig()})
-    chips: dict[str, ChipReliabilityOverride] = {}
-    repair: RepairConfig = RepairConfig()
-    thermal_step_s: Annotated[float, Field(gt=0, le=600)] = 15.0
-    serving_crashes: bool = True
-    fleet: FleetReliabilityConfig | None = None
+    halls: dict[str, HallConfig] = Field(
+        default_factory=lambda: {"default": HallConfig()},
+        description="data halls by name; a 'default' hall always exists",
+    )
+    chips: dict[str, ChipReliabilityOverride] = Field(
+        default={}, description="per chip kind, overrides of fleetsim/catalog/reliability.yaml"
+    )
+    repair: RepairConfig = Field(
+        default=RepairConfig(), description="restart, repair, spares, technicians"
+    )
+    thermal_step_s: Annotated[
+        float,
+        Field(
+            gt=0, le=600, description="serving layer: thermal/crash update step (well below tau_s)"
+        ),
+    ] = 15.0
+    serving_crashes: bool = Field(
+        default=True, description="serving windows: crash replicas (false: thermal throttling only)"
+    )
+    fleet: FleetReliabilityConfig | None = Field(
+        default=None, description="a reliability-only run (no serving section)"
+    )
 
     @field_validator("halls")
     @classmethod
@@ -149,7 +226,7 @@ class ReliabilityConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _halls_exist(self) -> "ReliabilityConfig":
+    def _halls_exist(self) -> ReliabilityConfig:
         if self.fleet is not None:
             for c in self.fleet.cohorts:
                 if c.hall not in self.halls:
