@@ -31,6 +31,7 @@ class RunResult:
     requests: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
     timeline: pd.DataFrame | None = None
+    hourly: pd.DataFrame | None = None
     run_dir: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -139,7 +140,7 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     from fleetsim.serving.window import run_window
 
     health = None
-    if scenario.reliability is not None and scenario.reliability.serving_crashes:
+    if scenario.reliability is not None:  # throttling always; crashes unless serving_crashes: false
         from fleetsim.serving.health import ServingReliability
 
         health = ServingReliability(scenario.reliability, chips)
@@ -180,7 +181,8 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
     summary = dict(res.summary) | {"scenario": scenario.name, "seed": scenario.seed, "wall_s": sim_s}
     return RunResult(
         scenario=scenario, summary=summary, events=events_table(res.events),
-        timeline=columns_table(res.timeline), timings_s={"simulate": sim_s},
+        timeline=columns_table(res.timeline), hourly=columns_table(res.hourly),
+        timings_s={"simulate": sim_s},
     )
 
 
@@ -188,7 +190,7 @@ def _write(result: RunResult, run_dir: Path) -> None:
     from fleetsim.results import runfolder
 
     files = []
-    for name in ("requests", "events", "timeline"):
+    for name in ("requests", "events", "timeline", "hourly"):
         df = getattr(result, name)
         if df is not None:
             runfolder.write_table(run_dir / f"{name}.parquet", df)

@@ -18,10 +18,16 @@ import simpy
 
 from fleetsim.reliability import EventLog, PoolHealth, RepairShop
 from fleetsim.reliability.cohort import resolve_chip
+from fleetsim.reliability.thermal import equilibrium
 from fleetsim.scenario.reliability import ReliabilityConfig
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.requests import CRASH_NO_REPLICA
 from fleetsim.serving.rng import stream
+
+
+# The state the kernel's efficiencies describe: a busy chip in a design-spec hall (25 C inlet).
+REFERENCE_UTILISATION = 0.9
+REFERENCE_AMBIENT_C = 25.0
 
 
 class ServingReliability:
@@ -56,10 +62,14 @@ class WindowHealth:
             shop = RepairShop(env, cfg.repair, stream(seed, "repair", pname, window),
                               n_chips=len(reps) * pool.tp, pool=pname, chip=pool.chip, log=self.log)
             self.pools[pname] = (health, shop)
+            # The kernel's efficiencies were calibrated on chips already running at their normal
+            # loaded clock, so the kernel sees the clock relative to that reference state.
+            clock_ref = float(equilibrium(params, REFERENCE_UTILISATION, REFERENCE_AMBIENT_C, 1.0)[1])
             if reps:
-                env.process(self._monitor(health, shop, reps, pool.tp, cfg.thermal_step_s))
+                env.process(self._monitor(health, shop, reps, pool.tp, cfg.thermal_step_s, clock_ref))
 
-    def _monitor(self, health: PoolHealth, shop: RepairShop, reps: list, tp: int, step_s: float):
+    def _monitor(self, health: PoolHealth, shop: RepairShop, reps: list, tp: int, step_s: float,
+                 clock_ref: float):
         env = self.env
         busy_before = np.array([r.busy_at(env.now)[0] for r in reps])
         util = np.zeros(len(reps))
@@ -67,7 +77,7 @@ class WindowHealth:
             t = env.now
             f0 = health.throttle.copy()
             crashed = health.advance(t, step_s, util)
-            clock = 0.5 * (f0 + health.throttle)
+            clock = np.minimum(0.5 * (f0 + health.throttle) / clock_ref, 1.0)
             for r, f in zip(reps, clock.tolist()):
                 r.throttle = f
             for i, t_crash in zip(crashed.tolist(), health.last_crash_times_s.tolist()):
