@@ -61,7 +61,15 @@ class PoolConfig(StrictModel):
 
 
 class RouterConfig(StrictModel):
-    kind: Literal["round_robin", "jsq", "power_of_two", "least_tokens"] = "power_of_two"
+    """How requests pick a replica among the up replicas serving their model.
+
+    round_robin, jsq (fewest requests), power_of_two (less loaded of two random replicas) and
+    least_tokens (fewest outstanding prompt + output tokens) send each request to a replica's
+    own queue at arrival; central holds requests in one queue per model and dispatches a request
+    when a replica has a free batch slot (with max_batch 1 a pool is then an M/G/c queue).
+    """
+
+    kind: Literal["round_robin", "jsq", "power_of_two", "least_tokens", "central"] = "power_of_two"
 
 
 class GoodputConfig(StrictModel):

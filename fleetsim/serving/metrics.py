@@ -63,13 +63,17 @@ def summarise(res: WindowResult) -> dict[str, Any]:
     lat = latencies(res)
     met, judged = slo_met(res, lat)
     measured = r.arrival_s >= res.warmup_s
+    # Throughput counts what finished inside the measured interval, whenever it arrived, so an
+    # overloaded window is not under-counted by requests that arrived during warm-up.
+    finished_in = (r.status == COMPLETED) & (r.finish_s >= res.warmup_s)
     span = res.duration_s - res.warmup_s
     out: dict[str, Any] = {"window": res.window, "duration_s": res.duration_s, "warmup_s": res.warmup_s}
     out["requests"] = r.counts()
     classes = {}
     for ci, (cname, wl) in enumerate(res.config.workloads.items()):
         m = measured & (r.class_idx == ci)
-        classes[cname] = _group_summary(res, m, lat, met, judged, span) | {
+        done = finished_in & (r.class_idx == ci)
+        classes[cname] = _group_summary(res, m, done, lat, met, judged, span) | {
             "model": wl.model, "slo": wl.slo.model_dump(),
             "slo_met": bool(_attainment(met, judged, m) >= wl.slo.percentile / 100.0)
             if judged[m].any() else None,
@@ -78,8 +82,9 @@ def summarise(res: WindowResult) -> dict[str, Any]:
     pools = {}
     for pi, ps in enumerate(res.pools):
         m = measured & (r.pool_idx == pi)
+        done = finished_in & (r.pool_idx == pi)
         busy = float(ps.busy_s.sum())
-        pools[ps.name] = _group_summary(res, m, lat, met, judged, span) | {
+        pools[ps.name] = _group_summary(res, m, done, lat, met, judged, span) | {
             "chip": ps.chip, "model": ps.model, "tp": ps.tp, "replicas": ps.replicas,
             "kv_capacity_tokens": ps.kv_capacity_tokens,
             "utilisation": float(busy / (span * ps.replicas)) if ps.replicas else None,
@@ -97,13 +102,14 @@ def _attainment(met: np.ndarray, judged: np.ndarray, m: np.ndarray) -> float:
     return float(np.count_nonzero(met & m) / n) if n else float("nan")
 
 
-def _group_summary(res, m, lat, met, judged, span) -> dict[str, Any]:
+def _group_summary(res, m, done, lat, met, judged, span) -> dict[str, Any]:
+    """m: the group's requests that arrived after warm-up (latency, SLO); done: the group's
+    requests that completed inside the measured interval (throughput)."""
     r = res.requests
-    done = m & (r.status == COMPLETED)
     att = _attainment(met, judged, m)
     out: dict[str, Any] = {
         "arrived": int(m.sum()),
-        "completed": int(done.sum()),
+        "completed": int((m & (r.status == COMPLETED)).sum()),
         "rejected": int((m & (r.status == REJECTED)).sum()),
         "unfinished": int((m & (r.status == UNFINISHED)).sum()),
         "throughput_req_per_s": float(done.sum() / span),

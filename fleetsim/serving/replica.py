@@ -86,8 +86,16 @@ class Replica:
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
     # `outstanding_tokens`, kept as plain attributes so a router's min() over replicas is cheap.
 
-    def queue_full(self) -> bool:
-        return self.queue_limit is not None and len(self.waiting) >= self.queue_limit
+    def queue_full(self, rid: int) -> bool:
+        """True when `rid` would have to wait and the queue already holds `queue_limit` requests
+        (queue_limit 0 makes a loss system: a request is taken only if it can join the batch)."""
+        if self.queue_limit is None or len(self.waiting) < self.queue_limit:
+            return False
+        return bool(self.waiting) or not self._can_admit(rid)
+
+    def has_slot(self) -> bool:
+        """Room for one more request without queueing (the central router dispatches on this)."""
+        return self.up and self.n_in < self.max_batch
 
     def fits_ever(self, rid: int) -> bool:
         return self._prompt[rid] + self._output[rid] <= self.kv_capacity
@@ -196,8 +204,6 @@ class Replica:
             tokens = self._prompt[rid] + generated
             self.prefilling.append([rid, tokens, 0, generated])
             self.kv_prefill += tokens + 1
-            if self.req.admitted_s[rid] != self.req.admitted_s[rid]:  # NaN: first admission
-                self.req.admitted_s[rid] = self.env.now
 
     def _prefill_iteration(self):
         """One iteration: prompt chunks of admitted requests plus one token for every decoder."""
@@ -206,6 +212,7 @@ class Replica:
         chunks: list[tuple[list[int], int]] = []
         tokens = 0
         attended = 0.0
+        admitted_s = self.req.admitted_s
         for item in self.prefilling:
             remaining = item[1] - item[2]
             if self.chunked:
@@ -215,6 +222,8 @@ class Replica:
             if take <= 0:
                 break
             chunks.append((item, take))
+            if admitted_s[item[0]] != admitted_s[item[0]]:  # NaN: its first chunk is scheduled now
+                admitted_s[item[0]] = self.env.now
             tokens += take
             attended += take * (item[2] + take / 2.0)
         dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)

@@ -5,6 +5,7 @@ Chosen in the scenario by `router.kind`; adding one is one function plus one reg
 
 from __future__ import annotations
 
+from collections import deque
 from operator import attrgetter
 from typing import Callable
 
@@ -48,6 +49,7 @@ ROUTERS: dict[str, Choose] = {
     "jsq": _jsq,
     "power_of_two": _power_of_two,
     "least_tokens": _least_tokens,
+    "central": _jsq,  # among replicas with a free slot; see Router.route
 }
 
 
@@ -70,6 +72,11 @@ class Router:
         self.rng = rng
         self.now = now
         self.rr_next = {m: 0 for m in replicas_by_model}
+        # `central`: one FCFS queue per model in the router; a request goes to a replica only
+        # when one has a free batch slot, so with max_batch 1 a pool is exactly an M/G/c queue.
+        self.central = kind == "central"
+        self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
+        self.replicas = {r.index: r for reps in replicas_by_model.values() for r in reps}
         self._up_cache: dict[int, list[Replica]] = {}
         self._pairs: list[tuple[int, int]] = []
         self._pairs_n = 0
@@ -86,6 +93,43 @@ class Router:
     def replicas_changed(self) -> None:
         """Call when a replica goes down or comes back."""
         self._up_cache.clear()
+        if self.central:
+            for model in self.held:
+                self._dispatch_held(model)
+
+    def on_done(self, rid: int) -> None:
+        """A replica finished `rid`: with a central queue, give its free slot to the next request."""
+        if self.central:
+            self._dispatch_held(self.request_model[rid])
+
+    def _dispatch_held(self, model: int) -> None:
+        held = self.held[model]
+        while held:
+            free = [r for r in self._up(model) if r.has_slot() and r.fits_ever(held[0])]
+            if not free:
+                return
+            self._assign(held.popleft(), self.choose(self, free, model))
+
+    def _assign(self, rid: int, replica: Replica) -> None:
+        self.req.pool_idx[rid] = replica.pool_idx
+        self.req.replica[rid] = replica.index
+        replica.enqueue(rid)
+
+    def _route_central(self, rid: int, model: int, up: list[Replica], reject_reason: int) -> None:
+        if not any(r.fits_ever(rid) for r in up):
+            self._reject(rid, EXCEEDS_KV)
+            return
+        held = self.held[model]
+        if not held:
+            free = [r for r in up if r.has_slot() and r.fits_ever(rid)]
+            if free:
+                self._assign(rid, self.choose(self, free, model))
+                return
+        limits = [r.queue_limit for r in up]
+        if all(q is not None for q in limits) and len(held) >= sum(limits):
+            self._reject(rid, QUEUE_FULL)
+            return
+        held.append(rid)
 
     def _up(self, model: int) -> list[Replica]:
         up = self._up_cache.get(model)
@@ -101,6 +145,9 @@ class Router:
         if not up:
             self._reject(rid, reject_reason)
             return
+        if self.central:
+            self._route_central(rid, model, up, reject_reason)
+            return
         replica = self.choose(self, up, model)
         if not replica.fits_ever(rid):
             fitting = [r for r in up if r.fits_ever(rid)]
@@ -108,12 +155,10 @@ class Router:
                 self._reject(rid, EXCEEDS_KV)
                 return
             replica = self.choose(self, fitting, model)
-        if replica.queue_full():
+        if replica.queue_full(rid):
             self._reject(rid, QUEUE_FULL)
             return
-        req.pool_idx[rid] = replica.pool_idx
-        req.replica[rid] = replica.index
-        replica.enqueue(rid)
+        self._assign(rid, replica)
 
     def _reject(self, rid: int, reason: int) -> None:
         self.req.status[rid] = REJECTED

@@ -126,8 +126,8 @@ def run_window(
     index = 0
     router_box: list[Router] = []
 
-    def on_done(_rid: int) -> None:
-        pass
+    def on_done(rid: int) -> None:
+        router_box[0].on_done(rid)
 
     for pi, (pname, pool) in enumerate(cfg.pools.items()):
         reps = []
