@@ -41,7 +41,7 @@ def test_types_defaults_and_constraints_are_shown():
     text = reference.render()
     assert "| `duration_s` | number | `600` | > 0 |" in text
     assert "| `rate_per_s` | number | **required** | > 0, finite | mean arrivals per second, > 0 |" in text
-    assert '`"round_robin"`, `"jsq"`, `"power_of_two"` or `"least_tokens"`' in text
+    assert '`"round_robin"`, `"jsq"`, `"power_of_two"`, `"least_tokens"` or `"central"`' in text
     assert "one of (by `kind`): [poisson](#poissonarrival)" in text
     assert "| `name` | string | **required** | length <= 80, matches" in text
 
