@@ -1,4 +1,4 @@
-"""The kernel against published measurements (docs/validation-kernel.md).
+"""The kernel against published measurements (docs/validation.md).
 
 Each point's tolerance and its reason live with the point in fleetsim/kernel/published.py:
 25% by default; 30% where the source's own spread is wider (the same 8x H100 hardware moves
@@ -29,7 +29,7 @@ def test_point_within_stated_tolerance(point):
 
 def test_most_points_within_25_percent():
     """A majority of points meet the issue's 25% target (7 of 11 at the time of writing; the
-    other four are listed with their errors in docs/validation-kernel.md)."""
+    other four are listed with their errors in docs/validation.md)."""
     inside = sum(abs(r["rel_error"]) <= 0.25 for r in ROWS.values())
     assert inside > 0.5 * len(ROWS)
 

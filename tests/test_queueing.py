@@ -27,7 +27,7 @@ Theory, exact for what is simulated where an exact formula exists:
 Tolerance: the simulated mean of queue_s (admitted_s - arrival_s) over requests arriving after the
 warm-up (5 % of the window) and before 98 % of it, split in arrival order into 25 batches; the
 99 % batch-means confidence interval (t with 24 degrees of freedom) must contain the theory value.
-Fixed seeds. `python tests/test_queueing.py` prints the table of docs/validation-serving.md.
+Fixed seeds. `python tests/test_queueing.py` prints the table of docs/validation.md.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def test_formulas_known_values():
     assert bm.mean == pytest.approx(49.5) and bm.batches == 25
 
 
-# ---- the table for docs/validation-serving.md ---------------------------------------------------
+# ---- the table for docs/validation.md ---------------------------------------------------
 def markdown_table(rows: list[Row]) -> str:
     head = ("| case | router | load | requests | service cs^2 (exact / sample) | theory "
             "| Wq theory (s) | Wq simulated (s), 99% CI | rel. error | inside CI "

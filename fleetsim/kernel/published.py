@@ -1,7 +1,7 @@
 """Published throughput measurements and the kernel's prediction of each (validation table).
 
 Every setup detail not given by the source is an assumption fixed here once, before comparing,
-and listed in `assumptions`; docs/validation-kernel.md prints this table. Nothing here is tuned
+and listed in `assumptions`; docs/validation.md prints this table. Nothing here is tuned
 per point: all predictions use the catalog's default efficiencies.
 """
 

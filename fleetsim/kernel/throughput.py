@@ -1,6 +1,6 @@
 """Steady-state throughput of one replica on top of the latency kernel.
 
-Used to compare the kernel with published benchmark figures (docs/validation-kernel.md), which
+Used to compare the kernel with published benchmark figures (docs/validation.md), which
 report throughput rather than iteration times. Continuous batching in steady state: every
 iteration decodes `batch` sequences one token each and, to keep the batch full, prefills the
 prompts of batch / output_tokens new requests (mixed / chunked prefill). Sequences are spread
