@@ -2,7 +2,7 @@
 
 (a) M/M/3 through the ordinary path: three batch-1 replicas of qwen2.5-7b on H100, Poisson
     arrivals at load 0.8, prompt 1 token, geometric output (mean 500; service cs^2 = 1.001, see
-    tests/test_queueing.py), router jsq. Beside it Ciw on the same queue: exponential service with
+    tests/test_queueing.py), router central (one FCFS queue: M/M/3) and jsq (per-replica queues). Beside it Ciw on the same queue: exponential service with
     the same mean, (i) one node with 3 servers (a central queue: M/M/3, Erlang C) and (ii) three
     1-server nodes behind Ciw's LoadBalancing router (join the node with fewest customers, in
     service included: what fleetsim's jsq pool is). Mean waits
@@ -40,7 +40,7 @@ CHIPS, MODELS = load_chips(), load_models()
 
 
 # ---- (a) M/M/3 ---------------------------------------------------------------------------------
-def mm3_config(rate: float, duration: float) -> ServingConfig:
+def mm3_config(rate: float, duration: float, router: str = "jsq") -> ServingConfig:
     return ServingConfig.model_validate({
         "duration_s": duration, "warmup_s": 0.05 * duration,
         "workloads": {"w": {"model": "qwen2.5-7b",
@@ -49,7 +49,7 @@ def mm3_config(rate: float, duration: float) -> ServingConfig:
                             "output_tokens": {"kind": "geometric", "mean": 500}}},
         "pools": {"p": {"chip": "h100", "model": "qwen2.5-7b", "replicas": 3,
                         "batching": {"max_batch": 1}}},
-        "router": {"kind": "jsq"},
+        "router": {"kind": router},
     })
 
 
@@ -64,11 +64,11 @@ def mm3_mean_service() -> float:
     return float(pmf @ s)
 
 
-def bench_fleetsim_mm3(requests: int, profile: bool):
+def bench_fleetsim_mm3(requests: int, profile: bool, router: str = "jsq"):
     mean_s = mm3_mean_service()
     rate = 0.8 * 3 / mean_s
     duration = requests / rate
-    cfg = mm3_config(rate, duration)
+    cfg = mm3_config(rate, duration, router)
     run_window(mm3_config(rate, 200 * mean_s), CHIPS, MODELS, 0)  # warm imports and caches
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
@@ -187,14 +187,18 @@ def main() -> None:
     args = ap.parse_args()
 
     a, prof_a = bench_fleetsim_mm3(args.requests, args.profile)
-    print("(a) M/M/3 at load 0.8, batch-1 replicas, jsq router, "
+    print("(a) M/M/3 at load 0.8, batch-1 replicas, "
           f"E[S] = {a['mean_s']:.4f} s, lambda = {a['rate']:.4f}/s")
-    print(f"  fleetsim   : {a['requests']:>8,} requests in {a['wall_s']:6.2f} s = "
+    c3, _ = bench_fleetsim_mm3(args.requests, False, "central")
+    print(f"  fleetsim central: {c3['requests']:>8,} requests in {c3['wall_s']:6.2f} s = "
+          f"{c3['req_per_s']:>8,.0f} req/s, {c3['events_per_req']:.2f} SimPy events/request, "
+          f"mean wait {c3['wait_s']:.4f} s (Erlang C {c3['erlang_c']:.4f})")
+    print(f"  fleetsim jsq    : {a['requests']:>8,} requests in {a['wall_s']:6.2f} s = "
           f"{a['req_per_s']:>8,.0f} req/s, {a['events_per_req']:.2f} SimPy events/request, "
           f"mean wait {a['wait_s']:.4f} s (JSQ exact {a['jsq_exact']:.4f})")
     if not args.skip_ciw:
         duration = args.requests / a["rate"]
-        for jsq, label in ((False, "Ciw M/M/3  "), (True, "Ciw 3 x JSQ")):
+        for jsq, label in ((False, "Ciw M/M/3       "), (True, "Ciw 3 x JSQ     ")):
             c = bench_ciw(a["rate"], a["mean_s"], duration, jsq)
             theory = f"JSQ exact {a['jsq_exact']:.4f}" if jsq else f"Erlang C {a['erlang_c']:.4f}"
             print(f"  {label}: {c['customers']:>8,} customers in {c['wall_s']:6.2f} s = "
