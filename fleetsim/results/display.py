@@ -55,7 +55,9 @@ def summary_text(summary: dict[str, Any]) -> str:
 def goodput_text(rows: list[dict[str, Any]]) -> str:
     body = [
         [r["pool"], r["workload"], r["chip"], _fmt(r["goodput_req_per_s_per_replica"], ".4g"),
-         _fmt(r["goodput_tokens_per_s_per_replica"], ".4g"), "yes" if r.get("cached") else "no"]
+         _fmt(r["goodput_tokens_per_s_per_replica"], ".4g"), "yes" if r.get("cached") else "no",
+         r.get("note", "")]
         for r in rows
     ]
-    return _table(["pool", "workload", "chip", "goodput req/s/replica", "out tok/s/replica", "cached"], body)
+    return _table(["pool", "workload", "chip", "goodput req/s/replica", "out tok/s/replica", "cached",
+                   "note"], body)
