@@ -45,6 +45,7 @@ def read_scenario_data(path: str | Path) -> tuple[dict[str, Any], yaml.Node | No
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError(f"broken YAML: {problem}", file=str(path), line=line) from None
+    _refuse_duplicate_keys(node, str(path))
     if data is None:
         raise ScenarioError("the scenario file is empty; it needs at least 'name'", file=str(path))
     if not isinstance(data, dict):
@@ -53,6 +54,25 @@ def read_scenario_data(path: str | Path) -> tuple[dict[str, Any], yaml.Node | No
             file=str(path),
         )
     return data, node
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, file: str, path: str = "") -> None:
+    """YAML lets a later key silently replace an earlier one; in a scenario that hides a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for knode, vnode in node.value:
+            key = str(knode.value)
+            here = f"{path}.{key}" if path else key
+            if key in seen:
+                raise ScenarioError(
+                    f"'{key}' is given twice (first on line {seen[key]}); keep one",
+                    file=file, field=here, line=knode.start_mark.line + 1,
+                )
+            seen[key] = knode.start_mark.line + 1
+            _refuse_duplicate_keys(vnode, file, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, file, f"{path}.{i}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
@@ -69,15 +89,21 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> di
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        cursor = data
+        cursor: Any = data
         for key in keys[:-1]:
+            if isinstance(cursor, list):
+                cursor = cursor[int(key)]  # index checked by _check_path_exists
+                continue
             nxt = cursor.get(key)
             if nxt is None:
                 nxt = cursor[key] = {}
-            if not isinstance(nxt, dict):
+            if not isinstance(nxt, (dict, list)):
                 raise ScenarioError(f"--set path '{dotted}': '{key}' holds a value, not a section")
             cursor = nxt
-        cursor[keys[-1]] = value
+        if isinstance(cursor, list):
+            cursor[int(keys[-1])] = value
+        else:
+            cursor[keys[-1]] = value
     return data
 
 
@@ -101,6 +127,18 @@ def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
             model = model.model_fields[names[key]].annotation
         elif typing.get_origin(model) is dict:
             model = typing.get_args(model)[1]
+        elif typing.get_origin(model) is list:
+            size = len(node) if isinstance(node, list) else 0
+            if not key.isdigit() or int(key) >= size:
+                raise ScenarioError(
+                    f"--set path '{'.'.join(keys)}' does not exist: {where} is a list of {size} "
+                    f"item(s); use an index from 0 to {size - 1}" if size else
+                    f"--set path '{'.'.join(keys)}' does not exist: {where} is an empty list",
+                    field=".".join(keys),
+                )
+            model = typing.get_args(model)[0]
+            node = node[int(key)]
+            continue
         else:
             return  # a free-form value (dict[str, Any] and the like): the schema checks it later
         node = node.get(key) if isinstance(node, dict) else None
@@ -219,6 +257,8 @@ def _describe(err: dict[str, Any], path: list[str], data: Any) -> str:
         return f"unknown field{hint}; allowed here: {', '.join(allowed)}" if allowed else "unknown field"
     if kind == "missing":
         return "required field is missing"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a section (a mapping of field: value), got {err.get('input')!r}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fleetsim.scenario.base import StrictModel
 from fleetsim.scenario.workload import Arrival, TokenDist
@@ -93,10 +93,17 @@ class ServingConfig(StrictModel):
     router: RouterConfig = RouterConfig()
     goodput: GoodputConfig = GoodputConfig()
 
+    @field_validator("warmup_s")
+    @classmethod
+    def _warmup_inside(cls, warmup_s: float, info: ValidationInfo) -> float:
+        """Warm-up must end before the window does."""
+        duration_s = info.data.get("duration_s")
+        if duration_s is not None and warmup_s >= duration_s:
+            raise ValueError(f"warmup_s ({warmup_s:g}) must be shorter than duration_s ({duration_s:g})")
+        return warmup_s
+
     @model_validator(mode="after")
     def _consistent(self) -> "ServingConfig":
-        if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
         if not self.workloads:
             raise ValueError("at least one workload is required")
         if not self.pools:
