@@ -19,7 +19,7 @@ def requests_table(res: WindowResult) -> pd.DataFrame:
     pools = list(res.config.pools.values())
     pool_names = np.array(list(res.config.pools) + [""], dtype=object)
     chips = np.array([p.chip for p in pools] + [""], dtype=object)
-    models = np.array([w.model for w in res.config.workloads.values()], dtype=object)
+    models = np.array([res.config.workloads[w].model for w in r.class_workloads], dtype=object)
     pidx = np.where(r.pool_idx >= 0, r.pool_idx, len(pools))
     df = pd.DataFrame({
         "request_id": np.arange(len(r), dtype=np.int64),

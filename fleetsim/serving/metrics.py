@@ -34,7 +34,7 @@ def latencies(res: WindowResult) -> dict[str, np.ndarray]:
 def slo_met(res: WindowResult, lat: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(met, judged) boolean arrays per request, per its class's SLO."""
     r = res.requests
-    slos = [w.slo for w in res.config.workloads.values()]
+    slos = [res.config.workloads[w].slo for w in r.class_workloads]
     ttft_lim = np.array([s.ttft_s for s in slos])[r.class_idx]
     tpot_lim = np.array([s.tpot_s for s in slos])[r.class_idx]
     ttft, tpot = lat["ttft_s"], lat["tpot_s"]
@@ -70,11 +70,12 @@ def summarise(res: WindowResult) -> dict[str, Any]:
     out: dict[str, Any] = {"window": res.window, "duration_s": res.duration_s, "warmup_s": res.warmup_s}
     out["requests"] = r.counts()
     classes = {}
-    for ci, (cname, wl) in enumerate(res.config.workloads.items()):
+    for ci, cname in enumerate(r.class_names):
+        wl = res.config.workloads[r.class_workloads[ci]]
         m = measured & (r.class_idx == ci)
         done = finished_in & (r.class_idx == ci)
         classes[cname] = _group_summary(res, m, done, lat, met, judged, span) | {
-            "model": wl.model, "slo": wl.slo.model_dump(),
+            "model": wl.model, "workload": r.class_workloads[ci], "slo": wl.slo.model_dump(),
             "slo_met": bool(_attainment(met, judged, m) >= wl.slo.percentile / 100.0)
             if judged[m].any() else None,
         }

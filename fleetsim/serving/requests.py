@@ -26,9 +26,12 @@ class RequestArrays:
     output_tokens: np.ndarray
     class_idx: np.ndarray
     class_names: list[str]
+    class_workloads: list[str] = field(default_factory=list)  # workload of each class (SLO, model)
     pool_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not self.class_workloads:
+            self.class_workloads = list(self.class_names)
         n = len(self.arrival_s)
         self.pool_idx = np.full(n, -1, dtype=np.int32)
         self.replica = np.full(n, -1, dtype=np.int32)

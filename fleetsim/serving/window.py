@@ -79,14 +79,24 @@ def generate_requests(
 ) -> tuple[RequestArrays, np.ndarray, list[str]]:
     """All arrivals of the window, every class merged in time order."""
     workloads = workloads or compile_workloads(cfg, base_dir)
-    class_names = list(cfg.workloads)
+    class_names: list[str] = []
+    class_workloads: list[str] = []
     model_names = sorted({w.model for w in cfg.workloads.values()})
     blocks = []
-    for ci, (cname, wl) in enumerate(cfg.workloads.items()):
+    for cname, wl in cfg.workloads.items():
         rng = stream(seed, "workload", cname, window)
         block = workloads[cname].requests(rng, cfg.duration_s, rate_scale=rate_scale)
         n = len(block.arrival_s)
-        blocks.append((block, np.full(n, ci, dtype=np.int16), np.full(n, model_names.index(wl.model), dtype=np.int16)))
+        if block.request_class is None:
+            codes = np.full(n, len(class_names), dtype=np.int16)
+            class_names.append(cname)
+            class_workloads.append(cname)
+        else:  # a trace's class column: one class per value, named workload.value, same SLO
+            values, inverse = np.unique(block.request_class.astype(str), return_inverse=True)
+            codes = (len(class_names) + inverse).astype(np.int16)
+            class_names.extend(f"{cname}.{v}" for v in values)
+            class_workloads.extend([cname] * len(values))
+        blocks.append((block, codes, np.full(n, model_names.index(wl.model), dtype=np.int16)))
     arrival = np.concatenate([b[0].arrival_s for b in blocks])
     order = np.argsort(arrival, kind="stable")
     req = RequestArrays(
@@ -95,6 +105,7 @@ def generate_requests(
         output_tokens=np.concatenate([b[0].output_tokens for b in blocks])[order].astype(np.int64),
         class_idx=np.concatenate([b[1] for b in blocks])[order],
         class_names=class_names,
+        class_workloads=class_workloads,
         pool_names=list(cfg.pools),
     )
     request_model = np.concatenate([b[2] for b in blocks])[order]
