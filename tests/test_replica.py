@@ -144,13 +144,29 @@ def test_single_request_hand_computed():
     assert r.status[0] == COMPLETED and r.attempts[0] == 1
 
 
-def test_kv_pressure_preempts_and_conserves():
-    """A tiny KV cache forces recompute preemptions; every request is still accounted for."""
+@pytest.mark.parametrize("chunked,budget", [(False, 4096), (True, 64), (True, 512)])
+def test_kv_pressure_preempts_and_conserves(monkeypatch, chunked, budget):
+    """A tiny KV cache forces preemptions; the cache is never over-filled at any iteration
+    boundary (decode runs and chunked-prefill iterations alike), and every request is accounted for."""
+    from fleetsim.serving.replica import Replica
+
+    original = Replica._mark
+    worst = [0.0]
+
+    def checked(self, now, n_running, tokens=0):
+        if n_running:  # an iteration starts: what it will hold must fit
+            need = self.ctx + self.kv_prefill + len(self.decoding)
+            if len(self.decoding) + len(self.prefilling) > 1:
+                worst[0] = max(worst[0], need - self.kv_capacity)
+        original(self, now, n_running, tokens)
+
+    monkeypatch.setattr(Replica, "_mark", checked)
     chips = load_chips({"h100": {"hbm_gb": 19.0}})
     cfg = _cfg(8.0, {"kind": "uniform", "low": 500, "high": 2000}, {"kind": "geometric", "mean": 400},
-               max_batch=64, duration=60.0)
+               max_batch=64, duration=60.0, chunked=chunked, budget=budget)
     res = run_window(cfg, chips, MODELS, 3)
     assert res.pools[0].preemptions > 0
+    assert worst[0] <= 0, f"KV cache over-filled by {worst[0]} tokens"
     c = res.requests.counts()
     assert c["arrived"] == c["completed"] + c["rejected"] + c["unfinished"]
     done = res.requests.status == COMPLETED

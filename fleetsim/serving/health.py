@@ -71,7 +71,9 @@ class WindowHealth:
     def _monitor(self, health: PoolHealth, shop: RepairShop, reps: list, tp: int, step_s: float,
                  clock_ref: float):
         env = self.env
-        busy_before = np.array([r.busy_at(env.now)[0] for r in reps])
+        # Power follows compute activity, not just busy time: a replica decoding a small batch is
+        # memory-bound and draws less than one running large batches or prefill (replica.py).
+        busy_before = np.array([r.busy_at(env.now)[2] for r in reps])
         util = np.zeros(len(reps))
         while True:
             t = env.now
@@ -83,7 +85,7 @@ class WindowHealth:
             for i, t_crash in zip(crashed.tolist(), health.last_crash_times_s.tolist()):
                 env.process(self._crash(health, shop, reps[i], i, tp, t_crash - t))
             yield env.timeout(step_s)
-            busy_now = np.array([r.busy_at(env.now)[0] for r in reps])
+            busy_now = np.array([r.busy_at(env.now)[2] for r in reps])
             util = (busy_now - busy_before) / step_s
             busy_before = busy_now
 

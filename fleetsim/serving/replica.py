@@ -25,6 +25,20 @@ if TYPE_CHECKING:
 
 _EPS = 1e-12
 
+# Power draw of a memory-bound iteration (decode at small batch) as a share of the dynamic power
+# at full compute. ASSUMPTION: GPUs decoding at small batch are reported well below TDP while
+# prefill and large batches reach it; no sourced figure in the reference notes, so a round 0.6.
+MEMORY_BOUND_ACTIVITY = 0.6
+
+
+def _ridge_tokens(kernel) -> float:
+    """Tokens per iteration at which compute time equals the weight-read time (roofline ridge)."""
+    read_s = kernel.step_time_s(0, 1, 1.0) - kernel.step_time_s(0, 0, 0.0)
+    per_token_s = (kernel.step_time_s(8192, 0, 0.0, 0.0) - kernel.step_time_s(0, 0, 0.0)) / 8192
+    if read_s <= 0 or per_token_s <= 0:
+        return 1.0
+    return max(read_s / per_token_s, 1.0)
+
 
 class Replica:
     """A replica's queue, running batch and the SimPy process that serves them."""
@@ -39,9 +53,11 @@ class Replica:
         queue_limit: int | None,
         req: RequestArrays,
         on_done: Callable[[int], None],
+        index_in_pool: int = 0,
     ) -> None:
         self.env = env
-        self.index = index
+        self.index = index  # unique in the window
+        self.index_in_pool = index_in_pool  # what the tables call `replica`, beside `pool`
         self.pool_idx = pool_idx
         self.kernel = kernel
         self.max_batch = batching.max_batch
@@ -65,6 +81,7 @@ class Replica:
         self.resume: dict[int, int] = {}  # preempted rid -> tokens generated before preemption
         self.outstanding_tokens = 0  # prompt + output tokens of requests assigned, not finished
         self.n_in = 0  # requests assigned to this replica and not finished (waiting or running)
+        self.spare = self.max_batch  # max_batch - n_in: free batch slots (the central router's key)
 
         self.up = True
         self.down_intervals: list[list] = []  # [down_s, up_s or None]
@@ -72,8 +89,13 @@ class Replica:
         self.throttle = 1.0
         self.busy_s = 0.0  # time spent iterating, up to `_since`
         self.batch_area = 0.0  # integral of batch size over busy time, up to `_since`
+        self.power_area = 0.0  # integral of power activity (0..1) over time, up to `_since`
         self._since = 0.0
         self._n_running = 0  # batch size of the iteration under way (0: idle)
+        self._activity = 0.0  # power activity of the iteration under way
+        # Tokens an iteration must process before compute, not weight reads, bounds it (the
+        # roofline ridge): below it the chip is memory-bound and draws less power.
+        self._ridge_tokens = _ridge_tokens(kernel)
         self.preemptions = 0
         self._wake: simpy.Event | None = None  # set while idle
         self._timer: simpy.Timeout | None = None  # set while in a decode run
@@ -93,10 +115,6 @@ class Replica:
             return False
         return bool(self.waiting) or not self._can_admit(rid)
 
-    def has_slot(self) -> bool:
-        """Room for one more request without queueing (the central router dispatches on this)."""
-        return self.up and self.n_in < self.max_batch
-
     def fits_ever(self, rid: int) -> bool:
         return self._prompt[rid] + self._output[rid] <= self.kv_capacity
 
@@ -104,6 +122,7 @@ class Replica:
     def enqueue(self, rid: int) -> None:
         self.waiting.append(rid)
         self.n_in += 1
+        self.spare -= 1
         self.outstanding_tokens += self._prompt[rid] + self._output[rid]
         wake = self._wake
         if wake is not None:
@@ -165,20 +184,18 @@ class Replica:
         kernel = self.kernel
         while True:
             self._admit()
+            self._make_room()
             if self.prefilling:
                 yield from self._prefill_iteration()
                 continue
             n = len(self.decoding)
             if n:
-                while n > 1 and self.ctx + self.kv_prefill + n > self.kv_capacity:
-                    self._preempt()  # KV cache full: the next step would not fit
-                    n -= 1
                 run = kernel.decode_run(n, self.ctx, self.throttle)
                 k_next = self._next_finish_step() - self.step
                 k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
                 k = max(min(k_next, k_full), 1)
                 start = env.now
-                self._mark(start, n)
+                self._mark(start, n, n)
                 # Sleep until the next completion. An admissible arrival meanwhile moves the
                 # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
                 self._run, self._run_start, self._run_k = run, start, k
@@ -191,6 +208,25 @@ class Replica:
             self._wake = env.event()
             yield self._wake
             self._wake = None
+
+    def _make_room(self) -> None:
+        """Before an iteration: if every running sequence's next token would not fit in the KV
+        cache, evict the newest request (a prefilling one first, then decoders), as vLLM does."""
+        while self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
+            if self.prefilling and (self.decoding or len(self.prefilling) > 1):
+                self._unadmit_newest_prefill()
+            elif len(self.decoding) > 1:
+                self._preempt()
+            else:
+                return  # one request alone always fits (the router refused what never fits)
+
+    def _unadmit_newest_prefill(self) -> None:
+        rid, total, _done, generated = self.prefilling.pop()
+        self.kv_prefill -= total + 1
+        if generated:
+            self.resume[rid] = generated
+        self.waiting.appendleft(rid)  # its prompt chunks so far are recomputed later
+        self.preemptions += 1
 
     def _admit(self) -> None:
         """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
@@ -227,7 +263,7 @@ class Replica:
             tokens += take
             attended += take * (item[2] + take / 2.0)
         dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
-        self._mark(self.env.now, n_dec + len(chunks))
+        self._mark(self.env.now, n_dec + len(chunks), tokens + n_dec)
         yield self.env.timeout(dt)
         now = self.env.now
         self._mark(now, 0)
@@ -268,21 +304,28 @@ class Replica:
         self._mark(self.env.now, 0)
         self._complete_due(self.env.now)
 
-    def _mark(self, now: float, n_running: int) -> None:
-        """Account busy time and batch-size area since the last mark, then set the new batch size."""
+    def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
+        """Account busy time, batch-size and power areas since the last mark, then start an
+        iteration of `n_running` sequences processing `tokens` tokens (0, 0: idle)."""
         if self._n_running:
             dt = now - self._since
             self.busy_s += dt
             self.batch_area += self._n_running * dt
+            self.power_area += self._activity * dt
         self._since = now
         self._n_running = n_running
+        if n_running:
+            self._activity = MEMORY_BOUND_ACTIVITY + (1.0 - MEMORY_BOUND_ACTIVITY) * min(
+                tokens / self._ridge_tokens, 1.0)
 
-    def busy_at(self, now: float) -> tuple[float, float]:
-        """(busy seconds, batch-size area) up to `now`, counting the iteration under way."""
+    def busy_at(self, now: float) -> tuple[float, float, float]:
+        """(busy seconds, batch-size area, power-activity area) up to `now`, counting the
+        iteration under way."""
         if self._n_running:
             dt = now - self._since
-            return self.busy_s + dt, self.batch_area + self._n_running * dt
-        return self.busy_s, self.batch_area
+            return (self.busy_s + dt, self.batch_area + self._n_running * dt,
+                    self.power_area + self._activity * dt)
+        return self.busy_s, self.batch_area, self.power_area
 
     def _complete_due(self, now: float) -> None:
         heap = self.heap
@@ -301,6 +344,7 @@ class Replica:
         req.status[rid] = COMPLETED
         self.outstanding_tokens -= self._prompt[rid] + self._output[rid]
         self.n_in -= 1
+        self.spare += 1
         self.on_done(rid)
 
     def _preempt(self) -> None:
@@ -350,4 +394,5 @@ class Replica:
         self.kv_prefill = 0.0
         self.outstanding_tokens = 0
         self.n_in = 0
+        self.spare = self.max_batch
         return rids

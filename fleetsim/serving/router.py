@@ -41,6 +41,7 @@ def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Repl
 
 
 _load = attrgetter("n_in")
+_spare = attrgetter("spare")
 _tokens = attrgetter("outstanding_tokens")
 
 
@@ -49,7 +50,7 @@ ROUTERS: dict[str, Choose] = {
     "jsq": _jsq,
     "power_of_two": _power_of_two,
     "least_tokens": _least_tokens,
-    "central": _jsq,  # among replicas with a free slot; see Router.route
+    "central": _jsq,  # unused: the central queue picks the replica with most free slots
 }
 
 
@@ -78,17 +79,16 @@ class Router:
         self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
         self.replicas = {r.index: r for reps in replicas_by_model.values() for r in reps}
         self._up_cache: dict[int, list[Replica]] = {}
-        self._pairs: list[tuple[int, int]] = []
-        self._pairs_n = 0
+        self._pairs: dict[int, list[tuple[int, int]]] = {}
 
     def draw_pair(self, n: int) -> tuple[int, int]:
-        """Two distinct replica indices, drawn in numpy blocks."""
-        if n != self._pairs_n or not self._pairs:
+        """Two distinct replica indices out of n, drawn in numpy blocks (one block per n)."""
+        pairs = self._pairs.get(n)
+        if not pairs:
             a = self.rng.integers(0, n, size=4096)
             b = (a + self.rng.integers(1, n, size=4096)) % n
-            self._pairs = list(zip(a.tolist(), b.tolist()))
-            self._pairs_n = n
-        return self._pairs.pop()
+            pairs = self._pairs[n] = list(zip(a.tolist(), b.tolist()))
+        return pairs.pop()
 
     def replicas_changed(self) -> None:
         """Call when a replica goes down or comes back."""
@@ -105,31 +105,52 @@ class Router:
     def _dispatch_held(self, model: int) -> None:
         held = self.held[model]
         while held:
-            free = [r for r in self._up(model) if r.has_slot() and r.fits_ever(held[0])]
-            if not free:
+            replica = self._free_replica(held[0], model)
+            if replica is None:
                 return
-            self._assign(held.popleft(), self.choose(self, free, model))
+            self._assign(held.popleft(), replica)
+
+    def _free_replica(self, rid: int, model: int) -> Replica | None:
+        """The up replica with the most free batch slots that can hold `rid` (None if none)."""
+        up = self._up(model)
+        if not up:
+            return None
+        best = max(up, key=_spare)
+        if best.spare <= 0:
+            return None
+        if best.fits_ever(rid):
+            return best
+        fitting = [r for r in up if r.spare > 0 and r.fits_ever(rid)]
+        return max(fitting, key=_spare) if fitting else None
 
     def _assign(self, rid: int, replica: Replica) -> None:
         self.req.pool_idx[rid] = replica.pool_idx
-        self.req.replica[rid] = replica.index
+        self.req.replica[rid] = replica.index_in_pool
         replica.enqueue(rid)
 
-    def _route_central(self, rid: int, model: int, up: list[Replica], reject_reason: int) -> None:
+    def _route_central(self, rid: int, model: int, up: list[Replica]) -> None:
         if not any(r.fits_ever(rid) for r in up):
             self._reject(rid, EXCEEDS_KV)
             return
         held = self.held[model]
         if not held:
-            free = [r for r in up if r.has_slot() and r.fits_ever(rid)]
-            if free:
-                self._assign(rid, self.choose(self, free, model))
+            replica = self._free_replica(rid, model)
+            if replica is not None:
+                self._assign(rid, replica)
                 return
         limits = [r.queue_limit for r in up]
         if all(q is not None for q in limits) and len(held) >= sum(limits):
             self._reject(rid, QUEUE_FULL)
             return
-        held.append(rid)
+        if self.req.attempts[rid] > 1 and held:
+            # A retry (its replica crashed) keeps its place by arrival time, ahead of newer ones.
+            arrival = self.req.arrival_s
+            i = 0
+            while i < len(held) and arrival[held[i]] <= arrival[rid]:
+                i += 1
+            held.insert(i, rid)
+        else:
+            held.append(rid)
 
     def _up(self, model: int) -> list[Replica]:
         up = self._up_cache.get(model)
@@ -140,13 +161,16 @@ class Router:
     def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
         req = self.req
         req.attempts[rid] += 1
+        if req.attempts[rid] > 1:  # a retry: it is on no replica until routed again
+            req.pool_idx[rid] = -1
+            req.replica[rid] = -1
         model = self.request_model[rid]
         up = self._up(model)
         if not up:
             self._reject(rid, reject_reason)
             return
         if self.central:
-            self._route_central(rid, model, up, reject_reason)
+            self._route_central(rid, model, up)
             return
         replica = self.choose(self, up, model)
         if not replica.fits_ever(rid):

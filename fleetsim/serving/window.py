@@ -142,8 +142,9 @@ def run_window(
 
     for pi, (pname, pool) in enumerate(cfg.pools.items()):
         reps = []
-        for _ in range(pool.replicas):
-            reps.append(Replica(env, index, pi, kernels[pname], pool.batching, pool.queue_limit, req, on_done))
+        for i in range(pool.replicas):
+            reps.append(Replica(env, index, pi, kernels[pname], pool.batching, pool.queue_limit, req,
+                                on_done, index_in_pool=i))
             index += 1
         pool_replicas.append(reps)
         if pool.model in model_names:
@@ -177,8 +178,8 @@ def run_window(
     pools = []
     for (pname, pool), reps in zip(cfg.pools.items(), pool_replicas):
         end = [r.busy_at(cfg.duration_s) for r in reps]
-        busy = np.array([e[0] - snapshot.get(r.index, (0.0, 0.0))[0] for e, r in zip(end, reps)])
-        area = np.array([e[1] - snapshot.get(r.index, (0.0, 0.0))[1] for e, r in zip(end, reps)])
+        busy = np.array([e[0] - snapshot.get(r.index, (0.0, 0.0, 0.0))[0] for e, r in zip(end, reps)])
+        area = np.array([e[1] - snapshot.get(r.index, (0.0, 0.0, 0.0))[1] for e, r in zip(end, reps)])
         up_s = np.array([r.up_time_s(cfg.warmup_s, cfg.duration_s) for r in reps])
         pools.append(PoolStats(
             name=pname, chip=pool.chip, model=pool.model, tp=pool.tp, replicas=pool.replicas,
