@@ -49,12 +49,21 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     return scenario
 
 
-def _unknown(kind: str, name: str, known: Sequence[str], field_path: str) -> ScenarioError:
+# A window holds every request in memory (about 100 bytes each); past this, split the window.
+MAX_REQUESTS_PER_WINDOW = 20_000_000
+
+
+def load_file(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read and validate a scenario file's schema only (for commands that use just its catalog)."""
+    return _load_file(path, overrides)
+
+
+def _unknown(kind: str, name: str, known: Sequence[str], field_path: str, where: str) -> ScenarioError:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return ScenarioError(
         f"unknown {kind} '{name}'{hint}; known {kind}s: {', '.join(sorted(known))} "
-        f"(add one under catalog.{kind}s)", field=field_path,
+        f"(add one under {where})", field=field_path,
     )
 
 
@@ -67,25 +76,36 @@ def check_references(scenario: Scenario) -> None:
     """Names that pydantic cannot check alone: chips, models, halls, served models, fit in HBM."""
     chips, models = resolve_catalogs(scenario)
     serving = scenario.serving
-    if serving is None and (scenario.reliability is None or scenario.reliability.fleet is None):
+    fleet_run = scenario.reliability is not None and scenario.reliability.fleet is not None
+    if serving is None and not fleet_run:
         raise ScenarioError(
             "nothing to run: add a 'serving' section (a serving window) or 'reliability.fleet' "
             "(a reliability run)", field="serving",
         )
+    if serving is not None and fleet_run:
+        raise ScenarioError(
+            "a scenario is either a serving window ('serving') or a reliability fleet run "
+            "('reliability.fleet'), not both: remove one (put the other in its own file)",
+            field="reliability.fleet",
+        )
+    if scenario.reliability is not None:
+        for name in scenario.reliability.chips:
+            if name not in chips:
+                raise _unknown("chip", name, chips, f"reliability.chips.{name}", "catalog.chips")
     if serving is not None:
         served = set()
         halls = set(scenario.reliability.halls) if scenario.reliability else {"default"}
         for name, pool in serving.pools.items():
             if pool.chip not in chips:
-                raise _unknown("chip", pool.chip, chips, f"serving.pools.{name}.chip")
+                raise _unknown("chip", pool.chip, chips, f"serving.pools.{name}.chip", "catalog.chips")
             if pool.model not in models:
-                raise _unknown("model", pool.model, models, f"serving.pools.{name}.model")
+                raise _unknown("model", pool.model, models, f"serving.pools.{name}.model", "catalog.models")
             if pool.hall not in halls and pool.hall != "default":
-                raise _unknown("hall", pool.hall, halls, f"serving.pools.{name}.hall")
+                raise _unknown("hall", pool.hall, halls, f"serving.pools.{name}.hall", "reliability.halls")
             served.add(pool.model)
         for name, wl in serving.workloads.items():
             if wl.model not in models:
-                raise _unknown("model", wl.model, models, f"serving.workloads.{name}.model")
+                raise _unknown("model", wl.model, models, f"serving.workloads.{name}.model", "catalog.models")
             if wl.model not in served:
                 raise ScenarioError(
                     f"no pool serves model '{wl.model}'; pools serve: {', '.join(sorted(served))}",
@@ -94,11 +114,19 @@ def check_references(scenario: Scenario) -> None:
         from fleetsim.serving.window import build_kernels, compile_workloads
 
         build_kernels(serving, chips, models)  # refuses a model that does not fit its chips
-        compile_workloads(serving, scenario.base_dir)  # trace and empirical files exist, columns too
+        workloads = compile_workloads(serving, scenario.base_dir)  # files exist, columns too
+        expected = sum(w.mean_rate_per_s for w in workloads.values()) * serving.duration_s
+        if expected > MAX_REQUESTS_PER_WINDOW:
+            raise ScenarioError(
+                f"this window would simulate about {expected:,.0f} requests; the limit is "
+                f"{MAX_REQUESTS_PER_WINDOW:,} per window: shorten duration_s or lower the rates",
+                field="serving.duration_s",
+            )
     if scenario.reliability is not None and scenario.reliability.fleet is not None:
         for i, cohort in enumerate(scenario.reliability.fleet.cohorts):
             if cohort.chip not in chips:
-                raise _unknown("chip", cohort.chip, chips, f"reliability.fleet.cohorts.{i}.chip")
+                raise _unknown("chip", cohort.chip, chips, f"reliability.fleet.cohorts.{i}.chip",
+                               "catalog.chips")
 
 
 def run(
@@ -112,6 +140,7 @@ def run(
 
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
+    check_references(scenario)  # a Scenario built in Python gets the same checks as a file
     run_dir = runfolder.prepare_run_dir(Path(out_dir)) if out_dir is not None else None
     stage = "resolve"
     t0 = time.perf_counter()
@@ -152,20 +181,47 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     summary = summarise(res)
     summary["scenario"] = scenario.name
     summary["seed"] = scenario.seed
-    summary["wall_s"] = sim_s
-    summary["requests_per_wall_s"] = len(res.requests) / sim_s if sim_s > 0 else None
     if res.reliability is not None:
         summary["reliability"] = res.reliability
     if scenario.serving.goodput.enabled:
-        from fleetsim.serving.goodput import goodput_table
-
         if progress:
             progress("goodput search per pool and workload (cached)")
-        summary["goodput_search"] = goodput_table(scenario, chips, models, progress=progress)
+        summary["goodput_search"] = goodput_table(scenario, progress=progress)
     return RunResult(
         scenario=scenario, summary=summary, requests=requests_table(res), events=events_table(res.events),
-        timings_s={"simulate": sim_s},
+        timings_s={"simulate": sim_s, "requests": len(res.requests),
+                   "requests_per_wall_s": len(res.requests) / sim_s if sim_s > 0 else None,
+                   "sim_events": res.sim_events},
     )
+
+
+def goodput_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
+                  use_cache: bool = True) -> list[dict[str, Any]]:
+    """Goodput at SLO per (pool, workload) of a serving scenario, through the on-disk cache."""
+    from fleetsim.results.cache import ResultCache
+    from fleetsim.serving import goodput
+
+    if scenario.serving is None:
+        raise ScenarioError("goodput needs a 'serving' section", field="serving")
+    chips, models = resolve_catalogs(scenario)
+    cache = ResultCache() if use_cache else None
+    return goodput.goodput_table(scenario, chips, models, progress=progress, cache=cache)
+
+
+def calibrate(chip: str, measurements: str | Path, scenario: Scenario | None = None):
+    """Fit a chip's efficiency factors to measured points (`fleetsim calibrate`)."""
+    from fleetsim.kernel.calibrate import calibrate as fit
+
+    overrides = scenario.catalog.model_dump() if scenario is not None else None
+    return fit(chip, measurements, overrides=overrides)
+
+
+def catalog_table(kind: str, fmt: str = "table", scenario: Scenario | None = None) -> str:
+    """The chip or model catalog (with a scenario's additions) as a table, CSV or JSON."""
+    from fleetsim.catalog import catalog_table as table
+
+    overrides = getattr(scenario.catalog, kind) if scenario is not None else None
+    return table(kind, fmt, overrides)
 
 
 def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
@@ -178,7 +234,7 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
     t0 = time.perf_counter()
     res = run_reliability(scenario.reliability, chips, stream(scenario.seed, "reliability"))
     sim_s = time.perf_counter() - t0
-    summary = dict(res.summary) | {"scenario": scenario.name, "seed": scenario.seed, "wall_s": sim_s}
+    summary = dict(res.summary) | {"scenario": scenario.name, "seed": scenario.seed}
     return RunResult(
         scenario=scenario, summary=summary, events=events_table(res.events),
         timeline=columns_table(res.timeline), hourly=columns_table(res.hourly),

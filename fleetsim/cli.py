@@ -96,14 +96,10 @@ def _catalog_command(kind: str):
                   help="Include this scenario's catalog additions and overrides.")
     @user_errors
     def command(fmt: str, scenario: Path | None) -> None:
-        from fleetsim.catalog import catalog_table
+        from fleetsim import api
 
-        overrides = None
-        if scenario is not None:
-            from fleetsim.scenario.loader import load_scenario
-
-            overrides = getattr(load_scenario(scenario).catalog, kind)
-        click.echo(catalog_table(kind, fmt, overrides))
+        scen = api.load_file(scenario) if scenario is not None else None
+        click.echo(api.catalog_table(kind, fmt, scen))
 
     command.__doc__ = (
         f"List the {kind} catalog with sources.\n\n    \b\n    Example:\n      fleetsim {kind} --format csv > {kind}.csv"
@@ -130,14 +126,10 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
     Example:
       fleetsim calibrate ascend-910c scenarios/examples/calibration_points.csv -o 910c.yaml
     """
-    from fleetsim.kernel.calibrate import calibrate as fit
+    from fleetsim import api
 
-    overrides = None
-    if scenario is not None:
-        from fleetsim.scenario.loader import load_scenario
-
-        overrides = load_scenario(scenario).catalog.model_dump()
-    result = fit(chip, measurements, overrides=overrides)
+    scen = api.load_file(scenario) if scenario is not None else None
+    result = api.calibrate(chip, measurements, scen)
     click.echo(str(result))
     text = result.to_override_yaml()
     if out_file is not None:
@@ -162,13 +154,12 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
       fleetsim goodput scenarios/quickstart.yaml
     """
     from fleetsim import api
-    from fleetsim.serving.goodput import goodput_table
 
     scen = api.load_scenario(scenario, overrides)
-    chips, models = api.resolve_catalogs(scen)
-    if scen.serving is None:
-        raise FleetsimError("goodput needs a 'serving' section", file=str(scenario), field="serving")
-    rows = goodput_table(scen, chips, models, progress=lambda m: click.echo(f"... {m}", err=True))
+    try:
+        rows = api.goodput_table(scen, progress=lambda m: click.echo(f"... {m}", err=True))
+    except FleetsimError as exc:
+        raise exc.with_file(str(scenario)) from None
     from fleetsim.results.display import goodput_text
 
     click.echo(goodput_text(rows))

@@ -9,7 +9,8 @@ from scipy.optimize import brentq
 from fleetsim.catalog import load_chips, load_models
 from fleetsim.kernel import ReplicaKernel
 from fleetsim.scenario.serving import GoodputConfig, ServingConfig
-from fleetsim.serving.goodput import cache_dir, cached_goodput, search_goodput
+from fleetsim.results.cache import ResultCache
+from fleetsim.serving.goodput import cached_goodput, search_goodput
 
 CHIPS, MODELS = load_chips(), load_models()
 
@@ -52,13 +53,15 @@ def test_cache_reuses_and_keys_on_content():
     """The second call reads the cache; a changed chip spec is a different key."""
     cfg = _cfg(ttft_s=20.0)
     gcfg = GoodputConfig(enabled=True, cell_replicas=1, duration_s=5_000, warmup_s=200, rel_tol=0.05)
-    first = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 1)
-    second = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 1)
+    cache = ResultCache()  # $FLEETSIM_CACHE_DIR, a tmp folder in tests (conftest)
+    first = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 1, cache=cache)
+    second = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 1, cache=cache)
     assert not first["cached"] and second["cached"]
     assert second["goodput_req_per_s_per_replica"] == first["goodput_req_per_s_per_replica"]
-    assert (cache_dir() / f"{first['key']}.json").exists()
+    assert cache.path(first["key"]).exists()
+    assert 0 <= first["attainment_ci95"][0] <= first["attainment_at_goodput"] <= first["attainment_ci95"][1]
     slower = load_chips({"h100": {"hbm_tbps": 1.0}})
-    third = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, slower, MODELS, 1)
+    third = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, slower, MODELS, 1, cache=cache)
     assert third["key"] != first["key"] and not third["cached"]
     assert third["goodput_req_per_s_per_replica"] < first["goodput_req_per_s_per_replica"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import fleetsim
 
 
@@ -27,3 +29,25 @@ serving:
     assert set(result.summary["classes"]) == {"logs.a", "logs.b"}
     for c in result.summary["classes"].values():
         assert c["workload"] == "logs" and c["slo"]["ttft_s"] == 1.5 and c["arrived"] == 2
+
+
+def test_same_seed_same_summary_and_tables(quickstart_path, tmp_path):
+    """summary.json and the Parquet tables are byte-identical for the same scenario and seed
+    (wall-clock figures live in manifest.json only)."""
+    a = fleetsim.run(fleetsim.load_scenario(quickstart_path), out_dir=tmp_path / "a")
+    b = fleetsim.run(fleetsim.load_scenario(quickstart_path), out_dir=tmp_path / "b")
+    for name in ("summary.json", "requests.parquet", "events.parquet"):
+        assert (a.run_dir / name).read_bytes() == (b.run_dir / name).read_bytes(), name
+
+
+def test_reused_run_folder_keeps_only_this_runs_files(tmp_path):
+    """A reliability run then a serving run into one folder: no stale timeline/hourly tables."""
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    out = tmp_path / "same"
+    fleetsim.run(fleetsim.load_scenario(root / "llama3-reliability.yaml",
+                                        ["reliability.fleet.days=2"]), out_dir=out)
+    assert (out / "timeline.parquet").exists()
+    fleetsim.run(fleetsim.load_scenario(root / "quickstart.yaml", ["serving.duration_s=60",
+                                                                     "serving.warmup_s=10"]), out_dir=out)
+    assert not (out / "timeline.parquet").exists() and not (out / "hourly.parquet").exists()
+    assert (out / "requests.parquet").exists() and (out / "manifest.json").exists()

@@ -43,9 +43,14 @@ def prepare_run_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise FleetsimError(f"cannot write the output folder {path}: {exc.strerror or exc}") from None
-    for stale in ("manifest.json", "error.json"):
+    # Everything an earlier run may have left: a reused folder holds only this run's outputs.
+    for stale in (*RUN_FILES, *(f".{name}.tmp" for name in RUN_FILES)):
         (path / stale).unlink(missing_ok=True)
     return path
+
+
+RUN_FILES = ("manifest.json", "error.json", "summary.json", "scenario.resolved.json",
+             "requests.parquet", "events.parquet", "timeline.parquet", "hourly.parquet")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

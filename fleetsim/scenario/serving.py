@@ -13,8 +13,10 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class SLOConfig(StrictModel):
-    """A request meets its SLO when TTFT <= ttft_s and TPOT <= tpot_s; the class meets it when at
-    least `percentile` % of its requests do (ttft_s=2, percentile=99 reads 'p99 TTFT <= 2 s')."""
+    """A request meets its SLO when it completes with TTFT <= ttft_s AND TPOT <= tpot_s; the class
+    meets it when at least `percentile` % of its judged requests do (docs/serving.md, Metrics).
+    This joint, per-request test is stricter than 'p99 TTFT <= 2 s and p99 TPOT <= 0.1 s' taken
+    separately, and rejected requests count as misses."""
 
     ttft_s: PositiveFloat = 2.0
     tpot_s: PositiveFloat = 0.2
@@ -104,6 +106,9 @@ class ServingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServingConfig":
+        for wl in self.workloads.values():  # one clock of day for traffic and hall heat
+            if wl.arrival.kind == "diurnal" and wl.arrival.start_hour is None:
+                wl.arrival.start_hour = self.start_hour
         if not self.workloads:
             raise ValueError("at least one workload is required")
         if not self.pools:

@@ -113,8 +113,9 @@ class DiurnalArrival(StrictModel):
     profile: list[float] | None = Field(
         default=None, description="24 non-negative hourly multipliers (hour 0 first)"
     )
-    start_hour: float = Real(
-        default=0.0, ge=0, lt=24, description="hour of day at simulated t = 0, 0 <= h < 24"
+    start_hour: float | None = Real(
+        default=None, ge=0, lt=24,
+        description="hour of day at simulated t = 0, 0 <= h < 24; null: the window's serving.start_hour",
     )
 
     @field_validator("profile")

@@ -2,15 +2,15 @@
 
 Bisection on the arrival rate of a small cell of identical replicas, with common random numbers
 (the same seed at every rate: arrivals are one unit-rate stream rescaled), so the SLO verdict is
-close to monotone in rate. Results are cached on disk by a content hash of everything that can
-change the answer, so the fleet layer and sweeps pay for each replica type once.
+close to monotone in rate. `cache_key` is a content hash of everything that can change the
+answer; the caller passes a cache (results.cache.ResultCache on disk), so the fleet layer and
+sweeps pay for each replica type once. Simulation code writes no files itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,13 +21,6 @@ from fleetsim.scenario.serving import GoodputConfig, PoolConfig, ServingConfig, 
 from fleetsim.serving.metrics import latencies, slo_met
 from fleetsim.serving.window import build_kernels, compile_workloads, generate_requests, run_window
 
-CACHE_ENV = "FLEETSIM_CACHE_DIR"
-
-
-def cache_dir() -> Path:
-    """Where goodput results are kept: $FLEETSIM_CACHE_DIR or ~/.cache/fleetsim/goodput."""
-    root = os.environ.get(CACHE_ENV)
-    return Path(root) if root else Path.home() / ".cache" / "fleetsim" / "goodput"
 
 
 def _file_digest(path: Path) -> str:
@@ -100,8 +93,10 @@ def search_goodput(
         met, judged = slo_met(res, latencies(res))
         measured = res.requests.arrival_s >= cell.warmup_s
         n = np.count_nonzero(judged & measured)
-        att = np.count_nonzero(met & measured) / n if n else 0.0
-        evaluations.append({"rate_per_replica_per_s": rate_per_replica, "attainment": float(att)})
+        k = np.count_nonzero(met & measured)
+        att = k / n if n else 0.0
+        evaluations.append({"rate_per_replica_per_s": rate_per_replica, "attainment": float(att),
+                            "met": int(k), "judged": int(n)})
         if progress:
             progress(f"  {pname}/{wname}: {rate_per_replica:.4g} req/s/replica -> SLO attainment {att:.2%}")
         return att >= percentile
@@ -128,14 +123,28 @@ def search_goodput(
                 lo = mid
             else:
                 hi = mid
+    at_lo = next((e for e in reversed(evaluations) if e["rate_per_replica_per_s"] == lo), None)
+    ci = _wilson(at_lo["met"], at_lo["judged"]) if at_lo and at_lo["judged"] else (None, None)
     return {
         "goodput_req_per_s_per_replica": lo,
         "goodput_tokens_per_s_per_replica": lo * mean_output,
         "upper_bound_req_per_s_per_replica": hi,
+        # How sure the verdict at the goodput is: SLO attainment there, with its 95% interval
+        # (requests in one window are correlated, so read it as a lower bound on the doubt).
+        "attainment_at_goodput": at_lo["attainment"] if at_lo else None,
+        "attainment_ci95": list(ci),
+        "judged_requests_at_goodput": at_lo["judged"] if at_lo else 0,
         "evaluations": len(evaluations),
         "trace": evaluations,
         "zero_load_attainment": floor,
     }
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workload: WorkloadConfig) -> float:
@@ -164,29 +173,22 @@ def _capacity_guess(kernel, req, pool: PoolConfig) -> float:
 def cached_goodput(
     pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, chips: dict, models: dict,
     seed: int, base_dir: Path = Path("."), router: str = "jsq", wname: str = "w", pname: str = "p",
-    progress: Callable[[str], None] | None = None, use_cache: bool = True,
+    progress: Callable[[str], None] | None = None, cache: Any = None,
 ) -> dict[str, Any]:
-    """`search_goodput`, read from or written to the on-disk cache."""
+    """`search_goodput` through a cache: any object with `get(key) -> dict | None` and
+    `put(key, dict)` (fleetsim.results.cache.ResultCache keeps them on disk); None: no cache."""
     key = cache_key(pool, workload, gcfg, router, chips[pool.chip], models[workload.model], seed, base_dir)
-    path = cache_dir() / f"{key}.json"
-    if use_cache and path.exists():
-        try:
-            return json.loads(path.read_text()) | {"cached": True, "key": key}
-        except (OSError, json.JSONDecodeError):
-            pass
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit | {"cached": True, "key": key}
     result = search_goodput(pool, workload, gcfg, chips, models, seed, base_dir, router, wname, pname, progress)
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache only costs time
+    if cache is not None:
+        cache.put(key, result)
     return result | {"cached": False, "key": key}
 
 
-def goodput_table(scenario, chips: dict, models: dict, progress=None) -> list[dict[str, Any]]:
+def goodput_table(scenario, chips: dict, models: dict, progress=None, cache: Any = None) -> list[dict[str, Any]]:
     """Goodput of every (pool, workload) pair whose models match, as rows."""
     cfg = scenario.serving
     rows = []
@@ -195,7 +197,7 @@ def goodput_table(scenario, chips: dict, models: dict, progress=None) -> list[di
             if wl.model != pool.model:
                 continue
             res = cached_goodput(pool, wl, cfg.goodput, chips, models, scenario.seed, scenario.base_dir,
-                                 cfg.router.kind, wname, pname, progress)
+                                 cfg.router.kind, wname, pname, progress, cache)
             rows.append({"pool": pname, "workload": wname, "chip": pool.chip, "model": pool.model,
                          "tp": pool.tp, **{k: v for k, v in res.items() if k != "trace"}})
     return rows

@@ -224,7 +224,7 @@ def arrival_process(cfg: Any, base_dir: Path = Path("."), field: str = "") -> Ar
             peak_to_mean=cfg.peak_to_mean,
             peak_hour=cfg.peak_hour,
             profile=cfg.profile,
-            start_hour=cfg.start_hour,
+            start_hour=0.0 if cfg.start_hour is None else cfg.start_hour,
         )
     if isinstance(cfg, GammaArrival):
         return GammaProcess(cfg.rate_per_s, cfg.cv)
