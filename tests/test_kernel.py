@@ -106,8 +106,11 @@ def test_kv_capacity_and_max_batch():
 
 def test_gqa_kv_replicated_beyond_kv_heads_and_mla_compressed():
     k4 = kern("h100", "qwen2.5-7b", 4)  # 4 KV heads: no replication at tp=4
-    k8 = kern("h100", "qwen2.5-7b", 8)  # replicated twice at tp=8
-    assert k8.kv_bytes_per_token == 2 * k4.kv_bytes_per_token
+    k28 = kern("h100", "qwen2.5-7b", 28)  # replicated 7 times at tp=28 (28 heads)
+    assert k28.kv_bytes_per_token == 7 * k4.kv_bytes_per_token
+    k8 = kern("h100", "llama-3.1-8b", 8)  # 8 KV heads: none replicated at tp=8
+    k16 = kern("h100", "llama-3.1-8b", 16)  # replicated twice at tp=16
+    assert k16.kv_bytes_per_token == 2 * k8.kv_bytes_per_token
     ds = kern("h100", "deepseek-v3", 16, "fp8")
     assert ds.kv_bytes_per_token == 61 * (512 + 64) * 2
 

@@ -242,10 +242,21 @@ def test_repair_queue_with_one_technician():
     assert list(ev["kind"]) == ["repair_done", "repair_done"]
 
 
-def test_repair_lost_for_good_without_spares():
+def test_repair_lost_chip_without_spares_waits_on_the_shelf():
+    """No spare, the chip is scrapped after 5 h on the bench and no other chip ever reaches the
+    shelf: the unit stays down (its repair process is still pending at 1000 h), the loss is
+    logged at 5 h and counted, and no outcome is returned. (Coming back with another unit's
+    repaired chip: tests/test_fixes_repair.py.)"""
     cfg = RepairConfig(transient_share=0.0, lost_share=1.0, repair_h=FIX | {"value": 5})
-    (o,), _shop, ev = _shop_run(cfg, [(0.0, 2)], spares=0)
-    assert (o.kind, o.up_s, o.down_s) == ("lost_for_good", None, math.inf)
+    env = simpy.Environment()
+    log = EventLog()
+    shop = RepairShop(env, cfg, np.random.default_rng(0), spares=0, log=log)
+    proc = env.process(shop.repair(2, 8))
+    env.run(until=1000 * 3600)
+    assert proc.is_alive and not proc.triggered
+    assert shop.counts["lost_for_good"] == shop.counts["chips_lost"] == 1
+    assert shop.counts["repaired"] == shop.counts["spare_swap"] == 0
+    ev = log.to_arrays()
     assert list(ev["kind"]) == ["lost_for_good"] and ev["time_s"][0] == 5 * 3600
 
 

@@ -64,12 +64,12 @@ CASES = [
      "replicas: 2.5", ["valid integer"], ScenarioError),
     ("wrong-type-section", _edit("router: {kind: least_tokens}", "router: least_tokens"),
      "serving.router", "router: least_tokens", ["expected a section"], ScenarioError),
-    ("negative-rate", _edit("rate_per_s: 5", "rate_per_s: -5"),
+    ("negative-rate", _edit("rate_per_s: 4.5", "rate_per_s: -5"),
      "serving.workloads.chat.arrival.rate_per_s", "rate_per_s: -5", ["greater than 0", "-5"],
      ScenarioError),
-    ("zero-rate", _edit("rate_per_s: 5", "rate_per_s: 0"),
+    ("zero-rate", _edit("rate_per_s: 4.5", "rate_per_s: 0"),
      "serving.workloads.chat.arrival.rate_per_s", "rate_per_s: 0", ["greater than 0"], ScenarioError),
-    ("infinite-rate", _edit("rate_per_s: 5", "rate_per_s: .inf"),
+    ("infinite-rate", _edit("rate_per_s: 4.5", "rate_per_s: .inf"),
      "serving.workloads.chat.arrival.rate_per_s", "rate_per_s: .inf", ["finite"], ScenarioError),
     ("zero-tp", _edit("tp: 4\n      replicas: 4", "tp: 0\n      replicas: 4"),
      "serving.pools.h20.tp", "tp: 0", ["greater than or equal to 1"], ScenarioError),
@@ -101,7 +101,7 @@ CASES = [
     ("model-too-big-for-chips",
      _mutate(lambda d: (_all_pools(d, model="deepseek-v3", tp=1),
                         d["serving"]["workloads"]["chat"].update(model="deepseek-v3"))),
-     "serving.pools.h20", None, ["GB", "raise tp"], CapacityError),
+     "serving.pools.h20.tp", None, ["GB", "raise tp"], CapacityError),
     ("unknown-hall", _mutate(lambda d: d["serving"]["pools"]["h20"].update(hall="hall-9")),
      "serving.pools.h20.hall", None, ["unknown hall 'hall-9'"], ScenarioError),
     ("nothing-to-run", _mutate(lambda d: d.pop("serving")), "serving", None, ["nothing to run"],
@@ -248,7 +248,7 @@ def test_name_with_line_break_stays_one_line(quickstart_data, write_scenario, ru
 
 
 def test_boolean_is_not_a_number(write_scenario, runner, user_error):
-    path = write_scenario(QUICK_TEXT.replace("rate_per_s: 5", "rate_per_s: true"))
+    path = write_scenario(QUICK_TEXT.replace("rate_per_s: 4.5", "rate_per_s: true"))
     user_error(runner.invoke(main, ["validate", str(path)]), file=path,
                field="serving.workloads.chat.arrival.rate_per_s")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from fleetsim.scenario.base import StrictModel
 
@@ -16,7 +16,9 @@ PEAK_FIELD = {"bf16": "bf16_tflops", "fp8": "fp8_tflops", "int8": "int8_tops", "
 
 
 class _NoBoolNumbers(StrictModel):
-    """YAML `true` must not become 1.0 in a numeric field."""
+    """YAML `true` must not become 1.0 in a numeric field, nor `.inf`/`.nan` a figure."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -75,12 +77,15 @@ class ChipSpec(_NoBoolNumbers):
     year: int | None = None
     supply_channel: str = Field(description="export regime / supplier channel that governs it")
     memory_type: str = Field(description="HBM3, HBM2e, GDDR6, LPDDR5, SRAM only ...")
-    bf16_tflops: float | None = Field(default=None, ge=0, description="dense BF16/FP16 peak")
-    fp8_tflops: float | None = Field(default=None, ge=0, description="dense FP8 peak")
-    int8_tops: float | None = Field(default=None, ge=0, description="dense INT8 peak")
-    fp4_tflops: float | None = Field(default=None, ge=0, description="dense FP4 peak")
-    hbm_gb: float = Field(ge=0, description="device memory (HBM or other DRAM) in GB")
-    hbm_tbps: float = Field(ge=0, description="device memory bandwidth in TB/s")
+    # Peaks and bandwidths divide in the kernel: > 0, or None (left out) when the chip lacks one.
+    bf16_tflops: float | None = Field(default=None, gt=0, description="dense BF16/FP16 peak")
+    fp8_tflops: float | None = Field(default=None, gt=0, description="dense FP8 peak")
+    int8_tops: float | None = Field(default=None, gt=0, description="dense INT8 peak")
+    fp4_tflops: float | None = Field(default=None, gt=0, description="dense FP4 peak")
+    hbm_gb: float = Field(ge=0, description="device memory (HBM or other DRAM) in GB; 0 = none")
+    hbm_tbps: float = Field(
+        ge=0, description="device memory bandwidth in TB/s; > 0 unless hbm_gb is 0"
+    )
     interconnect_gbps: float = Field(
         gt=0, description="chip-to-chip bandwidth, GB/s aggregate both directions"
     )
@@ -104,6 +109,18 @@ class ChipSpec(_NoBoolNumbers):
     )
     overridden: list[str] = Field(default_factory=list, description="fields set by the scenario")
     notes: str = ""
+
+    @field_validator("hbm_tbps")
+    @classmethod
+    def _bandwidth_with_memory(cls, v: float, info: ValidationInfo) -> float:
+        """Only a chip without device memory (SRAM only, which the kernel refuses for lack of
+        room for weights) may have no memory bandwidth; any other chip divides by it."""
+        if v <= 0 and info.data.get("hbm_gb", 0) > 0:
+            raise ValueError(
+                "hbm_tbps must be > 0 for a chip with device memory (hbm_gb > 0); "
+                "0 is allowed only with hbm_gb 0"
+            )
+        return v
 
     @model_validator(mode="after")
     def _flags_are_fields(self) -> "ChipSpec":

@@ -21,6 +21,22 @@ ACT_BYTES = 2.0  # activations travel in bf16 in the all-reduces
 MIN_KV_TOKENS = 1024  # a replica that cannot cache this many tokens is refused as useless
 
 
+def allowed_tp(model: ModelSpec) -> list[int] | None:
+    """Tensor-parallel sizes that shard the model's heads evenly, as vLLM requires: attention
+    heads % tp == 0, and KV heads % tp == 0 or tp % KV heads == 0 (KV heads replicated).
+    MLA has one shared latent instead of KV heads: heads % tp == 0 only. None = any tp: an MLA
+    MoE model (DeepSeek) is served with data-parallel attention and expert parallelism, where
+    each of the tp chips runs every head for its own sequences (SGLang's 72-GPU EP72 decode,
+    CloudMatrix-Infer's 160-NPU EP320 decode), so head counts do not limit the chip count."""
+    if model.is_mla and model.is_moe:
+        return None
+    heads, kv = model.num_heads, model.num_kv_heads
+    return [
+        t for t in range(1, heads + 1)
+        if heads % t == 0 and (model.is_mla or kv % t == 0 or t % kv == 0)
+    ]
+
+
 class ReplicaKernel:
     """Latency and KV-cache capacity of one replica; all coefficients precomputed here."""
 
@@ -38,6 +54,20 @@ class ReplicaKernel:
                 raise ScenarioError(f"unknown {name} '{val}'; allowed: {', '.join(PRECISIONS)}", field=name)
         if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)) or tp < 1:
             raise ScenarioError(f"tp must be a whole number >= 1, got {tp!r}", field="tp")
+        allowed = allowed_tp(model)
+        if allowed is not None and int(tp) not in allowed:
+            rule = (
+                f"its {model.num_heads} attention heads must split evenly (heads % tp == 0)"
+                if model.is_mla else
+                f"its {model.num_heads} attention heads must split evenly (heads % tp == 0) and "
+                f"its {model.num_kv_heads} KV heads must split or be replicated evenly "
+                "(kv_heads % tp == 0 or tp % kv_heads == 0)"
+            )
+            raise CapacityError(
+                f"tp={int(tp)} does not shard {model.name}: {rule}, as serving engines (vLLM) "
+                f"require; allowed tp: {', '.join(map(str, allowed))}",
+                field="tp",
+            )
         self.chip, self.model, self.tp = chip, model, int(tp)
         self.precision, self.kv_precision = precision, kv_precision
         self.assumptions: list[str] = []
@@ -93,6 +123,16 @@ class ReplicaKernel:
         attn_peak = chip.fp8_tflops if kv_precision == "fp8" and chip.fp8_tflops else chip.bf16_tflops
         self.attention_peak_flops = (attn_peak or peak) * 1e12 * self.tp
         self.bandwidth_bps = chip.hbm_tbps * 1e12 * self.tp * eff.hbm_efficiency
+        # The schema refuses these; a ChipSpec built without validation must not divide by zero.
+        for what, val in (
+            ("compute peak", self.peak_flops), ("hbm_tbps", self.bandwidth_bps),
+            ("interconnect_gbps", chip.interconnect_gbps), ("scaleout_gbps", chip.scaleout_gbps),
+        ):
+            if not (val > 0 and math.isfinite(val)):
+                raise ScenarioError(
+                    f"{chip.name}: {what} must be a finite number > 0 for the kernel, got {val!r}",
+                    field=what,
+                )
 
         # ---- per-iteration coefficients ----
         self._f_tok = 2.0 * model.matmul_params_per_token  # FLOPs per processed token

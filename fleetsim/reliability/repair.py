@@ -5,7 +5,8 @@ A crash is one chip's failure; its unit (a replica's tp chips, or a node) is dow
   - hardware: the broken chip goes to the bench (queue for a technician, then `repair_h`;
     with probability `lost_share` it is lost for good, else it goes to the spare shelf).
     The unit takes a chip from the shelf as soon as one is there (a spare now: 'spare_swap';
-    later, a repaired chip: 'repaired') and is back `swap_h` after that.
+    later, a repaired chip: 'repaired') and is back `swap_h` after that. A unit whose own
+    chip is lost keeps waiting on the shelf: any unit's repaired chip brings it back.
 `RepairShop` is the SimPy form, one process per crash (serving windows see few crashes).
 The fleet cohort run applies the same rules with vectorised draws (cohort.py).
 """
@@ -63,9 +64,10 @@ class CrashDraws:
 
 @dataclasses.dataclass(frozen=True)
 class RepairOutcome:
-    """How a crashed unit came back. `up_s` is None for 'lost_for_good' (the unit stays down)."""
+    """How a crashed unit came back. A unit still waiting for a chip has no outcome yet (its
+    process is pending); `up_s` None is kept for callers that build a 'lost_for_good' outcome."""
 
-    kind: str  # 'restart' | 'spare_swap' | 'repaired' | 'lost_for_good'
+    kind: str  # 'restart' | 'spare_swap' | 'repaired' ('lost_for_good': not returned by repair)
     unit_id: int
     crash_s: float
     up_s: float | None
@@ -80,6 +82,8 @@ class RepairShop:
 
     `spares` defaults to `spare_fraction * n_chips` (the chips this shop looks after).
     Events go to `log` (kinds restart, repair_done, lost_for_good); the caller logs the crash.
+    counts['lost_for_good'] counts units whose own chip was scrapped while the shelf was empty
+    (they wait on for another chip); counts['chips_lost'] counts every scrapped chip.
     """
 
     def __init__(
@@ -137,12 +141,10 @@ class RepairShop:
         if not get.triggered:
             yield get | bench
             if not get.triggered:
-                if bench.value:  # repaired, but an earlier waiting unit took it: keep waiting
-                    yield get
-                else:  # the broken chip was lost and no other chip came back first
-                    get.cancel()
+                if not bench.value:  # own chip scrapped, no chip on the shelf yet
                     self.counts["lost_for_good"] += 1
-                    return RepairOutcome("lost_for_good", unit_id, crash_s, None)
+                # Keep waiting (FIFO): another unit's repaired chip or a spare may still come.
+                yield get
         yield env.timeout(float(d.swap_s[0]))
         self.counts[kind] += 1
         self.log.add(

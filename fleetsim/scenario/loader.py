@@ -37,15 +37,26 @@ def read_scenario_data(path: str | Path) -> tuple[dict[str, Any], yaml.Node | No
             return tomllib.loads(text), None
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"broken TOML: {exc}", file=str(path)) from None
+    loader = None
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)  # checks the characters already: inside the try
+        node = loader.get_single_node()
+        _refuse_alias_bombs(node, str(path))
+        _refuse_duplicate_keys(node, str(path))
+        # Built from the checked node tree: an alias becomes one shared object, not a copy.
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError(f"broken YAML: {problem}", file=str(path), line=line) from None
-    _refuse_duplicate_keys(node, str(path))
+    except RecursionError:
+        raise ScenarioError(
+            "YAML nested too deeply; a scenario needs a handful of levels", file=str(path)
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise ScenarioError("the scenario file is empty; it needs at least 'name'", file=str(path))
     if not isinstance(data, dict):
@@ -56,8 +67,60 @@ def read_scenario_data(path: str | Path) -> tuple[dict[str, Any], yaml.Node | No
     return data, node
 
 
-def _refuse_duplicate_keys(node: yaml.Node | None, file: str, path: str = "") -> None:
-    """YAML lets a later key silently replace an earlier one; in a scenario that hides a mistake."""
+MAX_EXPANDED_NODES = 100_000  # a scenario has hundreds; "billion laughs" files have billions
+
+
+def _refuse_alias_bombs(root: yaml.Node | None, file: str) -> None:
+    """Aliases share one node, but everything that reads the data (pydantic, JSON, --set)
+    walks each use: nested aliases expand exponentially ("billion laughs"), and an alias inside
+    its own anchor never ends. Count the expanded tree (each node's size once) and refuse both."""
+    size: dict[int, int] = {}
+    open_ids: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+    while stack:  # post-order walk without recursion: deep files must not crash the walk
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        kids = _children(node)
+        if not children_done:
+            if key in open_ids:
+                raise ScenarioError(
+                    "a YAML alias refers to its own anchor (an endless structure); "
+                    "copy the values instead", file=file, line=node.start_mark.line + 1,
+                )
+            open_ids.add(key)
+            stack.append((node, True))
+            stack.extend((kid, False) for kid in kids if id(kid) not in size)
+            continue
+        open_ids.discard(key)
+        size[key] = 1 + sum(size[id(kid)] for kid in kids)
+        if size[key] > MAX_EXPANDED_NODES:
+            raise ScenarioError(
+                f"YAML aliases here expand to {size[key]:,} values (more than "
+                f"{MAX_EXPANDED_NODES:,}); a scenario never needs that many: write the values "
+                "out or nest fewer aliases", file=file, line=node.start_mark.line + 1,
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _refuse_duplicate_keys(
+    node: yaml.Node | None, file: str, path: str = "", seen_nodes: set[int] | None = None
+) -> None:
+    """YAML lets a later key silently replace an earlier one; in a scenario that hides a mistake.
+    A node shared by aliases is checked once (`seen_nodes`), at the first path that uses it."""
+    if seen_nodes is None:
+        seen_nodes = set()
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for knode, vnode in node.value:
@@ -69,10 +132,10 @@ def _refuse_duplicate_keys(node: yaml.Node | None, file: str, path: str = "") ->
                     file=file, field=here, line=knode.start_mark.line + 1,
                 )
             seen[key] = knode.start_mark.line + 1
-            _refuse_duplicate_keys(vnode, file, here)
+            _refuse_duplicate_keys(vnode, file, here, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, file, f"{path}.{i}")
+            _refuse_duplicate_keys(item, file, f"{path}.{i}", seen_nodes)
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
@@ -81,9 +144,9 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> di
         if "=" not in item:
             raise ScenarioError(f"--set takes PATH=VALUE (for example serving.duration_s=120), got '{item}'")
         dotted, raw = item.split("=", 1)
-        keys = [k for k in dotted.strip().split(".")]
-        if not dotted.strip() or any(not k for k in keys):
+        if not dotted.strip() or any(not k for k in dotted.strip().split(".")):
             raise ScenarioError(f"--set path '{dotted}' is empty or has an empty part")
+        keys = split_set_path(dotted.strip(), data)
         _check_path_exists(keys, data)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
@@ -91,20 +154,77 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> di
             value = raw
         cursor: Any = data
         for key in keys[:-1]:
+            # Copy each section on the way down: a YAML alias shares one object between places,
+            # and --set must change only the place it names.
             if isinstance(cursor, list):
-                cursor = cursor[int(key)]  # index checked by _check_path_exists
+                i = int(key)  # index checked by _check_path_exists
+                nxt = cursor[i] = _shallow_copy(cursor[i])
+                cursor = nxt
                 continue
             nxt = cursor.get(key)
             if nxt is None:
-                nxt = cursor[key] = {}
+                nxt = {}
             if not isinstance(nxt, (dict, list)):
                 raise ScenarioError(f"--set path '{dotted}': '{key}' holds a value, not a section")
+            nxt = cursor[key] = _shallow_copy(nxt)
             cursor = nxt
         if isinstance(cursor, list):
             cursor[int(keys[-1])] = value
         else:
             cursor[keys[-1]] = value
     return data
+
+
+def _shallow_copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return dict(obj)
+    if isinstance(obj, list):
+        return list(obj)
+    return obj
+
+
+_CATALOG_SECTIONS = {("catalog", "chips"): "load_chips", ("catalog", "models"): "load_models"}
+
+
+def split_set_path(dotted: str, data: Any) -> list[str]:
+    """Split a --set path on dots, keeping names that contain dots whole.
+
+    Pool, workload and catalog names may hold dots (`qwen2.5-7b`). At each level the longest run
+    of parts that names a key present in the data there is one key; under catalog.chips and
+    catalog.models the built-in catalog names count too, so
+    `catalog.models.qwen2.5-7b.num_layers` reaches the built-in model without the scenario
+    listing it first.
+    """
+    parts = dotted.split(".")
+    keys: list[str] = []
+    node: Any = data
+    i = 0
+    while i < len(parts):
+        names: set[str] = {k for k in node if isinstance(k, str)} if isinstance(node, dict) else set()
+        section = _CATALOG_SECTIONS.get(tuple(keys))
+        if section is not None:
+            names |= _builtin_names(section)
+        take = 1
+        for j in range(len(parts), i + 1, -1):
+            if ".".join(parts[i:j]) in names:
+                take = j - i
+                break
+        key = ".".join(parts[i:i + take])
+        keys.append(key)
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            node = None
+        i += take
+    return keys
+
+
+def _builtin_names(loader_name: str) -> set[str]:
+    import fleetsim.catalog  # lazy: the catalog is read only when a --set path reaches it
+
+    return set(getattr(fleetsim.catalog, loader_name)())
 
 
 def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
@@ -304,5 +424,8 @@ def line_of(path: str | Path, dotted: str | None) -> int | None:
     """Line of a dotted field in a YAML scenario file (None for TOML or when not found)."""
     if not dotted:
         return None
-    _, node = read_scenario_data(path)
-    return _line_of(node, dotted.split("."))
+    data, node = read_scenario_data(path)
+    keys = split_set_path(dotted, data)
+    if keys[0] not in data:
+        return None  # a section the file does not have (set by --set): no line to point at
+    return _line_of(node, keys)

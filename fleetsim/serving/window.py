@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from fleetsim.errors import ScenarioError
+from fleetsim.errors import FleetsimError
 from fleetsim.kernel import ReplicaKernel
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Replica
@@ -56,12 +56,9 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, Re
     for name, pool in cfg.pools.items():
         try:
             kernels[name] = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
-        except ScenarioError:
-            raise
-        except Exception as exc:  # CapacityError and friends: tag the pool
-            if hasattr(exc, "message"):
-                raise type(exc)(exc.message, field=f"serving.pools.{name}") from None
-            raise
+        except FleetsimError as exc:  # CapacityError, bad tp...: name the pool (and its field)
+            field = f"serving.pools.{name}.{exc.field}" if exc.field else f"serving.pools.{name}"
+            raise type(exc)(exc.message, field=field) from None
     return kernels
 
 
