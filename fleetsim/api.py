@@ -118,7 +118,7 @@ def check_references(scenario: Scenario) -> None:
         expected = sum(w.mean_rate_per_s for w in workloads.values()) * serving.duration_s
         if expected > MAX_REQUESTS_PER_WINDOW:
             raise ScenarioError(
-                f"this window would simulate about {expected:,.0f} requests; the limit is "
+                f"this window would simulate about {expected:.3g} requests; the limit is "
                 f"{MAX_REQUESTS_PER_WINDOW:,} per window: shorten duration_s or lower the rates",
                 field="serving.duration_s",
             )

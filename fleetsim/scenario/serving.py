@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from fleetsim.scenario.base import StrictModel
 from fleetsim.scenario.workload import Arrival, TokenDist
 
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class SLOConfig(StrictModel):
@@ -80,13 +80,13 @@ class GoodputConfig(StrictModel):
     enabled: bool = False
     cell_replicas: Annotated[int, Field(ge=1, le=64)] = 4
     duration_s: PositiveFloat = 600.0
-    warmup_s: Annotated[float, Field(ge=0)] = 60.0
+    warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     rel_tol: Annotated[float, Field(gt=0, lt=1)] = 0.02
 
 
 class ServingConfig(StrictModel):
     duration_s: PositiveFloat = 600.0
-    warmup_s: Annotated[float, Field(ge=0)] = 60.0
+    warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(
         default=14.0, description="Hour of day at t=0: sets the data halls' ambient temperature cycle"
     )
