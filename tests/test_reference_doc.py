@@ -39,7 +39,7 @@ def test_every_section_and_field_is_documented():
 
 def test_types_defaults_and_constraints_are_shown():
     text = reference.render()
-    assert "| `duration_s` | number | `600` | > 0 |" in text
+    assert "| `duration_s` | number | `600` | > 0, finite |" in text
     assert "| `rate_per_s` | number | **required** | > 0, finite | mean arrivals per second, > 0 |" in text
     assert '`"round_robin"`, `"jsq"`, `"power_of_two"`, `"least_tokens"` or `"central"`' in text
     assert "one of (by `kind`): [poisson](#poissonarrival)" in text
