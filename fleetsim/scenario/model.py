@@ -15,17 +15,25 @@ from fleetsim.scenario.serving import ServingConfig
 class CatalogOverrides(StrictModel):
     """Chips and models to add or override; validated against the built-in catalog on load."""
 
-    chips: dict[str, dict[str, Any]] = {}
-    models: dict[str, dict[str, Any]] = {}
+    chips: dict[str, dict[str, Any]] = Field(
+        {}, description="chip name -> fields to override (partial) or a new chip (complete); "
+        "see `fleetsim chips` and docs/kernel.md")
+    models: dict[str, dict[str, Any]] = Field(
+        {}, description="model name -> fields to override (partial) or a new model (complete)")
 
 
 class Scenario(StrictModel):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)]
-    description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
-    serving: ServingConfig | None = None
-    reliability: ReliabilityConfig | None = None
-    catalog: CatalogOverrides = CatalogOverrides()
+    """A scenario file: a serving window, or a reliability fleet run, with catalog changes."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)] = Field(
+        description="letters, digits, '_', '.', '-'; names the run folder")
+    description: str = Field("", description="free text, kept in the manifest")
+    seed: Annotated[int, Field(ge=0)] = Field(
+        0, description="root seed: same scenario and seed give identical outputs")
+    serving: ServingConfig | None = Field(None, description="a serving window")
+    reliability: ReliabilityConfig | None = Field(
+        None, description="thermal model, crashes and repair; with `fleet`, a reliability run")
+    catalog: CatalogOverrides = Field(CatalogOverrides(), description="add or override chips and models")
 
     _source_path: Path | None = PrivateAttr(default=None)
 

@@ -18,17 +18,22 @@ class SLOConfig(StrictModel):
     This joint, per-request test is stricter than 'p99 TTFT <= 2 s and p99 TPOT <= 0.1 s' taken
     separately, and rejected requests count as misses."""
 
-    ttft_s: PositiveFloat = 2.0
-    tpot_s: PositiveFloat = 0.2
-    percentile: Annotated[float, Field(gt=0, le=100)] = 99.0
+    ttft_s: PositiveFloat = Field(2.0, description="time to first token target, seconds")
+    tpot_s: PositiveFloat = Field(0.2, description="time per output token target, seconds")
+    percentile: Annotated[float, Field(gt=0, le=100)] = Field(
+        99.0, description="share of requests (%) that must meet both targets")
 
 
 class WorkloadConfig(StrictModel):
-    model: str
-    arrival: Arrival
-    prompt_tokens: TokenDist | None = None
-    output_tokens: TokenDist | None = None
-    slo: SLOConfig = SLOConfig()
+    """A class of requests: which model serves it, when requests arrive, how long they are."""
+
+    model: str = Field(description="model name from the catalog (fleetsim models)")
+    arrival: Arrival = Field(description="arrival process, by kind")
+    prompt_tokens: TokenDist | None = Field(
+        None, description="prompt length distribution (not needed when a trace gives lengths)")
+    output_tokens: TokenDist | None = Field(
+        None, description="output length distribution (not needed when a trace gives lengths)")
+    slo: SLOConfig = Field(SLOConfig(), description="latency targets")
 
     @model_validator(mode="after")
     def _tokens_given(self) -> "WorkloadConfig":
@@ -44,22 +49,28 @@ class ContinuousBatching(StrictModel):
     """Iteration-level batching (Orca/vLLM). max_batch 1 makes a replica a plain FCFS server."""
 
     kind: Literal["continuous"] = "continuous"
-    max_batch: Annotated[int, Field(ge=1, le=4096)] = 128
-    max_tokens_per_iter: Annotated[int, Field(ge=1)] = 8192
-    chunked_prefill: bool = False
+    max_batch: Annotated[int, Field(ge=1, le=4096)] = Field(
+        128, description="most sequences in a batch (vLLM max_num_seqs)")
+    max_tokens_per_iter: Annotated[int, Field(ge=1)] = Field(
+        8192, description="token budget of one iteration: prompt tokens plus one per decoder")
+    chunked_prefill: bool = Field(
+        False, description="split long prompts into chunks that fill the token budget")
 
 
 class PoolConfig(StrictModel):
-    chip: str
-    model: str
-    tp: Annotated[int, Field(ge=1, le=64)] = 1
-    replicas: Annotated[int, Field(ge=0)] = 1
-    precision: Literal["bf16", "fp8", "int8"] = "bf16"
-    batching: ContinuousBatching = ContinuousBatching()
+    """Identical replicas: one model on `tp` chips of one kind each, with a batching policy."""
+
+    chip: str = Field(description="chip name from the catalog (fleetsim chips)")
+    model: str = Field(description="model name from the catalog (fleetsim models)")
+    tp: Annotated[int, Field(ge=1, le=64)] = Field(
+        1, description="tensor-parallel degree: chips per replica (must shard the model's heads)")
+    replicas: Annotated[int, Field(ge=0)] = Field(1, description="number of replicas in the pool")
+    precision: Literal["bf16", "fp8", "int8"] = Field("bf16", description="weight precision")
+    batching: ContinuousBatching = Field(ContinuousBatching(), description="batching policy")
     queue_limit: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"
     )
-    hall: str = "default"
+    hall: str = Field("default", description="data hall (reliability.halls) the pool sits in")
 
 
 class RouterConfig(StrictModel):
@@ -71,29 +82,36 @@ class RouterConfig(StrictModel):
     when a replica has a free batch slot (with max_batch 1 a pool is then an M/G/c queue).
     """
 
-    kind: Literal["round_robin", "jsq", "power_of_two", "least_tokens", "central"] = "power_of_two"
+    kind: Literal["round_robin", "jsq", "power_of_two", "least_tokens", "central"] = Field(
+        "power_of_two", description="routing policy")
 
 
 class GoodputConfig(StrictModel):
     """Search each (pool, workload) pair for the highest arrival rate per replica meeting the SLO."""
 
-    enabled: bool = False
-    cell_replicas: Annotated[int, Field(ge=1, le=64)] = 4
-    duration_s: PositiveFloat = 600.0
-    warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
-    rel_tol: Annotated[float, Field(gt=0, lt=1)] = 0.02
+    enabled: bool = Field(False, description="run the search as part of `fleetsim run`")
+    cell_replicas: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="identical replicas simulated per evaluation")
+    duration_s: PositiveFloat = Field(600.0, description="simulated seconds per evaluation")
+    warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        60.0, description="seconds excluded from each evaluation's metrics")
+    rel_tol: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.02, description="stop bisecting when the bracket is this narrow, relative")
 
 
 class ServingConfig(StrictModel):
-    duration_s: PositiveFloat = 600.0
-    warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    """One serving window: workload classes sent to pools of replicas through a router."""
+
+    duration_s: PositiveFloat = Field(600.0, description="simulated seconds of the window")
+    warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        60.0, description="requests arriving before this are left out of the metrics")
     start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(
         default=14.0, description="Hour of day at t=0: sets the data halls' ambient temperature cycle"
     )
-    workloads: dict[str, WorkloadConfig]
-    pools: dict[str, PoolConfig]
-    router: RouterConfig = RouterConfig()
-    goodput: GoodputConfig = GoodputConfig()
+    workloads: dict[str, WorkloadConfig] = Field(description="workload classes, by name")
+    pools: dict[str, PoolConfig] = Field(description="pools of identical replicas, by name")
+    router: RouterConfig = Field(RouterConfig(), description="how requests pick a replica")
+    goodput: GoodputConfig = Field(GoodputConfig(), description="goodput-at-SLO search")
 
     @field_validator("warmup_s")
     @classmethod
