@@ -158,7 +158,7 @@ def test_request_bookkeeping_under_crashes(seed, router, chunked, max_batch, que
         for rid in held:
             where[rid] += 1
             assert req.replica[rid] == -1 and req.pool_idx[rid] == -1
-    for rep in router_obj.replicas.values():
+    for rep in {r.index: r for reps in router_obj.all_by_model.values() for r in reps}.values():
         ids = list(rep.waiting) + [item[0] for item in rep.prefilling] + list(rep.decoding)
         assert rep.n_in == len(ids) and rep.spare == rep.max_batch - len(ids)
         assert rep.up or not ids, "a down replica holds requests"

@@ -30,12 +30,6 @@ def sample_duration(dist, rng: np.random.Generator, n: int) -> np.ndarray:
     return dist.median * np.exp(dist.sigma * rng.standard_normal(n))
 
 
-def mean_duration(dist) -> float:
-    if isinstance(dist, FixedDuration):
-        return float(dist.value)
-    return dist.median * math.exp(0.5 * dist.sigma**2)
-
-
 def spares_for(cfg: RepairConfig, n_chips: int) -> int:
     """Spare chips kept for `n_chips` in service (rounded to nearest)."""
     return math.floor(cfg.spare_fraction * n_chips + 0.5)

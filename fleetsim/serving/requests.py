@@ -27,7 +27,6 @@ class RequestArrays:
     class_idx: np.ndarray
     class_names: list[str]
     class_workloads: list[str] = field(default_factory=list)  # workload of each class (SLO, model)
-    pool_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.class_workloads:

@@ -50,7 +50,6 @@ ROUTERS: dict[str, Choose] = {
     "jsq": _jsq,
     "power_of_two": _power_of_two,
     "least_tokens": _least_tokens,
-    "central": _jsq,  # unused: the central queue picks the replica with most free slots
 }
 
 
@@ -66,7 +65,9 @@ class Router:
         rng: np.random.Generator,
         now: Callable[[], float],
     ) -> None:
-        self.choose = ROUTERS[kind]
+        # `central` has no per-arrival choice: it hands the next free slot to the head of its queue.
+        self.central = kind == "central"
+        self.choose = None if self.central else ROUTERS[kind]
         self.all_by_model = replicas_by_model
         self.req = req
         self.request_model = request_model
@@ -75,9 +76,7 @@ class Router:
         self.rr_next = {m: 0 for m in replicas_by_model}
         # `central`: one FCFS queue per model in the router; a request goes to a replica only
         # when one has a free batch slot, so with max_batch 1 a pool is exactly an M/G/c queue.
-        self.central = kind == "central"
         self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
-        self.replicas = {r.index: r for reps in replicas_by_model.values() for r in reps}
         self._up_cache: dict[int, list[Replica]] = {}
         self._pairs: dict[int, list[tuple[int, int]]] = {}
 
