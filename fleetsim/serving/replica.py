@@ -96,6 +96,7 @@ class Replica:
         # Tokens an iteration must process before compute, not weight reads, bounds it (the
         # roofline ridge): below it the chip is memory-bound and draws less power.
         self._ridge_tokens = _ridge_tokens(kernel)
+        self._activity_per_token = (1.0 - MEMORY_BOUND_ACTIVITY) / self._ridge_tokens
         self.preemptions = 0
         self._wake: simpy.Event | None = None  # set while idle
         self._timer: simpy.Timeout | None = None  # set while in a decode run
@@ -184,7 +185,8 @@ class Replica:
         kernel = self.kernel
         while True:
             self._admit()
-            self._make_room()
+            if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
+                self._make_room()
             if self.prefilling:
                 yield from self._prefill_iteration()
                 continue
@@ -315,8 +317,8 @@ class Replica:
         self._since = now
         self._n_running = n_running
         if n_running:
-            self._activity = MEMORY_BOUND_ACTIVITY + (1.0 - MEMORY_BOUND_ACTIVITY) * min(
-                tokens / self._ridge_tokens, 1.0)
+            self._activity = (MEMORY_BOUND_ACTIVITY + self._activity_per_token * tokens
+                              if tokens < self._ridge_tokens else 1.0)
 
     def busy_at(self, now: float) -> tuple[float, float, float]:
         """(busy seconds, batch-size area, power-activity area) up to `now`, counting the
