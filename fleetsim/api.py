@@ -227,7 +227,7 @@ def catalog_table(kind: str, fmt: str = "table", scenario: Scenario | None = Non
 def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
     from fleetsim.reliability import run_reliability
     from fleetsim.results.tables import columns_table, events_table
-    from fleetsim.serving.rng import stream
+    from fleetsim.rng import stream
 
     if progress:
         progress(f"reliability run: {scenario.reliability.fleet.days:g} days")

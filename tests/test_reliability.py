@@ -424,7 +424,7 @@ def test_llama3_calibration_scenario():
     419 (scipy.stats.poisson.interval: 379-460), and its integrated hazard within 1% of 419.
     """
     sc = _load("llama3-reliability.yaml")
-    from fleetsim.serving.rng import stream
+    from fleetsim.rng import stream
 
     res = run_reliability(sc.reliability, None, stream(sc.seed, "reliability"))
     s = res.summary

@@ -22,7 +22,7 @@ from fleetsim.reliability.thermal import equilibrium
 from fleetsim.scenario.reliability import ReliabilityConfig
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.requests import CRASH_NO_REPLICA
-from fleetsim.serving.rng import stream
+from fleetsim.rng import stream
 
 
 # The state the kernel's efficiencies describe: a busy chip in a design-spec hall (25 C inlet).

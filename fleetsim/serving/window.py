@@ -14,7 +14,7 @@ from fleetsim.kernel import ReplicaKernel
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Replica
 from fleetsim.serving.requests import UNFINISHED, RequestArrays
-from fleetsim.serving.rng import stream
+from fleetsim.rng import stream
 from fleetsim.serving.router import Router
 from fleetsim.serving.workload import Workload, compile_workload
 

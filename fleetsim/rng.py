@@ -1,4 +1,7 @@
-"""Named random streams from one root seed: adding a stream never shifts another's draws."""
+"""Named random streams from one root seed: adding a stream never shifts another's draws.
+
+At the bottom of the package (serving, reliability and fleet all draw from it).
+"""
 
 from __future__ import annotations
 
