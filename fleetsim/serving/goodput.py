@@ -35,11 +35,11 @@ _Z95 = 1.959963984540054
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
-@lru_cache(maxsize=1)
-def source_digest() -> str:
-    """sha256 over the package's own .py and data files: any code change makes a new cache key
-    (the version string does not change with the code)."""
-    root = Path(__file__).resolve().parents[1]
+@lru_cache(maxsize=4)
+def source_digest(root: Path | None = None) -> str:
+    """sha256 over the package's own .py and data files (paths and contents): any code change
+    makes a new cache key (the version string does not change with the code)."""
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".csv", ".json") \
@@ -59,16 +59,15 @@ def _file_digest(path: Path) -> str:
 
 
 def normalised_workload(workload: WorkloadConfig) -> dict[str, Any]:
-    """The workload's content with its absolute rate taken out (the search sets the rate), so the
-    same shape at twice the rate is the same cache entry."""
+    """The workload's content with its absolute rate taken out (the search sets the rate by
+    rescaling arrivals), so the same shape at twice the rate is the same cache entry."""
     data = workload.model_dump(mode="json")
     arrival = data["arrival"]
-    for key in ("rate_per_s", "mean_rate_per_s", "peak_rate_per_s", "base_rate_per_s", "rate_scale"):
+    for key in ("rate_per_s", "mean_rate_per_s", "time_scale", "target_rate_per_s"):
         arrival.pop(key, None)
-    if "trough_fraction" not in arrival and "min_rate_per_s" in arrival and "max_rate_per_s" in arrival:
-        hi = arrival.pop("max_rate_per_s")
-        lo = arrival.pop("min_rate_per_s")
-        arrival["min_over_max"] = lo / hi if hi else 0.0
+    if "rates_per_s" in arrival:  # MMPP: the rates' proportions (sojourn times stay absolute)
+        total = sum(arrival["rates_per_s"])
+        arrival["rates_per_s"] = [r / total for r in arrival["rates_per_s"]]
     return data
 
 
