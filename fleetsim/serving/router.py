@@ -78,6 +78,8 @@ class Router:
         # when one has a free batch slot, so with max_batch 1 a pool is exactly an M/G/c queue.
         self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
         self._up_cache: dict[int, list[Replica]] = {}
+        self.first_routes = 0  # requests that have arrived (the conservation check counts these)
+        self.rejected = 0
         self._pairs: dict[int, list[tuple[int, int]]] = {}
 
     def draw_pair(self, n: int) -> tuple[int, int]:
@@ -160,7 +162,9 @@ class Router:
     def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
         req = self.req
         req.attempts[rid] += 1
-        if req.attempts[rid] > 1:  # a retry: it is on no replica until routed again
+        if req.attempts[rid] == 1:
+            self.first_routes += 1
+        else:  # a retry: it is on no replica until routed again
             req.pool_idx[rid] = -1
             req.replica[rid] = -1
         model = self.request_model[rid]
@@ -179,11 +183,15 @@ class Router:
                 return
             replica = self.choose(self, fitting, model)
         if replica.queue_full(rid):
+            req.pool_idx[rid] = replica.pool_idx  # the pool that turned it away owns the miss
             self._reject(rid, QUEUE_FULL)
             return
         self._assign(rid, replica)
 
     def _reject(self, rid: int, reason: int) -> None:
+        """Final: the request is rejected with its reason; its pool_idx names the pool that turned
+        it away (queue full on that pool's replica) or is -1 when no pool could take it."""
+        self.rejected += 1
         self.req.status[rid] = REJECTED
         self.req.reject_reason[rid] = reason
         self.req.finish_s[rid] = self.now()

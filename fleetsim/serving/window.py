@@ -13,7 +13,7 @@ from fleetsim.errors import FleetsimError
 from fleetsim.kernel import ReplicaKernel
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Replica
-from fleetsim.serving.requests import UNFINISHED, RequestArrays
+from fleetsim.serving.requests import COMPLETED, REJECTED, UNFINISHED, RequestArrays
 from fleetsim.rng import stream
 from fleetsim.serving.router import Router
 from fleetsim.serving.workload import RequestBlock, Workload, compile_workload
@@ -47,6 +47,7 @@ class WindowResult:
     events: dict[str, Any] = field(default_factory=dict)
     reliability: dict[str, Any] | None = None  # per-pool thermal and crash figures
     sim_events: int = 0  # SimPy events scheduled (benchmarks report events per request)
+    places: dict[str, int] = field(default_factory=dict)  # where every request ended (conservation)
 
 
 def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, ReplicaKernel]:
@@ -185,13 +186,59 @@ def run_window(
             kv_capacity_tokens=int(kernels[pname].kv_capacity_tokens),
             busy_s=busy, batch_area=area, preemptions=sum(r.preemptions for r in reps), up_s=up_s,
         ))
-    assert np.all(req.status[np.isnan(req.finish_s)] == UNFINISHED)
+    places = check_conservation(req, pool_replicas, router)
     return WindowResult(
         requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
         warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
         sim_events=next(env._eid),  # SimPy's event counter
         reliability=monitor.summary(cfg.duration_s) if monitor is not None else None,
+        places=places,
     )
+
+
+class ConservationError(RuntimeError):
+    """A request is in no place or in two: a simulator bug, never a user error."""
+
+
+def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], router: Router
+                       ) -> dict[str, int]:
+    """Every generated request is in exactly one place at the window's end, counted from the
+    simulator's own structures (replica queues and batches, the central queue, the replicas'
+    completion counters, the router's rejection and arrival counters), then checked against the
+    status column. Returns the counts per place."""
+    waiting: list[int] = [rid for q in router.held.values() for rid in q]
+    batch: list[int] = []
+    completed = 0
+    for reps in pool_replicas:
+        for r in reps:
+            waiting.extend(r.waiting)
+            batch.extend(item[0] for item in r.prefilling)
+            batch.extend(r.decoding)
+            completed += r.completed
+    on_hand = waiting + batch
+    n = len(req)
+    not_arrived = n - router.first_routes
+    places = {"generated": n, "not_arrived": not_arrived, "waiting": len(waiting), "in_batch": len(batch),
+              "completed": completed, "rejected": router.rejected}
+    problems = []
+    if len(set(on_hand)) != len(on_hand):
+        problems.append("a request is queued or batched twice")
+    if not_arrived + len(on_hand) + completed + router.rejected != n:
+        problems.append("places do not add up to the requests generated")
+    status = req.status
+    if np.count_nonzero(status == COMPLETED) != completed:
+        problems.append("completed status disagrees with the replicas' completion counts")
+    if np.count_nonzero(status == REJECTED) != router.rejected:
+        problems.append("rejected status disagrees with the router's rejection count")
+    if on_hand and np.any(status[np.asarray(on_hand)] != UNFINISHED):
+        problems.append("a queued or batched request is marked finished")
+    if np.count_nonzero(status == UNFINISHED) != len(on_hand) + not_arrived:
+        problems.append("unfinished status disagrees with queues + batches + not yet arrived")
+    if np.any(np.isnan(req.finish_s[status != UNFINISHED])):
+        problems.append("a finished request has no finish time")
+    if problems:
+        raise ConservationError("request conservation broken: " + "; ".join(problems) + f" ({places})")
+    return places
 
 
 def _arrivals(env: simpy.Environment, times: list[float], router: Router):
