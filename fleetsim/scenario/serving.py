@@ -101,7 +101,7 @@ class GoodputConfig(StrictModel):
     requests_per_window: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
         2000, description="lengthen a window past duration_s until it expects this many measured requests")
     min_windows: Annotated[int, Field(ge=3, le=10_000)] = Field(
-        10, description="fewest windows in the final fit")
+        20, description="fewest windows in the final fit")
     max_windows: Annotated[int, Field(ge=5, le=100_000)] = Field(
         300, description="budget: most windows simulated per (pool, workload)")
 
