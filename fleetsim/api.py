@@ -106,10 +106,11 @@ def check_references(scenario: Scenario) -> None:
                     f"no pool serves model '{wl.model}'; pools serve: {', '.join(sorted(served))}",
                     field=f"serving.workloads.{name}.model",
                 )
-        from fleetsim.serving.window import build_kernels, compile_workloads
+        from fleetsim.serving.window import built_parts
 
-        build_kernels(serving, chips, models)  # refuses a model that does not fit its chips
-        workloads = compile_workloads(serving, scenario.base_dir)  # files exist, columns too
+        # kernels refuse a model that does not fit its chips; compiling checks files and columns.
+        # Built once per scenario content and reused by the run (not rebuilt per stage).
+        _, _, _, workloads = built_parts(scenario)
         expected = sum(w.mean_rate_per_s for w in workloads.values()) * serving.duration_s
         if expected > MAX_REQUESTS_PER_WINDOW:
             raise ScenarioError(
@@ -181,7 +182,11 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     if progress:
         progress(f"serving window: {scenario.serving.duration_s:g} s simulated")
     t0 = time.perf_counter()
-    res = run_window(scenario.serving, chips, models, scenario.seed, scenario.base_dir, reliability=health)
+    from fleetsim.serving.window import built_parts
+
+    _, _, kernels, workloads = built_parts(scenario)
+    res = run_window(scenario.serving, chips, models, scenario.seed, scenario.base_dir, reliability=health,
+                     kernels=kernels, workloads=workloads)
     sim_s = time.perf_counter() - t0
     summary = summarise(res)
     summary["scenario"] = scenario.name

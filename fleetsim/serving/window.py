@@ -258,7 +258,8 @@ def _arrivals(env: simpy.Environment, times: list[float], router: Router):
 _BUILT: dict[str, tuple] = {}
 
 
-def _built(scenario) -> tuple[dict, dict, dict, dict]:
+def built_parts(scenario) -> tuple[dict, dict, dict, dict]:
+    """(chips, models, kernels, compiled workloads) of a scenario, built once per content."""
     import hashlib
 
     from fleetsim.catalog import load_chips, load_models
@@ -312,7 +313,7 @@ def run_fleet_window(scenario, *, replicas_up: dict[str, int], rate_per_s: dict[
                                     field=f"serving.{what}s.{name}")
     if not 0 <= hour_of_day < 24:
         hour_of_day = float(hour_of_day) % 24.0
-    chips, models, kernels, workloads = _built(scenario)
+    chips, models, kernels, workloads = built_parts(scenario)
     pools = {name: pool.model_copy(update={"replicas": int(replicas_up.get(name, 0))})
              for name, pool in cfg.pools.items()}
     win = cfg.model_copy(update={"pools": pools, "start_hour": float(hour_of_day)})
