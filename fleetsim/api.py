@@ -18,8 +18,12 @@ import pandas as pd
 from fleetsim import __version__
 from fleetsim.catalog import load_chips, load_models
 from fleetsim.errors import FleetsimError, ScenarioError
+from fleetsim.scenario import loader as _loader
 from fleetsim.scenario.loader import load_scenario as _load_file
 from fleetsim.scenario.model import Scenario
+
+# --set paths may name built-in chips and models the file does not list (catalog.chips.h20...)
+_loader.CATALOG_NAMES = lambda kind: set(load_chips() if kind == "chips" else load_models())
 
 
 @dataclass

@@ -221,10 +221,15 @@ def split_set_path(dotted: str, data: Any) -> list[str]:
     return keys
 
 
-def _builtin_names(loader_name: str) -> set[str]:
-    import fleetsim.catalog  # lazy: the catalog is read only when a --set path reaches it
+# The built-in catalog's names ("chips" or "models" -> names). The scenario layer does not import
+# the catalog (the two stay independent); fleetsim.api, which sits above both, installs this.
+CATALOG_NAMES: typing.Callable[[str], set[str]] | None = None
 
-    return set(getattr(fleetsim.catalog, loader_name)())
+
+def _builtin_names(loader_name: str) -> set[str]:
+    if CATALOG_NAMES is None:
+        return set()
+    return set(CATALOG_NAMES("chips" if loader_name == "load_chips" else "models"))
 
 
 def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
