@@ -237,10 +237,11 @@ def goodput_table(scenario: Scenario, progress: Callable[[str], None] | None = N
     for c in capacity_table(scenario, progress, use_cache):
         row = c.as_row()
         rows.append(row | {
-            "goodput_req_per_s_per_replica": c.goodput_rps,
-            "goodput_ci95_req_per_s_per_replica": list(c.goodput_ci95_rps),
-            "goodput_tokens_per_s_per_replica": c.goodput_rps * c.output_tokens_per_request,
-            "effective_goodput_req_per_s_per_replica": c.effective_goodput_rps,
+            "goodput_req_per_s_per_replica": row["goodput_rps"],
+            "goodput_ci95_req_per_s_per_replica": row["goodput_ci95_rps"],
+            "goodput_tokens_per_s_per_replica": (c.goodput_rps * c.output_tokens_per_request
+                                                 if row["goodput_rps"] is not None else None),
+            "effective_goodput_req_per_s_per_replica": row["effective_goodput_rps"],
         })
     return rows
 

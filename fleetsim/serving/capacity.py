@@ -67,7 +67,8 @@ class Capacity:
         row = asdict(self)
         row.pop("cached")
         row["goodput_ci95_rps"] = list(self.goodput_ci95_rps)
-        return row
+        # JSON has no NaN or infinity: an estimate the search could not make is null
+        return {k: _finite_or_none(v) for k, v in row.items()}
 
 
 # In-memory memo over the disk cache: one process asks for the same replica type many times.
@@ -209,6 +210,14 @@ def replica_mtbf_mttr_h(params, temp_c: float, activity: float, tp: int, repair,
     p_empty = float(poisson.sf(spares - 1, in_bench_mean)) if spares > 0 else 1.0
     mttr = s * restart_h + (1.0 - s) * (swap_h + p_empty * bench_h)
     return float(mtbf), float(mttr)
+
+
+def _finite_or_none(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, list):
+        return [_finite_or_none(x) for x in v]
+    return v
 
 
 def _mean(dist) -> float:
