@@ -105,6 +105,13 @@ class GoodputConfig(StrictModel):
     max_windows: Annotated[int, Field(ge=5, le=100_000)] = Field(
         300, description="budget: most windows simulated per (pool, workload)")
 
+    @model_validator(mode="after")
+    def _budget_holds_the_fit(self) -> "GoodputConfig":
+        if self.min_windows > self.max_windows:
+            raise ValueError(f"min_windows ({self.min_windows}) must not exceed max_windows "
+                             f"({self.max_windows}): the budget must hold the fit")
+        return self
+
 
 class ServingConfig(StrictModel):
     """One serving window: workload classes sent to pools of replicas through a router."""

@@ -166,7 +166,8 @@ def fit_glm(rates, met, judged, percentile: float, confidence: float = 0.95,
     iteratively reweighted least squares, logit a = b0 + b1 log r), with the dispersion estimated
     from the windows (quasi-binomial: requests within a window are correlated, windows are
     not). Returns the rate where the fitted attainment equals `percentile` and its interval
-    (delta method on log rate, Student t with windows - 2 degrees of freedom).
+    (delta method on log rate, the larger of the quasi-binomial and the sandwich variance,
+    Student t with windows - 2 degrees of freedom).
 
     A fit that is not decreasing in rate (b1 >= 0) or has too few windows gives NaNs.
     """
@@ -202,17 +203,18 @@ def fit_glm(rates, met, judged, percentile: float, confidence: float = 0.95,
     pearson = float(np.sum((k - n * mu) ** 2 / w))
     phi = max(pearson / (m - 2), 1.0)
     bread = np.linalg.inv((X.T * w) @ X)
-    cov = phi * bread
+    covs = [phi * bread]  # quasi-binomial: one dispersion for all windows
     if robust:  # sandwich: each window's own squared residual, small-sample scaled
         meat = (X.T * (k - n * mu) ** 2) @ X
-        cov = np.maximum(1.0, m / (m - 2)) * bread @ meat @ bread
+        covs.append(m / (m - 2) * bread @ meat @ bread)
     b0, b1 = float(beta[0]), float(beta[1])
     if not b1 < 0:
         return nan | {"slope": b1, "sigma": math.sqrt(phi)}
     target = math.log(percentile / (1.0 - percentile)) if percentile < 1 else 12.0
     u = (target - b0) / b1
     grad = np.array([-1.0 / b1, -u / b1])
-    var = float(grad @ cov @ grad)
+    # the larger of the two variances: with a few dozen windows either alone runs narrow
+    var = max(float(grad @ c @ grad) for c in covs)
     if not (math.isfinite(var) and var > 0):  # degenerate (e.g. every window saturated)
         return nan | {"slope": b1, "sigma": math.sqrt(phi)}
     se = math.sqrt(var)
