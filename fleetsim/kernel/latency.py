@@ -39,7 +39,12 @@ from fleetsim.errors import CapacityError, ScenarioError
 
 ACT_BYTES = 2.0  # activations travel in bf16 in the all-reduces
 MIN_KV_TOKENS = 1024  # a replica that cannot cache this many tokens is refused as useless
-DEFAULT_ENGINE = "vllm"
+DEFAULT_ENGINE = {"cuda": "vllm", "ascend": "vllm-ascend", "other": "vllm"}  # engine: None
+
+
+def default_engine(chip: ChipSpec) -> str:
+    """The engine a pool gets when it names none: vLLM, or its Ascend plugin on Ascend chips."""
+    return DEFAULT_ENGINE[PLATFORM_OF_FAMILY.get(chip.family, "other")]
 
 
 def allowed_tp(model: ModelSpec) -> list[int] | None:
@@ -77,7 +82,7 @@ def _lookup(xs: list[float], ys: list[float], rows: float) -> float:
 class ReplicaKernel:
     """Latency and KV-cache capacity of one replica; all coefficients precomputed here.
 
-    engine: name in fleetsim/catalog/engines.yaml or an EngineProfile. band: low | mid | high,
+    engine: name in fleetsim/catalog/engines.yaml or an EngineProfile (None: default_engine). band: low | mid | high,
     for chips without serving measurements (catalog `measured: false`); refused on measured chips.
     speculative: (draft_tokens, tokens_per_step) or None."""
 
@@ -89,7 +94,7 @@ class ReplicaKernel:
         precision: str = "bf16",
         *,
         kv_precision: str = "bf16",
-        engine: str | EngineProfile = DEFAULT_ENGINE,
+        engine: str | EngineProfile | None = None,
         band: str | None = None,
         speculative: tuple[int, float] | None = None,
     ) -> None:
@@ -288,6 +293,8 @@ class ReplicaKernel:
 
     @staticmethod
     def _engine(engine, chip: ChipSpec) -> EngineProfile:
+        if engine is None:
+            engine = default_engine(chip)
         if isinstance(engine, EngineProfile):
             prof = engine
         else:

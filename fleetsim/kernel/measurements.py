@@ -79,9 +79,29 @@ def _opt(v: str, kind=float):
     return None if v.strip() == "" else kind(float(v))
 
 
+def load_measurements(path=None) -> tuple[Measurement, ...]:
+    """The shipped measurement set, or a file in the same format (`fleetsim calibrate CHIP FILE`)."""
+    if path is None:
+        return _builtin()
+    from pathlib import Path
+
+    from fleetsim.errors import ScenarioError
+
+    try:
+        return _parse(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"cannot read measurements file: {exc.strerror}", file=str(path)) from None
+    except (KeyError, ValueError) as exc:
+        raise ScenarioError(f"not a measurement-set file ({exc}); columns: see "
+                            "fleetsim/kernel/measurements.py", file=str(path)) from None
+
+
 @functools.cache
-def load_measurements() -> tuple[Measurement, ...]:
-    text = resources.files("fleetsim.catalog").joinpath("measurements.csv").read_text(encoding="utf-8")
+def _builtin() -> tuple[Measurement, ...]:
+    return _parse(resources.files("fleetsim.catalog").joinpath("measurements.csv").read_text(encoding="utf-8"))
+
+
+def _parse(text: str) -> tuple[Measurement, ...]:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     out = []
     for r in csv.DictReader(lines):
