@@ -20,7 +20,6 @@ iteration, plain floats) and `decode_run` (a fixed decoding batch over many step
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 
 import numpy as np
 
@@ -69,14 +68,13 @@ def _interp_log(table: list[tuple[float, float]]):
     return xs, ys, np.array(xs), np.array(ys)
 
 
-def _lookup(xs: list[float], ys: list[float], rows: float) -> float:
-    x = math.log(rows) if rows > 1.0 else 0.0
-    if x <= xs[0]:
-        return ys[0]
-    if x >= xs[-1]:
-        return ys[-1]
-    j = bisect_right(xs, x) - 1
-    return ys[j] + (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j]) * (x - xs[j])
+def _table(xa: np.ndarray, ya: np.ndarray, rows_per_count: float, scale: float) -> np.ndarray:
+    """Efficiency for every whole count 0..N (N: where the table turns flat), interpolated in
+    log(rows): scalar and vector paths both read it at floor(count), so they agree exactly."""
+    top = math.exp(xa[-1]) / max(rows_per_count, 1e-12)
+    n = int(min(math.ceil(top), 1 << 22)) + 1
+    rows = np.maximum(np.arange(n + 1, dtype=float) * rows_per_count, 1.0)
+    return np.interp(np.log(rows), xa, ya) * scale
 
 
 class ReplicaKernel:
@@ -257,6 +255,12 @@ class ReplicaKernel:
         self._g_exp = g * width_e / (width_e + wh)
         self._mfu_x, self._mfu_y, self._mfu_xa, self._mfu_ya = _interp_log(sorted(eff.mfu.items()))
         self._att_x, self._att_y, self._att_xa, self._att_ya = _interp_log(sorted(eff.attention.items()))
+        # efficiency by whole rows (tokens, tokens per expert, decoding sequences), read at floor()
+        self._tab_d = _table(self._mfu_xa, self._mfu_ya, self._dense_rows, self._g_dense)
+        self._tab_e = _table(self._mfu_xa, self._mfu_ya, self._rows_per_expert or 1.0, self._g_exp)
+        self._tab_a = _table(self._att_xa, self._att_ya, 1.0, 1.0)
+        self._nd, self._ne, self._na = len(self._tab_d) - 1, len(self._tab_e) - 1, len(self._tab_a) - 1
+        self._log_q_miss = math.log(self._q_miss) if self._q_miss > 0 else 0.0
 
         # ---- collectives ----
         self.scaled_out = self.tp > chip.scaleup_domain_chips
@@ -334,23 +338,21 @@ class ReplicaKernel:
         """Scalar pieces for a real (verify) step with p prefill and d decoding sequences:
         (gemm seconds, attention compute per FLOP-coefficient, KV seconds per byte, comm, tokens)."""
         tokens = p + d * self._q
-        rows = tokens * self._dense_rows
+        t = min(int(tokens), self._nd)
         dense = max(
-            (self._f_dense * tokens + self._f_head * d * self._q) * self._inv_peak
-            / (_lookup(self._mfu_x, self._mfu_y, rows) * self._g_dense * throttle),
+            (self._f_dense * tokens + self._f_head * self._q * d) * self._inv_peak
+            / (self._tab_d[t] * throttle),
             self._w_dense * self._inv_bw,
         )
         gemm = dense
         if self._n_exp:
-            rpe = tokens * self._rows_per_expert
             exp = max(
-                self._f_exp * tokens * self._inv_peak
-                / (_lookup(self._mfu_x, self._mfu_y, rpe) * self._g_exp * throttle),
-                self._w_expert_layer * self._n_exp * (1.0 - self._q_miss**tokens) * self._inv_bw,
+                tokens * (self._f_exp * self._inv_peak) / (self._tab_e[min(int(tokens), self._ne)] * throttle),
+                self._w_expert_layer * self._n_exp * self._inv_bw * (1.0 - self._q_miss**tokens),
             )
-            gemm += self._imbalance * exp
-        kv_eff = _lookup(self._att_x, self._att_y, d)
-        comm = self._comm0 + self._comm1 * d * self._q + self._comm1_p * p
+            gemm += exp * self._imbalance
+        kv_eff = self._tab_a[min(int(d), self._na)]
+        comm = d * (self._comm1 * self._q) + self._comm1_p * p + self._comm0
         return gemm, self._inv_peak / throttle, self._inv_bw / kv_eff, comm, tokens
 
     def step_time_s(
@@ -385,71 +387,73 @@ class ReplicaKernel:
         prefill_attended_tokens=None,
         throttle=1.0,
     ) -> np.ndarray:
-        """Iteration times for arrays of iterations (numpy broadcasting, no Python loop)."""
-        if (
-            np.ndim(prefill_tokens) == 0
-            and np.ndim(decode_seqs) == 0
-            and np.ndim(decode_context_tokens) == 0
-            and np.ndim(prefill_attended_tokens) == 0
-            and np.ndim(throttle) == 0
-        ):
-            return np.asarray(
-                self.step_time_s(
-                    float(prefill_tokens),
-                    float(decode_seqs),
-                    float(decode_context_tokens),
-                    None if prefill_attended_tokens is None else float(prefill_attended_tokens),
-                    float(throttle),
-                )
-            )
-        a = self.tokens_per_step
+        """Iteration times for arrays of iterations (numpy broadcasting, no Python loop beyond
+        a handful of rows, where per-call numpy overhead would dominate)."""
         p0 = np.asarray(prefill_tokens, dtype=float)
         d = np.asarray(decode_seqs, dtype=float)
         c = np.asarray(decode_context_tokens, dtype=float)
         att = 0.5 * p0 * p0 if prefill_attended_tokens is None else np.asarray(prefill_attended_tokens, dtype=float)
-        thr = float(throttle) if np.ndim(throttle) == 0 else np.asarray(throttle, dtype=float)
+        thr_a = np.asarray(throttle, dtype=float)
+        p0, d, c, att, thr_a = np.broadcast_arrays(p0, d, c, att, thr_a)
+        if p0.size <= _SMALL:
+            out = np.empty(p0.shape)
+            flat = out.reshape(-1)
+            for i, args in enumerate(zip(p0.flat, d.flat, c.flat, att.flat, thr_a.flat)):
+                flat[i] = self.step_time_s(*args)
+            return out if out.ndim else np.asarray(float(out))
+        scalar_thr = np.ndim(throttle) == 0
+        thr = float(throttle) if scalar_thr else thr_a
+        a = self.tokens_per_step
         p = p0 * a if a != 1.0 else p0
         tokens = p + d * self._q if self._q != 1.0 else p + d
-        mfu_d = np.interp(np.log(np.maximum(tokens * self._dense_rows, 1.0)), self._mfu_xa, self._mfu_ya)
-        mfu_d *= self._g_dense
-        mfu_d *= thr
-        dense = self._f_dense * tokens
-        dense += self._f_head * self._q * d
-        dense *= self._inv_peak
-        dense /= mfu_d
-        gemm = np.maximum(dense, self._w_dense * self._inv_bw)
+        ti = tokens.astype(np.intp)
+        eff = self._tab_d[np.minimum(ti, self._nd)]
+        if not scalar_thr or thr != 1.0:
+            eff *= thr
+        gemm = self._f_dense * tokens
+        if self._f_head:
+            gemm += (self._f_head * self._q) * d
+        gemm *= self._inv_peak
+        gemm /= eff
+        np.maximum(gemm, self._w_dense * self._inv_bw, out=gemm)
         if self._n_exp:
-            mfu_e = np.interp(np.log(np.maximum(tokens * self._rows_per_expert, 1.0)), self._mfu_xa, self._mfu_ya)
-            mfu_e *= self._g_exp
-            mfu_e *= thr
-            exp_c = self._f_exp * self._inv_peak * tokens
-            exp_c /= mfu_e
-            exp_m = self._w_expert_layer * self._n_exp * self._inv_bw * (1.0 - np.power(self._q_miss, tokens))
-            gemm += self._imbalance * np.maximum(exp_c, exp_m)
-        kv_eff = np.interp(np.log(np.maximum(d, 1.0)), self._att_xa, self._att_ya)
-        att_c = self._a_pf * a * att
-        att_c += self._a_dec * self._q * c
-        att_c *= self._inv_peak
-        att_c /= thr
+            eff = self._tab_e[np.minimum(ti, self._ne)]
+            if not scalar_thr or thr != 1.0:
+                eff *= thr
+            exp_c = tokens * (self._f_exp * self._inv_peak)
+            exp_c /= eff
+            exp_m = np.exp(tokens * self._log_q_miss) if self._q_miss > 0 else np.zeros_like(tokens)
+            np.subtract(1.0, exp_m, out=exp_m)
+            exp_m *= self._w_expert_layer * self._n_exp * self._inv_bw
+            np.maximum(exp_c, exp_m, out=exp_c)
+            exp_c *= self._imbalance
+            gemm += exp_c
+        att_c = att * (self._a_pf * a * self._inv_peak)
+        att_c += (self._a_dec * self._q * self._inv_peak) * c
+        if not scalar_thr or thr != 1.0:
+            att_c /= thr
         att_m = c + tokens
         att_m *= self.kv_bytes_per_token * self._inv_bw
-        att_m /= kv_eff
-        x = np.maximum(att_c, att_m)
+        att_m /= self._tab_a[np.minimum(d.astype(np.intp), self._na)]
+        np.maximum(att_c, att_m, out=att_m)
+        x = att_m
         x += gemm
         if self._draft != 1.0:
             x *= self._draft
-        comm = self._comm1 * self._q * d
+        comm = d * (self._comm1 * self._q)
         comm += self._comm1_p * p
         comm += self._comm0
         if self._ov > 0:
-            out = x + comm - np.minimum(comm, self._ov * x)
+            hidden = np.minimum(comm, self._ov * x)
+            x += comm
+            x -= hidden
         else:
-            out = x
-            out += comm
-        out += self._overhead
+            x += comm
+        x += self._overhead
         if a != 1.0:
-            out *= self._inv_a
-        return np.where(tokens > 0, out, 0.0)
+            x *= self._inv_a
+        x[tokens <= 0] = 0.0
+        return x
 
     # ---- event skipping ----
     def decode_run(self, n_seqs: int, context_tokens: float, throttle: float = 1.0) -> "DecodeRun":
@@ -478,6 +482,7 @@ class ReplicaKernel:
 
 
 _BIG = 2**62  # "never" in steps
+_SMALL = 8  # arrays up to this size go through step_time_s (numpy call overhead dominates)
 
 
 def _arith(a: float, b: float, m0: int, m1: int) -> float:
