@@ -8,13 +8,15 @@ family only (and warns that the points of its sibling chips share the fit).
 `fleetsim calibrate CHIP MEASUREMENTS.csv`: a user with a new chip and ten measurements gets a
 catalog override a scenario can include. Columns (one row per measured iteration):
 
-    model, tp, batch, prompt_tokens, context_tokens, phase, measured_s [, precision, kv_precision]
+    model, tp, batch, prompt_tokens, context_tokens, phase, measured_s [, precision, kv_precision, engine]
 
 Lines starting with '#' are comments (cite your measurement setup there).
 phase=prefill: `batch` prompts of `prompt_tokens` each processed in one iteration.
 phase=decode: `batch` sequences each holding `context_tokens`, one decode step.
-Three factors are fitted (least squares on relative error, scipy.optimize.least_squares): a scale
-on the MFU table, hbm_efficiency and overhead_s; with fewer than three rows, the later ones stay.
+Up to three factors are fitted (least squares on relative error, scipy.optimize.least_squares):
+mfu_scale, hbm_efficiency and the chip's extra overhead_s (on top of the engine's), never more
+than rows - 2 of them: two rows are refused. `engine` (default vllm / vllm-ascend) names the
+engine the iterations were measured under.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from fleetsim.errors import CapacityError, ScenarioError
 from fleetsim.kernel.latency import ReplicaKernel
 
 REQUIRED = ("model", "tp", "batch", "phase", "measured_s")
-OPTIONAL = ("prompt_tokens", "context_tokens", "precision", "kv_precision")
+OPTIONAL = ("prompt_tokens", "context_tokens", "precision", "kv_precision", "engine")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class _Row:
     measured_s: float
     precision: str
     kv_precision: str
+    engine: str | None = None
 
 
 @dataclass
@@ -145,7 +148,7 @@ def _read(path: Path, models: dict) -> list[_Row]:
                 raise ScenarioError(f"row {line}: {col} must be one of {', '.join(PRECISIONS)}, got "
                                     f"{prec[col]!r}", file=src, field=col, line=line)
         rows.append(_Row(line, model, num("tp", int), num("batch", int), phase, num(tok_col),
-                         num("measured_s"), prec["precision"], prec["kv_precision"]))
+                         num("measured_s"), prec["precision"], prec["kv_precision"], rec.get("engine") or None))
     if not rows:
         raise ScenarioError("no measurement rows", file=src)
     return rows
@@ -155,12 +158,14 @@ def _predict(chip: ChipSpec, rows: list[_Row], models: dict, src: str) -> np.nda
     kernels: dict = {}
     out = np.empty(len(rows))
     for i, r in enumerate(rows):
-        key = (r.model, r.tp, r.precision, r.kv_precision)
+        key = (r.model, r.tp, r.precision, r.kv_precision, r.engine)
         if key not in kernels:
             try:
-                kernels[key] = ReplicaKernel(chip, models[r.model], r.tp, r.precision, kv_precision=r.kv_precision)
+                kernels[key] = ReplicaKernel(chip, models[r.model], r.tp, r.precision,
+                                             kv_precision=r.kv_precision, engine=r.engine)
             except (CapacityError, ScenarioError) as exc:
-                raise ScenarioError(f"row {r.line}: {exc.message}", file=src, field="tp", line=r.line) from None
+                raise ScenarioError(f"row {r.line}: {exc.message}", file=src, field=exc.field or "tp",
+                                    line=r.line) from None
         k = kernels[key]
         if r.phase == "prefill":
             out[i] = k.step_time_s(r.batch * r.tokens, 0, 0, r.batch * 0.5 * r.tokens**2)
@@ -196,11 +201,7 @@ def calibrate(chip_name: str, measurements_csv_path, overrides: dict | None = No
     measured = np.array([r.measured_s for r in rows])
     eff0 = chip.efficiency
     max_scale = 1.0 / max(eff0.mfu.values())
-    n_fit = min(3, len(rows) - 2)
-    if n_fit < 1:
-        raise ScenarioError(
-            f"{len(rows)} measurement row(s) cannot calibrate anything: a fit needs at least "
-            "parameters + 2 points (3 rows for one parameter, 5 for all three)", file=src)
+    n_fit = max(0, min(3, len(rows) - 2))
     names = ["mfu_scale", "hbm_efficiency", "overhead_s"][:n_fit]
     x0 = np.array([eff0.mfu_scale, eff0.hbm_efficiency, eff0.overhead_s])[:n_fit]
     lo = np.array([0.02, 0.02, 0.0])[:n_fit]
@@ -216,7 +217,11 @@ def calibrate(chip_name: str, measurements_csv_path, overrides: dict | None = No
         })
         return chip.model_copy(update={"efficiency": eff.model_copy(update={"measured": True, "bands": None})})
 
-    default_pred = _predict(chip, rows, models, src)
+    default_pred = _predict(chip, rows, models, src)  # bad rows (capacity, precision) fail first
+    if n_fit < 1:
+        raise ScenarioError(
+            f"{len(rows)} measurement row(s) cannot calibrate anything: a fit needs at least "
+            "parameters + 2 points (3 rows for one parameter, 5 for all three)", file=src)
 
     def residuals(x):
         return _predict(chip_for(x), rows, models, src) / measured - 1.0
@@ -357,8 +362,7 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
         pred = np.array([predict(m, chips, models, engines) for m in fit_rows])
         return np.log(pred / published)
 
-    fit = least_squares(residuals, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-3), diff_step=1e-4,
-                        xtol=1e-10, ftol=1e-10)
+    fit = least_squares(residuals, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-3), diff_step=1e-3)
     chips, engines = _apply_params(names, fit.x, chips0, engines0)
     rows = compare(points, chips, models, engines)
     for r in rows:

@@ -68,12 +68,11 @@ def _interp_log(table: list[tuple[float, float]]):
     return xs, ys, np.array(xs), np.array(ys)
 
 
-def _table(xa: np.ndarray, ya: np.ndarray, rows_per_count: float, scale: float) -> np.ndarray:
-    """Efficiency for every whole count 0..N (N: where the table turns flat), interpolated in
-    log(rows): scalar and vector paths both read it at floor(count), so they agree exactly."""
-    top = math.exp(xa[-1]) / max(rows_per_count, 1e-12)
-    n = int(min(math.ceil(top), 1 << 22)) + 1
-    rows = np.maximum(np.arange(n + 1, dtype=float) * rows_per_count, 1.0)
+def _table(xa: np.ndarray, ya: np.ndarray, scale: float) -> np.ndarray:
+    """Efficiency for every whole row count 0..N (N: where the table turns flat), interpolated
+    in log(rows): scalar and vector paths both read it at floor(rows), so they agree exactly."""
+    n = int(math.ceil(math.exp(xa[-1])))
+    rows = np.maximum(np.arange(n + 1, dtype=float), 1.0)
     return np.interp(np.log(rows), xa, ya) * scale
 
 
@@ -256,10 +255,11 @@ class ReplicaKernel:
         self._mfu_x, self._mfu_y, self._mfu_xa, self._mfu_ya = _interp_log(sorted(eff.mfu.items()))
         self._att_x, self._att_y, self._att_xa, self._att_ya = _interp_log(sorted(eff.attention.items()))
         # efficiency by whole rows (tokens, tokens per expert, decoding sequences), read at floor()
-        self._tab_d = _table(self._mfu_xa, self._mfu_ya, self._dense_rows, self._g_dense)
-        self._tab_e = _table(self._mfu_xa, self._mfu_ya, self._rows_per_expert or 1.0, self._g_exp)
-        self._tab_a = _table(self._att_xa, self._att_ya, 1.0, 1.0)
+        self._tab_d = _table(self._mfu_xa, self._mfu_ya, self._g_dense)
+        self._tab_e = _table(self._mfu_xa, self._mfu_ya, self._g_exp)
+        self._tab_a = _table(self._att_xa, self._att_ya, 1.0)
         self._nd, self._ne, self._na = len(self._tab_d) - 1, len(self._tab_e) - 1, len(self._tab_a) - 1
+        self._ld, self._le, self._la = self._tab_d.tolist(), self._tab_e.tolist(), self._tab_a.tolist()
         self._log_q_miss = math.log(self._q_miss) if self._q_miss > 0 else 0.0
 
         # ---- collectives ----
@@ -338,20 +338,20 @@ class ReplicaKernel:
         """Scalar pieces for a real (verify) step with p prefill and d decoding sequences:
         (gemm seconds, attention compute per FLOP-coefficient, KV seconds per byte, comm, tokens)."""
         tokens = p + d * self._q
-        t = min(int(tokens), self._nd)
+        t = min(int(tokens * self._dense_rows), self._nd)
         dense = max(
             (self._f_dense * tokens + self._f_head * self._q * d) * self._inv_peak
-            / (self._tab_d[t] * throttle),
+            / (self._ld[t] * throttle),
             self._w_dense * self._inv_bw,
         )
         gemm = dense
         if self._n_exp:
             exp = max(
-                tokens * (self._f_exp * self._inv_peak) / (self._tab_e[min(int(tokens), self._ne)] * throttle),
+                tokens * (self._f_exp * self._inv_peak) / (self._le[min(int(tokens * self._rows_per_expert), self._ne)] * throttle),
                 self._w_expert_layer * self._n_exp * self._inv_bw * (1.0 - self._q_miss**tokens),
             )
             gemm += exp * self._imbalance
-        kv_eff = self._tab_a[min(int(d), self._na)]
+        kv_eff = self._la[min(int(d), self._na)]
         comm = d * (self._comm1 * self._q) + self._comm1_p * p + self._comm0
         return gemm, self._inv_peak / throttle, self._inv_bw / kv_eff, comm, tokens
 
@@ -406,8 +406,8 @@ class ReplicaKernel:
         a = self.tokens_per_step
         p = p0 * a if a != 1.0 else p0
         tokens = p + d * self._q if self._q != 1.0 else p + d
-        ti = tokens.astype(np.intp)
-        eff = self._tab_d[np.minimum(ti, self._nd)]
+        rows = tokens if self._dense_rows == 1.0 else tokens * self._dense_rows
+        eff = self._tab_d[np.minimum(rows.astype(np.intp), self._nd)]
         if not scalar_thr or thr != 1.0:
             eff *= thr
         gemm = self._f_dense * tokens
@@ -417,7 +417,7 @@ class ReplicaKernel:
         gemm /= eff
         np.maximum(gemm, self._w_dense * self._inv_bw, out=gemm)
         if self._n_exp:
-            eff = self._tab_e[np.minimum(ti, self._ne)]
+            eff = self._tab_e[np.minimum((tokens * self._rows_per_expert).astype(np.intp), self._ne)]
             if not scalar_thr or thr != 1.0:
                 eff *= thr
             exp_c = tokens * (self._f_exp * self._inv_peak)
