@@ -67,7 +67,7 @@ def _merge(base: dict, over: dict) -> dict:
 def family_efficiency(family: str | None) -> dict:
     """default_efficiency with the family's figures merged over it (chips.yaml `families`)."""
     raw = _raw("chips.yaml")
-    fam = raw.get("families", {}).get(family or "", {})
+    fam = raw.get("families", {}).get(family or "unmeasured", {})
     return {**copy.deepcopy(raw["default_efficiency"]), **copy.deepcopy(fam)}
 
 

@@ -109,7 +109,8 @@ class ChipSpec(_NoBoolNumbers):
     name: str = Field(description="full product name")
     vendor: str
     family: str = Field(
-        "other", description="efficiency family whose fitted figures the chip shares (chips.yaml families)")
+        "unmeasured", description="efficiency family whose fitted figures the chip shares "
+        "(chips.yaml families: nvidia-hopper, nvidia-blackwell, ascend, unmeasured)")
     year: int | None = None
     supply_channel: str = Field(description="export regime / supplier channel that governs it")
     memory_type: str = Field(description="HBM3, HBM2e, GDDR6, LPDDR5, SRAM only ...")
