@@ -47,10 +47,11 @@ class Efficiency(_NoBoolNumbers):
 
     `mfu` maps the rows of a GEMM (tokens in the iteration, or tokens per expert for MoE expert
     GEMMs) to the fraction of dense peak it reaches; values between breakpoints are interpolated
-    linearly in log(rows) and held flat beyond the ends; `mfu_scale` multiplies the whole table
-    (what `fleetsim calibrate` fits). Narrow per-chip matrices lose efficiency by a factor
+    linearly in log(rows), read at whole rows and held flat beyond the ends; `mfu_scale` multiplies
+    the whole table (what `fleetsim calibrate` fits). Narrow per-chip matrices lose efficiency by
     n / (n + gemm_width_half), n = per-chip FFN width after tensor parallelism. `attention` maps
-    decoding sequences in the iteration to the fraction of `hbm_efficiency` the KV-cache reads reach.
+    tokens in the iteration (decoding sequences, plus prompt tokens in a mixed iteration) to the
+    fraction of `hbm_efficiency` the KV-cache reads reach: few rows underfill the chip.
     """
 
     mfu: dict[float, float] = Field(description="GEMM rows -> fraction of dense peak")
@@ -60,7 +61,7 @@ class Efficiency(_NoBoolNumbers):
     hbm_efficiency: float = Field(gt=0, le=1, description="achieved / peak HBM bandwidth (MBU)")
     attention: dict[float, float] = Field(
         default_factory=lambda: {1.0: 1.0},
-        description="decoding sequences -> KV-read efficiency as a fraction of hbm_efficiency")
+        description="tokens in the iteration -> KV-read efficiency as a fraction of hbm_efficiency")
     attn_compute_efficiency: float = Field(
         0.5, gt=0, le=1, description="fraction of peak reached by attention FLOPs (prefill)")
     interconnect_efficiency: float = Field(gt=0, le=1, description="achieved / peak link bandwidth")

@@ -351,7 +351,7 @@ class ReplicaKernel:
                 self._w_expert_layer * self._n_exp * self._inv_bw * (1.0 - self._q_miss**tokens),
             )
             gemm += exp * self._imbalance
-        kv_eff = self._la[min(int(d), self._na)]
+        kv_eff = self._la[min(int(tokens), self._na)]
         comm = d * (self._comm1 * self._q) + self._comm1_p * p + self._comm0
         return gemm, self._inv_peak / throttle, self._inv_bw / kv_eff, comm, tokens
 
@@ -434,7 +434,7 @@ class ReplicaKernel:
             att_c /= thr
         att_m = c + tokens
         att_m *= self.kv_bytes_per_token * self._inv_bw
-        att_m /= self._tab_a[np.minimum(d.astype(np.intp), self._na)]
+        att_m /= self._tab_a[np.minimum(tokens.astype(np.intp), self._na)]
         np.maximum(att_c, att_m, out=att_m)
         x = att_m
         x += gemm
