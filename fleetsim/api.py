@@ -183,6 +183,11 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     summary["seed"] = scenario.seed
     if res.reliability is not None:
         summary["reliability"] = res.reliability
+    from fleetsim.serving.window import build_kernels
+
+    notes = {p: k.assumptions for p, k in build_kernels(scenario.serving, chips, models).items() if k.assumptions}
+    if notes:  # e.g. an unmeasured chip's assumed efficiency band: the result rests on it
+        summary["kernel_assumptions"] = notes
     if scenario.serving.goodput.enabled:
         if progress:
             progress("goodput search per pool and workload (cached)")

@@ -142,8 +142,9 @@ class ReplicaKernel:
         if eff.measured:
             if band is not None:
                 raise ScenarioError(
-                    f"{chip.name} has published serving measurements (its efficiencies are fitted); "
-                    "band applies only to chips the catalog marks measured: false", field="band")
+                    f"{chip.name}'s efficiency family ({chip.family}) is fitted on published serving "
+                    "measurements; band applies only to chips the catalog marks measured: false "
+                    "(family unmeasured)", field="band")
         else:
             band = band or "mid"
             b = eff.bands[band]
