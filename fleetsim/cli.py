@@ -125,6 +125,7 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
     \b
     Example:
       fleetsim calibrate ascend-910c scenarios/examples/calibration_points.csv -o 910c.yaml
+      fleetsim calibrate all fleetsim/catalog/measurements.csv   (refit families and engines)
     """
     from fleetsim import api
 

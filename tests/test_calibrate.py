@@ -16,10 +16,9 @@ HEADER = "model,tp,batch,prompt_tokens,context_tokens,phase,measured_s\n"
 
 
 def _synthetic(tmp_path, chip="t-head-ppu", scale=0.6, hbm=0.55, overhead=0.004):
-    base = load_chips()[chip].efficiency
     over = {chip: {"efficiency": {
-        "mfu": {k: v * scale for k, v in base.mfu.items()},
-        "hbm_efficiency": hbm, "overhead_s": overhead}}}
+        "mfu_scale": scale, "hbm_efficiency": hbm, "overhead_s": overhead,
+        "measured": True, "bands": None}}}
     true_chip = load_chips(over)[chip]
     models = load_models()
     lines = [HEADER]
@@ -107,3 +106,89 @@ def test_new_chip_via_overrides(tmp_path):
                     "qwen2.5-7b,1,4,2000,,prefill,0.4\nqwen2.5-7b,1,64,,2000,decode,0.05\n")
     res = calibrate("x1", path, {"chips": {"x1": new}})
     assert res.rms_rel_error <= res.rms_rel_error_default + 1e-12
+
+
+# ---------- the measurement set: families and engines from the fit split ----------
+
+def _shipped() -> dict:
+    """The calibration the catalog ships, read from the YAML files (not from the fitter)."""
+    raw_chips = yaml.safe_load(open("fleetsim/catalog/chips.yaml", encoding="utf-8"))
+    raw_eng = yaml.safe_load(open("fleetsim/catalog/engines.yaml", encoding="utf-8"))
+    out = {}
+    for fam, vals in raw_chips["families"].items():
+        for fld in ("mfu_scale", "hbm_efficiency"):
+            out[f"family:{fam}.{fld}"] = vals[fld]
+    for eng, vals in raw_eng["engines"].items():
+        for plat, v in vals["overhead_s"].items():
+            out[f"engine:{eng}.overhead_s.{plat}"] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def refit():
+    from fleetsim.kernel.calibrate import calibrate_set
+
+    return calibrate_set()
+
+
+def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit):
+    """calibrate_set starts from fixed priors (not the shipped values), sees only split=fit rows,
+    and lands on what chips.yaml / engines.yaml ship (to their printed rounding)."""
+    from fleetsim.kernel.calibrate import PRIOR, calibrate_set
+    from fleetsim.kernel.measurements import load_measurements
+
+    res = refit
+    assert res.fit_points == sum(m.split == "fit" for m in load_measurements())
+    shipped = _shipped()
+    assert len(res.fitted) == 11
+    for key, val in res.fitted.items():
+        assert val == pytest.approx(shipped[key], rel=2e-3, abs=1e-5), key
+        assert val != PRIOR[key.split(".")[1]]  # the fit moved every parameter off its prior
+    # the fit is blind to the test split: changing every test row's published figure changes nothing
+    import dataclasses
+    pts = [dataclasses.replace(m, published=m.published * 3) if m.split == "test" else m
+           for m in load_measurements()]
+    again = calibrate_set(points=pts)
+    assert again.fitted == res.fitted
+
+
+def test_calibrate_set_refuses_fewer_points_than_parameters_plus_two():
+    from fleetsim.kernel.calibrate import calibrate_set
+    from fleetsim.kernel.measurements import load_measurements
+
+    ascend = [m for m in load_measurements() if m.split == "fit" and m.chip.startswith("ascend")]
+    few = [m for m in ascend if m.engine == "sglang"][:3] + [m for m in ascend if m.engine != "sglang"]
+    with pytest.raises(ScenarioError, match="parameters \\+ 2"):
+        calibrate_set("ascend-910b", few)
+
+
+def test_calibrate_set_warns_on_other_chips_and_large_residuals():
+    import dataclasses
+
+    from fleetsim.kernel.calibrate import calibrate_set
+    from fleetsim.kernel.measurements import load_measurements
+
+    res = calibrate_set("ascend-910b")
+    assert any("other chips of family ascend (ascend-910c)" in w for w in res.warnings)
+    assert all(k.startswith(("family:ascend", "engine:")) for k in res.fitted)
+    pts = [dataclasses.replace(m, published=m.published * 4) if m.key == "trtllm-llama-3.1-8b-h100-tp1-128-128"
+           else m for m in load_measurements()]
+    bad = calibrate_set("h100", points=pts)
+    assert any("large residual" in w and "128-128" in w for w in bad.warnings)
+
+
+def test_cli_calibrate_all(runner):
+    from fleetsim.cli import main
+
+    out = runner.invoke(main, ["calibrate", "ascend-910c", "fleetsim/catalog/measurements.csv"])
+    assert out.exit_code == 0, out.output
+    assert "fitted 5 parameters on 13 fit-split points" in out.output and "test set:" in out.output
+    assert "warning: 4 of 13 points come from other chips of family ascend (ascend-910b)" in out.output
+    assert "families:" in out.output and "engines:" in out.output
+
+
+def test_iteration_calibrate_refuses_two_rows(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text(HEADER + "qwen2.5-7b,1,1,,1000,decode,0.02\nqwen2.5-7b,1,64,,2000,decode,0.05\n")
+    with pytest.raises(ScenarioError, match="parameters \\+ 2"):
+        calibrate("h100", path)

@@ -85,11 +85,17 @@ def test_relative_to_is_the_story_parameter():
 
 
 def test_new_chip_must_be_complete_and_gets_default_efficiency():
+    """A new chip with no family is unmeasured (assumed bands, flagged by the kernel); naming a
+    family gives it that family's fitted figures."""
     new = {"name": "X1", "vendor": "Acme", "supply_channel": "acme", "memory_type": "HBM3",
            "bf16_tflops": 500, "hbm_gb": 64, "hbm_tbps": 2.0, "interconnect_gbps": 400,
            "tdp_w": 450, "price_usd": 9000}
-    chips = load_chips({"x1": new})
-    assert chips["x1"].efficiency.hbm_efficiency == chips["h100"].efficiency.hbm_efficiency
+    chips = load_chips({"x1": new, "x2": {**new, "family": "nvidia-hopper"}})
+    x1 = chips["x1"].efficiency
+    assert chips["x1"].family == "unmeasured" and not x1.measured and set(x1.bands) == {"low", "mid", "high"}
+    assert x1.bands == chips["mlu590"].efficiency.bands
+    assert chips["x2"].efficiency.hbm_efficiency == chips["h100"].efficiency.hbm_efficiency
+    assert chips["x2"].efficiency.mfu_scale == chips["h100"].efficiency.mfu_scale
     assert "scenario" in chips["x1"].sources["*"]
     partial = {k: v for k, v in new.items() if k != "hbm_tbps"}
     with pytest.raises(ScenarioError) as e:
@@ -149,3 +155,47 @@ def test_catalog_table_with_overrides():
     data = json.loads(catalog_table("chips", "json", {"h20": {"tdp_w": 550}}))
     h20 = next(r for r in data if r["chip"] == "h20")
     assert h20["tdp_w"] == 550 and "tdp_w" in h20["overridden"]
+
+
+def test_families_engines_and_unmeasured_chips_are_declared():
+    """Every chip names a family; the measured families carry fitted figures (tagged FITTED in
+    their basis); domestic chips with no published serving measurement are measured: false with
+    low < mid < high bands; every engine profile is tagged and names its sources."""
+    from fleetsim.catalog import load_engines
+
+    chips = load_chips()
+    fams = {c.family for c in chips.values()}
+    assert fams == {"nvidia-hopper", "nvidia-blackwell", "ascend", "unmeasured"}
+    for key in ("t-head-ppu", "mlu370", "mlu590", "hanguang-800"):
+        e = chips[key].efficiency
+        assert chips[key].family == "unmeasured" and not e.measured and "NO published serving" in e.basis
+        assert e.bands["low"].mfu_scale < e.bands["mid"].mfu_scale < e.bands["high"].mfu_scale
+        assert e.bands["low"].hbm_efficiency < e.bands["mid"].hbm_efficiency < e.bands["high"].hbm_efficiency
+    for key in ("h100", "h200", "b200", "ascend-910b", "ascend-910c"):
+        assert chips[key].efficiency.measured and "FITTED" in chips[key].efficiency.basis
+    engines = load_engines()
+    assert {"trtllm", "vllm", "sglang", "vllm-ascend", "mindie"} <= set(engines)
+    for name, prof in engines.items():
+        assert "*" in prof.sources and prof.worked_example and (prof.fitted or prof.assumed), name
+
+
+def test_scenario_pool_precision_and_band_errors(tmp_path):
+    """A pool asking for a precision its chip lacks, or a band on a measured chip, gets one
+    message naming the pool field (exit code 2 via the CLI's ScenarioError path)."""
+    from fleetsim.scenario.serving import PoolConfig
+    from fleetsim.serving.window import build_kernels
+    from fleetsim.errors import ScenarioError as SE
+
+    class Cfg:
+        pools = {"p": PoolConfig(chip="ascend-910b", model="qwen2.5-7b", precision="fp8")}
+    with pytest.raises(SE) as e:
+        build_kernels(Cfg, load_chips(), load_models())
+    assert e.value.field == "serving.pools.p.precision" and "does not support fp8" in str(e.value)
+    Cfg.pools = {"p": PoolConfig(chip="h100", model="qwen2.5-7b", band="low")}
+    with pytest.raises(SE) as e:
+        build_kernels(Cfg, load_chips(), load_models())
+    assert e.value.field == "serving.pools.p.band"
+    Cfg.pools = {"p": PoolConfig(chip="b200", model="llama-3.1-70b", precision="fp4", kv_precision="fp8",
+                                 engine="trtllm", speculative={"draft_tokens": 3, "tokens_per_step": 2.5})}
+    k = build_kernels(Cfg, load_chips(), load_models())["p"]
+    assert k.precision == "fp4" and k.tokens_per_step == 2.5 and k.engine.name.startswith("TensorRT")

@@ -59,7 +59,7 @@ def test_monotone_in_context_batch_and_prefill():
 def test_throttle_slows_compute_bound_work_only():
     k = kern()
     pre = k.iteration_time_s(4096, 0, 0, throttle=np.array([1.0, 0.5]))
-    assert pre[1] > 1.8 * (pre[0] - k.chip.efficiency.overhead_s - k._comm0 - k._comm1 * 4096)
+    assert pre[1] > 1.8 * (pre[0] - k._overhead - k._comm0 - k._comm1 * 4096)
     dec = k.iteration_time_s(0, 1, 100, throttle=np.array([1.0, 0.5]))
     assert dec[1] == pytest.approx(dec[0], rel=1e-12)  # memory-bound step ignores clock
 
@@ -82,11 +82,18 @@ def test_bad_precision_and_tp():
         kern(tp=0)
 
 
-def test_missing_fp8_falls_back_with_flagged_assumption():
-    k = kern("a100", "llama-3.1-8b", 1, "fp8")
-    assert k.assumptions and "weight-only" in k.assumptions[0]
-    assert k.peak_flops == CHIPS["a100"].bf16_tflops * 1e12
-    assert k.weight_bytes == pytest.approx(MODELS["llama-3.1-8b"].total_params)
+def test_precision_the_chip_lacks_is_an_error_not_a_fallback():
+    """A100 has no FP8, H100 no FP4, Ascend no FP8 KV cache: each is refused, naming what the
+    chip supports; B200 FP4 weights and H100 FP8 KV build."""
+    for chip, prec, kvp, field in (("a100", "fp8", "bf16", "precision"), ("h100", "fp4", "bf16", "precision"),
+                                   ("ascend-910b", "int8", "fp8", "kv_precision")):
+        with pytest.raises(ScenarioError, match="does not support") as e:
+            kern(chip, "llama-3.1-8b", 1, prec, kv_precision=kvp)
+        assert e.value.field == field and "supported: bf16" in str(e.value)
+    b = kern("b200", "llama-3.1-70b", 1, "fp4", kv_precision="fp8")
+    assert b.weight_bytes == pytest.approx(MODELS["llama-3.1-70b"].total_params * 0.5)
+    assert b.peak_flops == CHIPS["b200"].fp4_tflops * 1e12
+    assert kern("h100", "llama-3.1-8b", 1, "fp8", kv_precision="fp8").kv_bytes_per_token == 32 * 8 * 128 * 2
 
 
 # ---------- memory model ----------
@@ -95,8 +102,12 @@ def test_kv_capacity_and_max_batch():
     k = kern("h100", "llama-3.1-70b", 4)
     m = MODELS["llama-3.1-70b"]
     assert k.kv_bytes_per_token == 2 * 80 * 8 * 128 * 2  # K,V x layers x kv heads x dim x bf16
-    usable = 80e9 * 4 * 0.9 - m.total_params * 2
+    # vLLM's policy: gpu_memory_utilization 0.9 of all memory, minus weights and its reserve
+    usable = 0.9 * 80e9 * 4 - m.total_params * 2 - 0.5e9 * 4
     assert k.kv_capacity_tokens == int(usable // k.kv_bytes_per_token)
+    # TensorRT-LLM's policy: 0.9 of what is left after the weights (and a 2 GB reserve)
+    t = kern("h100", "llama-3.1-70b", 4, engine="trtllm")
+    assert t.kv_capacity_tokens == int(0.9 * (80e9 * 4 - m.total_params * 2 - 2e9 * 4) // t.kv_bytes_per_token)
     assert k.max_batch_for(4000) == k.kv_capacity_tokens // 4000
     assert list(k.max_batch_for(np.array([1000, 4000]))) == [
         k.kv_capacity_tokens // 1000, k.kv_capacity_tokens // 4000]
@@ -131,17 +142,25 @@ def test_moe_reads_more_experts_as_batch_grows():
 # ---------- scalar vs vector vs closed form ----------
 
 KERNELS = [
-    ("h100", "qwen2.5-72b", 4, "bf16"),
-    ("h20", "qwen3-235b-a22b", 8, "fp8"),
-    ("h100", "deepseek-v3", 16, "fp8"),
-    ("ascend-910b", "llama-3.1-8b", 1, "int8"),
-    ("b200", "llama-2-70b", 1, "fp4"),
+    ("h100", "qwen2.5-72b", 4, "bf16", {}),
+    ("h20", "qwen3-235b-a22b", 8, "fp8", {"engine": "trtllm", "kv_precision": "fp8"}),
+    ("h100", "deepseek-v3", 16, "fp8", {}),
+    ("h100", "deepseek-v3", 16, "fp8", {"engine": "sglang", "speculative": (3, 2.6)}),
+    ("ascend-910c", "deepseek-v3", 8, "int8", {"engine": "sglang", "speculative": (1, 1.7)}),
+    ("ascend-910b", "llama-3.1-8b", 1, "int8", {}),
+    ("b200", "llama-2-70b", 1, "fp4", {"kv_precision": "fp8"}),
+    ("t-head-ppu", "qwen2.5-7b", 1, "bf16", {"band": "low"}),
 ]
+
+
+def kspec(spec):
+    chip, model, tp, prec, kw = spec
+    return kern(chip, model, tp, prec, **kw)
 
 
 @pytest.mark.parametrize("spec", KERNELS)
 def test_step_time_equals_iteration_time(spec):
-    k = kern(*spec)
+    k = kspec(spec)
     rng = np.random.default_rng(3)
     n = 300
     p = rng.integers(0, 3000, n).astype(float)
@@ -177,7 +196,7 @@ def test_broadcasting_shapes():
 def test_decode_run_matches_cumulative_sum(spec, n, ctx_per_seq, k_steps, throttle):
     """time_for_steps(k) == sum of iteration_time_s over steps 0..k-1 (context += n a step);
     steps_within(t) is the exact inverse (largest k with time <= t)."""
-    kr = kern(*spec)
+    kr = kspec(spec)
     c0 = n * ctx_per_seq
     run = kr.decode_run(n, c0, throttle)
     steps = np.arange(k_steps + 1)
@@ -235,9 +254,10 @@ def test_decode_run_envelope_against_brute_force(lines, c, k):
 
 def test_ep_mode_overlaps_communication():
     """DeepSeek-V3 beyond one 8-GPU board: all-to-alls over the NIC, overlapped with compute."""
-    k = kern("h100", "deepseek-v3", 32, "fp8")
+    k = kern("h100", "deepseek-v3", 32, "fp8", engine="sglang")
     assert k.parallelism == "dp-attention+ep-alltoall" and k.comm_overlapped and k.scaled_out
     run = k.decode_run(4000, 4000 * 2000.0)
-    assert len(run.lines) == 3
+    assert len(run.lines) == 4  # attention compute / KV-read lines, each plain and overlapped
+    assert not kern("h100", "deepseek-v3", 32, "fp8", engine="trtllm").comm_overlapped
     t = kern("h100", "llama-2-70b", 8)
     assert t.parallelism == "tp-allreduce" and not t.comm_overlapped and not t.scaled_out

@@ -1,41 +1,74 @@
-"""The kernel against published measurements (docs/validation.md).
-
-Each point's tolerance and its reason live with the point in fleetsim/kernel/published.py:
-25% by default; 30% where the source's own spread is wider (the same 8x H100 hardware moves
-+44% across MLPerf rounds through software alone, so a single software-agnostic prediction
-cannot sit closer than about +-18% to every round); the Ascend 910C decode point is a known
-deviation reported with its error, not tuned away.
+"""The kernel against the published measurement set (fleetsim/catalog/measurements.csv,
+docs/validation.md): the data's coverage and split discipline, and the errors of the fit and test
+splits held to ONE tolerance for every point (measurements.TOLERANCE, a ratio) plus aggregate
+guards at the level the shipped calibration reaches (not the issue's goal: see docs/validation.md).
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+
+import numpy as np
 import pytest
 
-from fleetsim.kernel.published import POINTS, compare_published
+from fleetsim.catalog import load_chips, load_engines, load_models
+from fleetsim.kernel.measurements import METRICS, TOLERANCE, compare, load_measurements, summary
 
-ROWS = {r["point"]: r for r in compare_published()}
-
-
-def test_enough_points_and_chips():
-    assert len(POINTS) >= 8
-    assert len({p.chip for p in POINTS}) >= 3
+POINTS = load_measurements()
+ROWS = {r["key"]: r for r in compare()}
 
 
-@pytest.mark.parametrize("point", [p.key for p in POINTS])
-def test_point_within_stated_tolerance(point):
-    r = ROWS[point]
-    assert abs(r["rel_error"]) <= r["tolerance"], (point, r["kernel"], r["published"])
+def test_measurement_set_coverage_and_provenance():
+    """>= 40 points beyond the 11 of the first round, >= 6 chips (>= 2 domestic), >= 3 engines,
+    prefill, decode, small-batch latency and loaded throughput, every row sourced and dated."""
+    assert len(POINTS) >= 51 and len({m.key for m in POINTS}) == len(POINTS)
+    chips = {m.chip for m in POINTS}
+    assert len(chips) >= 6 and {"ascend-910b", "ascend-910c"} <= chips
+    assert len({m.engine for m in POINTS}) >= 3
+    metrics = {m.metric for m in POINTS}
+    assert {"prefill", "decode_at_tpot", "tpot", "offline", "server", "concurrency"} <= metrics <= set(METRICS)
+    assert any(m.metric == "tpot" and m.concurrency <= 8 for m in POINTS)  # small-batch latency
+    c, mo, e = load_chips(), load_models(), load_engines()
+    for m in POINTS:
+        assert m.chip in c and m.model in mo and m.engine in e, m.key
+        assert m.url.startswith("http") and m.date and m.setup and m.metric_definition, m.key
+        assert m.published > 0 and math.isfinite(m.published)
 
 
-def test_most_points_within_25_percent():
-    """A majority of points meet the issue's 25% target (7 of 11 at the time of writing; the
-    other four are listed with their errors in docs/validation.md)."""
-    inside = sum(abs(r["rel_error"]) <= 0.25 for r in ROWS.values())
-    assert inside > 0.5 * len(ROWS)
+def test_split_is_by_source_with_no_source_on_both_sides():
+    sides = defaultdict(set)
+    for m in POINTS:
+        assert m.split in ("fit", "test"), m.key
+        sides[m.source].add(m.split)
+    assert all(len(s) == 1 for s in sides.values()), {k: v for k, v in sides.items() if len(v) > 1}
+    n_test = sum(m.split == "test" for m in POINTS)
+    assert n_test >= 12 and len(POINTS) - n_test >= 30
+    assert {m.chip for m in POINTS if m.split == "test"} >= {"h100", "h200", "b200", "h800", "ascend-910c"}
 
 
-def test_mlperf_rounds_bracket_the_prediction():
-    """One software-agnostic prediction lies between the slowest and fastest H100 round."""
-    off = [ROWS[f"mlperf-v{v}-offline"] for v in ("4.0", "4.1", "5.0")]
-    pred = off[0]["kernel"]
-    assert min(r["published"] for r in off) <= pred <= max(r["published"] for r in off)
+@pytest.mark.parametrize("key", sorted(ROWS))
+def test_every_point_within_the_one_tolerance(key):
+    """Kernel and published figure within a factor of TOLERANCE of each other, fit and test alike."""
+    r = ROWS[key]
+    ratio = r["kernel"] / r["published"]
+    assert 1.0 / TOLERANCE <= ratio <= TOLERANCE, (key, r["kernel"], r["published"])
+
+
+def test_split_errors_at_the_level_reached():
+    """Regression guards at what the shipped calibration reaches (docs/validation.md):
+    fit median <= 10%, >= 85% within 25%; test median <= 25%, >= 50% within 25%. The issue's
+    goal for the test set (median <= 15%, >= 80% within 25%) is NOT met."""
+    rows = list(ROWS.values())
+    fit, test = summary(rows, "fit"), summary(rows, "test")
+    assert fit["median_abs"] <= 0.10 and fit["within_25"] >= 0.85, fit
+    assert test["median_abs"] <= 0.25 and test["within_25"] >= 0.50, test
+
+
+def test_mlperf_lengths_come_from_the_dataset():
+    """MLPerf Llama-2-70B rows use the OpenOrca set's mean prompt (222.33) and the reference
+    run's tokens per sample (294.45), not the earlier unverified 294-token prompt."""
+    ml = [m for m in POINTS if m.model == "llama-2-70b"]
+    assert ml and all(m.input_tokens == 222.33 and m.output_tokens == 294.45 for m in ml)
+    ratios = [ROWS[m.key]["kernel"] / m.published for m in ml if m.chip == "h100" and m.metric == "offline"]
+    assert np.ptp(ratios) > 0  # three rounds, one prediction: the software spread shows

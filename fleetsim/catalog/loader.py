@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fleetsim.catalog.schema import PEAK_FIELD, ChipSpec, ModelSpec
+from fleetsim.catalog.schema import PEAK_FIELD, ChipSpec, EngineProfile, ModelSpec
 from fleetsim.errors import ScenarioError
 
 _NESTED = {"efficiency", "sources"}  # merged key by key; everything else is replaced whole
@@ -64,13 +64,19 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def family_efficiency(family: str | None) -> dict:
+    """default_efficiency with the family's figures merged over it (chips.yaml `families`)."""
+    raw = _raw("chips.yaml")
+    fam = raw.get("families", {}).get(family or "unmeasured", {})
+    return {**copy.deepcopy(raw["default_efficiency"]), **copy.deepcopy(fam)}
+
+
 @functools.cache
 def _builtin_chips() -> dict[str, ChipSpec]:
     raw = _raw("chips.yaml")
-    default_eff = raw["default_efficiency"]
     out = {}
     for key, entry in raw["chips"].items():
-        entry = _merge({"efficiency": default_eff}, entry)
+        entry = _merge({"efficiency": family_efficiency(entry.get("family"))}, entry)
         try:
             out[key] = ChipSpec.model_validate(entry)
         except ValidationError as exc:  # a broken built-in file is a bug, but say where
@@ -153,6 +159,7 @@ def _apply(
             base = copy.deepcopy(defaults)
             if cls is ChipSpec:
                 base["sources"] = {"*": f"scenario catalog entry {epath}"}
+                base["efficiency"] = family_efficiency(over.get("family"))
             data = _merge(base, over)
         else:
             data = _merge(out[key].model_dump(), over)
@@ -201,6 +208,22 @@ def load_models(overrides: dict[str, dict] | None = None) -> dict[str, ModelSpec
     return _apply(_builtin_models(), overrides, ModelSpec, "catalog.models", {})
 
 
+@functools.cache
+def _builtin_engines() -> dict[str, EngineProfile]:
+    out = {}
+    for key, entry in _raw("engines.yaml")["engines"].items():
+        try:
+            out[key] = EngineProfile.model_validate(entry)
+        except ValidationError as exc:
+            _raise_validation(exc, EngineProfile, f"fleetsim/catalog/engines.yaml:engines.{key}", False)
+    return out
+
+
+def load_engines(overrides: dict[str, dict] | None = None) -> dict[str, EngineProfile]:
+    """Built-in engine profiles, with a scenario's `catalog.engines` section applied."""
+    return _apply(_builtin_engines(), overrides, EngineProfile, "catalog.engines", {})
+
+
 def get_chip(name: str, chips: dict[str, ChipSpec], field: str = "chip") -> ChipSpec:
     if name not in chips:
         raise ScenarioError(f"unknown chip '{name}'" + _suggest(name, list(chips)), field=field)
@@ -213,4 +236,4 @@ def get_model(name: str, models: dict[str, ModelSpec], field: str = "model") -> 
     return models[name]
 
 
-__all__ = ["load_chips", "load_models", "get_chip", "get_model", "PEAK_FIELD"]
+__all__ = ["load_chips", "load_engines", "load_models", "get_chip", "get_model", "PEAK_FIELD"]

@@ -31,42 +31,77 @@ class _NoBoolNumbers(StrictModel):
         return data
 
 
-class Efficiency(_NoBoolNumbers):
-    """Achieved fractions of peak and fixed costs of one serving iteration (roofline inputs).
+BANDS = ("low", "mid", "high")
 
-    `mfu` maps tokens processed in one iteration to the fraction of dense peak the GEMMs reach
-    (small iterations underfill the chip); values between breakpoints are interpolated linearly
-    in log(tokens) and held flat beyond the ends. A single number means a flat table.
+
+class Band(_NoBoolNumbers):
+    """Assumed efficiencies of a chip with no serving measurements, one of low / mid / high."""
+
+    mfu_scale: float = Field(gt=0, description="multiplies the chip's GEMM efficiency table")
+    hbm_efficiency: float = Field(gt=0, le=1, description="achieved / peak HBM bandwidth")
+    overhead_s: float = Field(ge=0, description="extra per-step cost on top of the engine's")
+
+
+class Efficiency(_NoBoolNumbers):
+    """Achieved fractions of peak of one serving iteration, per operator (roofline inputs).
+
+    `mfu` maps the rows of a GEMM (tokens in the iteration, or tokens per expert for MoE expert
+    GEMMs) to the fraction of dense peak it reaches; values between breakpoints are interpolated
+    linearly in log(rows), read at whole rows and held flat beyond the ends; `mfu_scale` multiplies
+    the whole table (what `fleetsim calibrate` fits). Narrow per-chip matrices lose efficiency by
+    n / (n + gemm_width_half), n = per-chip FFN width after tensor parallelism. `attention` maps
+    tokens in the iteration (decoding sequences, plus prompt tokens in a mixed iteration) to the
+    fraction of `hbm_efficiency` the KV-cache reads reach: few rows underfill the chip.
     """
 
-    mfu: dict[float, float] = Field(description="tokens per iteration -> model FLOPs utilisation")
+    mfu: dict[float, float] = Field(description="GEMM rows -> fraction of dense peak")
+    mfu_scale: float = Field(1.0, gt=0, description="multiplies every mfu value (fitted)")
+    gemm_width_half: float = Field(
+        256.0, ge=0, description="per-chip FFN width at which GEMM efficiency halves")
     hbm_efficiency: float = Field(gt=0, le=1, description="achieved / peak HBM bandwidth (MBU)")
+    attention: dict[float, float] = Field(
+        default_factory=lambda: {1.0: 1.0},
+        description="tokens in the iteration -> KV-read efficiency as a fraction of hbm_efficiency")
+    attn_compute_efficiency: float = Field(
+        0.5, gt=0, le=1, description="fraction of peak reached by attention FLOPs (prefill)")
     interconnect_efficiency: float = Field(gt=0, le=1, description="achieved / peak link bandwidth")
-    overhead_s: float = Field(ge=0, description="fixed per-iteration cost: scheduling, launches")
-    collective_latency_s: float = Field(ge=0, description="fixed latency of one all-reduce")
-    reserve_hbm_fraction: float = Field(
-        ge=0, lt=1, description="HBM kept for activations, runtime and fragmentation"
-    )
+    overhead_s: float = Field(
+        ge=0, description="extra fixed per-iteration cost of this chip on top of the engine's")
+    collective_latency_s: float = Field(ge=0, description="fixed latency of one collective")
+    measured: bool = Field(
+        True, description="False: no published serving measurement on this chip; `bands` apply")
+    bands: dict[Literal["low", "mid", "high"], Band] | None = Field(
+        None, description="assumed efficiencies a scenario picks (pool band) for unmeasured chips")
     basis: str = Field(description="where these figures come from")
 
-    @field_validator("mfu", mode="before")
+    @field_validator("mfu", "attention", mode="before")
     @classmethod
-    def _scalar_mfu(cls, v):
+    def _scalar_table(cls, v):
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return {1.0: float(v)}
         return v
 
-    @field_validator("mfu")
+    @field_validator("mfu", "attention")
     @classmethod
-    def _check_mfu(cls, v: dict[float, float]) -> dict[float, float]:
+    def _check_table(cls, v: dict[float, float]) -> dict[float, float]:
         if not v:
-            raise ValueError("mfu table needs at least one point (tokens: fraction)")
-        for tokens, frac in v.items():
-            if not (tokens >= 1 and math.isfinite(tokens)):
-                raise ValueError(f"mfu table keys are tokens per iteration >= 1, got {tokens}")
+            raise ValueError("an efficiency table needs at least one point (rows: fraction)")
+        for rows, frac in v.items():
+            if not (rows >= 1 and math.isfinite(rows)):
+                raise ValueError(f"efficiency table keys are counts >= 1, got {rows}")
             if not (0 < frac <= 1):
-                raise ValueError(f"mfu values must be in (0, 1], got {frac} at {tokens} tokens")
+                raise ValueError(f"efficiency values must be in (0, 1], got {frac} at {rows}")
         return dict(sorted(v.items()))
+
+    @model_validator(mode="after")
+    def _bands_when_unmeasured(self) -> "Efficiency":
+        if not self.measured and not self.bands:
+            raise ValueError("an unmeasured chip (measured: false) needs bands low/mid/high")
+        if self.bands and set(self.bands) != set(BANDS):
+            raise ValueError(f"bands must give all of {', '.join(BANDS)}")
+        if max(self.mfu.values()) * self.mfu_scale > 1.0:
+            raise ValueError("mfu_scale x mfu must stay <= 1")
+        return self
 
 
 class ChipSpec(_NoBoolNumbers):
@@ -74,6 +109,9 @@ class ChipSpec(_NoBoolNumbers):
 
     name: str = Field(description="full product name")
     vendor: str
+    family: str = Field(
+        "unmeasured", description="efficiency family whose fitted figures the chip shares "
+        "(chips.yaml families: nvidia-hopper, nvidia-blackwell, ascend, unmeasured)")
     year: int | None = None
     supply_channel: str = Field(description="export regime / supplier channel that governs it")
     memory_type: str = Field(description="HBM3, HBM2e, GDDR6, LPDDR5, SRAM only ...")
@@ -288,3 +326,50 @@ class ModelSpec(_NoBoolNumbers):
         if self.is_mla:
             return float(self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim))
         return float(2 * self.num_layers * self.num_kv_heads * self.head_dim)
+
+
+PLATFORMS = ("cuda", "ascend", "other")
+PLATFORM_OF_FAMILY = {"nvidia-hopper": "cuda", "nvidia-blackwell": "cuda", "ascend": "ascend"}
+
+
+class EngineProfile(_NoBoolNumbers):
+    """A serving engine as part of the replica type: what it adds to every iteration, what it
+    overlaps, how much memory it gives the KV cache. Figures are tagged like the chip catalog's:
+    `sources` per field ('*' for the rest), `fitted` (by fleetsim calibrate from the fitting split
+    of fleetsim/catalog/measurements.csv), `assumed` (no published figure)."""
+
+    name: str
+    platforms: list[Literal["cuda", "ascend", "other"]] = Field(
+        description="chip platforms the engine runs on")
+    overhead_s: dict[Literal["cuda", "ascend", "other"], float] = Field(
+        description="fixed per-iteration cost (scheduling, launches, host sync) by platform")
+    gemm_efficiency: float = Field(1.0, gt=0, le=1.5, description="multiplies GEMM efficiency")
+    comm_overlap: float = Field(
+        0.0, ge=0, le=1, description="share of compute time under which collectives hide "
+        "(1 = two-micro-batch overlap hides communication up to the compute time)")
+    kv_policy: Literal["free_fraction", "total_fraction"] = Field(
+        description="free_fraction: KV = kv_fraction x (memory - weights - reserve) "
+        "(TensorRT-LLM); total_fraction: KV = kv_fraction x memory - weights - reserve (vLLM, SGLang)")
+    kv_fraction: float = Field(gt=0, le=1, description="kv_cache_free_gpu_mem_fraction / gpu_memory_utilization")
+    activation_reserve_gb: float = Field(ge=0, description="per chip, for activations and runtime")
+    moe_imbalance: float = Field(
+        1.0, ge=1, description="busiest / mean expert load with expert parallelism (EPLB lowers it)")
+    sources: dict[str, str]
+    fitted: list[str] = Field(default_factory=list)
+    assumed: list[str] = Field(default_factory=list)
+    worked_example: str = Field(description="one small iteration worked out by hand (tested)")
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _tags_are_fields(self) -> "EngineProfile":
+        names = set(type(self).model_fields)
+        for flag in ("fitted", "assumed"):
+            bad = [f for f in getattr(self, flag) if f not in names]
+            if bad:
+                raise ValueError(f"{flag} lists unknown fields {bad}")
+        if "*" not in self.sources:
+            raise ValueError("sources needs a '*' entry")
+        missing = [p for p in self.platforms if p not in self.overhead_s]
+        if missing:
+            raise ValueError(f"overhead_s needs a value for platform(s) {missing}")
+        return self

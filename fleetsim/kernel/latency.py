@@ -1,24 +1,49 @@
-"""Roofline latency and memory model of one replica (one model on `tp` chips of one kind).
+"""Per-operator roofline latency and memory model of one replica (one model on `tp` chips).
 
-time = max(FLOPs / (peak x MFU(tokens) x throttle), bytes / (HBM bandwidth x MBU))
-       + tensor-parallel all-reduces + fixed overhead
-Equations and sources: docs/kernel.md. Three entry points share one formula:
-`iteration_time_s` (numpy arrays), `step_time_s` (one iteration, plain floats, microseconds) and
-`decode_run` (a fixed decoding batch over many steps, closed form, O(1)).
+An iteration is a sum of phases, each its own roofline (docs/kernel.md has the equations):
+
+    dense GEMMs    max(FLOPs / (peak x eff(rows, width)), dense weight bytes / (HBM x MBU))
+  + expert GEMMs   imbalance x max(FLOPs / (peak x eff(rows per expert)), expert bytes / (HBM x MBU))
+  + attention      max(attention FLOPs / (attention peak x eff), KV bytes / (HBM x MBU x eff(batch)))
+  + collectives    tensor-parallel all-reduces or expert-parallel all-to-alls, hidden under the
+                   compute only as far as the engine overlaps them (comm_overlap)
+  + the engine's fixed per-step overhead.
+
+Speculative decoding (MTP, EAGLE) verifies 1 + draft tokens per sequence per step and keeps
+`tokens_per_step` of them: the serving layer sees one token per sequence per iteration, so an
+iteration here is 1 / tokens_per_step of a verify step (same tokens-per-second, TPOT divided).
+
+Three entry points share one formula: `iteration_time_s` (numpy arrays), `step_time_s` (one
+iteration, plain floats) and `decode_run` (a fixed decoding batch over many steps, closed form).
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 
 import numpy as np
 
-from fleetsim.catalog.schema import BYTES_PER_VALUE, PEAK_FIELD, PRECISIONS, ChipSpec, ModelSpec
+from fleetsim.catalog.loader import load_engines
+from fleetsim.catalog.schema import (
+    BANDS,
+    BYTES_PER_VALUE,
+    PEAK_FIELD,
+    PLATFORM_OF_FAMILY,
+    PRECISIONS,
+    ChipSpec,
+    EngineProfile,
+    ModelSpec,
+)
 from fleetsim.errors import CapacityError, ScenarioError
 
 ACT_BYTES = 2.0  # activations travel in bf16 in the all-reduces
 MIN_KV_TOKENS = 1024  # a replica that cannot cache this many tokens is refused as useless
+DEFAULT_ENGINE = {"cuda": "vllm", "ascend": "vllm-ascend", "other": "vllm"}  # engine: None
+
+
+def default_engine(chip: ChipSpec) -> str:
+    """The engine a pool gets when it names none: vLLM, or its Ascend plugin on Ascend chips."""
+    return DEFAULT_ENGINE[PLATFORM_OF_FAMILY.get(chip.family, "other")]
 
 
 def allowed_tp(model: ModelSpec) -> list[int] | None:
@@ -37,8 +62,26 @@ def allowed_tp(model: ModelSpec) -> list[int] | None:
     ]
 
 
+def _interp_log(table: list[tuple[float, float]]):
+    xs = [math.log(k) for k, _ in table]
+    ys = [v for _, v in table]
+    return xs, ys, np.array(xs), np.array(ys)
+
+
+def _table(xa: np.ndarray, ya: np.ndarray, scale: float) -> np.ndarray:
+    """Efficiency for every whole row count 0..N (N: where the table turns flat), interpolated
+    in log(rows): scalar and vector paths both read it at floor(rows), so they agree exactly."""
+    n = int(math.ceil(math.exp(xa[-1])))
+    rows = np.maximum(np.arange(n + 1, dtype=float), 1.0)
+    return np.interp(np.log(rows), xa, ya) * scale
+
+
 class ReplicaKernel:
-    """Latency and KV-cache capacity of one replica; all coefficients precomputed here."""
+    """Latency and KV-cache capacity of one replica; all coefficients precomputed here.
+
+    engine: name in fleetsim/catalog/engines.yaml or an EngineProfile (None: default_engine). band: low | mid | high,
+    for chips without serving measurements (catalog `measured: false`); refused on measured chips.
+    speculative: (draft_tokens, tokens_per_step) or None."""
 
     def __init__(
         self,
@@ -48,6 +91,9 @@ class ReplicaKernel:
         precision: str = "bf16",
         *,
         kv_precision: str = "bf16",
+        engine: str | EngineProfile | None = None,
+        band: str | None = None,
+        speculative: tuple[int, float] | None = None,
     ) -> None:
         for name, val in (("precision", precision), ("kv_precision", kv_precision)):
             if val not in PRECISIONS:
@@ -71,9 +117,59 @@ class ReplicaKernel:
         self.chip, self.model, self.tp = chip, model, int(tp)
         self.precision, self.kv_precision = precision, kv_precision
         self.assumptions: list[str] = []
+        self.engine = self._engine(engine, chip)
         eff = chip.efficiency
 
-        # ---- memory model ----
+        # ---- precisions: a precision the chip has no peak for is an error, not a fallback ----
+        supported = [p for p in PRECISIONS if chip.peak_tflops(p)]
+        for what, val in (("precision", precision), ("kv_precision", kv_precision)):
+            if val != "bf16" and not chip.peak_tflops(val):
+                raise ScenarioError(
+                    f"{chip.name} does not support {val} ({what}): the catalog gives no "
+                    f"{PEAK_FIELD[val]}; supported: {', '.join(supported) or 'none'}",
+                    field=what,
+                )
+        peak = chip.peak_tflops(precision)
+        if peak is None:  # bf16 without a bf16 peak (an int8-only chip)
+            raise ScenarioError(
+                f"{chip.name} has no {precision} peak in the catalog; supported: "
+                f"{', '.join(supported)}", field="precision")
+
+        # ---- efficiencies, with the scenario's band on a chip nobody has measured ----
+        mfu_scale, hbm_eff, chip_overhead = eff.mfu_scale, eff.hbm_efficiency, eff.overhead_s
+        if band is not None and band not in BANDS:
+            raise ScenarioError(f"unknown band '{band}'; allowed: {', '.join(BANDS)}", field="band")
+        if eff.measured:
+            if band is not None:
+                raise ScenarioError(
+                    f"{chip.name}'s efficiency family ({chip.family}) is fitted on published serving "
+                    "measurements; band applies only to chips the catalog marks measured: false "
+                    "(family unmeasured)", field="band")
+        else:
+            band = band or "mid"
+            b = eff.bands[band]
+            mfu_scale, hbm_eff, chip_overhead = b.mfu_scale, b.hbm_efficiency, chip_overhead + b.overhead_s
+            self.assumptions.append(
+                f"{chip.name}: no published serving measurements; efficiencies are the ASSUMED "
+                f"'{band}' band (mfu x{mfu_scale:g}, MBU {hbm_eff:g}); compare low/mid/high")
+        self.band = band
+        self.platform = PLATFORM_OF_FAMILY.get(chip.family, "other")
+
+        # ---- speculative decoding ----
+        if speculative is None:
+            self.draft_tokens, self.tokens_per_step = 0, 1.0
+        else:
+            k, a = speculative
+            if not (isinstance(k, (int, np.integer)) and k >= 1 and 1.0 <= a <= k + 1):
+                raise ScenarioError(
+                    f"speculative decoding needs draft_tokens >= 1 and 1 <= tokens_per_step <= "
+                    f"draft_tokens + 1, got {k!r}, {a!r}", field="speculative")
+            self.draft_tokens, self.tokens_per_step = int(k), float(a)
+        self._inv_a = 1.0 / self.tokens_per_step
+        self._q = 1.0 + self.draft_tokens  # query tokens per decoding sequence per verify step
+        self._draft = 1.0 + self.draft_tokens / model.num_layers  # MTP module ~ one extra layer a draft
+
+        # ---- memory model: the engine's KV policy ----
         bpp = BYTES_PER_VALUE[precision]
         self.weight_bytes = model.total_params * bpp
         if model.is_mla:
@@ -81,20 +177,27 @@ class ReplicaKernel:
         else:
             kv_copies = max(1.0, self.tp / model.num_kv_heads)  # KV heads replicated past tp > kv
         self.kv_bytes_per_token = model.kv_values_per_token() * BYTES_PER_VALUE[kv_precision] * kv_copies
-        usable = chip.hbm_gb * 1e9 * self.tp * (1.0 - eff.reserve_hbm_fraction)
-        if self.weight_bytes > usable:
-            per_chip = chip.hbm_gb * 1e9 * (1.0 - eff.reserve_hbm_fraction)
-            fix = (
-                f"raise tp to at least {math.ceil(self.weight_bytes / per_chip)} or use a "
-                "smaller precision" if per_chip > 0 else "this chip has no device memory for weights"
-            )
+        total = chip.hbm_gb * 1e9 * self.tp
+        reserve = self.engine.activation_reserve_gb * 1e9 * self.tp
+        f = self.engine.kv_fraction
+        if self.engine.kv_policy == "free_fraction":
+            kv_room = f * (total - self.weight_bytes - reserve)
+        else:
+            kv_room = f * total - self.weight_bytes - reserve
+        if kv_room <= 0:
+            per_chip = chip.hbm_gb * 1e9
+            need = self.weight_bytes / max(per_chip * (f if self.engine.kv_policy == "total_fraction" else 1.0)
+                                           - self.engine.activation_reserve_gb * 1e9, 1.0)
+            fix = (f"raise tp to at least {max(self.tp + 1, math.ceil(need))} or use a smaller precision"
+                   if per_chip > 0 else "this chip has no device memory for weights")
             raise CapacityError(
                 f"{model.name} weights need {self.weight_bytes / 1e9:.1f} GB in {precision} but "
-                f"{self.tp} x {chip.name} give {usable / 1e9:.1f} GB after the "
-                f"{eff.reserve_hbm_fraction:.0%} activation reserve; {fix}",
+                f"{self.tp} x {chip.name} ({total / 1e9:.0f} GB) leave no KV-cache room under "
+                f"{self.engine.name}'s memory policy ({self.engine.kv_policy} {f:g}, "
+                f"{self.engine.activation_reserve_gb:g} GB reserve per chip); {fix}",
                 field="tp",
             )
-        self.kv_capacity_tokens = int((usable - self.weight_bytes) // self.kv_bytes_per_token)
+        self.kv_capacity_tokens = int(kv_room // self.kv_bytes_per_token)
         if self.kv_capacity_tokens < MIN_KV_TOKENS:
             raise CapacityError(
                 f"{model.name} fits on {self.tp} x {chip.name} in {precision} but leaves room for "
@@ -102,28 +205,12 @@ class ReplicaKernel:
                 field="tp",
             )
 
-        # ---- compute peak, with an explicit fallback when the chip lacks the precision ----
-        peak = chip.peak_tflops(precision)
-        if peak is None:
-            fallback = "bf16" if precision != "fp4" else ("fp8" if chip.fp8_tflops else "bf16")
-            peak = chip.peak_tflops(fallback)
-            if peak is None:
-                raise ScenarioError(
-                    f"{chip.name} has no {precision} or {fallback} peak in the catalog; give "
-                    f"catalog.chips.<name>.{PEAK_FIELD[precision]} or choose another precision",
-                    field="precision",
-                )
-            self.assumptions.append(
-                f"{chip.name} publishes no {precision} peak: weights stored in {precision} "
-                f"({bpp:g} B/param) but matmuls run at the {fallback} peak (weight-only quantisation)"
-            )
+        # ---- peaks ----
         self.peak_flops = peak * 1e12 * self.tp
-        # Attention (QK^T, AV over the cache) multiplies activations by cached K/V, not by the
-        # weights: it runs at the fp8 peak with an fp8 cache (FP8 attention kernels), else bf16.
+        # Attention multiplies activations by cached K/V: fp8 peak with an fp8 cache, else bf16.
         attn_peak = chip.fp8_tflops if kv_precision == "fp8" and chip.fp8_tflops else chip.bf16_tflops
         self.attention_peak_flops = (attn_peak or peak) * 1e12 * self.tp
-        self.bandwidth_bps = chip.hbm_tbps * 1e12 * self.tp * eff.hbm_efficiency
-        # The schema refuses these; a ChipSpec built without validation must not divide by zero.
+        self.bandwidth_bps = chip.hbm_tbps * 1e12 * self.tp * hbm_eff
         for what, val in (
             ("compute peak", self.peak_flops), ("hbm_tbps", self.bandwidth_bps),
             ("interconnect_gbps", chip.interconnect_gbps), ("scaleout_gbps", chip.scaleout_gbps),
@@ -134,48 +221,66 @@ class ReplicaKernel:
                     field=what,
                 )
 
-        # ---- per-iteration coefficients ----
-        self._f_tok = 2.0 * model.matmul_params_per_token  # FLOPs per processed token
+        # ---- parallelism ----
+        self.dp_attention = model.is_mla and model.is_moe and self.tp > 1
+        self.expert_parallel = model.is_moe and self.tp > 1
+        self.parallelism = "dp-attention+ep-alltoall" if self.dp_attention else "tp-allreduce"
+
+        # ---- per-iteration coefficients (FLOPs per token, bytes per iteration) ----
+        dense_mm = model.matmul_params_per_token - model.moe_layers * model.experts_per_token * model.expert_params
+        self._f_dense = 2.0 * dense_mm  # attention projections, dense MLPs, shared experts, routers
+        self._f_exp = 2.0 * model.moe_layers * model.experts_per_token * model.expert_params
         self._f_head = 2.0 * model.embedding_params  # LM head, per sampled (decode) token
-        self._a_pf = model.attn_flops_per_pair("prefill")
-        self._a_dec = model.attn_flops_per_pair("decode")
+        attn_scale = self.peak_flops / self.attention_peak_flops
+        attn_eff = eff.attn_compute_efficiency
+        self._a_pf = model.attn_flops_per_pair("prefill") * attn_scale / attn_eff
+        self._a_dec = model.attn_flops_per_pair("decode") * attn_scale / attn_eff
         dense_read = model.dense_params - (0 if model.tie_word_embeddings else model.embedding_params)
         self._w_dense = dense_read * bpp  # read every iteration (input embedding: lookups only)
         self._w_expert_layer = model.moe_layers * model.expert_params * bpp  # one expert, all layers
         self._n_exp = float(model.num_experts)
         self._q_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 0.0
+        self._rows_per_expert = model.experts_per_token / model.num_experts if model.is_moe else 0.0
+        self._dense_rows = 1.0 / self.tp if self.dp_attention else 1.0
+        self._imbalance = self.engine.moe_imbalance if self.expert_parallel else 1.0
         self._inv_peak = 1.0 / self.peak_flops
-        # attention FLOPs are charged at the attention peak by scaling their coefficients
-        attn_scale = self.peak_flops / self.attention_peak_flops
-        self._a_pf *= attn_scale
-        self._a_dec *= attn_scale
         self._inv_bw = 1.0 / self.bandwidth_bps
-        # Beyond the scale-up domain (an 8-GPU NVLink board, a CloudMatrix supernode) the
-        # collectives cross the scale-out network, whose per-chip NIC is far slower.
+        # GEMM efficiency: table by rows x width factor x engine multiplier x fitted scale
+        width_d = model.intermediate_size if model.moe_layers < model.num_layers else model.hidden_size
+        width_d = width_d / (1 if self.dp_attention else self.tp)
+        width_e = model.moe_intermediate_size / (1 if self.expert_parallel else self.tp) if model.is_moe else 1.0
+        wh = eff.gemm_width_half
+        g = mfu_scale * self.engine.gemm_efficiency
+        self._g_dense = g * width_d / (width_d + wh)
+        self._g_exp = g * width_e / (width_e + wh)
+        self._mfu_x, self._mfu_y, self._mfu_xa, self._mfu_ya = _interp_log(sorted(eff.mfu.items()))
+        self._att_x, self._att_y, self._att_xa, self._att_ya = _interp_log(sorted(eff.attention.items()))
+        # efficiency by whole rows (tokens, tokens per expert, decoding sequences), read at floor()
+        self._tab_d = _table(self._mfu_xa, self._mfu_ya, self._g_dense)
+        self._tab_e = _table(self._mfu_xa, self._mfu_ya, self._g_exp)
+        self._tab_a = _table(self._att_xa, self._att_ya, 1.0)
+        self._nd, self._ne, self._na = len(self._tab_d) - 1, len(self._tab_e) - 1, len(self._tab_a) - 1
+        self._ld, self._le, self._la = self._tab_d.tolist(), self._tab_e.tolist(), self._tab_a.tolist()
+        self._log_q_miss = math.log(self._q_miss) if self._q_miss > 0 else 0.0
+
+        # ---- collectives ----
         self.scaled_out = self.tp > chip.scaleup_domain_chips
         link_gbps = chip.scaleout_gbps if self.scaled_out else chip.interconnect_gbps
         link_bps = link_gbps * 1e9 / 2.0 * eff.interconnect_efficiency
-        self.parallelism = "tp-allreduce"
-        self.comm_overlapped = False
         self._comm1_p = None
         if self.tp == 1:
             self._comm0 = self._comm1 = 0.0
-        elif model.is_mla and model.is_moe:
-            # DeepSeek-style serving: data-parallel attention + expert parallelism. Each MoE layer
-            # has two all-to-alls: dispatch in fp8 (1 B/value) and combine in bf16 (2 B/value)
-            # (DeepSeek-V3 report; DeepEP). A chip sends its tokens/tp hidden vectors to k
-            # experts, (tp-1)/tp of them elsewhere; across the scale-out network node-limited
-            # routing sends each token to at most `expert_groups_per_token` nodes.
-            self.parallelism = "dp-attention+ep-alltoall"
-            self.comm_overlapped = True  # two-micro-batch overlap hides all-to-alls under compute
-            # Decode tokens use the low-latency kernels (direct to all k experts); prefill tokens
-            # use the normal kernels, whose node-limited routing crosses the scale-out network
-            # at most `expert_groups_per_token` times per token (DeepEP docs/legacy.md).
+        elif self.dp_attention:
+            # DeepSeek-style serving: two all-to-alls per MoE layer, dispatch in fp8 (1 B/value)
+            # and combine in bf16 (2 B/value) (DeepSeek-V3 report; DeepEP). A chip sends its
+            # tokens/tp hidden vectors to k experts, (tp-1)/tp of them elsewhere; decode tokens go
+            # to all k experts (low-latency kernels), prefill tokens across the scale-out network
+            # at most `expert_groups_per_token` times (node-limited routing, DeepEP docs/legacy.md).
             n_coll = 2.0 * model.moe_layers
             fan_d = fan_p = model.experts_per_token
             if self.scaled_out and model.expert_groups_per_token:
                 fan_p = min(fan_p, model.expert_groups_per_token)
-            unit = model.hidden_size * (1.0 + ACT_BYTES) / 2.0  # mean bytes a value, per collective
+            unit = model.hidden_size * (1.0 + ACT_BYTES) / 2.0
             share = n_coll * (self.tp - 1) / (self.tp * self.tp) / link_bps
             self._comm0 = n_coll * eff.collective_latency_s
             self._comm1 = fan_d * unit * share
@@ -186,18 +291,34 @@ class ReplicaKernel:
             self._comm0 = n_coll * eff.collective_latency_s
             self._comm1 = n_coll * 2.0 * (self.tp - 1) / self.tp * model.hidden_size * ACT_BYTES / link_bps
         if self._comm1_p is None:
-            self._comm1_p = self._comm1  # per prefill token; _comm1 is per decode token
-        self._overhead = eff.overhead_s
-        table = sorted(eff.mfu.items())
-        self._mfu_x = [math.log(k) for k, _ in table]
-        self._mfu_y = [v for _, v in table]
-        self._mfu_xa = np.array(self._mfu_x)
-        self._mfu_ya = np.array(self._mfu_y)
+            self._comm1_p = self._comm1
+        self._ov = self.engine.comm_overlap
+        self.comm_overlapped = self._ov > 0
+        self._overhead = self.engine.overhead_s[self.platform] + chip_overhead
+
+    @staticmethod
+    def _engine(engine, chip: ChipSpec) -> EngineProfile:
+        if engine is None:
+            engine = default_engine(chip)
+        if isinstance(engine, EngineProfile):
+            prof = engine
+        else:
+            engines = load_engines()
+            if engine not in engines:
+                raise ScenarioError(f"unknown engine '{engine}'; allowed: {', '.join(engines)}", field="engine")
+            prof = engines[engine]
+        platform = PLATFORM_OF_FAMILY.get(chip.family, "other")
+        if platform not in prof.platforms:
+            raise ScenarioError(
+                f"engine {prof.name} does not run on {chip.name} (platform {platform}); it runs on "
+                f"{', '.join(prof.platforms)}", field="engine")
+        return prof
 
     def __repr__(self) -> str:
         return (
             f"ReplicaKernel({self.chip.name!r}, {self.model.name!r}, tp={self.tp}, "
-            f"precision={self.precision!r}, kv_capacity_tokens={self.kv_capacity_tokens})"
+            f"precision={self.precision!r}, engine={self.engine.name!r}, "
+            f"kv_capacity_tokens={self.kv_capacity_tokens})"
         )
 
     # ---- memory ----
@@ -209,20 +330,31 @@ class ReplicaKernel:
         return (self.kv_capacity_tokens // ctx).astype(np.int64)
 
     # ---- scalar pieces ----
-    def _mfu(self, tokens: float) -> float:
-        xs, ys = self._mfu_x, self._mfu_y
-        x = math.log(tokens) if tokens > 1.0 else 0.0
-        if x <= xs[0]:
-            return ys[0]
-        if x >= xs[-1]:
-            return ys[-1]
-        j = bisect_right(xs, x) - 1
-        return ys[j] + (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j]) * (x - xs[j])
-
     def _weights_read(self, tokens: float) -> float:
         if self._n_exp == 0.0:
             return self._w_dense
         return self._w_dense + self._w_expert_layer * self._n_exp * (1.0 - self._q_miss**tokens)
+
+    def _phases(self, p: float, d: float, throttle: float) -> tuple[float, float, float, float, float]:
+        """Scalar pieces for a real (verify) step with p prefill and d decoding sequences:
+        (gemm seconds, attention compute per FLOP-coefficient, KV seconds per byte, comm, tokens)."""
+        tokens = p + d * self._q
+        t = min(int(tokens * self._dense_rows), self._nd)
+        dense = max(
+            (self._f_dense * tokens + self._f_head * self._q * d) * self._inv_peak
+            / (self._ld[t] * throttle),
+            self._w_dense * self._inv_bw,
+        )
+        gemm = dense
+        if self._n_exp:
+            exp = max(
+                tokens * (self._f_exp * self._inv_peak) / (self._le[min(int(tokens * self._rows_per_expert), self._ne)] * throttle),
+                self._w_expert_layer * self._n_exp * self._inv_bw * (1.0 - self._q_miss**tokens),
+            )
+            gemm += exp * self._imbalance
+        kv_eff = self._la[min(int(tokens), self._na)]
+        comm = d * (self._comm1 * self._q) + self._comm1_p * p + self._comm0
+        return gemm, self._inv_peak / throttle, self._inv_bw / kv_eff, comm, tokens
 
     def step_time_s(
         self,
@@ -233,25 +365,19 @@ class ReplicaKernel:
         throttle: float = 1.0,
     ) -> float:
         """One iteration in plain floats: the serving layer's per-batch-change call."""
-        tokens = prefill_tokens + decode_seqs
-        if tokens <= 0:
+        if prefill_tokens + decode_seqs <= 0:
             return 0.0
         if prefill_attended_tokens is None:
             prefill_attended_tokens = 0.5 * prefill_tokens * prefill_tokens
-        flops = (
-            self._f_tok * tokens
-            + self._f_head * decode_seqs
-            + self._a_pf * prefill_attended_tokens
-            + self._a_dec * decode_context_tokens
+        a = self.tokens_per_step
+        p, d = prefill_tokens * a, float(decode_seqs)
+        gemm, ac, kvc, comm, tokens = self._phases(p, d, throttle)
+        attn = max(
+            (self._a_pf * prefill_attended_tokens * a + self._a_dec * decode_context_tokens * self._q) * ac,
+            self.kv_bytes_per_token * (decode_context_tokens + tokens) * kvc,
         )
-        compute = flops * self._inv_peak / (self._mfu(tokens) * throttle)
-        memory = (
-            self._weights_read(tokens) + self.kv_bytes_per_token * (decode_context_tokens + tokens)
-        ) * self._inv_bw
-        comm = self._comm0 + self._comm1 * decode_seqs + self._comm1_p * prefill_tokens
-        if self.comm_overlapped:
-            return max(compute, memory, comm) + self._overhead
-        return max(compute, memory) + comm + self._overhead
+        x = (gemm + attn) * self._draft
+        return (x + comm - min(comm, self._ov * x) + self._overhead) * self._inv_a
 
     # ---- vectorised ----
     def iteration_time_s(
@@ -262,78 +388,102 @@ class ReplicaKernel:
         prefill_attended_tokens=None,
         throttle=1.0,
     ) -> np.ndarray:
-        """Iteration times for arrays of iterations (numpy broadcasting, no Python loop)."""
-        if (
-            np.ndim(prefill_tokens) == 0
-            and np.ndim(decode_seqs) == 0
-            and np.ndim(decode_context_tokens) == 0
-            and np.ndim(prefill_attended_tokens) == 0
-            and np.ndim(throttle) == 0
-        ):
-            return np.asarray(
-                self.step_time_s(
-                    float(prefill_tokens),
-                    float(decode_seqs),
-                    float(decode_context_tokens),
-                    None if prefill_attended_tokens is None else float(prefill_attended_tokens),
-                    float(throttle),
-                )
-            )
-        p = np.asarray(prefill_tokens, dtype=float)
+        """Iteration times for arrays of iterations (numpy broadcasting, no Python loop beyond
+        a handful of rows, where per-call numpy overhead would dominate)."""
+        p0 = np.asarray(prefill_tokens, dtype=float)
         d = np.asarray(decode_seqs, dtype=float)
         c = np.asarray(decode_context_tokens, dtype=float)
-        a = 0.5 * p * p if prefill_attended_tokens is None else np.asarray(prefill_attended_tokens, dtype=float)
-        tokens = p + d
-        flops = self._f_tok * tokens
-        flops += self._f_head * d
-        flops += self._a_pf * a
-        flops += self._a_dec * c
-        mfu = np.interp(np.log(np.maximum(tokens, 1.0)), self._mfu_xa, self._mfu_ya)
-        if np.ndim(throttle) == 0:
-            mfu *= float(throttle)
-        else:
-            mfu = mfu * np.asarray(throttle, dtype=float)
-        compute = flops
-        compute *= self._inv_peak
-        compute /= mfu
-        memory = c + tokens
-        memory *= self.kv_bytes_per_token
-        if self._n_exp == 0.0:
-            memory += self._w_dense
-        else:
-            memory += self._w_dense + self._w_expert_layer * self._n_exp * (
-                1.0 - np.power(self._q_miss, tokens)
-            )
-        memory *= self._inv_bw
-        out = np.maximum(compute, memory)
-        comm = self._comm1 * d + self._comm1_p * p
+        att = 0.5 * p0 * p0 if prefill_attended_tokens is None else np.asarray(prefill_attended_tokens, dtype=float)
+        thr_a = np.asarray(throttle, dtype=float)
+        p0, d, c, att, thr_a = np.broadcast_arrays(p0, d, c, att, thr_a)
+        if p0.size <= _SMALL:
+            out = np.empty(p0.shape)
+            flat = out.reshape(-1)
+            for i, args in enumerate(zip(p0.flat, d.flat, c.flat, att.flat, thr_a.flat)):
+                flat[i] = self.step_time_s(*args)
+            return out if out.ndim else np.asarray(float(out))
+        scalar_thr = np.ndim(throttle) == 0
+        thr = float(throttle) if scalar_thr else thr_a
+        a = self.tokens_per_step
+        p = p0 * a if a != 1.0 else p0
+        tokens = p + d * self._q if self._q != 1.0 else p + d
+        rows = tokens if self._dense_rows == 1.0 else tokens * self._dense_rows
+        eff = self._tab_d[np.minimum(rows.astype(np.intp), self._nd)]
+        if not scalar_thr or thr != 1.0:
+            eff *= thr
+        gemm = self._f_dense * tokens
+        if self._f_head:
+            gemm += (self._f_head * self._q) * d
+        gemm *= self._inv_peak
+        gemm /= eff
+        np.maximum(gemm, self._w_dense * self._inv_bw, out=gemm)
+        if self._n_exp:
+            eff = self._tab_e[np.minimum((tokens * self._rows_per_expert).astype(np.intp), self._ne)]
+            if not scalar_thr or thr != 1.0:
+                eff *= thr
+            exp_c = tokens * (self._f_exp * self._inv_peak)
+            exp_c /= eff
+            exp_m = np.exp(tokens * self._log_q_miss) if self._q_miss > 0 else np.zeros_like(tokens)
+            np.subtract(1.0, exp_m, out=exp_m)
+            exp_m *= self._w_expert_layer * self._n_exp * self._inv_bw
+            np.maximum(exp_c, exp_m, out=exp_c)
+            exp_c *= self._imbalance
+            gemm += exp_c
+        att_c = att * (self._a_pf * a * self._inv_peak)
+        att_c += (self._a_dec * self._q * self._inv_peak) * c
+        if not scalar_thr or thr != 1.0:
+            att_c /= thr
+        att_m = c + tokens
+        att_m *= self.kv_bytes_per_token * self._inv_bw
+        att_m /= self._tab_a[np.minimum(tokens.astype(np.intp), self._na)]
+        np.maximum(att_c, att_m, out=att_m)
+        x = att_m
+        x += gemm
+        if self._draft != 1.0:
+            x *= self._draft
+        comm = d * (self._comm1 * self._q)
+        comm += self._comm1_p * p
         comm += self._comm0
-        if self.comm_overlapped:
-            np.maximum(out, comm, out=out)
+        if self._ov > 0:
+            hidden = np.minimum(comm, self._ov * x)
+            x += comm
+            x -= hidden
         else:
-            out += comm
-        out += self._overhead
-        return np.where(tokens > 0, out, 0.0)
+            x += comm
+        x += self._overhead
+        if a != 1.0:
+            x *= self._inv_a
+        x[tokens <= 0] = 0.0
+        return x
 
     # ---- event skipping ----
     def decode_run(self, n_seqs: int, context_tokens: float, throttle: float = 1.0) -> "DecodeRun":
         """A fixed batch of n_seqs decoding; summed context starts at context_tokens and grows
-        by n_seqs per step. Step j costs max(a1 + b1 j, a2 + b2 j [, comm]) + c."""
+        by n_seqs per step. Step j costs max over linear lines (a + b j) plus c, exactly
+        `step_time_s(0, n, context_tokens + n j)`: attention compute and KV reads are the two
+        lines of the attention roofline; with overlap each gives a second, overlapped line."""
         n = float(n_seqs)
         if n < 1:
             raise ValueError("decode_run needs n_seqs >= 1")
-        scale = self._inv_peak / (self._mfu(n) * throttle)
-        a1 = (self._f_tok * n + self._f_head * n + self._a_dec * context_tokens) * scale
-        b1 = self._a_dec * n * scale
-        a2 = (self._weights_read(n) + self.kv_bytes_per_token * (context_tokens + n)) * self._inv_bw
-        b2 = self.kv_bytes_per_token * n * self._inv_bw
-        comm = self._comm0 + self._comm1 * n
-        if self.comm_overlapped:
-            return DecodeRun(((a1, b1), (a2, b2), (comm, 0.0)), self._overhead)
-        return DecodeRun(((a1, b1), (a2, b2)), comm + self._overhead)
+        gemm, ac, kvc, comm, tokens = self._phases(0.0, n, throttle)
+        s, ia = self._draft, self._inv_a
+        kvb = self.kv_bytes_per_token
+        attn_lines = (
+            (self._a_dec * self._q * context_tokens * ac, self._a_dec * self._q * n * ac),
+            (kvb * (context_tokens + tokens) * kvc, kvb * n * kvc),
+        )
+        lines = []
+        for a0, b0 in attn_lines:
+            x0, x1 = (gemm + a0) * s, b0 * s
+            lines.append((x0 * ia, x1 * ia))
+            if self._ov > 0:
+                lines.append((((1.0 - self._ov) * x0 + comm) * ia, (1.0 - self._ov) * x1 * ia))
+        c = self._overhead * ia if self._ov > 0 else (comm + self._overhead) * ia
+        return DecodeRun(tuple(lines), c)
 
 
 _BIG = 2**62  # "never" in steps
+_SMALL = 8  # arrays up to this size go through step_time_s (numpy call overhead dominates)
 
 
 def _arith(a: float, b: float, m0: int, m1: int) -> float:
@@ -382,9 +532,9 @@ def _envelope(lines) -> tuple[tuple[int, float, float], ...]:
 
 
 class DecodeRun:
-    """Step j of a fixed decoding batch takes max over lines (a + b j) plus c: the compute line,
-    the memory line and, when communication overlaps compute, a flat communication line.
-    Sums and their inverse in closed form over the (at most three) pieces of the envelope."""
+    """Step j of a fixed decoding batch takes max over lines (a + b j) plus c: the attention
+    roofline's compute and KV-read lines (and, when communication overlaps compute, their
+    overlapped variants). Sums and their inverse in closed form over the envelope's pieces."""
 
     __slots__ = ("lines", "c", "_pieces")
 

@@ -33,6 +33,21 @@ def _steady(kernel: ReplicaKernel, batch: np.ndarray, prompt: float, output: flo
     return step, batch / step
 
 
+def steady_state(
+    kernel: ReplicaKernel, batch: int, prompt: float, output: float, throttle: float = 1.0,
+    *, decode_only: bool = False,
+) -> SteadyState:
+    """Exactly `batch` sequences in flight (a fixed-concurrency benchmark). decode_only: a
+    disaggregated decode instance (prompts are prefilled elsewhere)."""
+    b = np.array([float(batch)])
+    if decode_only:
+        step = kernel.iteration_time_s(0.0, b, b * (prompt + 0.5 * output), None, throttle)
+    else:
+        step, _ = _steady(kernel, b, prompt, output, throttle)
+    s = float(step[0])
+    return SteadyState(int(batch), s, float(batch) / s, 0.0 if decode_only else batch / s * prompt / output)
+
+
 def kv_limited_batch(kernel: ReplicaKernel, prompt: float, output: float) -> int:
     """Largest steady-state batch whose mean KV footprint (prompt + output/2 a sequence) fits."""
     return max(1, int(kernel.kv_capacity_tokens // (prompt + 0.5 * output)))

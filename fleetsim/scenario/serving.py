@@ -57,6 +57,15 @@ class ContinuousBatching(StrictModel):
         False, description="split long prompts into chunks that fill the token budget")
 
 
+class SpeculativeConfig(StrictModel):
+    """Speculative decoding (MTP, EAGLE): each step verifies 1 + draft_tokens per sequence and
+    keeps tokens_per_step of them on average (the acceptance length)."""
+
+    draft_tokens: Annotated[int, Field(ge=1, le=16)] = Field(description="draft tokens per step")
+    tokens_per_step: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+        description="mean tokens kept per verify step (1 + accepted drafts), <= draft_tokens + 1")
+
+
 class PoolConfig(StrictModel):
     """Identical replicas: one model on `tp` chips of one kind each, with a batching policy."""
 
@@ -65,7 +74,17 @@ class PoolConfig(StrictModel):
     tp: Annotated[int, Field(ge=1, le=64)] = Field(
         1, description="tensor-parallel degree: chips per replica (must shard the model's heads)")
     replicas: Annotated[int, Field(ge=0)] = Field(1, description="number of replicas in the pool")
-    precision: Literal["bf16", "fp8", "int8"] = Field("bf16", description="weight precision")
+    precision: Literal["bf16", "fp8", "int8", "fp4"] = Field(
+        "bf16", description="weight precision (the chip must publish a peak for it)")
+    kv_precision: Literal["bf16", "fp8", "int8"] = Field(
+        "bf16", description="KV-cache precision (the chip must publish a peak for it)")
+    engine: Literal["trtllm", "vllm", "sglang", "vllm-ascend", "mindie", "cloudmatrix-infer", "deepseek"] | None = Field(
+        None, description="serving engine profile (fleetsim/catalog/engines.yaml); None: vllm, "
+        "or vllm-ascend on Ascend chips")
+    band: Literal["low", "mid", "high"] | None = Field(
+        None, description="assumed efficiency band for chips without serving measurements "
+        "(None: mid); refused on measured chips")
+    speculative: SpeculativeConfig | None = Field(None, description="speculative decoding")
     batching: ContinuousBatching = Field(ContinuousBatching(), description="batching policy")
     queue_limit: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"

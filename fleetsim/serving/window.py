@@ -55,7 +55,12 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, Re
     kernels = {}
     for name, pool in cfg.pools.items():
         try:
-            kernels[name] = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+            spec = pool.speculative
+            kernels[name] = ReplicaKernel(
+                chips[pool.chip], models[pool.model], pool.tp, pool.precision,
+                kv_precision=pool.kv_precision, engine=pool.engine, band=pool.band,
+                speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
+            )
         except FleetsimError as exc:  # CapacityError, bad tp...: name the pool (and its field)
             field = f"serving.pools.{name}.{exc.field}" if exc.field else f"serving.pools.{name}"
             raise type(exc)(exc.message, field=field) from None
