@@ -297,7 +297,10 @@ class FleetConfig(StrictModel):
     years: Annotated[float, Field(gt=0, le=10)] = Field(3.0, description="horizon")
     demand: dict[str, DemandConfig] = Field(description="per serving workload class")
     channels: dict[str, ChannelConfig] = Field(description="supply channels by name")
-    events: list[RegimeEvent] = Field([], description="dated regime events")
+    reference_events: dict[str, str | list[str]] = Field(
+        {}, description="use the built-in dated timeline (fleetsim/catalog/export_controls.yaml): "
+        "role (h20, h200, nvidia) -> channel name(s); events outside the horizon are skipped")
+    events: list[RegimeEvent] = Field([], description="dated regime events (after the reference ones)")
     removals: list[RemovalEvent] = Field([], description="forced removals of installed chips")
     planner: PlannerConfig = Field(CheapestPlannerConfig(), description="procurement policy")
     budget: BudgetConfig = Field(description="capex budget")
@@ -330,6 +333,12 @@ class FleetConfig(StrictModel):
             if not (self.start <= ev.date < end):
                 raise ValueError(
                     f"events[{i}] date {ev.date} is outside the horizon {self.start} to {end}")
+        for role, names in self.reference_events.items():
+            for name in [names] if isinstance(names, str) else names:
+                if name not in self.channels:
+                    raise ValueError(
+                        f"reference_events.{role} names unknown channel '{name}'; channels: "
+                        f"{', '.join(sorted(self.channels))}")
         for i, ev in enumerate(self.removals):
             if not (self.start <= ev.date < end):
                 raise ValueError(
