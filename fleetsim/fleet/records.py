@@ -113,6 +113,8 @@ def _orders(sim) -> dict[str, Any]:
         "fate": np.array([x.fate for x in o], dtype=object),
         "delivered_on": np.array([day(x.delivered_day) if x.delivered_day >= 0 else np.datetime64("NaT")
                                   for x in o], dtype="datetime64[D]"),
+        "cancelled_on": np.array([day(x.cancelled_day) if x.cancelled_day >= 0 else np.datetime64("NaT")
+                                  for x in o], dtype="datetime64[D]"),
         "refund_usd": np.array([x.refund_usd for x in o], dtype=float),
     }
 

@@ -53,6 +53,7 @@ class Order:
     due_day: int
     fate: str = "in_transit"
     delivered_day: int = -1
+    cancelled_day: int = -1   # cancelled or stranded on
     refund_usd: float = 0.0
     paid_usd: float = 0.0     # capex + levy paid so far
 
@@ -306,6 +307,7 @@ class _FleetSim:
         fin = self.fleet.finance
         for o in list(ch.pending):
             pi = self.pool_ix[o.pool]
+            o.cancelled_day = day
             self.on_order[pi] -= o.count
             if ch.cfg.on_ban == "cancel":
                 o.fate = "cancelled"

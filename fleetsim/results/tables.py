@@ -94,7 +94,7 @@ def fleet_table(columns: dict[str, Any] | None) -> pd.DataFrame | None:
     for key in df.columns:
         if key in FLEET_CATEGORIES:
             df[key] = df[key].astype("string").astype("category")
-        elif key in ("date", "ordered_on", "due_on", "delivered_on"):
+        elif key in ("date", "ordered_on", "due_on", "delivered_on", "cancelled_on"):
             df[key] = pd.to_datetime(df[key])
         elif df[key].dtype == object and key in ("detail",):
             df[key] = df[key].astype("string")
