@@ -261,17 +261,32 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     )
 
 
-def goodput_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
-                  use_cache: bool = True) -> list[dict[str, Any]]:
-    """Goodput at SLO per (pool, workload) of a serving scenario, through the on-disk cache."""
+def capacity_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
+                   use_cache: bool = True) -> list:
+    """Capacity per (pool, workload) of a serving scenario (fleetsim.serving.capacity.Capacity:
+    goodput with its 95% interval, availability, derated goodput, power, energy per Mtok), through
+    the in-memory memo and the on-disk cache."""
     from fleetsim.results.cache import ResultCache
-    from fleetsim.serving import goodput
+    from fleetsim.serving.capacity import capacity_table as table
 
     if scenario.serving is None:
         raise ScenarioError("goodput needs a 'serving' section", field="serving")
-    chips, models = resolve_catalogs(scenario)
-    cache = ResultCache() if use_cache else None
-    return goodput.goodput_table(scenario, chips, models, progress=progress, cache=cache)
+    return table(scenario, cache=ResultCache() if use_cache else None, progress=progress)
+
+
+def goodput_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
+                  use_cache: bool = True) -> list[dict[str, Any]]:
+    """`capacity_table` as JSON-able rows (summary.json's goodput_search); no cache flag in them."""
+    rows = []
+    for c in capacity_table(scenario, progress, use_cache):
+        row = c.as_row()
+        rows.append(row | {
+            "goodput_req_per_s_per_replica": c.goodput_rps,
+            "goodput_ci95_req_per_s_per_replica": list(c.goodput_ci95_rps),
+            "goodput_tokens_per_s_per_replica": c.goodput_rps * c.output_tokens_per_request,
+            "effective_goodput_req_per_s_per_replica": c.effective_goodput_rps,
+        })
+    return rows
 
 
 def calibrate(chip: str, measurements: str | Path, scenario: Scenario | None = None):
