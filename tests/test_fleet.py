@@ -132,6 +132,30 @@ def test_ban_stops_deliveries_planner_switches_and_lift_resumes():
     check_conservation(res)
 
 
+def test_ban_cancel_refunds_share_of_payment():
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["nvidia"].update(on_ban="cancel", refund_share=0.5)
+    res = run(scenario({"channels": ch, "events": [{"date": "2025-03-01", "channel": "nvidia", "state": "banned"}]}))
+    o = res.orders
+    gone = o[o["fate"] == "cancelled"]
+    assert len(gone) >= 1
+    paid = gone["count_chips"] * (gone["price_usd_per_chip"] + 8000 / 8) + gone["levy_usd"]
+    np.testing.assert_allclose(gone["refund_usd"], 0.5 * paid)
+    check_money(res)
+    check_conservation(res)
+
+
+def test_ban_strand_keeps_money_and_chips_away():
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["nvidia"].update(on_ban="strand")
+    res = run(scenario({"channels": ch, "events": [{"date": "2025-03-01", "channel": "nvidia", "state": "banned"}]}))
+    st = res.orders[res.orders["fate"] == "stranded"]
+    assert len(st) >= 1 and (st["refund_usd"] == 0).all()
+    assert res.summary["fleet"]["chips_by_fate"]["stranded"] == st["count_chips"].sum()
+    check_money(res)
+    check_conservation(res)
+
+
 def test_buyer_ban_licence_open_zero_shipped():
     sc = scenario({"events": [{"date": "2025-02-01", "channel": "nvidia", "state": "open", "levy": 0.15},
                               {"date": "2025-02-01", "channel": "nvidia", "state": "buyer_ban"}],
