@@ -314,6 +314,9 @@ class FleetConfig(StrictModel):
     """Years of demand, procurement and money around the `serving:` template."""
 
     start: dt.date = Field(description="first simulated day")
+    seed: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="seed of the fleet's own randomness (demand, regimes, yields, lead times, "
+        "failures); default: the scenario seed. Replicates that vary only this reuse the capacity cache")
     years: Annotated[float, Field(gt=0, le=10)] = Field(3.0, description="horizon")
     demand: dict[str, DemandConfig] = Field(description="per serving workload class")
     channels: dict[str, ChannelConfig] = Field(description="supply channels by name")
