@@ -610,7 +610,9 @@ class _FleetSim:
         hidx = int(hour) % 24
         rate_tok = dmd * self.prof[:, hidx]
         self.window_snaps.append({"window": len(self.window_snaps), "day": day, "hour_of_day": hour,
-                                  "replicas_up": up.copy(), "tokens_per_s": rate_tok.copy()})
+                                  "replicas_up": up.copy(), "tokens_per_s": rate_tok.copy(),
+                                  "mean_tokens_per_s": dmd.copy(),
+                                  "utilisation": self.rec["utilisation"][day].copy()})
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, progress) -> FleetResult:
