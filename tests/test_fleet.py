@@ -268,3 +268,28 @@ def test_roadmap_generations_close_the_gap_and_are_bought_once_offered():
         mine = o[o["chip"] == f"ascend-910b-gen{k}"]
         assert len(mine) > 0 and (mine["ordered_on"] >= pd.Timestamp(first)).all()
     check_conservation(res)
+
+
+def test_site_racks_and_power_limit_the_fleet():
+    free = run(scenario())
+    chips_free = free.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1).max()
+    racks = run(scenario({"site": {"racks": 10, "chips_per_rack": 40}}))
+    tl = racks.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1)
+    assert tl.max() <= 400 < chips_free
+    assert racks.summary["fleet"]["unmet_demand_share"] > free.summary["fleet"]["unmet_demand_share"]
+    # 0.2 MW of facility power at TDP x PUE 1.2: 400 W H20s -> at most 416 chips
+    power = run(scenario({"site": {"power_mw": 0.2}}))
+    tl = power.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1)
+    assert tl.max() <= 0.2e6 / (400 * 1.2) + 1
+
+
+def test_retirement_at_end_of_life():
+    res = run(scenario({"finance": {"server_overhead_usd_per_node": 8000, "life_years": 0.5},
+                        "initial_fleet": [{"chip": "h20", "channel": "nvidia", "count": 300, "price_usd": 9000}]}))
+    h20 = res.timeline[res.timeline["chip"] == "h20"].reset_index(drop=True)
+    life = round(0.5 * 365)
+    assert h20["retired"][life - 1] == 0
+    assert h20["retired"][life] >= 300 - h20["lost"][life] - h20["in_repair"][life]
+    dep = res.ledger[(res.ledger["kind"] == "depreciation") & (res.ledger["chip"] == "h20")]
+    assert dep["amount_usd"].sum() <= h20["delivered"].iloc[-1] * (10000 + 8000 / 8)
+    check_conservation(res)
