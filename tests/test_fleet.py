@@ -87,15 +87,18 @@ def test_small_fleet_conserves_chips_and_money():
     overrun=st.sampled_from(["forbid", "allow"]),
     sigma=st.floats(0.0, 0.5),
     technicians=st.one_of(st.none(), st.integers(1, 5)),
+    cycle=st.one_of(st.none(), st.sampled_from(["licence_required", "banned", "buyer_ban"])),
 )
 def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, refund, capex_at, planner,
-                                       removal, overrun, sigma, technicians):
+                                       removal, overrun, sigma, technicians, cycle):
     import datetime as dt
 
     ban = (dt.date(2025, 1, 1) + dt.timedelta(days=ban_day)).isoformat()
     ch = copy.deepcopy(FLEET["channels"])
     ch["nvidia"].update(on_ban=on_ban, refund_share=refund, risk_per_year=0.5)
     ch["huawei"]["cap_per_month"] = 3000
+    if cycle is not None:  # random approval/restriction cycles on top of the dated ban
+        ch["nvidia"]["random_cycle"] = {"mean_open_days": 60, "mean_closed_days": 40, "closed_state": cycle}
     sc = scenario({
         "budget": {"total_usd": budget, "overrun": overrun},
         "demand": {"chat": {"tokens_per_s": 2.0e5, "growth_per_year": growth,
