@@ -296,3 +296,15 @@ def test_retirement_at_end_of_life():
     dep = res.ledger[(res.ledger["kind"] == "depreciation") & (res.ledger["chip"] == "h20")]
     assert dep["amount_usd"].sum() <= h20["delivered"].iloc[-1] * (10000 + 8000 / 8)
     check_conservation(res)
+
+
+def test_overrun_allowed_is_reported_and_revenue_gives_margin():
+    start = [{"chip": "h20", "channel": "nvidia", "count": 300, "price_usd": 9000}]
+    res = run(scenario({"budget": {"total_usd": 1e6, "overrun": "allow"}, "initial_fleet": start,
+                        "finance": {"server_overhead_usd_per_node": 8000, "revenue_usd_per_mtok": 2.0}}))
+    s = res.summary["fleet"]
+    assert s["capex_usd_total"] > 1e6 and s["overrun_usd"] == pytest.approx(s["capex_usd_total"] - 1e6)
+    assert s["revenue_usd"] == pytest.approx(2.0 * res.timeline["served_tokens_per_s"].sum() * 86400 / 1e6)
+    costs = sum(s["ledger_usd_by_kind"][k] for k in ("depreciation", "power", "opex"))
+    assert s["margin_usd"] == pytest.approx(s["revenue_usd"] - costs)
+    check_money(res)
