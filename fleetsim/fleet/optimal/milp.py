@@ -157,6 +157,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         gp = g[opool[i]]
         if np.any(gp > 0):
             need[i] = np.ceil(np.sum(np.where(gp > 0, peak / np.where(gp > 0, gp, 1), 0.0))) + 1
+            need[i] = max(need[i], np.ceil(pr.options[i].min_order_chips / tp[i]))
     for i, o in enumerate(pr.options):
         cap = pr.cap_chips.get(o.channel)
         if cap is not None and "caps" not in relax:
@@ -381,13 +382,17 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     )
 
 
-def _run(b: _Built, time_limit_s: float | None, mip_gap: float | None, fix_x: np.ndarray | None = None):
+def _run(b: _Built, time_limit_s: float | None, mip_gap: float | None,
+         fix_x: np.ndarray | None = None, fix_first: np.ndarray | None = None):
     lb, ub = b.lb.copy(), b.ub.copy()
     if fix_x is not None:
         cols = b.xcol.ravel()
         vals = np.asarray(fix_x, float).ravel()
         lb[cols] = vals
         ub[cols] = vals
+    if fix_first is not None:
+        cols = b.xcol[0, :, 0]
+        lb[cols] = ub[cols] = np.asarray(fix_first, float)
     opts = {"disp": False, "presolve": True}
     if time_limit_s is not None:
         opts["time_limit"] = float(time_limit_s)
@@ -412,6 +417,7 @@ def solve(
     mip_gap: float | None = 1e-4,
     explain: bool = True,
     fix_orders: np.ndarray | None = None,
+    fix_first_orders: np.ndarray | None = None,
 ) -> Plan:
     """Solve the planning problem; name the binding constraint family when demand goes unmet.
 
@@ -420,10 +426,27 @@ def solve(
     """
     t0 = time.perf_counter()
     b = build(problem)
-    res = _run(b, time_limit_s, mip_gap, fix_orders)
+    res = _run(b, time_limit_s, mip_gap, fix_orders, fix_first_orders)
     solve_s = time.perf_counter() - t0
     K, C, P, T, O = problem.K, problem.C, problem.P, problem.T, problem.O
     names = [o.name for o in problem.options]
+    lp_bound = None
+    if res.x is None and res.status == 1 and problem.allow_unmet and fix_orders is None:
+        # time limit before HiGHS found a plan: round the LP relaxation's orders down (every
+        # cap, budget and site row has non-negative order coefficients, so that stays feasible),
+        # drop orders below their minimum, and score that plan; the LP optimum bounds the gap
+        bl = build(problem, lp=True)
+        rl = _run(bl, None, None, None, fix_first_orders)  # an LP: no time limit
+        if rl.x is not None:
+            lp_bound = float(rl.fun)
+            xs = np.floor(rl.x[bl.xcol] + 1e-9)
+            tpv = np.array([problem.pools[problem.pool_index(o.pool)].chips_per_replica
+                            for o in problem.options], float)
+            mins = np.array([o.min_order_chips for o in problem.options], float)
+            xs[xs * tpv[None, :, None] < mins[None, :, None]] = 0.0
+            xs[:, :, 0] = xs[0, :, 0]
+            res = _run(b, None, None, xs, None)
+            res.status = 1
     if res.x is None:
         binding = _explain_infeasible(problem, time_limit_s) if explain else None
         if res.status == 2 or binding is not None:
@@ -445,6 +468,8 @@ def solve(
     }
     status = "optimal" if res.status == 0 else "time_limit"
     gap = float(getattr(res, "mip_gap", 0.0) or 0.0)
+    if lp_bound is not None:
+        gap = float((res.fun - lp_bound) / max(abs(res.fun), 1e-9))
     plan = Plan(
         status=status,
         orders=orders,
@@ -463,7 +488,7 @@ def solve(
     )
     lam = problem.cvar_weight
     plan.objective_usd = float((1 - lam) * (wts @ by_future) + lam * plan.cvar_usd)
-    if explain and fix_orders is None and plan.expected_unmet_rps_periods(wts) > 1e-9:
+    if explain and fix_orders is None and fix_first_orders is None and plan.expected_unmet_rps_periods(wts) > 1e-9:
         plan.binding, plan.binding_gain_rps_periods = _explain_unmet(problem, plan, time_limit_s)
     plan.solve_s = time.perf_counter() - t0
     return plan

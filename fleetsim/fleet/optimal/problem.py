@@ -166,6 +166,10 @@ class Problem:
             bad = set(np.unique(np.asarray(s, dtype=object))) - set(TRANSIT_EFFECT)
             if bad:
                 raise FleetsimError(f"channel_state[{ch!r}]: unknown states {sorted(bad)}")
+        if self.future_weight is not None:
+            w = np.asarray(self.future_weight, float)
+            if w.shape != (K,) or np.any(w < 0) or w.sum() <= 0:
+                raise FleetsimError(f"future_weight needs {K} non-negative weights, not {w.tolist()}")
         if not 0.0 <= self.cvar_alpha < 1.0:
             raise FleetsimError("cvar_alpha must be in [0, 1)")
         if not 0.0 <= self.cvar_weight <= 1.0:
