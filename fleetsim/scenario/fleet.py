@@ -196,6 +196,11 @@ class OptimalPlannerConfig(StrictModel):
     time_limit_s: Pos = Field(30.0, description="solver time limit per plan")
     mip_gap: Annotated[float, Field(ge=0, lt=1)] = Field(0.01, description="relative MIP gap")
     headroom: Annotated[float, Field(ge=0, le=5)] = Field(0.0, description="capacity over forecast peak")
+    domestic_share_min: Share = Field(
+        0.0, description="least share of served demand on domestic (non-US-controlled) chips, "
+        "from the longest lead time on")
+    integer_periods: Annotated[int, Field(ge=1, le=120)] = Field(
+        1, description="periods whose orders are integer (later ones continuous: only today's are placed)")
 
 
 PlannerConfig = Annotated[
