@@ -233,6 +233,6 @@ class OptimalPlanner:
         return out
 
     def report(self) -> dict[str, Any]:
-        """summary.json `fleet.planner`: the plan per period (solve times are in the benchmark)."""
+        """summary.json `fleet.planner_report`: the plan per period (solve times are in the benchmark)."""
         return {"kind": "optimal", "futures": self.config.futures, "risk": self.config.risk,
                 "plans": self.log}
