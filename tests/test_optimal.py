@@ -152,6 +152,7 @@ def brute_force(pr: Problem, n_max: int) -> float:
 def small_problems(draw):
     T, K = 2, draw(st.integers(1, 2))
     pools, opts = [], []
+    shared = draw(st.booleans())  # both options through one channel: its cap binds them together
     for j in range(2):
         tp = draw(st.sampled_from([1, 2]))
         pools.append(Pool(f"p{j}", f"chip{j}", tp, np.array([draw(st.sampled_from([3.0, 5.0, 8.0]))]),
@@ -159,7 +160,7 @@ def small_problems(draw):
                           power_usd_per_replica_period=draw(st.sampled_from([0.0, 0.5]))))
         kind = draw(st.sampled_from(["buy", "buy", "rent"]))
         opts.append(Option(
-            f"o{j}", f"ch{j}", f"p{j}", kind=kind,
+            f"o{j}", "ch0" if shared else f"ch{j}", f"p{j}", kind=kind,
             price_usd_per_chip=draw(st.sampled_from([1.0, 2.0, 3.5])),
             price_usd_per_chip_hour=draw(st.sampled_from([0.5, 1.0])),
             levy_share=draw(st.sampled_from([0.0, 0.15])),
@@ -173,7 +174,8 @@ def small_problems(draw):
         states["ch0"] = np.array(draw(st.lists(st.sampled_from(["open", "banned", "buyer_ban"]),
                                                min_size=K * T, max_size=K * T)), object).reshape(K, T)
         states["ch0"][:, 0] = "open"
-    caps = {"ch1": np.array([draw(st.sampled_from([2.0, 4.0, 100.0]))] * T)} if draw(st.booleans()) else {}
+    caps = ({"ch0" if shared else "ch1": np.array([draw(st.sampled_from([2.0, 4.0, 100.0]))] * T)}
+            if draw(st.booleans()) else {})
     budget = np.array([draw(st.sampled_from([4.0, 8.0, 1e9]))] * T) if draw(st.booleans()) else None
     power = np.array([draw(st.sampled_from([200.0, 1e9]))] * T) if draw(st.booleans()) else None
     return Problem(
@@ -181,7 +183,8 @@ def small_problems(draw):
         future_weight=np.array(draw(st.sampled_from([[0.5, 0.5], [0.8, 0.2]]))) if K > 1 else None,
         channel_state=states, cap_chips=caps, budget_usd=budget, site_power_w=power,
         unmet_penalty_usd_per_rps_period=np.array([draw(st.sampled_from([0.1, 1.0, 5.0]))]),
-        cvar_weight=draw(st.sampled_from([0.0, 0.0, 0.5, 1.0])), cvar_alpha=0.5)
+        cvar_weight=draw(st.sampled_from([0.0, 0.0, 0.5, 1.0])),
+        cvar_alpha=draw(st.sampled_from([0.3, 0.5, 0.9])))
 
 
 def _check_plan(pr: Problem, plan) -> None:
@@ -282,19 +285,38 @@ def test_rule_policy_never_beats_the_milp(pr):
 
 
 def test_a_broken_cap_is_caught():
-    """Guard on the guards: _check_plan and brute force see a cap the MILP was told to ignore."""
-    pools = [Pool("p", "chip", 1, np.array([1.0]))]
-    opts = [Option("o", "ch", "p", price_usd_per_chip=1.0)]
-    pr = Problem(["c"], pools, opts, 1.0, np.full((1, 1, 1), 5.0), cap_chips={"ch": np.array([2.0])},
+    """Guard on the guards: _check_plan and brute force see a cap the MILP was told to ignore.
+    Two chips through one channel capped at 4 chips a period; demand needs 6 replicas."""
+    pools = [Pool("p", "chip", 1, np.array([1.0])), Pool("q", "chip2", 1, np.array([1.0]))]
+    opts = [Option("o", "ch", "p", price_usd_per_chip=1.0), Option("o2", "ch", "q", price_usd_per_chip=1.5)]
+    pr = Problem(["c"], pools, opts, 1.0, np.full((1, 1, 1), 6.0), cap_chips={"ch": np.array([4.0])},
                  unmet_penalty_usd_per_rps_period=np.array([10.0]))
     loose = solve(pr.with_(cap_chips={}), explain=False)
-    assert loose.first_orders() == {"o": 5}
+    assert sum(loose.first_orders().values()) == 6
     with pytest.raises(AssertionError):
         _check_plan(pr, loose)
     capped = solve(pr, explain=False)
     _check_plan(pr, capped)
-    assert capped.first_orders() == {"o": 2}
-    assert capped.objective_usd == pytest.approx(brute_force(pr, 6))
+    assert capped.first_orders() == {"o": 4}
+    assert capped.objective_usd == pytest.approx(brute_force(pr, 7)) == pytest.approx(4.0 + 2 * 10.0)
+
+
+def test_cvar_buys_for_the_bad_future():
+    """Two futures, demand 10 (p = 0.8) or 30 (p = 0.2) req/s, lead 1 and no recourse in time:
+    a replica (1 req/s) costs 1, a unit of unmet demand 2. Expectation buys 10 (a marginal
+    replica above 10 saves 0.2 x 2 = 0.4 < 1); CVaR at 0.8 looks only at the bad future and buys
+    30 (saves 2 > 1). Costs by hand: expectation 10 + 0.2 x 20 x 2 = 18, CVaR 30."""
+    pools = [Pool("p", "chip", 1, np.array([1.0]))]
+    opts = [Option("o", "ch", "p", price_usd_per_chip=1.0, lead_periods=1)]
+    demand = np.zeros((2, 1, 2))
+    demand[:, 0, 1] = [10.0, 30.0]
+    pr = Problem(["c"], pools, opts, 1.0, demand, future_weight=np.array([0.8, 0.2]),
+                 unmet_penalty_usd_per_rps_period=np.array([2.0]), cvar_alpha=0.8)
+    e = solve(pr, explain=False)
+    assert e.first_orders() == {"o": 10} and e.objective_usd == pytest.approx(18.0)
+    c = solve(pr.with_(cvar_weight=1.0), explain=False)
+    assert c.first_orders() == {"o": 30} and c.objective_usd == pytest.approx(30.0)
+    assert c.cvar_usd == pytest.approx(30.0) and e.cvar_usd == pytest.approx(50.0)
 
 
 # -- hedging ------------------------------------------------------------------------------------
