@@ -254,9 +254,13 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     wts = pr.weights()
     lam = pr.cvar_weight
     cvec = (1 - lam) * np.asarray(cost_rows.T @ wts).ravel()
+    # eta and xi are in units of `unit` USD, so a CVaR row's coefficients stay within ~1e3 of
+    # each other (HiGHS's MIP search called such rows infeasible at USD 1e9 against 1)
+    big = max(float(np.abs(cost_rows.data).max()) if cost_rows.nnz else 1.0, float(np.abs(cost_const).max()), 1.0)
+    unit = 10.0 ** max(0, int(np.floor(np.log10(big))) - 2)
     if use_cvar:
-        cvec[eta] += lam
-        cvec[xi] += lam * wts / (1 - pr.cvar_alpha)
+        cvec[eta] += lam * unit
+        cvec[xi] += lam * unit * wts / (1 - pr.cvar_alpha)
 
     # ---- constraints -------------------------------------------------------------------------------
     R = _Rows()
@@ -354,9 +358,9 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
             R.add(rows[kx[sel], tx[sel] - t0], vcol[kx[sel], cx[sel], px[sel], tx[sel]], coef[sel])
     # CVaR: cost_k(x) - eta - xi_k <= -const_k
     if use_cvar:
-        r0 = R.block(K, -np.inf, -cost_const)
+        r0 = R.block(K, -np.inf, -cost_const / unit)
         cr = cost_rows.tocoo()
-        R.add(r0 + cr.row, cr.col, cr.data)
+        R.add(r0 + cr.row, cr.col, cr.data / unit)
         R.add(r0 + kk, eta, -1.0)
         R.add(r0 + kk, xi, -1.0)
 
@@ -511,13 +515,28 @@ def _lp_unmet(problem: Problem, relax: frozenset[str], time_limit_s) -> float | 
     return float(problem.weights() @ _unmet(problem, b, res.x).sum(axis=(1, 2)))
 
 
+def _active_families(pr: Problem) -> list[str]:
+    """Only the families the problem has (relaxing an absent one changes nothing)."""
+    on = {
+        "budget": pr.budget_usd is not None,
+        "caps": bool(pr.cap_chips),
+        "power": pr.site_power_w is not None,
+        "racks": pr.site_racks is not None,
+        "domestic_share": pr.domestic_share_min > 0,
+        "regime": bool(pr.removal_period) or any(
+            np.any(np.asarray(s, dtype=object) != "open") for s in pr.channel_state.values()),
+        "lead_time": any(o.lead_periods > 0 for o in pr.options),
+    }
+    return [f for f in FAMILIES if on[f]]
+
+
 def _explain_unmet(problem: Problem, plan: Plan, time_limit_s) -> tuple[str, float]:
     """Relax each constraint family in turn (LP relaxation): the one that removes most unmet binds."""
     base = _lp_unmet(problem, frozenset(), time_limit_s)
     if base is None:
         base = plan.expected_unmet_rps_periods(problem.weights())
     best, gain = "unmet_penalty", 0.0  # capacity would cost more than the penalty
-    for fam in FAMILIES:
+    for fam in _active_families(problem):
         u = _lp_unmet(problem, frozenset({fam}), time_limit_s)
         if u is not None and base - u > gain + 1e-9 * max(base, 1.0):
             best, gain = fam, base - u
@@ -525,7 +544,7 @@ def _explain_unmet(problem: Problem, plan: Plan, time_limit_s) -> tuple[str, flo
 
 
 def _explain_infeasible(problem: Problem, time_limit_s) -> str | None:
-    for fam in FAMILIES:
+    for fam in _active_families(problem):
         b = build(problem, relax=frozenset({fam}), lp=True)
         if _run(b, time_limit_s, None).x is not None:
             return fam
