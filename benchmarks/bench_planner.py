@@ -106,7 +106,9 @@ def bench_front() -> None:
           "US dependence share | ordered now (replicas) |")
     print("|---|---|---|---|---|---|")
     rows = [("expectation", {"risk": "expectation"})]
-    rows += [(f"CVaR {a}", {"risk": "cvar", "cvar_alpha": a}) for a in (0.5, 0.8, 0.9, 0.95)]
+    rows += [(f"mean-CVaR0.9, weight {w}", {"risk": "cvar", "cvar_alpha": 0.9, "risk_weight": w})
+             for w in (0.25, 0.5, 0.75, 1.0)]
+    rows += [(f"CVaR {a}", {"risk": "cvar", "cvar_alpha": a}) for a in (0.5, 0.95)]
     rows += [(f"expectation, domestic >= {s}", {"risk": "expectation", "domestic_share_min": s})
              for s in (0.7, 0.9)]
     for label, upd in rows:

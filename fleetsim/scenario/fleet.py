@@ -199,6 +199,8 @@ class OptimalPlannerConfig(StrictModel):
     domestic_share_min: Share = Field(
         0.0, description="least share of served demand on domestic (non-US-controlled) chips, "
         "from the longest lead time on")
+    risk_weight: Share = Field(
+        1.0, description="with risk: cvar, objective = (1 - w) expected cost + w CVaR (mean-risk)")
     integer_periods: Annotated[int, Field(ge=1, le=120)] = Field(
         1, description="periods whose orders are integer (later ones continuous: only today's are placed)")
 

@@ -181,7 +181,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
         domestic_share_min=getattr(config, "domestic_share_min", 0.0),
         domestic_share_from_period=max([o.lead_periods for o in options] or [0]),
         unmet_penalty_usd_per_rps_period=penalty,
-        cvar_alpha=config.cvar_alpha, cvar_weight=1.0 if config.risk == "cvar" else 0.0,
+        cvar_alpha=config.cvar_alpha, cvar_weight=getattr(config, "risk_weight", 1.0) if config.risk == "cvar" else 0.0,
         integer_periods=getattr(config, "integer_periods", 1))
     return problem, meta
 
