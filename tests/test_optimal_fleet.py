@@ -27,7 +27,8 @@ def test_optimal_is_registered():
 @pytest.fixture(scope="module")
 def runs():
     out = {}
-    for name, planner in (("naive", _opt()), ("hedged", _opt(futures=4, risk="cvar", cvar_alpha=0.75)),
+    for name, planner in (("naive", _opt()), ("hedged", _opt(futures=4, risk="cvar", cvar_alpha=0.75,
+                                                   front_risk_weights=[0.0, 0.5, 1.0])),
                           ("cheapest", None)):
         changes = {"channels": {
             "nvidia": {"us_controlled": True, "offers": [{"chip": "h20", "price_usd": 10000}],
@@ -112,3 +113,15 @@ def test_regime_futures_follow_risk_belief():
     assert abs(closed_by_1 - p) < 4 * np.sqrt(p * (1 - p) / 400)
     pr1, _ = adapter.build_problem(state, sc.fleet.planner.model_copy(update={"futures": 1}))
     assert np.all(pr1.state("nvidia") == "open")
+
+
+def test_price_of_security_front_in_the_run(runs):
+    front = runs["hedged"].summary["fleet"]["planner_report"]["price_of_security"]
+    assert [r["risk_weight"] for r in front] == [0.0, 0.5, 1.0]
+    # each point is optimal for its own weight, so none is beaten on its own objective
+    obj = lambda r, w: (1 - w) * r["expected_cost_usd"] + w * r["cvar_cost_usd"]
+    for r in front:
+        w = r["risk_weight"]
+        assert all(obj(r, w) <= obj(q, w) * (1 + 1e-2) + 1e-6 for q in front)
+    assert front[-1]["cvar_cost_usd"] <= front[0]["cvar_cost_usd"] * (1 + 1e-2)
+    assert front[0]["expected_cost_usd"] <= front[-1]["expected_cost_usd"] * (1 + 1e-2)

@@ -201,6 +201,9 @@ class OptimalPlannerConfig(StrictModel):
         "from the longest lead time on")
     risk_weight: Share = Field(
         1.0, description="with risk: cvar, objective = (1 - w) expected cost + w CVaR (mean-risk)")
+    front_risk_weights: list[Share] | None = Field(
+        None, description="on the first planning day, also solve at these CVaR weights and report "
+        "the price-of-security front (cost, CVaR, unmet, US dependence) in summary.json")
     integer_periods: Annotated[int, Field(ge=1, le=120)] = Field(
         1, description="periods whose orders are integer (later ones continuous: only today's are placed)")
 

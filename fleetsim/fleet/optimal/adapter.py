@@ -206,6 +206,25 @@ def plan_record(state: PlanningState, problem: Problem, plan: Plan) -> dict[str,
     }
 
 
+def price_of_security(state: PlanningState, problem: Problem, weights, config) -> list[dict[str, Any]]:
+    """The same planning problem at each mean-CVaR weight: cost against unmet demand and US dependence."""
+    from fleetsim.fleet.optimal.milp import cvar
+
+    rows = []
+    for w in weights:
+        pr = problem.with_(cvar_weight=float(w))
+        plan = solve(pr, time_limit_s=config.time_limit_s, mip_gap=config.mip_gap, explain=False)
+        rec = plan_record(state, pr, plan)
+        wts = pr.weights()
+        rows.append({"risk_weight": float(w), "cvar_alpha": pr.cvar_alpha,
+                     "expected_cost_usd": float(wts @ plan.cost_by_future_usd),
+                     "cvar_cost_usd": cvar(plan.cost_by_future_usd, wts, pr.cvar_alpha),
+                     "expected_unmet_share": rec["expected_unmet_share"],
+                     "us_dependence_share": rec["us_dependence_share"],
+                     "orders_replicas": rec["orders_replicas"]})
+    return rows
+
+
 @register("optimal")
 class OptimalPlanner:
     """The rolling two-stage stochastic MILP planner (see fleetsim.fleet.optimal.milp)."""
@@ -213,6 +232,7 @@ class OptimalPlanner:
     def __init__(self, config) -> None:
         self.config = config
         self.log: list[dict[str, Any]] = []
+        self.front: list[dict[str, Any]] = []
         self.solve_s: list[float] = []
 
     def plan(self, state: PlanningState) -> list[OrderRequest]:
@@ -225,6 +245,9 @@ class OptimalPlanner:
             raise FleetsimError(f"{state.today}: {e.message}", field="fleet.planner") from None
         self.solve_s.append(plan.solve_s)
         self.log.append(plan_record(state, problem, plan))
+        weights = getattr(self.config, "front_risk_weights", None)
+        if weights and not self.front:
+            self.front = price_of_security(state, problem, weights, self.config)
         out = []
         for (ch, chip, pool, tp), n in zip(meta, plan.orders[0, :, 0]):
             n = int(round(n))
@@ -234,5 +257,8 @@ class OptimalPlanner:
 
     def report(self) -> dict[str, Any]:
         """summary.json `fleet.planner_report`: the plan per period (solve times are in the benchmark)."""
-        return {"kind": "optimal", "futures": self.config.futures, "risk": self.config.risk,
-                "plans": self.log}
+        out = {"kind": "optimal", "futures": self.config.futures, "risk": self.config.risk,
+               "plans": self.log}
+        if self.front:
+            out["price_of_security"] = self.front
+        return out
