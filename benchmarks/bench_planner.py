@@ -5,6 +5,7 @@ front, and rule vs optimal planners on the reference case (scenarios/alibaba_202
     python benchmarks/bench_planner.py --only solve # solve time per period, K = 1, 10, 20, 50
     python benchmarks/bench_planner.py --only front # price-of-security front on the first period
     python benchmarks/bench_planner.py --only runs  # whole runs: rule policies and optimal
+    python benchmarks/bench_planner.py --only shock # h20_ban.yaml: naive vs hedged
 
 Wall times are noisy (other processes share the cores); windows are switched off (they do not
 touch the planner). Solve time = building the MILP + HiGHS + the binding-constraint analysis.
@@ -33,7 +34,7 @@ def _planner(**kw) -> str:
     return "fleet.planner=" + json.dumps({"kind": "optimal", **kw})
 
 
-def run(overrides: list[str]) -> tuple[dict, float, list[float]]:
+def run(overrides: list[str], path: Path = SCENARIO) -> tuple[dict, float, list[float]]:
     """One whole run: fleet summary, wall seconds, solve seconds per planning call."""
     times: list[float] = []
     real = adapter.solve
@@ -46,7 +47,7 @@ def run(overrides: list[str]) -> tuple[dict, float, list[float]]:
 
     adapter.solve = timed
     try:
-        sc = fleetsim.load_scenario(SCENARIO, overrides=BASE + overrides)
+        sc = fleetsim.load_scenario(path, overrides=BASE + overrides)
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
             res = fleetsim.run(sc, out_dir=d)
@@ -148,12 +149,31 @@ def bench_runs() -> None:
               f"{s['cost_usd_per_mtok']:.2f} | {wall:.0f} | {st} |", flush=True)
 
 
+def bench_shock() -> None:
+    """The value of hedging when the shock comes: scenarios/h20_ban.yaml (H20 banned for good)."""
+    path = SCENARIO.parent / "h20_ban.yaml"
+    print("## h20_ban.yaml: naive (K=1, regime never changes) vs hedged planners")
+    print("| planner | capex USD B | unmet share | peak unmet share | US dependence mean | cost USD/Mtok | run s |")
+    print("|---|---|---|---|---|---|---|")
+    for label, ov in (
+        ("security_weighted (shipped)", []),
+        ("optimal K=1 (naive)", [_planner(futures=1)]),
+        ("optimal K=20", [_planner(futures=20)]),
+        ("optimal K=20 mean-CVaR0.9 w=0.5", [_planner(futures=20, risk="cvar", risk_weight=0.5)]),
+    ):
+        s, wall, _ = run(ov, path)
+        print(f"| {label} | {s['capex_usd_total'] / 1e9:.1f} | {s['unmet_demand_share']:.2g} | "
+              f"{s['peak_unmet_share']:.2g} | {s['us_dependence_share_mean']:.3f} | "
+              f"{s['cost_usd_per_mtok']:.2f} | {wall:.0f} |", flush=True)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["solve", "front", "runs"])
+    ap.add_argument("--only", choices=["solve", "front", "runs", "shock"])
     a = ap.parse_args()
     np.set_printoptions(precision=3)
-    for name, fn in (("solve", bench_solve), ("front", bench_front), ("runs", bench_runs)):
+    for name, fn in (("solve", bench_solve), ("front", bench_front), ("runs", bench_runs),
+                     ("shock", bench_shock)):
         if a.only in (None, name):
             fn()
             print()
