@@ -201,6 +201,9 @@ class OptimalPlannerConfig(StrictModel):
         "from the longest lead time on")
     risk_weight: Share = Field(
         1.0, description="with risk: cvar, objective = (1 - w) expected cost + w CVaR (mean-risk)")
+    known_events: bool = Field(
+        True, description="futures include the scenario's dated regime events after today (foresight); "
+        "false: only random cycles and the channels' risk_per_year")
     front_risk_weights: list[Share] | None = Field(
         None, description="on the first planning day, also solve at these CVaR weights and report "
         "the price-of-security front (cost, CVaR, unmet, US dependence) in summary.json")

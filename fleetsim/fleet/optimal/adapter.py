@@ -8,8 +8,8 @@ forecast diurnal PEAK per period, goodput the EFFECTIVE tokens/s per installed r
 periods are `period_days` long. Futures:
 - demand: the forecast x (1 + headroom) x exp(W), W a Gaussian random walk with the scenario's
   `forecast_error.sigma_per_year` (the planner's belief about its own forecast error);
-- regime: today's channel states, then the scenario's dated events after today and random cycles
-  (fleetsim.fleet.regime), plus a closure per the channel's `risk_per_year` belief (a closed
+- regime: today's channel states, then the scenario's dated events after today (unless
+  `known_events: false`) and random cycles (fleetsim.fleet.regime), plus a closure per the channel's `risk_per_year` belief (a closed
   channel stays closed over the horizon: `banned` when its orders are cancelled, `buyer_ban` when
   they are stranded). futures = 1 is the naive planner: today's regime never changes, demand = forecast.
 Each future draws from its own fleetsim.rng stream (seed, "optimal", period, future).
@@ -36,7 +36,7 @@ def _us_chips(state: PlanningState) -> set[str]:
 
 
 def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, per: int,
-                    seed: int, sc) -> dict[str, np.ndarray]:
+                    seed: int, sc, known_events: bool = True) -> dict[str, np.ndarray]:
     """(K, T) regime state per channel and period."""
     out = {n: np.full((K, T), state.channels[n].state, dtype=object) for n in channels}
     if K == 1:
@@ -50,6 +50,8 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
 
             for tr in build_transitions(fleet, rng):
                 if tr.day <= today or tr.state is None or tr.channel not in out:
+                    continue
+                if not known_events and tr.origin != "random":
                     continue
                 t = int(math.ceil((tr.day - today) / per))
                 if t < T:
@@ -172,7 +174,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
             budget = np.maximum(budget, 0.0)
 
     channels = sorted({o.channel for o in options})
-    states = _regime_futures(state, channels, K, T, per, seed, sc)
+    states = _regime_futures(state, channels, K, T, per, seed, sc, getattr(config, "known_events", True))
     penalty = np.full(C, config.unmet_penalty_usd_per_mtok * per * 86400.0 / 1e6)
     problem = Problem(
         classes=classes, pools=pools, options=options, hours_per_period=per * 24.0, demand_rps=D,
