@@ -301,14 +301,11 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     for i, o in enumerate(pr.options):
         if o.min_order_chips <= tp[i]:
             continue
-        cols_x = np.unique(xcol[:, i, :n_int])
-        cols_b = np.unique(bcol[:, i, :n_int])
-        pairs = {}
+        pairs = {}  # order column -> its on/off column (period 0 is one pair for every future)
         for k in range(K):
             for t in range(n_int):
                 pairs[xcol[k, i, t]] = bcol[k, i, t]
         cx_, cb_ = np.array(list(pairs.keys())), np.array(list(pairs.values()))
-        del cols_x, cols_b
         r0 = R.block(len(cx_), 0.0, np.inf)
         rows = r0 + np.arange(len(cx_))
         R.add(rows, cx_, tp[i])
