@@ -87,15 +87,18 @@ def test_small_fleet_conserves_chips_and_money():
     overrun=st.sampled_from(["forbid", "allow"]),
     sigma=st.floats(0.0, 0.5),
     technicians=st.one_of(st.none(), st.integers(1, 5)),
+    cycle=st.one_of(st.none(), st.sampled_from(["licence_required", "banned", "buyer_ban"])),
 )
 def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, refund, capex_at, planner,
-                                       removal, overrun, sigma, technicians):
+                                       removal, overrun, sigma, technicians, cycle):
     import datetime as dt
 
     ban = (dt.date(2025, 1, 1) + dt.timedelta(days=ban_day)).isoformat()
     ch = copy.deepcopy(FLEET["channels"])
     ch["nvidia"].update(on_ban=on_ban, refund_share=refund, risk_per_year=0.5)
     ch["huawei"]["cap_per_month"] = 3000
+    if cycle is not None:  # random approval/restriction cycles on top of the dated ban
+        ch["nvidia"]["random_cycle"] = {"mean_open_days": 60, "mean_closed_days": 40, "closed_state": cycle}
     sc = scenario({
         "budget": {"total_usd": budget, "overrun": overrun},
         "demand": {"chat": {"tokens_per_s": 2.0e5, "growth_per_year": growth,
@@ -129,6 +132,30 @@ def test_ban_stops_deliveries_planner_switches_and_lift_resumes():
     assert (hw["ordered_on"] >= ban).any() and (hw["ordered_on"] < lift).any()  # planner buys others
     assert (nv["ordered_on"] >= lift).any()             # orders resume when lifted
     assert ((delivered["delivered_on"] >= lift)).any()
+    check_conservation(res)
+
+
+def test_ban_cancel_refunds_share_of_payment():
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["nvidia"].update(on_ban="cancel", refund_share=0.5)
+    res = run(scenario({"channels": ch, "events": [{"date": "2025-03-01", "channel": "nvidia", "state": "banned"}]}))
+    o = res.orders
+    gone = o[o["fate"] == "cancelled"]
+    assert len(gone) >= 1
+    paid = gone["count_chips"] * (gone["price_usd_per_chip"] + 8000 / 8) + gone["levy_usd"]
+    np.testing.assert_allclose(gone["refund_usd"], 0.5 * paid)
+    check_money(res)
+    check_conservation(res)
+
+
+def test_ban_strand_keeps_money_and_chips_away():
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["nvidia"].update(on_ban="strand")
+    res = run(scenario({"channels": ch, "events": [{"date": "2025-03-01", "channel": "nvidia", "state": "banned"}]}))
+    st = res.orders[res.orders["fate"] == "stranded"]
+    assert len(st) >= 1 and (st["refund_usd"] == 0).all()
+    assert res.summary["fleet"]["chips_by_fate"]["stranded"] == st["count_chips"].sum()
+    check_money(res)
     check_conservation(res)
 
 
@@ -223,3 +250,61 @@ def test_bad_input_via_file_names_field(tmp_path):
     with pytest.raises(ScenarioError) as info:
         fleetsim.api.load_scenario(path)
     assert "bad.yaml" in str(info.value) and "fleet" in str(info.value)
+
+
+def test_roadmap_generations_close_the_gap_and_are_bought_once_offered():
+    from fleetsim.fleet.roadmap import generation_fraction
+
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["huawei"]["roadmap"] = {"base": "ascend-910b", "target": "h100", "gap_closed_per_year": 0.5,
+                               "first_date": "2025-04-01", "every_years": 0.25, "generations": 2}
+    cap = copy.deepcopy(FLEET["capacity"])
+    for k, rps in ((1, 7.0), (2, 9.0)):  # faster generations (given by hand: fast test)
+        cap[f"dom-gen{k}"] = {"chat": {"goodput_rps": rps, "output_tokens_per_request": 200}}
+    res = run(scenario({"channels": ch, "capacity": cap}))
+    chips = res.scenario.catalog.chips
+    r0 = 376 / 989
+    assert chips["ascend-910b-gen1"]["bf16_tflops"] == pytest.approx(989 * generation_fraction(r0, 0.5, 0.25))
+    assert chips["ascend-910b-gen2"]["bf16_tflops"] == pytest.approx(989 * (1 - (1 - r0) * 0.5 ** 0.5))
+    o = res.orders
+    for k, first in ((1, "2025-04-01"), (2, "2025-07-01")):
+        mine = o[o["chip"] == f"ascend-910b-gen{k}"]
+        assert len(mine) > 0 and (mine["ordered_on"] >= pd.Timestamp(first)).all()
+    check_conservation(res)
+
+
+def test_site_racks_and_power_limit_the_fleet():
+    free = run(scenario())
+    chips_free = free.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1).max()
+    racks = run(scenario({"site": {"racks": 10, "chips_per_rack": 40}}))
+    tl = racks.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1)
+    assert tl.max() <= 400 < chips_free
+    assert racks.summary["fleet"]["unmet_demand_share"] > free.summary["fleet"]["unmet_demand_share"]
+    # 0.2 MW of facility power at TDP x PUE 1.2: 400 W H20s -> at most 416 chips
+    power = run(scenario({"site": {"power_mw": 0.2}}))
+    tl = power.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1)
+    assert tl.max() <= 0.2e6 / (400 * 1.2) + 1
+
+
+def test_retirement_at_end_of_life():
+    res = run(scenario({"finance": {"server_overhead_usd_per_node": 8000, "life_years": 0.5},
+                        "initial_fleet": [{"chip": "h20", "channel": "nvidia", "count": 300, "price_usd": 9000}]}))
+    h20 = res.timeline[res.timeline["chip"] == "h20"].reset_index(drop=True)
+    life = round(0.5 * 365)
+    assert h20["retired"][life - 1] == 0
+    assert h20["retired"][life] >= 300 - h20["lost"][life] - h20["in_repair"][life]
+    dep = res.ledger[(res.ledger["kind"] == "depreciation") & (res.ledger["chip"] == "h20")]
+    assert dep["amount_usd"].sum() <= h20["delivered"].iloc[-1] * (10000 + 8000 / 8)
+    check_conservation(res)
+
+
+def test_overrun_allowed_is_reported_and_revenue_gives_margin():
+    start = [{"chip": "h20", "channel": "nvidia", "count": 300, "price_usd": 9000}]
+    res = run(scenario({"budget": {"total_usd": 1e6, "overrun": "allow"}, "initial_fleet": start,
+                        "finance": {"server_overhead_usd_per_node": 8000, "revenue_usd_per_mtok": 2.0}}))
+    s = res.summary["fleet"]
+    assert s["capex_usd_total"] > 1e6 and s["overrun_usd"] == pytest.approx(s["capex_usd_total"] - 1e6)
+    assert s["revenue_usd"] == pytest.approx(2.0 * res.timeline["served_tokens_per_s"].sum() * 86400 / 1e6)
+    costs = sum(s["ledger_usd_by_kind"][k] for k in ("depreciation", "power", "opex"))
+    assert s["margin_usd"] == pytest.approx(s["revenue_usd"] - costs)
+    check_money(res)
