@@ -237,7 +237,7 @@ def test_bad_input_messages():
     assert "unknown channel 'amd'" in _bad({"events": [{"date": "2025-03-01", "channel": "amd", "state": "banned"}]})
     assert "outside the horizon" in _bad({"events": [{"date": "2027-03-01", "channel": "nvidia", "state": "banned"}]})
     assert "sum to 1" in _bad({"budget": {"total_usd": 1e9, "schedule": [0.5, 0.4]}})
-    assert "not available in this build" in _bad({"planner": {"kind": "optimal"}})
+    # kind: optimal is available once branch `optimal` is merged (tests/test_optimal_fleet.py)
 
 
 def test_bad_input_via_file_names_field(tmp_path):

@@ -109,6 +109,7 @@ class PlanningState:
     life_years: float
     horizon_days: int
     headroom: float
+    scenario: Any = None              # the run's Scenario (regime and demand models for `optimal`)
 
     def required_tokens_per_s(self, model: str, lead_days: float) -> float:
         """Peak forecast x (1 + headroom) for `model` over the next lead + horizon days."""

@@ -92,6 +92,8 @@ def build_result(sim, windows):
     orders = _orders(sim)
     events = _events(sim)
     summary = _summary(sim, timeline, ledger, orders, us_share, windows)
+    if hasattr(sim.planner, "report"):  # the optimising planner's plan per period (branch optimal)
+        summary["planner_report"] = sim.planner.report()
     caps = [c.row() for c in sim.caps.values()]
     return FleetResult(timeline=timeline, ledger=ledger, orders=orders, events=events, windows=windows,
                        summary=summary, capacity=caps, pool_daily={k: v.copy() for k, v in r.items()})

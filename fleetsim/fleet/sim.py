@@ -431,7 +431,8 @@ class _FleetSim:
             budget_total_left_usd=f.budget.total_usd - self.committed, overrun_allowed=allow,
             site_power_mw_left=math.inf if site.power_mw is None else site.power_mw - power_used,
             site_chips_left=math.inf if site.racks is None else site.racks * site.chips_per_rack - installed_chips,
-            life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0))
+            life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0),
+            scenario=self.sc)
         self.planner_calls += 1
         for req in self.planner.plan(state):
             self._place(day, today, req, chans, state)

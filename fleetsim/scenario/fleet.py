@@ -216,6 +216,19 @@ class OptimalPlannerConfig(StrictModel):
     time_limit_s: Pos = Field(30.0, description="solver time limit per plan")
     mip_gap: Annotated[float, Field(ge=0, lt=1)] = Field(0.01, description="relative MIP gap")
     headroom: Annotated[float, Field(ge=0, le=5)] = Field(0.0, description="capacity over forecast peak")
+    domestic_share_min: Share = Field(
+        0.0, description="least share of served demand on domestic (non-US-controlled) chips, "
+        "from the longest lead time on")
+    risk_weight: Share = Field(
+        1.0, description="with risk: cvar, objective = (1 - w) expected cost + w CVaR (mean-risk)")
+    known_events: bool = Field(
+        True, description="futures include the scenario's dated regime events after today (foresight); "
+        "false: only random cycles and the channels' risk_per_year")
+    front_risk_weights: list[Share] | None = Field(
+        None, description="on the first planning day, also solve at these CVaR weights and report "
+        "the price-of-security front (cost, CVaR, unmet, US dependence) in summary.json")
+    integer_periods: Annotated[int, Field(ge=1, le=120)] = Field(
+        1, description="periods whose orders are integer (later ones continuous: only today's are placed)")
 
 
 PlannerConfig = Annotated[

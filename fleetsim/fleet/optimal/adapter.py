@@ -1,0 +1,266 @@
+"""`planner: {kind: optimal}`: the fleet's PlanningState -> a Problem over K sampled futures -> orders.
+
+Re-solved every planning period with the fleet as it then stands (rolling horizon): today's orders
+(shared by every future) are placed, the recourse is thrown away and re-planned next period.
+
+Units in the Problem built here: rates are output tokens/s (the fleet's unit; demand is the
+forecast diurnal PEAK per period, goodput the EFFECTIVE tokens/s per installed replica per class),
+periods are `period_days` long. Futures:
+- demand: the forecast x (1 + headroom) x exp(W), W a Gaussian random walk with the scenario's
+  `forecast_error.sigma_per_year` (the planner's belief about its own forecast error);
+- regime: today's channel states, then the scenario's dated events after today (unless
+  `known_events: false`) and random cycles (fleetsim.fleet.regime), plus a closure per the channel's `risk_per_year` belief (a closed
+  channel stays closed over the horizon: `banned` when its orders are cancelled, `buyer_ban` when
+  they are stranded). futures = 1 is the naive planner: today's regime never changes, demand = forecast.
+Each future draws from its own fleetsim.rng stream (seed, "optimal", period, future).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from fleetsim.errors import FleetsimError
+from fleetsim.fleet.optimal.milp import Plan, PlanInfeasible, solve
+from fleetsim.fleet.optimal.problem import Option, Pool, Problem
+from fleetsim.fleet.planner import OrderRequest, PlanningState, register
+from fleetsim.rng import stream
+
+_CLOSED = ("licence_required", "banned", "buyer_ban")
+
+
+def _us_chips(state: PlanningState) -> set[str]:
+    return {off.chip for ch in state.channels.values() if ch.us_controlled for off in ch.offers}
+
+
+def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, per: int,
+                    seed: int, sc, known_events: bool = True) -> dict[str, np.ndarray]:
+    """(K, T) regime state per channel and period."""
+    out = {n: np.full((K, T), state.channels[n].state, dtype=object) for n in channels}
+    if K == 1:
+        return out
+    fleet = getattr(sc, "fleet", None)
+    today = (state.today - fleet.start).days if fleet is not None else 0
+    for k in range(K):
+        rng = stream(seed, "optimal", state.period, k)
+        if fleet is not None:
+            from fleetsim.fleet.regime import build_transitions
+
+            for tr in build_transitions(fleet, rng):
+                if tr.day <= today or tr.state is None or tr.channel not in out:
+                    continue
+                if not known_events and tr.origin != "random":
+                    continue
+                t = int(math.ceil((tr.day - today) / per))
+                if t < T:
+                    out[tr.channel][k, t:] = tr.state
+        for n in channels:
+            ch = state.channels[n]
+            if ch.risk_per_year <= 0:
+                continue
+            p_close = 1.0 - math.exp(-ch.risk_per_year * per / 365.0)
+            hit = np.flatnonzero(rng.random(T - 1) < p_close)
+            if len(hit):
+                strand = fleet is not None and fleet.channels[n].on_ban == "strand"
+                out[n][k, hit[0] + 1:] = "buyer_ban" if strand else "banned"
+    return out
+
+
+def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str, str, str, int]]]:
+    """The Problem for today, and per option its (channel, chip, pool, tp) to turn plans into orders."""
+    sc = state.scenario
+    fleet = getattr(sc, "fleet", None)
+    seed = int(getattr(sc, "seed", 0) or 0)
+    per = int(config.period_days)
+    T = int(config.horizon_periods)
+    K = int(config.futures)
+    classes = list(state.forecast_peak_tokens_per_s)
+    C = len(classes)
+    us = _us_chips(state)
+    pool_names = list(state.pools)
+    life_periods = state.life_years * 365.0 / per
+
+    pools = []
+    for pn in pool_names:
+        ps = state.pools[pn]
+        g = np.zeros(C)
+        for ci, c in enumerate(classes):
+            cap = ps.capacity.get(c)
+            if cap is not None and state.class_model.get(c) == ps.model:
+                g[ci] = cap.effective_tokens_per_s
+        pools.append(Pool(pn, ps.chip, ps.tp, g, power_w_per_replica=ps.power_mw_per_replica * 1e6,
+                          racks_per_replica=float(ps.tp), us_controlled=ps.chip in us,
+                          domestic=ps.chip not in us))
+
+    commission = getattr(fleet, "commissioning_days", 0) if fleet is not None else 0
+    options, meta = [], []
+    opex_by_pool: dict[str, float] = {}
+    lead_by_pool: dict[str, int] = {}
+    caps = {}
+    for n in sorted(state.channels):
+        ch = state.channels[n]
+        L = int(math.ceil((ch.lead_time_days + commission) / per))
+        cfg = fleet.channels[n] if fleet is not None else None
+        per_period = (cfg.cap_per_month * per / 30.0) if cfg is not None and cfg.cap_per_month is not None \
+            else ch.remaining_cap_chips
+        cap = np.full(T, per_period, float)
+        cap[0] = ch.remaining_cap_chips if ch.orderable else 0.0
+        if np.all(np.isfinite(cap)):
+            caps[n] = cap
+        for off in ch.offers:
+            if off.pool not in state.pools:
+                continue
+            tp = state.pools[off.pool].tp
+            unit = off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
+            weight = np.clip((T - np.arange(T) - L) / life_periods, 0.0, 1.0)  # capex inside the horizon
+            options.append(Option(f"{n}:{off.chip}:{off.pool}", n, off.pool, kind="buy",
+                                  price_usd_per_chip=unit, lead_periods=L,
+                                  min_order_chips=ch.min_order_chips if ch.min_order_chips > 1 else 0,
+                                  capex_weight=weight))
+            meta.append((n, off.chip, off.pool, tp))
+            opex_by_pool[off.pool] = max(opex_by_pool.get(off.pool, 0.0),
+                                         off.lifetime_opex_usd_per_chip * tp / life_periods)
+            lead_by_pool[off.pool] = min(lead_by_pool.get(off.pool, 10**6), L)
+    pools = [Pool(p.name, p.chip, p.chips_per_replica, p.goodput_rps, p.power_w_per_replica,
+                  p.racks_per_replica, 0.0, opex_by_pool.get(p.name, 0.0), p.domestic, p.us_controlled)
+             for p in pools]
+
+    # demand futures (K, C, T)
+    fc = np.array([[state.forecast_peak_tokens_per_s[c][min(t, len(state.forecast_peak_tokens_per_s[c]) - 1)]
+                    for t in range(T)] for c in classes], float) * (1.0 + config.headroom)
+    D = np.repeat(fc[None], K, axis=0)
+    if K > 1 and fleet is not None:
+        for ci, c in enumerate(classes):
+            sig = fleet.demand[c].forecast_error.sigma_per_year if c in fleet.demand else 0.0
+            if sig > 0:
+                rng = stream(seed, "optimal", "demand", state.period, c)
+                steps = rng.standard_normal((K, T)) * sig * math.sqrt(per / 365.0)
+                steps[:, 0] = 0.0
+                D[:, ci, :] *= np.exp(np.cumsum(steps, axis=1))
+
+    # the fleet as it stands: installed now, on order from the pool's shortest lead
+    P = len(pool_names)
+    inst = np.zeros((K, P, T))
+    for j, pn in enumerate(pool_names):
+        ps = state.pools[pn]
+        inst[:, j, :] = ps.installed_replicas
+        inst[:, j, min(lead_by_pool.get(pn, 1), T - 1) if T > 1 else 0:] += ps.on_order_replicas
+    power_now = sum((state.pools[pn].installed_replicas + state.pools[pn].on_order_replicas)
+                    * pools[j].power_w_per_replica for j, pn in enumerate(pool_names))
+    chips_now = sum((state.pools[pn].installed_replicas + state.pools[pn].on_order_replicas)
+                    * state.pools[pn].tp for pn in pool_names)
+    site_power = None if not math.isfinite(state.site_power_mw_left) else \
+        np.full(T, max(state.site_power_mw_left, 0.0) * 1e6 + power_now)
+    site_racks = None if not math.isfinite(state.site_chips_left) else \
+        np.full(T, max(state.site_chips_left, 0.0) + chips_now)
+
+    budget = None
+    if not state.overrun_allowed:
+        budget = np.zeros(T)
+        budget[0] = max(state.budget_left_usd, 0.0)
+        later = max(state.budget_total_left_usd - budget[0], 0.0)
+        if fleet is not None and later > 0:
+            b = fleet.budget
+            years = int(math.ceil(fleet.years - 1e-9))
+            shares = [1.0 / years] * years if b.schedule == "even" else list(b.schedule)
+            today = (state.today - fleet.start).days
+            for y in range(1, years):
+                t = int(math.ceil((y * 365 - today) / per))
+                if 0 < t < T:
+                    budget[t] += shares[y] * b.total_usd
+            budget[1:] = np.minimum(np.cumsum(budget)[1:], state.budget_total_left_usd) - np.cumsum(budget)[:-1]
+            budget = np.maximum(budget, 0.0)
+
+    channels = sorted({o.channel for o in options})
+    states = _regime_futures(state, channels, K, T, per, seed, sc, getattr(config, "known_events", True))
+    penalty = np.full(C, config.unmet_penalty_usd_per_mtok * per * 86400.0 / 1e6)
+    problem = Problem(
+        classes=classes, pools=pools, options=options, hours_per_period=per * 24.0, demand_rps=D,
+        channel_state=states, cap_chips=caps, installed=inst, budget_usd=budget,
+        site_power_w=site_power, site_racks=site_racks,
+        domestic_share_min=getattr(config, "domestic_share_min", 0.0),
+        domestic_share_from_period=max([o.lead_periods for o in options] or [0]),
+        unmet_penalty_usd_per_rps_period=penalty,
+        cvar_alpha=config.cvar_alpha, cvar_weight=getattr(config, "risk_weight", 1.0) if config.risk == "cvar" else 0.0,
+        integer_periods=getattr(config, "integer_periods", 1))
+    return problem, meta
+
+
+def plan_record(state: PlanningState, problem: Problem, plan: Plan) -> dict[str, Any]:
+    """One row of the plan-per-period report (deterministic: no wall time)."""
+    w = problem.weights()
+    served = np.einsum("k,kcpt,kct->p", w, plan.served_share, problem.demand_rps)
+    us = np.array([p.us_controlled for p in problem.pools])
+    total_demand = float(np.einsum("k,kct->", w, problem.demand_rps))
+    return {
+        "date": state.today.isoformat(),
+        "status": plan.status,
+        "orders_replicas": plan.first_orders(),
+        "objective_usd": plan.objective_usd,
+        "cost_split_usd": plan.cost_split_usd,
+        "expected_unmet_share": plan.expected_unmet_rps_periods(w) / total_demand if total_demand else 0.0,
+        "us_dependence_share": float(served[us].sum() / served.sum()) if served.sum() > 0 else 0.0,
+        "binding": plan.binding,
+        "mip_gap": round(plan.mip_gap, 4),
+        "futures": problem.K,
+    }
+
+
+def price_of_security(state: PlanningState, problem: Problem, weights, config) -> list[dict[str, Any]]:
+    """The same planning problem at each mean-CVaR weight: cost against unmet demand and US dependence."""
+    from fleetsim.fleet.optimal.milp import cvar
+
+    rows = []
+    for w in weights:
+        pr = problem.with_(cvar_weight=float(w))
+        plan = solve(pr, time_limit_s=config.time_limit_s, mip_gap=config.mip_gap, explain=False)
+        rec = plan_record(state, pr, plan)
+        wts = pr.weights()
+        rows.append({"risk_weight": float(w), "cvar_alpha": pr.cvar_alpha,
+                     "expected_cost_usd": float(wts @ plan.cost_by_future_usd),
+                     "cvar_cost_usd": cvar(plan.cost_by_future_usd, wts, pr.cvar_alpha),
+                     "expected_unmet_share": rec["expected_unmet_share"],
+                     "us_dependence_share": rec["us_dependence_share"],
+                     "orders_replicas": rec["orders_replicas"]})
+    return rows
+
+
+@register("optimal")
+class OptimalPlanner:
+    """The rolling two-stage stochastic MILP planner (see fleetsim.fleet.optimal.milp)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.log: list[dict[str, Any]] = []
+        self.front: list[dict[str, Any]] = []
+        self.solve_s: list[float] = []
+
+    def plan(self, state: PlanningState) -> list[OrderRequest]:
+        problem, meta = build_problem(state, self.config)
+        if not problem.options:
+            return []
+        try:
+            plan = solve(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap)
+        except PlanInfeasible as e:  # cannot happen with unmet demand allowed; kept for the record
+            raise FleetsimError(f"{state.today}: {e.message}", field="fleet.planner") from None
+        self.solve_s.append(plan.solve_s)
+        self.log.append(plan_record(state, problem, plan))
+        weights = getattr(self.config, "front_risk_weights", None)
+        if weights and not self.front:
+            self.front = price_of_security(state, problem, weights, self.config)
+        out = []
+        for (ch, chip, pool, tp), n in zip(meta, plan.orders[0, :, 0]):
+            n = int(round(n))
+            if n > 0:
+                out.append(OrderRequest(ch, chip, n * tp, pool))
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """summary.json `fleet.planner_report`: the plan per period (solve times are in the benchmark)."""
+        out = {"kind": "optimal", "futures": self.config.futures, "risk": self.config.risk,
+               "plans": self.log}
+        if self.front:
+            out["price_of_security"] = self.front
+        return out
