@@ -1,0 +1,3 @@
+"""placeholder replaced below"""
+def draw_all(run_dir):
+    return []
