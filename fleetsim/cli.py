@@ -66,7 +66,7 @@ def main() -> None:
               help="Run folder (default: outputs/<name>-<timestamp>/).")
 @click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder (also quiet when CI is set).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder (progress is also off when CI is set).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier fleetsim run in the -o folder.")
 @click.option("--no-plots", is_flag=True, help="Skip drawing plots/ and report.html.")
 @user_errors
@@ -88,10 +88,10 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
             progress("plots and report")
             api.plot(result.run_dir)
             report = api.report(result.run_dir)
-    if not _quiet(quiet):
+    if not quiet:
         click.echo(api.summary_text(result.summary))
     click.echo(f"outputs: {result.run_dir}")
-    if not no_plots:
+    if not no_plots and not quiet:
         click.echo(f"report: {report}")
 
 
@@ -99,6 +99,7 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
 
 
 def _quiet(quiet: bool) -> bool:
+    """No progress output with --quiet or in CI (logs of a CI job are not a terminal)."""
     import os
 
     return quiet or bool(os.environ.get("CI"))
