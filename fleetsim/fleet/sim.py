@@ -4,8 +4,9 @@ at a time, in one SimPy environment whose clock counts days.
 Processes (each sleeps until its next event):
   `regime`    walks the dated transitions of every channel (start of a day, t = d);
   `removals`  forced removals of installed chips (t = d + 0.1);
-  `planner`   every `period_days` (t = d + 0.25): builds a PlanningState, asks the policy,
-              places the orders it may (caps, budget, site), each order its own process;
+  `planner`   every `period_days` (t = d + 0.25), and on the day a channel reopens: builds a
+              PlanningState, asks the policy, places the orders it may (caps, budget, site),
+              each order its own process;
   `order`     sleeps until its due day, waits while its channel is closed, is delivered
               (becomes a cohort), cancelled or stranded;
   `day`       the cohort engine's daily step (t = d + 0.5): retirement, repairs, crashes at the
@@ -299,6 +300,8 @@ class _FleetSim:
                 ch.set_state(tr.state)
                 if tr.state == "banned":
                     self._ban(ch, tr.day)
+                if tr.state == "open":  # a buyer orders when a channel reopens, not a month later
+                    env.process(self._replan(tr.day))
             self.events.append((tr.day, "regime_change", ch.name, "", "", 0,
                                 f"{ch.state}; levy {ch.levy:g}; {tr.origin}: {tr.note}".strip()))
 
@@ -363,6 +366,10 @@ class _FleetSim:
                 yield env.timeout(day + 0.25 - env.now)
             self._plan(day)
             day += per
+
+    def _replan(self, day: int):
+        yield self.env.timeout(day + 0.25 - self.env.now)
+        self._plan(day)
 
     def _plan(self, day: int) -> None:
         f, fin = self.fleet, self.fleet.finance
