@@ -433,7 +433,7 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
         if pool.tp > chip.scaleup_domain_chips:
             good = _working_tp(chip, model, pool.precision)
             hint = f"; tp={good} fits {model.name} in {pool.precision}" if good else ""
-            raise ScenarioError(
+            raise CapacityError(
                 f"tp={pool.tp} needs {pool.tp} {pool.chip} chips joined by the chip interconnect, but "
                 f"one {pool.chip} scale-up domain (node) has {chip.scaleup_domain_chips}: use tp <= "
                 f"{chip.scaleup_domain_chips}{hint}", field=field_path,

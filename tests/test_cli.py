@@ -24,7 +24,7 @@ import fleetsim
 from fleetsim.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO_ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = REPO_ROOT / "scenarios" / "serving_quickstart.yaml"
 
 REQUEST_COLUMNS = [
     "request_id", "window", "class", "model", "pool", "chip", "replica", "arrival_s", "admitted_s",
@@ -200,7 +200,7 @@ def test_default_output_folder(tmp_path, monkeypatch, runner):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(main, ["run", str(QUICKSTART), "-q"])
     assert result.exit_code == 0, result.output
-    folders = list((tmp_path / "outputs").glob("quickstart-*"))
+    folders = list((tmp_path / "outputs").glob("serving_quickstart-*"))
     assert len(folders) == 1 and (folders[0] / "manifest.json").is_file()
     assert result.stdout.strip() == f"outputs: {Path('outputs') / folders[0].name}"
 

@@ -28,7 +28,7 @@ PLOT_ORDER = {
 KEY_PLOTS = {"fleet": ["demand_vs_capacity", "fleet_mix", "capex_vs_budget"],
              "serving": ["latency_cdf", "throughput_latency"], "reliability": ["health"]}
 CAPTIONS = {
-    "demand_vs_capacity": "Capacity (stacked by chip kind) against demand; red hatching is demand the fleet could not serve.",
+    "demand_vs_capacity": "Capacity (stacked by chip kind) against daily-mean demand; the hatched band is demand the fleet could not serve (its height is the day's mean unmet rate: a day can fall short at its peak hours while capacity exceeds the daily mean).",
     "fleet_mix": "Installed chips by kind, and chips on order.",
     "capex_vs_budget": "Money spent on chips (cumulative) against the budget released so far.",
     "cost_per_mtok": "Depreciation plus operating cost per million output tokens served, each month.",

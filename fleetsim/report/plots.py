@@ -199,10 +199,13 @@ def fleet_demand_capacity(run, out, written):
                  colors=[chip_colour(c) for c in chips], alpha=0.75)
     ax.plot(day.index, day["demand"], color="black", lw=1.8, label="demand")
     total = cap.sum(axis=1).reindex(day.index).fillna(0.0)
-    ax.fill_between(day.index, total, day["demand"], where=day["unmet"] > 0, color="#d62728", alpha=0.35,
-                    hatch="//", label="unmet demand", interpolate=True)
+    # Unmet is a band of its own height under the demand line: demand is the daily mean, and a day
+    # can fall short in its peak hours while capacity exceeds the daily mean.
+    ax.fill_between(day.index, day["demand"] - day["unmet"], day["demand"], where=day["unmet"] > 0,
+                    facecolor="white", edgecolor="black", hatch="////", lw=0.0, alpha=0.9,
+                    label="unmet demand (daily mean)", zorder=4)
     ax.set_ylim(0, max(float(day["demand"].max()), float(total.max())) * 1.15)
-    ax.set_title("Demand against capacity, stacked by chip kind (million output tokens/s)")
+    ax.set_title("Demand (daily mean) against capacity, stacked by chip kind (million output tokens/s)")
     ax.set_ylabel("million output tokens/s")
     _date_axis(ax)
     _mark_events(ax, supply_events(run))

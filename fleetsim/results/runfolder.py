@@ -42,7 +42,7 @@ def prepare_run_dir(path: Path, overwrite: bool = True) -> Path:
     that run wrote (its manifest's list, the known run files, plots and report) are removed.
     """
     if path.exists() and not path.is_dir():
-        raise FleetsimError(f"the output folder {path} is a file: choose another -o")
+        raise FleetsimError(f"cannot write the output folder {path}: it is a file; choose another -o")
     if path.is_dir():
         ours, foreign = _classify(path)
         if foreign:
