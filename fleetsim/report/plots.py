@@ -275,9 +275,8 @@ def monthly_cost_per_mtok(tl: pd.DataFrame) -> pd.DataFrame:
     """Per month: (depreciation + opex + power) USD over served million tokens."""
     served_col = "served_tokens_per_s" if "served_tokens_per_s" in tl else None
     day = tl.groupby("date", observed=True)
-    cost_cols = [c for c in ("depreciation_usd", "opex_usd", "power_usd") if c in tl]
-    if "power_usd" in tl and "opex_usd" in tl and np.allclose(tl["power_usd"], tl["opex_usd"]):
-        cost_cols = [c for c in cost_cols if c != "power_usd"]  # opex already holds power
+    # opex_usd already holds power_usd (fleet/records.py: opex = power + other opex)
+    cost_cols = [c for c in ("depreciation_usd", "opex_usd") if c in tl]
     cost = day[cost_cols].sum().sum(axis=1)
     if served_col:
         served = day[served_col].sum()
