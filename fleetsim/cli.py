@@ -120,7 +120,9 @@ class _RichProgress:
         self.first_seen: dict[str, float] = {}
 
     def __call__(self, msg: str) -> None:
-        (self.bar.console if self.bar else self.console).print(f"... {msg}", highlight=False)
+        if self.bar is not None and msg[:1].isspace():
+            return  # a detail line (one search window): the bar already shows how far it is
+        (self.bar.console if self.bar else self.console).print(f"... {msg}", highlight=False, markup=False)
 
     def update(self, label: str, done: float, total: float) -> None:
         import time
@@ -138,6 +140,9 @@ class _RichProgress:
                                 console=self.console, transient=False)
             self.bar.start()
         if label not in self.tasks:
+            for task in self.bar.tasks:  # a new stage: earlier ones are over (a search stops early)
+                if not task.finished:
+                    self.bar.update(task.id, completed=task.total)
             self.tasks[label] = self.bar.add_task(label, total=total)
         self.bar.update(self.tasks[label], completed=done, total=total)
 

@@ -227,3 +227,13 @@ def test_cli_reaches_results_only_through_api():
     assert "fleetsim.results" not in text and "fleetsim.report" not in text
     with pytest.raises(FleetsimError):
         api.report(REPO / "scenarios")
+
+
+def test_fleet_progress_changes_nothing():
+    scen = fleetsim.load_scenario(REPO / "scenarios" / "fleet_small.yaml", ["fleet.years=1",
+                                                                           "fleet.budget.schedule=[1.0]"])
+    rec = _Recorder()
+    a = fleetsim.run(scen, progress=rec)
+    b = fleetsim.run(scen)
+    pd.testing.assert_frame_equal(a.timeline, b.timeline)
+    assert any(u[0].startswith("fleet") and u[1] == u[2] for u in rec.updates)

@@ -206,3 +206,25 @@ def test_browser_probe_sees_console_errors(tmp_path):
     probe, log = render(page, tmp_path)
     assert any("boom" in e for e in probe["errors"]) and any("nope" in e for e in probe["errors"])
     assert len(_console_messages(log)) >= 2
+
+
+def test_quickstart_is_a_fleet_run_with_plots_and_report(tmp_path, monkeypatch):
+    """The README's first command: a fleet run that writes every fleet plot and report.html.
+    Its speed is measured by benchmarks/bench_quickstart.py (a timed test would be noisy)."""
+    from click.testing import CliRunner
+
+    from fleetsim.cli import main
+
+    monkeypatch.delenv("CI", raising=False)
+    out = tmp_path / "qs"
+    res = CliRunner().invoke(main, ["run", str(Path(__file__).parent.parent / "scenarios" / "quickstart.yaml"),
+                                    "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "fleet"
+    s = json.loads((out / "summary.json").read_text())["fleet"]
+    assert 10_000 <= sum(s["fleet_mix_end"].values()) <= 100_000 and 2 <= len(s["fleet_mix_end"]) <= 3
+    assert {p.stem for p in (out / "plots").glob("*.png")} == FLEET_PLOTS
+    page = (out / "report.html").read_text()
+    assert "nvidia-h20: banned" in page
+    assert res.output.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
