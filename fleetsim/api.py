@@ -521,12 +521,13 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
                 continue
             out.append({"catalog": "chips", "chip": name, "field": f,
                         "value": str(getattr(spec, f, "")), "note": " ".join(spec.notes.split())[:400]})
-    if scenario.reliability is not None:
+    if scenario.reliability is not None or _is_fleet(scenario):  # a fleet's chips crash by these too
         from fleetsim.catalog.reliability import chip_reliability
 
+        rel_chips = (scenario.reliability.chips or {}) if scenario.reliability is not None else {}
         for name in used:
             spec = chips.get(name)
-            override = scenario.reliability.chips.get(name) if scenario.reliability.chips else None
+            override = rel_chips.get(name)
             rel = chip_reliability(name, getattr(spec, "tdp_w", None), override)
             for f, basis in rel.basis.items():
                 if basis.startswith("ASSUMPTION"):

@@ -81,7 +81,7 @@ def test_events_marked_on_time_axes(fleet_run):
 def test_findings_are_computed_from_the_tables(fleet_run):
     text = " ".join(findings(plots.open_run(fleet_run)))
     assert f"Unmet demand peaks at 12% on {PEAK_DATE}" in text
-    assert f"81 days after nvidia-h20: banned ({BAN_DATE})" in text
+    assert f"81 days after nvidia-h20: banned ({BAN_DATE})" in text  # computed, not typed in
     assert "500 chips were stranded" in text
 
 

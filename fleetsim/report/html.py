@@ -133,7 +133,9 @@ def fleet_findings(run: RunFolder) -> list[str]:
         after_txt = ""
         if len(before):
             last = before.sort_values("x").iloc[-1]
-            after_txt = f", {(peak_day - last['x']).days} days after {last['label']} ({last['x']:%Y-%m-%d})"
+            gap = (peak_day - last["x"]).days
+            after_txt = (f", the day of {last['label']}" if gap == 0 else
+                         f", {gap} days after {last['label']} ({last['x']:%Y-%m-%d})")
         days_short = int((share > 0).sum())
         out.append(f"Unmet demand peaks at {share.max():.0%} on {peak_day:%Y-%m-%d}{after_txt}; "
                    f"demand went partly unmet on {days_short} of {len(share)} days "
@@ -315,7 +317,8 @@ def _assumptions_html(run: RunFolder) -> str:
         notes.append("Replica capacity was given by hand in fleet.capacity (not simulated): "
                      "every capacity figure rests on it.")
     if not items and not notes:
-        return "<p>No placeholder catalog figure is used by this scenario.</p>"
+        return ("<p>No placeholder catalog figure is used by this scenario. Figures the scenario file "
+                "itself marks ASSUMPTION (in its comments) are not listed here: read them there.</p>")
     out = ""
     if notes:
         out += "".join(f'<p class="warn">{_e(n)}</p>' for n in notes)
