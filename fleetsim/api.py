@@ -44,6 +44,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     """Read and validate a scenario file, including its references to chips, models and halls."""
     scenario = _load_file(path, overrides)
     try:
+        scenario = _expand_roadmaps(scenario)
         check_references(scenario)
     except FleetsimError as exc:
         from fleetsim.scenario.loader import line_of
@@ -142,6 +143,15 @@ def check_references(scenario: Scenario) -> None:
         _check_cohort_size(scenario.reliability.fleet)  # (report) memory limit before the start
 
 
+def _expand_roadmaps(scenario: Scenario) -> Scenario:
+    """Roadmap generations become catalog chips, pools and dated offers (fleetsim.fleet.roadmap)."""
+    if scenario.fleet is None or scenario.serving is None:
+        return scenario
+    from fleetsim.fleet.roadmap import expand
+
+    return expand(scenario, resolve_catalogs(scenario)[0])
+
+
 def check_fleet_references(scenario: Scenario, chips: dict) -> None:
     """Fleet names pydantic cannot check: chips, pools, workloads, the planner kind."""
     fleet, serving = scenario.fleet, scenario.serving
@@ -212,6 +222,7 @@ def run(
 
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
+    scenario = _expand_roadmaps(scenario)
     check_references(scenario)  # a Scenario built in Python gets the same checks as a file
     run_dir = runfolder.prepare_run_dir(Path(out_dir), overwrite=overwrite) if out_dir is not None else None
     stage = "resolve"

@@ -132,6 +132,30 @@ def test_ban_stops_deliveries_planner_switches_and_lift_resumes():
     check_conservation(res)
 
 
+def test_ban_cancel_refunds_share_of_payment():
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["nvidia"].update(on_ban="cancel", refund_share=0.5)
+    res = run(scenario({"channels": ch, "events": [{"date": "2025-03-01", "channel": "nvidia", "state": "banned"}]}))
+    o = res.orders
+    gone = o[o["fate"] == "cancelled"]
+    assert len(gone) >= 1
+    paid = gone["count_chips"] * (gone["price_usd_per_chip"] + 8000 / 8) + gone["levy_usd"]
+    np.testing.assert_allclose(gone["refund_usd"], 0.5 * paid)
+    check_money(res)
+    check_conservation(res)
+
+
+def test_ban_strand_keeps_money_and_chips_away():
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["nvidia"].update(on_ban="strand")
+    res = run(scenario({"channels": ch, "events": [{"date": "2025-03-01", "channel": "nvidia", "state": "banned"}]}))
+    st = res.orders[res.orders["fate"] == "stranded"]
+    assert len(st) >= 1 and (st["refund_usd"] == 0).all()
+    assert res.summary["fleet"]["chips_by_fate"]["stranded"] == st["count_chips"].sum()
+    check_money(res)
+    check_conservation(res)
+
+
 def test_buyer_ban_licence_open_zero_shipped():
     sc = scenario({"events": [{"date": "2025-02-01", "channel": "nvidia", "state": "open", "levy": 0.15},
                               {"date": "2025-02-01", "channel": "nvidia", "state": "buyer_ban"}],
@@ -223,3 +247,24 @@ def test_bad_input_via_file_names_field(tmp_path):
     with pytest.raises(ScenarioError) as info:
         fleetsim.api.load_scenario(path)
     assert "bad.yaml" in str(info.value) and "fleet" in str(info.value)
+
+
+def test_roadmap_generations_close_the_gap_and_are_bought_once_offered():
+    from fleetsim.fleet.roadmap import generation_fraction
+
+    ch = copy.deepcopy(FLEET["channels"])
+    ch["huawei"]["roadmap"] = {"base": "ascend-910b", "target": "h100", "gap_closed_per_year": 0.5,
+                               "first_date": "2025-04-01", "every_years": 0.25, "generations": 2}
+    cap = copy.deepcopy(FLEET["capacity"])
+    for k, rps in ((1, 7.0), (2, 9.0)):  # faster generations (given by hand: fast test)
+        cap[f"dom-gen{k}"] = {"chat": {"goodput_rps": rps, "output_tokens_per_request": 200}}
+    res = run(scenario({"channels": ch, "capacity": cap}))
+    chips = res.scenario.catalog.chips
+    r0 = 376 / 989
+    assert chips["ascend-910b-gen1"]["bf16_tflops"] == pytest.approx(989 * generation_fraction(r0, 0.5, 0.25))
+    assert chips["ascend-910b-gen2"]["bf16_tflops"] == pytest.approx(989 * (1 - (1 - r0) * 0.5 ** 0.5))
+    o = res.orders
+    for k, first in ((1, "2025-04-01"), (2, "2025-07-01")):
+        mine = o[o["chip"] == f"ascend-910b-gen{k}"]
+        assert len(mine) > 0 and (mine["ordered_on"] >= pd.Timestamp(first)).all()
+    check_conservation(res)

@@ -100,6 +100,25 @@ class MarkovCycle(StrictModel):
     from_date: dt.date | None = Field(None, description="cycles start here (default: fleet start)")
 
 
+class RoadmapConfig(StrictModel):
+    """Chip generations a channel will offer: each closes a share of the remaining gap to a
+    target chip (the story's five-year plan to parity). Generation k (k = 1..generations) is
+    offered from first_date + (k - 1) x every_years; its performance relative to the target is
+    r_k = 1 - (1 - r_0) (1 - gap_closed_per_year)^(k x every_years), with r_0 the base chip's
+    bf16 compute over the target's. Compute and memory bandwidth scale by r_k / r_0; memory,
+    power and everything else are the base chip's. Each generation becomes a catalog chip
+    `<base>-gen<k>` and a serving pool `<pool>-gen<k>` (a copy of the base chip's pool)."""
+
+    base: str = Field(description="chip of generation 0 (a catalog chip a pool uses)")
+    target: str = Field(description="chip the plan aims at (parity = r 1.0)")
+    gap_closed_per_year: Share = Field(description="share of the remaining gap closed each year")
+    first_date: dt.date = Field(description="first new generation offered")
+    every_years: Annotated[float, Field(gt=0, le=10)] = Field(1.0, description="years between generations")
+    generations: Annotated[int, Field(ge=1, le=10)] = Field(3, description="new generations")
+    price_factor_per_generation: Annotated[float, Field(gt=0, le=10)] = Field(
+        1.0, description="price of generation k = base price x factor^k")
+
+
 class ChannelConfig(StrictModel):
     """A way to buy chips: vendor, offers, price, levy, lead time, caps, regime."""
 
@@ -120,6 +139,7 @@ class ChannelConfig(StrictModel):
     risk_per_year: NonNeg = Field(
         0.0, description="planner's belief: chance per year the channel closes (security_weighted)")
     random_cycle: MarkovCycle | None = Field(None, description="random regime cycles")
+    roadmap: RoadmapConfig | None = Field(None, description="new chip generations from dates")
 
     @model_validator(mode="after")
     def _caps(self) -> "ChannelConfig":
@@ -350,6 +370,10 @@ class FleetConfig(StrictModel):
                         raise ValueError(
                             f"channels.{name}.offers[{j}].{label} {d} is outside the horizon "
                             f"{self.start} to {end}")
+        for name, ch in self.channels.items():
+            if ch.roadmap is not None and not (self.start <= ch.roadmap.first_date < end):
+                raise ValueError(f"channels.{name}.roadmap.first_date {ch.roadmap.first_date} is "
+                                 f"outside the horizon {self.start} to {end}")
         for i, c in enumerate(self.initial_fleet):
             if c.channel not in self.channels:
                 raise ValueError(f"initial_fleet[{i}] names unknown channel '{c.channel}'")
