@@ -571,8 +571,11 @@ def derived_facts(scenario: Scenario) -> list[str]:
             served = [w for n, w in workloads.items() if serving.workloads[n].model == pool.model]
             prompt = sum(_mean_tokens(w.prompt_tokens) for w in served) / max(1, len(served))
             output = sum(_mean_tokens(w.output_tokens) for w in served) / max(1, len(served))
+            size = (f"replica type {name}: {pool.tp} {pool.chip} per replica (the fleet sets the count)"
+                    if _is_fleet(scenario) else
+                    f"pool {name}: {pool.replicas} x {pool.tp} {pool.chip} = {pool.replicas * pool.tp} chips")
             line = (
-                f"pool {name}: {pool.replicas} x {pool.tp} {pool.chip} = {pool.replicas * pool.tp} chips; "
+                f"{size}; "
                 f"{pool.model} weights {k.weight_bytes / 1e9 / pool.tp:.1f} GB per chip ({pool.precision}); "
                 f"KV cache {k.kv_capacity_tokens:,} tokens per replica"
             )
@@ -582,6 +585,12 @@ def derived_facts(scenario: Scenario) -> list[str]:
                          f"(batch {ss.batch}, mean prompt {prompt:.0f}, output {output:.0f} tokens)")
             lines.append(line)
             lines.extend(f"pool {name}: {a}" for a in k.assumptions)
+    fleet = getattr(scenario, "fleet", None)
+    if fleet is not None:
+        demand = ", ".join(f"{k} {d.tokens_per_s:.3g} output tok/s growing {d.growth_per_year:+.0%}/yr"
+                           for k, d in fleet.demand.items())
+        lines.append(f"fleet: {fleet.years:g} years from {fleet.start}; demand {demand}; channels "
+                     f"{', '.join(fleet.channels)}; planner {fleet.planner.kind}")
     rel = scenario.reliability
     if rel is not None and rel.fleet is not None:
         chip_days = sum(c.count * (rel.fleet.days - c.start_day) for c in rel.fleet.cohorts)

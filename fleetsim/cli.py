@@ -328,7 +328,8 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
 
     scen = api.load_scenario(scenario, overrides)
     try:
-        rows = api.capacity_table(scen, progress=lambda m: click.echo(f"... {m}", err=True))
+        with _progress(False) as progress:  # (report) a bar with time left on long searches
+            rows = api.capacity_table(scen, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     from fleetsim.serving.capacity import format_capacity_table
