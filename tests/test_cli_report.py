@@ -237,3 +237,12 @@ def test_fleet_progress_changes_nothing():
     b = fleetsim.run(scen)
     pd.testing.assert_frame_equal(a.timeline, b.timeline)
     assert any(u[0].startswith("fleet") and u[1] == u[2] for u in rec.updates)
+
+
+def test_overwrite_never_deletes_a_file_the_run_did_not_list(tmp_path):
+    out = tmp_path / "run"
+    assert _invoke("run", str(SERVING), "-o", str(out), "-q", "--no-plots", *SHORT).exit_code == 0
+    (out / "orders.parquet").write_text("a user's file with a fleetsim-like name")
+    res = _invoke("run", str(SERVING), "-o", str(out), "-q", "--no-plots", "--overwrite", *SHORT)
+    assert res.exit_code == 2 and "orders.parquet" in res.output
+    assert (out / "orders.parquet").read_text().startswith("a user's file")

@@ -42,6 +42,15 @@ def chip_colour(chip: str) -> str | tuple:
     """The chip's fixed colour; chips outside the palette get a stable colour from their name."""
     if chip in PALETTE:
         return PALETTE[chip]
+    # Roadmap generations (fleet roadmaps name them <base>-genN): the base chip's hue, lighter
+    # for each generation, so a family reads as one.
+    base = max((k for k in PALETTE if chip.startswith(k + "-")), key=len, default=None)
+    if base is not None:
+        tail = chip[len(base) + 1:]
+        n = int(tail[3:]) if tail.startswith("gen") and tail[3:].isdigit() else 1
+        rgb = np.array(matplotlib.colors.to_rgb(PALETTE[base]))
+        mix = min(0.2 * n, 0.7)
+        return matplotlib.colors.to_hex(rgb + (1 - rgb) * mix)
     return _SPARE[zlib.crc32(chip.encode()) % len(_SPARE)]
 
 

@@ -98,8 +98,10 @@ def _classify(path: Path) -> tuple[set[str], set[str]]:
             (ours if rel == "plots" and is_run else foreign).add(rel)
             continue
         name = item.name
+        # A finished run names its files in the manifest; a failed one left at most the known names.
+        known = (listed | {"manifest.json", "error.json", "report.html"}) if listed else set(RUN_FILES)
         mine = (
-            rel in listed or rel in RUN_FILES
+            rel in known
             or (rel.startswith(".") and rel.endswith(".tmp"))
             or (rel.startswith("plots/") and rel.count("/") == 1 and name.endswith(PLOT_SUFFIXES))
         )
