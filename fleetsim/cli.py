@@ -86,7 +86,10 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
         result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite)
         if not no_plots:
             progress("plots and report")
-            api.plot(result.run_dir)
+            try:
+                api.plot(result.run_dir)
+            except FleetsimError as exc:  # the run is complete: warn, and still write the report
+                click.echo(f"warning: {exc}", err=True)
             report = api.report(result.run_dir)
     if not quiet:
         click.echo(api.summary_text(result.summary))

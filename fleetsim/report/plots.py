@@ -250,7 +250,9 @@ def _budget_schedule(run) -> pd.Series | None:
         return None
     start = pd.Timestamp(fleet.get("start") or run.table("timeline")["date"].min())
     years = int(fleet.get("years") or 1)
-    shares = budget.get("schedule") or [1.0 / years] * years
+    shares = budget.get("schedule")
+    if not isinstance(shares, list) or not shares:  # "even" (or absent): equal shares per year
+        shares = [1.0 / years] * years
     shares = np.asarray(shares, float)
     shares = shares / shares.sum() if shares.sum() > 0 else shares
     dates = [start + pd.DateOffset(years=i) for i in range(len(shares))]
@@ -556,19 +558,28 @@ def reliability_health(run, out, written):
         d = g.groupby("day").agg(t=("mean_temp_c", "mean"), th=("throttled_share", "mean"))
         axes[0].plot(d.index / 30.4, d["t"], color=col, lw=2, label=str(chip))
         axes[1].plot(d.index / 30.4, d["th"] * 100, color=col, lw=2, label=str(chip))
+    n_days = int(days.max()) + 1
+    span_m = n_days / 30.4
+    edges = np.append(np.arange(0, np.ceil(span_m)), span_m)  # the last month may be partial
     if ev is not None and len(ev):
         crash = ev[ev["kind"].astype(str) == "crash"]
-        months = np.arange(0, days.max() / 30.4 + 1)
-        bottom = np.zeros(len(months))
+        bottom = np.zeros(len(edges) - 1)
         for chip, g in crash.groupby("chip", observed=True):
-            h, _ = np.histogram(g.time_s / 86400 / 30.4, bins=np.append(months, months[-1] + 1))
-            axes[2].bar(months + 0.5, h, width=0.8, bottom=bottom, color=chip_colour(str(chip)), label=str(chip))
+            h, _ = np.histogram(g.time_s / 86400 / 30.4, bins=edges)
+            axes[2].bar(edges[:-1], h, width=np.diff(edges) * 0.9, align="edge", bottom=bottom,
+                        color=chip_colour(str(chip)), label=str(chip))
             bottom += h
+    lo, hi = axes[0].get_ylim()
+    mid = (lo + hi) / 2
+    axes[0].set_ylim(min(lo, mid - 2), max(hi, mid + 2))  # at least a 4 C span: no false drama
+    axes[0].ticklabel_format(axis="y", useOffset=False)
+    axes[1].set_ylim(0, max(1.0, axes[1].get_ylim()[1]))
     axes[0].set_title("Mean chip temperature (deg C)")
     axes[0].set_ylabel("deg C")
     axes[1].set_title("Share of chip time throttled (%)")
     axes[1].set_ylabel("%")
-    axes[2].set_title("Crashes per month (count; months of 30.4 days)")
+    partial = " (last bar: a partial month)" if span_m % 1 > 0.05 else ""
+    axes[2].set_title(f"Crashes per month (count; months of 30.4 days){partial}")
     axes[2].set_ylabel("crashes")
     axes[2].set_xlabel("months since start")
     for ax in axes:
@@ -601,7 +612,19 @@ def draw_all(run_dir: Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     plots = {"fleet": FLEET_PLOTS, "serving": SERVING_PLOTS, "reliability": RELIABILITY_PLOTS}.get(run.kind, [])
     written: list[Path] = []
+    failed = []
     with plt.rc_context({"font.size": 10, "axes.titlesize": 11, "svg.hashsalt": "fleetsim"}):
         for fn in plots:
-            fn(run, out, written)
+            try:
+                fn(run, out, written)
+            except Exception as exc:  # one plot's bug must not cost the others (or the report)
+                plt.close("all")
+                failed.append(f"{fn.__name__}: {type(exc).__name__}: {exc}")
+    if failed:
+        raise PlotError(f"could not draw {'; '.join(failed)} (the other plots are in {out}; the run "
+                        "itself is complete): please report this")
     return written
+
+
+class PlotError(FleetsimError):
+    """Some plots could not be drawn from a complete run folder."""
