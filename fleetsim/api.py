@@ -154,7 +154,12 @@ def _expand_roadmaps(scenario: Scenario) -> Scenario:
 
 def check_fleet_references(scenario: Scenario, chips: dict) -> None:
     """Fleet names pydantic cannot check: chips, pools, workloads, the planner kind."""
+    from fleetsim.scenario.fleet import fleet_problems
+
     fleet, serving = scenario.fleet, scenario.serving
+    problems = fleet_problems(fleet)
+    if problems:
+        raise ScenarioError(problems[0][1], field=problems[0][0])
     pools = serving.pools
     used = {p.chip for p in pools.values()}
     for cls in fleet.demand:

@@ -203,7 +203,9 @@ class _FleetSim:
 
     # -- set-up ---------------------------------------------------------------------------
     def _setup(self) -> None:
-        f, seed = self.fleet, self.sc.seed
+        f = self.fleet
+        seed = f.seed if f.seed is not None else self.sc.seed
+        self.seed = seed
         self.env = simpy.Environment()
         self.channels = {n: _Channel(self.env, n, f.channels[n], i, f, stream(seed, "fleet", "fab", n))
                          for i, n in enumerate(self.channel_names)}

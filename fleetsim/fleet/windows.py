@@ -80,7 +80,7 @@ def fleet_window(sim, snap, chips, models) -> list[dict]:
         "warmup_s": min(wcfg.warmup_s, 0.5 * wcfg.duration_s), "start_hour": float(snap["hour_of_day"]),
         "workloads": {k: v.model_dump() for k, v in workloads.items()},
         "pools": {k: v.model_dump() for k, v in pools.items() if v.replicas > 0}})
-    seed = int(stream(sim.sc.seed, "fleet", "window", snap["window"]).integers(2**31))
+    seed = int(stream(sim.seed, "fleet", "window", snap["window"]).integers(2**31))
     res = run_window(cfg, chips, models, seed, sim.sc.base_dir, window=snap["window"])
     lat = latencies(res)
     met, judged = slo_met(res, lat)
