@@ -272,7 +272,7 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     sim_s = time.perf_counter() - t0
     summary = summarise(res)
     requests = requests_table(res)
-    summary["at_slo"] = _at_slo(scenario, requests, res, chips, models)  # (report) honest summary
+    summary["at_slo"] = _at_slo(scenario, requests, res, chips, models, summary)  # (report) honest summary
     summary["scenario"] = scenario.name
     summary["seed"] = scenario.seed
     if res.reliability is not None:
@@ -620,7 +620,8 @@ def _mean_tokens(dist) -> float:
         return 0.0
 
 
-def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models: dict) -> dict[str, Any]:
+def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models: dict,
+            summary: dict[str, Any]) -> dict[str, Any]:
     """Figures a console summary should show: latency at each SLO's own percentile beside its
     target, batch and KV occupancy, and load against the replica's saturation throughput."""
     import numpy as np
@@ -633,8 +634,8 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
     span = serving.duration_s - serving.warmup_s
     classes = {}
     for cname, grp in measured.groupby("class", observed=True):
-        wl = serving.workloads.get(cname) or next(
-            (serving.workloads[w] for w in serving.workloads if cname.startswith(w)), None)
+        wname = summary["classes"].get(str(cname), {}).get("workload", cname)  # trace classes share a workload
+        wl = serving.workloads.get(wname)
         if wl is None:
             continue
         p = wl.slo.percentile
