@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a window (CI and servers have no display)
 
 import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -364,7 +365,7 @@ def fleet_latency_cdf(run, out, written):
         ax.set_xlabel("seconds")
         ax.set_ylabel("share of windows")
         ax.grid(True, alpha=0.3)
-        _legend(ax, loc="lower right")
+        _legend(ax, outside=False, loc="lower right")
     fig.suptitle("Latency across serving windows, per chip kind (CDF of each window's p95)")
     _save(fig, out, "latency_cdf", written)
 
@@ -456,11 +457,14 @@ def serving_latency_cdf(run, out, written):
         for p in sorted({v.get("slo", {}).get("percentile") for v in wls.values()} - {None}):
             ax.axhline(p / 100, color="#888888", ls="--", lw=0.8, label=f"p{p:g}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
         ax.set_title(f"{what} per request (s, log scale)")
         ax.set_xlabel("seconds")
         ax.set_ylabel("share of requests")
         ax.grid(True, alpha=0.3, which="both")
-        _legend(ax, loc="lower right")
+        _legend(ax, outside=False, loc="lower right")
     fig.suptitle("Latency distribution by chip kind (requests after warm-up)")
     _save(fig, out, "latency_cdf", written)
 
@@ -493,6 +497,9 @@ def serving_over_time(run, out, written):
         p95 = pd.Series(g.ttft_s.to_numpy()).groupby(idx).quantile(0.95)
         a2.plot(edges[p95.index.to_numpy()] + width / 2, p95.to_numpy(), color=chip_colour(str(chip)), lw=1.8,
                 label=f"{pool} ({chip})")
+    wls = (run.scenario.get("serving") or {}).get("workloads") or {}
+    for t in sorted({v.get("slo", {}).get("ttft_s") for v in wls.values()} - {None}):
+        a2.axhline(t, color="black", ls=":", label=f"TTFT target {t:g} s")
     warm = float(run.summary.get("warmup_s", 0))
     for ax in (a1, a2):
         ax.axvspan(0, warm, color="#cccccc", alpha=0.4, label="warm-up (not measured)")
