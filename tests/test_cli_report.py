@@ -246,3 +246,20 @@ def test_overwrite_never_deletes_a_file_the_run_did_not_list(tmp_path):
     res = _invoke("run", str(SERVING), "-o", str(out), "-q", "--no-plots", "--overwrite", *SHORT)
     assert res.exit_code == 2 and "orders.parquet" in res.output
     assert (out / "orders.parquet").read_text().startswith("a user's file")
+
+
+def test_every_yaml_snippet_in_the_chip_notes_loads(tmp_path):
+    """The catalog's notes suggest scenario fragments in backticks: each must be valid YAML that a
+    scenario accepts (one carried a stray quote)."""
+    import re
+
+    out = _invoke("chips").output
+    snippets = [s for s in re.findall(r"`([^`]*relative_to:[^`]*)`", out)]
+    assert snippets
+    for s in snippets:
+        fragment = yaml.safe_load(s)
+        data = yaml.safe_load(SERVING.read_text())
+        data["catalog"] = {"chips": {"t-head-ppu": fragment}}
+        p = tmp_path / "s.yaml"
+        p.write_text(yaml.safe_dump(data))
+        fleetsim.load_scenario(p)
