@@ -228,3 +228,15 @@ def test_quickstart_is_a_fleet_run_with_plots_and_report(tmp_path, monkeypatch):
     page = (out / "report.html").read_text()
     assert "nvidia-h20: banned" in page
     assert res.output.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
+
+
+def test_reliability_run_plots_and_report(tmp_path):
+    scen = fleetsim.load_scenario(Path(__file__).parent.parent / "scenarios" / "llama3-reliability.yaml",
+                                  ["reliability.fleet.days=20"])
+    out = tmp_path / "rel"
+    fleetsim.run(scen, out_dir=out)
+    api.plot(out)
+    assert {p.stem for p in (out / "plots").glob("*.png")} == {"health", "availability"}
+    page = api.report(out).read_text()
+    assert "crashes over 20 days on 16,384 chips" in page
+    assert "h100" in page and "ASSUMPTION" in page  # the reliability placeholders it rests on
