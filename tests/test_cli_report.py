@@ -149,7 +149,7 @@ def test_does_not_fit_names_a_tp_that_works(tmp_path):
 
 def test_reliability_run_size_is_checked_before_the_start(tmp_path):
     p = tmp_path / "big.yaml"
-    p.write_text(yaml.safe_dump({"name": "big", "reliability": {"fleet": {"days": 36500, "cohorts": [
+    p.write_text(yaml.safe_dump({"name": "big", "reliability": {"cohort_run": {"days": 36500, "cohorts": [
         {"name": "a", "chip": "h100", "count": 100_000_000, "utilisation": 0.5}]}}}))
     t0 = time.perf_counter()
     out = _error(p)

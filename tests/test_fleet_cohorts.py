@@ -23,7 +23,7 @@ def test_technicians_see_repairs_in_global_time_order(monkeypatch):
     cfg = ReliabilityConfig.model_validate({
         "chips": {"h100": {"mtbf_h": 300.0}},
         "repair": {"technicians": 1, "transient_share": 0.0},
-        "fleet": {"days": 20, "cohorts": [{"chip": "h100", "count": 400, "utilisation": 0.9},
+        "cohort_run": {"days": 20, "cohorts": [{"chip": "h100", "count": 400, "utilisation": 0.9},
                                            {"chip": "h100", "count": 400, "utilisation": 0.5}]}})
     cohort.run_reliability(cfg, load_chips(), np.random.default_rng(1))
     assert len(seen) > 100

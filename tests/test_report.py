@@ -232,7 +232,7 @@ def test_quickstart_is_a_fleet_run_with_plots_and_report(tmp_path, monkeypatch):
 
 def test_reliability_run_plots_and_report(tmp_path):
     scen = fleetsim.load_scenario(Path(__file__).parent.parent / "scenarios" / "llama3-reliability.yaml",
-                                  ["reliability.fleet.days=20"])
+                                  ["reliability.cohort_run.days=20"])
     out = tmp_path / "rel"
     fleetsim.run(scen, out_dir=out)
     api.plot(out)
