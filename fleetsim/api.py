@@ -119,6 +119,8 @@ def check_references(scenario: Scenario) -> None:
         from fleetsim.serving.window import build_kernels, compile_workloads
 
         _check_physics(scenario, chips, models)  # (report) tp in a node, a tp that fits, not all zero
+        if _is_fleet(scenario):
+            _check_fleet_windows(scenario, chips, models)  # (report) memory limit before the start
         build_kernels(serving, chips, models)  # refuses a model that does not fit its chips
         workloads = compile_workloads(serving, scenario.base_dir)  # files exist, columns too
         _check_context(serving, workloads, models)  # (report) prompts within the model's context
@@ -502,6 +504,39 @@ def _check_context(serving, workloads: dict, models: dict) -> None:
                 f"clip them (prompt_tokens max: {ctx}) or serve a longer-context model",
                 field=field_path,
             )
+
+
+def _check_fleet_windows(scenario: Scenario, chips: dict, models: dict) -> None:
+    """A fleet's serving window holds every request of its cell in memory: bound it before the
+    start by the cell's saturation rate (twice it, for a fleet short of capacity)."""
+    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.kernel.throughput import offline_throughput
+
+    win = scenario.fleet.windows
+    if win is None or not getattr(win, "enabled", True):
+        return
+    serving = scenario.serving
+    worst = 0.0
+    for name, pool in serving.pools.items():
+        try:
+            k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+        except FleetsimError:
+            continue
+        for wname, wl in serving.workloads.items():
+            if wl.model != pool.model:
+                continue
+            prompt = getattr(wl.prompt_tokens, "median", None) or 512
+            output = getattr(wl.output_tokens, "median", None) or 128
+            ss = offline_throughput(k, float(prompt), float(output), pool.batching.max_batch)
+            worst = max(worst, ss.output_tokens_per_s / float(output))
+    expected = 2.0 * worst * win.cell_replicas * win.duration_s
+    if expected > MAX_REQUESTS_PER_WINDOW:
+        raise ScenarioError(
+            f"a fleet serving window could simulate about {expected:.3g} requests ({win.cell_replicas} "
+            f"replicas for {win.duration_s:g} s); the limit is {MAX_REQUESTS_PER_WINDOW:,} per window: "
+            "shorten fleet.windows.duration_s or lower cell_replicas",
+            field="fleet.windows.duration_s",
+        )
 
 
 def _check_cohort_size(fleet) -> None:

@@ -263,3 +263,9 @@ def test_every_yaml_snippet_in_the_chip_notes_loads(tmp_path):
         p = tmp_path / "s.yaml"
         p.write_text(yaml.safe_dump(data))
         fleetsim.load_scenario(p)
+
+
+def test_fleet_window_size_is_checked_before_the_start():
+    with pytest.raises(FleetsimError, match="fleet serving window could simulate"):
+        fleetsim.load_scenario(REPO / "scenarios" / "quickstart.yaml", ["fleet.windows.duration_s=1e7"])
+    fleetsim.load_scenario(REPO / "scenarios" / "quickstart.yaml")  # the shipped one passes
