@@ -728,7 +728,9 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
             row["load_vs_saturation"] = tok_s / (ss.output_tokens_per_s * ps.replicas)
         pools[ps.name] = row
     warm = int((requests.arrival_s < serving.warmup_s).sum())
-    return {"classes": classes, "pools": pools, "warmup_arrived": warm}
+    rej = measured[measured.status.astype(str) == "rejected"]
+    reasons = {str(k): int(v) for k, v in rej.reject_reason.astype(str).value_counts().items() if v}
+    return {"classes": classes, "pools": pools, "warmup_arrived": warm, "rejected_by_reason": reasons}
 
 
 def default_run_dir(name: str) -> Path:

@@ -269,3 +269,17 @@ def test_fleet_window_size_is_checked_before_the_start():
     with pytest.raises(FleetsimError, match="fleet serving window could simulate"):
         fleetsim.load_scenario(REPO / "scenarios" / "quickstart.yaml", ["fleet.windows.duration_s=1e7"])
     fleetsim.load_scenario(REPO / "scenarios" / "quickstart.yaml")  # the shipped one passes
+
+
+def test_rejection_reasons_count_like_the_headline(tmp_path):
+    """An overloaded pool with a queue limit rejects: the reasons add up to the rejected count."""
+    res = _invoke("run", str(SERVING), "-o", str(tmp_path / "r"), "--no-plots", *SHORT,
+                  "--set", "serving.pools.h20.queue_limit=0", "--set", "serving.pools.domestic.queue_limit=0",
+                  "--set", "serving.workloads.chat.arrival.rate_per_s=40")
+    assert res.exit_code == 0, res.output
+    import re
+
+    rejected = int(re.search(r"\+ (\d+) rejected", res.output).group(1))
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("rejected by reason (after warm-up)"))
+    assert rejected > 0 and sum(int(n) for n in re.findall(r" (\d+)", line)) == rejected
+    assert "chips" in res.output and "of saturation" in res.output

@@ -53,9 +53,12 @@ def serving_text(summary: dict[str, Any]) -> str:
         f"requests{warm_txt}: {measured['arrived']} arrived = {measured['completed']} completed + "
         f"{measured['rejected']} rejected + {measured['unfinished']} unfinished"
     )
-    reasons = summary.get("rejected_by_reason") or {}
+    if "rejected_by_reason" in at:  # the measured requests, like the counts above
+        reasons, where = at["rejected_by_reason"], "after warm-up"
+    else:
+        reasons, where = summary.get("rejected_by_reason") or {}, "whole window"
     if reasons:
-        parts[-1] += "\nrejected by reason (whole window): " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+        parts[-1] += f"\nrejected by reason ({where}): " + ", ".join(f"{k} {v}" for k, v in reasons.items())
     rows = []
     for name, c in classes.items():
         a = at.get("classes", {}).get(name, {})
