@@ -122,9 +122,13 @@ def check_references(scenario: Scenario) -> None:
                 )
         from fleetsim.serving.window import built_parts
 
+        _check_physics(scenario, chips, models)  # (report) tp in a node, a tp that fits, not all zero
+        if _is_fleet(scenario):
+            _check_fleet_windows(scenario, chips, models)  # (report) memory limit before the start
         # kernels refuse a model that does not fit its chips; compiling checks files and columns.
         # Built once per scenario content and reused by the run (not rebuilt per stage).
         _, _, _, workloads = built_parts(scenario)
+        _check_context(serving, workloads, models)  # (report) prompts within the model's context
         expected = sum(w.mean_rate_per_s for w in workloads.values()) * serving.duration_s
         if expected > MAX_REQUESTS_PER_WINDOW:
             raise ScenarioError(
@@ -139,6 +143,7 @@ def check_references(scenario: Scenario) -> None:
             if cohort.chip not in chips:
                 raise _unknown("chip", cohort.chip, chips, f"reliability.cohort_run.cohorts.{i}.chip",
                                "catalog.chips")
+        _check_cohort_size(scenario.reliability.cohort_run)  # (report) memory limit before the start
 
 
 def _expand_roadmaps(scenario: Scenario) -> Scenario:
@@ -214,15 +219,20 @@ def run(
     out_dir: str | Path | None = None,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    overwrite: bool = True,
 ) -> RunResult:
-    """Run a scenario; with `out_dir`, write the run folder (manifest last, error.json on failure)."""
+    """Run a scenario; with `out_dir`, write the run folder (manifest last, error.json on failure).
+
+    `out_dir` may be new, empty, or an earlier fleetsim run (replaced only with `overwrite`; the
+    CLI passes False unless --overwrite); a folder holding other files is always refused.
+    """
     from fleetsim.results import runfolder
 
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
     scenario = _expand_roadmaps(scenario)
     check_references(scenario)  # a Scenario built in Python gets the same checks as a file
-    run_dir = runfolder.prepare_run_dir(Path(out_dir)) if out_dir is not None else None
+    run_dir = runfolder.prepare_run_dir(Path(out_dir), overwrite=overwrite) if out_dir is not None else None
     stage = "resolve"
     t0 = time.perf_counter()
     try:
@@ -245,6 +255,7 @@ def run(
         else:
             result = _run_reliability(scenario, chips, progress)
         result.timings_s["total"] = time.perf_counter() - t0
+        result.summary["assumptions"] = assumptions(scenario)  # (report) placeholders the result rests on
         if run_dir is not None:
             stage = "write"
             _write(result, run_dir)
@@ -273,9 +284,11 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
 
     _, _, kernels, workloads = built_parts(scenario)
     res = run_window(scenario.serving, chips, models, scenario.seed, scenario.base_dir, reliability=health,
-                     kernels=kernels, workloads=workloads)
+                     kernels=kernels, workloads=workloads, progress=progress)
     sim_s = time.perf_counter() - t0
     summary = summarise(res)
+    requests = requests_table(res)
+    summary["at_slo"] = _at_slo(scenario, requests, res, chips, models, summary)  # (report) honest summary
     summary["scenario"] = scenario.name
     summary["seed"] = scenario.seed
     if res.reliability is not None:
@@ -283,9 +296,7 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     timings: dict[str, Any] = {"simulate": sim_s, "requests": len(res.requests),
                                "requests_per_wall_s": len(res.requests) / sim_s if sim_s > 0 else None,
                                "sim_events": res.sim_events}
-    from fleetsim.serving.window import build_kernels
-
-    notes = {p: k.assumptions for p, k in build_kernels(scenario.serving, chips, models).items() if k.assumptions}
+    notes = {p: k.assumptions for p, k in kernels.items() if k.assumptions}
     if notes:  # e.g. an unmeasured chip's assumed efficiency band: the result rests on it
         summary["kernel_assumptions"] = notes
     if scenario.serving.goodput.enabled:
@@ -300,7 +311,7 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
         timings["goodput"] = time.perf_counter() - t1
         timings |= {f"goodput_cache_{k}": CACHE_STATS[k] - before[k] for k in CACHE_STATS}
     return RunResult(
-        scenario=scenario, summary=summary, requests=requests_table(res), events=events_table(res.events),
+        scenario=scenario, summary=summary, requests=requests, events=events_table(res.events),
         timings_s=timings,
     )
 
@@ -358,7 +369,7 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
     if progress:
         progress(f"reliability run: {scenario.reliability.cohort_run.days:g} days")
     t0 = time.perf_counter()
-    res = run_reliability(scenario.reliability, chips, stream(scenario.seed, "reliability"))
+    res = run_reliability(scenario.reliability, chips, stream(scenario.seed, "reliability"), progress=progress)
     sim_s = time.perf_counter() - t0
     summary = dict(res.summary) | {"scenario": scenario.name, "seed": scenario.seed}
     return RunResult(
@@ -414,3 +425,370 @@ def _write(result: RunResult, run_dir: Path) -> None:
         run_dir, scenario=scenario_dump, seed=result.scenario.seed, timings=result.timings_s,
         files=files, version=__version__, kind=kind,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# (branch report) physics in validation, derived facts, assumptions, the honest summary, and the
+# doors to plots, reports and comparisons. The CLI reaches results and run folders only here.
+
+# A reliability run keeps per-node state and per-hour series; past these it would not fit in a
+# laptop's memory (100M chips x 36,500 days took 4.7 GB in 2 minutes before being stopped).
+MAX_COHORT_CHIPS = 10_000_000
+MAX_CHIP_DAYS = 2_000_000_000
+# Share of prompts allowed above the model's context before validation refuses the workload.
+MAX_OVER_CONTEXT_SHARE = 1e-6
+
+
+def _is_fleet(scenario: Scenario) -> bool:
+    return getattr(scenario, "fleet", None) is not None
+
+
+def _working_tp(chip, model, precision: str) -> int | None:
+    """Smallest tp within the chip's scale-up domain that both shards the model and fits it."""
+    from fleetsim.kernel.latency import ReplicaKernel, allowed_tp
+
+    allowed = allowed_tp(model)
+    for tp in range(1, chip.scaleup_domain_chips + 1):
+        if allowed is not None and tp not in allowed:
+            continue
+        try:
+            ReplicaKernel(chip, model, tp, precision)
+        except FleetsimError:
+            continue
+        return tp
+    return None
+
+
+def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
+    """Inputs no hardware could run: a replica wider than a scale-up domain, a model that does
+    not fit (with a tp that does), a window with no replica at all."""
+    from fleetsim.errors import CapacityError
+    from fleetsim.kernel.latency import ReplicaKernel
+
+    serving = scenario.serving
+    if not _is_fleet(scenario) and serving.pools and all(p.replicas == 0 for p in serving.pools.values()):
+        raise ScenarioError(
+            "every pool has replicas: 0, so nothing can serve the workloads: give at least one "
+            "pool replicas >= 1", field="serving.pools",
+        )
+    for name, pool in serving.pools.items():
+        chip, model = chips[pool.chip], models[pool.model]
+        field_path = f"serving.pools.{name}.tp"
+        if pool.tp > chip.scaleup_domain_chips:
+            good = _working_tp(chip, model, pool.precision)
+            hint = f"; tp={good} fits {model.name} in {pool.precision}" if good else ""
+            raise CapacityError(
+                f"tp={pool.tp} needs {pool.tp} {pool.chip} chips joined by the chip interconnect, but "
+                f"one {pool.chip} scale-up domain (node) has {chip.scaleup_domain_chips}: use tp <= "
+                f"{chip.scaleup_domain_chips}{hint}", field=field_path,
+            )
+        try:
+            ReplicaKernel(chip, model, pool.tp, pool.precision)
+        except CapacityError as exc:
+            if "does not shard" in exc.message:
+                continue  # build_kernels reports it with the allowed tp list
+            good = _working_tp(chip, model, pool.precision)
+            head = exc.message.split("; ")[0]
+            fix = (f"tp={good} fits and shards it" if good else
+                   f"no tp up to one node ({chip.scaleup_domain_chips} chips) fits it in "
+                   f"{pool.precision}: use a smaller precision or a chip with more memory")
+            raise CapacityError(f"{head}; {fix}", field=field_path) from None
+
+
+def _check_context(serving, workloads: dict, models: dict) -> None:
+    """Prompts longer than the model's context window would be refused by any engine."""
+    import numpy as np
+
+    for name, wl in workloads.items():
+        model = models[serving.workloads[name].model]
+        ctx = model.max_context_tokens
+        field_path = f"serving.workloads.{name}.prompt_tokens"
+        trace_prompts = getattr(wl.arrival, "prompt_tokens", None)
+        if wl.prompt_tokens is not None:
+            over = float(1.0 - np.asarray(wl.prompt_tokens.cdf(ctx)))
+        elif trace_prompts is not None and len(trace_prompts):
+            over = float(np.mean(np.asarray(trace_prompts) > ctx))
+        else:
+            continue
+        if over > MAX_OVER_CONTEXT_SHARE:
+            raise ScenarioError(
+                f"{over:.2g} of prompts are longer than {model.name}'s context of {ctx:,} tokens: "
+                f"clip them (prompt_tokens max: {ctx}) or serve a longer-context model",
+                field=field_path,
+            )
+
+
+def _check_fleet_windows(scenario: Scenario, chips: dict, models: dict) -> None:
+    """A fleet's serving window holds every request of its cell in memory: bound it before the
+    start by the cell's saturation rate (twice it, for a fleet short of capacity)."""
+    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.kernel.throughput import offline_throughput
+
+    win = scenario.fleet.windows
+    if win is None or not getattr(win, "enabled", True):
+        return
+    serving = scenario.serving
+    worst = 0.0
+    for name, pool in serving.pools.items():
+        try:
+            k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+        except FleetsimError:
+            continue
+        for wname, wl in serving.workloads.items():
+            if wl.model != pool.model:
+                continue
+            prompt = getattr(wl.prompt_tokens, "median", None) or 512
+            output = getattr(wl.output_tokens, "median", None) or 128
+            ss = offline_throughput(k, float(prompt), float(output), pool.batching.max_batch)
+            worst = max(worst, ss.output_tokens_per_s / float(output))
+    expected = 2.0 * worst * win.cell_replicas * win.duration_s
+    if expected > MAX_REQUESTS_PER_WINDOW:
+        raise ScenarioError(
+            f"a fleet serving window could simulate about {expected:.3g} requests ({win.cell_replicas} "
+            f"replicas for {win.duration_s:g} s); the limit is {MAX_REQUESTS_PER_WINDOW:,} per window: "
+            "shorten fleet.windows.duration_s or lower cell_replicas",
+            field="fleet.windows.duration_s",
+        )
+
+
+def _check_cohort_size(fleet) -> None:
+    chips = sum(c.count for c in fleet.cohorts)
+    chip_days = sum(c.count * (fleet.days - c.start_day) for c in fleet.cohorts)
+    if chips > MAX_COHORT_CHIPS:
+        raise ScenarioError(
+            f"this reliability run tracks {chips:,} chips; the limit is {MAX_COHORT_CHIPS:,} "
+            "(memory): model a representative sample and scale the counts",
+            field="reliability.cohort_run.cohorts",
+        )
+    if chip_days > MAX_CHIP_DAYS:
+        raise ScenarioError(
+            f"this reliability run covers {chip_days:.3g} chip-days; the limit is {MAX_CHIP_DAYS:.3g} "
+            "(memory and time): shorten days or lower the cohort counts",
+            field="reliability.cohort_run.days",
+        )
+
+
+def _chips_named(obj: Any) -> set[str]:
+    """Every value of a `chip` key anywhere in a scenario dump (pools, cohorts, fleet channels)."""
+    found: set[str] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "chip" and isinstance(v, str):
+                found.add(v)
+            else:
+                found |= _chips_named(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            found |= _chips_named(v)
+    return found
+
+
+def assumptions(scenario: Scenario) -> list[dict[str, str]]:
+    """The placeholder (ASSUMED) catalog figures this scenario's result rests on."""
+    chips, models = resolve_catalogs(scenario)
+    dump = scenario.model_dump(mode="json")
+    used = sorted(_chips_named(dump) | set(getattr(scenario.reliability, "chips", {}) or {}))
+    out = []
+    for name in used:
+        spec = chips.get(name)
+        if spec is None:
+            continue
+        for f in spec.assumed:
+            if f in spec.overridden:
+                continue
+            out.append({"catalog": "chips", "chip": name, "field": f,
+                        "value": str(getattr(spec, f, "")), "note": " ".join(spec.notes.split())[:400]})
+    if scenario.reliability is not None or _is_fleet(scenario):  # a fleet's chips crash by these too
+        from fleetsim.catalog.reliability import chip_reliability
+
+        rel_chips = (scenario.reliability.chips or {}) if scenario.reliability is not None else {}
+        for name in used:
+            spec = chips.get(name)
+            override = rel_chips.get(name)
+            rel = chip_reliability(name, getattr(spec, "tdp_w", None), override)
+            for f, basis in rel.basis.items():
+                if basis.startswith("ASSUMPTION"):
+                    out.append({"catalog": "reliability", "chip": name, "field": f,
+                                "value": str(getattr(rel, f, "")), "note": basis})
+    return out
+
+
+def derived_facts(scenario: Scenario) -> list[str]:
+    """What `validate` prints: what the inputs imply before anything runs."""
+    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.kernel.throughput import offline_throughput
+
+    chips, models = resolve_catalogs(scenario)
+    lines = []
+    serving = scenario.serving
+    if serving is not None:
+        from fleetsim.serving.window import compile_workloads
+
+        workloads = compile_workloads(serving, scenario.base_dir)
+        for name, wl in workloads.items():
+            cfg = serving.workloads[name]
+            lines.append(
+                f"workload {name}: {cfg.model}, mean {wl.mean_rate_per_s:.3g} req/s, about "
+                f"{wl.mean_rate_per_s * serving.duration_s:,.0f} requests in {serving.duration_s:g} s; "
+                f"SLO p{cfg.slo.percentile:g} TTFT <= {cfg.slo.ttft_s:g} s, TPOT <= {cfg.slo.tpot_s:g} s"
+            )
+        for name, pool in serving.pools.items():
+            k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+            served = [w for n, w in workloads.items() if serving.workloads[n].model == pool.model]
+            prompt = sum(_mean_tokens(w.prompt_tokens) for w in served) / max(1, len(served))
+            output = sum(_mean_tokens(w.output_tokens) for w in served) / max(1, len(served))
+            size = (f"replica type {name}: {pool.tp} {pool.chip} per replica (the fleet sets the count)"
+                    if _is_fleet(scenario) else
+                    f"pool {name}: {pool.replicas} x {pool.tp} {pool.chip} = {pool.replicas * pool.tp} chips")
+            line = (
+                f"{size}; "
+                f"{pool.model} weights {k.weight_bytes / 1e9 / pool.tp:.1f} GB per chip ({pool.precision}); "
+                f"KV cache {k.kv_capacity_tokens:,} tokens per replica"
+            )
+            if prompt > 0 and output > 0:
+                ss = offline_throughput(k, prompt, output, pool.batching.max_batch)
+                line += (f"; saturation about {ss.output_tokens_per_s:,.0f} output tok/s per replica "
+                         f"(batch {ss.batch}, mean prompt {prompt:.0f}, output {output:.0f} tokens)")
+            lines.append(line)
+            lines.extend(f"pool {name}: {a}" for a in k.assumptions)
+    fleet = getattr(scenario, "fleet", None)
+    if fleet is not None:
+        demand = ", ".join(f"{k} {d.tokens_per_s:.3g} output tok/s growing {d.growth_per_year:+.0%}/yr"
+                           for k, d in fleet.demand.items())
+        lines.append(f"fleet: {fleet.years:g} years from {fleet.start}; demand {demand}; channels "
+                     f"{', '.join(fleet.channels)}; planner {fleet.planner.kind}")
+    rel = scenario.reliability
+    if rel is not None and rel.cohort_run is not None:
+        run = rel.cohort_run
+        chip_days = sum(c.count * (run.days - c.start_day) for c in run.cohorts)
+        lines.append(f"reliability run: {sum(c.count for c in run.cohorts):,} chips over "
+                     f"{run.days} days = {chip_days:.3g} chip-days")
+    placeholders = assumptions(scenario)
+    if placeholders:
+        by_chip: dict[str, list[str]] = {}
+        for a in placeholders:
+            by_chip.setdefault(f"{a['chip']} ({a['catalog']})", []).append(a["field"])
+        lines.append("placeholders used (no published figure): " + "; ".join(
+            f"{k}: {', '.join(v)}" for k, v in by_chip.items()))
+    else:
+        lines.append("placeholders used: none")
+    return lines
+
+
+def _mean_tokens(dist) -> float:
+    try:
+        return float(dist.mean) if dist is not None else 0.0
+    except Exception:  # a distribution without a finite mean: leave saturation out
+        return 0.0
+
+
+def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models: dict,
+            summary: dict[str, Any]) -> dict[str, Any]:
+    """Figures a console summary should show: latency at each SLO's own percentile beside its
+    target, batch and KV occupancy, and load against the replica's saturation throughput."""
+    import numpy as np
+
+    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.kernel.throughput import offline_throughput
+
+    serving = scenario.serving
+    measured = requests[requests.arrival_s >= serving.warmup_s]
+    span = serving.duration_s - serving.warmup_s
+    classes = {}
+    for cname, grp in measured.groupby("class", observed=True):
+        wname = summary["classes"].get(str(cname), {}).get("workload", cname)  # trace classes share a workload
+        wl = serving.workloads.get(wname)
+        if wl is None:
+            continue
+        p = wl.slo.percentile
+        ttft = grp.ttft_s.dropna().to_numpy()
+        tpot = grp.tpot_s.dropna().to_numpy()
+        t1 = float(np.percentile(ttft, p)) if len(ttft) else None
+        t2 = float(np.percentile(tpot, p)) if len(tpot) else None
+        classes[str(cname)] = {
+            "percentile": p, "ttft_s": t1, "ttft_target_s": wl.slo.ttft_s,
+            "tpot_s": t2, "tpot_target_s": wl.slo.tpot_s,
+            "ttft_ok": None if t1 is None else t1 <= wl.slo.ttft_s,
+            "tpot_ok": None if t2 is None else t2 <= wl.slo.tpot_s,
+        }
+    pools = {}
+    by_pool = {str(k): g for k, g in measured.groupby("pool", observed=True)}
+    for ps in res.pools:
+        pool = serving.pools[ps.name]
+        g = by_pool.get(ps.name)
+        busy = float(ps.busy_s.sum())
+        mean_batch = float(ps.batch_area.sum() / busy) if busy > 0 else 0.0
+        row: dict[str, Any] = {"chips": ps.replicas * ps.tp,
+                               "batch_occupancy": mean_batch / pool.batching.max_batch if busy > 0 else None}
+        if g is not None and len(g) and ps.replicas:
+            # KV held by a request: its prompt while waiting for the first token, then prompt plus
+            # half its output (linear growth) until it finishes; clipped to the measured interval.
+            lo, hi = serving.warmup_s, serving.duration_s
+            adm = np.clip(g.admitted_s.to_numpy(), lo, hi)
+            first = np.clip(np.nan_to_num(g.first_token_s.to_numpy(), nan=hi), lo, hi)
+            fin = np.clip(np.nan_to_num(g.finish_s.to_numpy(), nan=hi), lo, hi)
+            adm = np.nan_to_num(adm, nan=hi)
+            prompt = g.prompt_tokens.to_numpy(float)
+            out = g.output_tokens.to_numpy(float)
+            area = prompt * np.maximum(first - adm, 0) + (prompt + out / 2) * np.maximum(fin - first, 0)
+            row["kv_occupancy_est"] = float(area.sum() / (span * ps.replicas * ps.kv_capacity_tokens))
+            k = ReplicaKernel(chips[ps.chip], models[ps.model], ps.tp, pool.precision)
+            ss = offline_throughput(k, float(prompt.mean()), float(out.mean()), pool.batching.max_batch)
+            done = g[(g.status == "completed")]
+            tok_s = float(done.output_tokens.sum() / span)
+            row["saturation_tokens_per_s_per_replica"] = ss.output_tokens_per_s
+            row["load_vs_saturation"] = tok_s / (ss.output_tokens_per_s * ps.replicas)
+        pools[ps.name] = row
+    warm = int((requests.arrival_s < serving.warmup_s).sum())
+    rej = measured[measured.status.astype(str) == "rejected"]
+    reasons = {str(k): int(v) for k, v in rej.reject_reason.astype(str).value_counts().items() if v}
+    return {"classes": classes, "pools": pools, "warmup_arrived": warm, "rejected_by_reason": reasons}
+
+
+def default_run_dir(name: str) -> Path:
+    from fleetsim.results.runfolder import default_run_dir as pick
+
+    return pick(name)
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    from fleetsim.results.display import summary_text as text
+
+    return text(summary)
+
+
+def goodput_text(rows: list[dict[str, Any]]) -> str:
+    from fleetsim.results.display import goodput_text as text
+
+    return text(rows)
+
+
+def plot(run_dir: str | Path) -> list[Path]:
+    """Draw every plot the run folder's tables support into RUN_DIR/plots (PNG and SVG)."""
+    from fleetsim.report.plots import draw_all
+
+    return draw_all(Path(run_dir))
+
+
+def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write RUN_DIR/report.html: one self-contained page (plots embedded)."""
+    from fleetsim.report.html import write_report
+
+    return write_report(Path(run_dir), Path(out) if out else None)
+
+
+def compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+    """One HTML page setting runs' headline metrics and key plots side by side."""
+    from fleetsim.report.html import write_compare
+
+    return write_compare([Path(d) for d in run_dirs], Path(out))
+
+
+def write_calibration(result, out_file: str | Path) -> Path:
+    """Write a calibration's fitted chip override (YAML) to `out_file`."""
+    out_file = Path(out_file)
+    try:
+        out_file.write_text(result.to_override_yaml(), encoding="utf-8")
+    except OSError as exc:
+        raise FleetsimError(f"cannot write {out_file}: {exc.strerror or exc}") from None
+    return out_file

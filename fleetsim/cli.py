@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,20 +16,35 @@ from fleetsim.errors import FleetsimError
 SET_HELP = "Override a scenario field, typed by the schema: --set serving.duration_s=120 (repeatable)."
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout` and job schedulers send), raised like Ctrl-C so a run that is
+    stopped still leaves error.json marked interrupted."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise Terminated("terminated by SIGTERM")
+
+
 def user_errors(fn):
     """Turn a FleetsimError into one line on stderr and exit code 2 (never a traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import signal
+
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (an embedding program): leave its handler alone
+            pass
         try:
             return fn(*args, **kwargs)
         except FleetsimError as exc:
             text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
             click.echo(f"error: {text}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            click.echo(f"interrupted{': ' + str(exc) if str(exc) else ''}", err=True)
+            sys.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper
 
@@ -49,27 +66,164 @@ def main() -> None:
               help="Run folder (default: outputs/<name>-<timestamp>/).")
 @click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
-@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder (progress is also off when CI is set).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier fleetsim run in the -o folder.")
+@click.option("--no-plots", is_flag=True, help="Skip drawing plots/ and report.html.")
 @user_errors
-def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple[str, ...], quiet: bool) -> None:
-    """Run SCENARIO and write its run folder (tables, summary.json, manifest.json).
+def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple[str, ...], quiet: bool,
+        overwrite: bool, no_plots: bool) -> None:
+    """Run SCENARIO and write its run folder (tables, summary.json, manifest.json, plots, report.html).
 
     \b
     Example:
       fleetsim run scenarios/quickstart.yaml -o outputs/quick --set serving.duration_s=120
     """
     from fleetsim import api
-    from fleetsim.results.runfolder import default_run_dir
 
     scen = api.load_scenario(scenario, overrides)
-    out_dir = out_dir or default_run_dir(scen.name)
-    progress = None if quiet else (lambda msg: click.echo(f"... {msg}", err=True))
-    result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress)
+    out_dir = out_dir or api.default_run_dir(scen.name)
+    with _progress(quiet) as progress:
+        result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite)
+        if not no_plots:
+            progress("plots and report")
+            try:
+                api.plot(result.run_dir)
+            except FleetsimError as exc:  # the run is complete: warn, and still write the report
+                click.echo(f"warning: {exc}", err=True)
+            report = api.report(result.run_dir)
     if not quiet:
-        from fleetsim.results.display import summary_text
-
-        click.echo(summary_text(result.summary))
+        click.echo(api.summary_text(result.summary))
     click.echo(f"outputs: {result.run_dir}")
+    if not no_plots and not quiet:
+        click.echo(f"report: {report}")
+
+
+# ---- (branch report) progress, plot, report, compare --------------------------------------------
+
+
+def _quiet(quiet: bool) -> bool:
+    """No progress output with --quiet or in CI (logs of a CI job are not a terminal)."""
+    import os
+
+    return quiet or bool(os.environ.get("CI"))
+
+
+class _RichProgress:
+    """Stage messages on stderr, and a bar with the time left for anything running past a couple
+    of seconds (fleetsim.progress: `update(label, done, total)`)."""
+
+    SHOW_AFTER_S = 2.0
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.bar = None
+        self.tasks: dict[str, Any] = {}
+        self.first_seen: dict[str, float] = {}
+
+    def __call__(self, msg: str) -> None:
+        if self.bar is not None and msg[:1].isspace():
+            return  # a detail line (one search window): the bar already shows how far it is
+        (self.bar.console if self.bar else self.console).print(f"... {msg}", highlight=False, markup=False)
+
+    def update(self, label: str, done: float, total: float) -> None:
+        import time
+
+        now = time.monotonic()
+        start = self.first_seen.setdefault(label, now)
+        if self.bar is None:
+            if now - start < self.SHOW_AFTER_S:
+                return
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                                console=self.console, transient=False)
+            self.bar.start()
+        if label not in self.tasks:
+            for task in self.bar.tasks:  # a new stage: earlier ones are over (a search stops early)
+                if not task.finished:
+                    self.bar.update(task.id, completed=task.total)
+            self.tasks[label] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[label], completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+class _Silent:
+    def __call__(self, msg: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool):
+    reporter = _Silent() if _quiet(quiet) else _RichProgress()
+    try:
+        yield reporter
+    finally:
+        reporter.close()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@user_errors
+def plot(run_dir: Path) -> None:
+    """Redraw RUN_DIR/plots (PNG and SVG) from the run folder's tables alone.
+
+    \b
+    Example:
+      fleetsim plot outputs/quick
+    """
+    from fleetsim import api
+
+    for path in api.plot(run_dir):
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the page (default: RUN_DIR/report.html).")
+@user_errors
+def report(run_dir: Path, out_file: Path | None) -> None:
+    """Write one self-contained report.html for RUN_DIR: headline numbers, tables, plots, findings
+    and the placeholder figures the result rests on.
+
+    \b
+    Example:
+      fleetsim report outputs/quick
+    """
+    from fleetsim import api
+
+    click.echo(f"report: {api.report(run_dir, out_file)}")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("compare.html"), show_default=True, help="Where to write the page.")
+@user_errors
+def compare(run_dirs: tuple[Path, ...], out_file: Path) -> None:
+    """Headline metrics and key plots of several run folders side by side, in one HTML page.
+
+    \b
+    Example:
+      fleetsim compare outputs/base outputs/h20-ban -o compare.html
+    """
+    from fleetsim import api
+
+    click.echo(f"comparison: {api.compare(run_dirs, out_file)}")
+
+
+# ---- end (branch report) ------------------------------------------------------------------------
 
 
 @main.command()
@@ -87,6 +241,28 @@ def validate(scenario: Path, overrides: tuple[str, ...]) -> None:
 
     scen = api.load_scenario(scenario, overrides)
     click.echo(f"ok: {scenario} ({scen.name})")
+    for line in api.derived_facts(scen):
+        click.echo(f"  {line}")
+
+
+# What `fleetsim chips|models` ends with: a scenario fragment that loads as written (tested).
+CATALOG_EXAMPLE = {
+    "chips": (
+        "\nOverride a figure, or add a chip, in a scenario file:\n"
+        "catalog:\n"
+        "  chips:\n"
+        "    t-head-ppu:\n"
+        "      price_usd: 9000          # your quote replaces the placeholder\n"
+        "      hbm_tbps: 1.6\n"
+    ),
+    "models": (
+        "\nOverride a figure of a model in a scenario file:\n"
+        "catalog:\n"
+        "  models:\n"
+        "    qwen2.5-72b:\n"
+        "      max_context_tokens: 131072   # with YaRN rope scaling\n"
+    ),
+}
 
 
 def _catalog_command(kind: str):
@@ -100,6 +276,8 @@ def _catalog_command(kind: str):
 
         scen = api.load_file(scenario) if scenario is not None else None
         click.echo(api.catalog_table(kind, fmt, scen))
+        if fmt == "table":
+            click.echo(CATALOG_EXAMPLE[kind])
 
     command.__doc__ = (
         f"List the {kind} catalog with sources.\n\n    \b\n    Example:\n      fleetsim {kind} --format csv > {kind}.csv"
@@ -132,15 +310,10 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
     scen = api.load_file(scenario) if scenario is not None else None
     result = api.calibrate(chip, measurements, scen)
     click.echo(str(result))
-    text = result.to_override_yaml()
     if out_file is not None:
-        try:
-            out_file.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise FleetsimError(f"cannot write {out_file}: {exc.strerror or exc}") from None
-        click.echo(f"override written: {out_file}")
+        click.echo(f"override written: {api.write_calibration(result, out_file)}")
     else:
-        click.echo(text)
+        click.echo(result.to_override_yaml())
 
 
 @main.command()
@@ -159,7 +332,8 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
 
     scen = api.load_scenario(scenario, overrides)
     try:
-        rows = api.capacity_table(scen, progress=lambda m: click.echo(f"... {m}", err=True))
+        with _progress(False) as progress:  # (report) a bar with time left on long searches
+            rows = api.capacity_table(scen, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     from fleetsim.serving.capacity import format_capacity_table

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO_ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = REPO_ROOT / "scenarios" / "serving_quickstart.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture()
 def quickstart_path() -> Path:
-    """The committed quickstart scenario (read it, do not write it)."""
+    """The committed serving quickstart scenario (read it, do not write it)."""
     return QUICKSTART
 
 

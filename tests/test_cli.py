@@ -24,7 +24,7 @@ import fleetsim
 from fleetsim.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO_ROOT / "scenarios" / "quickstart.yaml"
+QUICKSTART = REPO_ROOT / "scenarios" / "serving_quickstart.yaml"
 
 REQUEST_COLUMNS = [
     "request_id", "window", "class", "model", "pool", "chip", "replica", "arrival_s", "admitted_s",
@@ -45,6 +45,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     root = tmp_path_factory.mktemp("quick")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLEETSIM_CACHE_DIR", str(root / "cache"))
+        mp.delenv("CI", raising=False)  # progress is quiet in CI; this run checks where it goes
         result = _run(root / "run")
     return root / "run", result
 
@@ -148,14 +149,16 @@ def test_events_table_columns(quick_run):
 def test_run_prints_summary_and_outputs_line(quick_run):
     run_dir, result = quick_run
     out = result.stdout
-    assert re.search(r"requests: \d+ arrived = \d+ completed \+ \d+ rejected \+ \d+ unfinished", out)
+    assert re.search(r"requests \(after 60 s warm-up; \d+ warm-up arrivals not counted\): \d+ arrived = "
+                     r"\d+ completed \+ \d+ rejected \+ \d+ unfinished", out)
     lines = out.splitlines()
     class_header = next(ln for ln in lines if ln.startswith("class "))
-    assert "TTFT p99 s" in class_header and "SLO att." in class_header
+    assert "TTFT p95 s / target" in class_header and "SLO attained / needed" in class_header
     assert any(ln.startswith("chat ") for ln in lines)
     assert any(ln.startswith("pool ") for ln in lines)
     assert any(ln.startswith("h20 ") for ln in lines) and any(ln.startswith("domestic ") for ln in lines)
-    assert lines[-1] == f"outputs: {run_dir}"
+    assert lines[-2] == f"outputs: {run_dir}"
+    assert lines[-1] == f"report: {run_dir / 'report.html'}"
     assert "serving window" in result.stderr  # progress goes to stderr, not into the table
 
 
@@ -197,7 +200,7 @@ def test_default_output_folder(tmp_path, monkeypatch, runner):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(main, ["run", str(QUICKSTART), "-q"])
     assert result.exit_code == 0, result.output
-    folders = list((tmp_path / "outputs").glob("quickstart-*"))
+    folders = list((tmp_path / "outputs").glob("serving_quickstart-*"))
     assert len(folders) == 1 and (folders[0] / "manifest.json").is_file()
     assert result.stdout.strip() == f"outputs: {Path('outputs') / folders[0].name}"
 

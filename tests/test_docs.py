@@ -15,7 +15,7 @@ def test_readme_scenario_validates(tmp_path):
     block = re.findall(r"```yaml\n(.*?)```", README, re.S)[0]
     path = tmp_path / "readme.yaml"
     path.write_text(block)
-    assert fleetsim.load_scenario(path).name == "quickstart"
+    assert fleetsim.load_scenario(path).name == "serving_quickstart"
 
 
 def test_readme_python_snippet_runs(monkeypatch):

@@ -20,7 +20,7 @@ from fleetsim.cli import main
 from fleetsim.errors import FleetsimError, ScenarioError
 from fleetsim.results import runfolder
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
+QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "serving_quickstart.yaml"
 
 
 def _scenario(*overrides: str):

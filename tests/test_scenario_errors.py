@@ -18,7 +18,7 @@ import fleetsim
 from fleetsim.cli import main
 from fleetsim.errors import CapacityError, ScenarioError
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
+QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "serving_quickstart.yaml"
 QUICK_TEXT = QUICKSTART.read_text(encoding="utf-8")
 
 
@@ -83,7 +83,7 @@ CASES = [
      ScenarioError),
     ("warmup-not-shorter-than-duration", _edit("  warmup_s: 60", "  warmup_s: 300"), "serving.warmup_s",
      "  warmup_s: 300", ["warmup_s (300) must be shorter than duration_s (300)"], ScenarioError),
-    ("bad-name", _edit("name: quickstart", "name: quick start"), "name", "name: quick",
+    ("bad-name", _edit("name: serving_quickstart", "name: quick start"), "name", "name: quick",
      ["pattern"], ScenarioError),
     ("unknown-chip", _edit("chip: h20", "chip: h2O"), "serving.pools.h20.chip", None,
      ["unknown chip 'h2O'", "did you mean 'h20'", "known chips:", "t-head-ppu"], ScenarioError),
@@ -101,7 +101,7 @@ CASES = [
     ("model-too-big-for-chips",
      _mutate(lambda d: (_all_pools(d, model="deepseek-v3", tp=1),
                         d["serving"]["workloads"]["chat"].update(model="deepseek-v3"))),
-     "serving.pools.h20.tp", None, ["GB", "raise tp"], CapacityError),
+     "serving.pools.h20.tp", None, ["GB", "no tp up to one node (8 chips) fits it"], CapacityError),
     ("unknown-hall", _mutate(lambda d: d["serving"]["pools"]["h20"].update(hall="hall-9")),
      "serving.pools.h20.hall", None, ["unknown hall 'hall-9'"], ScenarioError),
     ("nothing-to-run", _mutate(lambda d: d.pop("serving")), "serving", None, ["nothing to run"],

@@ -47,7 +47,7 @@ def test_reused_run_folder_keeps_only_this_runs_files(tmp_path):
     fleetsim.run(fleetsim.load_scenario(root / "llama3-reliability.yaml",
                                         ["reliability.cohort_run.days=2"]), out_dir=out)
     assert (out / "timeline.parquet").exists()
-    fleetsim.run(fleetsim.load_scenario(root / "quickstart.yaml", ["serving.duration_s=60",
+    fleetsim.run(fleetsim.load_scenario(root / "serving_quickstart.yaml", ["serving.duration_s=60",
                                                                      "serving.warmup_s=10"]), out_dir=out)
     assert not (out / "timeline.parquet").exists() and not (out / "hourly.parquet").exists()
     assert (out / "requests.parquet").exists() and (out / "manifest.json").exists()

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import simpy
 
+from fleetsim.progress import run_env, update
 from fleetsim.errors import ScenarioError
 from fleetsim.fleet import demand as dem
 from fleetsim.fleet.capacity import ReplicaCapacity
@@ -648,7 +649,7 @@ class _FleetSim:
         env.process(self.cohorts.process(env, self._day))
         if progress:
             progress(f"fleet: {self.n_days} days, {len(self.pools)} replica types, {len(self.channels)} channels")
-        env.run(until=self.n_days)
+        run_env(env, self.n_days, progress, "fleet days")
         windows = self._run_windows(progress) if self.window_snaps else None
         return self._result(windows)
 
@@ -659,8 +660,9 @@ class _FleetSim:
             "p95_ttft_s", "p95_tpot_s")}
         if progress:
             progress(f"serving windows: {len(self.window_snaps)}")
-        for snap in self.window_snaps:
+        for i, snap in enumerate(self.window_snaps):
             out = self.window_runner(self, snap)
+            update(progress, "serving windows", i + 1, len(self.window_snaps))
             for row in out:
                 for k in rows:
                     rows[k].append(row.get(k))

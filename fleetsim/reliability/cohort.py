@@ -28,12 +28,14 @@ import dataclasses
 import heapq
 import math
 from collections import deque
+from typing import Any
 
 import numpy as np
 import simpy
 
 from fleetsim.catalog.reliability import ChipReliability, chip_reliability, reliability_defaults
 from fleetsim.errors import ScenarioError
+from fleetsim.progress import run_env
 from fleetsim.reliability.events import concat_events
 from fleetsim.reliability.hazard import cumulative_knots, hazard_per_h, invert_cumulative
 from fleetsim.reliability.repair import CrashDraws, spares_for
@@ -467,7 +469,7 @@ class _CohortSim:
 
 
 def run_reliability(
-    cfg: ReliabilityConfig, chips: dict, rng: np.random.Generator
+    cfg: ReliabilityConfig, chips: dict, rng: np.random.Generator, progress: Any = None
 ) -> ReliabilityResult:
     """Reliability-only run of `cfg.fleet` (no requests): events, daily timeline, summary."""
     fleet = cfg.fleet
@@ -499,7 +501,7 @@ def run_reliability(
         )
         sims.append(sim)
         env.process(sim.run())
-    env.run(until=fleet.days * DAY_S)
+    run_env(env, fleet.days * DAY_S, progress, "reliability run (simulated s)")
 
     parts = [s.results() for s in sims]
     events = concat_events([x[0] for x in parts])

@@ -1,13 +1,24 @@
-"""Short plain-text tables of a summary, for the terminal."""
+"""Short plain-text tables of a summary, for the terminal.
+
+Honest by construction: counts are those the metrics use (after warm-up, with the warm-up count
+said separately); latency is shown at each SLO's own percentile beside its target with a pass
+mark; pools show chips, batch and KV occupancy and load against the replica's saturation output
+rate rather than "busy" time (a replica with one request in flight is busy); reliability figures
+are printed whenever the run modelled heat or crashes, per chip kind as well as pooled.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+OK, FAIL = "ok", "MISS"
+
 
 def _fmt(x: Any, spec: str = ".3g") -> str:
     if x is None:
         return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
     if isinstance(x, float):
         return format(x, spec)
     return str(x)
@@ -16,40 +27,147 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join([line.rstrip(), "  ".join("-" * w for w in widths), *body])
+
+
+def _mark(ok: Any) -> str:
+    return "" if ok is None else (OK if ok else FAIL)
+
+
+def _against(value: Any, target: Any, ok: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} / {target:g} {_mark(ok)}".rstrip()
+
+
+def serving_text(summary: dict[str, Any]) -> str:
+    parts = []
+    classes = summary["classes"]
+    at = summary.get("at_slo", {})
+    measured = {k: sum(c[k] for c in classes.values()) for k in ("arrived", "completed", "rejected", "unfinished")}
+    warm = at.get("warmup_arrived")
+    warm_txt = f" (after {summary['warmup_s']:g} s warm-up; {warm} warm-up arrivals not counted)" if warm is not None \
+        else f" (after {summary['warmup_s']:g} s warm-up)"
+    parts.append(
+        f"requests{warm_txt}: {measured['arrived']} arrived = {measured['completed']} completed + "
+        f"{measured['rejected']} rejected + {measured['unfinished']} unfinished"
+    )
+    if "rejected_by_reason" in at:  # the measured requests, like the counts above
+        reasons, where = at["rejected_by_reason"], "after warm-up"
+    else:
+        reasons, where = summary.get("rejected_by_reason") or {}, "whole window"
+    if reasons:
+        parts[-1] += f"\nrejected by reason ({where}): " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+    rows = []
+    for name, c in classes.items():
+        a = at.get("classes", {}).get(name, {})
+        pct = a.get("percentile", c.get("slo", {}).get("percentile"))
+        slo_ok = c.get("slo_met")
+        rows.append([
+            name, _fmt(c["arrived"]), _fmt(c["throughput_req_per_s"]),
+            _against(a.get("ttft_s"), a.get("ttft_target_s"), a.get("ttft_ok")) if a else _fmt(c["ttft_p99_s"]),
+            _against(a.get("tpot_s"), a.get("tpot_target_s"), a.get("tpot_ok")) if a else _fmt(c["tpot_p99_s"]),
+            f"{_fmt(c['slo_attainment'], '.1%')} / {pct:g}% {_mark(slo_ok)}".rstrip() if pct is not None else "-",
+            _fmt(c["goodput_req_per_s"]),
+        ])
+    pct_txt = "/".join(sorted({f"p{a['percentile']:g}" for a in at.get("classes", {}).values()})) or "p99"
+    parts.append(_table(["class", "arrived", "req/s", f"TTFT {pct_txt} s / target", f"TPOT {pct_txt} s / target",
+                         "SLO attained / needed", "goodput req/s"], rows))
+    rows = []
+    for name, p in summary["pools"].items():
+        a = at.get("pools", {}).get(name, {})
+        rows.append([
+            name, p["chip"], _fmt(p["replicas"]), _fmt(a.get("chips", p["replicas"] * p.get("tp", 1))),
+            _fmt(p["throughput_req_per_s"]), _fmt(p["output_tokens_per_s"], ".4g"),
+            _fmt(a.get("load_vs_saturation"), ".0%"), _fmt(p["mean_batch_size"]),
+            _fmt(a.get("batch_occupancy"), ".0%"), _fmt(a.get("kv_occupancy_est"), ".0%"),
+            _fmt(p["availability"], ".1%"),
+        ])
+    parts.append(_table(["pool", "chip", "replicas", "chips", "req/s", "out tok/s", "of saturation",
+                         "mean batch", "batch occ.", "KV occ. (est.)", "avail."], rows))
+    rel = summary.get("reliability")
+    if rel:
+        parts.append(_serving_reliability_text(rel))
+    if summary.get("goodput_search"):
+        parts.append(goodput_text(summary["goodput_search"]))
+    if summary.get("assumptions"):
+        parts.append(assumptions_line(summary["assumptions"]))
+    return "\n\n".join(parts)
+
+
+def _serving_reliability_text(rel: dict[str, Any]) -> str:
+    rows = []
+    for pool, r in rel.items():
+        rep = r.get("repairs", {})
+        rows.append([pool, _fmt(r.get("crashes")), _fmt(rep.get("chips_lost")), _fmt(r.get("throttled_share"), ".1%"),
+                     _fmt(r.get("mean_clock"), ".3f"), _fmt(r.get("mean_temp_c"), ".1f"),
+                     _fmt(r.get("max_temp_c"), ".1f"), _fmt(r.get("up_share"), ".1%")])
+    return "reliability (heat and crashes)\n" + _table(
+        ["pool", "crashes", "chips lost", "throttled", "mean clock", "mean temp C", "max temp C", "up"], rows)
+
+
+def reliability_text(summary: dict[str, Any]) -> str:
+    head = (f"reliability run: {summary['chips']:,} chips over {summary['days']} days: "
+            f"{summary['crashes']} crashes ({summary.get('hardware_faults', '-')} hardware, "
+            f"{summary.get('transient_faults', '-')} transient), {summary.get('chips_lost', '-')} chips lost, "
+            f"mean availability {_fmt(summary.get('availability_mean'), '.3%')}, "
+            f"mean temperature {_fmt(summary.get('mean_temp_c'), '.1f')} C, "
+            f"throttled {_fmt(summary.get('throttled_share'), '.1%')}")
+    rows = []
+    for name, c in (summary.get("cohorts") or {}).items():
+        rows.append([name, c["chip"], f"{c['count']:,}", _fmt(c["crashes"]), _fmt(c.get("crashes_per_chip_year"), ".3g"),
+                     _fmt(c.get("chips_lost")), _fmt(c.get("availability_mean"), ".3%"),
+                     _fmt(c.get("mean_temp_c"), ".1f"), _fmt(c.get("max_temp_c"), ".1f"),
+                     _fmt(c.get("throttled_share"), ".1%"), _fmt(c.get("mean_clock"), ".3f")])
+    parts = [head]
+    if rows:
+        parts.append(_table(["cohort", "chip", "chips", "crashes", "crashes/chip-yr", "lost", "availability",
+                             "mean temp C", "max temp C", "throttled", "mean clock"], rows))
+    if summary.get("assumptions"):
+        parts.append(assumptions_line(summary["assumptions"]))
+    return "\n\n".join(parts)
+
+
+def fleet_text(summary: dict[str, Any]) -> str:
+    f = summary["fleet"]
+    lines = [f"fleet run: {summary.get('scenario', '')}"]
+    for key, label, spec in (
+        ("capex_usd_total", "capex total USD", ",.0f"), ("budget_usd", "budget USD", ",.0f"),
+        ("unmet_demand_share", "unmet demand (share of tokens)", ".1%"),
+        ("peak_unmet_share", "peak unmet share", ".1%"), ("peak_unmet_date", "peak unmet on", ""),
+        ("cost_usd_per_mtok", "cost USD per million tokens", ".3g"),
+        ("energy_kwh_per_mtok", "energy kWh per million tokens", ".3g"),
+        ("us_dependence_share_end", "US-supplied share at end", ".0%"),
+    ):
+        if f.get(key) is not None:
+            v = f[key]
+            lines.append(f"  {label}: {format(v, spec) if isinstance(v, (int, float)) and spec else v}")
+    mix = f.get("fleet_mix_end") or {}
+    if mix:
+        lines.append("  fleet at end: " + ", ".join(f"{k} {v:,}" for k, v in mix.items()))
+    if summary.get("assumptions"):
+        lines.append(assumptions_line(summary["assumptions"]))
+    return "\n".join(lines)
+
+
+def assumptions_line(items: list[dict[str, str]]) -> str:
+    by: dict[str, list[str]] = {}
+    for a in items:
+        by.setdefault(a["chip"], []).append(a["field"])
+    return ("rests on placeholder figures (no published value; override or sweep them): "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in by.items()))
 
 
 def summary_text(summary: dict[str, Any]) -> str:
-    parts = []
+    if "fleet" in summary and isinstance(summary["fleet"], dict):
+        return fleet_text(summary)
     if "classes" in summary:
-        req = summary["requests"]
-        parts.append(
-            f"requests: {req['arrived']} arrived = {req['completed']} completed + "
-            f"{req['rejected']} rejected + {req['unfinished']} unfinished"
-        )
-        rows = [
-            [name, _fmt(c["arrived"]), _fmt(c["throughput_req_per_s"]), _fmt(c["ttft_p50_s"]),
-             _fmt(c["ttft_p99_s"]), _fmt(c["tpot_p50_s"]), _fmt(c["tpot_p99_s"]),
-             _fmt(c["slo_attainment"], ".1%"), _fmt(c["goodput_req_per_s"])]
-            for name, c in summary["classes"].items()
-        ]
-        parts.append(_table(["class", "arrived", "req/s", "TTFT p50 s", "TTFT p99 s", "TPOT p50 s",
-                             "TPOT p99 s", "SLO att.", "goodput req/s"], rows))
-        rows = [
-            [name, p["chip"], _fmt(p["replicas"]), _fmt(p["throughput_req_per_s"]),
-             _fmt(p["output_tokens_per_s"], ".4g"), _fmt(p["utilisation"], ".1%"),
-             _fmt(p["mean_batch_size"]), _fmt(p["ttft_p99_s"]), _fmt(p["availability"], ".1%")]
-            for name, p in summary["pools"].items()
-        ]
-        parts.append(_table(["pool", "chip", "replicas", "req/s", "out tok/s", "util.", "mean batch",
-                             "TTFT p99 s", "avail."], rows))
-        if summary.get("goodput_search"):
-            parts.append(goodput_text(summary["goodput_search"]))
-    else:
-        keys = [k for k, v in summary.items() if not isinstance(v, (dict, list))]
-        parts.append("\n".join(f"{k}: {_fmt(summary[k])}" for k in keys))
-    return "\n\n".join(parts)
+        return serving_text(summary)
+    if summary.get("kind") == "reliability":
+        return reliability_text(summary)
+    keys = [k for k, v in summary.items() if not isinstance(v, (dict, list))]
+    return "\n".join(f"{k}: {_fmt(summary[k])}" for k in keys)
 
 
 def goodput_text(rows: list[dict[str, Any]]) -> str:

@@ -34,8 +34,37 @@ def default_run_dir(name: str, root: Path = Path("outputs")) -> Path:
     return path
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """Create (or reuse) the folder; a stale manifest/error from an earlier run is removed first."""
+def prepare_run_dir(path: Path, overwrite: bool = True) -> Path:
+    """Create the folder, or reuse one that holds only an earlier fleetsim run.
+
+    A folder with files fleetsim did not write is refused (nothing of a user's is ever deleted);
+    an earlier finished or failed run is replaced only with `overwrite`, and then only the files
+    that run wrote (its manifest's list, the known run files, plots and report) are removed.
+    """
+    if path.exists() and not path.is_dir():
+        raise FleetsimError(f"cannot write the output folder {path}: it is a file; choose another -o")
+    if path.is_dir():
+        ours, foreign = _classify(path)
+        if foreign:
+            shown = ", ".join(sorted(foreign)[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise FleetsimError(
+                f"the output folder {path} holds files that are not a fleetsim run ({shown}): "
+                "choose an empty or new folder with -o"
+            )
+        if ours and not overwrite:
+            raise FleetsimError(
+                f"the output folder {path} holds an earlier fleetsim run: pass --overwrite to "
+                "replace it, or choose another folder with -o"
+            )
+        for rel in sorted(ours, key=lambda p: -p.count("/")):
+            target = path / rel
+            if target.is_dir():
+                try:
+                    target.rmdir()  # only when empty: plots/ after its own files went
+                except OSError:
+                    pass
+            else:
+                target.unlink(missing_ok=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -43,16 +72,43 @@ def prepare_run_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise FleetsimError(f"cannot write the output folder {path}: {exc.strerror or exc}") from None
-    # Everything an earlier run may have left: a reused folder holds only this run's outputs.
-    for stale in (*RUN_FILES, *(f".{name}.tmp" for name in RUN_FILES)):
-        (path / stale).unlink(missing_ok=True)
     return path
 
 
 RUN_FILES = ("manifest.json", "error.json", "summary.json", "scenario.resolved.json",
              "requests.parquet", "events.parquet", "timeline.parquet", "hourly.parquet",
-             "ledger.parquet", "orders.parquet", "windows.parquet", "capacity.parquet")
+             "ledger.parquet", "orders.parquet", "windows.parquet", "capacity.parquet", "report.html")
+PLOT_SUFFIXES = (".png", ".svg")
 
+
+def _classify(path: Path) -> tuple[set[str], set[str]]:
+    """(files an earlier fleetsim run wrote, everything else) under `path`, as relative names."""
+    listed: set[str] = set()
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        try:
+            listed = set(json.loads(manifest.read_text(encoding="utf-8")).get("files", []))
+        except (OSError, ValueError, AttributeError):
+            listed = set()
+    is_run = manifest.is_file() or (path / "error.json").is_file()
+    ours, foreign = set(), set()
+    for item in path.rglob("*"):
+        rel = item.relative_to(path).as_posix()
+        if item.is_dir():
+            (ours if rel == "plots" and is_run else foreign).add(rel)
+            continue
+        name = item.name
+        # A finished run names its files in the manifest; a failed one left at most the known names.
+        known = (listed | {"manifest.json", "error.json", "report.html"}) if listed else set(RUN_FILES)
+        mine = (
+            rel in known
+            or (rel.startswith(".") and rel.endswith(".tmp"))
+            or (rel.startswith("plots/") and rel.count("/") == 1 and name.endswith(PLOT_SUFFIXES))
+        )
+        (ours if mine and is_run else foreign).add(rel)
+    if "plots" in ours and any(f.startswith("plots/") for f in foreign):
+        ours.discard("plots")
+    return ours, foreign
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -112,10 +168,11 @@ def write_manifest(run_dir: Path, *, scenario: dict[str, Any], seed: int, timing
 def write_error(run_dir: Path, exc: BaseException, stage: str) -> None:
     """Record why a run failed, where the manifest would have been."""
     data = {
-        "error": str(exc),
+        "error": str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__),
         "type": type(exc).__name__,
         "stage": stage,
         "user_error": isinstance(exc, FleetsimError),
+        "interrupted": isinstance(exc, KeyboardInterrupt),  # Ctrl-C, or SIGTERM via the CLI
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if not isinstance(exc, FleetsimError):

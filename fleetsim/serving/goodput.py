@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fleetsim.progress import update
 from fleetsim.scenario.serving import GoodputConfig, PoolConfig, ServingConfig, WorkloadConfig
 from fleetsim.serving.metrics import latencies, slo_met
 from fleetsim.serving.window import build_kernels, compile_workloads, generate_requests, run_window
@@ -280,6 +281,8 @@ def search_goodput(
             figs = res.reliability[pname]
             e |= {key: figs.get(key) for key in ("power_w_per_replica", "clock_factor", "power_activity")}
         evaluations.append(e)
+        update(progress, f"goodput {pname}/{wname}",
+               len(evaluations), gcfg.max_windows)
         if progress:
             progress(f"  {pname}/{wname}: {rate:.4g} req/s/replica -> SLO attainment {e['attainment']:.2%}")
         return e

@@ -11,6 +11,7 @@ import simpy
 
 from fleetsim.errors import FleetsimError
 from fleetsim.kernel import ReplicaKernel
+from fleetsim.progress import run_env
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Replica
 from fleetsim.serving.requests import COMPLETED, REJECTED, UNFINISHED, RequestArrays
@@ -133,8 +134,9 @@ def run_window(
     workloads: dict[str, Workload] | None = None,
     start_temp_c: dict[str, float] | None = None,
     spares: dict[str, int] | None = None,
+    progress: Any = None,
 ) -> WindowResult:
-    """Simulate one window and return its raw records."""
+    """Simulate one window and return its raw records (`progress`: fleetsim.progress hooks)."""
     kernels = kernels or build_kernels(cfg, chips, models)
     req, request_model, model_names = generate_requests(cfg, seed, base_dir, rate_scale, window, workloads)
     env = simpy.Environment()
@@ -176,7 +178,7 @@ def run_window(
         monitor = reliability.attach(env, cfg, pool_replicas, router, seed, window,
                                      start_temp_c=start_temp_c, spares=spares)
 
-    env.run(until=cfg.duration_s)
+    run_env(env, cfg.duration_s, progress, "serving window (simulated s)")
     events: dict[str, Any] = monitor.events() if monitor is not None else {}
     measured = cfg.duration_s - cfg.warmup_s
 

@@ -1,0 +1,438 @@
+"""The report a planner takes to a meeting: one self-contained HTML page per run folder (every
+plot embedded as base64 PNG, no scripts, no network), and a side-by-side comparison of runs.
+
+Everything on the page is read back from the run folder, so a report can be rebuilt at any time
+with `fleetsim report RUN_DIR`. Findings are sentences computed from the tables, never typed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fleetsim.errors import FleetsimError
+from fleetsim.report.plots import RunFolder, draw_all, monthly_cost_per_mtok, open_run, supply_events
+
+PLOT_ORDER = {
+    "fleet": ["demand_vs_capacity", "fleet_mix", "capex_vs_budget", "cost_per_mtok", "slo_attainment",
+              "latency_cdf", "health", "us_dependence"],
+    "serving": ["latency_cdf", "throughput_latency", "batch_queue"],
+    "reliability": ["health", "availability"],
+}
+KEY_PLOTS = {"fleet": ["demand_vs_capacity", "fleet_mix", "capex_vs_budget"],
+             "serving": ["latency_cdf", "throughput_latency"], "reliability": ["health"]}
+CAPTIONS = {
+    "demand_vs_capacity": "Capacity (stacked by chip kind) against daily-mean demand; the hatched band is demand the fleet could not serve (its height is the day's mean unmet rate: a day can fall short at its peak hours while capacity exceeds the daily mean).",
+    "fleet_mix": "Installed chips by kind, and chips on order.",
+    "capex_vs_budget": "Money spent on chips (cumulative) against the budget released so far.",
+    "cost_per_mtok": "Depreciation plus operating cost per million output tokens served, each month.",
+    "slo_attainment": "Share of requests meeting the SLO in each simulated serving window, with its 95% interval.",
+    "latency_cdf": "Latency distribution per chip kind, with the SLO targets.",
+    "health": "Reliability: temperature, throttling and crashes (what the tables record).",
+    "us_dependence": "Share of capacity on chips under US export control.",
+    "throughput_latency": "Output throughput and time to first token over the window.",
+    "batch_queue": "Requests running (batch) and waiting (queue) per replica, derived from request timings.",
+    "availability": "Daily availability per cohort.",
+}
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+h1{margin-bottom:0.2em} h2{border-bottom:2px solid #ddd;padding-bottom:0.2em;margin-top:1.6em}
+.meta{color:#666;font-size:0.9em}
+.cards{display:flex;flex-wrap:wrap;gap:0.8em}
+.card{border:1px solid #ddd;border-radius:6px;padding:0.6em 1em;min-width:12em;background:#fafafa}
+.card .v{font-size:1.5em;font-weight:600} .card .k{color:#555;font-size:0.85em}
+table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em} th,td{border:1px solid #ddd;padding:0.3em 0.6em;text-align:left}
+th{background:#f0f0f0} td.n{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:0.9em}
+.findings li{margin:0.3em 0} .warn{background:#fff4e5;border-left:4px solid #f0a030;padding:0.5em 1em}
+.grid{display:grid;gap:0.8em} pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:0.8em}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(v: Any, spec: str = ",.3g") -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), spec)
+    return str(v)
+
+
+def _usd(v: float | None) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    if abs(v) >= 1e9:
+        return f"USD {v / 1e9:.3g} B"
+    if abs(v) >= 1e6:
+        return f"USD {v / 1e6:.3g} M"
+    return f"USD {v:,.0f}"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for r in rows:
+        cells = []
+        for c in r:
+            numeric = isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
+            cells.append(f'<td class="n">{_e(_num(c))}</td>' if numeric else f"<td>{_e(c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _cards(items: list[tuple[str, str]]) -> str:
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in items
+    ) + "</div>"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+
+
+def _plots(run: RunFolder) -> list[Path]:
+    """The run's PNGs in reading order (drawn first if the folder has none yet)."""
+    folder = run.path / "plots"
+    order = PLOT_ORDER.get(run.kind, [])
+    if not folder.is_dir() or not any(folder.glob("*.png")):
+        draw_all(run.path)
+    pngs = {p.stem: p for p in folder.glob("*.png")}
+    return [pngs[k] for k in order if k in pngs] + [p for k, p in sorted(pngs.items()) if k not in order]
+
+
+# ---------------------------------------------------------------------------------------------
+# headline numbers, findings and tables per kind of run
+
+
+def fleet_findings(run: RunFolder) -> list[str]:
+    """Sentences computed from the fleet tables (CONTRACTS s5)."""
+    f = run.summary.get("fleet", {})
+    tl = run.table("timeline")
+    out = []
+    day = tl.groupby("date", observed=True).agg(demand=("demand_tokens_per_s", "first"),
+                                                unmet=("unmet_tokens_per_s", "first"))
+    share = (day["unmet"] / day["demand"].where(day["demand"] > 0)).fillna(0.0)
+    events = supply_events(run)
+    if share.max() > 0:
+        peak_day = share.idxmax()
+        before = events[events["x"] <= peak_day]
+        after_txt = ""
+        if len(before):
+            last = before.sort_values("x").iloc[-1]
+            gap = (peak_day - last["x"]).days
+            after_txt = (f", the day of {last['label']}" if gap == 0 else
+                         f", {gap} days after {last['label']} ({last['x']:%Y-%m-%d})")
+        days_short = int((share > 0).sum())
+        out.append(f"Unmet demand peaks at {share.max():.0%} on {peak_day:%Y-%m-%d}{after_txt}; "
+                   f"demand went partly unmet on {days_short} of {len(share)} days "
+                   f"({f.get('unmet_demand_share', 0):.1%} of all demanded tokens).")
+    else:
+        out.append(f"Demand was met on every one of the {len(share)} days (no unmet demand).")
+    cap = tl.groupby("date", observed=True)["capacity_tokens_per_s"].sum()
+    head = (cap / day["demand"]).replace([np.inf, -np.inf], np.nan).dropna()
+    if len(head):
+        out.append(f"Capacity ran between {head.min():.2g}x and {head.max():.2g}x demand "
+                   f"(median {head.median():.2g}x); the tightest day was {head.idxmin():%Y-%m-%d}.")
+    if f.get("budget_usd"):
+        out.append(f"Capex {_usd(f.get('capex_usd_total'))} of the {_usd(f['budget_usd'])} budget "
+                   f"({f.get('capex_usd_total', 0) / f['budget_usd']:.0%}).")
+    mix = f.get("fleet_mix_end") or {}
+    total = sum(mix.values())
+    if total:
+        top = max(mix, key=mix.get)
+        out.append(f"At the end the fleet holds {total:,} chips; the largest kind is {top} "
+                   f"({mix[top] / total:.0%}).")
+    us = tl.groupby("date", observed=True)["us_dependence_share"].first() if "us_dependence_share" in tl else None
+    if us is not None and len(us):
+        out.append(f"Capacity on US export-controlled chips goes from {us.iloc[0]:.0%} to {us.iloc[-1]:.0%}.")
+    fates = f.get("chips_by_fate") or {}
+    if fates.get("stranded") or fates.get("cancelled"):
+        out.append(f"{fates.get('stranded', 0):,} chips were stranded and {fates.get('cancelled', 0):,} "
+                   "cancelled after orders were placed (supply shocks).")
+    m = monthly_cost_per_mtok(tl)
+    m = m[m["usd_per_mtok"].notna()]
+    if len(m):
+        out.append(f"Cost per million tokens ranges from USD {m['usd_per_mtok'].min():.3g} "
+                   f"({m['usd_per_mtok'].idxmin():%Y-%m}) to USD {m['usd_per_mtok'].max():.3g} "
+                   f"({m['usd_per_mtok'].idxmax():%Y-%m}); whole run USD {f.get('cost_usd_per_mtok', float('nan')):.3g}.")
+    w = run.table("windows")
+    if w is not None and len(w):
+        targets = {k: float(v.get("slo", {}).get("percentile", 95)) / 100 for k, v in
+                   ((run.scenario.get("serving") or {}).get("workloads") or {}).items()}
+        tgt = w["workload"].astype(str).map(targets).fillna(0.95)
+        miss = w[w["attainment_ci95_hi"] < tgt] if "attainment_ci95_hi" in w else w[w["attainment"] < tgt]
+        if len(miss):
+            worst = miss.loc[miss["attainment"].idxmin()]
+            out.append(f"{len(miss)} of {len(w)} serving-window cells missed the SLO target even at the top of "
+                       f"their 95% interval; worst: {worst['chip']} on {pd.Timestamp(worst['date']):%Y-%m-%d} "
+                       f"at {worst['attainment']:.1%}.")
+        else:
+            out.append(f"All {len(w)} serving-window cells met their SLO target (or their 95% interval reaches it).")
+    return out
+
+
+def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
+    f = run.summary.get("fleet", {})
+    cards = [
+        ("capex, whole run", _usd(f.get("capex_usd_total"))),
+        ("budget", _usd(f.get("budget_usd"))),
+        ("unmet demand (share of tokens)", f"{f.get('unmet_demand_share', 0):.1%}"),
+        ("peak unmet share", f"{f.get('peak_unmet_share', 0):.0%} on {f.get('peak_unmet_date', '-')}"),
+        ("cost per million tokens", f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}"),
+        ("energy per million tokens", f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh"),
+        ("US-controlled capacity at end", f"{f.get('us_dependence_share_end', 0):.0%}"),
+    ]
+    tables = []
+    mix = f.get("fleet_mix_end") or {}
+    tables.append("<h3>Fleet at the end</h3>" + _table(["chip", "chips"], [[k, v] for k, v in mix.items()]))
+    by_year = f.get("capex_usd_by_year") or {}
+    tables.append("<h3>Capex by year</h3>" + _table(["year", "USD"], [[k, round(v)] for k, v in by_year.items()]))
+    orders = run.table("orders")
+    if orders is not None and len(orders):
+        g = orders.groupby(["channel", "chip", "fate"], observed=True)["count_chips"].sum().reset_index()
+        g = g[g["count_chips"] > 0]
+        tables.append("<h3>Orders by channel and fate (chips)</h3>" + _table(
+            ["channel", "chip", "fate", "chips"], g.values.tolist()))
+    cap = run.table("capacity")
+    if cap is not None and len(cap):
+        cols = [c for c in ("pool", "workload", "chip", "tp", "goodput_rps", "goodput_tokens_per_s",
+                            "availability", "power_w_per_replica", "source") if c in cap]
+        tables.append("<h3>Capacity per replica type</h3>" + _table(cols, cap[cols].values.tolist()))
+    return cards, tables
+
+
+def serving_findings(run: RunFolder) -> list[str]:
+    s = run.summary
+    at = s.get("at_slo", {})
+    out = []
+    for name, c in s.get("classes", {}).items():
+        a = at.get("classes", {}).get(name)
+        pct = c.get("slo", {}).get("percentile")
+        att = c.get("slo_attainment")
+        if att is None:
+            continue
+        verdict = "meets" if c.get("slo_met") else "misses"
+        line = f"Class {name} {verdict} its SLO: {att:.1%} of requests within target (needs {pct:g}%)"
+        if a and a.get("ttft_s") is not None:
+            line += (f"; p{pct:g} TTFT {a['ttft_s']:.3g} s against {a['ttft_target_s']:g} s, "
+                     f"p{pct:g} TPOT {a['tpot_s']:.3g} s against {a['tpot_target_s']:g} s")
+        out.append(line + ".")
+    pools = at.get("pools", {})
+    loads = {k: v.get("load_vs_saturation") for k, v in pools.items() if v.get("load_vs_saturation") is not None}
+    if loads:
+        k = max(loads, key=loads.get)
+        out.append(f"Pool {k} runs closest to saturation: {loads[k]:.0%} of its replicas' saturation output rate.")
+    rej = s.get("rejected_by_reason") or {}
+    if rej:
+        out.append("Rejected requests: " + ", ".join(f"{v} for {k}" for k, v in rej.items()) + ".")
+    for pool, r in (s.get("reliability") or {}).items():
+        out.append(f"Pool {pool}: {r.get('crashes', 0)} crashes, throttled {r.get('throttled_share', 0):.1%} of the time, "
+                   f"max temperature {r.get('max_temp_c', float('nan')):.1f} C.")
+    return out
+
+
+def _serving_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
+    s = run.summary
+    at = s.get("at_slo", {})
+    classes = s.get("classes", {})
+    arrived = sum(c["arrived"] for c in classes.values())
+    cards = [("requests measured (after warm-up)", f"{arrived:,}"),
+             ("window", f"{s.get('duration_s', 0):g} s ({s.get('warmup_s', 0):g} s warm-up)")]
+    for name, c in classes.items():
+        cards.append((f"{name}: SLO attainment", f"{(c.get('slo_attainment') or 0):.1%}"))
+    rows = []
+    for name, c in classes.items():
+        a = at.get("classes", {}).get(name, {})
+        rows.append([name, c["arrived"], c["completed"], c["rejected"], c["throughput_req_per_s"],
+                     a.get("percentile", "-"), a.get("ttft_s"), a.get("ttft_target_s"), a.get("tpot_s"),
+                     a.get("tpot_target_s"), f"{(c.get('slo_attainment') or 0):.1%}",
+                     "pass" if c.get("slo_met") else "MISS"])
+    tables = ["<h3>Workload classes</h3>" + _table(
+        ["class", "arrived", "completed", "rejected", "req/s", "SLO percentile", "TTFT s", "target s",
+         "TPOT s", "target s", "attained", "SLO"], rows)]
+    rows = []
+    for name, p in s.get("pools", {}).items():
+        a = at.get("pools", {}).get(name, {})
+        rows.append([name, p["chip"], p["replicas"], a.get("chips"), p["throughput_req_per_s"],
+                     p["output_tokens_per_s"], a.get("load_vs_saturation"), p.get("mean_batch_size"),
+                     a.get("batch_occupancy"), a.get("kv_occupancy_est"), p.get("availability")])
+    tables.append("<h3>Pools</h3>" + _table(
+        ["pool", "chip", "replicas", "chips", "req/s", "out tok/s", "of saturation", "mean batch",
+         "batch occupancy", "KV occupancy (est.)", "availability"], rows))
+    return cards, tables
+
+
+def reliability_findings(run: RunFolder) -> list[str]:
+    s = run.summary
+    cohorts = s.get("cohorts") or {}
+    out = [f"{s.get('crashes', 0):,} crashes over {s.get('days')} days on {s.get('chips', 0):,} chips; "
+           f"{s.get('chips_lost', 0):,} chips lost for good."]
+    rates = {c["chip"]: c.get("crashes_per_chip_year") for c in cohorts.values() if c.get("crashes_per_chip_year")}
+    if len(rates) >= 2:
+        hi, lo = max(rates, key=rates.get), min(rates, key=rates.get)
+        out.append(f"{hi} crashes {rates[hi] / rates[lo]:.2g}x as often per chip-year as {lo} "
+                   f"({rates[hi]:.3g} against {rates[lo]:.3g}).")
+    return out
+
+
+def _reliability_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
+    s = run.summary
+    cards = [("chips", f"{s.get('chips', 0):,}"), ("days", str(s.get("days"))),
+             ("crashes", f"{s.get('crashes', 0):,}"), ("mean availability", f"{s.get('availability_mean', 0):.3%}")]
+    rows = [[k, c["chip"], c["count"], c["crashes"], c.get("crashes_per_chip_year"), c.get("chips_lost"),
+             c.get("availability_mean"), c.get("mean_temp_c"), c.get("throttled_share")]
+            for k, c in (s.get("cohorts") or {}).items()]
+    return cards, ["<h3>Per chip kind</h3>" + _table(
+        ["cohort", "chip", "chips", "crashes", "crashes per chip-year", "chips lost", "availability",
+         "mean temp C", "throttled share"], rows)]
+
+
+BODY = {"fleet": (_fleet_body, fleet_findings), "serving": (_serving_body, serving_findings),
+        "reliability": (_reliability_body, reliability_findings)}
+
+
+def findings(run: RunFolder) -> list[str]:
+    return BODY[run.kind][1](run) if run.kind in BODY else []
+
+
+def _assumptions_html(run: RunFolder) -> str:
+    items = run.summary.get("assumptions") or []
+    notes = []
+    src = (run.summary.get("fleet") or {}).get("capacity_source") or []
+    if any("given" in str(x) for x in src):
+        notes.append("Replica capacity was given by hand in fleet.capacity (not simulated): "
+                     "every capacity figure rests on it.")
+    if not items and not notes:
+        return ("<p>No placeholder catalog figure is used by this scenario. Figures the scenario file "
+                "itself marks ASSUMPTION (in its comments) are not listed here: read them there.</p>")
+    out = ""
+    if notes:
+        out += "".join(f'<p class="warn">{_e(n)}</p>' for n in notes)
+    if items:
+        out += ('<p class="warn">These figures have no published source: fleetsim carries a placeholder. '
+                "Override them (catalog: in the scenario) or sweep them before relying on the result.</p>")
+        out += _table(["catalog", "chip", "field", "value", "basis"],
+                      [[a["catalog"], a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in items])
+    return out
+
+
+def render_report(run: RunFolder) -> str:
+    scen = run.scenario
+    body_fn, find_fn = BODY.get(run.kind, (lambda r: ([], []), lambda r: []))
+    cards, tables = body_fn(run)
+    find = find_fn(run)
+    plots = _plots(run)
+    m = run.manifest
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>fleetsim report: {_e(scen.get('name', run.path.name))}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_e(scen.get('name', run.path.name))}</h1>",
+        f"<p>{_e(scen.get('description') or '')}</p>",
+        f"<p class='meta'>{_e(run.kind)} run · seed {_e(m.get('seed'))} · fleetsim {_e(m.get('fleetsim_version'))} · "
+        f"created {_e(m.get('created_utc'))} · folder {_e(run.path.name)}</p>",
+        "<h2>Headline numbers</h2>", _cards(cards),
+        "<h2>Findings</h2>", "<ul class='findings'>" + "".join(f"<li>{_e(x)}</li>" for x in find) + "</ul>",
+        "<h2>Assumptions this result rests on</h2>", _assumptions_html(run),
+        "<h2>Plots</h2>",
+    ]
+    for p in plots:
+        parts.append(f"<figure>{_img(p, p.stem.replace('_', ' '))}<figcaption>{_e(CAPTIONS.get(p.stem, p.stem))}"
+                     f" (plots/{_e(p.name)}, SVG beside it)</figcaption></figure>")
+    parts.append("<h2>Tables</h2>")
+    parts.extend(tables)
+    parts.append("<h2>Scenario</h2><details><summary>resolved scenario (every field, defaults filled in)</summary>"
+                 f"<pre>{_e(json.dumps(scen, indent=2, default=str))}</pre></details>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Path:
+    run = open_run(run_dir)
+    out = out or run.path / "report.html"
+    text = render_report(run)
+    try:
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        raise FleetsimError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison
+
+
+def headline(run: RunFolder) -> dict[str, str]:
+    """Comparable one-line metrics of a run (the compare page's rows)."""
+    if run.kind == "fleet":
+        f = run.summary.get("fleet", {})
+        return {
+            "capex": _usd(f.get("capex_usd_total")), "budget": _usd(f.get("budget_usd")),
+            "unmet demand share": f"{f.get('unmet_demand_share', 0):.1%}",
+            "peak unmet share": f"{f.get('peak_unmet_share', 0):.0%} ({f.get('peak_unmet_date', '-')})",
+            "cost per million tokens": f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
+            "energy per million tokens": f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh",
+            "US-controlled share at end": f"{f.get('us_dependence_share_end', 0):.0%}",
+            "fleet at end": ", ".join(f"{k} {v:,}" for k, v in (f.get("fleet_mix_end") or {}).items()),
+        }
+    if run.kind == "serving":
+        out = {}
+        for name, c in run.summary.get("classes", {}).items():
+            out[f"{name}: SLO attainment"] = f"{(c.get('slo_attainment') or 0):.1%}"
+            out[f"{name}: goodput req/s"] = f"{c.get('goodput_req_per_s', 0):.3g}"
+        for name, p in run.summary.get("pools", {}).items():
+            out[f"{name}: out tok/s"] = f"{p.get('output_tokens_per_s', 0):,.0f}"
+        return out
+    s = run.summary
+    return {"crashes": f"{s.get('crashes', 0):,}", "chips lost": f"{s.get('chips_lost', 0):,}",
+            "availability": f"{s.get('availability_mean', 0):.3%}"}
+
+
+def write_compare(run_dirs: list[Path], out: Path) -> Path:
+    if len(run_dirs) < 1:
+        raise FleetsimError("compare needs at least one run folder")
+    runs = [open_run(d) for d in run_dirs]
+    names = [f"{r.scenario.get('name', r.path.name)} ({r.path.name})" for r in runs]
+    heads = [headline(r) for r in runs]
+    keys: list[str] = []
+    for h in heads:
+        keys += [k for k in h if k not in keys]
+    rows = [[k] + [h.get(k, "-") for h in heads] for k in keys]
+    kinds = {r.kind for r in runs}
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>fleetsim comparison</title>",
+             f"<style>{CSS}</style></head><body><h1>Comparison of {len(runs)} runs</h1>",
+             "<h2>Headline metrics</h2>", _table(["metric", *names], rows), "<h2>Findings per run</h2>"]
+    for n, r in zip(names, runs):
+        parts.append(f"<h3>{_e(n)}</h3><ul class='findings'>" + "".join(f"<li>{_e(x)}</li>" for x in findings(r)) + "</ul>")
+    cols = len(runs)
+    parts.append("<h2>Key plots side by side</h2>")
+    for kind in sorted(kinds):
+        for stem in KEY_PLOTS.get(kind, []):
+            cells = []
+            for n, r in zip(names, runs):
+                pngs = {p.stem: p for p in _plots(r)} if r.kind == kind else {}
+                cells.append(f"<figure>{_img(pngs[stem], stem)}<figcaption>{_e(n)}</figcaption></figure>"
+                             if stem in pngs else "<div></div>")
+            parts.append(f"<h3>{_e(CAPTIONS.get(stem, stem))}</h3>"
+                         f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>{''.join(cells)}</div>")
+    parts.append("</body></html>\n")
+    try:
+        out.write_text("\n".join(parts), encoding="utf-8")
+    except OSError as exc:
+        raise FleetsimError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out

@@ -1,0 +1,242 @@
+"""Plots, report.html and compare, on a synthetic fleet run folder (tests/report_fixture.py) and a
+short real serving run; the report is rendered in a real headless browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fleetsim
+from fleetsim import api
+from fleetsim.errors import FleetsimError
+from fleetsim.report import plots
+from fleetsim.report.html import findings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report_fixture import BAN_DATE, PEAK_DATE, write_fleet_run  # noqa: E402
+
+SERVING_QUICKSTART = Path(__file__).parent.parent / "scenarios" / "serving_quickstart.yaml"
+FLEET_PLOTS = {"demand_vs_capacity", "fleet_mix", "capex_vs_budget", "cost_per_mtok", "slo_attainment",
+               "latency_cdf", "health", "us_dependence"}
+
+
+@pytest.fixture(scope="module")
+def fleet_run(tmp_path_factory):
+    path = write_fleet_run(tmp_path_factory.mktemp("fleet") / "run")
+    api.plot(path)
+    api.report(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def serving_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serving") / "run"
+    scen = fleetsim.load_scenario(SERVING_QUICKSTART, ["serving.duration_s=60", "serving.warmup_s=10"])
+    fleetsim.run(scen, out_dir=out)
+    api.plot(out)
+    api.report(out)
+    return out
+
+
+def test_fleet_plots_png_and_svg(fleet_run):
+    names = {p.stem for p in (fleet_run / "plots").glob("*.png")}
+    assert names == FLEET_PLOTS
+    assert {p.stem for p in (fleet_run / "plots").glob("*.svg")} == FLEET_PLOTS
+    for p in (fleet_run / "plots").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000, p
+
+
+def test_plot_redraws_from_tables_alone_and_identically(fleet_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(fleet_run, copy)
+    shutil.rmtree(copy / "plots")
+    api.plot(copy)
+    for p in (fleet_run / "plots").glob("*.svg"):
+        assert (copy / "plots" / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def test_one_colour_per_chip_everywhere(fleet_run):
+    """The H20's colour appears in every per-chip fleet plot's SVG, and chips never share one."""
+    h20 = plots.chip_colour("h20").lower()
+    for stem in ("demand_vs_capacity", "fleet_mix", "capex_vs_budget", "slo_attainment", "latency_cdf", "health"):
+        assert h20 in (fleet_run / "plots" / f"{stem}.svg").read_text().lower(), stem
+    cols = [plots.chip_colour(c) for c in plots.PALETTE]
+    assert len(set(cols)) == len(cols)
+    assert plots.chip_colour("made-up-chip") == plots.chip_colour("made-up-chip")
+
+
+def test_events_marked_on_time_axes(fleet_run):
+    svg = (fleet_run / "plots" / "demand_vs_capacity.svg").read_text()
+    assert f"{BAN_DATE} nvidia-h20: banned" in svg
+
+
+def test_findings_are_computed_from_the_tables(fleet_run):
+    text = " ".join(findings(plots.open_run(fleet_run)))
+    assert f"Unmet demand peaks at 12% on {PEAK_DATE}" in text
+    assert f"81 days after nvidia-h20: banned ({BAN_DATE})" in text  # computed, not typed in
+    assert "500 chips were stranded" in text
+
+
+def test_report_is_self_contained(fleet_run):
+    page = (fleet_run / "report.html").read_text()
+    imgs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(imgs) == len(FLEET_PLOTS)
+    assert all(s.startswith("data:image/png;base64,") for s in imgs)
+    for s in imgs:
+        assert base64.b64decode(s.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "t-head-ppu" in page and "price_usd" in page  # the placeholder the result rests on
+    assert "Headline numbers" in page and "fixture-fleet" in page
+
+
+def test_serving_run_plots_and_report(serving_run):
+    names = {p.stem for p in (serving_run / "plots").glob("*.png")}
+    assert names == {"latency_cdf", "throughput_latency", "batch_queue"}
+    page = (serving_run / "report.html").read_text()
+    assert "meets its SLO" in page or "misses its SLO" in page
+
+
+def test_compare_side_by_side(fleet_run, serving_run, tmp_path):
+    out = api.compare([fleet_run, serving_run], tmp_path / "cmp.html")
+    page = out.read_text()
+    assert "capex" in page and "SLO attainment" in page
+    assert page.count("<img ") >= 4
+
+
+def test_plot_refuses_an_unfinished_folder(tmp_path):
+    (tmp_path / "error.json").write_text(json.dumps({"error": "boom"}))
+    with pytest.raises(FleetsimError, match="boom"):
+        api.plot(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the browser test
+
+PROBE = """<script>
+window.__errs = [];
+['error', 'warn'].forEach(function (level) {
+  var orig = console[level];
+  console[level] = function () { window.__errs.push('console.' + level + ': ' + Array.prototype.join.call(arguments, ' ')); orig.apply(console, arguments); };
+});
+window.addEventListener('error', function (e) {
+  var t = e.target && e.target.tagName ? ('resource ' + e.target.tagName + ' failed') : String(e.message);
+  window.__errs.push(t);
+}, true);
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var d = document.createElement('pre'); d.id = 'fleetsim-probe';
+  d.textContent = JSON.stringify({images: imgs.length,
+    loaded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
+    text_chars: document.body.innerText.length,
+    height: document.body.scrollHeight, errors: window.__errs});
+  document.body.appendChild(d);
+});
+</script>"""
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def render(page: Path, tmp_path: Path) -> tuple[dict, str]:
+    """Load `page` (with the probe injected first in <head>) in headless chromium; return the
+    probe's record and the browser's console log."""
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run must install it (apt-get install -y chromium)")
+        pytest.skip("chromium not installed (CI installs it; locally: apt-get install -y chromium)")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
+    profile = tmp_path / "profile"
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+           "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="fleetsim-probe">(.*?)</pre>', proc.stdout, re.S)
+    assert m, f"the page never finished loading; stderr: {proc.stderr[-2000:]}"
+    import html as _html
+
+    return json.loads(_html.unescape(m.group(1))), proc.stderr
+
+
+def _console_messages(log: str) -> list[str]:
+    """Every console line chromium logged for the page (the report has no script of its own, so
+    any line is an error: chromium logs console.error at INFO level, without a level tag)."""
+    return [ln for ln in log.splitlines() if ":CONSOLE" in ln]
+
+
+def test_report_renders_in_a_real_browser(fleet_run, tmp_path):
+    probe, log = render(fleet_run / "report.html", tmp_path)
+    assert probe["text_chars"] > 500, probe  # not blank
+    assert probe["height"] > 2000, probe
+    assert probe["images"] == len(FLEET_PLOTS), probe
+    assert probe["loaded"] == probe["images"], probe  # every image decoded
+    assert all(w > 0 for w in [probe["loaded"]])
+    assert probe["errors"] == [], probe
+    assert _console_messages(log) == []
+
+
+def test_browser_probe_sees_a_broken_image(fleet_run, tmp_path):
+    """The probe can fail: a corrupted image is counted as not loaded and reported as an error."""
+    page = (fleet_run / "report.html").read_text()
+    broken = tmp_path / "broken.html"
+    broken.write_text(page.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAA", 1))
+    probe, _ = render(broken, tmp_path)
+    assert probe["loaded"] == probe["images"] - 1
+    assert probe["errors"], probe
+
+
+def test_browser_probe_sees_console_errors(tmp_path):
+    page = tmp_path / "x.html"
+    page.write_text("<html><head></head><body><p>hi</p><script>console.error('boom'); nope();</script></body></html>")
+    probe, log = render(page, tmp_path)
+    assert any("boom" in e for e in probe["errors"]) and any("nope" in e for e in probe["errors"])
+    assert len(_console_messages(log)) >= 2
+
+
+def test_quickstart_is_a_fleet_run_with_plots_and_report(tmp_path, monkeypatch):
+    """The README's first command: a fleet run that writes every fleet plot and report.html.
+    Its speed is measured by benchmarks/bench_quickstart.py (a timed test would be noisy)."""
+    from click.testing import CliRunner
+
+    from fleetsim.cli import main
+
+    monkeypatch.delenv("CI", raising=False)
+    out = tmp_path / "qs"
+    res = CliRunner().invoke(main, ["run", str(Path(__file__).parent.parent / "scenarios" / "quickstart.yaml"),
+                                    "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "fleet"
+    s = json.loads((out / "summary.json").read_text())["fleet"]
+    assert 10_000 <= sum(s["fleet_mix_end"].values()) <= 100_000 and 2 <= len(s["fleet_mix_end"]) <= 3
+    assert {p.stem for p in (out / "plots").glob("*.png")} == FLEET_PLOTS
+    page = (out / "report.html").read_text()
+    assert "nvidia-h20: banned" in page
+    assert res.output.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
+
+
+def test_reliability_run_plots_and_report(tmp_path):
+    scen = fleetsim.load_scenario(Path(__file__).parent.parent / "scenarios" / "llama3-reliability.yaml",
+                                  ["reliability.cohort_run.days=20"])
+    out = tmp_path / "rel"
+    fleetsim.run(scen, out_dir=out)
+    api.plot(out)
+    assert {p.stem for p in (out / "plots").glob("*.png")} == {"health", "availability"}
+    page = api.report(out).read_text()
+    assert "crashes over 20 days on 16,384 chips" in page
+    assert "h100" in page and "ASSUMPTION" in page  # the reliability placeholders it rests on
