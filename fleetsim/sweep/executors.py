@@ -83,3 +83,17 @@ class DaskExecutor:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+class SerialExecutor:
+    """Runs in this process, one after another (debugging, and tests that patch the runner)."""
+
+    name = "serial"
+    workers = 1
+
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        for t in tasks:
+            yield fn(t)
+
+    def close(self, kill: bool = False) -> None:
+        pass

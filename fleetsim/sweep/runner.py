@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from fleetsim.errors import FleetsimError
-from fleetsim.sweep.spec import SweepError, SweepSpec, override_strings, point_seed
+from fleetsim.sweep.spec import SweepError, SweepSpec, override_strings, point_seed, settle_integer_axes
 from fleetsim.sweep.store import PointStore, content_key
 
 
@@ -69,6 +69,7 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
     from fleetsim import api
 
     base = api.load_scenario(scenario_path, spec.base_overrides)
+    settle_integer_axes(spec, base.model_dump(mode="json", by_alias=True))
     root = spec.seed if spec.seed is not None else base.seed
     points = spec.points(root)
     tasks = []

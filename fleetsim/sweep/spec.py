@@ -34,7 +34,8 @@ class RangeAxis(StrictModel):
     lo: float
     hi: float
     n: Annotated[int, Field(ge=2, le=10_000)] | None = None
-    integer: bool = Field(False, description="round values to integers (set when lo and hi are written as integers)")
+    integer: bool | None = Field(
+        None, description="round values to integers (default: when the scenario's field holds an integer)")
 
 
 class SweepFile(StrictModel):
@@ -102,7 +103,7 @@ class SweepSpec:
         return [lst | smp for lst in listed for smp in samples]
 
 
-def _num(v: float, integer: bool) -> float | int:
+def _num(v: float, integer: bool | None) -> float | int:
     """Grid and sample values as plain Python numbers (12 significant digits: clean --set text)."""
     if integer:
         return int(round(float(v)))
@@ -157,18 +158,26 @@ def _range_from_text(raw: str, where: str) -> RangeAxis:
         raise SweepError(f"{where}: need finite lo <= hi, got {parts[0]}:{parts[1]}")
     if n is not None and n < 2:
         raise SweepError(f"{where}: n must be at least 2 (a single value is a --param)")
-    integer = _is_int(parts[0]) and _is_int(parts[1])
-    if integer and n is not None and (hi - lo) % (n - 1) != 0:
-        integer = False  # 0:10:4 is not on integers: keep the floats
-    return RangeAxis(lo=lo, hi=hi, n=n, integer=integer)
+    return RangeAxis(lo=lo, hi=hi, n=n)
 
 
-def _is_int(s: str) -> bool:
-    try:
-        int(s)
-        return True
-    except ValueError:
-        return False
+def settle_integer_axes(spec: SweepSpec, scenario_data: dict[str, Any]) -> None:
+    """Ranges over integer fields (replicas, tp, ...) round to integers: decided by the type of the
+    value the scenario holds at that path now (a float field such as rate_per_s holds 3.0)."""
+    from fleetsim.scenario.loader import split_set_path
+
+    for path, ax in spec.ranges.items():
+        if ax.integer is not None:
+            continue
+        node: Any = scenario_data
+        for key in split_set_path(path, scenario_data):
+            if isinstance(node, dict):
+                node = node.get(key)
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                node = None
+        ax.integer = isinstance(node, int) and not isinstance(node, bool)
 
 
 def _split(text: str, option: str, form: str) -> tuple[str, str]:
@@ -180,11 +189,27 @@ def _split(text: str, option: str, form: str) -> tuple[str, str]:
     return path.strip(), raw
 
 
+class _SweepLoader(yaml.SafeLoader):
+    """safe_load without YAML 1.1's base-60 numbers, so `rate: 2:6:3` stays the text 2:6:3."""
+
+
+_SweepLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in res if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for ch, res in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _rx in (
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+                                r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+):
+    _SweepLoader.add_implicit_resolver(_tag, __import__("re").compile(_rx), list("-+0123456789."))
+
+
 def load_sweep_file(path: str | Path) -> SweepSpec:
     """Read a sweep YAML file into a SweepSpec (errors name the file and the field)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SweepLoader)  # noqa: S506 (a SafeLoader)
     except OSError as exc:
         raise SweepError(f"cannot read sweep file: {exc.strerror or exc}", file=str(path)) from None
     except yaml.YAMLError as exc:
