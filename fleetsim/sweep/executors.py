@@ -30,9 +30,19 @@ class ProcessPool:
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
         from concurrent.futures import as_completed
 
+        from concurrent.futures.process import BrokenProcessPool
+
         futures = [self._pool.submit(fn, t) for t in tasks]
-        for fut in as_completed(futures):
-            yield fut.result()
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BrokenProcessPool:
+            from fleetsim.errors import FleetsimError
+
+            raise FleetsimError(
+                "a sweep worker process died (out of memory, killed, or a script calling "
+                "fleetsim.api.sweep without an `if __name__ == \"__main__\":` guard); finished "
+                "points are kept: rerun to resume") from None
 
     def close(self, kill: bool = False) -> None:
         if kill:  # an interrupted sweep: stop the runs in flight now, not after they finish
@@ -64,8 +74,10 @@ class DaskExecutor:
                 raise FleetsimError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         else:
             n = local_workers or default_workers()
+            # Loopback only; threads (processes=False) talk in-process and need no address.
+            where = {"host": "127.0.0.1"} if processes else {}
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                                         host="127.0.0.1", dashboard_address=None)
+                                         dashboard_address=None, **where)
             self.client = Client(self._cluster)
         self.workers = len(self.client.scheduler_info().get("workers", {}))
 

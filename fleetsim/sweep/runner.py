@@ -38,6 +38,7 @@ class SweepResult:
     executor: str
     wall_s: float
     plots: list[Path] = field(default_factory=list)
+    metric: str | None = None  # the tornado/heatmap metric
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +154,9 @@ def run_sweep(
     summary.write_tables(out, table, agg)
     pngs = summary.write_plots(out, table, agg, spec) if plots else []
     n_failed = int((table["status"] == "failed").sum())
+    metric = spec.metric or summary.default_metric(summary.metric_columns(table, spec.paths))
     return SweepResult(out, table, agg, len(points), len(tasks), from_store, len(todo), n_failed, name,
-                       time.perf_counter() - t0, pngs)
+                       time.perf_counter() - t0, pngs, metric)
 
 
 def _check_plot_options(spec: SweepSpec, points: list[dict]) -> None:

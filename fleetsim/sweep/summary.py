@@ -183,13 +183,16 @@ def heatmap(ok: pd.DataFrame, a: str, b: str, metric: str, path: Path) -> Path:
     im = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(grid.shape[1]), [_tick(v) for v in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [_tick(v) for v in grid.index])
-    for (i, j), v in np.ndenumerate(grid.to_numpy()):
-        if not np.isnan(v):
-            ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="white", fontsize=8)
+    arr = grid.to_numpy()
+    mid = np.nanmean([np.nanmin(arr), np.nanmax(arr)])
+    for (i, j), v in np.ndenumerate(arr):
+        if not np.isnan(v):  # two digits: the seeds' spread rarely supports more
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=8,
+                    color="black" if v > mid else "white")
     ax.set_xlabel(a + (" (tertile)" if ok[a].nunique() > 10 else ""))
     ax.set_ylabel(b + (" (tertile)" if ok[b].nunique() > 10 else ""))
     fig.colorbar(im, ax=ax, label=label(metric))
-    ax.set_title(f"{metric} over {a} and {b}\n(mean over seeds and other parameters)")
+    ax.set_title(f"{metric}\nover {a}\nand {b} (mean over seeds and other parameters)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -259,7 +262,7 @@ def summary_text(res: Any, metric: str | None = None) -> str:
     lines = [f"sweep: {res.points} points x {res.runs // max(res.points, 1)} seeds = {res.runs} runs; "
              f"{res.from_store} from the store, {res.ran} run, {res.failed} failed ({res.executor}, {res.wall_s:.1f} s)"]
     metrics = metric_columns(res.table, paths)
-    metric = metric or default_metric(metrics)
+    metric = metric or res.metric or default_metric(metrics)
     if metric is not None and metric in agg:
         lines.append(f"{'  '.join(paths)}  ->  {metric} (mean ± 95% CI half-width)")
         for row in agg.head(40).to_dict("records"):
