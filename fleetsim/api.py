@@ -32,6 +32,10 @@ class RunResult:
     events: pd.DataFrame | None = None
     timeline: pd.DataFrame | None = None
     hourly: pd.DataFrame | None = None
+    ledger: pd.DataFrame | None = None
+    orders: pd.DataFrame | None = None
+    windows: pd.DataFrame | None = None
+    capacity: pd.DataFrame | None = None
     run_dir: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -40,6 +44,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     """Read and validate a scenario file, including its references to chips, models and halls."""
     scenario = _load_file(path, overrides)
     try:
+        scenario = _expand_roadmaps(scenario)
         check_references(scenario)
     except FleetsimError as exc:
         from fleetsim.scenario.loader import line_of
@@ -82,6 +87,10 @@ def check_references(scenario: Scenario) -> None:
             "nothing to run: add a 'serving' section (a serving window) or 'reliability.fleet' "
             "(a reliability run)", field="serving",
         )
+    if scenario.fleet is not None and serving is None:
+        raise ScenarioError(
+            "a fleet run needs a 'serving' section: its workloads, pools (the replica types) and "
+            "SLOs are the template of the fleet's capacity and windows", field="serving")
     if serving is not None and fleet_run:
         raise ScenarioError(
             "a scenario is either a serving window ('serving') or a reliability fleet run "
@@ -122,11 +131,76 @@ def check_references(scenario: Scenario) -> None:
                 f"{MAX_REQUESTS_PER_WINDOW:,} per window: shorten duration_s or lower the rates",
                 field="serving.duration_s",
             )
+    if scenario.fleet is not None:
+        check_fleet_references(scenario, chips)
     if scenario.reliability is not None and scenario.reliability.fleet is not None:
         for i, cohort in enumerate(scenario.reliability.fleet.cohorts):
             if cohort.chip not in chips:
                 raise _unknown("chip", cohort.chip, chips, f"reliability.fleet.cohorts.{i}.chip",
                                "catalog.chips")
+
+
+def _expand_roadmaps(scenario: Scenario) -> Scenario:
+    """Roadmap generations become catalog chips, pools and dated offers (fleetsim.fleet.roadmap)."""
+    if scenario.fleet is None or scenario.serving is None:
+        return scenario
+    from fleetsim.fleet.roadmap import expand
+
+    return expand(scenario, resolve_catalogs(scenario)[0])
+
+
+def check_fleet_references(scenario: Scenario, chips: dict) -> None:
+    """Fleet names pydantic cannot check: chips, pools, workloads, the planner kind."""
+    fleet, serving = scenario.fleet, scenario.serving
+    pools = serving.pools
+    used = {p.chip for p in pools.values()}
+    for cls in fleet.demand:
+        if cls not in serving.workloads:
+            raise _unknown("workload", cls, serving.workloads, f"fleet.demand.{cls}", "serving.workloads")
+    for name, ch in fleet.channels.items():
+        for j, off in enumerate(ch.offers):
+            where = f"fleet.channels.{name}.offers.{j}"
+            if off.chip not in chips:
+                raise _unknown("chip", off.chip, chips, f"{where}.chip", "catalog.chips")
+            if off.chip not in used:
+                raise ScenarioError(
+                    f"chip '{off.chip}' is sold by channel '{name}' but no replica type uses it; "
+                    f"add a serving pool with chip: {off.chip} (pools use: {', '.join(sorted(used))})",
+                    field=f"{where}.chip")
+            if off.pool is not None:
+                if off.pool not in pools:
+                    raise _unknown("pool", off.pool, pools, f"{where}.pool", "serving.pools")
+                if pools[off.pool].chip != off.chip:
+                    raise ScenarioError(
+                        f"pool '{off.pool}' runs on {pools[off.pool].chip}, not {off.chip}",
+                        field=f"{where}.pool")
+            if off.price_usd is None and not off.price_table and getattr(chips[off.chip], "price_usd", None) is None:
+                raise ScenarioError(f"chip '{off.chip}' has no catalog price: give price_usd",
+                                    field=f"{where}.price_usd")
+    for i, c in enumerate(fleet.initial_fleet):
+        if c.chip not in used:
+            raise ScenarioError(f"no replica type uses chip '{c.chip}'", field=f"fleet.initial_fleet.{i}.chip")
+        if c.pool is not None and (c.pool not in pools or pools[c.pool].chip != c.chip):
+            raise ScenarioError(f"pool '{c.pool}' is not a pool of chip '{c.chip}'",
+                                field=f"fleet.initial_fleet.{i}.pool")
+    for i, rm in enumerate(fleet.removals):
+        for c in rm.chips or []:
+            if c not in chips:
+                raise _unknown("chip", c, chips, f"fleet.removals.{i}.chips", "catalog.chips")
+    for i, sub in enumerate(fleet.finance.subsidies):
+        for c in sub.chips:
+            if c not in chips:
+                raise _unknown("chip", c, chips, f"fleet.finance.subsidies.{i}.chips", "catalog.chips")
+    for pname, per in (fleet.capacity or {}).items():
+        if pname not in pools:
+            raise _unknown("pool", pname, pools, f"fleet.capacity.{pname}", "serving.pools")
+        for wname in per:
+            if wname not in serving.workloads:
+                raise _unknown("workload", wname, serving.workloads, f"fleet.capacity.{pname}.{wname}",
+                               "serving.workloads")
+    from fleetsim.fleet.planner import make_planner
+
+    make_planner(fleet.planner)
 
 
 def run(
@@ -140,6 +214,7 @@ def run(
 
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
+    scenario = _expand_roadmaps(scenario)
     check_references(scenario)  # a Scenario built in Python gets the same checks as a file
     run_dir = runfolder.prepare_run_dir(Path(out_dir)) if out_dir is not None else None
     stage = "resolve"
@@ -147,7 +222,9 @@ def run(
     try:
         chips, models = resolve_catalogs(scenario)
         stage = "simulate"
-        if scenario.serving is not None:
+        if scenario.fleet is not None:
+            result = _run_fleet(scenario, chips, models, progress)
+        elif scenario.serving is not None:
             result = _run_serving(scenario, chips, models, progress)
         else:
             result = _run_reliability(scenario, chips, progress)
@@ -195,17 +272,32 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     )
 
 
-def goodput_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
-                  use_cache: bool = True) -> list[dict[str, Any]]:
-    """Goodput at SLO per (pool, workload) of a serving scenario, through the on-disk cache."""
+def capacity_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
+                   use_cache: bool = True) -> list:
+    """Capacity per (pool, workload) of a serving scenario (fleetsim.serving.capacity.Capacity:
+    goodput with its 95% interval, availability, derated goodput, power, energy per Mtok), through
+    the in-memory memo and the on-disk cache."""
     from fleetsim.results.cache import ResultCache
-    from fleetsim.serving import goodput
+    from fleetsim.serving.capacity import capacity_table as table
 
     if scenario.serving is None:
         raise ScenarioError("goodput needs a 'serving' section", field="serving")
-    chips, models = resolve_catalogs(scenario)
-    cache = ResultCache() if use_cache else None
-    return goodput.goodput_table(scenario, chips, models, progress=progress, cache=cache)
+    return table(scenario, cache=ResultCache() if use_cache else None, progress=progress)
+
+
+def goodput_table(scenario: Scenario, progress: Callable[[str], None] | None = None,
+                  use_cache: bool = True) -> list[dict[str, Any]]:
+    """`capacity_table` as JSON-able rows (summary.json's goodput_search); no cache flag in them."""
+    rows = []
+    for c in capacity_table(scenario, progress, use_cache):
+        row = c.as_row()
+        rows.append(row | {
+            "goodput_req_per_s_per_replica": c.goodput_rps,
+            "goodput_ci95_req_per_s_per_replica": list(c.goodput_ci95_rps),
+            "goodput_tokens_per_s_per_replica": c.goodput_rps * c.output_tokens_per_request,
+            "effective_goodput_req_per_s_per_replica": c.effective_goodput_rps,
+        })
+    return rows
 
 
 def calibrate(chip: str, measurements: str | Path, scenario: Scenario | None = None):
@@ -242,11 +334,37 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
     )
 
 
+def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunResult:
+    """Years of the fleet: capacity per replica type (cached), then the daily simulation."""
+    from fleetsim.fleet.capacity import replica_capacities
+    from fleetsim.fleet.sim import run_fleet
+    from fleetsim.fleet.windows import window_runner
+    from fleetsim.results.cache import ResultCache
+    from fleetsim.results.tables import fleet_table
+
+    t0 = time.perf_counter()
+    if progress:
+        progress("capacity per replica type and workload (cached)")
+    caps = replica_capacities(scenario, chips, models, cache=ResultCache(), progress=progress)
+    t1 = time.perf_counter()
+    res = run_fleet(scenario, chips, models, caps, progress, window_runner=window_runner(chips, models))
+    t2 = time.perf_counter()
+    summary = {"scenario": scenario.name, "seed": scenario.seed, "kind": "fleet", "fleet": res.summary}
+    return RunResult(
+        scenario=scenario, summary=summary, events=fleet_table(res.events),
+        timeline=fleet_table(res.timeline), ledger=fleet_table(res.ledger),
+        orders=fleet_table(res.orders), windows=fleet_table(res.windows),
+        capacity=fleet_table({k: [r[k] if not isinstance(r[k], tuple) else list(r[k]) for r in res.capacity]
+                              for k in res.capacity[0]}) if res.capacity else None,
+        timings_s={"capacity": t1 - t0, "simulate": t2 - t1},
+    )
+
+
 def _write(result: RunResult, run_dir: Path) -> None:
     from fleetsim.results import runfolder
 
     files = []
-    for name in ("requests", "events", "timeline", "hourly"):
+    for name in ("requests", "events", "timeline", "hourly", "ledger", "orders", "windows", "capacity"):
         df = getattr(result, name)
         if df is not None:
             runfolder.write_table(run_dir / f"{name}.parquet", df)
@@ -256,7 +374,8 @@ def _write(result: RunResult, run_dir: Path) -> None:
     scenario_dump = result.scenario.model_dump(mode="json")
     runfolder.write_json(run_dir / "scenario.resolved.json", scenario_dump)
     files.append("scenario.resolved.json")
-    kind = "serving" if result.scenario.serving is not None else "reliability"
+    kind = ("fleet" if result.scenario.fleet is not None
+            else "serving" if result.scenario.serving is not None else "reliability")
     runfolder.write_manifest(
         run_dir, scenario=scenario_dump, seed=result.scenario.seed, timings=result.timings_s,
         files=files, version=__version__, kind=kind,

@@ -147,7 +147,8 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors
 def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
-    """Highest arrival rate per replica meeting each workload's SLO, for every pool (cached).
+    """Goodput per replica at each workload's SLO with its 95% interval, availability and the
+    derated (per installed replica) value, for every pool (cached).
 
     \b
     Example:
@@ -157,12 +158,12 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
 
     scen = api.load_scenario(scenario, overrides)
     try:
-        rows = api.goodput_table(scen, progress=lambda m: click.echo(f"... {m}", err=True))
+        rows = api.capacity_table(scen, progress=lambda m: click.echo(f"... {m}", err=True))
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
-    from fleetsim.results.display import goodput_text
+    from fleetsim.serving.capacity import format_capacity_table
 
-    click.echo(goodput_text(rows))
+    click.echo(format_capacity_table(rows))
 
 
 @main.command()

@@ -44,7 +44,7 @@ def test_goodput_matches_mm1_waiting_time_quantile():
     mu = 1.0 / float((p * (1 - p) ** n) @ s)
     lam = brentq(lambda x: x / mu * np.exp(-(mu - x) * (30.0 - prefill)) - 0.1, 1e-6, mu * (1 - 1e-9))
     cfg = _cfg()
-    gcfg = GoodputConfig(enabled=True, cell_replicas=1, duration_s=200_000, warmup_s=2_000, rel_tol=0.005)
+    gcfg = GoodputConfig(enabled=True, cell_replicas=1, duration_s=200_000, warmup_s=2_000, precision=0.01, max_windows=400)
     got = search_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, seed=3)
     assert got["goodput_req_per_s_per_replica"] == pytest.approx(lam, rel=0.05)
 
@@ -52,14 +52,15 @@ def test_goodput_matches_mm1_waiting_time_quantile():
 def test_cache_reuses_and_keys_on_content():
     """The second call reads the cache; a changed chip spec is a different key."""
     cfg = _cfg(ttft_s=20.0)
-    gcfg = GoodputConfig(enabled=True, cell_replicas=1, duration_s=5_000, warmup_s=200, rel_tol=0.05)
+    gcfg = GoodputConfig(enabled=True, cell_replicas=1, duration_s=5_000, warmup_s=200, precision=0.1)
     cache = ResultCache()  # $FLEETSIM_CACHE_DIR, a tmp folder in tests (conftest)
     first = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 1, cache=cache)
     second = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 1, cache=cache)
     assert not first["cached"] and second["cached"]
     assert second["goodput_req_per_s_per_replica"] == first["goodput_req_per_s_per_replica"]
     assert cache.path(first["key"]).exists()
-    assert 0 <= first["attainment_ci95"][0] <= first["attainment_at_goodput"] <= first["attainment_ci95"][1]
+    lo, hi = first["goodput_ci95_req_per_s_per_replica"]
+    assert 0 < lo <= first["goodput_req_per_s_per_replica"] <= hi
     slower = load_chips({"h100": {"hbm_tbps": 1.0}})
     third = cached_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, slower, MODELS, 1, cache=cache)
     assert third["key"] != first["key"] and not third["cached"]
@@ -84,7 +85,7 @@ def test_faster_chip_has_higher_goodput():
         cfg = _cfg(ttft_s=5.0, percentile=90, model="llama-3.1-8b", chip=chip, max_batch=64,
                    prompt={"kind": "lognormal", "median": 800, "sigma": 0.8, "max": 4096},
                    output={"kind": "lognormal", "median": 150, "sigma": 0.8, "max": 1024})
-        gcfg = GoodputConfig(enabled=True, cell_replicas=2, duration_s=300, warmup_s=30, rel_tol=0.05)
+        gcfg = GoodputConfig(enabled=True, cell_replicas=2, duration_s=300, warmup_s=30, precision=0.1)
         rows[chip] = search_goodput(cfg.pools["p"], cfg.workloads["w"], gcfg, CHIPS, MODELS, 2)
     assert rows["h100"]["goodput_req_per_s_per_replica"] > rows["t-head-ppu"]["goodput_req_per_s_per_replica"] > 0
 
@@ -95,7 +96,7 @@ def test_run_with_goodput_enabled_reports_it(quickstart_path):
 
     scen = fleetsim.load_scenario(quickstart_path, [
         "serving.goodput.enabled=true", "serving.goodput.duration_s=120",
-        "serving.goodput.warmup_s=20", "serving.goodput.rel_tol=0.2", "serving.duration_s=60",
+        "serving.goodput.warmup_s=20", "serving.goodput.precision=0.2", "serving.goodput.max_windows=20", "serving.duration_s=60",
         "serving.warmup_s=10"])
     rows = fleetsim.run(scen).summary["goodput_search"]
     assert {r["pool"] for r in rows} == {"h20", "domestic"}

@@ -33,7 +33,13 @@ from fleetsim.reliability.events import concat_events
 from fleetsim.reliability.hazard import cumulative_knots, hazard_per_h, invert_cumulative
 from fleetsim.reliability.repair import CrashDraws, spares_for
 from fleetsim.reliability.thermal import ambient_c, equilibrium
-from fleetsim.scenario.reliability import CohortConfig, HallConfig, ReliabilityConfig, RepairConfig
+from fleetsim.scenario.reliability import (
+    CohortConfig,
+    FixedDuration,
+    HallConfig,
+    ReliabilityConfig,
+    RepairConfig,
+)
 
 DAY_S = 86400.0
 HOUR_S = 3600.0
@@ -510,3 +516,167 @@ def run_reliability(
         "cohorts": {s["cohort"]: s for s in per},
     }
     return ReliabilityResult(events=events, timeline=timeline, summary=summary, hourly=hourly)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fleet's cohort engine: chip counts per cohort, stepped one day at a time.
+# ---------------------------------------------------------------------------------------------
+class CohortFleet:
+    """Cohorts of a multi-year fleet as numpy arrays, hosted in the fleet's SimPy environment.
+
+    A cohort is the chips of one delivery (pool, chip, channel, delivery day, capex per chip).
+    The fleet steps it once per simulated day (`step`), with each pool's utilisation of that day,
+    so the hazard follows demand: the die temperature is the equilibrium at the day's utilisation
+    and the hall's daily-mean inlet, and the crash rate per chip-hour is `hazard_per_h` of it (the
+    same model as the event engine above). Counts, not chips, are simulated: crashes per cohort
+    per day ~ Poisson(serving chips x rate x 24 h), so a fleet of 10x the chips costs the same
+    time. Crash outcomes follow RepairConfig: a share restarts (the replica is down for the
+    restart), the rest go to ONE site-level repair pool (technicians, FIFO by arrival day across
+    every chip kind, i.e. in global time order; `technicians: null` = no queue), take
+    `repair_h` (its median), and are lost with `lost_share`, else return to their cohort (or
+    retire, if the cohort has reached end of life meanwhile).
+
+    Chip accounting per cohort, checked every day: delivered = active + in_repair + lost +
+    retired + removed. `active` holds commissioning, spare and serving chips.
+    """
+
+    def __init__(self, pools: list[str], params: list[ChipReliability], halls: list[HallConfig],
+                 repair: RepairConfig, rng: np.random.Generator, capacity: int = 256) -> None:
+        self.pools, self.params, self.halls, self.repair, self.rng = pools, params, halls, repair, rng
+        self.n = 0
+        self._alloc(capacity)
+        self.queue: deque = deque()       # (ready_day, cohort indices, counts) FIFO
+        self.repair_days = _median(repair.repair_h) / 24.0
+        self.restart_h = _median(repair.restart_min) / 60.0
+        self.swap_h = _median(repair.swap_h)
+        techs = repair.technicians
+        self.jobs_per_day = math.inf if techs is None else techs * 24.0 / max(_median(repair.repair_h), 1e-9)
+        self.counts = {"crashes": 0, "transient": 0, "hardware": 0, "repaired": 0, "lost": 0}
+        self.queue_wait_days = 0.0
+
+    _FIELDS = {"pool": np.int32, "channel": np.int32, "delivered_day": np.int32,
+               "service_day": np.int32, "retire_day": np.int32, "delivered": np.int64,
+               "active": np.int64, "in_repair": np.int64, "lost": np.int64, "retired": np.int64,
+               "removed": np.int64, "capex_usd_per_chip": np.float64}
+
+    def _alloc(self, cap: int) -> None:
+        for name, dtype in self._FIELDS.items():
+            old = getattr(self, name, None)
+            arr = np.zeros(cap, dtype=dtype)
+            if old is not None:
+                arr[: self.n] = old[: self.n]
+            setattr(self, name, arr)
+        self.cap = cap
+
+    def add(self, pool: int, channel: int, day: int, count: int, service_day: int,
+            retire_day: int, capex_usd_per_chip: float) -> int:
+        """A delivery becomes a cohort; returns its index."""
+        if self.n == self.cap:
+            self._alloc(2 * self.cap)
+        i = self.n
+        self.pool[i], self.channel[i], self.delivered_day[i] = pool, channel, day
+        self.service_day[i], self.retire_day[i] = service_day, retire_day
+        self.delivered[i] = self.active[i] = count
+        self.capex_usd_per_chip[i] = capex_usd_per_chip
+        self.n += 1
+        return i
+
+    def view(self, name: str) -> np.ndarray:
+        return getattr(self, name)[: self.n]
+
+    def remove_share(self, mask: np.ndarray, share: float) -> np.ndarray:
+        """Forced removal: floor(share x active) chips of the masked cohorts leave; per cohort."""
+        act = self.view("active")
+        out = np.where(mask, np.floor(act * share + 1e-9).astype(np.int64), 0)
+        act -= out
+        self.view("removed")[:] += out
+        return out
+
+    def retire_due(self, day: int) -> np.ndarray:
+        """Cohorts at end of life today retire their active chips; returns chips retired per cohort."""
+        due = self.view("retire_day") == day
+        out = np.where(due, self.view("active"), 0)
+        self.view("active")[:] -= out
+        self.view("retired")[:] += out
+        return out
+
+    def step(self, day: int, utilisation: np.ndarray, spare_fraction: float) -> dict[str, np.ndarray]:
+        """One day: repairs finishing, crashes at the day's load; per-pool replica-chip downtime."""
+        n, npools = self.n, len(self.pools)
+        pool = self.view("pool")
+        in_service = (self.view("service_day") <= day) & (self.view("retire_day") > day)
+        act = self.view("active")
+        # 1. repairs finishing today (site pool, FIFO by arrival, technician-limited)
+        budget = self.jobs_per_day
+        back = np.zeros(n, np.int64)
+        lost = np.zeros(n, np.int64)
+        while self.queue and self.queue[0][0] <= day and budget >= 1:
+            ready, idx, cnt = self.queue[0]
+            total = int(cnt.sum())
+            take = total if total <= budget else int(budget)
+            if take < total:
+                part = self.rng.multivariate_hypergeometric(cnt, take)
+                self.queue[0] = (ready, idx, cnt - part)
+                cnt = part
+            else:
+                self.queue.popleft()
+            budget -= take
+            self.queue_wait_days += take * (day - ready)
+            gone = self.rng.binomial(cnt, self.repair.lost_share)
+            np.add.at(lost, idx, gone)
+            np.add.at(back, idx, cnt - gone)
+        if back.any() or lost.any():
+            self.view("in_repair")[:] -= back + lost
+            self.view("lost")[:] += lost
+            old = self.view("retire_day") <= day
+            act += np.where(old, 0, back)
+            self.view("retired")[:] += np.where(old, back, 0)
+            self.counts["repaired"] += int(back.sum())
+            self.counts["lost"] += int(lost.sum())
+        # 2. crashes at today's utilisation (hazard rebuilt from the day's load)
+        serving = np.where(in_service, act, 0)
+        rate_h = np.zeros(npools)
+        for k in range(npools):
+            p, hall = self.params[k], self.halls[k]
+            temp, _ = equilibrium(p, float(utilisation[k]), hall.ambient_c, hall.cooling_factor)
+            rate_h[k] = float(hazard_per_h(p, temp))
+        lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
+        crashes = np.minimum(self.rng.poisson(lam), serving)
+        transient = self.rng.binomial(crashes, self.repair.transient_share)
+        hardware = crashes - transient
+        act -= hardware
+        self.view("in_repair")[:] += hardware
+        if hardware.any():
+            idx = np.flatnonzero(hardware)
+            self.queue.append((day + max(1, round(self.repair_days)), idx, hardware[idx]))
+        self.counts["crashes"] += int(crashes.sum())
+        self.counts["transient"] += int(transient.sum())
+        self.counts["hardware"] += int(hardware.sum())
+        self._check()
+        by_pool = lambda x: np.bincount(pool, weights=x, minlength=npools)
+        return {
+            "serving_chips": by_pool(serving),
+            "in_repair_chips": by_pool(np.where(in_service | (self.view("retire_day") <= day),
+                                                self.view("in_repair"), 0)),
+            "transient": by_pool(transient),
+            "hardware": by_pool(hardware),
+            "hazard_per_chip_h": rate_h,
+        }
+
+    def _check(self) -> None:
+        v = self.view
+        total = v("active") + v("in_repair") + v("lost") + v("retired") + v("removed")
+        if np.any(total != v("delivered")) or np.any(v("active") < 0) or np.any(v("in_repair") < 0):
+            raise RuntimeError("cohort chip accounting broken (internal error)")
+
+    def process(self, env, day_hook):
+        """SimPy host: a generator stepping once per day at mid-day; `day_hook(day)` does the step."""
+        day = int(env.now)
+        while True:
+            yield env.timeout(day + 0.5 - env.now)
+            day_hook(day)
+            day += 1
+
+
+def _median(dist) -> float:
+    return float(dist.value) if isinstance(dist, FixedDuration) else float(dist.median)

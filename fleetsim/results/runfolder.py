@@ -50,7 +50,8 @@ def prepare_run_dir(path: Path) -> Path:
 
 
 RUN_FILES = ("manifest.json", "error.json", "summary.json", "scenario.resolved.json",
-             "requests.parquet", "events.parquet", "timeline.parquet", "hourly.parquet")
+             "requests.parquet", "events.parquet", "timeline.parquet", "hourly.parquet",
+             "ledger.parquet", "orders.parquet", "windows.parquet", "capacity.parquet")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -79,3 +79,25 @@ def columns_table(records: dict[str, Any]) -> pd.DataFrame:
         if df[key].dtype == object:
             df[key] = df[key].astype("category")
     return df
+
+
+# -- fleet run tables (CONTRACTS section 5) ---------------------------------------------------
+FLEET_CATEGORIES = ("chip", "kind", "channel", "pool", "fate", "regime_state", "workload")
+
+
+def fleet_table(columns: dict[str, Any] | None) -> pd.DataFrame | None:
+    """A fleet record (timeline, ledger, orders, windows, events) as a typed table: dates as
+    datetime64, repeated strings as categories, units already in the column names."""
+    if columns is None:
+        return None
+    df = pd.DataFrame({k: (np.asarray(v) if not isinstance(v, list) else v) for k, v in columns.items()})
+    for key in df.columns:
+        if key in FLEET_CATEGORIES:
+            df[key] = df[key].astype("string").astype("category")
+        elif key in ("date", "ordered_on", "due_on", "delivered_on", "cancelled_on"):
+            df[key] = pd.to_datetime(df[key])
+        elif df[key].dtype == object and key in ("detail",):
+            df[key] = df[key].astype("string")
+    if "predicted_attainment_ok" in df:
+        df["predicted_attainment_ok"] = df["predicted_attainment_ok"].astype("boolean")
+    return df

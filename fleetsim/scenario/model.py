@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, PrivateAttr
 
 from fleetsim.scenario.base import StrictModel
+from fleetsim.scenario.fleet import FleetConfig
 from fleetsim.scenario.reliability import ReliabilityConfig
 from fleetsim.scenario.serving import ServingConfig
 
@@ -34,6 +35,9 @@ class Scenario(StrictModel):
     reliability: ReliabilityConfig | None = Field(
         None, description="thermal model, crashes and repair; with `fleet`, a reliability run")
     catalog: CatalogOverrides = Field(CatalogOverrides(), description="add or override chips and models")
+    fleet: FleetConfig | None = Field(
+        None, description="years of demand, supply, procurement and money around `serving` (the "
+        "template of the fleet's replica types and windows); see docs/fleet.md")
 
     _source_path: Path | None = PrivateAttr(default=None)
 

@@ -87,7 +87,8 @@ class RouterConfig(StrictModel):
 
 
 class GoodputConfig(StrictModel):
-    """Search each (pool, workload) pair for the highest arrival rate per replica meeting the SLO."""
+    """Search each (pool, workload) pair for the highest arrival rate per replica meeting the SLO,
+    to a stated precision: independent windows, a monotone fit, a 95% interval on the rate."""
 
     enabled: bool = Field(False, description="run the search as part of `fleetsim run`")
     cell_replicas: Annotated[int, Field(ge=1, le=64)] = Field(
@@ -95,8 +96,14 @@ class GoodputConfig(StrictModel):
     duration_s: PositiveFloat = Field(600.0, description="simulated seconds per evaluation")
     warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         60.0, description="seconds excluded from each evaluation's metrics")
-    rel_tol: Annotated[float, Field(gt=0, lt=1)] = Field(
-        0.02, description="stop bisecting when the bracket is this narrow, relative")
+    precision: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.03, description="stop when the 95% interval's half-width is at most this share of the rate")
+    requests_per_window: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
+        2000, description="lengthen a window past duration_s until it expects this many measured requests")
+    min_windows: Annotated[int, Field(ge=3, le=10_000)] = Field(
+        10, description="fewest windows in the final fit")
+    max_windows: Annotated[int, Field(ge=5, le=100_000)] = Field(
+        300, description="budget: most windows simulated per (pool, workload)")
 
 
 class ServingConfig(StrictModel):

@@ -1,26 +1,54 @@
-"""Goodput at SLO: the highest arrival rate per replica at which a workload's SLO still holds.
+"""Goodput at SLO with a stated precision: the highest arrival rate per replica at which a
+workload's SLO still holds, with a 95% confidence interval on that rate.
 
-Bisection on the arrival rate of a small cell of identical replicas, with common random numbers
-(the same seed at every rate: arrivals are one unit-rate stream rescaled), so the SLO verdict is
-close to monotone in rate. `cache_key` is a content hash of everything that can change the
-answer; the caller passes a cache (results.cache.ResultCache on disk), so the fleet layer and
-sweeps pay for each replica type once. Simulation code writes no files itself.
+Every evaluation is one window of a small cell of identical replicas at one rate, on its own
+independent seed (replication j draws its streams from the SeedSequence child j of the
+scenario's seed), so evaluations are independent replications. The estimator is monotone in rate
+by construction: the empirical logit of each window's SLO attainment is fitted by least squares
+against log rate, logit a = b0 + b1 log r with b1 < 0, over the windows near the target; the
+goodput solves a(r) = percentile, and its interval is the classical inverse-prediction
+(calibration) interval of that regression, with the residual spread estimated from the windows
+themselves (so correlation between requests of one window is accounted for). The search brackets
+the target, then evaluates rounds of rates around the current estimate until the interval's
+half-width is at most `precision` of the rate, or the `max_windows` budget is spent.
+
+Simulation code writes no files: the caller passes a cache (see `cached_goodput`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from fleetsim import __version__
 from fleetsim.scenario.serving import GoodputConfig, PoolConfig, ServingConfig, WorkloadConfig
 from fleetsim.serving.metrics import latencies, slo_met
 from fleetsim.serving.window import build_kernels, compile_workloads, generate_requests, run_window
 
+_Z95 = 1.959963984540054
+# Rounds evaluate the rates c * exp(spread * OFFSETS) around the current estimate c.
+OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 over the package's own .py and data files: any code change makes a new cache key
+    (the version string does not change with the code)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".csv", ".json") \
+                and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode())
+            h.update(b"\0")
+            h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
 
 
 def _file_digest(path: Path) -> str:
@@ -30,121 +58,249 @@ def _file_digest(path: Path) -> str:
         return "unreadable"
 
 
+def normalised_workload(workload: WorkloadConfig) -> dict[str, Any]:
+    """The workload's content with its absolute rate taken out (the search sets the rate), so the
+    same shape at twice the rate is the same cache entry."""
+    data = workload.model_dump(mode="json")
+    arrival = data["arrival"]
+    for key in ("rate_per_s", "mean_rate_per_s", "peak_rate_per_s", "base_rate_per_s", "rate_scale"):
+        arrival.pop(key, None)
+    if "trough_fraction" not in arrival and "min_rate_per_s" in arrival and "max_rate_per_s" in arrival:
+        hi = arrival.pop("max_rate_per_s")
+        lo = arrival.pop("min_rate_per_s")
+        arrival["min_over_max"] = lo / hi if hi else 0.0
+    return data
+
+
 def cache_key(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, router: str,
-              chip: Any, model: Any, seed: int, base_dir: Path) -> str:
-    """Content hash: versions, chip and model specs, replica type, workload, search settings, seed."""
+              chip: Any, model: Any, seed: int, base_dir: Path, extra: dict | None = None) -> str:
+    """Content hash of everything that changes the answer: package source, chip and model specs,
+    replica type, workload shape (rate normalised out), search settings, seed, input files, and
+    the caller's `extra` (the capacity function's hall conditions and reliability settings)."""
     files = {}
     for dist in (workload.arrival, workload.prompt_tokens, workload.output_tokens):
         path = getattr(dist, "path", None)
         if path:
-            files[str(path)] = _file_digest((base_dir / path) if not Path(path).is_absolute() else Path(path))
+            full = Path(path) if Path(path).is_absolute() else base_dir / path
+            files[str(path)] = _file_digest(full)
     payload = {
-        "fleetsim": __version__,
+        "source": source_digest(),
         "chip": chip.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
         "pool": pool.model_dump(mode="json", exclude={"replicas", "hall"}),
-        "workload": workload.model_dump(mode="json"),
+        "workload": normalised_workload(workload),
         "search": gcfg.model_dump(mode="json", exclude={"enabled"}),
         "router": router,
         "seed": seed,
         "files": files,
+        "extra": extra or {},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _cell(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, wname: str,
-          pname: str, router: str) -> ServingConfig:
+          pname: str, router: str, start_hour: float = 14.0) -> ServingConfig:
     return ServingConfig(
-        duration_s=gcfg.duration_s, warmup_s=gcfg.warmup_s,
+        duration_s=gcfg.duration_s, warmup_s=gcfg.warmup_s, start_hour=start_hour,
         workloads={wname: workload},
         pools={pname: pool.model_copy(update={"replicas": gcfg.cell_replicas, "model": workload.model})},
         router={"kind": router},
     )
 
 
+def _logit(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Empirical logit (finite at 0 and n)."""
+    return np.log((k + 0.5) / (n - k + 0.5))
+
+
+def fit_goodput(rates: np.ndarray, met: np.ndarray, judged: np.ndarray, percentile: float,
+                confidence: float = 0.95) -> dict[str, Any]:
+    """Fit logit(attainment) = b0 + b1 log(rate) over independent windows; return the rate where
+    attainment equals `percentile` and its inverse-prediction interval.
+
+    A fit that is not decreasing in rate (b1 >= 0) or has too few windows gives NaNs.
+    """
+    from scipy.stats import t as student_t
+
+    rates = np.asarray(rates, float)
+    ok = np.asarray(judged) > 0
+    x = np.log(rates[ok])
+    y = _logit(np.asarray(met, float)[ok], np.asarray(judged, float)[ok])
+    n = len(x)
+    nan = {"rate": math.nan, "ci": (math.nan, math.nan), "slope": math.nan, "sigma": math.nan, "n": n}
+    if n < 3 or np.ptp(x) <= 0:
+        return nan
+    xm, ym = x.mean(), y.mean()
+    sxx = float(((x - xm) ** 2).sum())
+    b1 = float(((x - xm) * (y - ym)).sum() / sxx)
+    b0 = ym - b1 * xm
+    resid = y - (b0 + b1 * x)
+    sigma = math.sqrt(float((resid ** 2).sum()) / (n - 2))
+    if not b1 < 0:
+        return nan | {"slope": b1, "sigma": sigma}
+    target = math.log(percentile / (1.0 - percentile)) if percentile < 1 else 12.0
+    x_star = (target - b0) / b1
+    tq = float(student_t.ppf(0.5 + confidence / 2, n - 2))
+    # Fieller/inverse prediction for the mean response: Var(x*) ~ s^2/b1^2 (1/n + (x*-xm)^2/Sxx).
+    se = sigma / abs(b1) * math.sqrt(1.0 / n + (x_star - xm) ** 2 / sxx)
+    return {"rate": math.exp(x_star), "ci": (math.exp(x_star - tq * se), math.exp(x_star + tq * se)),
+            "slope": b1, "sigma": sigma, "n": n, "half_width_log": tq * se}
+
+
 def search_goodput(
     pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, chips: dict, models: dict,
     seed: int, base_dir: Path = Path("."), router: str = "jsq", wname: str = "w", pname: str = "p",
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, reliability: Any = None,
+    start_temp: Callable[[float], dict[str, float]] | None = None, start_hour: float = 14.0,
 ) -> dict[str, Any]:
-    """Bisection on per-replica rate; returns the rate, its tokens/s and how many windows it took."""
-    cell = _cell(pool, workload, gcfg, wname, pname, router)
+    """Goodput per replica with its 95% interval, and every evaluated window.
+
+    `reliability` (serving.health.ServingReliability) runs each window with the thermal model, so
+    throttling reaches the rate; `start_temp(power_activity)` gives the chips' starting
+    temperatures for a window expected at that activity (the nearest evaluated rate's).
+    """
+    cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour)
     kernels = build_kernels(cell, chips, models)
     workloads = compile_workloads(cell, base_dir)
-    req, _, _ = generate_requests(cell, seed, base_dir, 1.0, workloads=workloads)
-    base_rate = max(len(req), 1) / cell.duration_s  # the workload's own mean rate at scale 1
-    mean_output = float(req.output_tokens.mean()) if len(req) else 0.0
+    base_rate = workloads[wname].mean_rate_per_s  # the workload's own mean rate at scale 1
+    sample, _, _ = generate_requests(cell, seed, base_dir, 1.0, window=0, workloads=workloads)
     percentile = workload.slo.percentile / 100.0
-    evaluations = []
-    floor = zero_load_attainment(kernels[pname], req.prompt_tokens, req.output_tokens, workload)
-    if floor < percentile:
+    floor = zero_load_attainment(kernels[pname], sample.prompt_tokens, sample.output_tokens, workload)
+    evaluations: list[dict[str, Any]] = []
+    base = {"zero_load_attainment": floor, "percentile": percentile, "precision": gcfg.precision}
+    if floor < percentile or base_rate <= 0:
         # Even a replica serving one request at a time misses the SLO: no rate meets it.
-        return {
-            "goodput_req_per_s_per_replica": 0.0, "goodput_tokens_per_s_per_replica": 0.0,
-            "upper_bound_req_per_s_per_replica": 0.0, "evaluations": 0, "trace": [],
-            "zero_load_attainment": floor,
+        mean_out = float(sample.output_tokens.mean()) if len(sample) else 0.0
+        return base | {
+            "goodput_req_per_s_per_replica": 0.0, "goodput_ci95_req_per_s_per_replica": [0.0, 0.0],
+            "goodput_tokens_per_s_per_replica": 0.0, "output_tokens_per_request": mean_out,
+            "windows": 0, "precision_met": True, "trace": [],
             "note": f"SLO unreachable: only {floor:.1%} of requests meet it on an idle replica",
         }
 
-    def holds(rate_per_replica: float) -> bool:
-        scale = rate_per_replica * gcfg.cell_replicas / base_rate
-        res = run_window(cell, chips, models, seed, base_dir, rate_scale=scale, kernels=kernels,
-                         workloads=workloads)
+    def evaluate(rate: float) -> dict[str, Any]:
+        j = len(evaluations) + 1  # replication index: SeedSequence child j of the root seed
+        scale = rate * gcfg.cell_replicas / base_rate
+        temps = None
+        if start_temp is not None:
+            near = min(evaluations, key=lambda e: abs(math.log(e["rate"] / rate)), default=None)
+            act = near["power_activity"] if near and near.get("power_activity") is not None else 0.9
+            temps = start_temp(act)
+        measured_s = max(cell.duration_s - cell.warmup_s,
+                         gcfg.requests_per_window / (rate * gcfg.cell_replicas))
+        win = cell.model_copy(update={"duration_s": cell.warmup_s + measured_s})
+        res = run_window(win, chips, models, seed, base_dir, rate_scale=scale, window=j,
+                         kernels=kernels, workloads=workloads, reliability=reliability,
+                         start_temp_c=temps)
         met, judged = slo_met(res, latencies(res))
-        measured = res.requests.arrival_s >= cell.warmup_s
-        n = np.count_nonzero(judged & measured)
-        k = np.count_nonzero(met & measured)
-        att = k / n if n else 0.0
-        evaluations.append({"rate_per_replica_per_s": rate_per_replica, "attainment": float(att),
-                            "met": int(k), "judged": int(n)})
+        measured = res.requests.arrival_s >= win.warmup_s
+        n = int(np.count_nonzero(judged & measured))
+        k = int(np.count_nonzero(met & measured))
+        e = {"rate": rate, "window": j, "met": k, "judged": n, "attainment": k / n if n else 0.0,
+             "requests": int(np.count_nonzero(measured)),
+             "output_tokens": int(res.requests.output_tokens[measured].sum())}
+        if res.reliability is not None:
+            figs = res.reliability[pname]
+            e |= {key: figs.get(key) for key in ("power_w_per_replica", "clock_factor", "power_activity")}
+        evaluations.append(e)
         if progress:
-            progress(f"  {pname}/{wname}: {rate_per_replica:.4g} req/s/replica -> SLO attainment {att:.2%}")
-        return att >= percentile
+            progress(f"  {pname}/{wname}: {rate:.4g} req/s/replica -> SLO attainment {e['attainment']:.2%}")
+        return e
 
-    lo, hi = 0.0, None
-    rate = _capacity_guess(kernels[pname], req, pool)
-    for _ in range(40):  # bracket: double or halve until the verdict changes
-        if holds(rate):
-            lo = rate
-            if hi is not None:
-                break
-            rate *= 2.0
+    # 1. Bracket: double or halve until one window passes and one fails.
+    lo, hi = 0.0, math.inf
+    rate = _capacity_guess(kernels[pname], sample, pool)
+    for _ in range(40):
+        if evaluate(rate)["attainment"] >= percentile:
+            lo = max(lo, rate)
+            rate = rate * 2.0 if math.isinf(hi) else rate
         else:
-            hi = rate
-            if lo > 0:
-                break
-            rate /= 2.0
-            if rate < 1e-4:
-                break
-    if hi is not None and lo > 0:
-        while (hi - lo) / hi > gcfg.rel_tol:
-            mid = 0.5 * (lo + hi)
-            if holds(mid):
-                lo = mid
-            else:
-                hi = mid
-    at_lo = next((e for e in reversed(evaluations) if e["rate_per_replica_per_s"] == lo), None)
-    ci = _wilson(at_lo["met"], at_lo["judged"]) if at_lo and at_lo["judged"] else (None, None)
-    return {
-        "goodput_req_per_s_per_replica": lo,
-        "goodput_tokens_per_s_per_replica": lo * mean_output,
-        "upper_bound_req_per_s_per_replica": hi,
-        # How sure the verdict at the goodput is: SLO attainment there, with its 95% interval
-        # (requests in one window are correlated, so read it as a lower bound on the doubt).
-        "attainment_at_goodput": at_lo["attainment"] if at_lo else None,
-        "attainment_ci95": list(ci),
-        "judged_requests_at_goodput": at_lo["judged"] if at_lo else 0,
-        "evaluations": len(evaluations),
-        "trace": evaluations,
-        "zero_load_attainment": floor,
+            hi = min(hi, rate)
+            rate = rate / 2.0 if lo == 0 else rate
+        if lo > 0 and hi < math.inf:
+            break
+        if rate < 1e-6 or len(evaluations) >= gcfg.max_windows:
+            break
+    if lo == 0.0 or math.isinf(hi):  # never passed (or never failed) within the budget
+        return _result(base, evaluations, math.nan, None, percentile, gcfg,
+                       note="no bracket found: SLO holds at no rate tried" if lo == 0.0
+                       else "no bracket found: SLO holds at every rate tried")
+
+    # 2. Rounds around the estimate until the interval is narrow enough or the budget is spent.
+    centre = math.sqrt(lo * hi)
+    spread = min(max(0.5 * abs(math.log(hi / lo)), gcfg.precision), 0.35)
+    fit: dict[str, Any] = {}
+    while len(evaluations) + len(OFFSETS) <= gcfg.max_windows:
+        for off in OFFSETS:
+            evaluate(centre * math.exp(spread * off))
+        fit = _local_fit(evaluations, centre, spread, percentile)
+        if not math.isfinite(fit["rate"]):
+            spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider
+            continue
+        # Keep the design centred on the estimate, its width near the interval's.
+        centre = fit["rate"]
+        half = 0.5 * math.log(fit["ci"][1] / fit["ci"][0])
+        done = fit["n"] >= gcfg.min_windows and half <= math.log1p(gcfg.precision)
+        if done:
+            break
+        spread = min(max(1.5 * half, gcfg.precision), 0.35)
+    return _result(base, evaluations, centre, fit, percentile, gcfg)
+
+
+def _local_fit(evaluations: list[dict], centre: float, spread: float, percentile: float) -> dict:
+    """The fit over windows within 3 spreads (at least 10%) of the centre in log rate."""
+    width = max(3.0 * spread, 0.1)
+    near = [e for e in evaluations if abs(math.log(e["rate"] / centre)) <= width]
+    return fit_goodput(np.array([e["rate"] for e in near]), np.array([e["met"] for e in near]),
+                       np.array([e["judged"] for e in near]), percentile)
+
+
+def _at_rate(evaluations: list[dict], key: str, rate: float, fit_rates: list[float]) -> float | None:
+    """A window figure at `rate`: least-squares line through the windows of the final fit."""
+    pts = [(e["rate"], e[key]) for e in evaluations if e.get(key) is not None and e["rate"] in fit_rates]
+    if not pts:
+        return None
+    x, y = np.array(pts).T
+    if len(x) < 2 or np.ptp(x) <= 0:
+        return float(y.mean())
+    b1, b0 = np.polyfit(x, y, 1)
+    return float(b0 + b1 * rate)
+
+
+def _result(base: dict, evaluations: list[dict], centre: float, fit: dict | None, percentile: float,
+            gcfg: GoodputConfig, note: str | None = None) -> dict[str, Any]:
+    requests = sum(e["requests"] for e in evaluations)
+    mean_out = sum(e["output_tokens"] for e in evaluations) / requests if requests else 0.0
+    out = base | {"windows": len(evaluations), "requests_simulated": requests,
+                  "output_tokens_per_request": mean_out, "trace": evaluations}
+    if fit is None or not math.isfinite(fit.get("rate", math.nan)):
+        return out | {"goodput_req_per_s_per_replica": math.nan,
+                      "goodput_ci95_req_per_s_per_replica": [math.nan, math.nan],
+                      "goodput_tokens_per_s_per_replica": math.nan, "precision_met": False,
+                      "note": note or "no decreasing fit of attainment against rate within the budget"}
+    rate = fit["rate"]
+    lo, hi = fit["ci"]
+    half_rel = 0.5 * (hi - lo) / rate
+    out |= {
+        "goodput_req_per_s_per_replica": rate,
+        "goodput_ci95_req_per_s_per_replica": [lo, hi],
+        "goodput_tokens_per_s_per_replica": rate * mean_out,
+        "half_width_rel": half_rel,
+        "precision_met": bool(half_rel <= gcfg.precision + 1e-12),
+        "windows_in_fit": fit["n"],
+        "fit_slope": fit["slope"],
+        "fit_sigma": fit["sigma"],
     }
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
+    # Power, clock and activity at the goodput: a line through the windows near it.
+    near = [e["rate"] for e in evaluations if abs(math.log(e["rate"] / rate)) <= 0.3]
+    for key in ("power_w_per_replica", "clock_factor", "power_activity"):
+        val = _at_rate(evaluations, key, rate, near)
+        if val is not None:
+            out[f"{key}_at_goodput"] = val
+    if not out["precision_met"]:
+        out["note"] = (f"budget of {gcfg.max_windows} windows spent before the 95% interval reached "
+                       f"+-{gcfg.precision:.0%}")
+    return out
 
 
 def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workload: WorkloadConfig) -> float:
@@ -176,7 +332,7 @@ def cached_goodput(
     progress: Callable[[str], None] | None = None, cache: Any = None,
 ) -> dict[str, Any]:
     """`search_goodput` through a cache: any object with `get(key) -> dict | None` and
-    `put(key, dict)` (fleetsim.results.cache.ResultCache keeps them on disk); None: no cache."""
+    `put(key, dict)` (fleetsim.results.cache.ResultCache); None: no cache. `cached` says which."""
     key = cache_key(pool, workload, gcfg, router, chips[pool.chip], models[workload.model], seed, base_dir)
     if cache is not None:
         hit = cache.get(key)
@@ -186,18 +342,3 @@ def cached_goodput(
     if cache is not None:
         cache.put(key, result)
     return result | {"cached": False, "key": key}
-
-
-def goodput_table(scenario, chips: dict, models: dict, progress=None, cache: Any = None) -> list[dict[str, Any]]:
-    """Goodput of every (pool, workload) pair whose models match, as rows."""
-    cfg = scenario.serving
-    rows = []
-    for pname, pool in cfg.pools.items():
-        for wname, wl in cfg.workloads.items():
-            if wl.model != pool.model:
-                continue
-            res = cached_goodput(pool, wl, cfg.goodput, chips, models, scenario.seed, scenario.base_dir,
-                                 cfg.router.kind, wname, pname, progress, cache)
-            rows.append({"pool": pname, "workload": wname, "chip": pool.chip, "model": pool.model,
-                         "tp": pool.tp, **{k: v for k, v in res.items() if k != "trace"}})
-    return rows

@@ -118,6 +118,8 @@ def run_window(
     kernels: dict[str, ReplicaKernel] | None = None,
     reliability: Any = None,
     workloads: dict[str, Workload] | None = None,
+    start_temp_c: dict[str, float] | None = None,
+    spares: dict[str, int] | None = None,
 ) -> WindowResult:
     """Simulate one window and return its raw records."""
     kernels = kernels or build_kernels(cfg, chips, models)
@@ -158,7 +160,8 @@ def run_window(
     env.process(warmup_snapshot())
     monitor = None
     if reliability is not None:
-        monitor = reliability.attach(env, cfg, pool_replicas, router, seed, window)
+        monitor = reliability.attach(env, cfg, pool_replicas, router, seed, window,
+                                     start_temp_c=start_temp_c, spares=spares)
 
     env.run(until=cfg.duration_s)
     events: dict[str, Any] = monitor.events() if monitor is not None else {}
@@ -180,7 +183,7 @@ def run_window(
         requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
         warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
         sim_events=next(env._eid),  # SimPy's event counter
-        reliability=monitor.summary() if monitor is not None else None,
+        reliability=monitor.summary(cfg.duration_s) if monitor is not None else None,
     )
 
 

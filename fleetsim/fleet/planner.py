@@ -1,0 +1,295 @@
+"""Planner policies: every `period_days`, turn forecast demand into chip orders.
+
+Interface (CONTRACTS section 4), so a policy is one class plus one registration:
+
+    @register("cheapest")
+    class Cheapest:
+        def __init__(self, config): ...
+        def plan(self, state: PlanningState) -> list[OrderRequest]: ...
+
+Units used throughout the state:
+- demand and capacity: output tokens per second (`*_tokens_per_s`); forecasts are the diurnal
+  PEAK of each class over a future period (the planner sizes for the peak);
+- capacity per replica is EFFECTIVE (goodput at SLO x availability, per installed replica), for
+  the current mix of the classes its model serves;
+- money in USD, power in MW (facility power: chip TDP x PUE), lead times in days;
+- a replica is `tp` chips; orders are in chips (a multiple of tp is not required but is what the
+  rule policies place).
+
+The forecast is what the planner believes (growth without the random surprise); realised demand
+carries a lognormal random walk the planner never sees. `kind: optimal` is registered by
+fleetsim/fleet/optimal.py when that module exists (branch `optimal`); until then asking for it
+raises "planner 'optimal' is not available in this build".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from fleetsim.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """Buy `count_chips` of `chip` from `channel` for replica type `pool`."""
+
+    channel: str
+    chip: str
+    count_chips: int
+    pool: str
+
+
+@dataclass
+class OfferState:
+    """One chip a channel sells today, with what a chip of it costs and yields."""
+
+    chip: str
+    pool: str
+    price_usd_per_chip: float         # list price today, before levy
+    levy_usd_per_chip: float          # price x levy share
+    overhead_usd_per_chip: float      # server overhead per node / chips per node
+    lifetime_opex_usd_per_chip: float  # power (x PUE, subsidies) + other opex over the chip's life
+
+
+@dataclass
+class ChannelState:
+    """A supply channel as the planner sees it on `today`."""
+
+    name: str
+    state: str                        # open | licence_required | banned | buyer_ban
+    us_controlled: bool
+    levy: float                       # share of price added as a surcharge
+    lead_time_days: float             # mean lead time (plus any added lead)
+    remaining_cap_chips: float        # orderable until the cap period ends (inf: no cap)
+    min_order_chips: int
+    risk_per_year: float              # the scenario's belief: chance per year it closes
+    offers: list[OfferState] = field(default_factory=list)
+
+    @property
+    def orderable(self) -> bool:
+        return self.state == "open" and self.remaining_cap_chips >= self.min_order_chips
+
+
+@dataclass
+class PoolState:
+    """A replica type (serving pool) in the fleet."""
+
+    name: str
+    chip: str
+    model: str
+    tp: int
+    installed_replicas: float         # delivered, not retired/lost/removed (incl. commissioning)
+    on_order_replicas: float          # ordered, in transit or waiting on a licence
+    tokens_per_s_per_replica: float   # effective, for the current class mix of its model
+    power_mw_per_replica: float       # facility power at TDP (for site limits)
+    capacity: dict[str, Any] = field(default_factory=dict)  # workload -> Capacity
+
+
+@dataclass
+class PlanningState:
+    """Everything a policy may use on a planning day (a snapshot: policies must not keep it)."""
+
+    today: dt.date
+    period: int                       # 0, 1, ... planning rounds
+    period_days: int
+    forecast_peak_tokens_per_s: dict[str, list[float]]  # class -> per future period (0 = current)
+    class_model: dict[str, str]       # class -> model it needs
+    pools: dict[str, PoolState]
+    channels: dict[str, ChannelState]
+    budget_left_usd: float            # released so far minus committed (inf when overrun allowed)
+    budget_total_left_usd: float      # whole budget minus committed
+    overrun_allowed: bool
+    site_power_mw_left: float         # inf: no limit
+    site_chips_left: float            # racks x chips per rack left (inf: no limit)
+    life_years: float
+    horizon_days: int
+    headroom: float
+
+    def required_tokens_per_s(self, model: str, lead_days: float) -> float:
+        """Peak forecast x (1 + headroom) for `model` over the next lead + horizon days."""
+        n = max(1, math.ceil((lead_days + self.horizon_days) / self.period_days) + 1)
+        total = [0.0] * n
+        for cls, series in self.forecast_peak_tokens_per_s.items():
+            if self.class_model[cls] != model:
+                continue
+            for k in range(min(n, len(series))):
+                total[k] += series[k]
+        return max(total) * (1.0 + self.headroom)
+
+    def existing_tokens_per_s(self, model: str) -> float:
+        return sum((p.installed_replicas + p.on_order_replicas) * p.tokens_per_s_per_replica
+                   for p in self.pools.values() if p.model == model)
+
+
+class PlannerPolicy(Protocol):
+    def plan(self, state: PlanningState) -> list[OrderRequest]: ...
+
+
+_REGISTRY: dict[str, Callable[[Any], PlannerPolicy]] = {}
+
+
+def register(kind: str):
+    """Class decorator: make a policy available as `planner: {kind: ...}`."""
+    def deco(cls):
+        _REGISTRY[kind] = cls
+        return cls
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_planner(config) -> PlannerPolicy:
+    """The policy for a scenario's `fleet.planner` (imports fleetsim.fleet.<kind> on demand)."""
+    kind = config.kind
+    if kind not in _REGISTRY:
+        try:
+            importlib.import_module(f"fleetsim.fleet.{kind}")
+        except ImportError:
+            pass
+    if kind not in _REGISTRY:
+        raise ScenarioError(f"planner '{kind}' is not available in this build; available: "
+                            f"{', '.join(available())}", field="fleet.planner.kind")
+    return _REGISTRY[kind](config)
+
+
+# -- the rule policies ----------------------------------------------------------------------
+@dataclass
+class Candidate:
+    channel: ChannelState
+    offer: OfferState
+    pool: PoolState
+    usd_per_chip: float               # capex committed per chip (price + levy + overhead)
+    score: float                      # lower is better: USD per effective token/s over life
+
+
+def candidates(state: PlanningState, model: str) -> list[Candidate]:
+    """Orderable (channel, chip, pool) options for a model, scored by cost per goodput over life."""
+    out = []
+    for ch in state.channels.values():
+        if not ch.orderable:
+            continue
+        for off in ch.offers:
+            pool = state.pools[off.pool]
+            if pool.model != model or pool.tokens_per_s_per_replica <= 0:
+                continue
+            usd = off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
+            life = (usd + off.lifetime_opex_usd_per_chip) * pool.tp
+            out.append(Candidate(ch, off, pool, usd, life / pool.tokens_per_s_per_replica))
+    return out
+
+
+def closing_probability(ch: ChannelState, years: float) -> float:
+    return 1.0 - math.exp(-ch.risk_per_year * years)
+
+
+class _RuleBase:
+    def __init__(self, config) -> None:
+        self.config = config
+
+    def ranked(self, state: PlanningState, model: str) -> list[Candidate]:
+        return sorted(candidates(state, model), key=lambda c: (c.score, c.channel.name, c.offer.chip))
+
+    def plan(self, state: PlanningState) -> list[OrderRequest]:
+        limits = _Limits(state)
+        orders: list[OrderRequest] = []
+        for model in sorted({p.model for p in state.pools.values()}):
+            ranked = self.ranked(state, model)
+            if not ranked:
+                continue
+            lead = max(c.channel.lead_time_days for c in ranked)
+            gap = state.required_tokens_per_s(model, lead) - state.existing_tokens_per_s(model)
+            orders += self.fill(state, model, gap, ranked, limits)
+        return orders
+
+    def fill(self, state, model, gap, ranked, limits) -> list[OrderRequest]:
+        return _fill(gap, ranked, limits)
+
+
+class _Limits:
+    """Budget, site power and racks, channel caps left while one plan is being filled."""
+
+    def __init__(self, state: PlanningState) -> None:
+        self.usd = math.inf if state.overrun_allowed else max(0.0, state.budget_left_usd)
+        self.power_mw = state.site_power_mw_left
+        self.chips = state.site_chips_left
+        self.cap = {n: c.remaining_cap_chips for n, c in state.channels.items()}
+
+    def max_chips(self, c: Candidate) -> int:
+        per_chip_mw = c.pool.power_mw_per_replica / c.pool.tp
+        n = min(self.cap[c.channel.name], self.chips,
+                self.usd / c.usd_per_chip if c.usd_per_chip > 0 else math.inf,
+                self.power_mw / per_chip_mw if per_chip_mw > 0 else math.inf)
+        return int(min(n, 1e12))
+
+    def take(self, c: Candidate, chips: int) -> None:
+        self.cap[c.channel.name] -= chips
+        self.chips -= chips
+        self.usd -= chips * c.usd_per_chip
+        self.power_mw -= chips * c.pool.power_mw_per_replica / c.pool.tp
+
+
+def _fill(gap: float, ranked: list[Candidate], limits: _Limits) -> list[OrderRequest]:
+    """Best-scored first: whole replicas, within caps, budget and site; next option when one runs out."""
+    orders = []
+    for c in ranked:
+        if gap <= 0:
+            break
+        tp = c.pool.tp
+        want = math.ceil(gap / c.pool.tokens_per_s_per_replica) * tp
+        chips = min(want, limits.max_chips(c))
+        chips -= chips % tp
+        if chips < max(c.channel.min_order_chips, tp):
+            continue
+        limits.take(c, chips)
+        gap -= chips / tp * c.pool.tokens_per_s_per_replica
+        orders.append(OrderRequest(c.channel.name, c.offer.chip, int(chips), c.pool.name))
+    return orders
+
+
+@register("cheapest")
+class Cheapest(_RuleBase):
+    """Lowest cost per effective token/s over the chip's life (capex + power + opex)."""
+
+
+@register("security_weighted")
+class SecurityWeighted(_RuleBase):
+    """Cost per goodput x (1 + risk_weight x P(channel closes within lead time + one year))."""
+
+    def ranked(self, state, model):
+        def key(c: Candidate):
+            years = c.channel.lead_time_days / 365.0 + 1.0
+            return (c.score * (1.0 + self.config.risk_weight * closing_probability(c.channel, years)),
+                    c.channel.name, c.offer.chip)
+        return sorted(candidates(state, model), key=key)
+
+
+@register("domestic_share")
+class DomesticShare(_RuleBase):
+    """At least `target_share` of the model's required capacity on domestic channels; then cheapest."""
+
+    def fill(self, state, model, gap, ranked, limits):
+        if gap <= 0:
+            return []
+        lead = max(c.channel.lead_time_days for c in ranked)
+        required = state.required_tokens_per_s(model, lead)
+        us = {n for n, c in state.channels.items() if c.us_controlled}
+        domestic_now = sum(
+            (p.installed_replicas + p.on_order_replicas) * p.tokens_per_s_per_replica
+            for p in state.pools.values() if p.model == model and _pool_domestic(state, p, us))
+        dom_gap = min(gap, max(0.0, self.config.target_share * required - domestic_now))
+        dom = [c for c in ranked if not c.channel.us_controlled]
+        orders = _fill(dom_gap, dom, limits)
+        got = sum(o.count_chips / state.pools[o.pool].tp * state.pools[o.pool].tokens_per_s_per_replica
+                  for o in orders)
+        return orders + _fill(gap - got, ranked, limits)
+
+
+def _pool_domestic(state: PlanningState, pool: PoolState, us: set[str]) -> bool:
+    """A pool counts as domestic when no US-controlled channel sells its chip."""
+    return not any(off.chip == pool.chip for n in us for off in state.channels[n].offers)

@@ -1,0 +1,194 @@
+"""Turn a finished fleet simulation into columns (CONTRACTS section 5) and the summary.
+
+Sign convention of `ledger.amount_usd`: money out is positive (capex, levy, depreciation, power,
+opex); money in is negative (refund, revenue). Depreciation is an accounting charge, not cash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+
+from fleetsim.fleet.regime import STATES
+
+
+def _dates(start: dt.date, days: np.ndarray) -> np.ndarray:
+    return np.datetime64(start, "D") + days.astype("timedelta64[D]")
+
+
+def build_result(sim, windows):
+    from fleetsim.fleet.sim import FleetResult
+
+    D, r = sim.n_days, sim.rec
+    nch = len(sim.chip_names)
+    # pool -> chip aggregation
+    agg = lambda a: np.stack([a[:, sim.pool_chip == j].sum(axis=1) for j in range(nch)], axis=1)
+    days = np.repeat(np.arange(D), nch)
+    chip_col = np.tile(np.array(sim.chip_names, dtype=object), D)
+    flat = lambda a: agg(a).reshape(-1)
+    cap_total = r["capacity_tokens_per_s"].sum(axis=1)
+    us_share = np.divide(r["us_capacity_tokens_per_s"].sum(axis=1), cap_total,
+                         out=np.zeros(D), where=cap_total > 0)
+    # regime state of each chip's first channel (sorted by name) that offers it
+    chip_channel = []
+    for c in sim.chip_names:
+        names = [n for n in sim.channel_names if any(o.chip == c for o in sim.fleet.channels[n].offers)]
+        chip_channel.append(sim.channels[names[0]].idx if names else -1)
+    regime = np.array([[STATES[sim.regime_day[d, ci]] if ci >= 0 else "none" for ci in chip_channel]
+                       for d in range(D)], dtype=object).reshape(-1)
+    opex = r["power_usd"] + r["other_opex_usd"]
+    timeline = {
+        "date": _dates(sim.start, days),
+        "chip": chip_col,
+        "installed": flat(r["installed"]).astype(np.int64),
+        "active": flat(r["active"]).astype(np.int64),
+        "in_repair": flat(r["in_repair"]).astype(np.int64),
+        "commissioning": flat(r["commissioning"]).astype(np.int64),
+        "on_order": flat(r["on_order"]).astype(np.int64),
+        "ordered": flat(r["ordered"]).astype(np.int64),
+        "delivered": flat(r["delivered"]).astype(np.int64),
+        "cancelled": flat(r["cancelled"]).astype(np.int64),
+        "stranded": flat(r["stranded"]).astype(np.int64),
+        "retired": flat(r["retired"]).astype(np.int64),
+        "lost": flat(r["lost"]).astype(np.int64),
+        "removed": flat(r["removed"]).astype(np.int64),
+        "replicas_up": flat(r["replicas_up"]),
+        "crashes": flat(r["crashes"]).astype(np.int64),
+        "demand_tokens_per_s": np.repeat(sim.demand_day, nch),
+        "capacity_tokens_per_s": flat(r["capacity_tokens_per_s"]),
+        "served_tokens_per_s": flat(r["served_tokens_per_s"]),
+        "unmet_tokens_per_s": np.repeat(sim.unmet_day, nch),
+        "capex_usd": flat(sim.capex_day),
+        "opex_usd": flat(opex),
+        "power_usd": flat(r["power_usd"]),
+        "depreciation_usd": flat(r["depreciation_usd"]),
+        "revenue_usd": flat(r["revenue_usd"]),
+        "energy_mwh": flat(r["energy_mwh"]),
+        "power_mw": flat(r["power_mw"]),
+        "us_dependence_share": np.repeat(us_share, nch),
+        "regime_state": regime,
+    }
+    # ledger: order-time movements, then the daily charges per chip kind
+    led = {"day": [], "kind": [], "chip": [], "channel": [], "amount_usd": []}
+    for day, kind, chip, channel, amount in sim.ledger:
+        if day < D:
+            for k, v in zip(led, (day, kind, chip, channel, amount)):
+                led[k].append(v)
+    for kind, arr, sign in (("depreciation", r["depreciation_usd"], 1.0), ("power", r["power_usd"], 1.0),
+                            ("opex", r["other_opex_usd"], 1.0), ("revenue", r["revenue_usd"], -1.0)):
+        a = agg(arr)
+        dd, cc = np.nonzero(a)
+        led["day"] += dd.tolist()
+        led["kind"] += [kind] * len(dd)
+        led["chip"] += [sim.chip_names[j] for j in cc]
+        led["channel"] += [""] * len(dd)
+        led["amount_usd"] += (sign * a[dd, cc]).tolist()
+    ledger = {"date": _dates(sim.start, np.asarray(led["day"], dtype=np.int64)),
+              **{k: np.asarray(v, dtype=object if k in ("kind", "chip", "channel") else float)
+                 for k, v in led.items() if k != "day"}}
+    orders = _orders(sim)
+    events = _events(sim)
+    summary = _summary(sim, timeline, ledger, orders, us_share, windows)
+    caps = [c.row() for c in sim.caps.values()]
+    return FleetResult(timeline=timeline, ledger=ledger, orders=orders, events=events, windows=windows,
+                       summary=summary, capacity=caps, pool_daily={k: v.copy() for k, v in r.items()})
+
+
+def _orders(sim) -> dict[str, Any]:
+    o = sim.orders
+    day = lambda x: np.datetime64(sim.start, "D") + np.timedelta64(x, "D")
+    return {
+        "order_id": np.array([x.order_id for x in o], dtype=np.int64),
+        "ordered_on": np.array([day(x.ordered_day) for x in o], dtype="datetime64[D]"),
+        "channel": np.array([x.channel for x in o], dtype=object),
+        "chip": np.array([x.chip for x in o], dtype=object),
+        "pool": np.array([x.pool for x in o], dtype=object),
+        "count_chips": np.array([x.count for x in o], dtype=np.int64),
+        "price_usd_per_chip": np.array([x.price_usd_per_chip for x in o], dtype=float),
+        "levy_usd": np.array([x.levy_usd_per_chip * x.count for x in o], dtype=float),
+        "due_on": np.array([day(x.due_day) for x in o], dtype="datetime64[D]"),
+        "fate": np.array([x.fate for x in o], dtype=object),
+        "delivered_on": np.array([day(x.delivered_day) if x.delivered_day >= 0 else np.datetime64("NaT")
+                                  for x in o], dtype="datetime64[D]"),
+        "cancelled_on": np.array([day(x.cancelled_day) if x.cancelled_day >= 0 else np.datetime64("NaT")
+                                  for x in o], dtype="datetime64[D]"),
+        "refund_usd": np.array([x.refund_usd for x in o], dtype=float),
+    }
+
+
+def _events(sim) -> dict[str, Any]:
+    ev = list(sim.events)
+    crashes = sim.rec["crashes"]
+    for d, p in zip(*np.nonzero(crashes)):
+        ev.append((int(d), "crash", "", sim.pools[p].chip, sim.pool_names[p], int(crashes[d, p]),
+                   "crashes that day (restarts and hardware faults)"))
+    ev.sort(key=lambda e: e[0])
+    cols = list(zip(*ev)) if ev else [[]] * 7
+    return {
+        "date": _dates(sim.start, np.asarray(cols[0], dtype=np.int64)),
+        "kind": np.asarray(cols[1], dtype=object), "channel": np.asarray(cols[2], dtype=object),
+        "chip": np.asarray(cols[3], dtype=object), "pool": np.asarray(cols[4], dtype=object),
+        "count": np.asarray(cols[5], dtype=np.int64), "detail": np.asarray(cols[6], dtype=object),
+    }
+
+
+def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
+    f, D = sim.fleet, sim.n_days
+    by_kind = {}
+    for k in ("capex", "levy", "refund", "depreciation", "power", "opex", "revenue"):
+        by_kind[k] = float(ledger["amount_usd"][ledger["kind"] == k].sum())
+    capex_total = by_kind["capex"] + by_kind["levy"] + by_kind["refund"]
+    years = ledger["date"].astype("datetime64[Y]").astype(int) + 1970
+    capex_mask = np.isin(ledger["kind"], ["capex", "levy", "refund"])
+    capex_by_year = {str(y): float(ledger["amount_usd"][capex_mask & (years == y)].sum())
+                     for y in range(f.start.year, (f.end - dt.timedelta(days=1)).year + 1)}
+    demand = sim.demand_day
+    unmet = sim.unmet_day
+    served_mtok = float(sim.rec["served_tokens_per_s"].sum() * 86400 / 1e6)
+    demand_mtok = float(demand.sum() * 86400 / 1e6)
+    share_day = np.divide(unmet, demand, out=np.zeros(D), where=demand > 0)
+    peak = int(np.argmax(share_day))
+    last = tl["date"] == tl["date"].max()
+    mix_end = {c: int(n) for c, n in zip(tl["chip"][last], tl["installed"][last])}
+    energy_kwh = float(sim.rec["energy_mwh"].sum() * 1000)
+    costs = by_kind["depreciation"] + by_kind["power"] + by_kind["opex"]
+    fates = {k: int(np.sum(orders["count_chips"][orders["fate"] == k])) for k in
+             ("delivered", "cancelled", "stranded", "in_transit")}
+    rnd = lambda x, n=4: float(f"{x:.{n}g}") if x is not None and math.isfinite(x) else None
+    out = {
+        "start": str(f.start), "days": D, "planner": f.planner.kind,
+        "budget_usd": f.budget.total_usd,
+        "capex_usd_total": capex_total,
+        "capex_usd_by_year": capex_by_year,
+        "overrun_usd": max(0.0, capex_total - f.budget.total_usd),
+        "ledger_usd_by_kind": by_kind,
+        "fleet_mix_end": mix_end,
+        "chips_by_fate": fates,
+        "orders": len(orders["order_id"]),
+        "demand_mtok": rnd(demand_mtok), "served_mtok": rnd(served_mtok),
+        "unmet_demand_share": rnd(float(unmet.sum() / demand.sum()) if demand.sum() > 0 else 0.0, 3),
+        "peak_unmet_share": rnd(float(share_day[peak]), 3),
+        "peak_unmet_date": str(f.start + dt.timedelta(days=peak)),
+        "cost_usd_per_mtok": rnd(costs / served_mtok if served_mtok > 0 else None, 3),
+        "cash_cost_usd_per_mtok": rnd((capex_total + by_kind["power"] + by_kind["opex"]) / served_mtok
+                                      if served_mtok > 0 else None, 3),
+        "energy_kwh_per_mtok": rnd(energy_kwh / served_mtok if served_mtok > 0 else None, 3),
+        "energy_mwh_total": rnd(energy_kwh / 1000),
+        "us_dependence_share_end": rnd(float(us_share[-1]), 3),
+        "us_dependence_share_mean": rnd(float(us_share.mean()), 3),
+        "crashes": sim.cohorts.counts["crashes"],
+        "chips_lost": sim.cohorts.counts["lost"],
+        "repair_queue_wait_days_mean": rnd(sim.cohorts.queue_wait_days / max(1, sim.cohorts.counts["repaired"] + sim.cohorts.counts["lost"]), 3),
+        "capacity_source": sorted({c.source for c in sim.caps.values()}),
+    }
+    if f.finance.revenue_usd_per_mtok is not None:
+        out["revenue_usd"] = -by_kind["revenue"]
+        out["margin_usd"] = -by_kind["revenue"] - costs
+    if windows:
+        att = np.array([a for a in windows["attainment"] if a is not None], dtype=float)
+        out["windows"] = len(set(windows["window"]))
+        out["window_attainment_mean"] = rnd(float(att.mean()), 3) if len(att) else None
+    return out

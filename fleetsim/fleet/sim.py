@@ -1,0 +1,656 @@
+"""The fleet simulation: years of demand, procurement, supply regimes, cohorts and money, one day
+at a time, in one SimPy environment whose clock counts days.
+
+Processes (each sleeps until its next event):
+  `regime`    walks the dated transitions of every channel (start of a day, t = d);
+  `removals`  forced removals of installed chips (t = d + 0.1);
+  `planner`   every `period_days` (t = d + 0.25), and on the day a channel reopens: builds a
+              PlanningState, asks the policy, places the orders it may (caps, budget, site),
+              each order its own process;
+  `order`     sleeps until its due day, waits while its channel is closed, is delivered
+              (becomes a cohort), cancelled or stranded;
+  `day`       the cohort engine's daily step (t = d + 0.5): retirement, repairs, crashes at the
+              day's load, then capacity, demand served, power, money; written into preallocated
+              day x pool arrays.
+Simulation code writes no files: `run_fleet` returns columns; fleetsim.results makes tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+
+from fleetsim.errors import ScenarioError
+from fleetsim.fleet import demand as dem
+from fleetsim.fleet.capacity import ReplicaCapacity
+from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
+                                    PoolState, make_planner)
+from fleetsim.fleet.regime import STATE_CODE, STATES, build_transitions
+from fleetsim.reliability.cohort import CohortFleet, resolve_chip
+from fleetsim.reliability.repair import sample_duration
+from fleetsim.rng import stream
+from fleetsim.scenario.fleet import FleetConfig, quarter_start
+from fleetsim.scenario.reliability import ReliabilityConfig
+
+FATES = ("in_transit", "delivered", "cancelled", "stranded")
+
+
+@dataclass
+class Order:
+    order_id: int
+    ordered_day: int
+    channel: str
+    chip: str
+    pool: str
+    count: int
+    price_usd_per_chip: float
+    levy_usd_per_chip: float
+    overhead_usd_per_chip: float
+    due_day: int
+    fate: str = "in_transit"
+    delivered_day: int = -1
+    cancelled_day: int = -1   # cancelled or stranded on
+    refund_usd: float = 0.0
+    paid_usd: float = 0.0     # capex + levy paid so far
+
+    @property
+    def commitment_usd(self) -> float:
+        return self.count * (self.price_usd_per_chip + self.levy_usd_per_chip + self.overhead_usd_per_chip)
+
+
+@dataclass
+class FleetResult:
+    """Columns for the run folder (fleetsim.results.tables makes the Parquet tables)."""
+
+    timeline: dict[str, Any]
+    ledger: dict[str, Any]
+    orders: dict[str, Any]
+    events: dict[str, Any]
+    windows: dict[str, Any] | None
+    summary: dict[str, Any]
+    capacity: list[dict[str, Any]]
+    pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
+
+
+class _Channel:
+    """A supply channel's runtime state: regime, levy, caps used, orders waiting."""
+
+    def __init__(self, env, name, cfg, idx, fleet: FleetConfig, rng) -> None:
+        self.env, self.name, self.cfg, self.idx = env, name, cfg, idx
+        self.state = cfg.initial_state
+        self.levy = cfg.levy
+        self.cap_month = cfg.cap_per_month
+        self.extra_lead = 0.0
+        self.pending: list[Order] = []
+        self.reopened = env.event()
+        self.used: dict[tuple, float] = {}
+        self.fleet = fleet
+        self.quarter_cap: dict[tuple[int, int], float] = {}
+        if cfg.fab is not None:  # one yield draw per quarter of the horizon, fixed up front
+            self.quarter_cap = _fab_caps(cfg.fab, fleet, rng)
+        elif cfg.cap_per_quarter:
+            self.quarter_cap = _step_quarters(cfg.cap_per_quarter, fleet)
+
+    def period_key(self, d: dt.date) -> tuple:
+        if self.quarter_cap and self.cap_month is None:
+            return ("q", d.year, (d.month - 1) // 3)
+        return ("m", d.year, d.month)
+
+    def cap_left(self, d: dt.date) -> float:
+        key = self.period_key(d)
+        if key[0] == "m":
+            cap = math.inf if self.cap_month is None else self.cap_month
+        else:
+            cap = self.quarter_cap.get((key[1], key[2]), 0.0)
+        return max(0.0, cap - self.used.get(key, 0.0))
+
+    def use(self, d: dt.date, chips: float) -> None:
+        key = self.period_key(d)
+        self.used[key] = self.used.get(key, 0.0) + chips
+
+    def offers_on(self, d: dt.date):
+        return [o for o in self.cfg.offers
+                if (o.from_date is None or o.from_date <= d) and (o.until_date is None or d <= o.until_date)]
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        if state == "open":
+            ev, self.reopened = self.reopened, self.env.event()
+            ev.succeed()
+
+
+def _step_quarters(table: dict[str, float], fleet: FleetConfig) -> dict[tuple[int, int], float]:
+    pts = sorted((quarter_start(q), v) for q, v in table.items())
+    out = {}
+    d = dt.date(fleet.start.year, 3 * ((fleet.start.month - 1) // 3) + 1, 1)
+    while d < fleet.end:
+        val = 0.0
+        for qd, v in pts:
+            if qd <= d:
+                val = v
+        out[d.year, (d.month - 1) // 3] = val
+        d = dt.date(d.year + (d.month + 2) // 12, (d.month + 2) % 12 + 1, 1)
+    return out
+
+
+def _fab_caps(fab, fleet: FleetConfig, rng) -> dict[tuple[int, int], float]:
+    dies = _step_quarters(fab.dies_per_quarter, fleet)
+    keys = sorted(dies)
+    y = np.clip(fab.yield_mean + fab.yield_sd * rng.standard_normal(len(keys)), 0.0, 1.0)
+    return {k: math.floor(dies[k] * yi * fab.buyer_share) for k, yi in zip(keys, y)}
+
+
+def _offer_price(offer, chip_spec, d: dt.date, start: dt.date) -> float:
+    if offer.price_table:
+        price = None
+        for td, p in sorted(offer.price_table.items()):
+            if td <= d:
+                price = p
+        if price is not None:
+            return float(price)
+    base = offer.price_usd if offer.price_usd is not None else getattr(chip_spec, "price_usd", None)
+    if base is None:
+        raise ScenarioError(f"chip '{offer.chip}' has no catalog price: give price_usd",
+                            field="fleet.channels")
+    return float(base) * (1.0 - offer.price_decline_per_year) ** ((d - start).days / 365.0)
+
+
+def offer_pool(scenario, offer) -> str:
+    """The pool (replica type) an offer's chips are bought for."""
+    if offer.pool is not None:
+        return offer.pool
+    for name, pool in scenario.serving.pools.items():
+        if pool.chip == offer.chip:
+            return name
+    raise ScenarioError(f"no serving pool uses chip '{offer.chip}'", field="fleet.channels")
+
+
+def run_fleet(scenario, chips: dict, models: dict, caps: dict[tuple[str, str], ReplicaCapacity],
+              progress: Callable[[str], None] | None = None, window_runner=None) -> FleetResult:
+    """Simulate `scenario.fleet` day by day; returns columns and the summary."""
+    return _FleetSim(scenario, chips, models, caps, window_runner).run(progress)
+
+
+class _FleetSim:
+    def __init__(self, scenario, chips, models, caps, window_runner) -> None:
+        self.sc, self.chips, self.models, self.caps = scenario, chips, models, caps
+        self.fleet: FleetConfig = scenario.fleet
+        self.serving = scenario.serving
+        self.window_runner = window_runner
+        f = self.fleet
+        self.n_days = f.days
+        self.start = f.start
+        self.rel = scenario.reliability or ReliabilityConfig()
+        self.sf = self.rel.repair.spare_fraction
+        self.pool_names = list(self.serving.pools)
+        self.pool_ix = {p: i for i, p in enumerate(self.pool_names)}
+        self.pools = [self.serving.pools[p] for p in self.pool_names]
+        self.chip_names = sorted({p.chip for p in self.pools})
+        self.chip_ix = {c: i for i, c in enumerate(self.chip_names)}
+        self.pool_chip = np.array([self.chip_ix[p.chip] for p in self.pools])
+        self.tp = np.array([p.tp for p in self.pools], dtype=float)
+        self.classes = list(f.demand)
+        self.class_model = {c: self.serving.workloads[c].model for c in self.classes}
+        self.models_used = sorted({self.class_model[c] for c in self.classes})
+        self.channel_names = sorted(f.channels)
+        self.channel_us = np.array([f.channels[c].us_controlled for c in self.channel_names])
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _setup(self) -> None:
+        f = self.fleet
+        seed = f.seed if f.seed is not None else self.sc.seed
+        self.seed = seed
+        self.env = simpy.Environment()
+        self.channels = {n: _Channel(self.env, n, f.channels[n], i, f, stream(seed, "fleet", "fab", n))
+                         for i, n in enumerate(self.channel_names)}
+        # demand: forecast beyond the horizon, so the planner can look ahead
+        ext = self.n_days + 3 * 366 + 30
+        self.fc = np.array([dem.forecast(f.demand[c], f, ext) for c in self.classes])
+        self.real = np.array([dem.realised(f.demand[c], self.fc[i, : self.n_days],
+                                           stream(seed, "fleet", "demand", c))
+                              for i, c in enumerate(self.classes)])
+        self.ptm = np.array([f.demand[c].peak_to_mean for c in self.classes])
+        self.prof = np.array([dem.diurnal(f.demand[c].peak_to_mean, f.demand[c].peak_hour)
+                              for c in self.classes])  # class x 24
+        # capacity per pool and class (tokens/s per replica, goodput and effective)
+        self.k = np.zeros((len(self.pools), len(self.classes)))
+        self.k_eff = np.zeros_like(self.k)
+        self.p_g = np.zeros(len(self.pools))  # W per replica at goodput load
+        for pi, pn in enumerate(self.pool_names):
+            watts = []
+            for ci, cn in enumerate(self.classes):
+                c = self.caps.get((pn, cn))
+                if c is not None:
+                    self.k[pi, ci], self.k_eff[pi, ci] = c.tokens_per_s, c.effective_tokens_per_s
+                    watts.append(c.power_w_per_replica)
+            self.p_g[pi] = max(watts) if watts else 0.0
+        self.params = [resolve_chip(self.rel, p.chip, self.chips) for p in self.pools]
+        self.idle_w = np.array([pr.idle_w for pr in self.params]) * self.tp
+        dyn = np.array([pr.dynamic_w for pr in self.params]) * self.tp
+        self.u_g = np.clip((self.p_g - self.idle_w) / np.maximum(dyn, 1e-9), 0.0, 1.0)
+        self.tdp_w = np.array([float(getattr(self.chips[p.chip], "tdp_w", None) or 400.0) for p in self.pools])
+        halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
+        self.cohorts = CohortFleet(self.pool_names, self.params, halls, self.rel.repair,
+                                   stream(seed, "fleet", "cohorts"))
+        self.transitions = build_transitions(f, stream(seed, "fleet", "regime"))
+        self.lead_rng = stream(seed, "fleet", "lead")
+        self.planner = make_planner(f.planner)
+        self.orders: list[Order] = []
+        self.ledger: list[tuple] = []   # (day, kind, chip, channel, amount)
+        self.events: list[tuple] = []   # (day, kind, channel, chip, pool, count, detail)
+        self.committed = 0.0
+        self.life_days = int(round(f.finance.life_years * 365))
+        # per pool order counters (cumulative chips)
+        npl = len(self.pools)
+        self.ordered_c = np.zeros(npl)
+        self.cancelled_c = np.zeros(npl)
+        self.stranded_c = np.zeros(npl)
+        self.on_order = np.zeros(npl)
+        self.capex_day = np.zeros((self.n_days, npl))
+        D = self.n_days
+        self.rec = {k: np.zeros((D, npl)) for k in (
+            "installed", "active", "in_repair", "lost", "retired", "removed", "delivered", "ordered",
+            "cancelled", "stranded", "on_order", "commissioning", "replicas_up", "capacity_tokens_per_s",
+            "served_tokens_per_s", "power_mw", "energy_mwh", "power_usd", "other_opex_usd",
+            "depreciation_usd", "revenue_usd", "us_capacity_tokens_per_s", "crashes", "utilisation")}
+        self.demand_day = np.zeros(D)
+        self.unmet_day = np.zeros(D)
+        self.regime_day = np.zeros((D, len(self.channel_names)), dtype=np.int8)
+        self.x_prev = np.full(npl, 0.5)
+        self.window_days = self._window_days()
+        self.window_snaps: list[dict] = []
+        self.planner_calls = 0
+        self.released = self._budget_release()
+        self.dep_rate = np.zeros(0)
+
+    def _budget_release(self) -> np.ndarray:
+        """Cumulative capex budget released by each day (a year's share at its first day)."""
+        b = self.fleet.budget
+        years = int(math.ceil(self.fleet.years - 1e-9))
+        shares = [1.0 / years] * years if b.schedule == "even" else list(b.schedule)
+        rel = np.zeros(self.n_days)
+        for y in range(years):
+            rel[min(self.n_days, y * 365):] += shares[y] * b.total_usd if y < len(shares) else 0.0
+        return rel
+
+    def _window_days(self) -> list[int]:
+        w = self.fleet.windows
+        if not w.enabled or not self.window_runner:
+            return []
+        days = list(range(w.every_days - 1, self.n_days, w.every_days))
+        return days[: w.max_windows] if w.max_windows is not None else days
+
+    # -- processes ------------------------------------------------------------------------
+    def _regime(self):
+        env = self.env
+        for tr in self.transitions:
+            if tr.day > env.now:
+                yield env.timeout(tr.day - env.now)
+            ch = self.channels[tr.channel]
+            if tr.levy is not None:
+                ch.levy = tr.levy
+            if tr.cap_per_month is not None:
+                ch.cap_month = tr.cap_per_month
+            if tr.extra_lead_days is not None:
+                ch.extra_lead = tr.extra_lead_days
+            if tr.state is not None and tr.state != ch.state:
+                ch.set_state(tr.state)
+                if tr.state == "banned":
+                    self._ban(ch, tr.day)
+                if tr.state == "open":  # a buyer orders when a channel reopens, not a month later
+                    env.process(self._replan(tr.day))
+            self.events.append((tr.day, "regime_change", ch.name, "", "", 0,
+                                f"{ch.state}; levy {ch.levy:g}; {tr.origin}: {tr.note}".strip()))
+
+    def _ban(self, ch: _Channel, day: int) -> None:
+        """Orders still in transit: cancelled with the refund share, or stranded."""
+        fin = self.fleet.finance
+        for o in list(ch.pending):
+            pi = self.pool_ix[o.pool]
+            o.cancelled_day = day
+            self.on_order[pi] -= o.count
+            if ch.cfg.on_ban == "cancel":
+                o.fate = "cancelled"
+                self.cancelled_c[pi] += o.count
+                if fin.capex_at == "order":
+                    o.refund_usd = ch.cfg.refund_share * o.paid_usd
+                    self._pay(day, "refund", o.chip, ch.name, -o.refund_usd, pi)
+                    self.committed -= o.refund_usd
+                else:
+                    self.committed -= o.commitment_usd
+            else:
+                o.fate = "stranded"
+                self.stranded_c[pi] += o.count
+                if fin.capex_at == "delivery":
+                    self.committed -= o.commitment_usd
+            self.events.append((day, "cancel" if o.fate == "cancelled" else "strand", ch.name, o.chip,
+                                o.pool, o.count, f"order {o.order_id}"))
+        ch.pending.clear()
+
+    def _removals(self):
+        env = self.env
+        for rm in sorted(self.fleet.removals, key=lambda r: r.date):
+            day = (rm.date - self.start).days
+            if day + 0.1 > env.now:
+                yield env.timeout(day + 0.1 - env.now)
+            co = self.cohorts
+            if co.n == 0:
+                continue
+            if rm.chips is None:
+                mask = self.channel_us[co.view("channel")]
+            else:
+                want = {self.chip_ix[c] for c in rm.chips if c in self.chip_ix}
+                mask = np.isin(self.pool_chip[co.view("pool")], list(want))
+            out = co.remove_share(mask, rm.share)
+            for pi in range(len(self.pools)):
+                n = int(out[co.view("pool") == pi].sum())
+                if n:
+                    self.events.append((day, "removal", "", self.pools[pi].chip, self.pool_names[pi], n,
+                                        rm.note))
+
+    def _pay(self, day: int, kind: str, chip: str, channel: str, amount: float, pi: int) -> None:
+        if amount == 0:
+            return
+        self.ledger.append((day, kind, chip, channel, amount))
+        if kind in ("capex", "levy", "refund") and 0 <= day < self.n_days:
+            self.capex_day[day, pi] += amount
+
+    def _planner(self):
+        env, per = self.env, self.fleet.planner.period_days
+        day = 0
+        while day < self.n_days:
+            if day + 0.25 > env.now:
+                yield env.timeout(day + 0.25 - env.now)
+            self._plan(day)
+            day += per
+
+    def _replan(self, day: int):
+        yield self.env.timeout(day + 0.25 - self.env.now)
+        self._plan(day)
+
+    def _plan(self, day: int) -> None:
+        f, fin = self.fleet, self.fleet.finance
+        today = self.start + dt.timedelta(days=day)
+        per = f.planner.period_days
+        horizon = getattr(f.planner, "horizon_days", per * getattr(f.planner, "horizon_periods", 6))
+        n_per = int(math.ceil((horizon + 400) / per)) + 2
+        fc_peak: dict[str, list[float]] = {}
+        for ci, c in enumerate(self.classes):
+            seg = self.fc[ci, day: day + n_per * per] * self.prof[ci].max()
+            pad = n_per * per - len(seg)
+            if pad > 0:
+                seg = np.concatenate((seg, np.full(pad, seg[-1])))
+            fc_peak[c] = seg.reshape(n_per, per).max(axis=1).tolist()
+        co = self.cohorts
+        alive = (co.view("retire_day") > day + 60)  # chips retiring within ~2 months not counted
+        inst = np.bincount(co.view("pool")[alive], weights=(co.view("active") + co.view("in_repair"))[alive],
+                           minlength=len(self.pools))
+        share = self._class_share(day)
+        pools = {}
+        for pi, pn in enumerate(self.pool_names):
+            p = self.pools[pi]
+            kmix = self._mix(pi, self.k_eff, share) * (1.0 - self.sf)
+            pools[pn] = PoolState(pn, p.chip, p.model, p.tp, inst[pi] / p.tp, self.on_order[pi] / p.tp,
+                                  kmix, self.tdp_w[pi] * p.tp * fin.pue / 1e6,
+                                  {c: self.caps.get((pn, c)) for c in self.classes})
+        chans = {}
+        for n, ch in self.channels.items():
+            offers = []
+            for off in ch.offers_on(today):
+                pn = offer_pool(self.sc, off)
+                pi = self.pool_ix[pn]
+                price = _offer_price(off, self.chips[off.chip], today, self.start)
+                life_h = fin.life_years * 8766.0
+                pw = (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * 0.7) / self.tp[pi]
+                opex = (pw / 1000.0 * life_h * fin.pue * fin.power_usd_per_kwh * self._subsidy(off.chip, day)
+                        + fin.other_opex_usd_per_chip_year * fin.life_years)
+                offers.append(OfferState(off.chip, pn, price, price * ch.levy,
+                                         fin.server_overhead_usd_per_node / fin.chips_per_node, opex))
+            lead = _mean_duration(ch.cfg.lead_time_days) + ch.extra_lead
+            chans[n] = ChannelState(n, ch.state, ch.cfg.us_controlled, ch.levy, lead, ch.cap_left(today),
+                                    ch.cfg.min_order_chips, ch.cfg.risk_per_year, offers)
+        released = self.released[day]
+        allow = f.budget.overrun == "allow"
+        installed_chips = float((co.view("active") + co.view("in_repair")).sum()) + float(self.on_order.sum())
+        power_used = float(((np.bincount(co.view("pool"), weights=co.view("active") + co.view("in_repair"),
+                                         minlength=len(self.pools)) + self.on_order) * self.tdp_w).sum()
+                           ) * fin.pue / 1e6
+        site = f.site
+        state = PlanningState(
+            today=today, period=self.planner_calls, period_days=per, forecast_peak_tokens_per_s=fc_peak,
+            class_model=self.class_model, pools=pools, channels=chans,
+            budget_left_usd=math.inf if allow else released - self.committed,
+            budget_total_left_usd=f.budget.total_usd - self.committed, overrun_allowed=allow,
+            site_power_mw_left=math.inf if site.power_mw is None else site.power_mw - power_used,
+            site_chips_left=math.inf if site.racks is None else site.racks * site.chips_per_rack - installed_chips,
+            life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0))
+        self.planner_calls += 1
+        for req in self.planner.plan(state):
+            self._place(day, today, req, chans, state)
+
+    def _place(self, day: int, today: dt.date, req: OrderRequest, chans, state: PlanningState) -> None:
+        """Check a policy's order against the rules (the policy cannot break them), then place it."""
+        ch = self.channels.get(req.channel)
+        if ch is None or ch.state != "open" or req.count_chips <= 0:
+            return
+        offer = next((o for o in ch.offers_on(today) if o.chip == req.chip and offer_pool(self.sc, o) == req.pool), None)
+        if offer is None:
+            return
+        count = int(min(req.count_chips, ch.cap_left(today)))
+        fin = self.fleet.finance
+        price = _offer_price(offer, self.chips[offer.chip], today, self.start)
+        per_chip = price * (1 + ch.levy) + fin.server_overhead_usd_per_node / fin.chips_per_node
+        if self.fleet.budget.overrun == "forbid":
+            left = min(self.released[day], self.fleet.budget.total_usd) - self.committed
+            count = min(count, int(max(0.0, left) // per_chip) if per_chip > 0 else count)
+        if count < ch.cfg.min_order_chips or count <= 0:
+            return
+        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng, 1)[0]) + ch.extra_lead
+        o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, price, price * ch.levy,
+                  fin.server_overhead_usd_per_node / fin.chips_per_node, day + max(1, int(round(lead))))
+        self.orders.append(o)
+        ch.use(today, count)
+        ch.pending.append(o)
+        pi = self.pool_ix[req.pool]
+        self.ordered_c[pi] += count
+        self.on_order[pi] += count
+        self.committed += o.commitment_usd
+        if fin.capex_at == "order":
+            self._pay_order(day, o, pi)
+        self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))
+        self.env.process(self._order(o, ch))
+
+    def _pay_order(self, day: int, o: Order, pi: int) -> None:
+        capex = o.count * (o.price_usd_per_chip + o.overhead_usd_per_chip)
+        levy = o.count * o.levy_usd_per_chip
+        self._pay(day, "capex", o.chip, o.channel, capex, pi)
+        self._pay(day, "levy", o.chip, o.channel, levy, pi)
+        o.paid_usd = capex + levy
+
+    def _order(self, o: Order, ch: _Channel):
+        env = self.env
+        if o.due_day > env.now:
+            yield env.timeout(o.due_day - env.now)
+        while o.fate == "in_transit" and ch.state != "open":
+            yield ch.reopened
+        if o.fate != "in_transit":
+            return
+        day = int(env.now)
+        if day >= self.n_days:
+            return
+        ch.pending.remove(o)
+        o.fate, o.delivered_day = "delivered", day
+        pi = self.pool_ix[o.pool]
+        self.on_order[pi] -= o.count
+        if self.fleet.finance.capex_at == "delivery":
+            self._pay_order(day, o, pi)
+        per_chip = o.price_usd_per_chip + o.levy_usd_per_chip + o.overhead_usd_per_chip
+        self.cohorts.add(pi, ch.idx, day, o.count, day + self.fleet.commissioning_days,
+                         day + self.life_days, per_chip)
+        self.events.append((day, "delivery", ch.name, o.chip, o.pool, o.count, f"order {o.order_id}"))
+
+    def _initial(self) -> None:
+        for c in self.fleet.initial_fleet:
+            pn = c.pool or offer_pool(self.sc, type("O", (), {"pool": None, "chip": c.chip})())
+            pi = self.pool_ix[pn]
+            o = Order(len(self.orders), 0, c.channel, c.chip, pn, c.count, c.price_usd, 0.0, 0.0, 0,
+                      fate="delivered", delivered_day=0)
+            self.orders.append(o)
+            self.ordered_c[pi] += c.count
+            self.cohorts.add(pi, self.channels[c.channel].idx, 0, c.count, 0, self.life_days, c.price_usd)
+
+    # -- the daily step ---------------------------------------------------------------------
+    def _class_share(self, day: int) -> np.ndarray:
+        d = self.real[:, min(day, self.n_days - 1)]
+        return d
+
+    def _day(self, day: int) -> None:
+        co, fin = self.cohorts, self.fleet.finance
+        npl = len(self.pools)
+        co.retire_due(day)
+        st = co.step(day, np.clip(self.x_prev, 0, 1) * self.u_g, self.sf)
+        pool = co.view("pool")
+        act, rep = co.view("active"), co.view("in_repair")
+        bc = lambda w: np.bincount(pool, weights=w, minlength=npl) if co.n else np.zeros(npl)
+        in_service = (co.view("service_day") <= day) & (co.view("retire_day") > day)
+        r = self.rec
+        r["active"][day] = bc(act)
+        r["in_repair"][day] = bc(rep)
+        r["installed"][day] = r["active"][day] + r["in_repair"][day]
+        r["lost"][day] = bc(co.view("lost"))
+        r["retired"][day] = bc(co.view("retired"))
+        r["removed"][day] = bc(co.view("removed"))
+        r["delivered"][day] = bc(co.view("delivered"))
+        r["commissioning"][day] = bc(np.where(in_service | (co.view("retire_day") <= day), 0, act))
+        r["ordered"][day], r["cancelled"][day] = self.ordered_c, self.cancelled_c + self.stranded_c
+        r["stranded"][day], r["on_order"][day] = self.stranded_c, self.on_order
+        r["crashes"][day] = st["transient"] + st["hardware"]
+        serve_act = bc(np.where(in_service, act, 0))
+        serve_rep = bc(np.where(in_service, rep, 0))
+        total = serve_act + serve_rep
+        designed = np.floor(total * (1.0 - self.sf) / self.tp)
+        whole = np.minimum(designed, np.floor(serve_act / self.tp))
+        down = (st["transient"] * self.rel_restart_h + st["hardware"] * self.rel_swap_h) / 24.0
+        up = np.maximum(0.0, whole - down)
+        r["replicas_up"][day] = up
+        # capacity and demand served, model by model, over the diurnal cycle
+        dmd = self.real[:, day]
+        cap = np.zeros(npl)
+        for pi in range(npl):
+            cap[pi] = up[pi] * self._mix(pi, self.k, dmd)
+        x = np.zeros(npl)
+        unmet = 0.0
+        for m in self.models_used:
+            cls = [i for i, c in enumerate(self.classes) if self.class_model[c] == m]
+            pls = [pi for pi, p in enumerate(self.pools) if p.model == m]
+            hourly = (dmd[cls, None] * self.prof[cls]).sum(axis=0)  # 24 hours
+            cm = cap[pls].sum()
+            served_h = np.minimum(hourly, cm)
+            unmet += float((hourly - served_h).mean())
+            if cm > 0:
+                for pi in pls:
+                    share = cap[pi] / cm
+                    r["served_tokens_per_s"][day, pi] = served_h.mean() * share
+                    x[pi] = served_h.mean() / cm
+        self.demand_day[day] = dmd.sum()
+        self.unmet_day[day] = unmet
+        r["capacity_tokens_per_s"][day] = cap
+        r["utilisation"][day] = x
+        self.x_prev = np.where(up > 0, x, self.x_prev)
+        # US dependence: capacity on chips from US-controlled channels
+        us_chips = bc(np.where(in_service & self.channel_us[co.view("channel")], act, 0)) if co.n else np.zeros(npl)
+        r["us_capacity_tokens_per_s"][day] = cap * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
+        # power: up replicas at the day's load, every other in-service chip idle, commissioning off
+        it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
+        mw = it_w * fin.pue / 1e6
+        r["power_mw"][day] = mw
+        r["energy_mwh"][day] = mw * 24.0
+        sub = np.array([self._subsidy(p.chip, day) for p in self.pools])
+        r["power_usd"][day] = mw * 24.0 * 1000.0 * fin.power_usd_per_kwh * sub
+        r["other_opex_usd"][day] = r["installed"][day] * fin.other_opex_usd_per_chip_year / 365.0
+        live = (co.view("delivered_day") <= day) & (co.view("delivered_day") + self.life_days > day)
+        r["depreciation_usd"][day] = bc(np.where(live, co.view("delivered") * co.view("capex_usd_per_chip"), 0.0)) / self.life_days
+        if fin.revenue_usd_per_mtok is not None:
+            r["revenue_usd"][day] = r["served_tokens_per_s"][day] * 86400 / 1e6 * fin.revenue_usd_per_mtok
+        for n, ch in self.channels.items():
+            self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
+        if day in self._wset:
+            self._snapshot(day, up, dmd)
+
+    def _mix(self, pi: int, kmat: np.ndarray, dmd: np.ndarray) -> float:
+        """Tokens/s per replica for the day's mix of its model's classes: 1 / sum(share_c / k_c);
+        0 when a class with demand cannot be served at its SLO on this replica type."""
+        m = self.pools[pi].model
+        k = kmat[pi]
+        mask = np.array([self.class_model[c] == m for c in self.classes])
+        d = np.where(mask, dmd, 0.0)
+        if d.sum() <= 0:
+            return float(k[mask].mean()) if mask.any() else 0.0
+        if np.any((d > 0) & (k <= 0)):
+            return 0.0
+        use = d > 0
+        return float(1.0 / np.sum(d[use] / d.sum() / k[use]))
+
+    def _subsidy(self, chip: str, day: int) -> float:
+        mult = 1.0
+        d = self.start + dt.timedelta(days=day)
+        for s in self.fleet.finance.subsidies:
+            if chip in s.chips and s.from_date <= d:
+                mult *= s.power_price_multiplier
+        return mult
+
+    def _snapshot(self, day: int, up: np.ndarray, dmd: np.ndarray) -> None:
+        w = self.fleet.windows
+        hour = w.hour_of_day if w.hour_of_day is not None else self.fleet.demand[self.classes[0]].peak_hour
+        hidx = int(hour) % 24
+        rate_tok = dmd * self.prof[:, hidx]
+        self.window_snaps.append({"window": len(self.window_snaps), "day": day, "hour_of_day": hour,
+                                  "replicas_up": up.copy(), "tokens_per_s": rate_tok.copy()})
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self, progress) -> FleetResult:
+        self._setup()
+        self.rel_restart_h = self.cohorts.restart_h
+        self.rel_swap_h = self.cohorts.swap_h
+        self._wset = set(self.window_days)
+        self._initial()
+        env = self.env
+        env.process(self._regime())
+        env.process(self._removals())
+        env.process(self._planner())
+        env.process(self.cohorts.process(env, self._day))
+        if progress:
+            progress(f"fleet: {self.n_days} days, {len(self.pools)} replica types, {len(self.channels)} channels")
+        env.run(until=self.n_days)
+        windows = self._run_windows(progress) if self.window_snaps else None
+        return self._result(windows)
+
+    def _run_windows(self, progress) -> dict[str, list]:
+        rows: dict[str, list] = {k: [] for k in (
+            "window", "date", "hour_of_day", "workload", "pool", "chip", "replicas_up", "rate_per_s",
+            "attainment", "attainment_ci95_lo", "attainment_ci95_hi", "predicted_attainment_ok",
+            "p95_ttft_s", "p95_tpot_s")}
+        if progress:
+            progress(f"serving windows: {len(self.window_snaps)}")
+        for snap in self.window_snaps:
+            out = self.window_runner(self, snap)
+            for row in out:
+                for k in rows:
+                    rows[k].append(row.get(k))
+        return rows
+
+    def _result(self, windows) -> FleetResult:
+        from fleetsim.fleet.records import build_result
+
+        return build_result(self, windows)
+
+
+def _mean_duration(dist) -> float:
+    if getattr(dist, "kind", "") == "fixed":
+        return float(dist.value)
+    return float(dist.median * math.exp(dist.sigma ** 2 / 2))

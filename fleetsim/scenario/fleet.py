@@ -1,0 +1,387 @@
+"""The `fleet:` section: years of demand, supply channels under export-control regimes, the
+planner, budget, site limits, finance and the monthly serving windows.
+
+Times are calendar dates (ISO `YYYY-MM-DD`); the simulation steps one day at a time. Rates are
+tokens per second of output (the unit of the capacity function times output tokens/request).
+Money is USD. Every figure in a shipped scenario cites its source or says ASSUMPTION.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fleetsim.scenario.base import StrictModel
+from fleetsim.scenario.reliability import Duration, FixedDuration
+
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+REGIME_STATES = ("open", "licence_required", "banned", "buyer_ban")
+RegimeState = Literal["open", "licence_required", "banned", "buyer_ban"]
+_QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+
+
+def quarter_start(q: str) -> dt.date:
+    """'2025Q3' -> 2025-07-01."""
+    m = _QUARTER.match(q)
+    if not m:
+        raise ValueError(f"quarter '{q}' must look like 2025Q3")
+    return dt.date(int(m.group(1)), 3 * (int(m.group(2)) - 1) + 1, 1)
+
+
+# -- demand ---------------------------------------------------------------------------------
+class ForecastError(StrictModel):
+    """Realised demand = forecast x exp(W(t)), W a Gaussian random walk the planner never sees."""
+
+    sigma_per_year: NonNeg = Field(0.0, description="standard deviation of log demand after one year")
+
+
+class DemandConfig(StrictModel):
+    """One workload class's demand over the years (mean output tokens/s over a day)."""
+
+    tokens_per_s: Pos = Field(description="daily-mean output tokens/s at the start date")
+    growth_per_year: Annotated[float, Field(gt=-1, le=100)] = Field(
+        0.0, description="compound annual growth (1.0 = +100% a year); ignored when `table` is given")
+    table: dict[dt.date, Pos] | None = Field(
+        None, description="dated multipliers of tokens_per_s (log-linear between dates, held after)")
+    peak_to_mean: Annotated[float, Field(ge=1, le=10)] = Field(
+        1.0, description="diurnal peak over daily mean (a 24-hour sinusoid)")
+    peak_hour: Annotated[float, Field(ge=0, lt=24)] = Field(14.0, description="hour of the daily peak")
+    forecast_error: ForecastError = Field(ForecastError(), description="random demand surprise")
+
+
+# -- supply channels ------------------------------------------------------------------------
+class Offer(StrictModel):
+    """A chip a channel sells (a roadmap generation when `from_date` is set)."""
+
+    chip: str = Field(description="chip catalog short name")
+    pool: str | None = Field(None, description="replica type (serving pool) the chip is bought for "
+                             "(default: the first pool using the chip)")
+    price_usd: Pos | None = Field(None, description="price per chip at the start (default: catalog price)")
+    price_decline_per_year: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="learning curve: price x (1 - decline)^years")
+    price_table: dict[dt.date, Pos] | None = Field(
+        None, description="dated prices per chip (step, wins over the learning curve)")
+    from_date: dt.date | None = Field(None, description="first day the chip can be ordered (roadmap)")
+    until_date: dt.date | None = Field(None, description="last day the chip can be ordered")
+
+
+class FabConfig(StrictModel):
+    """Domestic supply: good chips = dies x yield (drawn per quarter) x the buyer's share."""
+
+    dies_per_quarter: dict[str, NonNeg] = Field(
+        description="'2025Q3' -> dies started that quarter (step: held until the next entry)")
+    yield_mean: Share = Field(description="mean share of good dies")
+    yield_sd: Share = Field(0.0, description="standard deviation of the quarter's yield")
+    buyer_share: Share = Field(1.0, description="share of the fab's good output sold to this buyer")
+
+    @field_validator("dies_per_quarter")
+    @classmethod
+    def _quarters(cls, v: dict[str, float]) -> dict[str, float]:
+        for q in v:
+            quarter_start(q)
+        if not v:
+            raise ValueError("give at least one quarter")
+        return v
+
+
+class MarkovCycle(StrictModel):
+    """Random approval/restriction cycles: exponential sojourns in open and closed states."""
+
+    mean_open_days: Pos = Field(description="mean days a channel stays open")
+    mean_closed_days: Pos = Field(description="mean days it stays closed")
+    closed_state: Literal["licence_required", "banned", "buyer_ban"] = Field(
+        "licence_required", description="the state a closure enters")
+    from_date: dt.date | None = Field(None, description="cycles start here (default: fleet start)")
+
+
+class RoadmapConfig(StrictModel):
+    """Chip generations a channel will offer: each closes a share of the remaining gap to a
+    target chip (the story's five-year plan to parity). Generation k (k = 1..generations) is
+    offered from first_date + (k - 1) x every_years; its performance relative to the target is
+    r_k = 1 - (1 - r_0) (1 - gap_closed_per_year)^(k x every_years), with r_0 the base chip's
+    bf16 compute over the target's. Compute and memory bandwidth scale by r_k / r_0; memory,
+    power and everything else are the base chip's. Each generation becomes a catalog chip
+    `<base>-gen<k>` and a serving pool `<pool>-gen<k>` (a copy of the base chip's pool)."""
+
+    base: str = Field(description="chip of generation 0 (a catalog chip a pool uses)")
+    target: str = Field(description="chip the plan aims at (parity = r 1.0)")
+    gap_closed_per_year: Share = Field(description="share of the remaining gap closed each year")
+    first_date: dt.date = Field(description="first new generation offered")
+    every_years: Annotated[float, Field(gt=0, le=10)] = Field(1.0, description="years between generations")
+    generations: Annotated[int, Field(ge=1, le=10)] = Field(3, description="new generations")
+    price_factor_per_generation: Annotated[float, Field(gt=0, le=10)] = Field(
+        1.0, description="price of generation k = base price x factor^k")
+
+
+class ChannelConfig(StrictModel):
+    """A way to buy chips: vendor, offers, price, levy, lead time, caps, regime."""
+
+    vendor: str = Field("", description="free text")
+    us_controlled: bool = Field(False, description="supply subject to US export controls (US dependence)")
+    offers: list[Offer] = Field(min_length=1, description="chips sold, with prices and dates")
+    levy: Share = Field(0.0, description="surcharge on the price (the H20 licence's 15% share)")
+    lead_time_days: Duration = Field(FixedDuration(value=90), description="order to delivery, days")
+    cap_per_month: NonNeg | None = Field(None, description="chips the buyer may order per calendar month")
+    cap_per_quarter: dict[str, NonNeg] | None = Field(
+        None, description="'2025Q3' -> chips orderable that quarter (step)")
+    fab: FabConfig | None = Field(None, description="domestic fab ramp (sets the quarterly cap)")
+    min_order_chips: Annotated[int, Field(ge=1)] = Field(1, description="smallest order")
+    initial_state: RegimeState = Field("open", description="regime on the start date")
+    on_ban: Literal["cancel", "strand"] = Field(
+        "cancel", description="orders in transit when banned: cancelled (refund) or stranded (lost)")
+    refund_share: Share = Field(1.0, description="share of a cancelled order's payment refunded")
+    risk_per_year: NonNeg = Field(
+        0.0, description="planner's belief: chance per year the channel closes (security_weighted)")
+    random_cycle: MarkovCycle | None = Field(None, description="random regime cycles")
+    roadmap: RoadmapConfig | None = Field(None, description="new chip generations from dates")
+
+    @model_validator(mode="after")
+    def _caps(self) -> "ChannelConfig":
+        given = sum(x is not None for x in (self.cap_per_month, self.cap_per_quarter, self.fab))
+        if given > 1:
+            raise ValueError("give at most one of cap_per_month, cap_per_quarter, fab")
+        if self.cap_per_quarter:
+            for q in self.cap_per_quarter:
+                quarter_start(q)
+        return self
+
+
+class RegimeEvent(StrictModel):
+    """A dated change of a channel's regime (and optionally its levy or caps)."""
+
+    date: dt.date
+    channel: str = Field(description="channel name")
+    state: RegimeState | None = Field(None, description="new regime state (None: unchanged)")
+    levy: Share | None = Field(None, description="new levy")
+    cap_per_month: NonNeg | None = Field(None, description="new monthly cap")
+    extra_lead_days: NonNeg | None = Field(None, description="added to every later order's lead time")
+    note: str = Field("", description="what happened")
+    source: str = Field("", description="where it is documented")
+
+
+class RemovalEvent(StrictModel):
+    """Forced removal: a share of installed chips of some kinds leave service by a date."""
+
+    date: dt.date
+    share: Share = Field(description="share of the installed chips removed")
+    chips: list[str] | None = Field(None, description="chip kinds (default: every US-controlled chip)")
+    note: str = ""
+    source: str = ""
+
+
+# -- planner --------------------------------------------------------------------------------
+class _PlannerBase(StrictModel):
+    period_days: Annotated[int, Field(ge=1, le=366)] = Field(30, description="days between plans")
+    horizon_days: Annotated[int, Field(ge=0, le=3650)] = Field(
+        180, description="plan for demand this far beyond the lead time")
+    headroom: Annotated[float, Field(ge=0, le=5)] = Field(0.1, description="capacity over forecast peak")
+
+
+class CheapestPlannerConfig(_PlannerBase):
+    """Order the lowest cost per effective goodput over the chip's life."""
+
+    kind: Literal["cheapest"] = "cheapest"
+
+
+class SecurityWeightedPlannerConfig(_PlannerBase):
+    """Cost per goodput x (1 + risk_weight x the channel's closing risk over the chip's lead+life)."""
+
+    kind: Literal["security_weighted"] = "security_weighted"
+    risk_weight: NonNeg = Field(2.0, description="penalty per unit of closing probability")
+
+
+class DomesticSharePlannerConfig(_PlannerBase):
+    """Keep at least `target_share` of capacity on non-US-controlled channels, cheapest otherwise."""
+
+    kind: Literal["domestic_share"] = "domestic_share"
+    target_share: Share = Field(0.5, description="share of capacity from domestic channels")
+
+
+class OptimalPlannerConfig(StrictModel):
+    """Rolling mixed-integer programme over sampled futures (branch `optimal`)."""
+
+    kind: Literal["optimal"] = "optimal"
+    period_days: Annotated[int, Field(ge=1, le=366)] = Field(30, description="days between plans")
+    horizon_periods: Annotated[int, Field(ge=1, le=120)] = Field(12, description="periods looked ahead")
+    futures: Annotated[int, Field(ge=1, le=1000)] = Field(1, description="sampled futures")
+    risk: Literal["expectation", "cvar"] = Field("expectation", description="risk measure")
+    cvar_alpha: Annotated[float, Field(gt=0, lt=1)] = Field(0.9, description="CVaR level")
+    unmet_penalty_usd_per_mtok: NonNeg = Field(10.0, description="cost of a million unmet tokens")
+    time_limit_s: Pos = Field(30.0, description="solver time limit per plan")
+    mip_gap: Annotated[float, Field(ge=0, lt=1)] = Field(0.01, description="relative MIP gap")
+    headroom: Annotated[float, Field(ge=0, le=5)] = Field(0.0, description="capacity over forecast peak")
+
+
+PlannerConfig = Annotated[
+    CheapestPlannerConfig | SecurityWeightedPlannerConfig | DomesticSharePlannerConfig
+    | OptimalPlannerConfig,
+    Field(discriminator="kind"),
+]
+
+
+# -- money and site -------------------------------------------------------------------------
+class BudgetConfig(StrictModel):
+    """Capex budget: a total and the share released each year (unspent shares carry over)."""
+
+    total_usd: NonNeg = Field(description="capex budget over the horizon")
+    schedule: list[Share] | Literal["even"] = Field(
+        "even", description="share of the total released in each year of the horizon (sums to 1)")
+    overrun: Literal["forbid", "allow"] = Field(
+        "forbid", description="allow: the planner may spend past the budget (reported)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _sums_to_one(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give one share per year")
+            if abs(sum(v) - 1.0) > 1e-6:
+                raise ValueError(f"spend schedule shares must sum to 1, they sum to {sum(v):.6g}")
+        return v
+
+
+class SubsidyConfig(StrictModel):
+    """Power price multiplier for some chip kinds from a date (China's late-2025 subsidy)."""
+
+    chips: list[str] = Field(min_length=1, description="chip kinds it applies to")
+    from_date: dt.date = Field(description="first day")
+    power_price_multiplier: Annotated[float, Field(ge=0, le=10)] = Field(description="x the price per kWh")
+    source: str = ""
+
+
+class FinanceConfig(StrictModel):
+    """Capex timing, server overhead, depreciation, power and other costs, optional revenue."""
+
+    capex_at: Literal["order", "delivery"] = Field("order", description="when capex is paid")
+    server_overhead_usd_per_node: NonNeg = Field(0.0, description="host, network, chassis per node")
+    chips_per_node: Annotated[int, Field(ge=1, le=1024)] = Field(8, description="chips per server node")
+    life_years: Annotated[float, Field(gt=0, le=30)] = Field(
+        5.0, description="depreciation life and service life (retired after it)")
+    pue: Annotated[float, Field(ge=1, le=5)] = Field(1.2, description="facility power / IT power")
+    power_usd_per_kwh: NonNeg = Field(0.08, description="electricity price")
+    subsidies: list[SubsidyConfig] = Field([], description="power price multipliers per chip kind")
+    other_opex_usd_per_chip_year: NonNeg = Field(0.0, description="staff, maintenance, space")
+    revenue_usd_per_mtok: NonNeg | None = Field(None, description="optional price of a million tokens")
+
+
+class SiteConfig(StrictModel):
+    """Site limits the planner respects: IT power and racks."""
+
+    power_mw: Pos | None = Field(None, description="facility power limit (chip TDP x PUE), MW")
+    racks: Annotated[int, Field(ge=1)] | None = Field(None, description="racks available")
+    chips_per_rack: Annotated[int, Field(ge=1, le=4096)] = Field(32, description="chips in a rack")
+
+
+class WindowsConfig(StrictModel):
+    """Serving windows on a scaled cell of the fleet as it stands at chosen dates."""
+
+    enabled: bool = Field(True, description="run the windows")
+    every_days: Annotated[int, Field(ge=1, le=3650)] = Field(30, description="days between windows")
+    hour_of_day: Annotated[float, Field(ge=0, lt=24)] | None = Field(
+        None, description="hour simulated (default: the first workload's peak hour)")
+    cell_replicas: Annotated[int, Field(ge=1, le=256)] = Field(16, description="replicas in the cell")
+    duration_s: Pos = Field(300.0, description="simulated seconds per window")
+    warmup_s: NonNeg = Field(60.0, description="excluded from the window's metrics")
+    max_windows: Annotated[int, Field(ge=0, le=1000)] | None = Field(None, description="cap on windows")
+
+
+class GivenCapacity(StrictModel):
+    """A replica type's capacity given by hand instead of the capacity function (tests, what-ifs)."""
+
+    goodput_rps: NonNeg = Field(description="requests/s per replica meeting the SLO")
+    output_tokens_per_request: Pos = Field(description="mean output tokens per request")
+    availability: Share = Field(1.0, description="share of time a replica is up")
+    power_w_per_replica: NonNeg | None = Field(None, description="electrical power at that load (default: TDP x tp)")
+
+
+class InitialCohort(StrictModel):
+    """Chips already installed on the start date."""
+
+    chip: str
+    channel: str = Field(description="channel they came from (US dependence, regime removals)")
+    count: Annotated[int, Field(ge=1)]
+    price_usd: NonNeg = Field(0.0, description="price paid per chip (depreciated from the start)")
+    pool: str | None = None
+
+
+class FleetConfig(StrictModel):
+    """Years of demand, procurement and money around the `serving:` template."""
+
+    start: dt.date = Field(description="first simulated day")
+    seed: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="seed of the fleet's own randomness (demand, regimes, yields, lead times, "
+        "failures); default: the scenario seed. Replicates that vary only this reuse the capacity cache")
+    years: Annotated[float, Field(gt=0, le=10)] = Field(3.0, description="horizon")
+    demand: dict[str, DemandConfig] = Field(description="per serving workload class")
+    channels: dict[str, ChannelConfig] = Field(description="supply channels by name")
+    reference_events: dict[str, str | list[str]] = Field(
+        {}, description="use the built-in dated timeline (fleetsim/catalog/export_controls.yaml): "
+        "role (h20, h200, nvidia) -> channel name(s); events outside the horizon are skipped")
+    events: list[RegimeEvent] = Field([], description="dated regime events (after the reference ones)")
+    removals: list[RemovalEvent] = Field([], description="forced removals of installed chips")
+    planner: PlannerConfig = Field(CheapestPlannerConfig(), description="procurement policy")
+    budget: BudgetConfig = Field(description="capex budget")
+    finance: FinanceConfig = Field(FinanceConfig(), description="costs and depreciation")
+    site: SiteConfig = Field(SiteConfig(), description="site limits")
+    commissioning_days: Annotated[int, Field(ge=0, le=365)] = Field(
+        14, description="delivery to service")
+    initial_fleet: list[InitialCohort] = Field([], description="chips installed at the start")
+    windows: WindowsConfig = Field(WindowsConfig(), description="monthly serving windows")
+    capacity: dict[str, dict[str, GivenCapacity]] | None = Field(
+        None, description="pool -> workload -> capacity given by hand (skips the capacity function)")
+
+    @property
+    def end(self) -> dt.date:
+        """First day after the horizon."""
+        return self.start + dt.timedelta(days=self.days)
+
+    @property
+    def days(self) -> int:
+        return int(round(self.years * 365))
+
+    @model_validator(mode="after")
+    def _dates_and_names(self) -> "FleetConfig":
+        end = self.end
+        for i, ev in enumerate(self.events):
+            if ev.channel not in self.channels:
+                raise ValueError(
+                    f"events[{i}] names unknown channel '{ev.channel}'; channels: "
+                    f"{', '.join(sorted(self.channels))}")
+            if not (self.start <= ev.date < end):
+                raise ValueError(
+                    f"events[{i}] date {ev.date} is outside the horizon {self.start} to {end}")
+        for role, names in self.reference_events.items():
+            for name in [names] if isinstance(names, str) else names:
+                if name not in self.channels:
+                    raise ValueError(
+                        f"reference_events.{role} names unknown channel '{name}'; channels: "
+                        f"{', '.join(sorted(self.channels))}")
+        for i, ev in enumerate(self.removals):
+            if not (self.start <= ev.date < end):
+                raise ValueError(
+                    f"removals[{i}] date {ev.date} is outside the horizon {self.start} to {end}")
+        for name, ch in self.channels.items():
+            for j, off in enumerate(ch.offers):
+                for label, d in (("from_date", off.from_date), ("until_date", off.until_date)):
+                    if d is not None and not (self.start <= d < end):
+                        raise ValueError(
+                            f"channels.{name}.offers[{j}].{label} {d} is outside the horizon "
+                            f"{self.start} to {end}")
+        for name, ch in self.channels.items():
+            if ch.roadmap is not None and not (self.start <= ch.roadmap.first_date < end):
+                raise ValueError(f"channels.{name}.roadmap.first_date {ch.roadmap.first_date} is "
+                                 f"outside the horizon {self.start} to {end}")
+        for i, c in enumerate(self.initial_fleet):
+            if c.channel not in self.channels:
+                raise ValueError(f"initial_fleet[{i}] names unknown channel '{c.channel}'")
+        if isinstance(self.budget.schedule, list) and len(self.budget.schedule) < int(-(-self.years // 1)):
+            raise ValueError(
+                f"budget.schedule has {len(self.budget.schedule)} shares; the horizon needs one per "
+                f"year ({int(-(-self.years // 1))})")
+        return self

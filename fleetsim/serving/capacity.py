@@ -1,0 +1,283 @@
+"""Capacity you can plan with: per replica type (a serving pool) and workload class, what one
+installed replica delivers in a given hall. This is the fleet layer's input.
+
+    cap = capacity(scenario, "h20", "chat", ambient_c=32.0)
+    cap.effective_goodput_rps * cap.output_tokens_per_request   # tokens/s per installed replica
+
+(a) goodput_rps: the highest arrival rate per replica meeting the class's SLO, with a 95%
+    interval (serving.goodput: independent windows, a monotone fit). Every window runs with the
+    thermal model in the hall held at `ambient_c` (default: the hall's daily mean) with its
+    `cooling_factor`, so DVFS and hardware throttling slow the replicas; crashes are left out of
+    these windows because (b) accounts for them exactly.
+(b) availability: steady-state share of time a replica is up at that load. A replica of tp chips
+    is down when any chip is (crash hazard x tp). Up-times follow the hazard at the equilibrium
+    die temperature for the replica's power activity at goodput (including the growth with
+    continuous high load, integrated exactly), and down-times follow the repair model; for an
+    alternating renewal process A = E[up] / (E[up] + E[down]) exactly, whatever the down-time
+    distribution. E[down] = restart share x mean restart + hardware share x (mean swap +
+    P(shelf empty) x mean bench repair), P(shelf empty) from the M/G/inf bench (Poisson number
+    of chips in repair, exact with unlimited technicians) against the pool's spares; chips
+    scrapped at the bench are assumed replaced by procurement within a bench-repair time (the
+    fleet layer buys them). The shelf-empty wait (a full bench repair) is an upper bound.
+(c) effective_goodput_rps = goodput_rps x availability, per installed replica.
+(d) power_w_per_replica and energy_kwh_per_mtok at that load: electrical power integrated over
+    each window from the replicas' power activity and clock (serving.health), fitted across the
+    windows near the goodput and read at it.
+`cached` says whether the answer came from the memo or the disk cache; it never goes into a
+summary.json (same scenario, same bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from fleetsim.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class Capacity:
+    pool: str
+    workload: str
+    chip: str
+    model: str
+    tp: int  # chips per replica
+    goodput_rps: float  # req/s per replica meeting the SLO (estimate)
+    goodput_ci95_rps: tuple[float, float]  # 95% CI on the rate itself
+    zero_load_attainment: float
+    availability: float  # steady-state share of time a replica is up at that load
+    effective_goodput_rps: float  # goodput_rps * availability, per INSTALLED replica
+    output_tokens_per_request: float  # mean, so tokens/s = rps * this
+    power_w_per_replica: float  # mean electrical power of the replica's chips at that load
+    energy_kwh_per_mtok: float  # chip energy per million output tokens at that load
+    clock_factor: float  # mean throttle clock in that hall (1.0 = none)
+    cached: bool  # memo/disk hit (never written into summary.json)
+    ambient_c: float = math.nan  # the hall conditions the figures hold for
+    cooling_factor: float = math.nan
+    mtbf_h_per_replica: float = math.nan
+    mttr_h: float = math.nan
+    windows: int = 0  # simulated windows behind the estimate
+    precision_met: bool = True
+    note: str = ""
+
+    def as_row(self) -> dict[str, Any]:
+        """JSON-able row without `cached` (a run's outputs must not depend on the cache)."""
+        row = asdict(self)
+        row.pop("cached")
+        row["goodput_ci95_rps"] = list(self.goodput_ci95_rps)
+        return row
+
+
+# In-memory memo over the disk cache: one process asks for the same replica type many times.
+_MEMO: dict[str, dict[str, Any]] = {}
+CACHE_STATS = {"memo_hits": 0, "disk_hits": 0, "misses": 0}
+
+
+def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = None,
+             cooling_factor: float | None = None, cache=None, progress=None) -> Capacity:
+    """Capacity of one replica of `pool` serving `workload` in the pool's hall (see module doc)."""
+    from fleetsim.catalog import load_chips, load_models
+    from fleetsim.reliability import resolve_chip
+    from fleetsim.reliability.thermal import equilibrium
+    from fleetsim.scenario.reliability import ReliabilityConfig
+    from fleetsim.serving import goodput
+    from fleetsim.serving.health import ServingReliability
+
+    cfg = scenario.serving
+    if cfg is None:
+        raise ScenarioError("capacity needs a 'serving' section (the replica types)", field="serving")
+    if pool not in cfg.pools:
+        raise ScenarioError(f"unknown pool '{pool}'; pools: {', '.join(cfg.pools)}", field="serving.pools")
+    if workload not in cfg.workloads:
+        raise ScenarioError(f"unknown workload '{workload}'; workloads: {', '.join(cfg.workloads)}",
+                            field="serving.workloads")
+    pcfg, wcfg = cfg.pools[pool], cfg.workloads[workload]
+    if pcfg.model != wcfg.model:
+        raise ScenarioError(f"pool '{pool}' serves {pcfg.model}, workload '{workload}' needs {wcfg.model}",
+                            field=f"serving.pools.{pool}.model")
+    chips = load_chips(scenario.catalog.chips)
+    models = load_models(scenario.catalog.models)
+    rel = scenario.reliability if scenario.reliability is not None else ReliabilityConfig()
+    hall = rel.halls.get(pcfg.hall, rel.halls["default"])
+    amb = hall.ambient_c if ambient_c is None else float(ambient_c)
+    cool = hall.cooling_factor if cooling_factor is None else float(cooling_factor)
+    steady = hall.model_copy(update={"ambient_c": amb, "cooling_factor": cool, "daily_swing_c": 0.0})
+    cell_rel = rel.model_copy(update={"halls": {"default": steady, pcfg.hall: steady},
+                                      "serving_crashes": False})
+    params = resolve_chip(cell_rel, pcfg.chip, chips)
+
+    gcfg = cfg.goodput
+    extra = {"ambient_c": amb, "cooling_factor": cool, "thermal_step_s": rel.thermal_step_s,
+             "reliability_chip": {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
+                                  if f.name != "basis"},
+             "repair": rel.repair.model_dump(mode="json"), "kind": "capacity"}
+    key = goodput.cache_key(pcfg, wcfg, gcfg, cfg.router.kind, chips[pcfg.chip], models[wcfg.model],
+                            scenario.seed, scenario.base_dir, extra=_jsonable(extra))
+    hit = _MEMO.get(key)
+    cached = hit is not None
+    if hit is not None:
+        CACHE_STATS["memo_hits"] += 1
+    elif cache is not None and (hit := cache.get(key)) is not None:
+        CACHE_STATS["disk_hits"] += 1
+        cached = True
+    if hit is None:
+        CACHE_STATS["misses"] += 1
+
+        def start_temp(activity: float) -> dict[str, float]:
+            return {pool: float(equilibrium(params, activity, amb, cool)[0])}
+
+        hit = goodput.search_goodput(
+            pcfg, wcfg, gcfg, chips, models, scenario.seed, scenario.base_dir, cfg.router.kind,
+            workload, pool, progress, reliability=ServingReliability(cell_rel, chips),
+            start_temp=start_temp, start_hour=cfg.start_hour,
+        )
+        hit = {k: v for k, v in hit.items() if k != "trace"} | {
+            "trace": [{k: v for k, v in e.items()} for e in hit["trace"]]}
+        if cache is not None:
+            cache.put(key, hit)
+    _MEMO[key] = hit
+    return _assemble(hit, pool, workload, pcfg, params, rel, amb, cool, cached)
+
+
+def _assemble(g: dict, pool: str, workload: str, pcfg, params, rel, amb: float, cool: float,
+              cached: bool) -> Capacity:
+    from fleetsim.reliability.thermal import equilibrium, power_w
+
+    rate = float(g["goodput_req_per_s_per_replica"])
+    lo, hi = g["goodput_ci95_req_per_s_per_replica"]
+    activity = g.get("power_activity_at_goodput")
+    if activity is None or not math.isfinite(activity):
+        activity = 0.0
+    activity = min(max(activity, 0.0), 1.0)
+    temp_c, clock_abs = equilibrium(params, activity, amb, cool)
+    mtbf_h, mttr_h = replica_mtbf_mttr_h(params, float(temp_c), activity, pcfg.tp, rel.repair,
+                                         pcfg.replicas)
+    avail = mtbf_h / (mtbf_h + mttr_h) if math.isfinite(mtbf_h) else 1.0
+    power = g.get("power_w_per_replica_at_goodput")
+    if power is None:  # no window (SLO unreachable): the replica idles
+        power = pcfg.tp * float(power_w(params, 0.0, clock_abs))
+    clock = g.get("clock_factor_at_goodput", 1.0)
+    out_tok = float(g.get("output_tokens_per_request", 0.0))
+    tokens_per_s = rate * out_tok
+    energy = power / tokens_per_s * 1e6 / 3.6e6 if tokens_per_s > 0 else math.inf
+    return Capacity(
+        pool=pool, workload=workload, chip=pcfg.chip, model=pcfg.model, tp=pcfg.tp,
+        goodput_rps=rate, goodput_ci95_rps=(float(lo), float(hi)),
+        zero_load_attainment=float(g["zero_load_attainment"]), availability=float(avail),
+        effective_goodput_rps=rate * avail, output_tokens_per_request=out_tok,
+        power_w_per_replica=float(power), energy_kwh_per_mtok=float(energy),
+        clock_factor=float(min(clock, 1.0)) if clock is not None else 1.0, cached=cached,
+        ambient_c=amb, cooling_factor=cool, mtbf_h_per_replica=float(mtbf_h), mttr_h=float(mttr_h),
+        windows=int(g.get("windows", 0)), precision_met=bool(g.get("precision_met", False)),
+        note=g.get("note", ""),
+    )
+
+
+def replica_mtbf_mttr_h(params, temp_c: float, activity: float, tp: int, repair, replicas: int
+                        ) -> tuple[float, float]:
+    """Mean up-time of a replica of `tp` chips at this die temperature and power activity, and its
+    mean time to restore (hours). Up-time: E[up] = integral of exp(-tp H(t)) dt with the chip's
+    cumulative hazard H, which grows with hours of continuous high load (hazard.extended_factor)
+    when the activity is at or above the threshold, and is constant otherwise."""
+    from scipy import integrate
+    from scipy.stats import poisson
+
+    from fleetsim.reliability.hazard import hazard_per_h
+    from fleetsim.reliability.repair import spares_for
+
+    h0 = float(hazard_per_h(params, temp_c, 0.0)) * tp
+    if h0 <= 0:
+        return math.inf, 0.0
+    g, tau = params.extended_gain, params.extended_tau_h
+    if activity >= params.extended_threshold and g > 0:
+        def survival(t: float) -> float:
+            cum = h0 * ((1.0 + g) * t - g * tau * (1.0 - math.exp(-t / tau)))
+            return math.exp(-cum)
+        scale = 1.0 / h0
+        mtbf, _ = integrate.quad(survival, 0.0, 60.0 * scale, limit=200)
+    else:
+        mtbf = 1.0 / h0
+    s = repair.transient_share
+    restart_h = _mean(repair.restart_min) / 60.0
+    swap_h, bench_h = _mean(repair.swap_h), _mean(repair.repair_h)
+    n_chips = max(replicas, 1) * tp
+    spares = spares_for(repair, n_chips)
+    hw_rate_per_h = n_chips * h0 / tp * (1.0 - s)  # hardware faults per hour over the pool's chips
+    in_bench_mean = hw_rate_per_h * bench_h
+    p_empty = float(poisson.sf(spares - 1, in_bench_mean)) if spares > 0 else 1.0
+    mttr = s * restart_h + (1.0 - s) * (swap_h + p_empty * bench_h)
+    return float(mtbf), float(mttr)
+
+
+def _mean(dist) -> float:
+    if getattr(dist, "kind", "") == "fixed":
+        return float(dist.value)
+    return float(dist.median * math.exp(0.5 * dist.sigma ** 2))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (int, float, str, bool)) or x is None:
+        return x
+    return str(x)
+
+
+def capacity_table(scenario, *, cache=None, progress=None) -> list[Capacity]:
+    """Capacity of every (pool, workload) pair whose models match, in scenario order."""
+    cfg = scenario.serving
+    if cfg is None:
+        raise ScenarioError("capacity needs a 'serving' section (the replica types)", field="serving")
+    return [capacity(scenario, p, w, cache=cache, progress=progress)
+            for p, pool in cfg.pools.items() for w, wl in cfg.workloads.items() if wl.model == pool.model]
+
+
+def format_capacity_table(rows: list[Capacity]) -> str:
+    """Plain-text table: each goodput with its interval, printed to the digits it supports."""
+    headers = ["pool", "workload", "chip", "goodput req/s/replica (95% CI)", "zero-load att.",
+               "avail.", "derated req/s", "out tok/s", "kW/replica", "kWh/Mtok", "clock", "note"]
+    body = []
+    for c in rows:
+        body.append([
+            c.pool, c.workload, c.chip, format_interval(c.goodput_rps, *c.goodput_ci95_rps),
+            f"{c.zero_load_attainment:.1%}", f"{c.availability:.4%}",
+            format_interval(c.effective_goodput_rps, *c.goodput_ci95_rps, value_only=True, scale=c.availability),
+            format_interval(c.effective_goodput_rps * c.output_tokens_per_request,
+                            *c.goodput_ci95_rps, value_only=True,
+                            scale=c.availability * c.output_tokens_per_request),
+            f"{c.power_w_per_replica / 1000:.2f}", _sig(c.energy_kwh_per_mtok, 3), f"{c.clock_factor:.3f}",
+            c.note,
+        ])
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)) for r in body]
+    return "\n".join(lines)
+
+
+def _digits(lo: float, hi: float, value: float) -> int:
+    """Decimals that the interval supports: one significant digit of its half-width, plus one."""
+    half = 0.5 * abs(hi - lo)
+    if not math.isfinite(half) or half <= 0:
+        return 3
+    return max(0, -math.floor(math.log10(half)) + 1)
+
+
+def format_interval(value: float, lo: float, hi: float, *, value_only: bool = False,
+                    scale: float = 1.0) -> str:
+    """'0.52 [0.50, 0.54]' with as many decimals as the interval supports."""
+    if not math.isfinite(value):
+        return "-"
+    v, a, b = value, lo * scale, hi * scale
+    if value_only:
+        d = _digits(a, b, v)
+        return f"{v:.{d}f}"
+    d = _digits(a, b, v)
+    return f"{v:.{d}f} [{a:.{d}f}, {b:.{d}f}]"
+
+
+def _sig(x: float, n: int) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.{n}g}"
