@@ -232,3 +232,35 @@ def test_kill_midway_then_resume_equals_uninterrupted(tmp_path):
     assert len(after) == 12 and all(after[k] == v for k, v in before.items())  # never rewritten
     whole = serial(path, tmp_path / "whole", spec())
     pd.testing.assert_frame_equal(resumed.table, whole.table)
+
+
+def test_fleet_sweep_reports_fleet_metrics_and_replicates_vary_fleet_seed(tmp_path):
+    """Fleet replicates set fleet.seed (the scenario seed, which seeds capacity searches, stays)."""
+    root = Path(__file__).resolve().parents[1]
+    s = SweepSpec(params={"fleet.demand.chat.growth_per_year": [0.5, 1.5]}, seeds=2,
+                  base_overrides=["fleet.years=1", "fleet.windows.every_days=365"])
+    _, _, tasks = runner.resolve_points(root / "scenarios" / "fleet_small.yaml", s)
+    assert {t["scenario"].seed for t in tasks} == {1}
+    assert len({t["scenario"].fleet.seed for t in tasks}) == 4
+    res = serial(root / "scenarios" / "fleet_small.yaml", tmp_path / "fleet", s)
+    t = res.table
+    assert (t.status == "ok").all(), t.error.tolist()
+    for col in ("capex_usd_total", "unmet_demand_share", "cost_usd_per_mtok", "us_dependence_share_end"):
+        assert t[col].notna().all()
+    # more growth buys more chips
+    by = t.groupby("fleet.demand.chat.growth_per_year").capex_usd_total.mean()
+    assert by[1.5] > by[0.5]
+    assert res.aggregate.shape[0] == 2 and "capex_usd_total_ci95_lo" in res.aggregate
+    assert any(p.name.startswith("pareto_cost_usd_per_mtok_unmet_demand_share") for p in
+               summary_plots(tmp_path / "fleet", res, s))
+
+
+def summary_plots(out, res, s):
+    from fleetsim.sweep import summary
+
+    return summary.write_plots(out, res.table, res.aggregate, s)
+
+
+def test_seed_axes_are_refused(tmp_path):
+    r = _cli(["sweep", str(tiny(tmp_path)), "--param", "seed=1,2", "-q", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--seeds" in r.output

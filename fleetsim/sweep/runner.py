@@ -72,6 +72,9 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
     base = api.load_scenario(scenario_path, spec.base_overrides)
     settle_integer_axes(spec, base.model_dump(mode="json", by_alias=True))
     root = spec.seed if spec.seed is not None else base.seed
+    for path in spec.paths:
+        if path in ("seed", "fleet.seed"):
+            raise SweepError(f"'{path}' is set by the sweep for each replicate: use --seeds K (and --seed ROOT)")
     points = spec.points(root)
     tasks = []
     for i, point in enumerate(points):
@@ -83,9 +86,18 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
                             field=exc.field, line=exc.line) from None
         for r in range(spec.seeds):
             seed = point_seed(root, point, r)
-            sc = scen.model_copy(update={"seed": seed})
+            sc = _with_seed(scen, seed)
             tasks.append({"point": i, "replicate": r, "seed": seed, "key": content_key(sc), "scenario": sc})
     return root, points, tasks
+
+
+def _with_seed(scen: Any, seed: int) -> Any:
+    """A replicate's scenario. Serving: the scenario seed. Fleet: `fleet.seed` (the fleet's own
+    randomness), keeping the scenario seed, so the capacity (goodput) searches, seeded by the
+    scenario seed, hit the shared on-disk cache across replicates and points."""
+    if getattr(scen, "fleet", None) is not None and "seed" in type(scen.fleet).model_fields:
+        return scen.model_copy(update={"fleet": scen.fleet.model_copy(update={"seed": seed})})
+    return scen.model_copy(update={"seed": seed})
 
 
 def run_sweep(
