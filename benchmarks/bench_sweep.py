@@ -31,7 +31,7 @@ CASES = {
         params={"serving.pools.h20.replicas": [2, 4, 6], "serving.workloads.chat.arrival.rate_per_s": [3.0, 5.0, 7.0, 9.0]},
         seeds=2, base_overrides=["serving.duration_s=600", "serving.warmup_s=60"])),
     "fleet": (ROOT / "scenarios" / "fleet_small.yaml", SweepSpec(
-        params={"fleet.demand.chat.growth_per_year": [0.5, 1.0, 1.5], "fleet.planner.headroom": [0.0, 0.2]},
+        params={"fleet.demand.chat.growth_per_year": [0.5, 1.0, 1.5], "fleet.planner.headroom": [0.0, 0.1, 0.2, 0.3]},
         seeds=1, base_overrides=["fleet.years=1"])),
 }
 
