@@ -42,7 +42,7 @@ def warm(executor) -> None:
 
 
 def _warm(x: int) -> int:
-    import fleetsim.api  # noqa: F401
+    import fleetsim.api
     import fleetsim.sweep.metrics  # noqa: F401
 
     time.sleep(0.2)  # long enough that every worker gets one

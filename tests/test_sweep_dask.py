@@ -7,10 +7,10 @@ same isolation as the pool's spawned workers. Dask is in the `test` extra so CI 
 from __future__ import annotations
 
 import pandas as pd
+from test_sweep import RATE, REPLICAS, tiny
 
 from fleetsim.sweep import runner
 from fleetsim.sweep.spec import SweepSpec, parse_range
-from test_sweep import RATE, REPLICAS, tiny
 
 
 def test_pool_and_dask_local_cluster_give_the_same_table(tmp_path):

@@ -17,7 +17,7 @@ FAST = ["--set", "serving.duration_s=40", "--set", "serving.warmup_s=10", "-q"]
 
 
 def test_doc_sweep_file_is_the_shipped_one():
-    block = re.findall(r"```yaml\n(.*?)```", DOC, re.S)[0]
+    block = re.findall(r"```yaml\n(.*?)```", DOC, re.DOTALL)[0]
     shipped = ROOT / "scenarios" / "sweeps" / "quickstart-capacity.yaml"
     assert yaml.safe_load(block) == yaml.safe_load(shipped.read_text())
 
@@ -25,7 +25,7 @@ def test_doc_sweep_file_is_the_shipped_one():
 def test_doc_commands_run_and_resume(tmp_path, monkeypatch):
     """The tutorial's pool command (shortened windows), then again: all from the store."""
     monkeypatch.chdir(ROOT)
-    cmds = [b.strip() for b in re.findall(r"```bash\n(.*?)```", DOC, re.S)]
+    cmds = [b.strip() for b in re.findall(r"```bash\n(.*?)```", DOC, re.DOTALL)]
     assert cmds[0].startswith("fleetsim sweep ") and "--dask-local 2" in cmds[1]
     args = shlex.split(cmds[0])[1:] + ["-o", str(tmp_path / "doc"), "--workers", "2"] + FAST
     r = CliRunner().invoke(main, args)
@@ -47,8 +47,8 @@ def test_doc_refusal_line_is_what_the_cli_prints(tmp_path, monkeypatch):
 
 def test_doc_python_snippet_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    block = re.findall(r"```python\n(.*?)```", DOC, re.S)[0]
+    block = re.findall(r"```python\n(.*?)```", DOC, re.DOTALL)[0]
     block = block.replace("outputs/sweeps/python", str(tmp_path / "py"))
     ns: dict = {"__name__": "__main__"}
-    exec(compile(block, "docs/sweeps.md", "exec"), ns)
+    exec(compile(block, "docs/sweeps.md", "exec"), ns)  # noqa: S102 (our own doc)
     assert ns["res"].runs == 8 and ns["res"].failed == 0

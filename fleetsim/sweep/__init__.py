@@ -6,7 +6,14 @@ Runs scenarios through `fleetsim.api` only.
 """
 
 from fleetsim.sweep.runner import SweepResult, resolve_points, run_point, run_sweep
-from fleetsim.sweep.spec import SweepError, SweepSpec, load_sweep_file, merge, parse_param, parse_range
+from fleetsim.sweep.spec import (
+           SweepError,
+           SweepSpec,
+           load_sweep_file,
+           merge,
+           parse_param,
+           parse_range,
+)
 
 __all__ = ["SweepError", "SweepResult", "SweepSpec", "load_sweep_file", "merge", "parse_param",
            "parse_range", "resolve_points", "run_point", "run_sweep"]

@@ -4,7 +4,8 @@ runs finish. Parallel across runs, never inside one: each run is one `fleetsim.a
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 
 def default_workers() -> int:
@@ -29,7 +30,6 @@ class ProcessPool:
 
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
         from concurrent.futures import as_completed
-
         from concurrent.futures.process import BrokenProcessPool
 
         futures = [self._pool.submit(fn, t) for t in tasks]

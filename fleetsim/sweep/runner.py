@@ -12,14 +12,21 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
 from fleetsim.errors import FleetsimError
-from fleetsim.sweep.spec import SweepError, SweepSpec, override_strings, point_seed, settle_integer_axes
+from fleetsim.sweep.spec import (
+    SweepError,
+    SweepSpec,
+    override_strings,
+    point_seed,
+    settle_integer_axes,
+)
 from fleetsim.sweep.store import PointStore, content_key
 
 
@@ -51,7 +58,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     try:
         result = api.run(task["scenario"])
         row |= headline_metrics(result)
-    except Exception as exc:  # a failing point is recorded; the others go on
+    except Exception as exc:  # noqa: BLE001 (a failing point is recorded; the others go on)
         row["status"] = "failed"
         msg = str(exc) if isinstance(exc, FleetsimError) else f"{type(exc).__name__}: {exc}"
         row["error"] = msg.splitlines()[0][:500] if msg else type(exc).__name__
@@ -172,9 +179,8 @@ def run_sweep(
 
 
 def _check_plot_options(spec: SweepSpec, points: list[dict]) -> None:
-    if spec.heatmap is not None:
-        if len(spec.heatmap) != 2 or any(p not in spec.paths for p in spec.heatmap):
-            raise SweepError(f"--heatmap takes two swept paths (A,B); swept: {', '.join(spec.paths)}")
+    if spec.heatmap is not None and (len(spec.heatmap) != 2 or any(p not in spec.paths for p in spec.heatmap)):
+        raise SweepError(f"--heatmap takes two swept paths (A,B); swept: {', '.join(spec.paths)}")
 
 
 def _make_executor(workers, scheduler, dask_local, dask_processes):
@@ -197,8 +203,14 @@ class _progress:
         if quiet or os.environ.get("CI"):
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.p = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),

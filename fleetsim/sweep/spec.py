@@ -106,7 +106,7 @@ class SweepSpec:
 def _num(v: float, integer: bool | None) -> float | int:
     """Grid and sample values as plain Python numbers (12 significant digits: clean --set text)."""
     if integer:
-        return int(round(float(v)))
+        return round(float(v))
     x = float(f"{float(v):.12g}")
     return x
 
@@ -199,8 +199,8 @@ _SweepLoader.yaml_implicit_resolvers = {
 }
 for _tag, _rx in (
     ("tag:yaml.org,2002:int", r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
-                                r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    ("tag:yaml.org,2002:float", (r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+                                 r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")),
 ):
     _SweepLoader.add_implicit_resolver(_tag, __import__("re").compile(_rx), list("-+0123456789."))
 
@@ -209,7 +209,7 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     """Read a sweep YAML file into a SweepSpec (errors name the file and the field)."""
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SweepLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SweepLoader)
     except OSError as exc:
         raise SweepError(f"cannot read sweep file: {exc.strerror or exc}", file=str(path)) from None
     except yaml.YAMLError as exc:

@@ -252,15 +252,15 @@ def format_ci(mean: float, lo: float, hi: float) -> str:
     if math.isnan(lo) or math.isnan(hi) or hi <= lo:
         return f"{mean:.3g}"
     half = (hi - lo) / 2
-    digits = max(0, -int(math.floor(math.log10(half))) + 1) if half > 0 else 3
+    digits = max(0, -math.floor(math.log10(half)) + 1) if half > 0 else 3
     return f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
 def summary_text(res: Any, metric: str | None = None) -> str:
     """A short table for the terminal: counts, then each point's metric with its CI."""
     agg, paths = res.aggregate, list(res.table.columns[2:res.table.columns.get_loc("seed")])
-    lines = [f"sweep: {res.points} points x {res.runs // max(res.points, 1)} seeds = {res.runs} runs; "
-             f"{res.from_store} from the store, {res.ran} run, {res.failed} failed ({res.executor}, {res.wall_s:.1f} s)"]
+    lines = [(f"sweep: {res.points} points x {res.runs // max(res.points, 1)} seeds = {res.runs} runs; "
+              f"{res.from_store} from the store, {res.ran} run, {res.failed} failed ({res.executor}, {res.wall_s:.1f} s)")]
     metrics = metric_columns(res.table, paths)
     metric = metric or res.metric or default_metric(metrics)
     if metric is not None and metric in agg:
