@@ -81,21 +81,17 @@ def check_references(scenario: Scenario) -> None:
     """Names that pydantic cannot check alone: chips, models, halls, served models, fit in HBM."""
     chips, models = resolve_catalogs(scenario)
     serving = scenario.serving
-    fleet_run = scenario.reliability is not None and scenario.reliability.fleet is not None
-    if serving is None and not fleet_run:
+    cohort_run = scenario.reliability is not None and scenario.reliability.cohort_run is not None
+    other = getattr(scenario, "fleet", None) is not None  # the fleet layer's section (its own checks)
+    if serving is None and not cohort_run and not other:
         raise ScenarioError(
-            "nothing to run: add a 'serving' section (a serving window) or 'reliability.fleet' "
-            "(a reliability run)", field="serving",
+            "nothing to run: add a 'serving' section (a serving window) or "
+            "'reliability.cohort_run' (a reliability run)", field="serving",
         )
     if scenario.fleet is not None and serving is None:
         raise ScenarioError(
             "a fleet run needs a 'serving' section: its workloads, pools (the replica types) and "
-            "SLOs are the template of the fleet's capacity and windows", field="serving")
-    if serving is not None and fleet_run:
-        raise ScenarioError(
-            "a scenario is either a serving window ('serving') or a reliability fleet run "
-            "('reliability.fleet'), not both: remove one (put the other in its own file)",
-            field="reliability.fleet",
+            "SLOs are the template of the fleet's capacity and windows", field="serving",
         )
     if scenario.reliability is not None:
         for name in scenario.reliability.chips:
@@ -133,10 +129,10 @@ def check_references(scenario: Scenario) -> None:
             )
     if scenario.fleet is not None:
         check_fleet_references(scenario, chips)
-    if scenario.reliability is not None and scenario.reliability.fleet is not None:
-        for i, cohort in enumerate(scenario.reliability.fleet.cohorts):
+    if scenario.reliability is not None and scenario.reliability.cohort_run is not None:
+        for i, cohort in enumerate(scenario.reliability.cohort_run.cohorts):
             if cohort.chip not in chips:
-                raise _unknown("chip", cohort.chip, chips, f"reliability.fleet.cohorts.{i}.chip",
+                raise _unknown("chip", cohort.chip, chips, f"reliability.cohort_run.cohorts.{i}.chip",
                                "catalog.chips")
 
 
@@ -151,7 +147,12 @@ def _expand_roadmaps(scenario: Scenario) -> Scenario:
 
 def check_fleet_references(scenario: Scenario, chips: dict) -> None:
     """Fleet names pydantic cannot check: chips, pools, workloads, the planner kind."""
+    from fleetsim.scenario.fleet import fleet_problems
+
     fleet, serving = scenario.fleet, scenario.serving
+    problems = fleet_problems(fleet)
+    if problems:
+        raise ScenarioError(problems[0][1], field=problems[0][0])
     pools = serving.pools
     used = {p.chip for p in pools.values()}
     for cls in fleet.demand:
@@ -222,10 +223,20 @@ def run(
     try:
         chips, models = resolve_catalogs(scenario)
         stage = "simulate"
+        cohort_run = scenario.reliability is not None and scenario.reliability.cohort_run is not None
         if scenario.fleet is not None:
             result = _run_fleet(scenario, chips, models, progress)
         elif scenario.serving is not None:
             result = _run_serving(scenario, chips, models, progress)
+            if cohort_run:  # both in one scenario: the serving window, then the cohort run
+                rel = _run_reliability(scenario, chips, progress)
+                result.summary["cohort_run"] = {k: v for k, v in rel.summary.items()
+                                                if k not in ("scenario", "seed")}
+                result.timeline, result.hourly = rel.timeline, rel.hourly
+                if rel.events is not None and len(rel.events):
+                    result.events = (rel.events if result.events is None or not len(result.events)
+                                     else pd.concat([result.events, rel.events], ignore_index=True))
+                result.timings_s["simulate_cohort_run"] = rel.timings_s["simulate"]
         else:
             result = _run_reliability(scenario, chips, progress)
         result.timings_s["total"] = time.perf_counter() - t0
@@ -260,15 +271,23 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     summary["seed"] = scenario.seed
     if res.reliability is not None:
         summary["reliability"] = res.reliability
+    timings: dict[str, Any] = {"simulate": sim_s, "requests": len(res.requests),
+                               "requests_per_wall_s": len(res.requests) / sim_s if sim_s > 0 else None,
+                               "sim_events": res.sim_events}
     if scenario.serving.goodput.enabled:
+        from fleetsim.serving.capacity import CACHE_STATS
+
         if progress:
             progress("goodput search per pool and workload (cached)")
+        before = dict(CACHE_STATS)
+        t1 = time.perf_counter()
         summary["goodput_search"] = goodput_table(scenario, progress=progress)
+        # Cache hits and misses are how the run went, not what it found: manifest only.
+        timings["goodput"] = time.perf_counter() - t1
+        timings |= {f"goodput_cache_{k}": CACHE_STATS[k] - before[k] for k in CACHE_STATS}
     return RunResult(
         scenario=scenario, summary=summary, requests=requests_table(res), events=events_table(res.events),
-        timings_s={"simulate": sim_s, "requests": len(res.requests),
-                   "requests_per_wall_s": len(res.requests) / sim_s if sim_s > 0 else None,
-                   "sim_events": res.sim_events},
+        timings_s=timings,
     )
 
 
@@ -322,7 +341,7 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
     from fleetsim.rng import stream
 
     if progress:
-        progress(f"reliability run: {scenario.reliability.fleet.days:g} days")
+        progress(f"reliability run: {scenario.reliability.cohort_run.days:g} days")
     t0 = time.perf_counter()
     res = run_reliability(scenario.reliability, chips, stream(scenario.seed, "reliability"))
     sim_s = time.perf_counter() - t0

@@ -87,15 +87,18 @@ def test_small_fleet_conserves_chips_and_money():
     overrun=st.sampled_from(["forbid", "allow"]),
     sigma=st.floats(0.0, 0.5),
     technicians=st.one_of(st.none(), st.integers(1, 5)),
+    cycle=st.one_of(st.none(), st.sampled_from(["licence_required", "banned", "buyer_ban"])),
 )
 def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, refund, capex_at, planner,
-                                       removal, overrun, sigma, technicians):
+                                       removal, overrun, sigma, technicians, cycle):
     import datetime as dt
 
     ban = (dt.date(2025, 1, 1) + dt.timedelta(days=ban_day)).isoformat()
     ch = copy.deepcopy(FLEET["channels"])
     ch["nvidia"].update(on_ban=on_ban, refund_share=refund, risk_per_year=0.5)
     ch["huawei"]["cap_per_month"] = 3000
+    if cycle is not None:  # random approval/restriction cycles on top of the dated ban
+        ch["nvidia"]["random_cycle"] = {"mean_open_days": 60, "mean_closed_days": 40, "closed_state": cycle}
     sc = scenario({
         "budget": {"total_usd": budget, "overrun": overrun},
         "demand": {"chat": {"tokens_per_s": 2.0e5, "growth_per_year": growth,
@@ -268,3 +271,40 @@ def test_roadmap_generations_close_the_gap_and_are_bought_once_offered():
         mine = o[o["chip"] == f"ascend-910b-gen{k}"]
         assert len(mine) > 0 and (mine["ordered_on"] >= pd.Timestamp(first)).all()
     check_conservation(res)
+
+
+def test_site_racks_and_power_limit_the_fleet():
+    free = run(scenario())
+    chips_free = free.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1).max()
+    racks = run(scenario({"site": {"racks": 10, "chips_per_rack": 40}}))
+    tl = racks.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1)
+    assert tl.max() <= 400 < chips_free
+    assert racks.summary["fleet"]["unmet_demand_share"] > free.summary["fleet"]["unmet_demand_share"]
+    # 0.2 MW of facility power at TDP x PUE 1.2: 400 W H20s -> at most 416 chips
+    power = run(scenario({"site": {"power_mw": 0.2}}))
+    tl = power.timeline.groupby("date")[["installed", "on_order"]].sum().sum(axis=1)
+    assert tl.max() <= 0.2e6 / (400 * 1.2) + 1
+
+
+def test_retirement_at_end_of_life():
+    res = run(scenario({"finance": {"server_overhead_usd_per_node": 8000, "life_years": 0.5},
+                        "initial_fleet": [{"chip": "h20", "channel": "nvidia", "count": 300, "price_usd": 9000}]}))
+    h20 = res.timeline[res.timeline["chip"] == "h20"].reset_index(drop=True)
+    life = round(0.5 * 365)
+    assert h20["retired"][life - 1] == 0
+    assert h20["retired"][life] >= 300 - h20["lost"][life] - h20["in_repair"][life]
+    dep = res.ledger[(res.ledger["kind"] == "depreciation") & (res.ledger["chip"] == "h20")]
+    assert dep["amount_usd"].sum() <= h20["delivered"].iloc[-1] * (10000 + 8000 / 8)
+    check_conservation(res)
+
+
+def test_overrun_allowed_is_reported_and_revenue_gives_margin():
+    start = [{"chip": "h20", "channel": "nvidia", "count": 300, "price_usd": 9000}]
+    res = run(scenario({"budget": {"total_usd": 1e6, "overrun": "allow"}, "initial_fleet": start,
+                        "finance": {"server_overhead_usd_per_node": 8000, "revenue_usd_per_mtok": 2.0}}))
+    s = res.summary["fleet"]
+    assert s["capex_usd_total"] > 1e6 and s["overrun_usd"] == pytest.approx(s["capex_usd_total"] - 1e6)
+    assert s["revenue_usd"] == pytest.approx(2.0 * res.timeline["served_tokens_per_s"].sum() * 86400 / 1e6)
+    costs = sum(s["ledger_usd_by_kind"][k] for k in ("depreciation", "power", "opex"))
+    assert s["margin_usd"] == pytest.approx(s["revenue_usd"] - costs)
+    check_money(res)

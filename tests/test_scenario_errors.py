@@ -279,14 +279,14 @@ def test_duplicate_yaml_key_is_refused(tmp_path, runner):
 
 
 def test_set_indexes_into_lists(tmp_path):
-    """`--set reliability.fleet.cohorts.0.count=100` reaches into a list; a bad index is refused."""
+    """`--set reliability.cohort_run.cohorts.0.count=100` reaches into a list; a bad index is refused."""
     import pytest as _pytest
 
     import fleetsim
     from fleetsim.errors import ScenarioError
 
     root = Path(__file__).resolve().parents[1] / "scenarios" / "llama3-reliability.yaml"
-    scen = fleetsim.load_scenario(root, ["reliability.fleet.cohorts.0.count=100"])
-    assert scen.reliability.fleet.cohorts[0].count == 100
+    scen = fleetsim.load_scenario(root, ["reliability.cohort_run.cohorts.0.count=100"])
+    assert scen.reliability.cohort_run.cohorts[0].count == 100
     with _pytest.raises(ScenarioError, match="list of 1 item"):
-        fleetsim.load_scenario(root, ["reliability.fleet.cohorts.5.count=100"])
+        fleetsim.load_scenario(root, ["reliability.cohort_run.cohorts.5.count=100"])

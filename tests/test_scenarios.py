@@ -10,20 +10,15 @@ import fleetsim
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
-TRACES = ROOT.parent / "shared" / "reference" / "traces"
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_shipped_scenario_validates(path):
-    if "trace" in path.stem and not TRACES.is_dir():
-        pytest.skip("needs ../shared/reference/traces beside the repository")
     scen = fleetsim.load_scenario(path)
     assert scen.name == path.stem
 
 
 def test_azure_trace_scenario_runs_short():
-    if not TRACES.is_dir():
-        pytest.skip("needs ../shared/reference/traces beside the repository")
     scen = fleetsim.load_scenario(ROOT / "scenarios" / "azure-conv-trace.yaml",
                                   ["serving.duration_s=300", "serving.warmup_s=30"])
     s = fleetsim.run(scen).summary

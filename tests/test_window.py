@@ -45,7 +45,7 @@ def test_reused_run_folder_keeps_only_this_runs_files(tmp_path):
     root = Path(__file__).resolve().parents[1] / "scenarios"
     out = tmp_path / "same"
     fleetsim.run(fleetsim.load_scenario(root / "llama3-reliability.yaml",
-                                        ["reliability.fleet.days=2"]), out_dir=out)
+                                        ["reliability.cohort_run.days=2"]), out_dir=out)
     assert (out / "timeline.parquet").exists()
     fleetsim.run(fleetsim.load_scenario(root / "quickstart.yaml", ["serving.duration_s=60",
                                                                      "serving.warmup_s=10"]), out_dir=out)

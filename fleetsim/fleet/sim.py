@@ -38,6 +38,9 @@ from fleetsim.scenario.fleet import FleetConfig, quarter_start
 from fleetsim.scenario.reliability import ReliabilityConfig
 
 FATES = ("in_transit", "delivered", "cancelled", "stranded")
+# The planner prices a chip's lifetime power at this share of its power at goodput above idle
+# (a fleet sized for the diurnal peak with headroom runs well below goodput on average).
+PLANNING_LOAD = 0.7
 
 
 @dataclass
@@ -406,7 +409,7 @@ class _FleetSim:
                 pi = self.pool_ix[pn]
                 price = _offer_price(off, self.chips[off.chip], today, self.start)
                 life_h = fin.life_years * 8766.0
-                pw = (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * 0.7) / self.tp[pi]
+                pw = (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * PLANNING_LOAD) / self.tp[pi]
                 opex = (pw / 1000.0 * life_h * fin.pue * fin.power_usd_per_kwh * self._subsidy(off.chip, day)
                         + fin.other_opex_usd_per_chip_year * fin.life_years)
                 offers.append(OfferState(off.chip, pn, price, price * ch.levy,
@@ -610,7 +613,9 @@ class _FleetSim:
         hidx = int(hour) % 24
         rate_tok = dmd * self.prof[:, hidx]
         self.window_snaps.append({"window": len(self.window_snaps), "day": day, "hour_of_day": hour,
-                                  "replicas_up": up.copy(), "tokens_per_s": rate_tok.copy()})
+                                  "replicas_up": up.copy(), "tokens_per_s": rate_tok.copy(),
+                                  "mean_tokens_per_s": dmd.copy(),
+                                  "utilisation": self.rec["utilisation"][day].copy()})
 
     # -- run ----------------------------------------------------------------------------------
     def run(self, progress) -> FleetResult:

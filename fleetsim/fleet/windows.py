@@ -2,8 +2,11 @@
 
 The cell holds `windows.cell_replicas` replicas split over the pools in proportion to the fleet's
 replicas up that day (largest remainder); each class's arrival rate is the fleet's demand at the
-window's hour, in requests/s, times the cell's share of its model's replicas, as a Poisson
-stream (a short window at one hour). Attainment per class and pool comes with a 95% Wilson
+window's hour, in requests/s, times the cell's share of its model's replicas (a diurnal class
+gets its daily mean and its own profile). The window runs through
+fleetsim.serving.window.run_fleet_window (CONTRACTS s2) with the scenario's reliability section:
+the hall's ambient at that hour, chips starting at the equilibrium temperature of the day's
+load, throttling and crashes inside the window. Attainment per class and pool comes with a 95% Wilson
 interval (requests in a window are correlated: read it as a lower bound on the doubt), beside
 what the capacity function predicted (load per replica <= goodput).
 """
@@ -48,15 +51,14 @@ def window_runner(chips: dict, models: dict):
 
 
 def fleet_window(sim, snap, chips, models) -> list[dict]:
+    from fleetsim.reliability.thermal import ambient_c, equilibrium
     from fleetsim.serving.metrics import latencies, slo_met
-    from fleetsim.serving.window import run_window
+    from fleetsim.serving.window import run_fleet_window
 
     serving, wcfg = sim.serving, sim.fleet.windows
     up = snap["replicas_up"]
     cell = _largest_remainder(np.floor(up), wcfg.cell_replicas)
-    pools, workloads, rates = {}, {}, {}
-    for pi, pn in enumerate(sim.pool_names):
-        pools[pn] = serving.pools[pn].model_copy(update={"replicas": int(cell[pi])})
+    rates, per_replica = {}, {}
     for ci, cn in enumerate(sim.classes):
         m = sim.class_model[cn]
         pls = [pi for pi, p in enumerate(sim.pools) if p.model == m]
@@ -65,47 +67,55 @@ def fleet_window(sim, snap, chips, models) -> list[dict]:
             continue
         otpr = next((sim.caps[(sim.pool_names[pi], cn)].output_tokens_per_request for pi in pls
                      if (sim.pool_names[pi], cn) in sim.caps), None)
-        wl = serving.workloads[cn]
-        if otpr is None or wl.prompt_tokens is None:
+        if otpr is None:
             continue
-        rate = snap["tokens_per_s"][ci] / otpr * cell[pls].sum() / fleet_up
-        rates[cn] = rate
-        if rate > 0:
-            workloads[cn] = type(wl).model_validate(
-                {**wl.model_dump(), "arrival": {"kind": "poisson", "rate_per_s": float(rate)}})
-    if not workloads:
+        share = cell[pls].sum() / fleet_up
+        hour_rate = snap["tokens_per_s"][ci] / otpr * share
+        per_replica[cn] = hour_rate / cell[pls].sum()
+        diurnal = serving.workloads[cn].arrival.kind == "diurnal"  # shaped by its own profile
+        rates[cn] = float(snap["mean_tokens_per_s"][ci] / otpr * share if diurnal else hour_rate)
+    if not any(r > 0 for r in rates.values()):
         return []
-    cfg = type(serving).model_validate({
-        **serving.model_dump(), "duration_s": wcfg.duration_s,
-        "warmup_s": min(wcfg.warmup_s, 0.5 * wcfg.duration_s), "start_hour": float(snap["hour_of_day"]),
-        "workloads": {k: v.model_dump() for k, v in workloads.items()},
-        "pools": {k: v.model_dump() for k, v in pools.items() if v.replicas > 0}})
+    hour = float(snap["hour_of_day"])
+    # the chips start at the temperature of the fleet's load that day in their hall at that hour
+    temps = {}
+    for pi, pn in enumerate(sim.pool_names):
+        hall = sim.rel.halls.get(sim.pools[pi].hall, sim.rel.halls["default"])
+        amb = float(ambient_c(hall, np.array([hour]))[0])
+        u = float(np.clip(snap["utilisation"][pi], 0, 1) * sim.u_g[pi])
+        temps[pn] = float(equilibrium(sim.params[pi], u, amb, hall.cooling_factor)[0])
+    sc = sim.sc.model_copy(update={"serving": serving.model_copy(update={
+        "duration_s": wcfg.duration_s, "warmup_s": min(wcfg.warmup_s, 0.5 * wcfg.duration_s)})})
+    sc._source_path = sim.sc.source_path
     seed = int(stream(sim.seed, "fleet", "window", snap["window"]).integers(2**31))
-    res = run_window(cfg, chips, models, seed, sim.sc.base_dir, window=snap["window"])
+    res = run_fleet_window(sc, replicas_up={pn: int(cell[pi]) for pi, pn in enumerate(sim.pool_names)},
+                           rate_per_s=rates, hour_of_day=hour, seed=seed, window=snap["window"],
+                           start_temp_c=temps)
     lat = latencies(res)
     met, judged = slo_met(res, lat)
     r = res.requests
     measured = r.arrival_s >= res.warmup_s
     date = np.datetime64(sim.start + dt.timedelta(days=snap["day"]), "D")
     rows = []
-    pool_list = list(cfg.pools)
+    pool_list = list(res.config.pools)
     for ci, cname in enumerate(r.class_names):
         wname = r.class_workloads[ci]
         for pj, pn in enumerate(pool_list):
+            pi = sim.pool_ix[pn]
+            if cell[pi] == 0:
+                continue
             m = measured & (r.class_idx == ci) & (r.pool_idx == pj)
             n = int(np.count_nonzero(judged & m))
             k = int(np.count_nonzero(met & m))
             lo, hi = _wilson(k, n)
-            pi = sim.pool_ix[pn]
             cap = sim.caps.get((pn, wname))
-            per_replica = rates.get(wname, 0.0) / max(1, cell[[q for q, p in enumerate(sim.pools) if p.model == sim.pools[pi].model]].sum())
             ttft, tpot = lat["ttft_s"][m], lat["tpot_s"][m]
             rows.append({
-                "window": snap["window"], "date": date, "hour_of_day": float(snap["hour_of_day"]),
+                "window": snap["window"], "date": date, "hour_of_day": hour,
                 "workload": wname, "pool": pn, "chip": sim.pools[pi].chip,
                 "replicas_up": int(cell[pi]), "rate_per_s": float(rates.get(wname, 0.0)),
                 "attainment": k / n if n else None, "attainment_ci95_lo": lo, "attainment_ci95_hi": hi,
-                "predicted_attainment_ok": bool(cap is not None and per_replica <= cap.goodput_rps),
+                "predicted_attainment_ok": bool(cap is not None and per_replica.get(wname, 0.0) <= cap.goodput_rps),
                 "p95_ttft_s": float(np.nanpercentile(ttft, 95)) if np.isfinite(ttft).any() else None,
                 "p95_tpot_s": float(np.nanpercentile(tpot, 95)) if np.isfinite(tpot).any() else None,
             })

@@ -10,7 +10,12 @@ First failures of all nodes are drawn and sorted with numpy at the start; after 
 events cost anything (a crash, a restart, a bench repair finishing, a node coming back), each
 handled in O(log n) Python with pre-drawn random numbers. The process wakes once per hour that
 has events and handles that hour's events in time order, so SimPy sees at most one wake-up per
-cohort-hour, and 500,000 chips cost what their failures cost, not what their count costs.
+cohort-hour, and 500,000 chips cost what their failures cost, not what their count costs. With
+a finite technician pool shared by the cohorts it wakes once per event instead, so repairs
+reach the pool in global time order across cohorts.
+
+The multi-year fleet uses `CohortFleet` (below): chip counts per delivery, stepped daily inside
+the fleet's SimPy environment, with a load that follows demand.
 
 Chip accounting (checked at the end of every run): active (in a node slot, healthy) + spare
 (on the shelf) + in_repair (restarting, queued or on the bench) + lost = count + spares.
@@ -256,6 +261,11 @@ class _CohortSim:
                 return
             if t > env.now:
                 yield env.timeout(t - env.now)
+            if self.techs.capacity:
+                # A shared, finite repair pool: one wake-up per event time, so every cohort's
+                # repairs reach the technicians in global time order (SimPy orders the wake-ups).
+                self._handle_until(min(math.nextafter(t, math.inf), self.end_s))
+                continue
             hour_end = self.start_s + HOUR_S * (math.floor((t - self.start_s) / HOUR_S) + 1)
             self._handle_until(min(hour_end, self.end_s))
 

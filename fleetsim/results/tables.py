@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fleetsim.serving.metrics import latencies
+from fleetsim.serving.metrics import latencies, slo_met
 from fleetsim.serving.requests import REJECT_REASONS, STATUS_NAMES
 from fleetsim.serving.window import WindowResult
 
@@ -16,6 +16,10 @@ def requests_table(res: WindowResult) -> pd.DataFrame:
     """One row per request of the window (the `requests.parquet` contract)."""
     r = res.requests
     lat = latencies(res)
+    met, judged = slo_met(res, lat)
+    # slo_met: true/false for every judged request, null for one still inside its TTFT target
+    slo = pd.array(np.where(judged, met, False), dtype="boolean")
+    slo[~judged] = pd.NA
     pools = list(res.config.pools.values())
     pool_names = np.array(list(res.config.pools) + [""], dtype=object)
     chips = np.array([p.chip for p in pools] + [""], dtype=object)
@@ -42,6 +46,8 @@ def requests_table(res: WindowResult) -> pd.DataFrame:
         "ttft_s": lat["ttft_s"],
         "tpot_s": lat["tpot_s"],
         "e2e_s": lat["e2e_s"],
+        "measured": r.arrival_s >= res.warmup_s,  # false: arrived in warm-up, out of the metrics
+        "slo_met": slo,
     })
     return df
 

@@ -6,7 +6,7 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 def _numeric(tp: Any) -> bool:
@@ -21,7 +21,22 @@ def _numeric(tp: Any) -> bool:
 class StrictModel(BaseModel):
     """Base of all scenario models: forbid unknown keys, validate defaults and assignments."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False,
+                              validate_assignment=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """An edit in Python is checked like the file: `pool.replicas = -3` is a ScenarioError."""
+        if name.startswith("_"):
+            return super().__setattr__(name, value)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            from fleetsim.errors import ScenarioError
+
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(x) for x in err["loc"]) or name
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ScenarioError(f"{type(self).__name__}.{loc}: {msg} (got {value!r})", field=loc) from None
 
     @model_validator(mode="before")
     @classmethod

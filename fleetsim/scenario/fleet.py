@@ -346,42 +346,47 @@ class FleetConfig(StrictModel):
         return int(round(self.years * 365))
 
     @model_validator(mode="after")
-    def _dates_and_names(self) -> "FleetConfig":
-        end = self.end
-        for i, ev in enumerate(self.events):
-            if ev.channel not in self.channels:
-                raise ValueError(
-                    f"events[{i}] names unknown channel '{ev.channel}'; channels: "
-                    f"{', '.join(sorted(self.channels))}")
-            if not (self.start <= ev.date < end):
-                raise ValueError(
-                    f"events[{i}] date {ev.date} is outside the horizon {self.start} to {end}")
-        for role, names in self.reference_events.items():
-            for name in [names] if isinstance(names, str) else names:
-                if name not in self.channels:
-                    raise ValueError(
-                        f"reference_events.{role} names unknown channel '{name}'; channels: "
-                        f"{', '.join(sorted(self.channels))}")
-        for i, ev in enumerate(self.removals):
-            if not (self.start <= ev.date < end):
-                raise ValueError(
-                    f"removals[{i}] date {ev.date} is outside the horizon {self.start} to {end}")
-        for name, ch in self.channels.items():
-            for j, off in enumerate(ch.offers):
-                for label, d in (("from_date", off.from_date), ("until_date", off.until_date)):
-                    if d is not None and not (self.start <= d < end):
-                        raise ValueError(
-                            f"channels.{name}.offers[{j}].{label} {d} is outside the horizon "
-                            f"{self.start} to {end}")
-        for name, ch in self.channels.items():
-            if ch.roadmap is not None and not (self.start <= ch.roadmap.first_date < end):
-                raise ValueError(f"channels.{name}.roadmap.first_date {ch.roadmap.first_date} is "
-                                 f"outside the horizon {self.start} to {end}")
-        for i, c in enumerate(self.initial_fleet):
-            if c.channel not in self.channels:
-                raise ValueError(f"initial_fleet[{i}] names unknown channel '{c.channel}'")
+    def _schedule_years(self) -> "FleetConfig":
+        """Dates and channel names are checked with their exact field by fleet_problems()."""
         if isinstance(self.budget.schedule, list) and len(self.budget.schedule) < int(-(-self.years // 1)):
             raise ValueError(
                 f"budget.schedule has {len(self.budget.schedule)} shares; the horizon needs one per "
                 f"year ({int(-(-self.years // 1))})")
         return self
+
+
+def fleet_problems(f: "FleetConfig") -> list[tuple[str, str]]:
+    """(field, message) for names and dates pydantic cannot place: unknown channels, dates
+    outside the horizon (api.check_references raises the first as a ScenarioError)."""
+    out: list[tuple[str, str]] = []
+    start, end = f.start, f.end
+    for i, ev in enumerate(f.events):
+        if ev.channel not in f.channels:
+            out.append((f"fleet.events.{i}.channel", f"unknown channel '{ev.channel}'; channels: "
+                        f"{', '.join(sorted(f.channels))}"))
+        if not (start <= ev.date < end):
+            out.append((f"fleet.events.{i}.date", f"date {ev.date} is outside the horizon {start} to {end}"))
+    for role, names in f.reference_events.items():
+        for name in [names] if isinstance(names, str) else names:
+            if name not in f.channels:
+                out.append((f"fleet.reference_events.{role}", f"unknown channel '{name}'; channels: "
+                            f"{', '.join(sorted(f.channels))}"))
+    for i, ev in enumerate(f.removals):
+        if not (start <= ev.date < end):
+            out.append((f"fleet.removals.{i}.date", f"date {ev.date} is outside the horizon {start} to {end}"))
+    for name, ch in f.channels.items():
+        for j, off in enumerate(ch.offers):
+            for label, d in (("from_date", off.from_date), ("until_date", off.until_date)):
+                if d is not None and not (start <= d < end):
+                    out.append((f"fleet.channels.{name}.offers.{j}.{label}",
+                                f"date {d} is outside the horizon {start} to {end}"))
+        if ch.roadmap is not None and not (start <= ch.roadmap.first_date < end):
+            out.append((f"fleet.channels.{name}.roadmap.first_date",
+                        f"date {ch.roadmap.first_date} is outside the horizon {start} to {end}"))
+    for i, c in enumerate(f.initial_fleet):
+        if c.channel not in f.channels:
+            out.append((f"fleet.initial_fleet.{i}.channel", f"unknown channel '{c.channel}'"))
+    for i, sub in enumerate(f.finance.subsidies):
+        if not (sub.from_date < end):
+            out.append((f"fleet.finance.subsidies.{i}.from_date", f"date {sub.from_date} is after the horizon"))
+    return out

@@ -246,6 +246,9 @@ def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
                 )
             model = model.model_fields[names[key]].annotation
         elif typing.get_origin(model) is dict:
+            present = set(node) if isinstance(node, dict) else set()
+            if key not in present and depth < len(keys) - 1:
+                _check_new_entry(keys, depth, present, data)
             model = typing.get_args(model)[1]
         elif typing.get_origin(model) is list:
             size = len(node) if isinstance(node, list) else 0
@@ -262,6 +265,33 @@ def _check_path_exists(keys: list[str], data: dict[str, Any]) -> None:
         else:
             return  # a free-form value (dict[str, Any] and the like): the schema checks it later
         node = node.get(key) if isinstance(node, dict) else None
+
+
+# Dicts whose entries exist without being written: the built-in catalogs and the default hall.
+_IMPLICIT_ENTRIES = {("catalog", "chips"): "chips", ("catalog", "models"): "models",
+                     ("reliability", "chips"): "chips", ("reliability", "halls"): "halls"}
+
+
+def _check_new_entry(keys: list[str], depth: int, present: set[str], data: dict[str, Any]) -> None:
+    """`--set serving.pools.h2O.replicas=2` names a field inside an entry that does not exist: a
+    misspelling, not a new pool. (A whole new entry, `serving.pools.new={...}`, is allowed.)"""
+    key, where = keys[depth], ".".join(keys[:depth])
+    known = set(present)
+    implicit = _IMPLICIT_ENTRIES.get(tuple(keys[:depth]))
+    if implicit == "halls":
+        known.add("default")
+    elif implicit is not None:
+        known |= _builtin_names("load_chips" if implicit == "chips" else "load_models")
+        if implicit == "chips" and keys[0] == "reliability":
+            known |= set((data.get("catalog") or {}).get("chips") or {})
+    if key in known:
+        return
+    raise ScenarioError(
+        f"--set path '{'.'.join(keys)}' does not exist: {where} has no entry '{key}'"
+        f"{_did_you_mean(key, known)}; entries: {', '.join(sorted(present)) or 'none'} "
+        f"(to add one, set the whole entry: {where}.{key}={{...}})",
+        field=".".join(keys),
+    )
 
 
 def _field_names(model: type[BaseModel]) -> dict[str, str]:

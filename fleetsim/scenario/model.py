@@ -24,7 +24,7 @@ class CatalogOverrides(StrictModel):
 
 
 class Scenario(StrictModel):
-    """A scenario file: a serving window, or a reliability fleet run, with catalog changes."""
+    """A scenario file: a serving window and/or a reliability cohort run, with catalog changes."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)] = Field(
         description="letters, digits, '_', '.', '-'; names the run folder")
@@ -33,7 +33,7 @@ class Scenario(StrictModel):
         0, description="root seed: same scenario and seed give identical outputs")
     serving: ServingConfig | None = Field(None, description="a serving window")
     reliability: ReliabilityConfig | None = Field(
-        None, description="thermal model, crashes and repair; with `fleet`, a reliability run")
+        None, description="thermal model, crashes and repair; with `cohort_run`, a reliability run")
     catalog: CatalogOverrides = Field(CatalogOverrides(), description="add or override chips and models")
     fleet: FleetConfig | None = Field(
         None, description="years of demand, supply, procurement and money around `serving` (the "
@@ -45,6 +45,23 @@ class Scenario(StrictModel):
     def source_path(self) -> Path | None:
         """The file the scenario was read from (None when built in Python)."""
         return self._source_path
+
+    def with_overrides(self, overrides: "list[str] | tuple[str, ...]") -> "Scenario":
+        """A copy with `a.b.c=VALUE` overrides applied (as `--set` does), revalidated as a whole,
+        keeping the source path so relative files still resolve. The input is left unchanged."""
+        from fleetsim.scenario.loader import apply_overrides, validation_error_to_scenario_error
+        from pydantic import ValidationError
+
+        data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        data = apply_overrides(data, overrides)
+        try:
+            out = type(self).model_validate(data)
+        except ValidationError as exc:
+            file = str(self._source_path) if self._source_path else None
+            raise validation_error_to_scenario_error(
+                exc, data, file, None, {o.split("=", 1)[0].strip() for o in overrides}) from None
+        out._source_path = self._source_path
+        return out
 
     @property
     def base_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""The `reliability:` section: data halls, per-chip overrides, repair, and a reliability-only fleet run.
+"""The `reliability:` section: data halls, per-chip overrides, repair, and a reliability-only
+cohort run (`cohort_run`; named so the top-level `fleet:` section cannot be confused with it).
 
 Chip defaults (thermal and hazard parameters with their sources) live in
 `fleetsim/catalog/reliability.yaml`; this schema only holds what a scenario changes.
@@ -214,9 +215,16 @@ class ReliabilityConfig(StrictModel):
     serving_crashes: bool = Field(
         default=True, description="serving windows: crash replicas (false: thermal throttling only)"
     )
-    fleet: FleetReliabilityConfig | None = Field(
-        default=None, description="a reliability-only run (no serving section)"
+    cohort_run: FleetReliabilityConfig | None = Field(
+        default=None,
+        description="a reliability-only run of chip cohorts at fixed load (no requests); "
+        "may sit beside a serving section",
     )
+
+    @property
+    def fleet(self) -> FleetReliabilityConfig | None:
+        """Old name of `cohort_run`, read-only, for code not yet renamed."""
+        return self.cohort_run
 
     @field_validator("halls")
     @classmethod
@@ -227,8 +235,8 @@ class ReliabilityConfig(StrictModel):
 
     @model_validator(mode="after")
     def _halls_exist(self) -> ReliabilityConfig:
-        if self.fleet is not None:
-            for c in self.fleet.cohorts:
+        if self.cohort_run is not None:
+            for c in self.cohort_run.cohorts:
                 if c.hall not in self.halls:
                     raise ValueError(
                         f"cohort '{c.name}' uses hall '{c.hall}', which is not defined; "

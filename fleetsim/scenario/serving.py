@@ -101,7 +101,7 @@ class GoodputConfig(StrictModel):
     requests_per_window: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
         2000, description="lengthen a window past duration_s until it expects this many measured requests")
     min_windows: Annotated[int, Field(ge=3, le=10_000)] = Field(
-        10, description="fewest windows in the final fit")
+        20, description="fewest windows in the final fit")
     max_windows: Annotated[int, Field(ge=5, le=100_000)] = Field(
         300, description="budget: most windows simulated per (pool, workload)")
 
@@ -113,7 +113,8 @@ class ServingConfig(StrictModel):
     warmup_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         60.0, description="requests arriving before this are left out of the metrics")
     start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(
-        default=14.0, description="Hour of day at t=0: sets the data halls' ambient temperature cycle"
+        default=14.0, description="Hour of day at t=0: one clock for the halls' ambient temperature "
+        "cycle and diurnal arrivals (unless an arrival sets its own start_hour)"
     )
     workloads: dict[str, WorkloadConfig] = Field(description="workload classes, by name")
     pools: dict[str, PoolConfig] = Field(description="pools of identical replicas, by name")
@@ -131,9 +132,6 @@ class ServingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServingConfig":
-        for wl in self.workloads.values():  # one clock of day for traffic and hall heat
-            if wl.arrival.kind == "diurnal" and wl.arrival.start_hour is None:
-                wl.arrival.start_hour = self.start_hour
         if not self.workloads:
             raise ValueError("at least one workload is required")
         if not self.pools:

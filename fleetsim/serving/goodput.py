@@ -35,11 +35,11 @@ _Z95 = 1.959963984540054
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
-@lru_cache(maxsize=1)
-def source_digest() -> str:
-    """sha256 over the package's own .py and data files: any code change makes a new cache key
-    (the version string does not change with the code)."""
-    root = Path(__file__).resolve().parents[1]
+@lru_cache(maxsize=4)
+def source_digest(root: Path | None = None) -> str:
+    """sha256 over the package's own .py and data files (paths and contents): any code change
+    makes a new cache key (the version string does not change with the code)."""
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".csv", ".json") \
@@ -59,16 +59,15 @@ def _file_digest(path: Path) -> str:
 
 
 def normalised_workload(workload: WorkloadConfig) -> dict[str, Any]:
-    """The workload's content with its absolute rate taken out (the search sets the rate), so the
-    same shape at twice the rate is the same cache entry."""
+    """The workload's content with its absolute rate taken out (the search sets the rate by
+    rescaling arrivals), so the same shape at twice the rate is the same cache entry."""
     data = workload.model_dump(mode="json")
     arrival = data["arrival"]
-    for key in ("rate_per_s", "mean_rate_per_s", "peak_rate_per_s", "base_rate_per_s", "rate_scale"):
+    for key in ("rate_per_s", "mean_rate_per_s", "time_scale", "target_rate_per_s"):
         arrival.pop(key, None)
-    if "trough_fraction" not in arrival and "min_rate_per_s" in arrival and "max_rate_per_s" in arrival:
-        hi = arrival.pop("max_rate_per_s")
-        lo = arrival.pop("min_rate_per_s")
-        arrival["min_over_max"] = lo / hi if hi else 0.0
+    if "rates_per_s" in arrival:  # MMPP: the rates' proportions (sojourn times stay absolute)
+        total = sum(arrival["rates_per_s"])
+        arrival["rates_per_s"] = [r / total for r in arrival["rates_per_s"]]
     return data
 
 
@@ -113,38 +112,114 @@ def _logit(k: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.log((k + 0.5) / (n - k + 0.5))
 
 
-def fit_goodput(rates: np.ndarray, met: np.ndarray, judged: np.ndarray, percentile: float,
-                confidence: float = 0.95) -> dict[str, Any]:
-    """Fit logit(attainment) = b0 + b1 log(rate) over independent windows; return the rate where
-    attainment equals `percentile` and its inverse-prediction interval.
+def fit_goodput(rates, met, judged, percentile: float, confidence: float = 0.95) -> dict[str, Any]:
+    """The estimator in use (see `fit_linear`)."""
+    import os
 
-    A fit that is not decreasing in rate (b1 >= 0) or has too few windows gives NaNs.
-    """
+    if os.environ.get("FLEETSIM_GOODPUT_FIT") == "linear":
+        return fit_linear(rates, met, judged, percentile, confidence)
+    return fit_glm(rates, met, judged, percentile, confidence,
+                   robust=os.environ.get("FLEETSIM_GOODPUT_FIT") != "quasi")
+
+
+def fit_linear(rates, met, judged, percentile: float, confidence: float = 0.95) -> dict[str, Any]:
+    """Least-squares line of each window's SLO attainment against log rate, a = b0 + b1 log r
+    with b1 < 0, over independent windows near the target; the goodput is where the line meets
+    `percentile`, its interval Fieller's (inverse prediction of the mean), with the residual
+    spread estimated from the windows themselves, so the correlation between requests of one
+    window is accounted for. The estimand is the rate whose expected window attainment is the
+    percentile. NaNs when the line is not decreasing or the slope is not significant."""
     from scipy.stats import t as student_t
 
     rates = np.asarray(rates, float)
-    ok = np.asarray(judged) > 0
+    n = np.asarray(judged, float)
+    ok = n > 0
     x = np.log(rates[ok])
-    y = _logit(np.asarray(met, float)[ok], np.asarray(judged, float)[ok])
-    n = len(x)
-    nan = {"rate": math.nan, "ci": (math.nan, math.nan), "slope": math.nan, "sigma": math.nan, "n": n}
-    if n < 3 or np.ptp(x) <= 0:
+    y = np.asarray(met, float)[ok] / n[ok]
+    m = len(x)
+    nan = {"rate": math.nan, "ci": (math.nan, math.nan), "slope": math.nan, "sigma": math.nan, "n": m}
+    if m < 3 or np.ptp(x) <= 0:
         return nan
     xm, ym = x.mean(), y.mean()
     sxx = float(((x - xm) ** 2).sum())
     b1 = float(((x - xm) * (y - ym)).sum() / sxx)
     b0 = ym - b1 * xm
     resid = y - (b0 + b1 * x)
-    sigma = math.sqrt(float((resid ** 2).sum()) / (n - 2))
+    s2 = max(float((resid ** 2).sum()) / (m - 2), 1e-18)
     if not b1 < 0:
-        return nan | {"slope": b1, "sigma": sigma}
+        return nan | {"slope": b1, "sigma": math.sqrt(s2)}
+    tq = float(student_t.ppf(0.5 + confidence / 2, m - 2))
+    u0 = (percentile - ym) / b1  # x* - xm
+    g = tq * tq * s2 / (b1 * b1 * sxx)
+    if g >= 1:  # slope not significant at this level: the interval is unbounded
+        return nan | {"slope": b1, "sigma": math.sqrt(s2), "rate_point": math.exp(xm + u0)}
+    half = tq * math.sqrt(s2) / abs(b1) * math.sqrt((1 - g) / m + u0 * u0 / sxx) / (1 - g)
+    centre = u0 / (1 - g)
+    lo, hi = xm + centre - half, xm + centre + half
+    return {"rate": math.exp(xm + u0), "ci": (math.exp(lo), math.exp(hi)), "slope": b1,
+            "sigma": math.sqrt(s2), "n": m, "half_width_log": 0.5 * (hi - lo)}
+
+
+def fit_glm(rates, met, judged, percentile: float, confidence: float = 0.95,
+            robust: bool = False) -> dict[str, Any]:
+    """Logistic fit of attainment against log rate over independent windows (binomial GLM by
+    iteratively reweighted least squares, logit a = b0 + b1 log r), with the dispersion estimated
+    from the windows (quasi-binomial: requests within a window are correlated, windows are
+    not). Returns the rate where the fitted attainment equals `percentile` and its interval
+    (delta method on log rate, Student t with windows - 2 degrees of freedom).
+
+    A fit that is not decreasing in rate (b1 >= 0) or has too few windows gives NaNs.
+    """
+    from scipy.stats import t as student_t
+
+    rates = np.asarray(rates, float)
+    n = np.asarray(judged, float)
+    k = np.asarray(met, float)
+    ok = n > 0
+    x, n, k = np.log(rates[ok]), n[ok], k[ok]
+    m = len(x)
+    nan = {"rate": math.nan, "ci": (math.nan, math.nan), "slope": math.nan, "sigma": math.nan, "n": m}
+    if m < 3 or np.ptp(x) <= 0:
+        return nan
+    xc = x.mean()
+    X = np.column_stack([np.ones(m), x - xc])
+    y = (k + 0.5) / (n + 1.0)
+    beta = np.linalg.lstsq(X, np.log(y / (1 - y)), rcond=None)[0]  # start: empirical logits
+    for _ in range(50):
+        eta = np.clip(X @ beta, -30, 30)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        w = np.maximum(n * mu * (1 - mu), 1e-12)
+        z = eta + (k - n * mu) / w
+        xtw = X.T * w
+        new = np.linalg.solve(xtw @ X, xtw @ z)
+        if np.max(np.abs(new - beta)) < 1e-10:
+            beta = new
+            break
+        beta = new
+    eta = np.clip(X @ beta, -30, 30)
+    mu = 1.0 / (1.0 + np.exp(-eta))
+    w = np.maximum(n * mu * (1 - mu), 1e-12)
+    pearson = float(np.sum((k - n * mu) ** 2 / w))
+    phi = max(pearson / (m - 2), 1.0)
+    bread = np.linalg.inv((X.T * w) @ X)
+    cov = phi * bread
+    if robust:  # sandwich: each window's own squared residual, small-sample scaled
+        meat = (X.T * (k - n * mu) ** 2) @ X
+        cov = np.maximum(1.0, m / (m - 2)) * bread @ meat @ bread
+    b0, b1 = float(beta[0]), float(beta[1])
+    if not b1 < 0:
+        return nan | {"slope": b1, "sigma": math.sqrt(phi)}
     target = math.log(percentile / (1.0 - percentile)) if percentile < 1 else 12.0
-    x_star = (target - b0) / b1
-    tq = float(student_t.ppf(0.5 + confidence / 2, n - 2))
-    # Fieller/inverse prediction for the mean response: Var(x*) ~ s^2/b1^2 (1/n + (x*-xm)^2/Sxx).
-    se = sigma / abs(b1) * math.sqrt(1.0 / n + (x_star - xm) ** 2 / sxx)
+    u = (target - b0) / b1
+    grad = np.array([-1.0 / b1, -u / b1])
+    var = float(grad @ cov @ grad)
+    if not (math.isfinite(var) and var > 0):  # degenerate (e.g. every window saturated)
+        return nan | {"slope": b1, "sigma": math.sqrt(phi)}
+    se = math.sqrt(var)
+    tq = float(student_t.ppf(0.5 + confidence / 2, m - 2))
+    x_star = xc + u
     return {"rate": math.exp(x_star), "ci": (math.exp(x_star - tq * se), math.exp(x_star + tq * se)),
-            "slope": b1, "sigma": sigma, "n": n, "half_width_log": tq * se}
+            "slope": b1, "sigma": math.sqrt(phi), "n": m, "half_width_log": tq * se}
 
 
 def search_goodput(

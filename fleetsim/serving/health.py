@@ -70,6 +70,7 @@ class WindowHealth:
                 health.temp_c[:] = t0
                 health.throttle[:] = float(clock_fraction(params, t0))
                 health.throttled[:] = t0 > params.throttle_c
+                health.max_temp_c = t0
             shop = RepairShop(env, cfg.repair, stream(seed, "repair", pname, window),
                               n_chips=len(reps) * pool.tp, pool=pname, chip=pool.chip, log=self.log,
                               spares=None if spares is None or pname not in spares else spares[pname])

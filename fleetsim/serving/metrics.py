@@ -1,5 +1,8 @@
 """SLO metrics of a window: per-request latencies, then per class and per pool summaries.
 
+A rejected request counts against the pool that turned it away (its queue was full), or, when no
+pool could take it, under `no_pool`; so a class's judged requests are its pools' plus no_pool's.
+
 Only requests that arrived after warm-up count. SLO attainment's denominator is every measured
 request whose fate is known: completed, rejected, or still unfinished but already past its TTFT
 target (it fails whatever happens next); unfinished requests still inside their TTFT target at the
@@ -94,7 +97,17 @@ def summarise(res: WindowResult) -> dict[str, Any]:
             "availability": float(ps.up_s.sum() / (span * ps.replicas)) if ps.replicas else None,
         }
     out["pools"] = pools
+    # Requests no pool could take (rejected before reaching one): with the pools, they make up
+    # each class, so per-pool and per-class attainment agree.
+    m = measured & (r.pool_idx < 0)
+    out["no_pool"] = {
+        "arrived": int(m.sum()), "rejected": int((m & (r.status == REJECTED)).sum()),
+        "judged": int((m & judged).sum()),
+        "rejected_by_reason": _reasons(res, r.pool_idx < 0),
+    }
     out["rejected_by_reason"] = _reasons(res)
+    if res.places:
+        out["places"] = dict(res.places)
     return out
 
 
@@ -116,6 +129,8 @@ def _group_summary(res, m, done, lat, met, judged, span) -> dict[str, Any]:
         "throughput_req_per_s": float(done.sum() / span),
         "output_tokens_per_s": float(r.output_tokens[done].sum() / span),
         "slo_attainment": None if np.isnan(att) else att,
+        "judged": int(np.count_nonzero(judged & m)),
+        "met": int(np.count_nonzero(met & m)),
         "goodput_req_per_s": float(np.count_nonzero(met & m) / span),
         "goodput_tokens_per_s": float(r.output_tokens[met & m].sum() / span),
         "mean_attempts": float(r.attempts[m].mean()) if m.any() else None,
@@ -125,8 +140,11 @@ def _group_summary(res, m, done, lat, met, judged, span) -> dict[str, Any]:
     return out
 
 
-def _reasons(res: WindowResult) -> dict[str, int]:
+def _reasons(res: WindowResult, where: np.ndarray | None = None) -> dict[str, int]:
     from fleetsim.serving.requests import REJECT_REASONS
 
-    codes, counts = np.unique(res.requests.reject_reason[res.requests.status == REJECTED], return_counts=True)
+    sel = res.requests.status == REJECTED
+    if where is not None:
+        sel &= where
+    codes, counts = np.unique(res.requests.reject_reason[sel], return_counts=True)
     return {REJECT_REASONS[c]: int(n) for c, n in zip(codes, counts)}

@@ -98,6 +98,7 @@ class Replica:
         self._ridge_tokens = _ridge_tokens(kernel)
         self._activity_per_token = (1.0 - MEMORY_BOUND_ACTIVITY) / self._ridge_tokens
         self.preemptions = 0
+        self.completed = 0  # requests finished here (the conservation check counts these)
         self._wake: simpy.Event | None = None  # set while idle
         self._timer: simpy.Timeout | None = None  # set while in a decode run
         self._run = None
@@ -347,6 +348,7 @@ class Replica:
         self.outstanding_tokens -= self._prompt[rid] + self._output[rid]
         self.n_in -= 1
         self.spare += 1
+        self.completed += 1
         self.on_done(rid)
 
     def _preempt(self) -> None:

@@ -5,6 +5,7 @@ Chosen in the scenario by `router.kind`; adding one is one function plus one reg
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from operator import attrgetter
 from typing import Callable
@@ -24,10 +25,14 @@ def _round_robin(router: "Router", replicas: list[Replica], model: int) -> Repli
 
 
 def _jsq(router: "Router", replicas: list[Replica], model: int) -> Replica:
+    if replicas is router._up_cache.get(model):  # all up replicas: the index, O(log n)
+        return router._index[model].top()
     return min(replicas, key=_load)
 
 
 def _least_tokens(router: "Router", replicas: list[Replica], model: int) -> Replica:
+    if replicas is router._up_cache.get(model):
+        return router._index[model].top()
     return min(replicas, key=_tokens)
 
 
@@ -43,6 +48,44 @@ def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Repl
 _load = attrgetter("n_in")
 _spare = attrgetter("spare")
 _tokens = attrgetter("outstanding_tokens")
+
+
+class LoadIndex:
+    """The up replicas of one model in a lazy-deletion heap keyed by a load figure, ties to the
+    lowest position (as min() over the list would): `top` and `update` cost O(log n) amortised.
+    The router calls `update(replica)` whenever that replica's figure changes (it assigns and
+    is told of completions); entries whose stamp is out of date are dropped when they surface."""
+
+    def __init__(self, replicas: list[Replica], key: Callable[[Replica], float]) -> None:
+        self.key = key
+        self.pos = {r.index: i for i, r in enumerate(replicas)}
+        self.stamp = dict.fromkeys(self.pos, 0)
+        self.heap = [(key(r), i, 0, r) for i, r in enumerate(replicas)]
+        heapq.heapify(self.heap)
+        self.limit = 4 * len(replicas) + 64
+
+    def top(self) -> Replica:
+        heap, stamp = self.heap, self.stamp
+        while True:
+            _, _, st, r = heap[0]
+            if st == stamp[r.index]:
+                return r
+            heapq.heappop(heap)
+
+    def update(self, r: Replica) -> None:
+        i = self.pos.get(r.index)
+        if i is None:  # not up (its pool's list was rebuilt without it)
+            return
+        st = self.stamp[r.index] = self.stamp[r.index] + 1
+        heapq.heappush(self.heap, (self.key(r), i, st, r))
+        if len(self.heap) > self.limit:  # compact: one live entry per replica
+            self.heap = [e for e in self.heap if e[2] == self.stamp[e[3].index]]
+            heapq.heapify(self.heap)
+
+
+_INDEX_KEYS: dict[str, Callable[[Replica], float]] = {
+    "jsq": _load, "least_tokens": _tokens, "central": lambda r: -r.spare,
+}
 
 
 ROUTERS: dict[str, Choose] = {
@@ -78,6 +121,14 @@ class Router:
         # when one has a free batch slot, so with max_batch 1 a pool is exactly an M/G/c queue.
         self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
         self._up_cache: dict[int, list[Replica]] = {}
+        # jsq, least_tokens and central keep the up replicas in a heap per model (O(log n) per
+        # event instead of a scan); replicas by (pool, replica) to update it on a completion
+        self._index_key = _INDEX_KEYS.get(kind)
+        self._index: dict[int, LoadIndex] = {}
+        self._by_slot = {(r.pool_idx, r.index_in_pool): r
+                         for reps in replicas_by_model.values() for r in reps}
+        self.first_routes = 0  # requests that have arrived (the conservation check counts these)
+        self.rejected = 0
         self._pairs: dict[int, list[tuple[int, int]]] = {}
 
     def draw_pair(self, n: int) -> tuple[int, int]:
@@ -92,12 +143,18 @@ class Router:
     def replicas_changed(self) -> None:
         """Call when a replica goes down or comes back."""
         self._up_cache.clear()
+        self._index.clear()
         if self.central:
             for model in self.held:
                 self._dispatch_held(model)
 
     def on_done(self, rid: int) -> None:
-        """A replica finished `rid`: with a central queue, give its free slot to the next request."""
+        """A replica finished `rid`: update its load in the index; with a central queue, give its
+        free slot to the next request."""
+        if self._index_key is not None:
+            index = self._index.get(self.request_model[rid])
+            if index is not None:
+                index.update(self._by_slot[(int(self.req.pool_idx[rid]), int(self.req.replica[rid]))])
         if self.central:
             self._dispatch_held(self.request_model[rid])
 
@@ -114,7 +171,7 @@ class Router:
         up = self._up(model)
         if not up:
             return None
-        best = max(up, key=_spare)
+        best = self._index[model].top()  # most free slots, lowest position among ties
         if best.spare <= 0:
             return None
         if best.fits_ever(rid):
@@ -126,6 +183,10 @@ class Router:
         self.req.pool_idx[rid] = replica.pool_idx
         self.req.replica[rid] = replica.index_in_pool
         replica.enqueue(rid)
+        if self._index_key is not None:
+            index = self._index.get(self.request_model[rid])
+            if index is not None:
+                index.update(replica)
 
     def _route_central(self, rid: int, model: int, up: list[Replica]) -> None:
         if not any(r.fits_ever(rid) for r in up):
@@ -155,12 +216,16 @@ class Router:
         up = self._up_cache.get(model)
         if up is None:
             up = self._up_cache[model] = [r for r in self.all_by_model.get(model, ()) if r.up]
+            if self._index_key is not None and up:
+                self._index[model] = LoadIndex(up, self._index_key)
         return up
 
     def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
         req = self.req
         req.attempts[rid] += 1
-        if req.attempts[rid] > 1:  # a retry: it is on no replica until routed again
+        if req.attempts[rid] == 1:
+            self.first_routes += 1
+        else:  # a retry: it is on no replica until routed again
             req.pool_idx[rid] = -1
             req.replica[rid] = -1
         model = self.request_model[rid]
@@ -179,11 +244,15 @@ class Router:
                 return
             replica = self.choose(self, fitting, model)
         if replica.queue_full(rid):
+            req.pool_idx[rid] = replica.pool_idx  # the pool that turned it away owns the miss
             self._reject(rid, QUEUE_FULL)
             return
         self._assign(rid, replica)
 
     def _reject(self, rid: int, reason: int) -> None:
+        """Final: the request is rejected with its reason; its pool_idx names the pool that turned
+        it away (queue full on that pool's replica) or is -1 when no pool could take it."""
+        self.rejected += 1
         self.req.status[rid] = REJECTED
         self.req.reject_reason[rid] = reason
         self.req.finish_s[rid] = self.now()

@@ -13,10 +13,10 @@ from fleetsim.errors import FleetsimError
 from fleetsim.kernel import ReplicaKernel
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Replica
-from fleetsim.serving.requests import UNFINISHED, RequestArrays
+from fleetsim.serving.requests import COMPLETED, REJECTED, UNFINISHED, RequestArrays
 from fleetsim.rng import stream
 from fleetsim.serving.router import Router
-from fleetsim.serving.workload import Workload, compile_workload
+from fleetsim.serving.workload import RequestBlock, Workload, compile_workload
 
 
 @dataclass
@@ -47,6 +47,7 @@ class WindowResult:
     events: dict[str, Any] = field(default_factory=dict)
     reliability: dict[str, Any] | None = None  # per-pool thermal and crash figures
     sim_events: int = 0  # SimPy events scheduled (benchmarks report events per request)
+    places: dict[str, int] = field(default_factory=dict)  # where every request ended (conservation)
 
 
 def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, ReplicaKernel]:
@@ -64,16 +65,18 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, Re
 def compile_workloads(cfg: ServingConfig, base_dir: Path) -> dict[str, Workload]:
     """Runtime workload objects (trace and empirical CSVs read once); file errors surface here."""
     return {
-        name: compile_workload(wl, base_dir=base_dir, field_prefix=f"serving.workloads.{name}")
+        name: compile_workload(wl, base_dir=base_dir, field_prefix=f"serving.workloads.{name}",
+                               start_hour=cfg.start_hour)
         for name, wl in cfg.workloads.items()
     }
 
 
 def generate_requests(
-    cfg: ServingConfig, seed: int, base_dir: Path, rate_scale: float = 1.0, window: int = 0,
-    workloads: dict[str, Workload] | None = None,
+    cfg: ServingConfig, seed: int, base_dir: Path, rate_scale: float | dict[str, float] = 1.0,
+    window: int = 0, workloads: dict[str, Workload] | None = None,
 ) -> tuple[RequestArrays, np.ndarray, list[str]]:
-    """All arrivals of the window, every class merged in time order."""
+    """All arrivals of the window, every class merged in time order. `rate_scale` is one factor
+    for every workload, or one per workload (a workload missing or at 0 sends nothing)."""
     workloads = workloads or compile_workloads(cfg, base_dir)
     class_names: list[str] = []
     class_workloads: list[str] = []
@@ -81,7 +84,12 @@ def generate_requests(
     blocks = []
     for cname, wl in cfg.workloads.items():
         rng = stream(seed, "workload", cname, window)
-        block = workloads[cname].requests(rng, cfg.duration_s, rate_scale=rate_scale)
+        scale = rate_scale.get(cname, 0.0) if isinstance(rate_scale, dict) else rate_scale
+        if scale > 0:
+            block = workloads[cname].requests(rng, cfg.duration_s, rate_scale=scale)
+        else:
+            empty = np.zeros(0, dtype=np.int64)
+            block = RequestBlock(np.zeros(0), empty, empty.copy())
         n = len(block.arrival_s)
         if block.request_class is None:
             codes = np.full(n, len(class_names), dtype=np.int16)
@@ -113,7 +121,7 @@ def run_window(
     models: dict,
     seed: int,
     base_dir: Path = Path("."),
-    rate_scale: float = 1.0,
+    rate_scale: float | dict[str, float] = 1.0,
     window: int = 0,
     kernels: dict[str, ReplicaKernel] | None = None,
     reliability: Any = None,
@@ -178,13 +186,59 @@ def run_window(
             kv_capacity_tokens=int(kernels[pname].kv_capacity_tokens),
             busy_s=busy, batch_area=area, preemptions=sum(r.preemptions for r in reps), up_s=up_s,
         ))
-    assert np.all(req.status[np.isnan(req.finish_s)] == UNFINISHED)
+    places = check_conservation(req, pool_replicas, router)
     return WindowResult(
         requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
         warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
         sim_events=next(env._eid),  # SimPy's event counter
         reliability=monitor.summary(cfg.duration_s) if monitor is not None else None,
+        places=places,
     )
+
+
+class ConservationError(RuntimeError):
+    """A request is in no place or in two: a simulator bug, never a user error."""
+
+
+def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], router: Router
+                       ) -> dict[str, int]:
+    """Every generated request is in exactly one place at the window's end, counted from the
+    simulator's own structures (replica queues and batches, the central queue, the replicas'
+    completion counters, the router's rejection and arrival counters), then checked against the
+    status column. Returns the counts per place."""
+    waiting: list[int] = [rid for q in router.held.values() for rid in q]
+    batch: list[int] = []
+    completed = 0
+    for reps in pool_replicas:
+        for r in reps:
+            waiting.extend(r.waiting)
+            batch.extend(item[0] for item in r.prefilling)
+            batch.extend(r.decoding)
+            completed += r.completed
+    on_hand = waiting + batch
+    n = len(req)
+    not_arrived = n - router.first_routes
+    places = {"generated": n, "not_arrived": not_arrived, "waiting": len(waiting), "in_batch": len(batch),
+              "completed": completed, "rejected": router.rejected}
+    problems = []
+    if len(set(on_hand)) != len(on_hand):
+        problems.append("a request is queued or batched twice")
+    if not_arrived + len(on_hand) + completed + router.rejected != n:
+        problems.append("places do not add up to the requests generated")
+    status = req.status
+    if np.count_nonzero(status == COMPLETED) != completed:
+        problems.append("completed status disagrees with the replicas' completion counts")
+    if np.count_nonzero(status == REJECTED) != router.rejected:
+        problems.append("rejected status disagrees with the router's rejection count")
+    if on_hand and np.any(status[np.asarray(on_hand)] != UNFINISHED):
+        problems.append("a queued or batched request is marked finished")
+    if np.count_nonzero(status == UNFINISHED) != len(on_hand) + not_arrived:
+        problems.append("unfinished status disagrees with queues + batches + not yet arrived")
+    if np.any(np.isnan(req.finish_s[status != UNFINISHED])):
+        problems.append("a finished request has no finish time")
+    if problems:
+        raise ConservationError("request conservation broken: " + "; ".join(problems) + f" ({places})")
+    return places
 
 
 def _arrivals(env: simpy.Environment, times: list[float], router: Router):
@@ -197,3 +251,87 @@ def _arrivals(env: simpy.Environment, times: list[float], router: Router):
             yield timeout(t - now)
             now = t
         route(rid)
+
+
+# Kernels and compiled workloads of recent scenarios, keyed by content: a fleet run calls
+# `run_fleet_window` for thousands of windows of one scenario and builds them once.
+_BUILT: dict[str, tuple] = {}
+
+
+def _built(scenario) -> tuple[dict, dict, dict, dict]:
+    import hashlib
+
+    from fleetsim.catalog import load_chips, load_models
+
+    key = hashlib.sha256((scenario.model_dump_json(include={"serving", "catalog"})
+                          + str(scenario.base_dir)).encode()).hexdigest()
+    hit = _BUILT.get(key)
+    if hit is None:
+        chips, models = load_chips(scenario.catalog.chips), load_models(scenario.catalog.models)
+        hit = (chips, models, build_kernels(scenario.serving, chips, models),
+               compile_workloads(scenario.serving, scenario.base_dir))
+        if len(_BUILT) >= 8:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = hit
+    return hit
+
+
+def run_fleet_window(scenario, *, replicas_up: dict[str, int], rate_per_s: dict[str, float],
+                     hour_of_day: float, seed: int, window: int = 0,
+                     start_temp_c: dict[str, float] | None = None,
+                     spares: dict[str, int] | None = None, ambient_c: float | None = None) -> WindowResult:
+    """One serving window of a fleet's state (CONTRACTS s2), on the scenario's `serving:` template.
+
+    replicas_up: replicas in service per pool (a pool not named has none). rate_per_s: arrival
+    rate per workload class, requests per second, for the whole window (a class not named sends
+    nothing); for a diurnal class it is the daily mean, shaped by the profile at the window's
+    hours. hour_of_day: the hour at t = 0, applied to diurnal arrivals and to the halls' ambient
+    cycle alike. start_temp_c: the chips' die temperature per pool at t = 0 (default: the hall's
+    idle equilibrium). spares: chips on the shelf per pool (default: repair.spare_fraction).
+    ambient_c: the halls' inlet temperature now (replaces their daily cycle for this window).
+    The reliability section (throttling, crashes, repair) applies when the scenario has one,
+    or when temperatures are given. `fleetsim.serving.metrics.summarise(result)` gives per-class
+    and per-pool attainment. Kernels and compiled workloads are built once per scenario content.
+    """
+    from fleetsim.errors import ScenarioError
+
+    cfg = scenario.serving
+    if cfg is None:
+        raise ScenarioError("a fleet window needs the scenario's 'serving' section", field="serving")
+    for names, given, what in ((cfg.pools, replicas_up, "pool"), (cfg.workloads, rate_per_s, "workload")):
+        for name, value in given.items():
+            if name not in names:
+                import difflib
+
+                close = difflib.get_close_matches(name, list(names), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ScenarioError(f"unknown {what} '{name}'{hint}; {what}s: {', '.join(names)}",
+                                    field=f"serving.{what}s")
+            if not (value >= 0 and np.isfinite(value)):
+                raise ScenarioError(f"{what} '{name}': expected a finite value >= 0, got {value!r}",
+                                    field=f"serving.{what}s.{name}")
+    if not 0 <= hour_of_day < 24:
+        hour_of_day = float(hour_of_day) % 24.0
+    chips, models, kernels, workloads = _built(scenario)
+    pools = {name: pool.model_copy(update={"replicas": int(replicas_up.get(name, 0))})
+             for name, pool in cfg.pools.items()}
+    win = cfg.model_copy(update={"pools": pools, "start_hour": float(hour_of_day)})
+    if any(w.arrival.kind == "diurnal" for w in cfg.workloads.values()):
+        # the diurnal phase follows the window's hour: recompile (cheap) with this start hour
+        workloads = compile_workloads(win, scenario.base_dir)
+    scales = {name: rate / workloads[name].mean_rate_per_s
+              for name, rate in rate_per_s.items() if rate > 0 and workloads[name].mean_rate_per_s > 0}
+    health = None
+    if scenario.reliability is not None or ambient_c is not None or start_temp_c:
+        from fleetsim.scenario.reliability import ReliabilityConfig
+        from fleetsim.serving.health import ServingReliability
+
+        rel = scenario.reliability or ReliabilityConfig()
+        if ambient_c is not None:
+            rel = rel.model_copy(update={"halls": {
+                name: hall.model_copy(update={"ambient_c": float(ambient_c), "daily_swing_c": 0.0})
+                for name, hall in rel.halls.items()}})
+        health = ServingReliability(rel, chips)
+    return run_window(win, chips, models, seed, scenario.base_dir, rate_scale=scales, window=window,
+                      kernels=kernels, reliability=health, workloads=workloads,
+                      start_temp_c=start_temp_c, spares=spares)

@@ -214,8 +214,10 @@ def _trace(cfg: TraceArrival, base_dir: Path, field: str) -> TraceReplay:
         raise ScenarioError(f"trace '{full}': {exc}", field=_field(field, where)) from None
 
 
-def arrival_process(cfg: Any, base_dir: Path = Path("."), field: str = "") -> ArrivalProcess:
-    """Runtime arrival process for an `Arrival` config; `field` is its dotted path for errors."""
+def arrival_process(cfg: Any, base_dir: Path = Path("."), field: str = "",
+                    start_hour: float = 0.0) -> ArrivalProcess:
+    """Runtime arrival process for an `Arrival` config; `field` is its dotted path for errors.
+    `start_hour` is the window's hour of day at t = 0, used unless the arrival sets its own."""
     if isinstance(cfg, PoissonArrival):
         return PoissonProcess(cfg.rate_per_s)
     if isinstance(cfg, DiurnalArrival):
@@ -224,7 +226,7 @@ def arrival_process(cfg: Any, base_dir: Path = Path("."), field: str = "") -> Ar
             peak_to_mean=cfg.peak_to_mean,
             peak_hour=cfg.peak_hour,
             profile=cfg.profile,
-            start_hour=0.0 if cfg.start_hour is None else cfg.start_hour,
+            start_hour=start_hour if cfg.start_hour is None else cfg.start_hour,
         )
     if isinstance(cfg, GammaArrival):
         return GammaProcess(cfg.rate_per_s, cfg.cv)
@@ -286,7 +288,8 @@ class Workload:
 
 
 def compile_workload(
-    workload_cfg: WorkloadLike, base_dir: Path = Path("."), field_prefix: str = ""
+    workload_cfg: WorkloadLike, base_dir: Path = Path("."), field_prefix: str = "",
+    start_hour: float = 0.0,
 ) -> Workload:
     """Check and build the runtime parts of a workload, reading any CSV it names once.
 
@@ -295,7 +298,8 @@ def compile_workload(
     setting is silently ignored.
     """
     base_dir = Path(base_dir)
-    arrival = arrival_process(workload_cfg.arrival, base_dir, _field(field_prefix, "arrival"))
+    arrival = arrival_process(workload_cfg.arrival, base_dir, _field(field_prefix, "arrival"),
+                              start_hour)
     dists: dict[str, TokenDistribution | None] = {}
     for name in ("prompt_tokens", "output_tokens"):
         cfg = getattr(workload_cfg, name, None)

@@ -1,0 +1,70 @@
+"""Headline results of the reference case and the H20 ban, side by side, over fleet seeds.
+
+    python benchmarks/fleet_headlines.py [N_SEEDS]      # default 5
+
+Each scenario runs with fleet.seed = 1..N (demand surprise, fab yields, lead times, failures;
+the capacity cache stays warm). Prints mean and a 95% Student-t half-width across seeds. The
+numbers rest on the scenarios' ASSUMPTION figures (demand level above all): they are what
+those assumptions imply, not forecasts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+import fleetsim
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ("alibaba_2025", "h20_ban")
+
+
+def collect(name: str, seeds: int) -> list[dict]:
+    out = []
+    for k in range(1, seeds + 1):
+        sc = fleetsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml", [f"fleet.seed={k}"])
+        out.append(fleetsim.run(sc).summary["fleet"])
+    return out
+
+
+def ci(values) -> str:
+    v = np.asarray(values, dtype=float)
+    m = v.mean()
+    if len(v) < 2:
+        return f"{m:.4g}"
+    h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return f"{m:.4g} ± {h:.2g}"
+
+
+def main() -> None:
+    seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    runs = {c: collect(c, seeds) for c in CASES}
+    rows = [("capex USD bn, total", lambda s: s["capex_usd_total"] / 1e9)]
+    for y in runs[CASES[0]][0]["capex_usd_by_year"]:
+        rows.append((f"capex USD bn, {y}", lambda s, y=y: s["capex_usd_by_year"][y] / 1e9))
+    chips = sorted({c for r in runs.values() for s in r for c in s["fleet_mix_end"]})
+    for c in chips:
+        rows.append((f"installed at end, {c} (k)", lambda s, c=c: s["fleet_mix_end"].get(c, 0) / 1e3))
+    rows += [
+        ("unmet demand share", lambda s: s["unmet_demand_share"]),
+        ("peak unmet share (a day)", lambda s: s["peak_unmet_share"]),
+        ("cost USD per Mtok", lambda s: s["cost_usd_per_mtok"]),
+        ("cash cost USD per Mtok", lambda s: s["cash_cost_usd_per_mtok"]),
+        ("energy kWh per Mtok", lambda s: s["energy_kwh_per_mtok"]),
+        ("US dependence at end", lambda s: s["us_dependence_share_end"]),
+        ("US dependence, mean", lambda s: s["us_dependence_share_mean"]),
+        ("chips stranded (k)", lambda s: s["chips_by_fate"]["stranded"] / 1e3),
+        ("chips held in transit at end (k)", lambda s: s["chips_by_fate"]["in_transit"] / 1e3),
+        ("window SLO attainment, mean", lambda s: s.get("window_attainment_mean") or float("nan")),
+    ]
+    print(f"{seeds} fleet seeds; mean ± 95% half-width across seeds")
+    print(f"{'':36s}" + "".join(f"{c:>24s}" for c in CASES))
+    for label, fn in rows:
+        print(f"{label:36s}" + "".join(f"{ci([fn(s) for s in runs[c]]):>24s}" for c in CASES))
+
+
+if __name__ == "__main__":
+    main()
