@@ -162,7 +162,7 @@ def tornado(ok: pd.DataFrame, paths: list[str], metric: str, path: Path) -> Path
     for i, (p, lo_v, hi_v, vmin, vmax) in enumerate(bars):
         ax.barh(i, lo_v - overall, left=overall, color="tab:blue", label="parameter at its lowest value" if i == 0 else None)
         ax.barh(i, hi_v - overall, left=overall, color="tab:orange", label="parameter at its highest value" if i == 0 else None)
-    ax.set_yticks(range(len(bars)), [f"{b[0]}\n[{b[3]:g} .. {b[4]:g}]" for b in bars], fontsize=8)
+    ax.set_yticks(range(len(bars)), [f"{b[0]}\n[{b[3]:.4g} .. {b[4]:.4g}]" for b in bars], fontsize=8)
     ax.axvline(overall, color="black", lw=0.8, label=f"mean over the sweep ({overall:.3g})")
     ax.set_xlabel(label(metric))
     ax.set_title(f"Sensitivity of {metric}: main effect of each parameter\n(mean over other parameters and seeds)")
@@ -202,7 +202,7 @@ def heatmap(ok: pd.DataFrame, a: str, b: str, metric: str, path: Path) -> Path:
 def _tick(v: Any) -> str:
     import numbers
 
-    return f"{v:g}" if isinstance(v, numbers.Real) else str(v)
+    return f"{v:.4g}" if isinstance(v, numbers.Real) else str(v)
 
 
 def pareto_front(cost: np.ndarray, quality: np.ndarray, higher_better: bool) -> np.ndarray:
@@ -266,7 +266,7 @@ def summary_text(res: Any, metric: str | None = None) -> str:
     if metric is not None and metric in agg:
         lines.append(f"{'  '.join(paths)}  ->  {metric} (mean ± 95% CI half-width)")
         for row in agg.head(40).to_dict("records"):
-            vals = "  ".join(f"{row[p]}" for p in paths)
+            vals = "  ".join(_tick(row[p]) if isinstance(row[p], float) else f"{row[p]}" for p in paths)
             lines.append(f"  {vals}  ->  {format_ci(row[metric], row[f'{metric}_ci95_lo'], row[f'{metric}_ci95_hi'])}"
                          + (f"  [{int(row['runs_failed'])} failed]" if row["runs_failed"] else ""))
         if len(agg) > 40:
