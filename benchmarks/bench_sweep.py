@@ -4,6 +4,8 @@ LocalCluster (2 worker processes), for a small serving scenario and a small flee
     python benchmarks/bench_sweep.py            # both scenarios
     python benchmarks/bench_sweep.py --serving  # serving only (about a minute)
 
+"CPU s" per run staying flat while "wall s" per run grows at 2 workers means the runs did not
+slow each other down: the cores were time-shared with other work on the machine.
 "Workers busy" is the share of the batch's wall time the workers spent inside runs: the
 runner's own dispatch overhead, whatever else loads the machine.
 
@@ -50,14 +52,14 @@ def _warm(x: int) -> int:
 
 
 def timed(executor, tasks) -> tuple[float, float]:
-    """(wall s of the batch, mean wall s of one run inside its worker)."""
+    """(wall s of the batch, mean wall s and CPU s of one run inside its worker)."""
     t0 = time.perf_counter()
     rows = list(executor.map_unordered(run_point, tasks))
     wall = time.perf_counter() - t0
     bad = [r["error"] for r in rows if r["status"] != "ok"]
     if bad:
         raise SystemExit(f"failed runs: {bad[:3]}")
-    return wall, sum(r["wall_s"] for r in rows) / len(rows)
+    return wall, sum(r["wall_s"] for r in rows) / len(rows), sum(r["cpu_s"] for r in rows) / len(rows)
 
 
 def bench(case: str) -> None:
@@ -74,13 +76,13 @@ def bench(case: str) -> None:
         warm(ex)
         start = time.perf_counter() - t0
         try:
-            wall, per_run = timed(ex, tasks)
+            wall, per_run, cpu = timed(ex, tasks)
         finally:
             ex.close()
         rates[label] = len(tasks) / wall * 60
         busy = per_run * len(tasks) / (ex.workers * wall)
         print(f"  {label:30s} {rates[label]:7.1f} runs/min  ({wall:6.1f} s for {len(tasks)} runs; "
-              f"one run {per_run:.2f} s in its worker; workers busy {busy:.0%}; start-up {start:4.1f} s)")
+              f"one run {per_run:.2f} s wall, {cpu:.2f} s CPU in its worker; workers busy {busy:.0%}; start-up {start:4.1f} s)")
     eff = rates["pool, 2 workers"] / (2 * rates["pool, 1 worker"])
     dask_over = rates["pool, 2 workers"] / rates["dask LocalCluster, 2 workers"] - 1
     print(f"  scaling efficiency, 2 workers vs 1: {eff:.0%} (target >= 85%; a run slower in its worker "

@@ -53,7 +53,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     from fleetsim import api
     from fleetsim.sweep.metrics import headline_metrics
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row: dict[str, Any] = {"key": task["key"], "seed": task["seed"], "status": "ok", "error": ""}
     try:
         result = api.run(task["scenario"])
@@ -65,6 +65,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(exc, FleetsimError):
             row["traceback"] = traceback.format_exc()[-4000:]
     row["wall_s"] = time.perf_counter() - t0
+    row["cpu_s"] = time.process_time() - c0
     return row
 
 

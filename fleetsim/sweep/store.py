@@ -33,7 +33,7 @@ def content_key(scenario: Any) -> str:
 
 class PointStore:
     """`<sweep folder>/points/<key>.parquet`, one row each: key, seed, status, error, wall_s,
-    metrics (float columns)."""
+    cpu_s, metrics (float columns)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "points"

@@ -21,7 +21,7 @@ from fleetsim.sweep.spec import SweepError, SweepSpec
 from fleetsim.sweep.store import PointStore
 
 HIGHER_IS_BETTER = ("slo_attainment", "throughput", "goodput", "output_tokens")
-STORE_ONLY = ("key", "wall_s", "traceback", "seed", "status", "error")
+STORE_ONLY = ("key", "wall_s", "cpu_s", "traceback", "seed", "status", "error")
 
 
 def build_table(tasks: list[dict], points: list[dict], spec: SweepSpec, store: PointStore) -> pd.DataFrame:
