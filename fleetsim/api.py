@@ -792,3 +792,46 @@ def write_calibration(result, out_file: str | Path) -> Path:
     except OSError as exc:
         raise FleetsimError(f"cannot write {out_file}: {exc.strerror or exc}") from None
     return out_file
+
+
+def sweep(
+    scenario: str | Path,
+    *,
+    params: dict[str, list[Any]] | None = None,
+    ranges: dict[str, str] | None = None,
+    sample: int | None = None,
+    seeds: int | None = None,
+    seed: int | None = None,
+    overrides: Sequence[str] = (),
+    sweep_file: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    dask_local: int | None = None,
+    metric: str | None = None,
+    heatmap: Sequence[str] | None = None,
+    quiet: bool = True,
+    retry_failed: bool = False,
+    log: Callable[[str], None] | None = None,
+):
+    """Sweep a scenario file over `--set` paths (`fleetsim sweep`); returns a SweepResult.
+
+        api.sweep("scenarios/quickstart.yaml", params={"serving.pools.h20.replicas": [2, 4]},
+                  ranges={"serving.workloads.chat.arrival.rate_per_s": "3:6:3"}, seeds=3)
+
+    Lazy import: `sweep` sits above `api` (it runs scenarios through `api.run`).
+    """
+    from fleetsim.sweep import spec as sp
+    from fleetsim.sweep.runner import run_sweep
+
+    base = sp.load_sweep_file(sweep_file) if sweep_file is not None else sp.SweepSpec()
+    rng = {p: sp._range_from_text(v, f"range '{p}'") if isinstance(v, str) else v
+           for p, v in (ranges or {}).items()}
+    spec = sp.merge(base, dict(params or {}), rng, sample=sample, seeds=seeds, seed=seed,
+                    base_overrides=list(overrides), metric=metric,
+                    heatmap=list(heatmap) if heatmap else None)
+    if out_dir is None:  # a fixed folder per sweep file or scenario, so a rerun resumes there
+        stem = Path(sweep_file).stem if sweep_file is not None else Path(scenario).stem
+        out_dir = Path("outputs") / "sweeps" / stem
+    return run_sweep(scenario, spec, out_dir, workers=workers, scheduler=scheduler,
+                     dask_local=dask_local, quiet=quiet, retry_failed=retry_failed, log=log)

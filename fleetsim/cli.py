@@ -341,5 +341,68 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
     click.echo(format_capacity_table(rows))
 
 
+@main.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--param", "params", multiple=True, metavar="PATH=V1,V2,...",
+              help="A grid axis: listed values of a --set path (repeatable).")
+@click.option("--range", "ranges", multiple=True, metavar="PATH=LO:HI:N",
+              help="A grid axis of N evenly spaced values; LO:HI with --sample (repeatable).")
+@click.option("--sample", type=click.IntRange(min=1), help="Latin hypercube of N points over the ranges (seeded).")
+@click.option("--seeds", type=click.IntRange(min=1), help="Replicates per point (default 1).")
+@click.option("--seed", type=click.IntRange(min=0), help="Root seed (default: the scenario's).")
+@click.option("--file", "sweep_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sweep file (YAML) with params, ranges, sample, seeds, set (see docs/sweeps.md).")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help="Base override for every point.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path),
+              help="Sweep folder (default outputs/sweeps/<sweep file or scenario name>/); rerun to resume.")
+@click.option("--workers", type=click.IntRange(min=1), help="Process-pool workers (default: the core count).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", help="Run on this Dask scheduler.")
+@click.option("--dask-local", type=click.IntRange(min=1), metavar="N",
+              help="Start a Dask LocalCluster of N workers on loopback and run there.")
+@click.option("--metric", help="Metric for the tornado and heatmap plots (a column of results.csv).")
+@click.option("--heatmap", metavar="PATH_A,PATH_B", help="Two swept paths for the heatmap.")
+@click.option("--retry-failed", is_flag=True, help="Rerun points that failed before.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (also when $CI is set).")
+@user_errors
+def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overrides, out_dir, workers,
+          scheduler, dask_local, metric, heatmap, retry_failed, quiet) -> None:
+    """Run SCENARIO over a grid or Latin hypercube of --set values, resumably.
+
+    \b
+    Example:
+      fleetsim sweep scenarios/quickstart.yaml --param serving.pools.h20.replicas=2,4 \\
+        --range serving.workloads.chat.arrival.rate_per_s=3:6:3 --seeds 3 -o outputs/sw
+      fleetsim sweep scenarios/quickstart.yaml --file scenarios/sweeps/quickstart-load.yaml
+    """
+    import signal
+
+    from fleetsim import api
+    from fleetsim.sweep.spec import parse_param, parse_range
+    from fleetsim.sweep.summary import summary_text
+
+    def _term(signum, frame):  # SIGTERM stops like Ctrl-C: runs in flight end, finished ones stay
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    pmap, rmap = {}, {}
+    for text in params:
+        path, values = parse_param(text)
+        if path in pmap:
+            raise FleetsimError(f"axis '{path}' is given twice; keep one")
+        pmap[path] = values
+    for text in ranges:
+        path, axis = parse_range(text)
+        if path in rmap or path in pmap:
+            raise FleetsimError(f"axis '{path}' is given twice; keep one")
+        rmap[path] = axis
+    log = None if quiet else (lambda msg: click.echo(f"... {msg}", err=True))
+    res = api.sweep(scenario, params=pmap, ranges=rmap, sample=sample, seeds=seeds, seed=seed,
+                    overrides=overrides, sweep_file=sweep_file, out_dir=out_dir, workers=workers,
+                    scheduler=scheduler, dask_local=dask_local, metric=metric,
+                    heatmap=heatmap.split(",") if heatmap else None, quiet=quiet,
+                    retry_failed=retry_failed, log=log)
+    click.echo(summary_text(res, metric))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

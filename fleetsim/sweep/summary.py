@@ -1,0 +1,275 @@
+"""The sweep's tables and plots.
+
+- results.parquet / results.csv: a row per point and replicate (parameters, seed, status,
+  error, headline metrics), in point order whatever order the runs finished in.
+- aggregate.parquet / aggregate.csv: a row per point: mean and 95% t-interval of each metric over
+  the replicates that succeeded (NaN bounds with one replicate).
+- plots/: tornado (main effect of each parameter on `metric`), heatmap (two parameters), Pareto
+  front (cost against SLO attainment or unmet demand). matplotlib Agg, PNG.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fleetsim.sweep.spec import SweepError, SweepSpec
+from fleetsim.sweep.store import PointStore
+
+HIGHER_IS_BETTER = ("slo_attainment", "throughput", "goodput", "output_tokens")
+STORE_ONLY = ("key", "wall_s", "cpu_s", "traceback", "seed", "status", "error")
+
+
+def build_table(tasks: list[dict], points: list[dict], spec: SweepSpec, store: PointStore) -> pd.DataFrame:
+    """A row per point and replicate from the store (timings left out: the table is reproducible)."""
+    rows = []
+    for t in tasks:
+        stored = store.get(t["key"]) or {"status": "missing", "error": "not run"}
+        row = {"point": t["point"], "replicate": t["replicate"]}
+        row |= {p: points[t["point"]][p] for p in spec.paths}
+        row |= {"seed": t["seed"], "status": stored.get("status"), "error": stored.get("error") or ""}
+        row |= {k: v for k, v in stored.items() if k not in STORE_ONLY}
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    fixed = ["point", "replicate", *spec.paths, "seed", "status", "error"]
+    metrics = sorted(c for c in df.columns if c not in fixed)
+    df = df[fixed + metrics]
+    df["seed"] = df["seed"].astype("int64")
+    for c in metrics:
+        df[c] = df[c].astype("float64")
+    return df.sort_values(["point", "replicate"], kind="stable").reset_index(drop=True)
+
+
+def metric_columns(table: pd.DataFrame, paths: list[str]) -> list[str]:
+    fixed = {"point", "replicate", "seed", "status", "error", *paths}
+    return [c for c in table.columns if c not in fixed]
+
+
+def t_interval(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of the mean (NaN bounds for fewer than two values)."""
+    from scipy import stats
+
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def aggregate(table: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
+    """A row per point: parameters, runs ok/failed, mean and 95% CI of each metric."""
+    metrics = metric_columns(table, paths)
+    rows = []
+    for point, g in table.groupby("point", sort=True):
+        ok = g[g["status"] == "ok"]
+        row: dict[str, Any] = {"point": point, **{p: g[p].iloc[0] for p in paths},
+                               "runs_ok": len(ok), "runs_failed": int((g["status"] == "failed").sum())}
+        for m in metrics:
+            mean, lo, hi = t_interval(ok[m].to_numpy(dtype=float))
+            row[m] = mean
+            row[f"{m}_ci95_lo"] = lo
+            row[f"{m}_ci95_hi"] = hi
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(out: Path, table: pd.DataFrame, agg: pd.DataFrame) -> None:
+    from fleetsim.results import runfolder
+
+    for name, df in (("results", table), ("aggregate", agg)):
+        runfolder.write_table(out / f"{name}.parquet", df)
+        df.to_csv(out / f"{name}.csv", index=False)
+
+
+def unit_of(metric: str) -> str:
+    if metric.endswith("_usd") or "_usd_" in metric:
+        return "USD" if "per_mtok" not in metric else "USD per million tokens"
+    if "_s_" in metric or metric.endswith("_s"):
+        if "per_s" in metric:
+            return "per second"
+        return "s"
+    if "attainment" in metric or "share" in metric:
+        return "share, 0 to 1"
+    return ""
+
+
+def label(metric: str) -> str:
+    u = unit_of(metric)
+    return f"{metric} ({u})" if u else metric
+
+
+def default_metric(metrics: list[str]) -> str | None:
+    for pref in ("unmet_demand_share", "slo_attainment_min", "cost_usd_per_mtok", "throughput_req_per_s"):
+        if pref in metrics:
+            return pref
+    return metrics[0] if metrics else None
+
+
+def write_plots(out: Path, table: pd.DataFrame, agg: pd.DataFrame, spec: SweepSpec) -> list[Path]:
+    """Tornado, heatmap and Pareto PNGs under out/plots (those the sweep's axes allow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    metrics = metric_columns(table, spec.paths)
+    metric = spec.metric or default_metric(metrics)
+    if spec.metric is not None and spec.metric not in metrics:
+        raise SweepError(f"--metric '{spec.metric}' is not a metric of this sweep; metrics: {', '.join(metrics)}")
+    ok = table[table["status"] == "ok"]
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    written = []
+    if metric is not None and len(ok) and ok[metric].notna().any():
+        written.append(tornado(ok, spec.paths, metric, plots / f"tornado_{metric}.png"))
+        pair = spec.heatmap or [p for p in spec.paths if ok[p].nunique() > 1][:2]
+        if len(pair) == 2 and ok[pair[0]].nunique() > 1 and ok[pair[1]].nunique() > 1:
+            written.append(heatmap(ok, pair[0], pair[1], metric, plots / f"heatmap_{metric}.png"))
+    p = pareto(agg, plots)
+    if p is not None:
+        written.append(p)
+    return written
+
+
+def _levels(x: pd.Series) -> pd.Series:
+    """Group labels for a parameter: its values, or three quantile bins when it has many."""
+    if x.nunique() <= 10:
+        return x
+    return pd.qcut(x.rank(method="first"), 3, labels=False)
+
+
+def tornado(ok: pd.DataFrame, paths: list[str], metric: str, path: Path) -> Path:
+    """For each parameter, the mean metric at its lowest and highest level (main effect, averaged
+    over the other parameters and the seeds), as a bar around the overall mean; widest on top."""
+    import matplotlib.pyplot as plt
+
+    overall = float(ok[metric].mean())
+    bars = []
+    for p in paths:
+        means = ok.groupby(_levels(ok[p]), sort=True)[metric].mean()
+        if len(means) < 2:
+            continue
+        lo_v, hi_v = float(means.iloc[0]), float(means.iloc[-1])
+        vals = ok[p]
+        bars.append((p, lo_v, hi_v, vals.min(), vals.max()))
+    bars.sort(key=lambda b: abs(b[2] - b[1]))
+    fig, ax = plt.subplots(figsize=(8, 2.2 + 0.6 * max(1, len(bars))))
+    for i, (p, lo_v, hi_v, vmin, vmax) in enumerate(bars):
+        ax.barh(i, lo_v - overall, left=overall, color="tab:blue", label="parameter at its lowest value" if i == 0 else None)
+        ax.barh(i, hi_v - overall, left=overall, color="tab:orange", label="parameter at its highest value" if i == 0 else None)
+    ax.set_yticks(range(len(bars)), [f"{b[0]}\n[{b[3]:.4g} .. {b[4]:.4g}]" for b in bars], fontsize=8)
+    ax.axvline(overall, color="black", lw=0.8, label=f"mean over the sweep ({overall:.3g})")
+    ax.set_xlabel(label(metric))
+    ax.set_title(f"Sensitivity of {metric}: main effect of each parameter\n(mean over other parameters and seeds)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def heatmap(ok: pd.DataFrame, a: str, b: str, metric: str, path: Path) -> Path:
+    """Mean metric over a grid of two parameters (others and seeds averaged)."""
+    import matplotlib.pyplot as plt
+
+    grid = ok.assign(_a=_levels(ok[a]), _b=_levels(ok[b])).pivot_table(
+        index="_b", columns="_a", values=metric, aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    im = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(grid.shape[1]), [_tick(v) for v in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [_tick(v) for v in grid.index])
+    arr = grid.to_numpy()
+    mid = np.nanmean([np.nanmin(arr), np.nanmax(arr)])
+    for (i, j), v in np.ndenumerate(arr):
+        if not np.isnan(v):  # two digits: the seeds' spread rarely supports more
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=8,
+                    color="black" if v > mid else "white")
+    ax.set_xlabel(a + (" (tertile)" if ok[a].nunique() > 10 else ""))
+    ax.set_ylabel(b + (" (tertile)" if ok[b].nunique() > 10 else ""))
+    fig.colorbar(im, ax=ax, label=label(metric))
+    ax.set_title(f"{metric}\nover {a}\nand {b} (mean over seeds and other parameters)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _tick(v: Any) -> str:
+    import numbers
+
+    return f"{v:.4g}" if isinstance(v, numbers.Real) else str(v)
+
+
+def pareto_front(cost: np.ndarray, quality: np.ndarray, higher_better: bool) -> np.ndarray:
+    """Indices of points no other point beats on both cost (lower) and quality."""
+    q = quality if higher_better else -quality
+    order = np.lexsort((-q, cost))  # by cost, then best quality first
+    front, best = [], -np.inf
+    for i in order:
+        if q[i] > best:
+            front.append(i)
+            best = q[i]
+    return np.array(front, dtype=int)
+
+
+def pareto(agg: pd.DataFrame, plots: Path) -> Path | None:
+    """Cost against SLO attainment (serving) or unmet demand (fleet), per point (mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    cost = next((c for c in ("cost_usd_per_mtok", "capex_usd_total", "chip_capex_usd") if c in agg), None)
+    quality = next((c for c in ("unmet_demand_share", "slo_attainment_min") if c in agg), None)
+    if cost is None or quality is None:
+        return None
+    d = agg[[cost, quality]].dropna()
+    if len(d) < 2:
+        return None
+    higher = quality.startswith("slo_attainment")
+    c, q = d[cost].to_numpy(), d[quality].to_numpy()
+    front = pareto_front(c, q, higher)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(c, q, color="tab:gray", s=18, label="sweep points (mean over seeds)")
+    ax.plot(c[front], q[front], "o-", color="tab:red", label="Pareto front")
+    ax.set_xlabel(label(cost))
+    ax.set_ylabel(label(quality))
+    ax.set_title(f"Pareto front: {cost} against {quality}\n({'higher' if higher else 'lower'} {quality} is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = plots / f"pareto_{cost}_{quality}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def format_ci(mean: float, lo: float, hi: float) -> str:
+    """Mean with its interval, rounded to the digits the interval supports."""
+    if math.isnan(mean):
+        return "n/a"
+    if math.isnan(lo) or math.isnan(hi) or hi <= lo:
+        return f"{mean:.3g}"
+    half = (hi - lo) / 2
+    digits = max(0, -math.floor(math.log10(half)) + 1) if half > 0 else 3
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def summary_text(res: Any, metric: str | None = None) -> str:
+    """A short table for the terminal: counts, then each point's metric with its CI."""
+    agg, paths = res.aggregate, list(res.table.columns[2:res.table.columns.get_loc("seed")])
+    lines = [(f"sweep: {res.points} points x {res.runs // max(res.points, 1)} seeds = {res.runs} runs; "
+              f"{res.from_store} from the store, {res.ran} run, {res.failed} failed ({res.executor}, {res.wall_s:.1f} s)")]
+    metrics = metric_columns(res.table, paths)
+    metric = metric or res.metric or default_metric(metrics)
+    if metric is not None and metric in agg:
+        lines.append(f"{'  '.join(paths)}  ->  {metric} (mean ± 95% CI half-width)")
+        for row in agg.head(40).to_dict("records"):
+            vals = "  ".join(_tick(row[p]) if isinstance(row[p], float) else f"{row[p]}" for p in paths)
+            lines.append(f"  {vals}  ->  {format_ci(row[metric], row[f'{metric}_ci95_lo'], row[f'{metric}_ci95_hi'])}"
+                         + (f"  [{int(row['runs_failed'])} failed]" if row["runs_failed"] else ""))
+        if len(agg) > 40:
+            lines.append(f"  ... {len(agg) - 40} more in aggregate.csv")
+    lines.append(f"outputs: {res.out_dir}")
+    return "\n".join(lines)
