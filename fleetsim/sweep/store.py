@@ -1,8 +1,8 @@
 """Result store of a sweep: one Parquet file per finished run, named by a content hash.
 
-The key hashes the resolved scenario (seed included), the folder its relative paths resolve
-against and the fleetsim version, so an unchanged run is found again and never rerun, and a
-changed one (any field, the seed, the code version) gets a new file. Files are written to a
+The key hashes the resolved scenario (seed included), the folder its relative paths
+resolve against and the package's source and data files, so an unchanged run is found again and
+never rerun, and a changed one (any field, the seed, any code edit) gets a new file. Files are written to a
 temporary name and renamed, so a killed sweep leaves whole files or none.
 """
 
@@ -24,9 +24,12 @@ METRICS_VERSION = 1
 
 
 def content_key(scenario: Any) -> str:
-    """sha256 (first 24 hex digits) of the resolved scenario, its base folder and the versions."""
+    """sha256 (first 24 hex digits) of the resolved scenario, its base folder and the code."""
+    # the package's own files, hashed as the goodput cache does
+    from fleetsim.serving.goodput import source_digest
+
     blob = json.dumps({"scenario": scenario.model_dump(mode="json"), "base_dir": str(scenario.base_dir),
-                       "fleetsim": __version__, "metrics": METRICS_VERSION},
+                       "fleetsim": __version__, "code": source_digest(), "metrics": METRICS_VERSION},
                       sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
