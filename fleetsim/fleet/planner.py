@@ -84,7 +84,8 @@ class PoolState:
     tp: int
     installed_replicas: float         # delivered, not retired/lost/removed (incl. commissioning)
     on_order_replicas: float          # ordered, in transit or waiting on a licence
-    tokens_per_s_per_replica: float   # effective, for the current class mix of its model
+    tokens_per_s_per_replica: float   # effective, per tp chips installed (spare share taken out),
+                                      # for the current class mix of its model
     power_mw_per_replica: float       # facility power at TDP (for site limits)
     capacity: dict[str, Any] = field(default_factory=dict)  # workload -> Capacity
 

@@ -544,9 +544,7 @@ class _FleetSim:
         r["replicas_up"][day] = up
         # capacity and demand served, model by model, over the diurnal cycle
         dmd = self.real[:, day]
-        cap = np.zeros(npl)
-        for pi in range(npl):
-            cap[pi] = up[pi] * self._mix(pi, self.k, dmd)
+        cap = up * self._mix_all(self.k, dmd)
         x = np.zeros(npl)
         unmet = 0.0
         for m in self.models_used:
@@ -585,6 +583,24 @@ class _FleetSim:
             self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
         if day in self._wset:
             self._snapshot(day, up, dmd)
+
+    def _mix_all(self, kmat: np.ndarray, dmd: np.ndarray) -> np.ndarray:
+        """`_mix` for every pool at once (the daily step's hot path)."""
+        if not hasattr(self, "_same_model"):
+            self._same_model = np.array([[self.class_model[c] == p.model for c in self.classes]
+                                         for p in self.pools])
+        d = np.where(self._same_model, dmd[None, :], 0.0)
+        tot = d.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(d > 0, d / np.where(tot > 0, tot, 1.0)[:, None] / kmat, 0.0)
+            out = 1.0 / inv.sum(axis=1)
+        bad = np.any((d > 0) & (kmat <= 0), axis=1)
+        out = np.where(bad, 0.0, out)
+        idle = tot <= 0  # no demand for the model today: the mean of its classes' rates
+        if idle.any():
+            for pi in np.flatnonzero(idle):
+                out[pi] = self._mix(pi, kmat, dmd)
+        return out
 
     def _mix(self, pi: int, kmat: np.ndarray, dmd: np.ndarray) -> float:
         """Tokens/s per replica for the day's mix of its model's classes: 1 / sum(share_c / k_c);

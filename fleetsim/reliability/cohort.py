@@ -563,6 +563,7 @@ class CohortFleet:
         self.jobs_per_day = math.inf if techs is None else techs * 24.0 / max(_median(repair.repair_h), 1e-9)
         self.counts = {"crashes": 0, "transient": 0, "hardware": 0, "repaired": 0, "lost": 0}
         self.queue_wait_days = 0.0
+        self._rates: dict[tuple[int, float], float] = {}
 
     _FIELDS = {"pool": np.int32, "channel": np.int32, "delivered_day": np.int32,
                "service_day": np.int32, "retire_day": np.int32, "delivered": np.int64,
@@ -645,11 +646,7 @@ class CohortFleet:
             self.counts["lost"] += int(lost.sum())
         # 2. crashes at today's utilisation (hazard rebuilt from the day's load)
         serving = np.where(in_service, act, 0)
-        rate_h = np.zeros(npools)
-        for k in range(npools):
-            p, hall = self.params[k], self.halls[k]
-            temp, _ = equilibrium(p, float(utilisation[k]), hall.ambient_c, hall.cooling_factor)
-            rate_h[k] = float(hazard_per_h(p, temp))
+        rate_h = np.array([self._rate(k, float(utilisation[k])) for k in range(npools)])
         lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
         crashes = np.minimum(self.rng.poisson(lam), serving)
         transient = self.rng.binomial(crashes, self.repair.transient_share)
@@ -672,6 +669,17 @@ class CohortFleet:
             "hardware": by_pool(hardware),
             "hazard_per_chip_h": rate_h,
         }
+
+    def _rate(self, k: int, u: float) -> float:
+        """Crash rate per chip-hour of pool k at utilisation u (memo on u to 1e-3: the
+        equilibrium solve is the costly part, and daily loads repeat)."""
+        key = (k, round(u, 3))
+        hit = self._rates.get(key)
+        if hit is None:
+            p, hall = self.params[k], self.halls[k]
+            temp, _ = equilibrium(p, key[1], hall.ambient_c, hall.cooling_factor)
+            hit = self._rates[key] = float(hazard_per_h(p, temp))
+        return hit
 
     def _check(self) -> None:
         v = self.view
