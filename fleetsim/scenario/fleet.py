@@ -221,6 +221,9 @@ class OptimalPlannerConfig(StrictModel):
         "from the longest lead time on")
     risk_weight: Share = Field(
         1.0, description="with risk: cvar, objective = (1 - w) expected cost + w CVaR (mean-risk)")
+    explain: bool = Field(
+        True, description="name the binding constraint of a plan that leaves demand unmet (one LP "
+        "per constraint family: the larger share of solve time)")
     known_events: bool = Field(
         True, description="futures include the scenario's dated regime events after today (foresight); "
         "false: only random cycles and the channels' risk_per_year")

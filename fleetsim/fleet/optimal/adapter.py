@@ -242,7 +242,8 @@ class OptimalPlanner:
         if not problem.options:
             return []
         try:
-            plan = solve(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap)
+            plan = solve(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap,
+                         explain=getattr(self.config, "explain", True))
         except PlanInfeasible as e:  # cannot happen with unmet demand allowed; kept for the record
             raise FleetsimError(f"{state.today}: {e.message}", field="fleet.planner") from None
         self.solve_s.append(plan.solve_s)
