@@ -448,15 +448,15 @@ class _FleetSim:
             for off in ch.offers_on(today):
                 pn = offer_pool(self.sc, off)
                 pi = self.pool_ix[pn]
+                if ch.cfg.kind == "rent":
+                    offers.append(OfferState(off.chip, pn, 0.0, 0.0, 0.0, 0.0,
+                                             rent_usd_per_chip_hour=float(off.price_usd_per_chip_hour)))
+                    continue
                 price = _offer_price(off, self.chips[off.chip], today, self.start)
                 life_h = fin.life_years * 8766.0
                 pw = (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * PLANNING_LOAD) / self.tp[pi]
                 opex = (pw / 1000.0 * life_h * fin.pue * fin.power_usd_per_kwh * self._subsidy(off.chip, day)
                         + fin.other_opex_usd_per_chip_year * fin.life_years)
-                if ch.cfg.kind == "rent":
-                    offers.append(OfferState(off.chip, pn, 0.0, 0.0, 0.0, 0.0,
-                                             rent_usd_per_chip_hour=float(off.price_usd_per_chip_hour)))
-                    continue
                 offers.append(OfferState(off.chip, pn, price, price * ch.levy,
                                          fin.server_overhead_usd_per_node / fin.chips_per_node, opex))
             lead = _mean_duration(ch.cfg.lead_time_days) + ch.extra_lead
