@@ -152,15 +152,26 @@ class ChannelConfig(StrictModel):
     random_cycle: MarkovCycle | None = Field(None, description="random regime cycles")
     roadmap: RoadmapConfig | None = Field(None, description="new chip generations from dates")
 
-    @model_validator(mode="after")
-    def _caps(self) -> "ChannelConfig":
-        if self.kind == "rent":
-            if "lead_time_days" not in self.model_fields_set:
-                self.lead_time_days = FixedDuration(value=0)
-            for j, off in enumerate(self.offers):
+    @model_validator(mode="before")
+    @classmethod
+    def _rent_lead(cls, data):
+        """A rent channel's lead time defaults to 0 days (a buy channel's to 90)."""
+        if isinstance(data, dict) and data.get("kind") == "rent" and "lead_time_days" not in data:
+            data = {**data, "lead_time_days": {"kind": "fixed", "value": 0}}
+        return data
+
+    @field_validator("offers")
+    @classmethod
+    def _rent_prices(cls, v, info):
+        if info.data.get("kind") == "rent":
+            for j, off in enumerate(v):
                 if off.price_usd_per_chip_hour is None:
                     raise ValueError(f"a rent channel's offers need price_usd_per_chip_hour (offer {j}, "
                                      f"chip '{off.chip}')")
+        return v
+
+    @model_validator(mode="after")
+    def _caps(self) -> "ChannelConfig":
         given = sum(x is not None for x in (self.cap_per_month, self.cap_per_quarter, self.fab))
         if given > 1:
             raise ValueError("give at most one of cap_per_month, cap_per_quarter, fab")
