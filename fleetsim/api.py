@@ -185,7 +185,7 @@ def check_fleet_references(scenario: Scenario, chips: dict) -> None:
                     raise ScenarioError(
                         f"pool '{off.pool}' runs on {pools[off.pool].chip}, not {off.chip}",
                         field=f"{where}.pool")
-            if off.price_usd is None and not off.price_table and getattr(chips[off.chip], "price_usd", None) is None:
+            if ch.kind == "buy" and off.price_usd is None and not off.price_table and getattr(chips[off.chip], "price_usd", None) is None:
                 raise ScenarioError(f"chip '{off.chip}' has no catalog price: give price_usd",
                                     field=f"{where}.price_usd")
     for i, c in enumerate(fleet.initial_fleet):

@@ -25,9 +25,10 @@ def check_conservation(res) -> None:
     (cohort arrays + counters), every day and chip kind."""
     tl, orders = res.timeline, res.orders
     dates = np.sort(tl["date"].unique())
+    check_rentals(res)
     for chip, t in tl.groupby("chip", observed=True):
         t = t.set_index("date").reindex(dates)
-        o = orders[orders["chip"] == chip]
+        o = orders[(orders["chip"] == chip) & (orders["kind"] == "buy")]
         od = o["ordered_on"].values
         dd = o["delivered_on"].values
         cd = o["cancelled_on"].values
@@ -41,6 +42,43 @@ def check_conservation(res) -> None:
         assert np.array_equal(t["delivered"].values, parts.values), chip
         assert (t[["active", "in_repair", "lost", "retired", "removed", "on_order"]] >= 0).all().all()
         assert np.array_equal(t["installed"].values, (t["active"] + t["in_repair"]).values)
+
+
+def check_rentals(res) -> None:
+    """Rented chips and rental money from the orders table alone (kind rent) against the
+    timeline's rented / rent_on_order / rent_returned columns and the ledger's `rental` rows."""
+    tl, orders, led = res.timeline, res.orders, res.ledger
+    dates = np.sort(tl["date"].unique())
+    end = dates[-1] + np.timedelta64(1, "D")
+    rent = orders[orders["kind"] == "rent"]
+    for chip, t in tl.groupby("chip", observed=True):
+        t = t.set_index("date").reindex(dates)
+        o = rent[rent["chip"] == chip]
+        n, od, dd = o["count_chips"].values, o["ordered_on"].values, o["delivered_on"].values
+        rd, cd, fate = o["returned_on"].values, o["cancelled_on"].values, o["fate"].values
+        dlv = fate == "delivered"
+        assert np.all(rd[dlv] == dd[dlv] + o["term_days"].values[dlv].astype("timedelta64[D]")), chip
+        rented = np.array([n[dlv & (dd <= d) & (rd > d)].sum() for d in dates])
+        returned = np.array([n[dlv & (rd <= d)].sum() for d in dates])
+        ordered = np.array([n[od <= d].sum() for d in dates])
+        gone = np.array([n[np.isin(fate, ["cancelled", "stranded"]) & (cd <= d)].sum() for d in dates])
+        delivered = np.array([n[dlv & (dd <= d)].sum() for d in dates])
+        assert np.array_equal(rented, t["rented"].values), chip
+        assert np.array_equal(returned, t["rent_returned"].values), chip
+        assert np.array_equal(ordered, delivered + gone + t["rent_on_order"].values), chip
+        assert np.array_equal(delivered, t["rented"].values + t["rent_returned"].values), chip
+    # money: each delivered rental paid count x hourly price x 24 for every day inside the horizon
+    dlv = rent[rent["fate"] == "delivered"]
+    days = ((np.minimum(dlv["returned_on"].values, end) - dlv["delivered_on"].values)
+            / np.timedelta64(1, "D")).astype(float)
+    paid = float((dlv["count_chips"] * dlv["price_usd_per_chip_hour"] * 24.0 * days).sum())
+    booked = float(led[led["kind"] == "rental"]["amount_usd"].sum())
+    assert booked == pytest.approx(paid, rel=1e-9, abs=1e-6)
+    assert tl["rental_usd"].sum() == pytest.approx(paid, rel=1e-9, abs=1e-6)
+    s = res.summary["fleet"]
+    assert s["ledger_usd_by_kind"]["rental"] == pytest.approx(paid, rel=1e-9, abs=1e-6)
+    # rented chips never depreciate and are no capex
+    assert (rent["price_usd_per_chip"] == 0).all() and (rent["levy_usd"] == 0).all()
 
 
 def check_money(res) -> None:
@@ -88,15 +126,21 @@ def test_small_fleet_conserves_chips_and_money():
     sigma=st.floats(0.0, 0.5),
     technicians=st.one_of(st.none(), st.integers(1, 5)),
     cycle=st.one_of(st.none(), st.sampled_from(["licence_required", "banned", "buyer_ban"])),
+    rent_usd_h=st.one_of(st.none(), st.floats(0.05, 0.5)),
+    rent_term=st.integers(1, 90),
 )
 def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, refund, capex_at, planner,
-                                       removal, overrun, sigma, technicians, cycle):
+                                       removal, overrun, sigma, technicians, cycle, rent_usd_h, rent_term):
     import datetime as dt
 
     ban = (dt.date(2025, 1, 1) + dt.timedelta(days=ban_day)).isoformat()
     ch = copy.deepcopy(FLEET["channels"])
     ch["nvidia"].update(on_ban=on_ban, refund_share=refund, risk_per_year=0.5)
     ch["huawei"]["cap_per_month"] = 3000
+    if rent_usd_h is not None:  # a rent channel (lead time, term, sometimes cheaper than buying)
+        ch["cloud"] = {"kind": "rent", "min_term_days": rent_term, "us_controlled": True,
+                       "lead_time_days": {"kind": "fixed", "value": 10}, "on_ban": on_ban,
+                       "offers": [{"chip": "h20", "price_usd_per_chip_hour": rent_usd_h}]}
     if cycle is not None:  # random approval/restriction cycles on top of the dated ban
         ch["nvidia"]["random_cycle"] = {"mean_open_days": 60, "mean_closed_days": 40, "closed_state": cycle}
     sc = scenario({
@@ -104,7 +148,8 @@ def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, re
         "demand": {"chat": {"tokens_per_s": 2.0e5, "growth_per_year": growth,
                             "forecast_error": {"sigma_per_year": sigma}}},
         "channels": ch,
-        "events": [{"date": ban, "channel": "nvidia", "state": "banned"}],
+        "events": [{"date": ban, "channel": "nvidia", "state": "banned"}]
+        + ([{"date": ban, "channel": "cloud", "state": "banned"}] if rent_usd_h is not None else []),
         "removals": [{"date": "2025-10-01", "share": removal}],
         "planner": {"kind": planner, "period_days": 30},
         "finance": {"server_overhead_usd_per_node": 8000, "capex_at": capex_at},

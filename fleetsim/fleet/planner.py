@@ -41,6 +41,7 @@ class OrderRequest:
     chip: str
     count_chips: int
     pool: str
+    term_days: int | None = None      # rent channels: rental term asked for (None: the minimum)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class OfferState:
     levy_usd_per_chip: float          # price x levy share
     overhead_usd_per_chip: float      # server overhead per node / chips per node
     lifetime_opex_usd_per_chip: float  # power (x PUE, subsidies) + other opex over the chip's life
+    rent_usd_per_chip_hour: float = 0.0  # rent channels: all-in hourly price (before levy); 0 = buy
 
 
 @dataclass
@@ -68,6 +70,8 @@ class ChannelState:
     min_order_chips: int
     risk_per_year: float              # the scenario's belief: chance per year it closes
     offers: list[OfferState] = field(default_factory=list)
+    kind: str = "buy"                 # buy | rent
+    min_term_days: int = 0            # rent: shortest rental
 
     @property
     def orderable(self) -> bool:
@@ -88,6 +92,7 @@ class PoolState:
                                       # for the current class mix of its model
     power_mw_per_replica: float       # facility power at TDP (for site limits)
     capacity: dict[str, Any] = field(default_factory=dict)  # workload -> Capacity
+    rented_replicas: float = 0.0      # rented (or rental on order) still there at the next plan
 
 
 @dataclass
@@ -110,6 +115,9 @@ class PlanningState:
     horizon_days: int
     headroom: float
     scenario: Any = None              # the run's Scenario (regime and demand models for `optimal`)
+    # running and ordered rentals: (pool, first day serving, first day returned, chips), days
+    # counted from today (first day may be an estimate for a rental still on order)
+    rentals: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     def required_tokens_per_s(self, model: str, lead_days: float) -> float:
         """Peak forecast x (1 + headroom) for `model` over the next lead + horizon days."""
@@ -123,8 +131,8 @@ class PlanningState:
         return max(total) * (1.0 + self.headroom)
 
     def existing_tokens_per_s(self, model: str) -> float:
-        return sum((p.installed_replicas + p.on_order_replicas) * p.tokens_per_s_per_replica
-                   for p in self.pools.values() if p.model == model)
+        return sum((p.installed_replicas + p.on_order_replicas + p.rented_replicas)
+                   * p.tokens_per_s_per_replica for p in self.pools.values() if p.model == model)
 
 
 class PlannerPolicy(Protocol):
@@ -166,12 +174,19 @@ class Candidate:
     channel: ChannelState
     offer: OfferState
     pool: PoolState
-    usd_per_chip: float               # capex committed per chip (price + levy + overhead)
+    usd_per_chip: float               # capex committed per chip (price + levy + overhead); 0 for rent
     score: float                      # lower is better: USD per effective token/s over life
+
+    @property
+    def rent(self) -> bool:
+        return self.channel.kind == "rent"
 
 
 def candidates(state: PlanningState, model: str) -> list[Candidate]:
-    """Orderable (channel, chip, pool) options for a model, scored by cost per goodput over life."""
+    """Orderable (channel, chip, pool) options for a model, scored by cost per goodput over life.
+
+    A rental is scored by its hourly price x (1 + levy) over the same life (no capex, no power:
+    the price is all-in), so `cheapest` rents when renting is cheaper per effective goodput."""
     out = []
     for ch in state.channels.values():
         if not ch.orderable:
@@ -180,8 +195,12 @@ def candidates(state: PlanningState, model: str) -> list[Candidate]:
             pool = state.pools[off.pool]
             if pool.model != model or pool.tokens_per_s_per_replica <= 0:
                 continue
-            usd = off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
-            life = (usd + off.lifetime_opex_usd_per_chip) * pool.tp
+            if ch.kind == "rent":
+                usd = 0.0
+                life = off.rent_usd_per_chip_hour * (1.0 + ch.levy) * 8766.0 * state.life_years * pool.tp
+            else:
+                usd = off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
+                life = (usd + off.lifetime_opex_usd_per_chip) * pool.tp
             out.append(Candidate(ch, off, pool, usd, life / pool.tokens_per_s_per_replica))
     return out
 
@@ -223,6 +242,8 @@ class _Limits:
         self.cap = {n: c.remaining_cap_chips for n, c in state.channels.items()}
 
     def max_chips(self, c: Candidate) -> int:
+        if c.rent:  # hosted by the provider: no budget, site power or racks
+            return int(min(self.cap[c.channel.name], 1e12))
         per_chip_mw = c.pool.power_mw_per_replica / c.pool.tp
         n = min(self.cap[c.channel.name], self.chips,
                 self.usd / c.usd_per_chip if c.usd_per_chip > 0 else math.inf,
@@ -231,6 +252,8 @@ class _Limits:
 
     def take(self, c: Candidate, chips: int) -> None:
         self.cap[c.channel.name] -= chips
+        if c.rent:
+            return
         self.chips -= chips
         self.usd -= chips * c.usd_per_chip
         self.power_mw -= chips * c.pool.power_mw_per_replica / c.pool.tp

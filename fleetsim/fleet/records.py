@@ -1,7 +1,8 @@
 """Turn a finished fleet simulation into columns (CONTRACTS section 5) and the summary.
 
 Sign convention of `ledger.amount_usd`: money out is positive (capex, levy, depreciation, power,
-opex); money in is negative (refund, revenue). Depreciation is an accounting charge, not cash.
+opex); money in is negative (refund, revenue). Depreciation is an accounting charge, not cash. Rentals are paid daily (kind `rental`, part of
+`opex_usd` in the timeline and of the cost per Mtok); rented chips never depreciate.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def build_result(sim, windows):
         chip_channel.append(sim.channels[names[0]].idx if names else -1)
     regime = np.array([[STATES[sim.regime_day[d, ci]] if ci >= 0 else "none" for ci in chip_channel]
                        for d in range(D)], dtype=object).reshape(-1)
-    opex = r["power_usd"] + r["other_opex_usd"]
+    opex = r["power_usd"] + r["other_opex_usd"] + r["rental_usd"]
     timeline = {
         "date": _dates(sim.start, days),
         "chip": chip_col,
@@ -55,6 +56,9 @@ def build_result(sim, windows):
         "retired": flat(r["retired"]).astype(np.int64),
         "lost": flat(r["lost"]).astype(np.int64),
         "removed": flat(r["removed"]).astype(np.int64),
+        "rented": flat(r["rented"]).astype(np.int64),
+        "rent_on_order": flat(r["rent_on_order"]).astype(np.int64),
+        "rent_returned": flat(r["rent_returned"]).astype(np.int64),
         "replicas_up": flat(r["replicas_up"]),
         "crashes": flat(r["crashes"]).astype(np.int64),
         "demand_tokens_per_s": np.repeat(sim.demand_day, nch),
@@ -64,6 +68,7 @@ def build_result(sim, windows):
         "capex_usd": flat(sim.capex_day),
         "opex_usd": flat(opex),
         "power_usd": flat(r["power_usd"]),
+        "rental_usd": flat(r["rental_usd"]),
         "depreciation_usd": flat(r["depreciation_usd"]),
         "revenue_usd": flat(r["revenue_usd"]),
         "energy_mwh": flat(r["energy_mwh"]),
@@ -78,7 +83,8 @@ def build_result(sim, windows):
             for k, v in zip(led, (day, kind, chip, channel, amount)):
                 led[k].append(v)
     for kind, arr, sign in (("depreciation", r["depreciation_usd"], 1.0), ("power", r["power_usd"], 1.0),
-                            ("opex", r["other_opex_usd"], 1.0), ("revenue", r["revenue_usd"], -1.0)):
+                            ("opex", r["other_opex_usd"], 1.0), ("rental", r["rental_usd"], 1.0),
+                            ("revenue", r["revenue_usd"], -1.0)):
         a = agg(arr)
         dd, cc = np.nonzero(a)
         led["day"] += dd.tolist()
@@ -118,6 +124,11 @@ def _orders(sim) -> dict[str, Any]:
         "cancelled_on": np.array([day(x.cancelled_day) if x.cancelled_day >= 0 else np.datetime64("NaT")
                                   for x in o], dtype="datetime64[D]"),
         "refund_usd": np.array([x.refund_usd for x in o], dtype=float),
+        "kind": np.array([x.kind for x in o], dtype=object),
+        "price_usd_per_chip_hour": np.array([x.price_usd_per_chip_hour for x in o], dtype=float),
+        "term_days": np.array([x.term_days for x in o], dtype=np.int64),
+        "returned_on": np.array([day(x.end_day) if x.kind == "rent" and x.delivered_day >= 0
+                                 else np.datetime64("NaT") for x in o], dtype="datetime64[D]"),
     }
 
 
@@ -140,7 +151,7 @@ def _events(sim) -> dict[str, Any]:
 def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
     f, D = sim.fleet, sim.n_days
     by_kind = {}
-    for k in ("capex", "levy", "refund", "depreciation", "power", "opex", "revenue"):
+    for k in ("capex", "levy", "refund", "depreciation", "power", "opex", "rental", "revenue"):
         by_kind[k] = float(ledger["amount_usd"][ledger["kind"] == k].sum())
     capex_total = by_kind["capex"] + by_kind["levy"] + by_kind["refund"]
     years = ledger["date"].astype("datetime64[Y]").astype(int) + 1970
@@ -156,7 +167,7 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
     last = tl["date"] == tl["date"].max()
     mix_end = {c: int(n) for c, n in zip(tl["chip"][last], tl["installed"][last])}
     energy_kwh = float(sim.rec["energy_mwh"].sum() * 1000)
-    costs = by_kind["depreciation"] + by_kind["power"] + by_kind["opex"]
+    costs = by_kind["depreciation"] + by_kind["power"] + by_kind["opex"] + by_kind["rental"]
     fates = {k: int(np.sum(orders["count_chips"][orders["fate"] == k])) for k in
              ("delivered", "cancelled", "stranded", "in_transit")}
     rnd = lambda x, n=4: float(f"{x:.{n}g}") if x is not None and math.isfinite(x) else None
@@ -168,6 +179,7 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         "overrun_usd": max(0.0, capex_total - f.budget.total_usd),
         "ledger_usd_by_kind": by_kind,
         "fleet_mix_end": mix_end,
+        "rented_end": {c: int(n) for c, n in zip(tl["chip"][last], tl["rented"][last])},
         "chips_by_fate": fates,
         "orders": len(orders["order_id"]),
         "demand_mtok": rnd(demand_mtok), "served_mtok": rnd(served_mtok),
@@ -175,7 +187,8 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         "peak_unmet_share": rnd(float(share_day[peak]), 3),
         "peak_unmet_date": str(f.start + dt.timedelta(days=peak)),
         "cost_usd_per_mtok": rnd(costs / served_mtok if served_mtok > 0 else None, 3),
-        "cash_cost_usd_per_mtok": rnd((capex_total + by_kind["power"] + by_kind["opex"]) / served_mtok
+        "cash_cost_usd_per_mtok": rnd((capex_total + by_kind["power"] + by_kind["opex"] + by_kind["rental"])
+                                      / served_mtok
                                       if served_mtok > 0 else None, 3),
         "energy_kwh_per_mtok": rnd(energy_kwh / served_mtok if served_mtok > 0 else None, 3),
         "energy_mwh_total": rnd(energy_kwh / 1000),

@@ -61,9 +61,19 @@ class Order:
     cancelled_day: int = -1   # cancelled or stranded on
     refund_usd: float = 0.0
     paid_usd: float = 0.0     # capex + levy paid so far
+    kind: str = "buy"         # buy | rent
+    price_usd_per_chip_hour: float = 0.0  # rent: all-in hourly price x (1 + levy)
+    term_days: int = 0        # rent: serving days from delivery, then returned
+
+    @property
+    def end_day(self) -> int:
+        """Rent: first day the chips are back with the provider (-1 until delivered)."""
+        return self.delivered_day + self.term_days if self.delivered_day >= 0 else -1
 
     @property
     def commitment_usd(self) -> float:
+        if self.kind == "rent":
+            return 0.0
         return self.count * (self.price_usd_per_chip + self.levy_usd_per_chip + self.overhead_usd_per_chip)
 
 
@@ -261,7 +271,18 @@ class _FleetSim:
             "installed", "active", "in_repair", "lost", "retired", "removed", "delivered", "ordered",
             "cancelled", "stranded", "on_order", "commissioning", "replicas_up", "capacity_tokens_per_s",
             "served_tokens_per_s", "power_mw", "energy_mwh", "power_usd", "other_opex_usd",
-            "depreciation_usd", "revenue_usd", "us_capacity_tokens_per_s", "crashes", "utilisation")}
+            "depreciation_usd", "revenue_usd", "us_capacity_tokens_per_s", "crashes", "utilisation",
+            "rented", "rent_on_order", "rent_returned", "rental_usd")}
+        # rentals: chips, USD/day and US-controlled chips starting (+) and ending (-) per day
+        self.rent_delta = np.zeros((D + 1, npl))
+        self.rent_usd_delta = np.zeros((D + 1, npl))
+        self.rent_us_delta = np.zeros((D + 1, npl))
+        self.rent_ret_delta = np.zeros((D + 1, npl))
+        self.rented_now = np.zeros(npl)
+        self.rent_usd_now = np.zeros(npl)
+        self.rent_us_now = np.zeros(npl)
+        self.rent_ret_now = np.zeros(npl)
+        self.rent_on_order = np.zeros(npl)
         self.demand_day = np.zeros(D)
         self.unmet_day = np.zeros(D)
         self.regime_day = np.zeros((D, len(self.channel_names)), dtype=np.int8)
@@ -317,6 +338,12 @@ class _FleetSim:
         for o in list(ch.pending):
             pi = self.pool_ix[o.pool]
             o.cancelled_day = day
+            if o.kind == "rent":  # nothing paid before delivery: cancelled, nothing to refund
+                self.rent_on_order[pi] -= o.count
+                o.fate = "cancelled" if ch.cfg.on_ban == "cancel" else "stranded"
+                self.events.append((day, "cancel" if o.fate == "cancelled" else "strand", ch.name, o.chip,
+                                    o.pool, o.count, f"rental {o.order_id}"))
+                continue
             self.on_order[pi] -= o.count
             if ch.cfg.on_ban == "cancel":
                 o.fate = "cancelled"
@@ -395,19 +422,36 @@ class _FleetSim:
         inst = np.bincount(co.view("pool")[alive], weights=(co.view("active") + co.view("in_repair"))[alive],
                            minlength=len(self.pools))
         share = self._class_share(day)
+        # rentals: running (still there on the next planning day) and on order
+        rentals, rent_next = [], np.zeros(len(self.pools))
+        for o in self.orders:
+            if o.kind != "rent" or o.fate not in ("in_transit", "delivered"):
+                continue
+            first = o.delivered_day if o.fate == "delivered" else max(o.due_day, day)
+            last = first + o.term_days
+            if last <= day:
+                continue
+            rentals.append((o.pool, first - day, last - day, o.count))
+            if last > day + per:
+                rent_next[self.pool_ix[o.pool]] += o.count
         pools = {}
         for pi, pn in enumerate(self.pool_names):
             p = self.pools[pi]
             kmix = self._mix(pi, self.k_eff, share) * (1.0 - self.sf)
             pools[pn] = PoolState(pn, p.chip, p.model, p.tp, inst[pi] / p.tp, self.on_order[pi] / p.tp,
                                   kmix, self.tdp_w[pi] * p.tp * fin.pue / 1e6,
-                                  {c: self.caps.get((pn, c)) for c in self.classes})
+                                  {c: self.caps.get((pn, c)) for c in self.classes},
+                                  rented_replicas=rent_next[pi] / p.tp)
         chans = {}
         for n, ch in self.channels.items():
             offers = []
             for off in ch.offers_on(today):
                 pn = offer_pool(self.sc, off)
                 pi = self.pool_ix[pn]
+                if ch.cfg.kind == "rent":
+                    offers.append(OfferState(off.chip, pn, 0.0, 0.0, 0.0, 0.0,
+                                             rent_usd_per_chip_hour=float(off.price_usd_per_chip_hour)))
+                    continue
                 price = _offer_price(off, self.chips[off.chip], today, self.start)
                 life_h = fin.life_years * 8766.0
                 pw = (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * PLANNING_LOAD) / self.tp[pi]
@@ -417,7 +461,8 @@ class _FleetSim:
                                          fin.server_overhead_usd_per_node / fin.chips_per_node, opex))
             lead = _mean_duration(ch.cfg.lead_time_days) + ch.extra_lead
             chans[n] = ChannelState(n, ch.state, ch.cfg.us_controlled, ch.levy, lead, ch.cap_left(today),
-                                    ch.cfg.min_order_chips, ch.cfg.risk_per_year, offers)
+                                    ch.cfg.min_order_chips, ch.cfg.risk_per_year, offers,
+                                    kind=ch.cfg.kind, min_term_days=ch.cfg.min_term_days)
         released = self.released[day]
         allow = f.budget.overrun == "allow"
         installed_chips = float((co.view("active") + co.view("in_repair")).sum()) + float(self.on_order.sum())
@@ -433,7 +478,7 @@ class _FleetSim:
             site_power_mw_left=math.inf if site.power_mw is None else site.power_mw - power_used,
             site_chips_left=math.inf if site.racks is None else site.racks * site.chips_per_rack - installed_chips,
             life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0),
-            scenario=self.sc)
+            scenario=self.sc, rentals=rentals)
         self.planner_calls += 1
         for req in self.planner.plan(state):
             self._place(day, today, req, chans, state)
@@ -448,6 +493,9 @@ class _FleetSim:
             return
         count = int(min(req.count_chips, ch.cap_left(today)))
         fin = self.fleet.finance
+        if ch.cfg.kind == "rent":
+            self._place_rental(day, today, req, ch, offer, count)
+            return
         price = _offer_price(offer, self.chips[offer.chip], today, self.start)
         per_chip = price * (1 + ch.levy) + fin.server_overhead_usd_per_node / fin.chips_per_node
         if self.fleet.budget.overrun == "forbid":
@@ -468,6 +516,23 @@ class _FleetSim:
         if fin.capex_at == "order":
             self._pay_order(day, o, pi)
         self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))
+        self.env.process(self._order(o, ch))
+
+    def _place_rental(self, day: int, today: dt.date, req: OrderRequest, ch: _Channel, offer, count: int) -> None:
+        """A rental: no capex and no budget; serves from delivery for its term, paid daily."""
+        if count < ch.cfg.min_order_chips or count <= 0:
+            return
+        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng, 1)[0]) + ch.extra_lead
+        term = max(ch.cfg.min_term_days, int(req.term_days or 0))
+        o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, 0.0, 0.0, 0.0,
+                  day + max(0, int(round(lead))), kind="rent",
+                  price_usd_per_chip_hour=float(offer.price_usd_per_chip_hour) * (1 + ch.levy), term_days=term)
+        self.orders.append(o)
+        ch.use(today, count)
+        ch.pending.append(o)
+        self.rent_on_order[self.pool_ix[req.pool]] += count
+        self.events.append((day, "rental", ch.name, o.chip, o.pool, count,
+                            f"rental {o.order_id}, {term} days, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
 
     def _pay_order(self, day: int, o: Order, pi: int) -> None:
@@ -491,6 +556,16 @@ class _FleetSim:
         ch.pending.remove(o)
         o.fate, o.delivered_day = "delivered", day
         pi = self.pool_ix[o.pool]
+        if o.kind == "rent":
+            self.rent_on_order[pi] -= o.count
+            end = min(o.end_day, self.n_days)
+            for arr, v in ((self.rent_delta, o.count), (self.rent_usd_delta, o.count * o.price_usd_per_chip_hour * 24.0),
+                           (self.rent_us_delta, o.count * float(ch.cfg.us_controlled))):
+                arr[day, pi] += v
+                arr[end, pi] -= v
+            self.rent_ret_delta[end, pi] += o.count
+            self.events.append((day, "delivery", ch.name, o.chip, o.pool, o.count, f"rental {o.order_id}"))
+            return
         self.on_order[pi] -= o.count
         if self.fleet.finance.capex_at == "delivery":
             self._pay_order(day, o, pi)
@@ -542,10 +617,20 @@ class _FleetSim:
         whole = np.minimum(designed, np.floor(serve_act / self.tp))
         down = (st["transient"] * self.rel_restart_h + st["hardware"] * self.rel_swap_h) / 24.0
         up = np.maximum(0.0, whole - down)
-        r["replicas_up"][day] = up
+        # rented chips: in service from delivery to the end of their term (the provider's spares)
+        self.rented_now += self.rent_delta[day]
+        self.rent_usd_now += self.rent_usd_delta[day]
+        self.rent_us_now += self.rent_us_delta[day]
+        self.rent_ret_now += self.rent_ret_delta[day]
+        r["rented"][day], r["rent_on_order"][day] = self.rented_now, self.rent_on_order
+        r["rent_returned"][day], r["rental_usd"][day] = self.rent_ret_now, self.rent_usd_now
+        up_rent = np.floor(self.rented_now / self.tp + 1e-9)
+        r["replicas_up"][day] = up + up_rent
         # capacity and demand served, model by model, over the diurnal cycle
         dmd = self.real[:, day]
-        cap = up * self._mix_all(self.k, dmd)
+        mix = self._mix_all(self.k, dmd)
+        cap_own = up * mix
+        cap = (up + up_rent) * mix
         x = np.zeros(npl)
         unmet = 0.0
         for m in self.models_used:
@@ -567,7 +652,10 @@ class _FleetSim:
         self.x_prev = np.where(up > 0, x, self.x_prev)
         # US dependence: capacity on chips from US-controlled channels
         us_chips = bc(np.where(in_service & self.channel_us[co.view("channel")], act, 0)) if co.n else np.zeros(npl)
-        r["us_capacity_tokens_per_s"][day] = cap * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
+        r["us_capacity_tokens_per_s"][day] = (
+            cap_own * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
+            + up_rent * mix * np.divide(self.rent_us_now, self.rented_now, out=np.zeros(npl),
+                                        where=self.rented_now > 0))
         # power: up replicas at the day's load, every other in-service chip idle, commissioning off
         it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
         mw = it_w * fin.pue / 1e6

@@ -146,6 +146,10 @@ def fleet_text(summary: dict[str, Any]) -> str:
     mix = f.get("fleet_mix_end") or {}
     if mix:
         lines.append("  fleet at end: " + ", ".join(f"{k} {v:,}" for k, v in mix.items()))
+    rented = {k: v for k, v in (f.get("rented_end") or {}).items() if v}
+    if rented or (f.get("ledger_usd_by_kind") or {}).get("rental"):
+        lines.append("  rented at end: " + (", ".join(f"{k} {v:,}" for k, v in rented.items()) or "none")
+                     + f" (rental USD {f['ledger_usd_by_kind'].get('rental', 0.0):,.0f} over the run)")
     if summary.get("assumptions"):
         lines.append(assumptions_line(summary["assumptions"]))
     return "\n".join(lines)

@@ -69,6 +69,8 @@ class Offer(StrictModel):
         None, description="dated prices per chip (step, wins over the learning curve)")
     from_date: dt.date | None = Field(None, description="first day the chip can be ordered (roadmap)")
     until_date: dt.date | None = Field(None, description="last day the chip can be ordered")
+    price_usd_per_chip_hour: Pos | None = Field(
+        None, description="rent channels: all-in price per chip-hour (needed there, unused on buy channels)")
 
 
 class FabConfig(StrictModel):
@@ -120,9 +122,18 @@ class RoadmapConfig(StrictModel):
 
 
 class ChannelConfig(StrictModel):
-    """A way to buy chips: vendor, offers, price, levy, lead time, caps, regime."""
+    """A way to buy (or rent) chips: vendor, offers, price, levy, lead time, caps, regime.
+
+    `kind: rent`: chips rented by the chip-hour (offers' `price_usd_per_chip_hour`), no capex, no
+    depreciation, hosted by the provider (no site power or racks, power inside the price); a
+    rental serves from delivery for `min_term_days` (or the term the planner asks for, if
+    longer), is paid daily (ledger kind `rental`), then returned unless the planner rents again.
+    Lead time defaults to 0 days for a rent channel."""
 
     vendor: str = Field("", description="free text")
+    kind: Literal["buy", "rent"] = Field("buy", description="buy chips (capex) or rent them (USD per chip-hour)")
+    min_term_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        30, description="rent channels: shortest rental, days")
     us_controlled: bool = Field(False, description="supply subject to US export controls (US dependence)")
     offers: list[Offer] = Field(min_length=1, description="chips sold, with prices and dates")
     levy: Share = Field(0.0, description="surcharge on the price (the H20 licence's 15% share)")
@@ -140,6 +151,24 @@ class ChannelConfig(StrictModel):
         0.0, description="planner's belief: chance per year the channel closes (security_weighted)")
     random_cycle: MarkovCycle | None = Field(None, description="random regime cycles")
     roadmap: RoadmapConfig | None = Field(None, description="new chip generations from dates")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rent_lead(cls, data):
+        """A rent channel's lead time defaults to 0 days (a buy channel's to 90)."""
+        if isinstance(data, dict) and data.get("kind") == "rent" and "lead_time_days" not in data:
+            data = {**data, "lead_time_days": {"kind": "fixed", "value": 0}}
+        return data
+
+    @field_validator("offers")
+    @classmethod
+    def _rent_prices(cls, v, info):
+        if info.data.get("kind") == "rent":
+            for j, off in enumerate(v):
+                if off.price_usd_per_chip_hour is None:
+                    raise ValueError(f"a rent channel's offers need price_usd_per_chip_hour (offer {j}, "
+                                     f"chip '{off.chip}')")
+        return v
 
     @model_validator(mode="after")
     def _caps(self) -> "ChannelConfig":
@@ -232,6 +261,9 @@ class OptimalPlannerConfig(StrictModel):
         "the price-of-security front (cost, CVaR, unmet, US dependence) in summary.json")
     integer_periods: Annotated[int, Field(ge=1, le=120)] = Field(
         1, description="periods whose orders are integer (later ones continuous: only today's are placed)")
+    slice_factor: Annotated[int, Field(ge=0, le=100)] = Field(
+        0, description="0: each class's demand split continuously over replica types; S > 0: in S "
+        "slices, each served wholly by one type (Melange's formulation; S = 1: a class on one type)")
 
 
 PlannerConfig = Annotated[

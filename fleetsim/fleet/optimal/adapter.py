@@ -69,7 +69,9 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
 
 
 def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str, str, str, int]]]:
-    """The Problem for today, and per option its (channel, chip, pool, tp) to turn plans into orders."""
+    """The Problem for today, and per option its (channel, chip, pool, tp, rental term days or None)
+    to turn plans into orders. A rent channel's offers become the problem's rental options
+    (lead and minimum term rounded up to whole periods; the fleet then rents for that many days)."""
     sc = state.scenario
     fleet = getattr(sc, "fleet", None)
     seed = int(getattr(sc, "seed", 0) or 0)
@@ -113,13 +115,22 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
             if off.pool not in state.pools:
                 continue
             tp = state.pools[off.pool].tp
+            if getattr(ch, "kind", "buy") == "rent":  # the problem's rental option: hourly, a minimum term
+                Lr = int(math.ceil(ch.lead_time_days / per))
+                term = max(1, int(math.ceil(max(ch.min_term_days, 1) / per)))
+                options.append(Option(f"{n}:{off.chip}:{off.pool}", n, off.pool, kind="rent",
+                                      price_usd_per_chip_hour=off.rent_usd_per_chip_hour, levy_share=ch.levy,
+                                      lead_periods=Lr, min_term_periods=term,
+                                      min_order_chips=ch.min_order_chips if ch.min_order_chips > 1 else 0))
+                meta.append((n, off.chip, off.pool, tp, term * per))
+                continue
             unit = off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
             weight = np.clip((T - np.arange(T) - L) / life_periods, 0.0, 1.0)  # capex inside the horizon
             options.append(Option(f"{n}:{off.chip}:{off.pool}", n, off.pool, kind="buy",
                                   price_usd_per_chip=unit, lead_periods=L,
                                   min_order_chips=ch.min_order_chips if ch.min_order_chips > 1 else 0,
                                   capex_weight=weight))
-            meta.append((n, off.chip, off.pool, tp))
+            meta.append((n, off.chip, off.pool, tp, None))
             opex_by_pool[off.pool] = max(opex_by_pool.get(off.pool, 0.0),
                                          off.lifetime_opex_usd_per_chip * tp / life_periods)
             lead_by_pool[off.pool] = min(lead_by_pool.get(off.pool, 10**6), L)
@@ -151,6 +162,13 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
                     * pools[j].power_w_per_replica for j, pn in enumerate(pool_names))
     chips_now = sum((state.pools[pn].installed_replicas + state.pools[pn].on_order_replicas)
                     * state.pools[pn].tp for pn in pool_names)
+    # running rentals: replicas serving through the whole of each period
+    rent = np.zeros((K, P, T))
+    for pn, first, last, chips in getattr(state, "rentals", []):
+        j = pool_names.index(pn)
+        for t in range(T):
+            if first <= t * per and last >= (t + 1) * per:
+                rent[:, j, t] += chips / state.pools[pn].tp
     site_power = None if not math.isfinite(state.site_power_mw_left) else \
         np.full(T, max(state.site_power_mw_left, 0.0) * 1e6 + power_now)
     site_racks = None if not math.isfinite(state.site_chips_left) else \
@@ -178,13 +196,14 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
     penalty = np.full(C, config.unmet_penalty_usd_per_mtok * per * 86400.0 / 1e6)
     problem = Problem(
         classes=classes, pools=pools, options=options, hours_per_period=per * 24.0, demand_rps=D,
-        channel_state=states, cap_chips=caps, installed=inst, budget_usd=budget,
+        channel_state=states, cap_chips=caps, installed=inst, rented=rent, budget_usd=budget,
         site_power_w=site_power, site_racks=site_racks,
         domestic_share_min=getattr(config, "domestic_share_min", 0.0),
         domestic_share_from_period=max([o.lead_periods for o in options] or [0]),
         unmet_penalty_usd_per_rps_period=penalty,
         cvar_alpha=config.cvar_alpha, cvar_weight=getattr(config, "risk_weight", 1.0) if config.risk == "cvar" else 0.0,
-        integer_periods=getattr(config, "integer_periods", 1))
+        integer_periods=getattr(config, "integer_periods", 1),
+        slice_factor=getattr(config, "slice_factor", 0))
     return problem, meta
 
 
@@ -252,10 +271,10 @@ class OptimalPlanner:
         if weights and not self.front:
             self.front = price_of_security(state, problem, weights, self.config)
         out = []
-        for (ch, chip, pool, tp), n in zip(meta, plan.orders[0, :, 0]):
+        for (ch, chip, pool, tp, term), n in zip(meta, plan.orders[0, :, 0]):
             n = int(round(n))
             if n > 0:
-                out.append(OrderRequest(ch, chip, n * tp, pool))
+                out.append(OrderRequest(ch, chip, n * tp, pool, term_days=term))
         return out
 
     def report(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ channel, minimum orders, the capex budget (cumulative when unspent budget carrie
 power and racks for owned replicas, the domestic share of served demand.
 
 Cost of a future: capex (price x (1 + levy), refunded when cancelled, weighted for end effects),
-rent (hourly price x hours x minimum term), power and other opex of owned replicas installed,
+rent (hourly price x hours x minimum term, paid only for a rental delivered), power and other opex of owned replicas installed,
 and the unmet-demand penalty. Objective: (1-w) E[cost] + w CVaR_alpha[cost].
 """
 
@@ -232,7 +232,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
                     o.price_usd_per_chip_hour * pr.hours_per_period * o.min_term_periods * tp[i]
                     * (1 + o.levy_share)
                 )
-                cost("rent", kk, col, unit * paid[:, i, s])
+                cost("rent", kk, col, unit * delivered[:, i, s])  # paid from delivery, as in the fleet
     pconst["power"] += np.einsum("kpt,p->k", installed, run_usd)
     pconst["opex"] += np.einsum("kpt,p->k", installed, opx_usd)
     pen = pr.penalty()
