@@ -29,7 +29,7 @@ from fleetsim.sweep.spec import SweepSpec
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
-    "serving": (ROOT / "scenarios" / "quickstart.yaml", SweepSpec(
+    "serving": (ROOT / "scenarios" / "serving_quickstart.yaml", SweepSpec(
         params={"serving.pools.h20.replicas": [2, 4, 6], "serving.workloads.chat.arrival.rate_per_s": [3.0, 5.0, 7.0, 9.0]},
         seeds=2, base_overrides=["serving.duration_s=600", "serving.warmup_s=60"])),
     "fleet": (ROOT / "scenarios" / "fleet_small.yaml", SweepSpec(

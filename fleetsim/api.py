@@ -1,6 +1,6 @@
 """The Python surface: what `cli.py` and notebooks call.
 
-    scenario = fleetsim.load_scenario("scenarios/quickstart.yaml", overrides=["seed=3"])
+    scenario = fleetsim.load_scenario("scenarios/serving_quickstart.yaml", overrides=["seed=3"])
     result = fleetsim.run(scenario, out_dir="outputs/try")
     result.requests.groupby("class").ttft_s.describe()
 """
@@ -816,7 +816,7 @@ def sweep(
 ):
     """Sweep a scenario file over `--set` paths (`fleetsim sweep`); returns a SweepResult.
 
-        api.sweep("scenarios/quickstart.yaml", params={"serving.pools.h20.replicas": [2, 4]},
+        api.sweep("scenarios/serving_quickstart.yaml", params={"serving.pools.h20.replicas": [2, 4]},
                   ranges={"serving.workloads.chat.arrival.rate_per_s": "3:6:3"}, seeds=3)
 
     Lazy import: `sweep` sits above `api` (it runs scenarios through `api.run`).

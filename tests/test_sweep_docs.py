@@ -38,10 +38,10 @@ def test_doc_commands_run_and_resume(tmp_path, monkeypatch):
 
 def test_doc_refusal_line_is_what_the_cli_prints(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    quoted = re.search(r"    (error: scenarios/quickstart.yaml.*)", DOC).group(1)
-    r = CliRunner().invoke(main, ["sweep", "scenarios/quickstart.yaml", "--param",
+    quoted = re.search(r"    (error: scenarios/serving_quickstart.yaml.*)", DOC).group(1)
+    r = CliRunner().invoke(main, ["sweep", "scenarios/serving_quickstart.yaml", "--param",
                                   "serving.pools.h20.replicas=2,-2", "-o", str(tmp_path / "x"), "-q"])
-    line = re.compile(r"quickstart.yaml:\d+,")  # the file's line number may move with edits
+    line = re.compile(r"serving_quickstart.yaml:\d+,")  # the file's line number may move with edits
     assert r.exit_code == 2 and line.sub("L", r.output.strip()) == line.sub("L", quoted)
 
 

@@ -142,6 +142,10 @@ def fleet_findings(run: RunFolder) -> list[str]:
                    f"({f.get('unmet_demand_share', 0):.1%} of all demanded tokens).")
     else:
         out.append(f"Demand was met on every one of the {len(share)} days (no unmet demand).")
+    if len(events):  # the shocks the run went through, in words as well as on every time axis
+        listed = events.sort_values("x")
+        out.append("Supply events: " + "; ".join(
+            f"{e['x']:%Y-%m-%d} {e['label']}" for _, e in listed.iterrows()) + ".")
     cap = tl.groupby("date", observed=True)["capacity_tokens_per_s"].sum()
     head = (cap / day["demand"]).replace([np.inf, -np.inf], np.nan).dropna()
     if len(head):
