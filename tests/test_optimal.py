@@ -109,11 +109,19 @@ def _cost_one_class(pr: Problem, x: np.ndarray, k: int) -> float | None:
     total = float(pr.penalty()[0] * unmet.sum())
     for i, o in enumerate(pr.options):
         p = pr.pools[pr.pool_index(o.pool)]
-        if o.kind == "buy":
-            total += x[i].sum() * tp[i] * o.price_usd_per_chip * (1 + o.levy_share)
-        else:
-            total += x[i].sum() * tp[i] * o.price_usd_per_chip_hour * pr.hours_per_period \
-                * o.min_term_periods * (1 + o.levy_share)
+        if o.kind == "buy":  # an order whose channel is banned while it travels is refunded
+            state = pr.state(o.channel)[k]
+            for s in range(pr.T):
+                closing = [c for c in state[s + 1 : s + o.lead_periods + 1] if c in ("banned", "buyer_ban")]
+                if x[i, s] and not (closing and closing[0] == "banned"):
+                    total += x[i, s] * tp[i] * o.price_usd_per_chip * (1 + o.levy_share)
+        else:  # a rental is paid from delivery: one cancelled or stranded in transit costs nothing
+            state = pr.state(o.channel)[k]
+            for s in range(pr.T):
+                closing = [c for c in state[s + 1 : s + o.lead_periods + 1] if c in ("banned", "buyer_ban")]
+                if x[i, s] and not closing:
+                    total += x[i, s] * tp[i] * o.price_usd_per_chip_hour * pr.hours_per_period \
+                        * o.min_term_periods * (1 + o.levy_share)
     owned = _capacity(pr.with_(options=[o for o in pr.options if o.kind == "buy"]),
                       x[[i for i, o in enumerate(pr.options) if o.kind == "buy"]], k)
     for j, p in enumerate(pr.pools):
