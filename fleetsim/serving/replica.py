@@ -8,6 +8,12 @@ how many steps ran. Events per request stay O(1), whatever the output length.
 Decoding requests are kept in a heap keyed by the decode step at which they finish (the replica
 counts its decode steps), so a membership change costs O(log batch) pure-Python work and no
 per-token or per-request loop over the batch.
+
+Chunked prefill skips events the same way: while the batch is fixed, the head of the prefill queue
+takes the whole token budget left by the decoders every iteration, so the iterations until it
+completes its prompt (or until a decoder finishes, or the KV cache fills) are known in advance;
+one vectorised kernel call prices them and the replica wakes once, at the end of the iteration in
+which the head's last chunk (and whatever of the budget is left, for the requests behind it) runs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import simpy
 
 from fleetsim.serving.requests import COMPLETED, RequestArrays
@@ -105,6 +112,10 @@ class Replica:
         self._run_start = 0.0
         self._run_k = 0
         self._run_cuttable = False
+        self._run_cum = None  # prefill run: cumulative end times of its iterations (numpy)
+        self._pf = None  # prefill run plan: (take, head-only iterations m, final chunks, n_dec)
+        self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
+        self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
         self.process = env.process(self._loop())
 
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
@@ -141,17 +152,28 @@ class Replica:
         `Process.interrupt` does internally, without the exception and the extra event.
         """
         env = self.env
-        run = self._run
         elapsed = env.now - self._run_start
-        k = run.steps_within(elapsed + _EPS)
-        t_done = run.time_for_steps(k)
-        if t_done < elapsed - 1e-9 or k == 0:
-            k += 1  # a step is in progress: it finishes first
+        cum = self._run_cum
+        if cum is None:
+            run = self._run
+            k = run.steps_within(elapsed + _EPS)
             t_done = run.time_for_steps(k)
+            if t_done < elapsed - 1e-9 or k == 0:
+                k += 1  # a step is in progress: it finishes first
+                t_done = run.time_for_steps(k)
+        else:
+            k = int(np.searchsorted(cum, elapsed + _EPS, side="right"))
+            t_done = float(cum[k - 1]) if k else 0.0
+            if t_done < elapsed - 1e-9 or k == 0:
+                k += 1
+                t_done = float(cum[k - 1])
         self._run_cuttable = False
         if k >= self._run_k:
             return
         self._run_k = k
+        if cum is not None and k <= self._pf[1]:
+            self._switch = None  # the final iteration will not run in this prefill run
+            self._stamps = None
         proc = self.process
         self._timer.callbacks.remove(proc._resume)
         timer = self._timer = env.timeout(max(t_done - elapsed, 0.0))
@@ -177,6 +199,8 @@ class Replica:
                 yield from self._serve()
             except simpy.Interrupt:
                 self._mark(self.env.now, 0)  # the iteration under way is lost
+                self._apply_stamps(self.env.now)
+                self._run_cum = self._pf = None
                 self._timer = None
                 self._wake = None
                 yield self._repaired
@@ -189,7 +213,10 @@ class Replica:
             if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
                 self._make_room()
             if self.prefilling:
-                yield from self._prefill_iteration()
+                if self.chunked:
+                    yield from self._prefill_run()
+                else:
+                    yield from self._prefill_iteration()
                 continue
             n = len(self.decoding)
             if n:
@@ -281,6 +308,117 @@ class Replica:
             self.kv_prefill -= total + 1
             self._join_decode(rid, total, generated + 1, now)
 
+    def _prefill_run(self):
+        """Chunked prefill, event skipping: the iterations up to the one in which the head of the
+        prefill queue finishes its prompt, priced in one kernel call, one SimPy event.
+
+        Before that last iteration the head takes the whole budget left by the decoders (nobody
+        behind it gets a token), so iteration j has `take` prompt tokens, attended context growing
+        by `take` per iteration and decode context growing by n_dec: a numpy row per iteration.
+        The run also ends when a decoder finishes or the KV cache would fill (membership changes);
+        an admissible arrival cuts it at the end of the iteration under way, as for decode runs.
+        """
+        env = self.env
+        kernel = self.kernel
+        now = env.now
+        n_dec = len(self.decoding)
+        room = self.token_budget - n_dec
+        take = room if room > 0 else 0
+        head = self.prefilling[0]
+        done0 = head[2]
+        remaining = head[1] - done0
+        m = (remaining - 1) // take if take > 0 else 1 << 62  # head-only iterations
+        k = m + 1
+        if n_dec:
+            k_next = self._next_finish_step() - self.step
+            k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n_dec)
+            k = min(k, max(min(k_next, k_full), 1))
+        h = min(m, k)
+        admitted_s = self.req.admitted_s
+        if h:
+            j = np.arange(h, dtype=float)
+            times = kernel.iteration_time_s(take, n_dec, self.ctx + n_dec * j,
+                                            take * (done0 + take * j + take / 2.0), self.throttle)
+            cum = np.cumsum(times)
+        else:
+            cum = np.empty(0)
+        chunks: list[tuple[list[int], int]] = []
+        switch = None
+        if k > m:  # the head's last chunk runs in this run: price that iteration as usual
+            t_final = float(cum[-1]) if h else 0.0
+            head_done = done0 + take * m
+            tokens = 0
+            attended = 0.0
+            budget = room
+            for item in self.prefilling:
+                left = item[1] - (head_done if item is head else item[2])
+                give = min(left, max(budget - tokens, 0))
+                if give <= 0:
+                    break
+                chunks.append((item, give))
+                tokens += give
+                attended += give * ((head_done if item is head else item[2]) + give / 2.0)
+            ctx_f = self.ctx + n_dec * m
+            dt = kernel.step_time_s(tokens, n_dec, ctx_f, attended, self.throttle)
+            cum = np.append(cum, t_final + dt)
+            final = (n_dec + len(chunks), tokens + n_dec)
+            new = [item[0] for item, _ in chunks
+                   if admitted_s[item[0]] != admitted_s[item[0]] and not (h and item is head)]
+            if h:
+                switch = (now + t_final, final[0], final[1])
+                self._stamps = (now + t_final, new) if new else None
+            else:
+                for rid in new:
+                    admitted_s[rid] = now
+        if h:
+            if take and admitted_s[head[0]] != admitted_s[head[0]]:
+                admitted_s[head[0]] = now  # its first chunk is scheduled now
+            self._mark(now, n_dec + (1 if take else 0), take + n_dec)
+        else:
+            self._mark(now, final[0], final[1])
+        self._switch = switch  # after `_mark`, which settles any earlier one
+        self._pf = (take, m, chunks, n_dec)
+        self._run_cum, self._run_start, self._run_k = cum, now, k
+        self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+        self._timer = env.timeout(float(cum[k - 1]))
+        yield self._timer
+        self._timer = None
+        e = self._run_k
+        take, m, chunks, n_dec = self._pf
+        self._run_cum = self._pf = None
+        now = env.now
+        self._mark(now, 0)
+        self._apply_stamps(now)
+        if n_dec:
+            self.step += e
+            self.ctx += n_dec * e
+            self._complete_due(now)
+        head[2] += take * min(e, m)
+        if e > m:
+            for item, give in chunks:
+                if item is head:
+                    item[2] = item[1]
+                else:
+                    item[2] += give
+        while self.prefilling and self.prefilling[0][2] >= self.prefilling[0][1]:
+            rid, total, _done, generated = self.prefilling.popleft()
+            self.kv_prefill -= total + 1
+            self._join_decode(rid, total, generated + 1, now)
+
+    def settle(self, now: float) -> None:
+        """At the window's end: record admissions of a prefill run's last iteration if it has
+        started by `now` (the run's wake-up, which would record them, lies beyond the window)."""
+        self._apply_stamps(now)
+
+    def _apply_stamps(self, now: float) -> None:
+        stamps = self._stamps
+        if stamps is not None and now >= stamps[0]:
+            admitted_s = self.req.admitted_s
+            for rid in stamps[1]:
+                if admitted_s[rid] != admitted_s[rid]:
+                    admitted_s[rid] = stamps[0]
+        self._stamps = None
+
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
         req = self.req
         if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: first token of this request
@@ -309,7 +447,13 @@ class Replica:
 
     def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
         """Account busy time, batch-size and power areas since the last mark, then start an
-        iteration of `n_running` sequences processing `tokens` tokens (0, 0: idle)."""
+        iteration of `n_running` sequences processing `tokens` tokens (0, 0: idle). A prefill run
+        whose last iteration differs leaves a `_switch` (its start time and figures): settled here."""
+        sw = self._switch
+        if sw is not None:
+            self._switch = None
+            if now > sw[0]:
+                self._mark(sw[0], sw[1], sw[2])
         if self._n_running:
             dt = now - self._since
             self.busy_s += dt
@@ -324,6 +468,16 @@ class Replica:
     def busy_at(self, now: float) -> tuple[float, float, float]:
         """(busy seconds, batch-size area, power-activity area) up to `now`, counting the
         iteration under way."""
+        sw = self._switch
+        if sw is not None and now > sw[0] and self._n_running:
+            dt = sw[0] - self._since
+            busy = self.busy_s + dt
+            batch = self.batch_area + self._n_running * dt
+            power = self.power_area + self._activity * dt
+            act = (MEMORY_BOUND_ACTIVITY + self._activity_per_token * sw[2]
+                   if sw[2] < self._ridge_tokens else 1.0)
+            dt = now - sw[0]
+            return busy + dt, batch + sw[1] * dt, power + act * dt
         if self._n_running:
             dt = now - self._since
             return (self.busy_s + dt, self.batch_area + self._n_running * dt,

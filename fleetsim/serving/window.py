@@ -179,6 +179,9 @@ def run_window(
                                      start_temp_c=start_temp_c, spares=spares)
 
     run_env(env, cfg.duration_s, progress, "serving window (simulated s)")
+    for reps in pool_replicas:
+        for r in reps:
+            r.settle(cfg.duration_s)
     events: dict[str, Any] = monitor.events() if monitor is not None else {}
     measured = cfg.duration_s - cfg.warmup_s
 
