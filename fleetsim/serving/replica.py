@@ -19,6 +19,7 @@ which the head's last chunk (and whatever of the budget is left, for the request
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from fleetsim.scenario.serving import ContinuousBatching
 
 _EPS = 1e-12
+_SMALL_RUN = 8  # prefill runs up to this many iterations are priced in plain floats
 
 # Power draw of a memory-bound iteration (decode at small batch) as a share of the dynamic power
 # at full compute. ASSUMPTION: GPUs decoding at small batch are reported well below TDP while
@@ -112,7 +114,9 @@ class Replica:
         self._run_start = 0.0
         self._run_k = 0
         self._run_cuttable = False
-        self._run_cum = None  # prefill run: cumulative end times of its iterations (numpy)
+        self._kind = 0  # run under way: 0 decode run, 1 chunked-prefill run, 2 prefill iteration
+        self._run_n = 0
+        self._run_cum = None  # prefill run: cumulative end times of its iterations
         self._pf = None  # prefill run plan: (take, head-only iterations m, final chunks, n_dec)
         self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
         self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
@@ -139,11 +143,33 @@ class Replica:
         self.outstanding_tokens += self._prompt[rid] + self._output[rid]
         wake = self._wake
         if wake is not None:
-            if not wake.triggered:
-                wake.succeed()
+            # Idle: start the run now and point the waiting process at its timer.
+            self._wake = None
+            timer = self._start()
+            if timer is not None:
+                self._repoint(wake, timer)
         elif self._timer is not None and self._run_cuttable and len(self.waiting) == 1 and self._can_admit(rid):
             # FCFS: a newcomer can only join if nobody waits before it.
-            self._cut_run()
+            if self.env.now == self._run_start:
+                self._restart_run()  # the run has not begun: plan it again with the newcomer
+            else:
+                self._cut_run()
+
+    def _repoint(self, old, timer) -> None:
+        """Make the serving process wait on `timer` instead of `old` (what SimPy's own
+        `Process.interrupt` does inside, without the exception and the extra event)."""
+        proc = self.process
+        old.callbacks.remove(proc._resume)
+        timer.callbacks.append(proc._resume)
+        proc._target = timer
+
+    def _restart_run(self) -> None:
+        """A newcomer at the very instant a run starts joins it, as at an iteration boundary."""
+        old = self._timer
+        self._switch = self._stamps = None
+        self._run_cum = self._pf = None
+        timer = self._start()  # never None: the batch was not empty
+        self._repoint(old, timer)
 
     def _cut_run(self) -> None:
         """Move the decode run's wake-up to the end of the step under way (the newcomer joins then).
@@ -162,11 +188,11 @@ class Replica:
                 k += 1  # a step is in progress: it finishes first
                 t_done = run.time_for_steps(k)
         else:
-            k = int(np.searchsorted(cum, elapsed + _EPS, side="right"))
-            t_done = float(cum[k - 1]) if k else 0.0
+            k = bisect_right(cum, elapsed + _EPS)
+            t_done = cum[k - 1] if k else 0.0
             if t_done < elapsed - 1e-9 or k == 0:
                 k += 1
-                t_done = float(cum[k - 1])
+                t_done = cum[k - 1]
         self._run_cuttable = False
         if k >= self._run_k:
             return
@@ -174,11 +200,9 @@ class Replica:
         if cum is not None and k <= self._pf[1]:
             self._switch = None  # the final iteration will not run in this prefill run
             self._stamps = None
-        proc = self.process
-        self._timer.callbacks.remove(proc._resume)
-        timer = self._timer = env.timeout(max(t_done - elapsed, 0.0))
-        timer.callbacks.append(proc._resume)
-        proc._target = timer
+        old = self._timer
+        self._timer = env.timeout(max(t_done - elapsed, 0.0))
+        self._repoint(old, self._timer)
 
     def _can_admit(self, rid: int) -> bool:
         running = len(self.decoding) + len(self.prefilling)
@@ -206,38 +230,62 @@ class Replica:
                 yield self._repaired
 
     def _serve(self):
-        env = self.env
-        kernel = self.kernel
         while True:
-            self._admit()
-            if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
-                self._make_room()
-            if self.prefilling:
-                if self.chunked:
-                    yield from self._prefill_run()
-                else:
-                    yield from self._prefill_iteration()
-                continue
-            n = len(self.decoding)
-            if n:
-                run = kernel.decode_run(n, self.ctx, self.throttle)
-                k_next = self._next_finish_step() - self.step
-                k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
-                k = max(min(k_next, k_full), 1)
-                start = env.now
-                self._mark(start, n, n)
-                # Sleep until the next completion. An admissible arrival meanwhile moves the
-                # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
-                self._run, self._run_start, self._run_k = run, start, k
-                self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-                self._timer = env.timeout(run.time_for_steps(k))
-                yield self._timer
-                self._timer = None
-                self._advance_decode(self._run_k, n)
-                continue
-            self._wake = env.event()
-            yield self._wake
-            self._wake = None
+            timer = self._start()
+            if timer is None:
+                # Idle: an arrival starts the next run from `enqueue` and re-points this wait
+                # at that run's timer (no wake-up event of its own).
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+                if self._timer is None:
+                    continue
+            else:
+                yield timer
+            self._timer = None
+            self._end()
+
+    def _start(self):
+        """Admit, make room, and begin the next run (a decode run, a chunked-prefill run or one
+        unchunked prefill iteration); return its timer, or None when there is nothing to do."""
+        self._admit()
+        if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
+            self._make_room()
+        if self.prefilling:
+            if self.chunked:
+                head = self.prefilling[0]
+                if head[1] - head[2] > self.token_budget - len(self.decoding):
+                    self._kind = 1  # the head needs several iterations: skip them
+                    return self._start_prefill_run()
+            self._kind = 2  # the head's prompt fits in this iteration
+            return self._start_prefill_iteration()
+        n = len(self.decoding)
+        if not n:
+            return None
+        self._kind = 0
+        env = self.env
+        run = self.kernel.decode_run(n, self.ctx, self.throttle)
+        k_next = self._next_finish_step() - self.step
+        k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
+        k = max(min(k_next, k_full), 1)
+        start = env.now
+        self._mark(start, n, n)
+        # Sleep until the next completion. An admissible arrival meanwhile moves the
+        # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
+        self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
+        self._run_cum = None
+        self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+        self._timer = env.timeout(run.time_for_steps(k))
+        return self._timer
+
+    def _end(self) -> None:
+        kind = self._kind
+        if kind == 0:
+            self._advance_decode(self._run_k, self._run_n)
+        elif kind == 1:
+            self._end_prefill_run()
+        else:
+            self._end_prefill_iteration()
 
     def _make_room(self) -> None:
         """Before an iteration: if every running sequence's next token would not fit in the KV
@@ -271,7 +319,7 @@ class Replica:
             self.prefilling.append([rid, tokens, 0, generated])
             self.kv_prefill += tokens + 1
 
-    def _prefill_iteration(self):
+    def _start_prefill_iteration(self):
         """One iteration: prompt chunks of admitted requests plus one token for every decoder."""
         n_dec = len(self.decoding)
         budget = self.token_budget - n_dec
@@ -294,7 +342,14 @@ class Replica:
             attended += take * (item[2] + take / 2.0)
         dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
         self._mark(self.env.now, n_dec + len(chunks), tokens + n_dec)
-        yield self.env.timeout(dt)
+        self._pf = (chunks, n_dec)
+        self._run_cuttable = False
+        self._timer = self.env.timeout(dt)
+        return self._timer
+
+    def _end_prefill_iteration(self) -> None:
+        chunks, n_dec = self._pf
+        self._pf = None
         now = self.env.now
         self._mark(now, 0)
         if n_dec:
@@ -308,7 +363,7 @@ class Replica:
             self.kv_prefill -= total + 1
             self._join_decode(rid, total, generated + 1, now)
 
-    def _prefill_run(self):
+    def _start_prefill_run(self):
         """Chunked prefill, event skipping: the iterations up to the one in which the head of the
         prefill queue finishes its prompt, priced in one kernel call, one SimPy event.
 
@@ -335,17 +390,22 @@ class Replica:
             k = min(k, max(min(k_next, k_full), 1))
         h = min(m, k)
         admitted_s = self.req.admitted_s
-        if h:
+        if h > _SMALL_RUN:
             j = np.arange(h, dtype=float)
             times = kernel.iteration_time_s(take, n_dec, self.ctx + n_dec * j,
                                             take * (done0 + take * j + take / 2.0), self.throttle)
-            cum = np.cumsum(times)
-        else:
-            cum = np.empty(0)
+            cum = np.cumsum(times).tolist()
+        else:  # a few iterations: plain floats beat numpy's per-call overhead
+            cum = []
+            t = 0.0
+            step_time_s, ctx, thr = kernel.step_time_s, self.ctx, self.throttle
+            for i in range(h):
+                t += step_time_s(take, n_dec, ctx + n_dec * i, take * (done0 + take * i + take / 2.0), thr)
+                cum.append(t)
         chunks: list[tuple[list[int], int]] = []
         switch = None
         if k > m:  # the head's last chunk runs in this run: price that iteration as usual
-            t_final = float(cum[-1]) if h else 0.0
+            t_final = cum[-1] if h else 0.0
             head_done = done0 + take * m
             tokens = 0
             attended = 0.0
@@ -360,7 +420,7 @@ class Replica:
                 attended += give * ((head_done if item is head else item[2]) + give / 2.0)
             ctx_f = self.ctx + n_dec * m
             dt = kernel.step_time_s(tokens, n_dec, ctx_f, attended, self.throttle)
-            cum = np.append(cum, t_final + dt)
+            cum.append(t_final + dt)
             final = (n_dec + len(chunks), tokens + n_dec)
             new = [item[0] for item, _ in chunks
                    if admitted_s[item[0]] != admitted_s[item[0]] and not (h and item is head)]
@@ -377,14 +437,16 @@ class Replica:
         else:
             self._mark(now, final[0], final[1])
         self._switch = switch  # after `_mark`, which settles any earlier one
-        self._pf = (take, m, chunks, n_dec)
+        self._pf = (take, m, chunks, n_dec, head)
         self._run_cum, self._run_start, self._run_k = cum, now, k
         self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-        self._timer = env.timeout(float(cum[k - 1]))
-        yield self._timer
-        self._timer = None
+        self._timer = env.timeout(cum[k - 1])
+        return self._timer
+
+    def _end_prefill_run(self) -> None:
+        env = self.env
         e = self._run_k
-        take, m, chunks, n_dec = self._pf
+        take, m, chunks, n_dec, head = self._pf
         self._run_cum = self._pf = None
         now = env.now
         self._mark(now, 0)
