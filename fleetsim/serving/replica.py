@@ -49,6 +49,38 @@ def _ridge_tokens(kernel) -> float:
     return max(read_s / per_token_s, 1.0)
 
 
+class Deferral:
+    """Run-end timeouts scheduled late: a run ending after the next arrival gets its timeout
+    only when the arrival before its end has been routed (`flush`), so an arrival that cuts the
+    run replaces a placeholder, not a scheduled timeout (one SimPy event saved per cut). The
+    arrivals process sets `horizon` (the next arrival's time) and flushes after each arrival."""
+
+    __slots__ = ("env", "horizon", "heap", "_seq")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.horizon = 0.0
+        self.heap: list = []
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def flush(self) -> None:
+        """Schedule every deferred run end up to `horizon` (stale entries: cut or crashed runs)."""
+        heap = self.heap
+        env = self.env
+        horizon = self.horizon
+        while heap and heap[0][0] <= horizon:
+            t_end, _seq, rep, ev = heapq.heappop(heap)
+            if rep._timer is not ev:
+                continue
+            timer = env.timeout(max(t_end - env.now, 0.0))
+            rep._repoint(ev, timer)
+            rep._timer = timer
+
+
 class Replica:
     """A replica's queue, running batch and the SimPy process that serves them."""
 
@@ -120,6 +152,7 @@ class Replica:
         self._pf = None  # prefill run plan: (take, head-only iterations m, final chunks, n_dec)
         self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
         self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
+        self.deferral: Deferral | None = None  # set by the window (see `Deferral`)
         self.process = env.process(self._loop())
 
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
@@ -154,6 +187,18 @@ class Replica:
                 self._restart_run()  # the run has not begun: plan it again with the newcomer
             else:
                 self._cut_run()
+
+    def _arm(self, delay: float):
+        """The event the serving process waits on to end the run `delay` from now: a timeout,
+        or, when no arrival can come before it, a placeholder the `Deferral` turns into the
+        timeout at the last arrival before it. A run cut by an arrival then wastes no event."""
+        env = self.env
+        d = self.deferral
+        if d is None or env.now + delay <= d.horizon:
+            return env.timeout(delay)
+        ev = env.event()  # never triggered itself: no event scheduled
+        heapq.heappush(d.heap, (env.now + delay, d.next_seq(), self, ev))
+        return ev
 
     def _repoint(self, old, timer) -> None:
         """Make the serving process wait on `timer` instead of `old` (what SimPy's own
@@ -201,7 +246,7 @@ class Replica:
             self._switch = None  # the final iteration will not run in this prefill run
             self._stamps = None
         old = self._timer
-        self._timer = env.timeout(max(t_done - elapsed, 0.0))
+        self._timer = self._arm(max(t_done - elapsed, 0.0))
         self._repoint(old, self._timer)
 
     def _can_admit(self, rid: int) -> bool:
@@ -275,7 +320,7 @@ class Replica:
         self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
         self._run_cum = None
         self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-        self._timer = env.timeout(run.time_for_steps(k))
+        self._timer = self._arm(run.time_for_steps(k))
         return self._timer
 
     def _end(self) -> None:
@@ -344,7 +389,7 @@ class Replica:
         self._mark(self.env.now, n_dec + len(chunks), tokens + n_dec)
         self._pf = (chunks, n_dec)
         self._run_cuttable = False
-        self._timer = self.env.timeout(dt)
+        self._timer = self._arm(dt)
         return self._timer
 
     def _end_prefill_iteration(self) -> None:
@@ -440,7 +485,7 @@ class Replica:
         self._pf = (take, m, chunks, n_dec, head)
         self._run_cum, self._run_start, self._run_k = cum, now, k
         self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-        self._timer = env.timeout(cum[k - 1])
+        self._timer = self._arm(cum[k - 1])
         return self._timer
 
     def _end_prefill_run(self) -> None:
