@@ -37,6 +37,9 @@ def main(path: str, n_seeds: int) -> None:
         walls = sorted(w for _, _, w in rows)
         ests = [c.goodput_rps for _, c, _ in rows]
         mean = sum(ests) / len(ests)
+        if not mean > 0:  # e.g. SLO unreachable even on an idle replica: nothing searched
+            print(f"{pool}/{wname}: goodput 0 ({rows[0][1].note}); wall time max {walls[-1]:.1f} s")
+            continue
         cover_mean = sum(c.goodput_ci95_rps[0] <= mean <= c.goodput_ci95_rps[1] for _, c, _ in rows)
         pairs = list(itertools.combinations(rows, 2))
         overlap = sum(max(a.goodput_ci95_rps[0], b.goodput_ci95_rps[0])

@@ -8,14 +8,22 @@ how many steps ran. Events per request stay O(1), whatever the output length.
 Decoding requests are kept in a heap keyed by the decode step at which they finish (the replica
 counts its decode steps), so a membership change costs O(log batch) pure-Python work and no
 per-token or per-request loop over the batch.
+
+Chunked prefill skips events the same way: while the batch is fixed, the head of the prefill queue
+takes the whole token budget left by the decoders every iteration, so the iterations until it
+completes its prompt (or until a decoder finishes, or the KV cache fills) are known in advance;
+one vectorised kernel call prices them and the replica wakes once, at the end of the iteration in
+which the head's last chunk (and whatever of the budget is left, for the requests behind it) runs.
 """
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import simpy
 
 from fleetsim.serving.requests import COMPLETED, RequestArrays
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
     from fleetsim.scenario.serving import ContinuousBatching
 
 _EPS = 1e-12
+_SMALL_RUN = 8  # prefill runs up to this many iterations are priced in plain floats
 
 # Power draw of a memory-bound iteration (decode at small batch) as a share of the dynamic power
 # at full compute. ASSUMPTION: GPUs decoding at small batch are reported well below TDP while
@@ -38,6 +47,38 @@ def _ridge_tokens(kernel) -> float:
     if read_s <= 0 or per_token_s <= 0:
         return 1.0
     return max(read_s / per_token_s, 1.0)
+
+
+class Deferral:
+    """Run-end timeouts scheduled late: a run ending after the next arrival gets its timeout
+    only when the arrival before its end has been routed (`flush`), so an arrival that cuts the
+    run replaces a placeholder, not a scheduled timeout (one SimPy event saved per cut). The
+    arrivals process sets `horizon` (the next arrival's time) and flushes after each arrival."""
+
+    __slots__ = ("env", "horizon", "heap", "_seq")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.horizon = 0.0
+        self.heap: list = []
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def flush(self) -> None:
+        """Schedule every deferred run end up to `horizon` (stale entries: cut or crashed runs)."""
+        heap = self.heap
+        env = self.env
+        horizon = self.horizon
+        while heap and heap[0][0] <= horizon:
+            t_end, _seq, rep, ev = heapq.heappop(heap)
+            if rep._timer is not ev:
+                continue
+            timer = env.timeout(max(t_end - env.now, 0.0))
+            rep._repoint(ev, timer)
+            rep._timer = timer
 
 
 class Replica:
@@ -105,6 +146,13 @@ class Replica:
         self._run_start = 0.0
         self._run_k = 0
         self._run_cuttable = False
+        self._kind = 0  # run under way: 0 decode run, 1 chunked-prefill run, 2 prefill iteration
+        self._run_n = 0
+        self._run_cum = None  # prefill run: cumulative end times of its iterations
+        self._pf = None  # prefill run plan: (take, head-only iterations m, final chunks, n_dec)
+        self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
+        self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
+        self.deferral: Deferral | None = None  # set by the window (see `Deferral`)
         self.process = env.process(self._loop())
 
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
@@ -128,11 +176,45 @@ class Replica:
         self.outstanding_tokens += self._prompt[rid] + self._output[rid]
         wake = self._wake
         if wake is not None:
-            if not wake.triggered:
-                wake.succeed()
+            # Idle: start the run now and point the waiting process at its timer.
+            self._wake = None
+            timer = self._start()
+            if timer is not None:
+                self._repoint(wake, timer)
         elif self._timer is not None and self._run_cuttable and len(self.waiting) == 1 and self._can_admit(rid):
             # FCFS: a newcomer can only join if nobody waits before it.
-            self._cut_run()
+            if self.env.now == self._run_start:
+                self._restart_run()  # the run has not begun: plan it again with the newcomer
+            else:
+                self._cut_run()
+
+    def _arm(self, delay: float):
+        """The event the serving process waits on to end the run `delay` from now: a timeout,
+        or, when no arrival can come before it, a placeholder the `Deferral` turns into the
+        timeout at the last arrival before it. A run cut by an arrival then wastes no event."""
+        env = self.env
+        d = self.deferral
+        if d is None or env.now + delay <= d.horizon:
+            return env.timeout(delay)
+        ev = env.event()  # never triggered itself: no event scheduled
+        heapq.heappush(d.heap, (env.now + delay, d.next_seq(), self, ev))
+        return ev
+
+    def _repoint(self, old, timer) -> None:
+        """Make the serving process wait on `timer` instead of `old` (what SimPy's own
+        `Process.interrupt` does inside, without the exception and the extra event)."""
+        proc = self.process
+        old.callbacks.remove(proc._resume)
+        timer.callbacks.append(proc._resume)
+        proc._target = timer
+
+    def _restart_run(self) -> None:
+        """A newcomer at the very instant a run starts joins it, as at an iteration boundary."""
+        old = self._timer
+        self._switch = self._stamps = None
+        self._run_cum = self._pf = None
+        timer = self._start()  # never None: the batch was not empty
+        self._repoint(old, timer)
 
     def _cut_run(self) -> None:
         """Move the decode run's wake-up to the end of the step under way (the newcomer joins then).
@@ -141,22 +223,31 @@ class Replica:
         `Process.interrupt` does internally, without the exception and the extra event.
         """
         env = self.env
-        run = self._run
         elapsed = env.now - self._run_start
-        k = run.steps_within(elapsed + _EPS)
-        t_done = run.time_for_steps(k)
-        if t_done < elapsed - 1e-9 or k == 0:
-            k += 1  # a step is in progress: it finishes first
+        cum = self._run_cum
+        if cum is None:
+            run = self._run
+            k = run.steps_within(elapsed + _EPS)
             t_done = run.time_for_steps(k)
+            if t_done < elapsed - 1e-9 or k == 0:
+                k += 1  # a step is in progress: it finishes first
+                t_done = run.time_for_steps(k)
+        else:
+            k = bisect_right(cum, elapsed + _EPS)
+            t_done = cum[k - 1] if k else 0.0
+            if t_done < elapsed - 1e-9 or k == 0:
+                k += 1
+                t_done = cum[k - 1]
         self._run_cuttable = False
         if k >= self._run_k:
             return
         self._run_k = k
-        proc = self.process
-        self._timer.callbacks.remove(proc._resume)
-        timer = self._timer = env.timeout(max(t_done - elapsed, 0.0))
-        timer.callbacks.append(proc._resume)
-        proc._target = timer
+        if cum is not None and k <= self._pf[1]:
+            self._switch = None  # the final iteration will not run in this prefill run
+            self._stamps = None
+        old = self._timer
+        self._timer = self._arm(max(t_done - elapsed, 0.0))
+        self._repoint(old, self._timer)
 
     def _can_admit(self, rid: int) -> bool:
         running = len(self.decoding) + len(self.prefilling)
@@ -177,40 +268,69 @@ class Replica:
                 yield from self._serve()
             except simpy.Interrupt:
                 self._mark(self.env.now, 0)  # the iteration under way is lost
+                self._apply_stamps(self.env.now)
+                self._run_cum = self._pf = None
                 self._timer = None
                 self._wake = None
                 yield self._repaired
 
     def _serve(self):
-        env = self.env
-        kernel = self.kernel
         while True:
-            self._admit()
-            if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
-                self._make_room()
-            if self.prefilling:
-                yield from self._prefill_iteration()
-                continue
-            n = len(self.decoding)
-            if n:
-                run = kernel.decode_run(n, self.ctx, self.throttle)
-                k_next = self._next_finish_step() - self.step
-                k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
-                k = max(min(k_next, k_full), 1)
-                start = env.now
-                self._mark(start, n, n)
-                # Sleep until the next completion. An admissible arrival meanwhile moves the
-                # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
-                self._run, self._run_start, self._run_k = run, start, k
-                self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-                self._timer = env.timeout(run.time_for_steps(k))
-                yield self._timer
-                self._timer = None
-                self._advance_decode(self._run_k, n)
-                continue
-            self._wake = env.event()
-            yield self._wake
-            self._wake = None
+            timer = self._start()
+            if timer is None:
+                # Idle: an arrival starts the next run from `enqueue` and re-points this wait
+                # at that run's timer (no wake-up event of its own).
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+                if self._timer is None:
+                    continue
+            else:
+                yield timer
+            self._timer = None
+            self._end()
+
+    def _start(self):
+        """Admit, make room, and begin the next run (a decode run, a chunked-prefill run or one
+        unchunked prefill iteration); return its timer, or None when there is nothing to do."""
+        self._admit()
+        if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
+            self._make_room()
+        if self.prefilling:
+            if self.chunked:
+                head = self.prefilling[0]
+                if head[1] - head[2] > self.token_budget - len(self.decoding):
+                    self._kind = 1  # the head needs several iterations: skip them
+                    return self._start_prefill_run()
+            self._kind = 2  # the head's prompt fits in this iteration
+            return self._start_prefill_iteration()
+        n = len(self.decoding)
+        if not n:
+            return None
+        self._kind = 0
+        env = self.env
+        run = self.kernel.decode_run(n, self.ctx, self.throttle)
+        k_next = self._next_finish_step() - self.step
+        k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
+        k = max(min(k_next, k_full), 1)
+        start = env.now
+        self._mark(start, n, n)
+        # Sleep until the next completion. An admissible arrival meanwhile moves the
+        # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
+        self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
+        self._run_cum = None
+        self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+        self._timer = self._arm(run.time_for_steps(k))
+        return self._timer
+
+    def _end(self) -> None:
+        kind = self._kind
+        if kind == 0:
+            self._advance_decode(self._run_k, self._run_n)
+        elif kind == 1:
+            self._end_prefill_run()
+        else:
+            self._end_prefill_iteration()
 
     def _make_room(self) -> None:
         """Before an iteration: if every running sequence's next token would not fit in the KV
@@ -244,7 +364,7 @@ class Replica:
             self.prefilling.append([rid, tokens, 0, generated])
             self.kv_prefill += tokens + 1
 
-    def _prefill_iteration(self):
+    def _start_prefill_iteration(self):
         """One iteration: prompt chunks of admitted requests plus one token for every decoder."""
         n_dec = len(self.decoding)
         budget = self.token_budget - n_dec
@@ -267,7 +387,14 @@ class Replica:
             attended += take * (item[2] + take / 2.0)
         dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
         self._mark(self.env.now, n_dec + len(chunks), tokens + n_dec)
-        yield self.env.timeout(dt)
+        self._pf = (chunks, n_dec)
+        self._run_cuttable = False
+        self._timer = self._arm(dt)
+        return self._timer
+
+    def _end_prefill_iteration(self) -> None:
+        chunks, n_dec = self._pf
+        self._pf = None
         now = self.env.now
         self._mark(now, 0)
         if n_dec:
@@ -280,6 +407,124 @@ class Replica:
             rid, total, _done, generated = self.prefilling.popleft()
             self.kv_prefill -= total + 1
             self._join_decode(rid, total, generated + 1, now)
+
+    def _start_prefill_run(self):
+        """Chunked prefill, event skipping: the iterations up to the one in which the head of the
+        prefill queue finishes its prompt, priced in one kernel call, one SimPy event.
+
+        Before that last iteration the head takes the whole budget left by the decoders (nobody
+        behind it gets a token), so iteration j has `take` prompt tokens, attended context growing
+        by `take` per iteration and decode context growing by n_dec: a numpy row per iteration.
+        The run also ends when a decoder finishes or the KV cache would fill (membership changes);
+        an admissible arrival cuts it at the end of the iteration under way, as for decode runs.
+        """
+        env = self.env
+        kernel = self.kernel
+        now = env.now
+        n_dec = len(self.decoding)
+        room = self.token_budget - n_dec
+        take = room if room > 0 else 0
+        head = self.prefilling[0]
+        done0 = head[2]
+        remaining = head[1] - done0
+        m = (remaining - 1) // take if take > 0 else 1 << 62  # head-only iterations
+        k = m + 1
+        if n_dec:
+            k_next = self._next_finish_step() - self.step
+            k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n_dec)
+            k = min(k, max(min(k_next, k_full), 1))
+        h = min(m, k)
+        admitted_s = self.req.admitted_s
+        if h > _SMALL_RUN:
+            j = np.arange(h, dtype=float)
+            times = kernel.iteration_time_s(take, n_dec, self.ctx + n_dec * j,
+                                            take * (done0 + take * j + take / 2.0), self.throttle)
+            cum = np.cumsum(times).tolist()
+        else:  # a few iterations: plain floats beat numpy's per-call overhead
+            cum = []
+            t = 0.0
+            step_time_s, ctx, thr = kernel.step_time_s, self.ctx, self.throttle
+            for i in range(h):
+                t += step_time_s(take, n_dec, ctx + n_dec * i, take * (done0 + take * i + take / 2.0), thr)
+                cum.append(t)
+        chunks: list[tuple[list[int], int]] = []
+        switch = None
+        if k > m:  # the head's last chunk runs in this run: price that iteration as usual
+            t_final = cum[-1] if h else 0.0
+            head_done = done0 + take * m
+            tokens = 0
+            attended = 0.0
+            budget = room
+            for item in self.prefilling:
+                left = item[1] - (head_done if item is head else item[2])
+                give = min(left, max(budget - tokens, 0))
+                if give <= 0:
+                    break
+                chunks.append((item, give))
+                tokens += give
+                attended += give * ((head_done if item is head else item[2]) + give / 2.0)
+            ctx_f = self.ctx + n_dec * m
+            dt = kernel.step_time_s(tokens, n_dec, ctx_f, attended, self.throttle)
+            cum.append(t_final + dt)
+            final = (n_dec + len(chunks), tokens + n_dec)
+            new = [item[0] for item, _ in chunks
+                   if admitted_s[item[0]] != admitted_s[item[0]] and not (h and item is head)]
+            if h:
+                switch = (now + t_final, final[0], final[1])
+                self._stamps = (now + t_final, new) if new else None
+            else:
+                for rid in new:
+                    admitted_s[rid] = now
+        if h:
+            if take and admitted_s[head[0]] != admitted_s[head[0]]:
+                admitted_s[head[0]] = now  # its first chunk is scheduled now
+            self._mark(now, n_dec + (1 if take else 0), take + n_dec)
+        else:
+            self._mark(now, final[0], final[1])
+        self._switch = switch  # after `_mark`, which settles any earlier one
+        self._pf = (take, m, chunks, n_dec, head)
+        self._run_cum, self._run_start, self._run_k = cum, now, k
+        self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+        self._timer = self._arm(cum[k - 1])
+        return self._timer
+
+    def _end_prefill_run(self) -> None:
+        env = self.env
+        e = self._run_k
+        take, m, chunks, n_dec, head = self._pf
+        self._run_cum = self._pf = None
+        now = env.now
+        self._mark(now, 0)
+        self._apply_stamps(now)
+        if n_dec:
+            self.step += e
+            self.ctx += n_dec * e
+            self._complete_due(now)
+        head[2] += take * min(e, m)
+        if e > m:
+            for item, give in chunks:
+                if item is head:
+                    item[2] = item[1]
+                else:
+                    item[2] += give
+        while self.prefilling and self.prefilling[0][2] >= self.prefilling[0][1]:
+            rid, total, _done, generated = self.prefilling.popleft()
+            self.kv_prefill -= total + 1
+            self._join_decode(rid, total, generated + 1, now)
+
+    def settle(self, now: float) -> None:
+        """At the window's end: record admissions of a prefill run's last iteration if it has
+        started by `now` (the run's wake-up, which would record them, lies beyond the window)."""
+        self._apply_stamps(now)
+
+    def _apply_stamps(self, now: float) -> None:
+        stamps = self._stamps
+        if stamps is not None and now >= stamps[0]:
+            admitted_s = self.req.admitted_s
+            for rid in stamps[1]:
+                if admitted_s[rid] != admitted_s[rid]:
+                    admitted_s[rid] = stamps[0]
+        self._stamps = None
 
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
         req = self.req
@@ -309,7 +554,13 @@ class Replica:
 
     def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
         """Account busy time, batch-size and power areas since the last mark, then start an
-        iteration of `n_running` sequences processing `tokens` tokens (0, 0: idle)."""
+        iteration of `n_running` sequences processing `tokens` tokens (0, 0: idle). A prefill run
+        whose last iteration differs leaves a `_switch` (its start time and figures): settled here."""
+        sw = self._switch
+        if sw is not None:
+            self._switch = None
+            if now > sw[0]:
+                self._mark(sw[0], sw[1], sw[2])
         if self._n_running:
             dt = now - self._since
             self.busy_s += dt
@@ -324,6 +575,16 @@ class Replica:
     def busy_at(self, now: float) -> tuple[float, float, float]:
         """(busy seconds, batch-size area, power-activity area) up to `now`, counting the
         iteration under way."""
+        sw = self._switch
+        if sw is not None and now > sw[0] and self._n_running:
+            dt = sw[0] - self._since
+            busy = self.busy_s + dt
+            batch = self.batch_area + self._n_running * dt
+            power = self.power_area + self._activity * dt
+            act = (MEMORY_BOUND_ACTIVITY + self._activity_per_token * sw[2]
+                   if sw[2] < self._ridge_tokens else 1.0)
+            dt = now - sw[0]
+            return busy + dt, batch + sw[1] * dt, power + act * dt
         if self._n_running:
             dt = now - self._since
             return (self.busy_s + dt, self.batch_area + self._n_running * dt,

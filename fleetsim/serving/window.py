@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from fleetsim.errors import FleetsimError
 from fleetsim.kernel import ReplicaKernel
 from fleetsim.progress import run_env
 from fleetsim.scenario.serving import ServingConfig
-from fleetsim.serving.replica import Replica
+from fleetsim.serving.replica import Deferral, Replica
 from fleetsim.serving.requests import COMPLETED, REJECTED, UNFINISHED, RequestArrays
 from fleetsim.rng import stream
 from fleetsim.serving.router import Router
@@ -162,7 +164,11 @@ def run_window(
         stream(seed, "router", window), lambda: env.now,
     )
 
-    env.process(_arrivals(env, req.arrival_s.tolist(), router))
+    deferral = Deferral(env)
+    for reps in pool_replicas:
+        for r in reps:
+            r.deferral = deferral
+    env.process(_arrivals(env, req.arrival_s.tolist(), router, deferral))
 
     snapshot: dict[str, list[float]] = {}
 
@@ -179,6 +185,9 @@ def run_window(
                                      start_temp_c=start_temp_c, spares=spares)
 
     run_env(env, cfg.duration_s, progress, "serving window (simulated s)")
+    for reps in pool_replicas:
+        for r in reps:
+            r.settle(cfg.duration_s)
     events: dict[str, Any] = monitor.events() if monitor is not None else {}
     measured = cfg.duration_s - cfg.warmup_s
 
@@ -248,16 +257,23 @@ def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], r
     return places
 
 
-def _arrivals(env: simpy.Environment, times: list[float], router: Router):
-    """One process for all arrivals: one timeout per request, no per-request process."""
+def _arrivals(env: simpy.Environment, times: list[float], router: Router, deferral: Deferral):
+    """One process for all arrivals: one timeout per request, no per-request process. After
+    each arrival, the replicas' run ends due before the next one are scheduled (`Deferral`)."""
     route = router.route
     timeout = env.timeout
     now = 0.0
+    n = len(times)
+    flush = deferral.flush
     for rid, t in enumerate(times):
         if t > now:
             yield timeout(t - now)
             now = t
+        deferral.horizon = times[rid + 1] if rid + 1 < n else math.inf
         route(rid)
+        flush()
+    deferral.horizon = math.inf
+    flush()
 
 
 # Kernels and compiled workloads of recent scenarios, keyed by content: a fleet run calls
