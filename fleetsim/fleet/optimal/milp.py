@@ -456,7 +456,11 @@ def solve(
                 + (f"; binding constraint: {binding} (relaxing it makes the plan feasible)" if binding else "")
             )
         raise FleetsimError(f"planner MILP stopped without a plan: {res.message}")
-    xv = res.x
+    xv = np.array(res.x, dtype=float)
+    # HiGHS meets integrality to a tolerance (1e-6): snap integer variables to whole numbers, so
+    # orders are whole chips and every figure below is computed from the plan actually placed.
+    whole = b.integrality.astype(bool)
+    xv[whole] = np.round(xv[whole])
     orders = xv[b.xcol]
     share = np.zeros((K, C, P, T))
     mv = b.vcol >= 0
