@@ -26,6 +26,11 @@ class ProcessPool:
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers or default_workers()
+        # One BLAS thread per worker: N workers each starting a BLAS pool as wide as the machine
+        # oversubscribe the cores (parallel across runs, not inside one). Spawned workers read
+        # these when they import numpy; a value the user set is kept.
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
