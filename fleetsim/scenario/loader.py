@@ -211,14 +211,18 @@ def split_set_path(dotted: str, data: Any) -> list[str]:
                 break
         key = ".".join(parts[i:i + take])
         keys.append(key)
-        if isinstance(node, dict):
-            node = node.get(key)
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            node = None
+        node = child(node, key)
         i += take
     return keys
+
+
+def child(node: Any, key: str) -> Any:
+    """One step down a scenario's plain data: a dict key or a list index; None when absent."""
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+        return node[int(key)]
+    return None
 
 
 # The built-in catalog's names ("chips" or "models" -> names). The scenario layer does not import

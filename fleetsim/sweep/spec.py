@@ -164,19 +164,14 @@ def _range_from_text(raw: str, where: str) -> RangeAxis:
 def settle_integer_axes(spec: SweepSpec, scenario_data: dict[str, Any]) -> None:
     """Ranges over integer fields (replicas, tp, ...) round to integers: decided by the type of the
     value the scenario holds at that path now (a float field such as rate_per_s holds 3.0)."""
-    from fleetsim.scenario.loader import split_set_path
+    from fleetsim.scenario.loader import child, split_set_path
 
     for path, ax in spec.ranges.items():
         if ax.integer is not None:
             continue
         node: Any = scenario_data
         for key in split_set_path(path, scenario_data):
-            if isinstance(node, dict):
-                node = node.get(key)
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            else:
-                node = None
+            node = child(node, key)
         ax.integer = isinstance(node, int) and not isinstance(node, bool)
 
 
