@@ -31,12 +31,17 @@ def collect(name: str, seeds: int) -> list[dict]:
 
 
 def ci(values) -> str:
+    """Mean ± 95% half-width, the mean printed to the half-width's second significant digit
+    (no more digits than the interval supports)."""
     v = np.asarray(values, dtype=float)
     m = v.mean()
     if len(v) < 2:
-        return f"{m:.4g}"
+        return f"{m:.3g} (one seed)"
     h = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return f"{m:.4g} ± {h:.2g}"
+    if not np.isfinite(h) or h == 0:
+        return f"{m:.3g} ± 0"
+    decimals = max(0, 1 - int(np.floor(np.log10(h))))
+    return f"{m:.{decimals}f} ± {h:.{decimals}f}"
 
 
 def main() -> None:

@@ -36,6 +36,36 @@ def test_touching_any_source_file_changes_the_key(tmp_path):
     goodput.source_digest.cache_clear()
 
 
+def test_capacity_key_covers_what_the_serving_world_imports(tmp_path):
+    """The capacity key hashes only CAPACITY_PARTS: every fleetsim module a capacity search
+    imports (read from sys.modules in a fresh interpreter, not from that list) must lie in it,
+    and an edit in a layer above (fleet, report) must leave the key alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fleetsim.serving.capacity, fleetsim.serving.goodput, fleetsim.serving.window; "
+            "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('fleetsim.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    pkg = Path(goodput.__file__).resolve().parents[1]
+    for mod in out.split():
+        top = mod.split(".")[1]
+        part = top if (pkg / top).is_dir() else top + ".py"
+        assert part in goodput.CAPACITY_PARTS, f"capacity imports {mod}, which its cache key does not hash"
+    copy = tmp_path / "fleetsim"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    key = lambda: goodput.source_digest(copy, goodput.CAPACITY_PARTS)
+    base = key()
+    for rel, changes in (("fleet/__init__.py", False), ("report/__init__.py", False),
+                         ("kernel/latency.py", True), ("catalog/chips.yaml", True)):
+        f = copy / rel
+        original = f.read_bytes()
+        f.write_bytes(original + b"\n")
+        goodput.source_digest.cache_clear()
+        assert (key() != base) is changes, rel
+        f.write_bytes(original)
+    goodput.source_digest.cache_clear()
+
+
 def test_key_follows_source_and_content_not_rate(quickstart_path, monkeypatch):
     scen = fleetsim.load_scenario(quickstart_path)
     pool, wl, g = scen.serving.pools["h20"], scen.serving.workloads["chat"], scen.serving.goodput
@@ -49,7 +79,7 @@ def test_key_follows_source_and_content_not_rate(quickstart_path, monkeypatch):
     assert key(longer) != k0
     assert key(p=pool.model_copy(update={"tp": 8})) != k0
     assert key(p=pool.model_copy(update={"replicas": 99})) == k0  # the cell sets replicas
-    monkeypatch.setattr(goodput, "source_digest", lambda root=None: "edited")
+    monkeypatch.setattr(goodput, "source_digest", lambda root=None, parts=None: "edited")
     assert key() != k0
 
 

@@ -121,6 +121,9 @@ def _shipped() -> dict:
     for eng, vals in raw_eng["engines"].items():
         for plat, v in vals["overhead_s"].items():
             out[f"engine:{eng}.overhead_s.{plat}"] = v
+        for fld in vals.get("fitted", []):
+            if fld != "overhead_s":
+                out[f"engine:{eng}.{fld}"] = vals[fld]
     return out
 
 
@@ -140,7 +143,8 @@ def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit):
     res = refit
     assert res.fit_points == sum(m.split == "fit" for m in load_measurements())
     shipped = _shipped()
-    assert len(res.fitted) == 11
+    assert len(res.fitted) == 12 and set(res.fitted) <= set(shipped)
+    assert "engine:trtllm.speedup_per_year" in res.fitted
     for key, val in res.fitted.items():
         assert val == pytest.approx(shipped[key], rel=2e-3, abs=1e-5), key
         assert val != PRIOR[key.split(".")[1]]  # the fit moved every parameter off its prior
@@ -157,7 +161,8 @@ def test_calibrate_set_refuses_fewer_points_than_parameters_plus_two():
     from fleetsim.kernel.measurements import load_measurements
 
     ascend = [m for m in load_measurements() if m.split == "fit" and m.chip.startswith("ascend")]
-    few = [m for m in ascend if m.engine == "sglang"][:3] + [m for m in ascend if m.engine != "sglang"]
+    by = lambda eng, n: [m for m in ascend if m.engine == eng][:n]
+    few = by("sglang", 3) + by("vllm-ascend", 2) + by("mindie", 1)  # 6 points, 5 parameters
     with pytest.raises(ScenarioError, match="parameters \\+ 2"):
         calibrate_set("ascend-910b", few)
 
@@ -182,8 +187,12 @@ def test_cli_calibrate_all(runner):
 
     out = runner.invoke(main, ["calibrate", "ascend-910c", "fleetsim/catalog/measurements.csv"])
     assert out.exit_code == 0, out.output
-    assert "fitted 5 parameters on 13 fit-split points" in out.output and "test set:" in out.output
-    assert "warning: 4 of 13 points come from other chips of family ascend (ascend-910b)" in out.output
+    from fleetsim.kernel.measurements import load_measurements
+
+    fam = [m for m in load_measurements() if m.split == "fit" and m.chip.startswith("ascend")]
+    other = sum(m.chip == "ascend-910b" for m in fam)
+    assert f"fitted 5 parameters on {len(fam)} fit-split points" in out.output and "test set:" in out.output
+    assert f"warning: {other} of {len(fam)} points come from other chips of family ascend (ascend-910b)" in out.output
     assert "families:" in out.output and "engines:" in out.output
 
 
@@ -192,3 +201,16 @@ def test_iteration_calibrate_refuses_two_rows(tmp_path):
     path.write_text(HEADER + "qwen2.5-7b,1,1,,1000,decode,0.02\nqwen2.5-7b,1,64,,2000,decode,0.05\n")
     with pytest.raises(ScenarioError, match="parameters \\+ 2"):
         calibrate("h100", path)
+
+
+def test_borrowed_overheads_are_the_fitted_ones():
+    """Engines with no fit points of their own (overhead_from) ship the overhead of the engine
+    they borrow from, and the fit's report scores them with the refitted value, not a stale one."""
+    from fleetsim.catalog import load_engines
+
+    eng = load_engines()
+    borrowers = {n: e for n, e in eng.items() if e.overhead_from}
+    assert set(borrowers) == {"cloudmatrix-infer", "deepseek"}
+    for name, e in borrowers.items():
+        for plat, v in e.overhead_s.items():
+            assert v == eng[e.overhead_from].overhead_s[plat], (name, plat)

@@ -94,3 +94,42 @@ def test_unmeasured_chip_band_spread_and_refusal_on_measured_chips():
     with pytest.raises(ScenarioError, match="band applies only") as e:
         ReplicaKernel(CHIPS["h100"], m, 1, band="low")
     assert e.value.field == "band"
+
+
+def test_older_engine_release_is_slower_by_the_fitted_speedup():
+    """software maturity: an engine_release before the profile's reference_date multiplies every
+    iteration by (1 + speedup_per_year) ** years; the reference and newer releases are today's
+    software (no extrapolation); a scenario pool sets it; a malformed date is named."""
+    from fleetsim.catalog.schema import EngineProfile
+
+    eng = ENGINES["trtllm"].model_copy(update={"speedup_per_year": 0.2, "reference_date": "2025-08"})
+    args = (CHIPS["h100"], MODELS["llama-3.1-8b"], 1, "bf16")
+    today = ReplicaKernel(*args, engine=eng)
+    year_old = ReplicaKernel(*args, engine=eng, engine_release="2024-08")
+    newer = ReplicaKernel(*args, engine=eng, engine_release="2026-08")
+    for call in (lambda k: k.step_time_s(512, 16, 16 * 1000),
+                 lambda k: float(k.iteration_time_s([512] * 20, [16] * 20, [16000] * 20)[0]),
+                 lambda k: k.decode_run(16, 16000).time_for_steps(50)):
+        assert call(year_old) == pytest.approx(1.2 * call(today), rel=1e-9)
+        assert call(newer) == call(today)
+    assert ReplicaKernel(*args, engine=eng, engine_release="2010-01").software_factor == pytest.approx(1.2 ** 3)
+    assert isinstance(eng, EngineProfile)
+    with pytest.raises(ScenarioError, match="engine_release"):
+        ReplicaKernel(*args, engine=eng, engine_release="last year")
+
+
+def test_pool_engine_release_reaches_the_kernel(quickstart_path):
+    import fleetsim
+    from fleetsim.serving.window import build_kernels
+
+    scen = fleetsim.load_scenario(quickstart_path)
+    chips, models = fleetsim.api.resolve_catalogs(scen)
+    eng = ENGINES["trtllm"]
+    assert eng.speedup_per_year > 0 and eng.reference_date  # fitted on the dated fit-split rows
+    base = scen.with_overrides(["serving.pools.h20.engine=trtllm"])
+    old = scen.with_overrides(["serving.pools.h20.engine=trtllm", "serving.pools.h20.engine_release=2020-01"])
+    k_base = build_kernels(base.serving, chips, models)["h20"]
+    k_old = build_kernels(old.serving, chips, models)["h20"]
+    assert k_old.software_factor == pytest.approx((1 + eng.speedup_per_year) ** 3)
+    assert k_base.software_factor == 1.0
+    assert k_old.step_time_s(256, 8, 8000) == pytest.approx(k_old.software_factor * k_base.step_time_s(256, 8, 8000))

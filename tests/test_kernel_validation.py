@@ -57,12 +57,12 @@ def test_every_point_within_the_one_tolerance(key):
 
 def test_split_errors_at_the_level_reached():
     """Regression guards at what the shipped calibration reaches (docs/validation.md):
-    fit median <= 10%, >= 85% within 25%; test median <= 25%, >= 50% within 25%. The issue's
-    goal for the test set (median <= 15%, >= 80% within 25%) is NOT met."""
+    fit median <= 10%, >= 78% within 25%; test median <= 15%, >= 65% within 25%. The issue's
+    goal for the test set is median <= 15% (met: 12.4%) and >= 80% within 25% (NOT met: 69%)."""
     rows = list(ROWS.values())
     fit, test = summary(rows, "fit"), summary(rows, "test")
-    assert fit["median_abs"] <= 0.10 and fit["within_25"] >= 0.85, fit
-    assert test["median_abs"] <= 0.25 and test["within_25"] >= 0.50, test
+    assert fit["median_abs"] <= 0.10 and fit["within_25"] >= 0.78, fit
+    assert test["median_abs"] <= 0.15 and test["within_25"] >= 0.65, test
 
 
 def test_mlperf_lengths_come_from_the_dataset():
@@ -72,3 +72,18 @@ def test_mlperf_lengths_come_from_the_dataset():
     assert ml and all(m.input_tokens == 222.33 and m.output_tokens == 294.45 for m in ml)
     ratios = [ROWS[m.key]["kernel"] / m.published for m in ml if m.chip == "h100" and m.metric == "offline"]
     assert np.ptp(ratios) > 0  # three rounds, one prediction: the software spread shows
+
+
+# Fingerprint of the held-out rows as committed before any fit (commit 5a9b693): key, source,
+# split, chip, model, engine, metric, published. Later rounds add FIT rows only; a changed test
+# row (moved, re-scored or re-set up after seeing the errors) fails here.
+TEST_ROWS_SHA256 = "254f10d23653a68f0ee0550ca5c99f65acf090c205cb99caa32bac9aa708f245"
+
+
+def test_the_test_rows_are_the_ones_committed_before_the_fit():
+    import hashlib
+
+    rows = sorted(",".join([m.key, m.source, m.split, m.chip, m.model, m.engine, m.metric,
+                            repr(m.published)]) for m in POINTS if m.split == "test")
+    assert len(rows) == 16
+    assert hashlib.sha256("\n".join(rows).encode()).hexdigest() == TEST_ROWS_SHA256

@@ -354,6 +354,15 @@ class EngineProfile(_NoBoolNumbers):
     activation_reserve_gb: float = Field(ge=0, description="per chip, for activations and runtime")
     moe_imbalance: float = Field(
         1.0, ge=1, description="busiest / mean expert load with expert parallelism (EPLB lowers it)")
+    overhead_from: str | None = Field(
+        None, description="engine whose fitted overhead_s this profile borrows (no fit points of its own)")
+    speedup_per_year: float = Field(
+        0.0, ge=0, le=1.0, description="software maturity: iterations get this much faster per year "
+        "of releases (fitted where the fitting set has the engine at several dates)")
+    reference_date: str | None = Field(
+        None, pattern=r"^\d{4}-\d{2}(-\d{2})?$",
+        description="release (YYYY-MM[-DD]) the profile's figures hold for; an older engine_release "
+        "is slower by speedup_per_year, a newer one is not extrapolated")
     sources: dict[str, str]
     fitted: list[str] = Field(default_factory=list)
     assumed: list[str] = Field(default_factory=list)

@@ -251,13 +251,14 @@ def calibrate(chip_name: str, measurements_csv_path, overrides: dict | None = No
 # points (fleetsim/catalog/measurements.csv format), from the FIT split only.
 # ---------------------------------------------------------------------------------------------
 
-PRIOR = {"mfu_scale": 1.0, "hbm_efficiency": 0.75, "overhead_s": 0.003}  # fixed start, not the shipped fit
+PRIOR = {"mfu_scale": 1.0, "hbm_efficiency": 0.75, "overhead_s": 0.003, "speedup_per_year": 0.0}  # fixed start, not the shipped fit
 # A second fixed start: the objective is rough (efficiency read at whole rows, best batch chosen
 # among integers), so least squares can stop in a worse valley; the lower cost of the two wins.
-ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.02}
+ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.02, "speedup_per_year": 0.2}
 # hbm_efficiency <= 0.9: no serving stack beats the 86.7% (H100) to 92% (GB200) copy microbenchmarks
 # (sources.md s4.3); mfu_scale <= 2.2 keeps every GEMM efficiency <= 1.
-BOUNDS = {"mfu_scale": (0.05, 2.2), "hbm_efficiency": (0.05, 0.9), "overhead_s": (0.0, 0.2)}
+BOUNDS = {"mfu_scale": (0.05, 2.2), "hbm_efficiency": (0.05, 0.9), "overhead_s": (0.0, 0.2),
+          "speedup_per_year": (0.0, 1.0)}
 LARGE_RESIDUAL = 0.5  # |kernel / published - 1| above this after the fit is reported as a warning
 
 
@@ -284,6 +285,9 @@ class SetCalibration:
             if kind == "family":
                 name, fld = rest.split(".")
                 fam.setdefault(name, {})[fld] = round(float(val), 4)
+            elif rest.count(".") == 1:
+                name, fld = rest.split(".")
+                eng.setdefault(name, {})[fld] = round(float(val), 4)
             else:
                 name, fld, plat = rest.split(".")
                 eng.setdefault(name, {}).setdefault(fld, {})[plat] = round(float(val), 5)
@@ -314,10 +318,17 @@ def _apply_params(names: list[str], x: np.ndarray, chips: dict, engines: dict) -
         if kind == "family":
             name, fld = rest.split(".")
             fam_upd.setdefault(name, {})[fld] = float(val)
+        elif rest.count(".") == 1:
+            name, fld = rest.split(".")
+            engines[name] = engines[name].model_copy(update={fld: float(val)})
         else:
             name, fld, plat = rest.split(".")
             e = engines[name]
             engines[name] = e.model_copy(update={fld: {**getattr(e, fld), plat: float(val)}})
+    for name, e in list(engines.items()):  # borrowed overheads follow the engine they come from
+        if e.overhead_from:
+            src = engines[e.overhead_from].overhead_s
+            engines[name] = e.model_copy(update={"overhead_s": {p: src[p] for p in e.overhead_s}})
     for cname, c in chips.items():
         if c.family in fam_upd:
             chips[cname] = c.model_copy(update={"efficiency": c.efficiency.model_copy(update=fam_upd[c.family])})
@@ -351,6 +362,15 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
     for eng, plat in sorted({(m.engine, PLATFORM_OF_FAMILY.get(chips0[m.chip].family, "other")) for m in fit_rows}):
         if "overhead_s" in engines0[eng].fitted:
             names.append(f"engine:{eng}.overhead_s.{plat}")
+    for eng in sorted({m.engine for m in fit_rows}):
+        if "speedup_per_year" in engines0[eng].fitted:
+            dates = sorted({m.date for m in fit_rows if m.engine == eng})
+            if engines0[eng].reference_date != dates[-1]:
+                raise ScenarioError(
+                    f"engine {eng}: reference_date {engines0[eng].reference_date} must be the newest "
+                    f"fit-split date of its points ({dates[-1]}): speedup_per_year is fitted relative "
+                    "to it", field="reference_date")
+            names.append(f"engine:{eng}.speedup_per_year")
     if len(fit_rows) < len(names) + 2:
         raise ScenarioError(
             f"{len(fit_rows)} fit-split point(s) cannot fit {len(names)} parameters: calibrate needs "

@@ -46,6 +46,28 @@ def default_engine(chip: ChipSpec) -> str:
     return DEFAULT_ENGINE[PLATFORM_OF_FAMILY.get(chip.family, "other")]
 
 
+MAX_YEARS_BACK = 3.0  # an engine release older than this before the reference is held at it
+
+
+def _years(date: str) -> float:
+    y, m, *d = (int(x) for x in date.split("-"))
+    return y + (m - 1) / 12.0 + ((d[0] if d else 15) - 1) / 365.0
+
+
+def software_factor(engine: EngineProfile, release: str | None) -> float:
+    """Iteration-time multiplier of an engine release against the profile's reference_date:
+    (1 + speedup_per_year) ** years_older, 1 for the reference or a newer release (no
+    extrapolation past the newest fitted point), held at MAX_YEARS_BACK."""
+    if release is None or not engine.speedup_per_year or engine.reference_date is None:
+        return 1.0
+    try:
+        older = _years(engine.reference_date) - _years(release)
+    except ValueError:
+        raise ScenarioError(f"engine_release must be a date YYYY-MM or YYYY-MM-DD, got {release!r}",
+                            field="engine_release") from None
+    return (1.0 + engine.speedup_per_year) ** min(max(older, 0.0), MAX_YEARS_BACK)
+
+
 def allowed_tp(model: ModelSpec) -> list[int] | None:
     """Tensor-parallel sizes that shard the model's heads evenly, as vLLM requires: attention
     heads % tp == 0, and KV heads % tp == 0 or tp % KV heads == 0 (KV heads replicated).
@@ -94,6 +116,7 @@ class ReplicaKernel:
         engine: str | EngineProfile | None = None,
         band: str | None = None,
         speculative: tuple[int, float] | None = None,
+        engine_release: str | None = None,
     ) -> None:
         for name, val in (("precision", precision), ("kv_precision", kv_precision)):
             if val not in PRECISIONS:
@@ -165,7 +188,9 @@ class ReplicaKernel:
                     f"speculative decoding needs draft_tokens >= 1 and 1 <= tokens_per_step <= "
                     f"draft_tokens + 1, got {k!r}, {a!r}", field="speculative")
             self.draft_tokens, self.tokens_per_step = int(k), float(a)
-        self._inv_a = 1.0 / self.tokens_per_step
+        # software maturity: an older release of the engine than its profile's reference is slower
+        self.software_factor = software_factor(self.engine, engine_release)
+        self._inv_a = self.software_factor / self.tokens_per_step
         self._q = 1.0 + self.draft_tokens  # query tokens per decoding sequence per verify step
         self._draft = 1.0 + self.draft_tokens / model.num_layers  # MTP module ~ one extra layer a draft
 
@@ -451,7 +476,7 @@ class ReplicaKernel:
         else:
             x += comm
         x += self._overhead
-        if a != 1.0:
+        if self._inv_a != 1.0:
             x *= self._inv_a
         x[tokens <= 0] = 0.0
         return x

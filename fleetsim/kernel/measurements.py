@@ -126,7 +126,8 @@ def _parse(text: str) -> tuple[Measurement, ...]:
 def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> ReplicaKernel:
     spec = (m.draft_tokens, m.tokens_per_step) if m.draft_tokens else None
     return ReplicaKernel(chips[m.chip], models[m.model], tp or m.tp, m.precision,
-                         kv_precision=m.kv_precision, engine=engines[m.engine], speculative=spec)
+                         kv_precision=m.kv_precision, engine=engines[m.engine], speculative=spec,
+                         engine_release=m.date)
 
 
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:

@@ -85,6 +85,10 @@ class PoolConfig(StrictModel):
         None, description="assumed efficiency band for chips without serving measurements "
         "(None: mid); refused on measured chips")
     speculative: SpeculativeConfig | None = Field(None, description="speculative decoding")
+    engine_release: Annotated[str, Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")] | None = Field(
+        None, description="engine software release YYYY-MM[-DD]; older than the engine profile's "
+        "reference_date is slower by its fitted speedup_per_year (None: the reference, today's "
+        "software)")
     batching: ContinuousBatching = Field(ContinuousBatching(), description="batching policy")
     queue_limit: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"

@@ -36,16 +36,27 @@ _Z95 = 1.959963984540054
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
-@lru_cache(maxsize=4)
-def source_digest(root: Path | None = None) -> str:
+# What a goodput / capacity answer can depend on: the packages the serving world imports (checked
+# by tests/test_cache.py against sys.modules) and the shipped data. The fleet, planner, report,
+# results and sweep layers sit above it, so editing them keeps capacity answers cached.
+CAPACITY_PARTS = ("catalog", "data", "kernel", "reliability", "scenario", "serving",
+                  "errors.py", "progress.py", "rng.py", "__init__.py")
+
+
+@lru_cache(maxsize=8)
+def source_digest(root: Path | None = None, parts: tuple[str, ...] | None = None) -> str:
     """sha256 over the package's own .py and data files (paths and contents): any code change
-    makes a new cache key (the version string does not change with the code)."""
+    makes a new cache key (the version string does not change with the code). parts: only these
+    top-level packages / modules of the package (None: all of it, as the sweep store keys)."""
     root = Path(__file__).resolve().parents[1] if root is None else Path(root)
     h = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".yaml", ".yml", ".csv", ".json") \
                 and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(root)).encode())
+            rel = path.relative_to(root)
+            if parts is not None and rel.parts[0] not in parts:
+                continue
+            h.update(str(rel).encode())
             h.update(b"\0")
             h.update(path.read_bytes())
             h.update(b"\0")
@@ -84,7 +95,7 @@ def cache_key(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, r
             full = Path(path) if Path(path).is_absolute() else base_dir / path
             files[str(path)] = _file_digest(full)
     payload = {
-        "source": source_digest(),
+        "source": source_digest(parts=CAPACITY_PARTS),
         "chip": chip.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
         "pool": pool.model_dump(mode="json", exclude={"replicas", "hall"}),

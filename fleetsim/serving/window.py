@@ -63,6 +63,7 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, Re
                 chips[pool.chip], models[pool.model], pool.tp, pool.precision,
                 kv_precision=pool.kv_precision, engine=pool.engine, band=pool.band,
                 speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
+                engine_release=pool.engine_release,
             )
         except FleetsimError as exc:  # CapacityError, bad tp...: name the pool (and its field)
             field = f"serving.pools.{name}.{exc.field}" if exc.field else f"serving.pools.{name}"
