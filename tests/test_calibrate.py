@@ -148,12 +148,13 @@ def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit):
     for key, val in res.fitted.items():
         assert val == pytest.approx(shipped[key], rel=2e-3, abs=1e-5), key
         assert val != PRIOR[key.split(".")[1]]  # the fit moved every parameter off its prior
-    # the fit is blind to the test split: changing every test row's published figure changes nothing
+    # the fit is blind to the test split: changing every test row's published figure changes
+    # nothing (checked on the Blackwell family's fit, which has test rows, to keep the suite short)
     import dataclasses
     pts = [dataclasses.replace(m, published=m.published * 3) if m.split == "test" else m
            for m in load_measurements()]
-    again = calibrate_set(points=pts)
-    assert again.fitted == res.fitted
+    assert any(m.split == "test" and m.chip == "b200" for m in pts)
+    assert calibrate_set("b200", points=pts).fitted == calibrate_set("b200").fitted
 
 
 def test_calibrate_set_refuses_fewer_points_than_parameters_plus_two():

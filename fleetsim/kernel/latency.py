@@ -103,7 +103,8 @@ class ReplicaKernel:
 
     engine: name in fleetsim/catalog/engines.yaml or an EngineProfile (None: default_engine). band: low | mid | high,
     for chips without serving measurements (catalog `measured: false`); refused on measured chips.
-    speculative: (draft_tokens, tokens_per_step) or None."""
+    speculative: (draft_tokens, tokens_per_step) or None. engine_release: YYYY-MM[-DD] of the engine
+    software (None: the profile's reference_date; older is slower by its speedup_per_year)."""
 
     def __init__(
         self,
