@@ -58,9 +58,11 @@ def test_override_yaml_reproduces_fit(tmp_path):
 
 
 def test_sample_measurements_file_calibrates():
-    """The shipped sample (CloudMatrix-derived 910C points) fits far better than the defaults."""
+    """The shipped sample (CloudMatrix-derived 910C points) fits better than the defaults. The
+    engine profile (cloudmatrix-infer, GEMM multiplier fitted on xDeepServe) already carries much
+    of the gap (default rms 0.87 before it, 0.42 now), so the fit's gain is smaller than it was."""
     res = calibrate("ascend-910c", "scenarios/examples/calibration_points.csv")
-    assert res.rms_rel_error < 0.5 * res.rms_rel_error_default
+    assert res.rms_rel_error < 0.8 * res.rms_rel_error_default
     assert list(res.table["line"]) == [10, 11, 12]
 
 
@@ -143,7 +145,7 @@ def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit):
     res = refit
     assert res.fit_points == sum(m.split == "fit" for m in load_measurements())
     shipped = _shipped()
-    assert len(res.fitted) == 12 and set(res.fitted) <= set(shipped)
+    assert len(res.fitted) == 13 and set(res.fitted) <= set(shipped)
     assert "engine:trtllm.speedup_per_year" in res.fitted
     for key, val in res.fitted.items():
         assert val == pytest.approx(shipped[key], rel=2e-3, abs=1e-5), key
@@ -192,7 +194,7 @@ def test_cli_calibrate_all(runner):
 
     fam = [m for m in load_measurements() if m.split == "fit" and m.chip.startswith("ascend")]
     other = sum(m.chip == "ascend-910b" for m in fam)
-    assert f"fitted 5 parameters on {len(fam)} fit-split points" in out.output and "test set:" in out.output
+    assert f"fitted 6 parameters on {len(fam)} fit-split points" in out.output and "test set:" in out.output
     assert f"warning: {other} of {len(fam)} points come from other chips of family ascend (ascend-910b)" in out.output
     assert "families:" in out.output and "engines:" in out.output
 
@@ -215,3 +217,19 @@ def test_borrowed_overheads_are_the_fitted_ones():
     for name, e in borrowers.items():
         for plat, v in e.overhead_s.items():
             assert v == eng[e.overhead_from].overhead_s[plat], (name, plat)
+
+
+def test_engine_multiplier_is_fitted_after_the_shared_fit():
+    """cloudmatrix-infer's gemm_efficiency is fitted on its own rows given the family fit: moving
+    its one fit point moves that multiplier and nothing the other engines share."""
+    import dataclasses
+
+    from fleetsim.kernel.calibrate import calibrate_set
+    from fleetsim.kernel.measurements import load_measurements
+
+    pts = [dataclasses.replace(m, published=m.published * 1.3)
+           if m.split == "fit" and m.engine == "cloudmatrix-infer" else m for m in load_measurements()]
+    base, moved = calibrate_set("ascend-910c").fitted, calibrate_set("ascend-910c", points=pts).fitted
+    key = "engine:cloudmatrix-infer.gemm_efficiency"
+    assert moved[key] > 1.1 * base[key]
+    assert {k: v for k, v in moved.items() if k != key} == {k: v for k, v in base.items() if k != key}

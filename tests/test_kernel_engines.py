@@ -27,7 +27,8 @@ def by_hand(engine: str) -> float:
     params = 8_029_995_008  # Llama-3.1-8B: 32 x (attention 41.9M + MLP 176.2M) + 2 x 525.3M embeddings (norms left out)
     bw = chip.hbm_tbps * 1e12 * eff.hbm_efficiency
     weights_s = (params - emb) * 2 / bw  # input embedding is a lookup, not a read
-    gemm_s = 2 * (params - emb) / (chip.bf16_tflops * 1e12 * 0.10 * eff.mfu_scale * 14336 / (14336 + 256))
+    gemm_s = 2 * (params - emb) / (chip.bf16_tflops * 1e12 * 0.10 * eff.mfu_scale
+                                   * ENGINES[engine].gemm_efficiency * 14336 / (14336 + 256))
     kv_s = (2 * 32 * 8 * 128 * 2) * 1001 / (bw * 0.7)
     attn_flops_s = 4 * 32 * 128 * 32 * 1000 / 0.5 / (chip.bf16_tflops * 1e12)
     return max(weights_s, gemm_s) + max(kv_s, attn_flops_s) + ENGINES[engine].overhead_s[plat]
@@ -133,3 +134,11 @@ def test_pool_engine_release_reaches_the_kernel(quickstart_path):
     assert k_old.software_factor == pytest.approx((1 + eng.speedup_per_year) ** 3)
     assert k_base.software_factor == 1.0
     assert k_old.step_time_s(256, 8, 8000) == pytest.approx(k_old.software_factor * k_base.step_time_s(256, 8, 8000))
+
+
+def test_a_gemm_above_peak_is_refused():
+    """An engine multiplier that pushes a GEMM past the chip's peak is an error naming the field."""
+    eng = ENGINES["trtllm"].model_copy(update={"gemm_efficiency": 5.0})
+    with pytest.raises(ScenarioError, match="above 1") as e:
+        ReplicaKernel(CHIPS["h100"], MODELS["llama-3.1-8b"], 1, engine=eng)
+    assert e.value.field == "gemm_efficiency"

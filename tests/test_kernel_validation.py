@@ -56,13 +56,13 @@ def test_every_point_within_the_one_tolerance(key):
 
 
 def test_split_errors_at_the_level_reached():
-    """Regression guards at what the shipped calibration reaches (docs/validation.md):
-    fit median <= 10%, >= 78% within 25%; test median <= 15%, >= 65% within 25%. The issue's
-    goal for the test set is median <= 15% (met: 12.4%) and >= 80% within 25% (NOT met: 69%)."""
+    """The issue's goal for the held-out set, asserted: test median <= 15% and >= 80% within 25%
+    (reached: 9.5%, 13 of 16 points). Fit-set guard at what the calibration reaches: median <= 10%,
+    >= 78% within 25% (docs/validation.md)."""
     rows = list(ROWS.values())
     fit, test = summary(rows, "fit"), summary(rows, "test")
     assert fit["median_abs"] <= 0.10 and fit["within_25"] >= 0.78, fit
-    assert test["median_abs"] <= 0.15 and test["within_25"] >= 0.65, test
+    assert test["median_abs"] <= 0.15 and test["within_25"] >= 0.80, test
 
 
 def test_mlperf_lengths_come_from_the_dataset():

@@ -251,14 +251,18 @@ def calibrate(chip_name: str, measurements_csv_path, overrides: dict | None = No
 # points (fleetsim/catalog/measurements.csv format), from the FIT split only.
 # ---------------------------------------------------------------------------------------------
 
-PRIOR = {"mfu_scale": 1.0, "hbm_efficiency": 0.75, "overhead_s": 0.003, "speedup_per_year": 0.0}  # fixed start, not the shipped fit
+PRIOR = {"mfu_scale": 1.0, "hbm_efficiency": 0.75, "overhead_s": 0.003, "speedup_per_year": 0.0,
+         "gemm_efficiency": 1.0}  # fixed start, not the shipped fit
 # A second fixed start: the objective is rough (efficiency read at whole rows, best batch chosen
 # among integers), so least squares can stop in a worse valley; the lower cost of the two wins.
-ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.02, "speedup_per_year": 0.2}
+ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.02, "speedup_per_year": 0.2,
+             "gemm_efficiency": 2.0}
 # hbm_efficiency <= 0.9: no serving stack beats the 86.7% (H100) to 92% (GB200) copy microbenchmarks
 # (sources.md s4.3); mfu_scale <= 2.2 keeps every GEMM efficiency <= 1.
+# gemm_efficiency (an engine's multiplier on its family's GEMM efficiency) as the schema allows; the
+# kernel refuses a product above peak.
 BOUNDS = {"mfu_scale": (0.05, 2.2), "hbm_efficiency": (0.05, 0.9), "overhead_s": (0.0, 0.2),
-          "speedup_per_year": (0.0, 1.0)}
+          "speedup_per_year": (0.0, 1.0), "gemm_efficiency": (0.2, 5.0)}
 LARGE_RESIDUAL = 0.5  # |kernel / published - 1| above this after the fit is reported as a warning
 
 
@@ -336,11 +340,12 @@ def _apply_params(names: list[str], x: np.ndarray, chips: dict, engines: dict) -
 
 
 def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
-    """Fit family efficiencies (mfu_scale, hbm_efficiency) and the engines' fitted overheads to
-    the FIT split of the measurement set; `chip` limits the fit to that chip's family. Refuses
-    fewer points than parameters + 2; warns on large residuals and on points from other chips."""
+    """Fit family efficiencies (mfu_scale, hbm_efficiency) and the engines' fitted figures
+    (overheads, speedup per year, GEMM multipliers) to the FIT split of the measurement set;
+    `chip` limits the fit to that chip's family. Refuses fewer points than parameters + 2; warns
+    on large residuals and on points from other chips."""
     from fleetsim.catalog.schema import PLATFORM_OF_FAMILY
-    from fleetsim.kernel.measurements import compare, load_measurements, predict
+    from fleetsim.kernel.measurements import compare, load_measurements
 
     chips0, models, engines0 = load_chips(), load_models(), load_engines()
     points = tuple(points) if points is not None else load_measurements()
@@ -356,32 +361,71 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
             warnings.append(
                 f"{sum(m.chip != chip for m in fit_rows)} of {len(fit_rows)} points come from other "
                 f"chips of family {family} ({', '.join(others)}): the fit is the family's, not {chip}'s")
+    # Engines with a fitted gemm_efficiency (a multiplier on their family's GEMM efficiency) are
+    # fitted second, on their own rows, given the shared fit: the multiplier is relative to the
+    # family as the other engines set it, and its few points cannot pull the shared figures.
+    own = sorted({m.engine for m in fit_rows if "gemm_efficiency" in engines0[m.engine].fitted})
+    shared_rows = [m for m in fit_rows if m.engine not in own]
+    own_rows = [m for m in fit_rows if m.engine in own]
     names: list[str] = []
-    for fam in sorted({chips0[m.chip].family for m in fit_rows}):
+    for fam in sorted({chips0[m.chip].family for m in shared_rows}):
         names += [f"family:{fam}.mfu_scale", f"family:{fam}.hbm_efficiency"]
-    for eng, plat in sorted({(m.engine, PLATFORM_OF_FAMILY.get(chips0[m.chip].family, "other")) for m in fit_rows}):
-        if "overhead_s" in engines0[eng].fitted:
-            names.append(f"engine:{eng}.overhead_s.{plat}")
-    for eng in sorted({m.engine for m in fit_rows}):
-        if "speedup_per_year" in engines0[eng].fitted:
-            dates = sorted({m.date for m in fit_rows if m.engine == eng})
-            if engines0[eng].reference_date != dates[-1]:
-                raise ScenarioError(
-                    f"engine {eng}: reference_date {engines0[eng].reference_date} must be the newest "
-                    f"fit-split date of its points ({dates[-1]}): speedup_per_year is fitted relative "
-                    "to it", field="reference_date")
-            names.append(f"engine:{eng}.speedup_per_year")
+    for rows_, eng_names in ((shared_rows, None), (own_rows, own)):
+        for eng, plat in sorted({(m.engine, PLATFORM_OF_FAMILY.get(chips0[m.chip].family, "other")) for m in rows_}):
+            if "overhead_s" in engines0[eng].fitted:
+                names.append(f"engine:{eng}.overhead_s.{plat}")
+        for eng in sorted({m.engine for m in rows_}):
+            if "gemm_efficiency" in engines0[eng].fitted:
+                names.append(f"engine:{eng}.gemm_efficiency")
+            if "speedup_per_year" in engines0[eng].fitted:
+                dates = sorted({m.date for m in fit_rows if m.engine == eng})
+                if engines0[eng].reference_date != dates[-1]:
+                    raise ScenarioError(
+                        f"engine {eng}: reference_date {engines0[eng].reference_date} must be the newest "
+                        f"fit-split date of its points ({dates[-1]}): speedup_per_year is fitted relative "
+                        "to it", field="reference_date")
+                names.append(f"engine:{eng}.speedup_per_year")
     if len(fit_rows) < len(names) + 2:
         raise ScenarioError(
             f"{len(fit_rows)} fit-split point(s) cannot fit {len(names)} parameters: calibrate needs "
             f"at least parameters + 2 = {len(names) + 2} points", field="measurements")
-    published = np.array([m.published for m in fit_rows])
+    own_names = [n for n in names if n.startswith("engine:") and n.split(":")[1].split(".")[0] in own]
+    shared_names = [n for n in names if n not in own_names]
+    x_shared = _least_squares(shared_names, shared_rows, chips0, engines0, models)
+    chips1, engines1 = _apply_params(shared_names, x_shared, chips0, engines0)
+    x_own = _least_squares(own_names, own_rows, chips1, engines1, models)
+    names = shared_names + own_names
+    fit_x = np.concatenate([x_shared, x_own])
+    chips, engines = _apply_params(names, fit_x, chips0, engines0)
+    rows = compare(points, chips, models, engines)
+    for r in rows:
+        if r["split"] == "fit" and abs(r["rel_error"]) > LARGE_RESIDUAL and (chip == "all" or r in rows):
+            if any(m.key == r["key"] for m in fit_rows):
+                warnings.append(f"large residual after the fit: {r['key']} {r['rel_error']:+.0%}")
+    for n, v in zip(names, fit_x):
+        b = BOUNDS[n.split(".")[1]]
+        if min(v - b[0], b[1] - v) < 1e-4 * max(1.0, b[1]):
+            warnings.append(f"{n} sits on its bound {v:.4g}: the data push it past a physical limit")
+    return SetCalibration(dict(zip(names, map(float, fit_x))), rows, len(fit_rows), warnings, chips, engines)
+
+
+def _least_squares(names: list[str], rows: list, chips0: dict, engines0: dict, models: dict) -> np.ndarray:
+    """Least squares on log(kernel / published) over `rows`, from the two fixed starts (the
+    objective is rough: efficiency read at whole rows, best batch among integers), within BOUNDS."""
+    from fleetsim.kernel.measurements import predict
+
+    if not names:
+        return np.zeros(0)
+    published = np.array([m.published for m in rows])
     lo = np.array([BOUNDS[n.split(".")[1]][0] for n in names])
     hi = np.array([BOUNDS[n.split(".")[1]][1] for n in names])
 
     def residuals(x):
         chips, engines = _apply_params(names, x, chips0, engines0)
-        pred = np.array([predict(m, chips, models, engines) for m in fit_rows])
+        try:
+            pred = np.array([predict(m, chips, models, engines) for m in rows])
+        except ScenarioError:  # a GEMM above peak: as bad as a factor of 10 on every point
+            return np.full(len(rows), math.log(10.0))
         return np.log(pred / published)
 
     fit = None
@@ -390,14 +434,4 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
         cand = least_squares(residuals, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-3), diff_step=1e-3)
         if fit is None or cand.cost < fit.cost:
             fit = cand
-    chips, engines = _apply_params(names, fit.x, chips0, engines0)
-    rows = compare(points, chips, models, engines)
-    for r in rows:
-        if r["split"] == "fit" and abs(r["rel_error"]) > LARGE_RESIDUAL and (chip == "all" or r in rows):
-            if any(m.key == r["key"] for m in fit_rows):
-                warnings.append(f"large residual after the fit: {r['key']} {r['rel_error']:+.0%}")
-    for n, v in zip(names, fit.x):
-        b = BOUNDS[n.split(".")[1]]
-        if min(v - b[0], b[1] - v) < 1e-4 * max(1.0, b[1]):
-            warnings.append(f"{n} sits on its bound {v:.4g}: the data push it past a physical limit")
-    return SetCalibration(dict(zip(names, map(float, fit.x))), rows, len(fit_rows), warnings, chips, engines)
+    return fit.x

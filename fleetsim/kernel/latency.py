@@ -285,6 +285,13 @@ class ReplicaKernel:
         self._tab_d = _table(self._mfu_xa, self._mfu_ya, self._g_dense)
         self._tab_e = _table(self._mfu_xa, self._mfu_ya, self._g_exp)
         self._tab_a = _table(self._att_xa, self._att_ya, 1.0)
+        top = float(max(self._tab_d.max(), self._tab_e.max()))
+        if top > 1.0:
+            raise ScenarioError(
+                f"{chip.name} under {self.engine.name}: GEMM efficiency {top:.2f} of peak (the "
+                f"family's mfu table x mfu_scale {mfu_scale:g} x the engine's gemm_efficiency "
+                f"{self.engine.gemm_efficiency:g}) is above 1; lower mfu_scale or gemm_efficiency",
+                field="gemm_efficiency")
         self._nd, self._ne, self._na = len(self._tab_d) - 1, len(self._tab_e) - 1, len(self._tab_a) - 1
         self._ld, self._le, self._la = self._tab_d.tolist(), self._tab_e.tolist(), self._tab_a.tolist()
         self._log_q_miss = math.log(self._q_miss) if self._q_miss > 0 else 0.0
