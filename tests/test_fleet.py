@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import fleetsim
 from fleetsim.errors import ScenarioError
 from fleetsim.scenario.model import Scenario
-from tests.fleet_helpers import FLEET, SERVING, scenario
+from fleet_helpers import FLEET, SERVING, scenario
 
 
 def run(sc):

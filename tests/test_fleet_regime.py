@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fleetsim.fleet.regime import build_transitions, reference_timeline
-from tests.fleet_helpers import scenario
+from fleet_helpers import scenario
 
 
 def test_reference_timeline_has_sources_and_maps_roles():

@@ -14,8 +14,8 @@ import pytest
 import fleetsim
 from fleetsim.api import load_scenario
 from fleetsim.errors import ScenarioError
-from tests.fleet_helpers import FLEET, scenario
-from tests.test_fleet import check_conservation, check_money
+from fleet_helpers import FLEET, scenario
+from test_fleet import check_conservation, check_money
 
 MELANGE = pathlib.Path(__file__).parent.parent / "scenarios" / "examples" / "melange_toy.yaml"
 # github.com/tyler-griggs/melange-release README "Solver Output": {"A10G": 3, "A100-80GB": 1, "cost": 6.7}

@@ -11,7 +11,7 @@ import pytest
 import fleetsim
 from fleetsim.fleet.optimal import adapter
 from fleetsim.fleet.planner import available, make_planner
-from tests.fleet_helpers import scenario
+from fleet_helpers import scenario
 
 
 def _opt(**kw) -> dict:

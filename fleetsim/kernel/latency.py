@@ -328,6 +328,7 @@ class ReplicaKernel:
         self._ov = self.engine.comm_overlap
         self.comm_overlapped = self._ov > 0
         self._overhead = self.engine.overhead_s[self.platform] + chip_overhead
+        self._run_templates: dict = {}
 
     @staticmethod
     def _engine(engine, chip: ChipSpec) -> EngineProfile:
@@ -494,25 +495,42 @@ class ReplicaKernel:
         """A fixed batch of n_seqs decoding; summed context starts at context_tokens and grows
         by n_seqs per step. Step j costs max over linear lines (a + b j) plus c, exactly
         `step_time_s(0, n, context_tokens + n j)`: attention compute and KV reads are the two
-        lines of the attention roofline; with overlap each gives a second, overlapped line."""
+        lines of the attention roofline; with overlap each gives a second, overlapped line.
+        Each line's intercept is affine in context_tokens: the coefficients are worked out once
+        per (n_seqs, throttle) and kept (the serving loop asks for a few batch sizes, often)."""
+        key = (n_seqs, throttle)
+        tpl = self._run_templates.get(key)
+        if tpl is None:
+            tpl = self._decode_template(n_seqs, throttle)
+            if len(self._run_templates) < 4096:
+                self._run_templates[key] = tpl
+        lines, c = tpl
+        if len(lines) == 2:  # no overlap: the attention roofline's two lines
+            (p0, p1, pb), (q0, q1, qb) = lines
+            return DecodeRun._of(((p0 + p1 * context_tokens, pb), (q0 + q1 * context_tokens, qb)), c)
+        return DecodeRun._of(tuple((a0 + a1 * context_tokens, b) for a0, a1, b in lines), c)
+
+    def _decode_template(self, n_seqs: int, throttle: float):
+        """((intercept at 0 context, intercept per context token, slope) per line, c)."""
         n = float(n_seqs)
         if n < 1:
             raise ValueError("decode_run needs n_seqs >= 1")
         gemm, ac, kvc, comm, tokens = self._phases(0.0, n, throttle)
         s, ia = self._draft, self._inv_a
         kvb = self.kv_bytes_per_token
-        attn_lines = (
-            (self._a_dec * self._q * context_tokens * ac, self._a_dec * self._q * n * ac),
-            (kvb * (context_tokens + tokens) * kvc, kvb * n * kvc),
+        attn = (  # (a at 0 context, a per context token, b) of the attention roofline's lines
+            (0.0, self._a_dec * self._q * ac, self._a_dec * self._q * n * ac),
+            (kvb * tokens * kvc, kvb * kvc, kvb * n * kvc),
         )
         lines = []
-        for a0, b0 in attn_lines:
-            x0, x1 = (gemm + a0) * s, b0 * s
-            lines.append((x0 * ia, x1 * ia))
+        for a0, a1, b0 in attn:
+            x0, x0c, x1 = (gemm + a0) * s, a1 * s, b0 * s
+            lines.append((x0 * ia, x0c * ia, x1 * ia))
             if self._ov > 0:
-                lines.append((((1.0 - self._ov) * x0 + comm) * ia, (1.0 - self._ov) * x1 * ia))
+                o = 1.0 - self._ov
+                lines.append(((o * x0 + comm) * ia, o * x0c * ia, o * x1 * ia))
         c = self._overhead * ia if self._ov > 0 else (comm + self._overhead) * ia
-        return DecodeRun(tuple(lines), c)
+        return tuple(lines), c
 
 
 _BIG = 2**62  # "never" in steps
@@ -576,6 +594,29 @@ class DecodeRun:
         self.c = float(c)
         self._pieces = _envelope(self.lines)
 
+    @classmethod
+    def _of(cls, lines: tuple, c: float) -> "DecodeRun":
+        """From lines already as float pairs (the kernel's own): no conversions, and the common
+        two-line envelope (no overlap) worked out inline."""
+        run = cls.__new__(cls)
+        run.lines, run.c = lines, c
+        if len(lines) == 2:
+            (a1, b1), (a2, b2) = lines
+            if (a2, b2) > (a1, b1):
+                a1, b1, a2, b2 = a2, b2, a1, b1
+            if b2 > b1:  # the steeper line overtakes at j = (a1 - a2) / (b2 - b1) >= 0
+                x = (a1 - a2) / (b2 - b1)
+                if x >= _BIG:
+                    run._pieces = ((0, a1, b1),)
+                else:
+                    start = max(0, math.ceil(x))
+                    run._pieces = ((0, a2, b2),) if start == 0 else ((0, a1, b1), (start, a2, b2))
+            else:
+                run._pieces = ((0, a1, b1),)
+        else:
+            run._pieces = _envelope(lines)
+        return run
+
     def __repr__(self) -> str:
         return f"DecodeRun(lines={self.lines}, c={self.c})"
 
@@ -586,8 +627,11 @@ class DecodeRun:
         """Total time of steps 0..k-1."""
         if k <= 0:
             return 0.0
-        total = self.c * k
         p = self._pieces
+        if len(p) == 1:  # one line over the whole run: sum of a + b j for j < k
+            a, b = p[0][1], p[0][2]
+            return self.c * k + (k * a + b * 0.5 * (k * (k - 1) - 0))  # as _arith(a, b, 0, k)
+        total = self.c * k
         for i, (start, a, b) in enumerate(p):
             if start >= k:
                 break

@@ -194,8 +194,8 @@ class Replica:
         timeout at the last arrival before it. A run cut by an arrival then wastes no event."""
         env = self.env
         d = self.deferral
-        if d is None or env.now + delay <= d.horizon:
-            return env.timeout(delay)
+        if d is None or not self._run_cuttable or env.now + delay <= d.horizon:
+            return env.timeout(delay)  # (a run no arrival can cut gains nothing from deferring)
         ev = env.event()  # never triggered itself: no event scheduled
         heapq.heappush(d.heap, (env.now + delay, d.next_seq(), self, ev))
         return ev
@@ -594,7 +594,8 @@ class Replica:
     def _complete_due(self, now: float) -> None:
         heap = self.heap
         decoding = self.decoding
-        while heap and heap[0][0] <= self.step:
+        step = self.step
+        while heap and heap[0][0] <= step:
             finish_step, rid = heapq.heappop(heap)
             if decoding.get(rid) != finish_step:
                 continue  # stale entry of a preempted request
