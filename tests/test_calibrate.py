@@ -229,7 +229,9 @@ def test_engine_multiplier_is_fitted_after_the_shared_fit():
 
     pts = [dataclasses.replace(m, published=m.published * 1.3)
            if m.split == "fit" and m.engine == "cloudmatrix-infer" else m for m in load_measurements()]
-    base, moved = calibrate_set("ascend-910c").fitted, calibrate_set("ascend-910c", points=pts).fitted
+    base_fit = calibrate_set("ascend-910c")
+    base, moved = base_fit.fitted, calibrate_set("ascend-910c", points=pts).fitted
     key = "engine:cloudmatrix-infer.gemm_efficiency"
     assert moved[key] > 1.1 * base[key]
+    assert any("cloudmatrix-infer: its multiplier rests on 1 point" in w for w in base_fit.warnings)
     assert {k: v for k, v in moved.items() if k != key} == {k: v for k, v in base.items() if k != key}

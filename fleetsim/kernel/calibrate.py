@@ -394,6 +394,11 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
     x_shared = _least_squares(shared_names, shared_rows, chips0, engines0, models)
     chips1, engines1 = _apply_params(shared_names, x_shared, chips0, engines0)
     x_own = _least_squares(own_names, own_rows, chips1, engines1, models)
+    for eng in own:
+        n_own = sum(m.engine == eng for m in own_rows)
+        if n_own < 3:
+            warnings.append(f"engine {eng}: its multiplier rests on {n_own} point(s) of its own, a "
+                            "calibration of that engine, not a validation")
     names = shared_names + own_names
     fit_x = np.concatenate([x_shared, x_own])
     chips, engines = _apply_params(names, fit_x, chips0, engines0)
