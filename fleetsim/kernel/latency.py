@@ -502,8 +502,9 @@ class ReplicaKernel:
         tpl = self._run_templates.get(key)
         if tpl is None:
             tpl = self._decode_template(n_seqs, throttle)
-            if len(self._run_templates) < 4096:
-                self._run_templates[key] = tpl
+            if len(self._run_templates) >= 4096:  # a throttle that drifts tick by tick: start over
+                self._run_templates.clear()
+            self._run_templates[key] = tpl
         lines, c = tpl
         if len(lines) == 2:  # no overlap: the attention roofline's two lines
             (p0, p1, pb), (q0, q1, qb) = lines

@@ -109,6 +109,8 @@ class Replica:
         self.queue_limit = queue_limit
         self.kv_capacity = float(kernel.kv_capacity_tokens)
         self.req = req
+        if len(req.prompt_list) > _RID_MASK:
+            raise ValueError(f"{len(req.prompt_list)} requests: the decode heap keys ids below 2**{_RID_BITS}")
         self.on_done = on_done
         # Requests as plain lists for O(1) access in the hot path.
         self._prompt = req.prompt_list
