@@ -119,6 +119,21 @@ def test_older_engine_release_is_slower_by_the_fitted_speedup():
         ReplicaKernel(*args, engine=eng, engine_release="last year")
 
 
+def test_engine_release_is_checked_and_said_when_it_changes_nothing():
+    """A month 13 is refused on every engine, fitted trend or not; on an engine with no fitted
+    speedup a release is recorded as having no effect (the run's kernel assumptions say so)."""
+    args = (CHIPS["h100"], MODELS["llama-3.1-8b"], 1, "bf16")
+    for eng in ("trtllm", "vllm"):
+        with pytest.raises(ScenarioError, match="month 1-12") as e:
+            ReplicaKernel(*args, engine=eng, engine_release="2024-13")
+        assert e.value.field == "engine_release"
+    quiet = ReplicaKernel(*args, engine="vllm", engine_release="2024-08")
+    assert quiet.software_factor == 1.0
+    assert any("engine_release 2024-08 has no effect" in a for a in quiet.assumptions)
+    assert not any("engine_release" in a for a in ReplicaKernel(*args, engine="trtllm",
+                                                                engine_release="2024-08").assumptions)
+
+
 def test_pool_engine_release_reaches_the_kernel(quickstart_path):
     import fleetsim
     from fleetsim.serving.window import build_kernels

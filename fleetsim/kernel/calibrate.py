@@ -371,16 +371,15 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
     own = sorted({m.engine for m in fit_rows if "gemm_efficiency" in engines0[m.engine].fitted})
     shared_rows = [m for m in fit_rows if m.engine not in own]
     own_rows = [m for m in fit_rows if m.engine in own]
-    names: list[str] = []
-    for fam in sorted({chips0[m.chip].family for m in shared_rows}):
-        names += [f"family:{fam}.mfu_scale", f"family:{fam}.hbm_efficiency"]
-    for rows_, eng_names in ((shared_rows, None), (own_rows, own)):
+
+    def engine_params(rows_: list) -> list[str]:
+        out = []
         for eng, plat in sorted({(m.engine, PLATFORM_OF_FAMILY.get(chips0[m.chip].family, "other")) for m in rows_}):
             if "overhead_s" in engines0[eng].fitted:
-                names.append(f"engine:{eng}.overhead_s.{plat}")
+                out.append(f"engine:{eng}.overhead_s.{plat}")
         for eng in sorted({m.engine for m in rows_}):
             if "gemm_efficiency" in engines0[eng].fitted:
-                names.append(f"engine:{eng}.gemm_efficiency")
+                out.append(f"engine:{eng}.gemm_efficiency")
             if "speedup_per_year" in engines0[eng].fitted:
                 dates = sorted({m.date for m in fit_rows if m.engine == eng})
                 if engines0[eng].reference_date != dates[-1]:
@@ -388,13 +387,17 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
                         f"engine {eng}: reference_date {engines0[eng].reference_date} must be the newest "
                         f"fit-split date of its points ({dates[-1]}): speedup_per_year is fitted relative "
                         "to it", field="reference_date")
-                names.append(f"engine:{eng}.speedup_per_year")
+                out.append(f"engine:{eng}.speedup_per_year")
+        return out
+
+    shared_names = [f"family:{fam}.{fld}" for fam in sorted({chips0[m.chip].family for m in shared_rows})
+                    for fld in ("mfu_scale", "hbm_efficiency")] + engine_params(shared_rows)
+    own_names = engine_params(own_rows)
+    names = shared_names + own_names
     if len(fit_rows) < len(names) + 2:
         raise ScenarioError(
             f"{len(fit_rows)} fit-split point(s) cannot fit {len(names)} parameters: calibrate needs "
             f"at least parameters + 2 = {len(names) + 2} points", field="measurements")
-    own_names = [n for n in names if n.startswith("engine:") and n.split(":")[1].split(".")[0] in own]
-    shared_names = [n for n in names if n not in own_names]
     x_shared = _least_squares(shared_names, shared_rows, chips0, engines0, models)
     chips1, engines1 = _apply_params(shared_names, x_shared, chips0, engines0)
     x_own = _least_squares(own_names, own_rows, chips1, engines1, models)
@@ -403,7 +406,6 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
         if n_own < 3:
             warnings.append(f"engine {eng}: its multiplier rests on {n_own} point(s) of its own, a "
                             "calibration of that engine, not a validation")
-    names = shared_names + own_names
     fit_x = np.concatenate([x_shared, x_own])
     chips, engines = _apply_params(names, fit_x, chips0, engines0)
     rows = compare(points, chips, models, engines)

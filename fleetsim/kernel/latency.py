@@ -51,20 +51,26 @@ MAX_YEARS_BACK = 3.0  # an engine release older than this before the reference i
 
 def _years(date: str) -> float:
     y, m, *d = (int(x) for x in date.split("-"))
-    return y + (m - 1) / 12.0 + ((d[0] if d else 15) - 1) / 365.0
+    day = d[0] if d else 15
+    if not (1 <= m <= 12 and 1 <= day <= 31 and len(d) <= 1):
+        raise ValueError(date)
+    return y + (m - 1) / 12.0 + (day - 1) / 365.0
 
 
 def software_factor(engine: EngineProfile, release: str | None) -> float:
     """Iteration-time multiplier of an engine release against the profile's reference_date:
     (1 + speedup_per_year) ** years_older, 1 for the reference or a newer release (no
     extrapolation past the newest fitted point), held at MAX_YEARS_BACK."""
-    if release is None or not engine.speedup_per_year or engine.reference_date is None:
+    if release is None:
         return 1.0
     try:
-        older = _years(engine.reference_date) - _years(release)
+        released = _years(release)
     except ValueError:
-        raise ScenarioError(f"engine_release must be a date YYYY-MM or YYYY-MM-DD, got {release!r}",
-                            field="engine_release") from None
+        raise ScenarioError(f"engine_release must be a date YYYY-MM or YYYY-MM-DD (month 1-12), got "
+                            f"{release!r}", field="engine_release") from None
+    if not engine.speedup_per_year or engine.reference_date is None:
+        return 1.0
+    older = _years(engine.reference_date) - released
     return (1.0 + engine.speedup_per_year) ** min(max(older, 0.0), MAX_YEARS_BACK)
 
 
@@ -191,6 +197,10 @@ class ReplicaKernel:
             self.draft_tokens, self.tokens_per_step = int(k), float(a)
         # software maturity: an older release of the engine than its profile's reference is slower
         self.software_factor = software_factor(self.engine, engine_release)
+        if engine_release is not None and not self.engine.speedup_per_year:
+            self.assumptions.append(
+                f"engine_release {engine_release} has no effect: {self.engine.name} has no fitted "
+                "software speedup per year, so every release runs as its profile")
         self._inv_a = self.software_factor / self.tokens_per_step
         self._q = 1.0 + self.draft_tokens  # query tokens per decoding sequence per verify step
         self._draft = 1.0 + self.draft_tokens / model.num_layers  # MTP module ~ one extra layer a draft
@@ -506,7 +516,7 @@ class ReplicaKernel:
                 self._run_templates.clear()
             self._run_templates[key] = tpl
         lines, c = tpl
-        if len(lines) == 2:  # no overlap: the attention roofline's two lines
+        if len(lines) == 2:  # no overlap (the common case): the attention roofline's two lines
             (p0, p1, pb), (q0, q1, qb) = lines
             return DecodeRun._of(((p0 + p1 * context_tokens, pb), (q0 + q1 * context_tokens, qb)), c)
         return DecodeRun._of(tuple((a0 + a1 * context_tokens, b) for a0, a1, b in lines), c)
@@ -560,6 +570,17 @@ def _solve(a: float, b: float, r: float) -> int:
 def _envelope(lines) -> tuple[tuple[int, float, float], ...]:
     """Upper envelope over integer steps j >= 0 of lines a + b j, as (first_step, a, b) pieces.
     The envelope of lines is convex, so pieces come in increasing slope (at most len(lines))."""
+    if len(lines) == 2:  # the common case (no overlap), in closed form: the same pieces
+        (a1, b1), (a2, b2) = lines
+        if (a2, b2) > (a1, b1):
+            a1, b1, a2, b2 = a2, b2, a1, b1
+        if b2 <= b1:
+            return ((0, a1, b1),)
+        x = (a1 - a2) / (b2 - b1)  # where the steeper line overtakes (>= 0)
+        if x >= _BIG:
+            return ((0, a1, b1),)
+        start = max(0, math.ceil(x))
+        return ((0, a2, b2),) if start == 0 else ((0, a1, b1), (start, a2, b2))
     cur = max(lines, key=lambda ab: (ab[0], ab[1]))
     pieces = [(0, cur[0], cur[1])]
     x = 0.0
@@ -597,25 +618,10 @@ class DecodeRun:
 
     @classmethod
     def _of(cls, lines: tuple, c: float) -> "DecodeRun":
-        """From lines already as float pairs (the kernel's own): no conversions, and the common
-        two-line envelope (no overlap) worked out inline."""
+        """From lines already as float pairs (the kernel's own): no conversions."""
         run = cls.__new__(cls)
         run.lines, run.c = lines, c
-        if len(lines) == 2:
-            (a1, b1), (a2, b2) = lines
-            if (a2, b2) > (a1, b1):
-                a1, b1, a2, b2 = a2, b2, a1, b1
-            if b2 > b1:  # the steeper line overtakes at j = (a1 - a2) / (b2 - b1) >= 0
-                x = (a1 - a2) / (b2 - b1)
-                if x >= _BIG:
-                    run._pieces = ((0, a1, b1),)
-                else:
-                    start = max(0, math.ceil(x))
-                    run._pieces = ((0, a2, b2),) if start == 0 else ((0, a1, b1), (start, a2, b2))
-            else:
-                run._pieces = ((0, a1, b1),)
-        else:
-            run._pieces = _envelope(lines)
+        run._pieces = _envelope(lines)
         return run
 
     def __repr__(self) -> str:
@@ -629,9 +635,8 @@ class DecodeRun:
         if k <= 0:
             return 0.0
         p = self._pieces
-        if len(p) == 1:  # one line over the whole run: sum of a + b j for j < k
-            a, b = p[0][1], p[0][2]
-            return self.c * k + (k * a + b * 0.5 * (k * (k - 1) - 0))  # as _arith(a, b, 0, k)
+        if len(p) == 1:  # one line over the whole run
+            return self.c * k + _arith(p[0][1], p[0][2], 0, k)
         total = self.c * k
         for i, (start, a, b) in enumerate(p):
             if start >= k:
