@@ -138,6 +138,7 @@ def check_references(scenario: Scenario) -> None:
             )
     if scenario.fleet is not None:
         check_fleet_references(scenario, chips)
+    input_warnings(scenario)  # raises the first impossible input (fleetsim.fleet.inputs)
     if scenario.reliability is not None and scenario.reliability.cohort_run is not None:
         for i, cohort in enumerate(scenario.reliability.cohort_run.cohorts):
             if cohort.chip not in chips:
@@ -153,6 +154,13 @@ def _expand_roadmaps(scenario: Scenario) -> Scenario:
     from fleetsim.fleet.roadmap import expand
 
     return expand(scenario, resolve_catalogs(scenario)[0])
+
+
+def input_warnings(scenario: Scenario) -> list[str]:
+    """Implausible inputs as one line each; an impossible one raises ScenarioError."""
+    from fleetsim.fleet.inputs import check_inputs
+
+    return check_inputs(scenario, resolve_catalogs(scenario)[0])
 
 
 def check_fleet_references(scenario: Scenario, chips: dict) -> None:
@@ -256,6 +264,9 @@ def run(
             result = _run_reliability(scenario, chips, progress)
         result.timings_s["total"] = time.perf_counter() - t0
         result.summary["assumptions"] = assumptions(scenario)  # (report) placeholders the result rests on
+        warnings = input_warnings(scenario)
+        if warnings:
+            result.summary["warnings"] = warnings
         if run_dir is not None:
             stage = "write"
             _write(result, run_dir)
@@ -465,15 +476,30 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
     from fleetsim.errors import CapacityError
     from fleetsim.kernel.latency import ReplicaKernel
 
+    from fleetsim.serving.window import given_pools
+
     serving = scenario.serving
+    given = given_pools(scenario)  # capacity given by hand: no kernel needed unless windows run
     if not _is_fleet(scenario) and serving.pools and all(p.replicas == 0 for p in serving.pools.values()):
         raise ScenarioError(
             "every pool has replicas: 0, so nothing can serve the workloads: give at least one "
             "pool replicas >= 1", field="serving.pools",
         )
+    windows = _is_fleet(scenario) and scenario.fleet.windows.enabled
     for name, pool in serving.pools.items():
         chip, model = chips[pool.chip], models[pool.model]
         field_path = f"serving.pools.{name}.tp"
+        if name in given:
+            try:
+                ReplicaKernel(chip, model, min(pool.tp, chip.scaleup_domain_chips), pool.precision)
+            except FleetsimError as exc:
+                if windows:
+                    raise ScenarioError(
+                        f"pool '{name}' has its capacity given by hand, but its serving windows need "
+                        f"a kernel: {exc.message.split('; ')[0]}; set fleet.windows.enabled: false",
+                        field="fleet.windows.enabled") from None
+            if not windows:
+                continue
         if pool.tp > chip.scaleup_domain_chips:
             good = _working_tp(chip, model, pool.precision)
             hint = f"; tp={good} fits {model.name} in {pool.precision}" if good else ""
@@ -632,8 +658,18 @@ def derived_facts(scenario: Scenario) -> list[str]:
                 f"{wl.mean_rate_per_s * serving.duration_s:,.0f} requests in {serving.duration_s:g} s; "
                 f"SLO p{cfg.slo.percentile:g} TTFT <= {cfg.slo.ttft_s:g} s, TPOT <= {cfg.slo.tpot_s:g} s"
             )
+        from fleetsim.serving.window import given_pools
+
+        given = given_pools(scenario)
         for name, pool in serving.pools.items():
-            k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+            try:
+                k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+            except FleetsimError:
+                if name not in given:
+                    raise
+                lines.append(f"replica type {name}: {pool.tp} {pool.chip} per replica, capacity given by "
+                             f"hand in fleet.capacity ({pool.model} does not fit the kernel's one-node replica)")
+                continue
             served = [w for n, w in workloads.items() if serving.workloads[n].model == pool.model]
             prompt = sum(_mean_tokens(w.prompt_tokens) for w in served) / max(1, len(served))
             output = sum(_mean_tokens(w.output_tokens) for w in served) / max(1, len(served))
@@ -653,8 +689,11 @@ def derived_facts(scenario: Scenario) -> list[str]:
             lines.extend(f"pool {name}: {a}" for a in k.assumptions)
     fleet = getattr(scenario, "fleet", None)
     if fleet is not None:
-        demand = ", ".join(f"{k} {d.tokens_per_s:.3g} output tok/s growing {d.growth_per_year:+.0%}/yr"
-                           for k, d in fleet.demand.items())
+        demand = ", ".join(
+            f"{k} {d.tokens_per_s:.3g} output tok/s" if d.tokens_per_s is not None else
+            f"{k} {d.requests_per_s:.3g} req/s" for k, d in fleet.demand.items())
+        demand += " at the start, growing " + ", ".join(
+            f"{d.growth_per_year:+.0%}/yr" if not d.table else "by its table" for d in fleet.demand.values())
         lines.append(f"fleet: {fleet.years:g} years from {fleet.start}; demand {demand}; channels "
                      f"{', '.join(fleet.channels)}; planner {fleet.planner.kind}")
     rel = scenario.reliability

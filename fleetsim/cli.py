@@ -81,6 +81,8 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
     from fleetsim import api
 
     scen = api.load_scenario(scenario, overrides)
+    for line in api.input_warnings(scen):
+        click.echo(f"warning: {scenario}: {line}", err=True)
     out_dir = out_dir or api.default_run_dir(scen.name)
     with _progress(quiet) as progress:
         result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite)
@@ -240,6 +242,8 @@ def validate(scenario: Path, overrides: tuple[str, ...]) -> None:
     from fleetsim import api
 
     scen = api.load_scenario(scenario, overrides)
+    for line in api.input_warnings(scen):
+        click.echo(f"warning: {scenario}: {line}", err=True)
     click.echo(f"ok: {scenario} ({scen.name})")
     for line in api.derived_facts(scen):
         click.echo(f"  {line}")

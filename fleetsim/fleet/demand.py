@@ -24,9 +24,10 @@ def growth(cfg: DemandConfig, fleet: FleetConfig, days: np.ndarray) -> np.ndarra
     return (1.0 + cfg.growth_per_year) ** (days / 365.0)
 
 
-def forecast(cfg: DemandConfig, fleet: FleetConfig, n_days: int) -> np.ndarray:
-    """Daily-mean tokens/s the planner expects, days 0..n_days-1 (may run past the horizon)."""
-    return cfg.tokens_per_s * growth(cfg, fleet, np.arange(n_days, dtype=float))
+def forecast(cfg: DemandConfig, fleet: FleetConfig, n_days: int, base_tokens_per_s: float) -> np.ndarray:
+    """Daily-mean output tokens/s the planner expects, days 0..n_days-1 (may run past the
+    horizon), from the class's tokens/s at the start (fleetsim.fleet.tokens.base_tokens_per_s)."""
+    return base_tokens_per_s * growth(cfg, fleet, np.arange(n_days, dtype=float))
 
 
 def realised(cfg: DemandConfig, fc: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -70,7 +70,12 @@ def build_result(sim, windows):
         "power_usd": flat(r["power_usd"]),
         "rental_usd": flat(r["rental_usd"]),
         "depreciation_usd": flat(r["depreciation_usd"]),
+        "served_input_tokens_per_s": flat(r["served_input_tokens_per_s"]),
+        "served_cached_input_tokens_per_s": flat(r["served_cached_input_tokens_per_s"]),
         "revenue_usd": flat(r["revenue_usd"]),
+        "revenue_output_usd": flat(r["revenue_output_usd"]),
+        "revenue_input_cache_hit_usd": flat(r["revenue_input_cache_hit_usd"]),
+        "revenue_input_cache_miss_usd": flat(r["revenue_input_cache_miss_usd"]),
         "energy_mwh": flat(r["energy_mwh"]),
         "power_mw": flat(r["power_mw"]),
         "us_dependence_share": np.repeat(us_share, nch),
@@ -204,11 +209,33 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         "estimated_chip_figures": {c: list(getattr(sim.chips[c], "estimated", None) or [])
                                    for c in sim.chip_names if getattr(sim.chips[c], "estimated", None)},
     }
-    if f.finance.revenue_usd_per_mtok is not None:
-        out["revenue_usd"] = -by_kind["revenue"]
-        out["margin_usd"] = -by_kind["revenue"] - costs
+    out.update(_token_economics(sim, served_mtok, costs, -by_kind["revenue"]))
     if windows:
         att = np.array([a for a in windows["attainment"] if a is not None], dtype=float)
         out["windows"] = len(set(windows["window"]))
         out["window_attainment_mean"] = rnd(float(att.mean()), 3) if len(att) else None
+    return out
+
+
+def _token_economics(sim, served_output_mtok: float, costs_usd: float, revenue_usd: float) -> dict[str, Any]:
+    """Tokens served by type and, when priced, revenue by type, margin, and cost per Mtok of
+    input and of output (costs split between them in proportion to revenue: the relative sales
+    value method; the plain `cost_usd_per_mtok` charges every cost to output tokens)."""
+    r = sim.rec
+    mtok = lambda k: float(r[k].sum() * 86400 / 1e6)
+    inp, hit = mtok("served_input_tokens_per_s"), mtok("served_cached_input_tokens_per_s")
+    out: dict[str, Any] = {"served_input_mtok": float(f"{inp:.4g}"),
+                           "served_input_cache_hit_mtok": float(f"{hit:.4g}")}
+    if not sim.priced:
+        return out
+    by_type = {t: float(r[f"revenue_{t}_usd"].sum()) for t in ("output", "input_cache_hit", "input_cache_miss")}
+    out["revenue_usd"] = revenue_usd
+    out["revenue_usd_by_token_type"] = by_type
+    out["margin_usd"] = revenue_usd - costs_usd
+    if revenue_usd > 0:
+        share_out = by_type["output"] / revenue_usd
+        if served_output_mtok > 0:
+            out["cost_usd_per_mtok_output"] = float(f"{costs_usd * share_out / served_output_mtok:.3g}")
+        if inp > 0:
+            out["cost_usd_per_mtok_input"] = float(f"{costs_usd * (1 - share_out) / inp:.3g}")
     return out

@@ -34,6 +34,7 @@ from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, Plan
 from fleetsim.fleet.regime import STATE_CODE, STATES, build_transitions
 from fleetsim.reliability.cohort import CohortFleet, resolve_chip
 from fleetsim.reliability.repair import sample_duration
+from fleetsim.fleet.tokens import base_tokens_per_s, class_tokens, per_type_matrix, priced
 from fleetsim.rng import stream
 from fleetsim.scenario.fleet import FleetConfig, quarter_start
 from fleetsim.scenario.reliability import ReliabilityConfig
@@ -224,7 +225,13 @@ class _FleetSim:
                          for i, n in enumerate(self.channel_names)}
         # demand: forecast beyond the horizon, so the planner can look ahead
         ext = self.n_days + 3 * 366 + 30
-        self.fc = np.array([dem.forecast(f.demand[c], f, ext) for c in self.classes])
+        self.tokens = class_tokens(self.sc)
+        self.fc = np.array([dem.forecast(f.demand[c], f, ext, base_tokens_per_s(f.demand[c], self.tokens[c]))
+                            for c in self.classes])
+        self.priced = priced(self.sc)
+        self.usd_per_out_mtok = per_type_matrix(self.tokens, self.classes)  # class x token type
+        self.in_per_out = np.array([self.tokens[c].input_per_output for c in self.classes])
+        self.hit_share = np.array([self.tokens[c].cache_hit_share for c in self.classes])
         self.real = np.array([dem.realised(f.demand[c], self.fc[i, : self.n_days],
                                            stream(seed, "fleet", "demand", c))
                               for i, c in enumerate(self.classes)])
@@ -272,7 +279,9 @@ class _FleetSim:
             "cancelled", "stranded", "on_order", "commissioning", "replicas_up", "capacity_tokens_per_s",
             "served_tokens_per_s", "power_mw", "energy_mwh", "power_usd", "other_opex_usd",
             "depreciation_usd", "revenue_usd", "us_capacity_tokens_per_s", "crashes", "utilisation",
-            "rented", "rent_on_order", "rent_returned", "rental_usd")}
+            "rented", "rent_on_order", "rent_returned", "rental_usd", "served_input_tokens_per_s",
+            "served_cached_input_tokens_per_s", "revenue_output_usd", "revenue_input_cache_hit_usd",
+            "revenue_input_cache_miss_usd")}
         # rentals: chips, USD/day and US-controlled chips starting (+) and ending (-) per day
         self.rent_delta = np.zeros((D + 1, npl))
         self.rent_usd_delta = np.zeros((D + 1, npl))
@@ -641,9 +650,21 @@ class _FleetSim:
             served_h = np.minimum(hourly, cm)
             unmet += float((hourly - served_h).mean())
             if cm > 0:
+                # each class's share of the served tokens, hour by hour (a shortfall hits all alike)
+                frac = np.divide(served_h, hourly, out=np.zeros(24), where=hourly > 0)
+                served_c = (dmd[cls, None] * self.prof[cls] * frac).mean(axis=1)  # output tok/s
+                inp_c = served_c * self.in_per_out[cls]
+                usd_c = served_c[:, None] * 86400 / 1e6 * self.usd_per_out_mtok[cls]  # class x type
                 for pi in pls:
                     share = cap[pi] / cm
                     r["served_tokens_per_s"][day, pi] = served_h.mean() * share
+                    r["served_input_tokens_per_s"][day, pi] = inp_c.sum() * share
+                    r["served_cached_input_tokens_per_s"][day, pi] = (inp_c * self.hit_share[cls]).sum() * share
+                    if self.priced:
+                        usd = usd_c.sum(axis=0) * share
+                        r["revenue_output_usd"][day, pi] = usd[0]
+                        r["revenue_input_cache_hit_usd"][day, pi] = usd[1]
+                        r["revenue_input_cache_miss_usd"][day, pi] = usd[2]
                     x[pi] = served_h.mean() / cm
         self.demand_day[day] = dmd.sum()
         self.unmet_day[day] = unmet
@@ -666,8 +687,9 @@ class _FleetSim:
         r["other_opex_usd"][day] = r["installed"][day] * fin.other_opex_usd_per_chip_year / 365.0
         live = (co.view("delivered_day") <= day) & (co.view("delivered_day") + self.life_days > day)
         r["depreciation_usd"][day] = bc(np.where(live, co.view("delivered") * co.view("capex_usd_per_chip"), 0.0)) / self.life_days
-        if fin.revenue_usd_per_mtok is not None:
-            r["revenue_usd"][day] = r["served_tokens_per_s"][day] * 86400 / 1e6 * fin.revenue_usd_per_mtok
+        if self.priced:
+            r["revenue_usd"][day] = (r["revenue_output_usd"][day] + r["revenue_input_cache_hit_usd"][day]
+                                     + r["revenue_input_cache_miss_usd"][day])
         for n, ch in self.channels.items():
             self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
         if day in self._wset:

@@ -150,9 +150,28 @@ def fleet_text(summary: dict[str, Any]) -> str:
     if rented or (f.get("ledger_usd_by_kind") or {}).get("rental"):
         lines.append("  rented at end: " + (", ".join(f"{k} {v:,}" for k, v in rented.items()) or "none")
                      + f" (rental USD {f['ledger_usd_by_kind'].get('rental', 0.0):,.0f} over the run)")
+    lines.extend(_revenue_lines(f))
     if summary.get("assumptions"):
         lines.append(assumptions_line(summary["assumptions"]))
     return "\n".join(lines)
+
+
+def _revenue_lines(f: dict[str, Any]) -> list[str]:
+    """Tokens by type and, when priced, revenue by token type and margin."""
+    out = []
+    if f.get("served_input_mtok"):
+        m = lambda v: f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"
+        out.append(f"  tokens served, millions: {m(f['served_mtok'])} output, {m(f['served_input_mtok'])} input "
+                   f"({m(f.get('served_input_cache_hit_mtok', 0))} of it cache hits)")
+    if f.get("revenue_usd") is not None:
+        by = f.get("revenue_usd_by_token_type") or {}
+        parts = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in by.items() if v)
+        out.append(f"  revenue USD: {f['revenue_usd']:,.0f}" + (f" ({parts})" if parts else "")
+                   + f"; margin USD {f['margin_usd']:,.0f}")
+        if f.get("cost_usd_per_mtok_input") is not None:
+            out.append(f"  cost USD per million tokens, split by revenue share: input "
+                       f"{f['cost_usd_per_mtok_input']:.3g}, output {f.get('cost_usd_per_mtok_output', 0):.3g}")
+    return out
 
 
 def assumptions_line(items: list[dict[str, str]]) -> str:

@@ -41,10 +41,32 @@ class ForecastError(StrictModel):
     sigma_per_year: NonNeg = Field(0.0, description="standard deviation of log demand after one year")
 
 
-class DemandConfig(StrictModel):
-    """One workload class's demand over the years (mean output tokens/s over a day)."""
+class TokenPrices(StrictModel):
+    """What a class's customers pay per million tokens of each type (a published price list,
+    e.g. DeepSeek's: cache-hit input, cache-miss input, output)."""
 
-    tokens_per_s: Pos = Field(description="daily-mean output tokens/s at the start date")
+    output_usd_per_mtok: NonNeg = Field(description="price of a million output tokens")
+    input_cache_miss_usd_per_mtok: NonNeg = Field(
+        0.0, description="price of a million input tokens that miss the prefix cache")
+    input_cache_hit_usd_per_mtok: NonNeg | None = Field(
+        None, description="price of a million input tokens that hit the prefix cache "
+        "(default: the cache-miss price)")
+
+
+class DemandConfig(StrictModel):
+    """One workload class's demand over the years (daily mean), in output tokens or in requests.
+
+    Input tokens follow from the workload's own prompt and output length distributions (mean
+    prompt tokens per mean output token) and its `prefix_cache_hit_share`."""
+
+    tokens_per_s: Pos | None = Field(
+        None, description="daily-mean output tokens/s at the start date (or give requests_per_s)")
+    requests_per_s: Pos | None = Field(
+        None, description="daily-mean requests/s at the start date: output tokens/s = this x the "
+        "workload's mean output tokens per request (or give tokens_per_s)")
+    prices: TokenPrices | None = Field(
+        None, description="revenue per token type for this class (wins over "
+        "finance.revenue_usd_per_mtok, which prices output tokens only)")
     growth_per_year: Annotated[float, Field(gt=-1, le=100)] = Field(
         0.0, description="compound annual growth (1.0 = +100% a year); ignored when `table` is given")
     table: dict[dt.date, Pos] | None = Field(
@@ -53,6 +75,12 @@ class DemandConfig(StrictModel):
         1.0, description="diurnal peak over daily mean (a 24-hour sinusoid)")
     peak_hour: Annotated[float, Field(ge=0, lt=24)] = Field(14.0, description="hour of the daily peak")
     forecast_error: ForecastError = Field(ForecastError(), description="random demand surprise")
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> "DemandConfig":
+        if (self.tokens_per_s is None) == (self.requests_per_s is None):
+            raise ValueError("give exactly one of tokens_per_s (output tokens/s) and requests_per_s")
+        return self
 
 
 # -- supply channels ------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class WorkloadConfig(StrictModel):
     output_tokens: TokenDist | None = Field(
         None, description="output length distribution (not needed when a trace gives lengths)")
     slo: SLOConfig = Field(SLOConfig(), description="latency targets")
+    prefix_cache_hit_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.0, description="share of prompt tokens that hit a cached prefix: priced as cache-hit "
+        "input in a fleet's token economics (the serving window does not yet skip their prefill)")
 
     @model_validator(mode="after")
     def _tokens_given(self) -> "WorkloadConfig":

@@ -53,8 +53,12 @@ class WindowResult:
     places: dict[str, int] = field(default_factory=dict)  # where every request ended (conservation)
 
 
-def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, ReplicaKernel]:
-    """One kernel per pool; a model that does not fit its chips is refused here, with the pool named."""
+def build_kernels(cfg: ServingConfig, chips: dict, models: dict,
+                  given: frozenset[str] = frozenset()) -> dict[str, ReplicaKernel]:
+    """One kernel per pool; a model that does not fit its chips is refused here, with the pool named.
+
+    Pools in `given` have their capacity given by hand (a fleet's `capacity`, e.g. measured on a
+    multi-node deployment the kernel cannot represent): one that cannot be built is left out."""
     kernels = {}
     for name, pool in cfg.pools.items():
         try:
@@ -66,6 +70,8 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict) -> dict[str, Re
                 engine_release=pool.engine_release,
             )
         except FleetsimError as exc:  # CapacityError, bad tp...: name the pool (and its field)
+            if name in given:
+                continue
             field = f"serving.pools.{name}.{exc.field}" if exc.field else f"serving.pools.{name}"
             raise type(exc)(exc.message, field=field) from None
     return kernels
@@ -282,18 +288,31 @@ def _arrivals(env: simpy.Environment, times: list[float], router: Router, deferr
 _BUILT: dict[str, tuple] = {}
 
 
+def given_pools(scenario) -> frozenset[str]:
+    """Pools of a fleet whose capacity is given by hand for every workload of their model."""
+    fleet = getattr(scenario, "fleet", None)
+    if fleet is None or not fleet.capacity:
+        return frozenset()
+    sv = scenario.serving
+    return frozenset(
+        p for p, pool in sv.pools.items()
+        if p in fleet.capacity and all(w in fleet.capacity[p] for w, wl in sv.workloads.items()
+                                       if wl.model == pool.model))
+
+
 def built_parts(scenario) -> tuple[dict, dict, dict, dict]:
     """(chips, models, kernels, compiled workloads) of a scenario, built once per content."""
     import hashlib
 
     from fleetsim.catalog import load_chips, load_models
 
+    given = given_pools(scenario)
     key = hashlib.sha256((scenario.model_dump_json(include={"serving", "catalog"})
-                          + str(scenario.base_dir)).encode()).hexdigest()
+                          + str(scenario.base_dir) + ",".join(sorted(given))).encode()).hexdigest()
     hit = _BUILT.get(key)
     if hit is None:
         chips, models = load_chips(scenario.catalog.chips), load_models(scenario.catalog.models)
-        hit = (chips, models, build_kernels(scenario.serving, chips, models),
+        hit = (chips, models, build_kernels(scenario.serving, chips, models, given),
                compile_workloads(scenario.serving, scenario.base_dir))
         if len(_BUILT) >= 8:
             _BUILT.pop(next(iter(_BUILT)))
