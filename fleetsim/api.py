@@ -410,6 +410,7 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
         scenario=scenario, summary=summary, events=fleet_table(res.events),
         timeline=fleet_table(res.timeline), ledger=fleet_table(res.ledger),
         orders=fleet_table(res.orders), windows=fleet_table(res.windows),
+        hourly=fleet_table(res.hourly) if res.hourly else None,
         capacity=fleet_table({k: [r[k] if not isinstance(r[k], tuple) else list(r[k]) for r in res.capacity]
                               for k in res.capacity[0]}) if res.capacity else None,
         timings_s={"capacity": t1 - t0, "simulate": t2 - t1},

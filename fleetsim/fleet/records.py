@@ -76,6 +76,10 @@ def build_result(sim, windows):
         "revenue_output_usd": flat(r["revenue_output_usd"]),
         "revenue_input_cache_hit_usd": flat(r["revenue_input_cache_hit_usd"]),
         "revenue_input_cache_miss_usd": flat(r["revenue_input_cache_miss_usd"]),
+        "elastic_chip_hours": flat(r["elastic_chip_hours"]),
+        "elastic_peak_chips": flat(r["elastic_peak_chips"]),
+        "offpeak_replica_hours": flat(r["offpeak_replica_hours"]),
+        "offpeak_usd": flat(r["offpeak_usd"]),
         "energy_mwh": flat(r["energy_mwh"]),
         "power_mw": flat(r["power_mw"]),
         "us_dependence_share": np.repeat(us_share, nch),
@@ -89,7 +93,7 @@ def build_result(sim, windows):
                 led[k].append(v)
     for kind, arr, sign in (("depreciation", r["depreciation_usd"], 1.0), ("power", r["power_usd"], 1.0),
                             ("opex", r["other_opex_usd"], 1.0), ("rental", r["rental_usd"], 1.0),
-                            ("revenue", r["revenue_usd"], -1.0)):
+                            ("revenue", r["revenue_usd"], -1.0), ("offpeak", r["offpeak_usd"], -1.0)):
         a = agg(arr)
         dd, cc = np.nonzero(a)
         led["day"] += dd.tolist()
@@ -107,7 +111,30 @@ def build_result(sim, windows):
         summary["planner_report"] = sim.planner.report()
     caps = [c.row() for c in sim.caps.values()]
     return FleetResult(timeline=timeline, ledger=ledger, orders=orders, events=events, windows=windows,
-                       summary=summary, capacity=caps, pool_daily={k: v.copy() for k, v in r.items()})
+                       summary=summary, capacity=caps, pool_daily={k: v.copy() for k, v in r.items()},
+                       hourly=_hourly(sim))
+
+
+def _hourly(sim) -> dict[str, Any] | None:
+    """The sampled days hour by hour, a row per hour and pool (fleetsim.fleet.elastic)."""
+    if not sim.hourly:
+        return None
+    cols = list(zip(*sim.hourly))
+    day = np.asarray(cols[0], dtype=np.int64)
+    pool = np.asarray(cols[2], dtype=np.int64)
+    cap = np.asarray(cols[4], dtype=float)
+    served = np.asarray(cols[5], dtype=float)
+    return {
+        "date": _dates(sim.start, day), "hour": np.asarray(cols[1], dtype=np.int64),
+        "pool": np.array([sim.pool_names[i] for i in pool], dtype=object),
+        "chip": np.array([sim.pools[i].chip for i in pool], dtype=object),
+        "demand_tokens_per_s": np.asarray(cols[3], dtype=float),
+        "capacity_tokens_per_s": cap, "served_tokens_per_s": served,
+        "utilisation": np.divide(served, cap, out=np.zeros_like(cap), where=cap > 0),
+        "owned_replicas_up": np.asarray(cols[6], dtype=float),
+        "elastic_replicas": np.asarray(cols[7], dtype=float),
+        "offpeak_replicas": np.asarray(cols[8], dtype=float),
+    }
 
 
 def _orders(sim) -> dict[str, Any]:
@@ -156,7 +183,7 @@ def _events(sim) -> dict[str, Any]:
 def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
     f, D = sim.fleet, sim.n_days
     by_kind = {}
-    for k in ("capex", "levy", "refund", "depreciation", "power", "opex", "rental", "revenue"):
+    for k in ("capex", "levy", "refund", "depreciation", "power", "opex", "rental", "revenue", "offpeak"):
         by_kind[k] = float(ledger["amount_usd"][ledger["kind"] == k].sum())
     capex_total = by_kind["capex"] + by_kind["levy"] + by_kind["refund"]
     years = ledger["date"].astype("datetime64[Y]").astype(int) + 1970
@@ -209,7 +236,8 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         "estimated_chip_figures": {c: list(getattr(sim.chips[c], "estimated", None) or [])
                                    for c in sim.chip_names if getattr(sim.chips[c], "estimated", None)},
     }
-    out.update(_token_economics(sim, served_mtok, costs, -by_kind["revenue"]))
+    out.update(_token_economics(sim, served_mtok, costs, -by_kind["revenue"], -by_kind["offpeak"]))
+    out.update(_flex(sim))
     if windows:
         att = np.array([a for a in windows["attainment"] if a is not None], dtype=float)
         out["windows"] = len(set(windows["window"]))
@@ -217,7 +245,8 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
     return out
 
 
-def _token_economics(sim, served_output_mtok: float, costs_usd: float, revenue_usd: float) -> dict[str, Any]:
+def _token_economics(sim, served_output_mtok: float, costs_usd: float, revenue_usd: float,
+                     offpeak_usd: float = 0.0) -> dict[str, Any]:
     """Tokens served by type and, when priced, revenue by type, margin, and cost per Mtok of
     input and of output (costs split between them in proportion to revenue: the relative sales
     value method; the plain `cost_usd_per_mtok` charges every cost to output tokens)."""
@@ -231,11 +260,26 @@ def _token_economics(sim, served_output_mtok: float, costs_usd: float, revenue_u
     by_type = {t: float(r[f"revenue_{t}_usd"].sum()) for t in ("output", "input_cache_hit", "input_cache_miss")}
     out["revenue_usd"] = revenue_usd
     out["revenue_usd_by_token_type"] = by_type
-    out["margin_usd"] = revenue_usd - costs_usd
+    out["margin_usd"] = revenue_usd + offpeak_usd - costs_usd  # off-peak work earns too
     if revenue_usd > 0:
         share_out = by_type["output"] / revenue_usd
         if served_output_mtok > 0:
             out["cost_usd_per_mtok_output"] = float(f"{costs_usd * share_out / served_output_mtok:.3g}")
         if inp > 0:
             out["cost_usd_per_mtok_input"] = float(f"{costs_usd * (1 - share_out) / inp:.3g}")
+    return out
+
+
+def _flex(sim) -> dict[str, Any]:
+    """Hourly rentals against renting each day's peak for the whole day, and off-peak work."""
+    r, out = sim.rec, {}
+    if sim.elastic:
+        chip_h = float(r["elastic_chip_hours"].sum())
+        peak_h = float(r["elastic_peak_chips"].sum() * 24.0)  # each day's peak, held 24 hours
+        out["elastic_chip_hours"] = chip_h
+        out["elastic_peak_sized_chip_hours"] = peak_h
+        out["elastic_saving_share"] = float(f"{1.0 - chip_h / peak_h:.3g}") if peak_h > 0 else 0.0
+    if sim.fleet.offpeak is not None:
+        out["offpeak_replica_hours"] = float(r["offpeak_replica_hours"].sum())
+        out["offpeak_usd"] = float(r["offpeak_usd"].sum())
     return out

@@ -29,6 +29,7 @@ from fleetsim.progress import run_env, update
 from fleetsim.errors import ScenarioError
 from fleetsim.fleet import demand as dem
 from fleetsim.fleet.capacity import ReplicaCapacity
+from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
                                     PoolState, make_planner)
 from fleetsim.fleet.regime import STATE_CODE, STATES, build_transitions
@@ -90,6 +91,7 @@ class FleetResult:
     summary: dict[str, Any]
     capacity: list[dict[str, Any]]
     pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
+    hourly: dict[str, Any] | None = None  # sampled days hour by hour (elastic rentals, off-peak work)
 
 
 class _Channel:
@@ -281,7 +283,11 @@ class _FleetSim:
             "depreciation_usd", "revenue_usd", "us_capacity_tokens_per_s", "crashes", "utilisation",
             "rented", "rent_on_order", "rent_returned", "rental_usd", "served_input_tokens_per_s",
             "served_cached_input_tokens_per_s", "revenue_output_usd", "revenue_input_cache_hit_usd",
-            "revenue_input_cache_miss_usd")}
+            "revenue_input_cache_miss_usd", "elastic_chip_hours", "elastic_peak_chips", "elastic_w",
+            "offpeak_replica_hours", "offpeak_usd")}
+        self.elastic = ElasticRentals(self, offer_pool)
+        self.hourly: list[tuple] = []   # (day, hour, pool, demand, capacity, served, owned, elastic, offpeak)
+        self._hourly_days = self._sampled_days()
         # rentals: chips, USD/day and US-controlled chips starting (+) and ending (-) per day
         self.rent_delta = np.zeros((D + 1, npl))
         self.rent_usd_delta = np.zeros((D + 1, npl))
@@ -301,6 +307,16 @@ class _FleetSim:
         self.planner_calls = 0
         self.released = self._budget_release()
         self.dep_rate = np.zeros(0)
+
+    def _sampled_days(self) -> set[int]:
+        """Days whose hours go to hourly.parquet: the first of each month, when anything flexes."""
+        if self.fleet.offpeak is None and not any(c.elastic for c in self.fleet.channels.values()):
+            return set()
+        out, d = set(), self.start
+        while d < self.fleet.end:
+            out.add((d - self.start).days)
+            d = dt.date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+        return out
 
     def _budget_release(self) -> np.ndarray:
         """Cumulative capex budget released by each day (a year's share at its first day)."""
@@ -453,6 +469,8 @@ class _FleetSim:
                                   rented_replicas=rent_next[pi] / p.tp)
         chans = {}
         for n, ch in self.channels.items():
+            if ch.cfg.elastic is not None:
+                continue  # rents hour by hour in the daily step, not planned ahead
             offers = []
             for off in ch.offers_on(today):
                 pn = offer_pool(self.sc, off)
@@ -641,23 +659,35 @@ class _FleetSim:
         cap_own = up * mix
         cap = (up + up_rent) * mix
         x = np.zeros(npl)
+        x_load = np.zeros(npl)   # utilisation with off-peak work (power, heat)
         unmet = 0.0
         for m in self.models_used:
             cls = [i for i, c in enumerate(self.classes) if self.class_model[c] == m]
             pls = [pi for pi, p in enumerate(self.pools) if p.model == m]
             hourly = (dmd[cls, None] * self.prof[cls]).sum(axis=0)  # 24 hours
             cm = cap[pls].sum()
-            served_h = np.minimum(hourly, cm)
+            own_h = np.minimum(hourly, cm)
+            el = (self.elastic.plan(m, hourly - own_h, mix, lambda n: self.channels[n].state == "open")
+                  if self.elastic else None)
+            served_h = own_h if el is None else own_h + el.served_h
             unmet += float((hourly - served_h).mean())
-            if cm > 0:
+            shares = {pi: cap[pi] / cm if cm > 0 else 0.0 for pi in pls}
+            served_pool = {pi: own_h.mean() * shares[pi] for pi in pls}
+            if el is not None:
+                self._elastic_day(day, el, mix)
+                served_pool[el.pool_ix] += float(el.served_h.mean())
+            total = served_h.mean()
+            if el is not None and total > 0:  # hourly rentals serve part: shares of what was served
+                shares = {pi: served_pool[pi] / total for pi in pls}
+            if total > 0:
                 # each class's share of the served tokens, hour by hour (a shortfall hits all alike)
                 frac = np.divide(served_h, hourly, out=np.zeros(24), where=hourly > 0)
                 served_c = (dmd[cls, None] * self.prof[cls] * frac).mean(axis=1)  # output tok/s
                 inp_c = served_c * self.in_per_out[cls]
                 usd_c = served_c[:, None] * 86400 / 1e6 * self.usd_per_out_mtok[cls]  # class x type
                 for pi in pls:
-                    share = cap[pi] / cm
-                    r["served_tokens_per_s"][day, pi] = served_h.mean() * share
+                    share = shares[pi]
+                    r["served_tokens_per_s"][day, pi] = served_pool[pi]
                     r["served_input_tokens_per_s"][day, pi] = inp_c.sum() * share
                     r["served_cached_input_tokens_per_s"][day, pi] = (inp_c * self.hit_share[cls]).sum() * share
                     if self.priced:
@@ -665,20 +695,28 @@ class _FleetSim:
                         r["revenue_output_usd"][day, pi] = usd[0]
                         r["revenue_input_cache_hit_usd"][day, pi] = usd[1]
                         r["revenue_input_cache_miss_usd"][day, pi] = usd[2]
-                    x[pi] = served_h.mean() / cm
+            if cm > 0:
+                for pi in pls:
+                    x[pi] = own_h.mean() / cm
+            x_load[pls] = x[pls]
+            if self.fleet.offpeak is not None and cm > 0:
+                self._offpeak_day(day, pls, own_h, cap, cm, mix, up, up_rent, x_load)
+            if day in self._hourly_days:
+                self._hourly_rows(day, pls, hourly, own_h, el, cap, cm, mix)
         self.demand_day[day] = dmd.sum()
         self.unmet_day[day] = unmet
-        r["capacity_tokens_per_s"][day] = cap
+        r["capacity_tokens_per_s"][day] += cap  # (+= : hourly rentals added theirs)
         r["utilisation"][day] = x
-        self.x_prev = np.where(up > 0, x, self.x_prev)
+        self.x_prev = np.where(up > 0, x_load, self.x_prev)
         # US dependence: capacity on chips from US-controlled channels
         us_chips = bc(np.where(in_service & self.channel_us[co.view("channel")], act, 0)) if co.n else np.zeros(npl)
-        r["us_capacity_tokens_per_s"][day] = (
+        r["us_capacity_tokens_per_s"][day] += (
             cap_own * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
             + up_rent * mix * np.divide(self.rent_us_now, self.rented_now, out=np.zeros(npl),
                                         where=self.rented_now > 0))
         # power: up replicas at the day's load, every other in-service chip idle, commissioning off
-        it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
+        it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x_load) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
+        it_w = it_w + r["elastic_w"][day]  # hourly rentals: the provider pays, the energy is still used
         mw = it_w * fin.pue / 1e6
         r["power_mw"][day] = mw
         r["energy_mwh"][day] = mw * 24.0
@@ -694,6 +732,50 @@ class _FleetSim:
             self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
         if day in self._wset:
             self._snapshot(day, up, dmd)
+
+    def _elastic_day(self, day: int, el, mix: np.ndarray) -> None:
+        """Book one day of hourly rentals on the elastic pool: chip-hours, cost, energy, US share."""
+        r, pi = self.rec, el.pool_ix
+        r["elastic_chip_hours"][day, pi] += el.chip_hours
+        r["elastic_peak_chips"][day, pi] = max(r["elastic_peak_chips"][day, pi], float(el.replicas_h.max()) * self.tp[pi])
+        r["rental_usd"][day, pi] += el.usd
+        load = np.divide(el.served_h, el.replicas_h * mix[pi], out=np.zeros(24), where=el.replicas_h > 0)
+        r["elastic_w"][day, pi] += float((el.replicas_h * (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * load)).mean())
+        cap_mean = float(el.replicas_h.mean()) * mix[pi]
+        r["capacity_tokens_per_s"][day, pi] += cap_mean
+        if el.us_controlled:
+            r["us_capacity_tokens_per_s"][day, pi] += cap_mean
+        r["replicas_up"][day, pi] += float(el.replicas_h.mean())
+
+    def _offpeak_day(self, day, pls, own_h, cap, cm, mix, up, up_rent, x_load) -> None:
+        """Owned replicas serving does not need, hour by hour, do off-peak work at its value."""
+        from fleetsim.fleet.elastic import offpeak_replicas
+
+        op, r = self.fleet.offpeak, self.rec
+        per_node = self.fleet.finance.chips_per_node
+        for pi in pls:
+            total = up[pi] + up_rent[pi]
+            if up[pi] <= 0 or mix[pi] <= 0:
+                continue
+            needed_h = own_h * (cap[pi] / cm) / mix[pi]          # replicas serving, hour by hour
+            free_h = np.minimum(offpeak_replicas(total, needed_h), up[pi])  # owned ones only
+            hours = float(free_h.sum())
+            r["offpeak_replica_hours"][day, pi] = hours
+            r["offpeak_usd"][day, pi] = hours * self.tp[pi] / per_node * op.value_usd_per_node_hour
+            x_load[pi] = min(1.0, x_load[pi] + hours / 24.0 / total * op.load)
+
+    def _hourly_rows(self, day, pls, hourly, own_h, el, cap, cm, mix) -> None:
+        """Hour-by-hour figures of a sampled day (the first of each month) for hourly.parquet."""
+        for pi in pls:
+            el_reps = el.replicas_h if el is not None and el.pool_ix == pi else np.zeros(24)
+            el_served = el.served_h if el is not None and el.pool_ix == pi else np.zeros(24)
+            own = own_h * (cap[pi] / cm) if cm > 0 else np.zeros(24)
+            reps_serving = np.ceil(own / mix[pi] - 1e-9) if mix[pi] > 0 else np.zeros(24)
+            owned_up = cap[pi] / mix[pi] if mix[pi] > 0 else 0.0
+            for h in range(24):
+                self.hourly.append((day, h, pi, float(hourly[h]), float(cap[pi] + el_reps[h] * mix[pi]),
+                                    float(own[h] + el_served[h]), float(owned_up), float(el_reps[h]),
+                                    float(max(0.0, owned_up - reps_serving[h]) if self.fleet.offpeak else 0.0)))
 
     def _mix_all(self, kmat: np.ndarray, dmd: np.ndarray) -> np.ndarray:
         """`_mix` for every pool at once (the daily step's hot path)."""

@@ -101,6 +101,14 @@ class Offer(StrictModel):
         None, description="rent channels: all-in price per chip-hour (needed there, unused on buy channels)")
 
 
+class ElasticRent(StrictModel):
+    """Hourly rentals (fleetsim.fleet.elastic): each hour, the replicas that hour's demand needs
+    beyond the owned and day-rented capacity, each held at least `min_term_hours`."""
+
+    min_term_hours: Annotated[int, Field(ge=1, le=8760)] = Field(1, description="shortest rental, hours")
+    max_chips: NonNeg | None = Field(None, description="most chips rented at once (default: no limit)")
+
+
 class FabConfig(StrictModel):
     """Domestic supply: good chips = dies x yield (drawn per quarter) x the buyer's share."""
 
@@ -179,6 +187,9 @@ class ChannelConfig(StrictModel):
         0.0, description="planner's belief: chance per year the channel closes (security_weighted)")
     random_cycle: MarkovCycle | None = Field(None, description="random regime cycles")
     roadmap: RoadmapConfig | None = Field(None, description="new chip generations from dates")
+    elastic: ElasticRent | None = Field(
+        None, description="rent channels: rent hour by hour for the demand the fleet cannot serve "
+        "(not planned ahead; paid per chip-hour)")
 
     @model_validator(mode="before")
     @classmethod
@@ -197,6 +208,12 @@ class ChannelConfig(StrictModel):
                     raise ValueError(f"a rent channel's offers need price_usd_per_chip_hour (offer {j}, "
                                      f"chip '{off.chip}')")
         return v
+
+    @model_validator(mode="after")
+    def _elastic_rent(self) -> "ChannelConfig":
+        if self.elastic is not None and self.kind != "rent":
+            raise ValueError("elastic applies to rent channels only (kind: rent)")
+        return self
 
     @model_validator(mode="after")
     def _caps(self) -> "ChannelConfig":
@@ -346,6 +363,15 @@ class FinanceConfig(StrictModel):
     revenue_usd_per_mtok: NonNeg | None = Field(None, description="optional price of a million tokens")
 
 
+class OffpeakWork(StrictModel):
+    """Owned replicas that serving does not need in an hour do other work (batch inference,
+    training), valued per node-hour; they run at `load` while they do."""
+
+    work: Literal["batch_inference", "training"] = Field("training", description="what the nodes do")
+    value_usd_per_node_hour: NonNeg = Field(description="what a node-hour of that work is worth")
+    load: Share = Field(1.0, description="utilisation of a node doing it (power and heat)")
+
+
 class SiteConfig(StrictModel):
     """Site limits the planner respects: IT power and racks."""
 
@@ -409,6 +435,8 @@ class FleetConfig(StrictModel):
         14, description="delivery to service")
     initial_fleet: list[InitialCohort] = Field([], description="chips installed at the start")
     windows: WindowsConfig = Field(WindowsConfig(), description="monthly serving windows")
+    offpeak: OffpeakWork | None = Field(
+        None, description="owned replicas idle in an hour do off-peak work (fleetsim.fleet.elastic)")
     capacity: dict[str, dict[str, GivenCapacity]] | None = Field(
         None, description="pool -> workload -> capacity given by hand (skips the capacity function)")
 
