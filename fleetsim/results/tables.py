@@ -49,6 +49,8 @@ def requests_table(res: WindowResult) -> pd.DataFrame:
         "measured": r.arrival_s >= res.warmup_s,  # false: arrived in warm-up, out of the metrics
         "slo_met": slo,
     })
+    if r.cached_tokens is not None and r.cached_tokens.any():  # prefix caching in use
+        df.insert(df.columns.get_loc("output_tokens"), "cached_tokens", r.cached_tokens.astype(np.int64))
     return df
 
 

@@ -398,7 +398,15 @@ def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workloa
     """Share of requests meeting the SLO on an otherwise idle replica (the best any load can do)."""
     if len(prompt) == 0:
         return 1.0
-    ttft = kernel.iteration_time_s(prompt, 0, 0.0)
+    hit = getattr(workload, "prefix_cache_hit_share", 0.0)
+    if hit > 0:  # a cached prefix is attended to, not recomputed
+        from fleetsim.serving.requests import cached_prefix_tokens
+
+        c = cached_prefix_tokens(prompt, hit)
+        fresh = prompt - c
+        ttft = kernel.iteration_time_s(fresh, 0, 0.0, fresh * (c + fresh / 2.0))
+    else:
+        ttft = kernel.iteration_time_s(prompt, 0, 0.0)
     # Step time is affine in context, so the mean step equals the step at the mean context.
     tpot = kernel.iteration_time_s(0, 1, prompt + output / 2.0)
     ok = (ttft <= workload.slo.ttft_s) & ((output <= 1) | (tpot <= workload.slo.tpot_s))

@@ -115,9 +115,11 @@ class Replica:
         # Requests as plain lists for O(1) access in the hot path.
         self._prompt = req.prompt_list
         self._output = req.output_list
+        self._cached = req.cached_list  # prefix-cache hits: prefill starts after them
 
         self.waiting: deque[int] = deque()
         self.prefilling: deque[list[int]] = deque()  # [rid, tokens_to_prefill, done, generated]
+        # (`done` starts at the request's cached prefix: its KV is held, not recomputed)
         self.kv_prefill = 0.0  # KV tokens reserved by prefilling requests
         self.decoding: dict[int, int] = {}  # rid -> decode step at which it finishes (admission order)
         self.heap: list[int] = []  # finish_step << _RID_BITS | rid: ints compare faster than tuples
@@ -365,7 +367,7 @@ class Replica:
             waiting.popleft()
             generated = self.resume.pop(rid, 0)
             tokens = self._prompt[rid] + generated
-            self.prefilling.append([rid, tokens, 0, generated])
+            self.prefilling.append([rid, tokens, self._cached[rid], generated])
             self.kv_prefill += tokens + 1
 
     def _start_prefill_iteration(self):

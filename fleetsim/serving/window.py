@@ -16,7 +16,8 @@ from fleetsim.kernel import ReplicaKernel
 from fleetsim.progress import run_env
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Deferral, Replica
-from fleetsim.serving.requests import COMPLETED, REJECTED, UNFINISHED, RequestArrays
+from fleetsim.serving.requests import (COMPLETED, REJECTED, UNFINISHED, RequestArrays,
+                                       cached_prefix_tokens)
 from fleetsim.rng import stream
 from fleetsim.serving.router import Router
 from fleetsim.serving.workload import RequestBlock, Workload, compile_workload
@@ -115,7 +116,8 @@ def generate_requests(
             codes = (len(class_names) + inverse).astype(np.int16)
             class_names.extend(f"{cname}.{v}" for v in values)
             class_workloads.extend([cname] * len(values))
-        blocks.append((block, codes, np.full(n, model_names.index(wl.model), dtype=np.int16)))
+        blocks.append((block, codes, np.full(n, model_names.index(wl.model), dtype=np.int16),
+                       cached_prefix_tokens(block.prompt_tokens, wl.prefix_cache_hit_share)))
     arrival = np.concatenate([b[0].arrival_s for b in blocks])
     order = np.argsort(arrival, kind="stable")
     req = RequestArrays(
@@ -125,6 +127,7 @@ def generate_requests(
         class_idx=np.concatenate([b[1] for b in blocks])[order],
         class_names=class_names,
         class_workloads=class_workloads,
+        cached_tokens=np.concatenate([b[3] for b in blocks])[order].astype(np.int64),
     )
     request_model = np.concatenate([b[2] for b in blocks])[order]
     return req, request_model, model_names
