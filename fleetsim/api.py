@@ -111,7 +111,9 @@ def check_references(scenario: Scenario) -> None:
                 raise _unknown("model", pool.model, models, f"serving.pools.{name}.model", "catalog.models")
             if pool.hall not in halls and pool.hall != "default":
                 raise _unknown("hall", pool.hall, halls, f"serving.pools.{name}.hall", "reliability.halls")
-            served.add(pool.model)
+            if pool.role != "decode":
+                served.add(pool.model)
+        _check_handoffs(serving.pools)
         for name, wl in serving.workloads.items():
             if wl.model not in models:
                 raise _unknown("model", wl.model, models, f"serving.workloads.{name}.model", "catalog.models")
@@ -154,6 +156,31 @@ def _expand_roadmaps(scenario: Scenario) -> Scenario:
     from fleetsim.fleet.roadmap import expand
 
     return expand(scenario, resolve_catalogs(scenario)[0])
+
+
+def _check_handoffs(pools: dict) -> None:
+    """A prefill pool hands off to a decode pool of the same model; a decode pool is fed by one."""
+    fed = set()
+    for name, pool in pools.items():
+        if pool.role != "prefill":
+            continue
+        target = pool.handoff.decode_pool
+        field_path = f"serving.pools.{name}.handoff.decode_pool"
+        if target not in pools:
+            raise _unknown("pool", target, pools, field_path, "serving.pools")
+        dec = pools[target]
+        if dec.role != "decode":
+            raise ScenarioError(f"pool '{target}' has role {dec.role}: a handoff goes to a role: decode pool",
+                                field=field_path)
+        if dec.model != pool.model:
+            raise ScenarioError(f"pool '{target}' serves {dec.model}, not {pool.model}", field=field_path)
+        fed.add(target)
+    for name, pool in pools.items():
+        if pool.role == "decode" and name not in fed:
+            raise ScenarioError(
+                f"decode pool '{name}' gets requests only from a prefill pool, and none hands off to it: "
+                f"add a pool with role: prefill and handoff: {{decode_pool: {name}, link_gbps: ...}}",
+                field=f"serving.pools.{name}.role")
 
 
 def input_warnings(scenario: Scenario) -> list[str]:

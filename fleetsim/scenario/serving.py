@@ -69,6 +69,18 @@ class SpeculativeConfig(StrictModel):
         description="mean tokens kept per verify step (1 + accepted drafts), <= draft_tokens + 1")
 
 
+class KVHandoff(StrictModel):
+    """Where a prefill pool sends each request's KV cache, and the link it goes over
+    (fleetsim.serving.disagg)."""
+
+    decode_pool: str = Field(description="the `role: decode` pool that decodes these requests")
+    link_gbps: PositiveFloat = Field(
+        description="KV transfer bandwidth per request, GB/s (NVLink inside a node: hundreds; "
+        "RDMA across nodes: 25-50 per 200-400 Gb/s NIC)")
+    link_latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        0.0, description="fixed latency of one transfer, seconds")
+
+
 class PoolConfig(StrictModel):
     """Identical replicas: one model on `tp` chips of one kind each, with a batching policy."""
 
@@ -97,6 +109,18 @@ class PoolConfig(StrictModel):
         default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"
     )
     hall: str = Field("default", description="data hall (reliability.halls) the pool sits in")
+    role: Literal["both", "prefill", "decode"] = Field(
+        "both", description="both: prefill and decode here; prefill: prompts only, the KV cache "
+        "then goes to `handoff.decode_pool`; decode: receives prefilled requests")
+    handoff: KVHandoff | None = Field(None, description="prefill pools: the decode pool and the KV link")
+
+    @model_validator(mode="after")
+    def _role_handoff(self) -> "PoolConfig":
+        if self.role == "prefill" and self.handoff is None:
+            raise ValueError("a role: prefill pool needs handoff: {decode_pool, link_gbps}")
+        if self.role != "prefill" and self.handoff is not None:
+            raise ValueError("handoff applies to role: prefill pools only")
+        return self
 
 
 class RouterConfig(StrictModel):

@@ -153,8 +153,9 @@ class Router:
         free slot to the next request."""
         if self._index_key is not None:
             index = self._index.get(self.request_model[rid])
-            if index is not None:
-                index.update(self._by_slot[(int(self.req.pool_idx[rid]), int(self.req.replica[rid]))])
+            replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
+            if index is not None and replica is not None:  # (a decode replica is not routed to)
+                index.update(replica)
         if self.central:
             self._dispatch_held(self.request_model[rid])
 
@@ -248,6 +249,10 @@ class Router:
             self._reject(rid, QUEUE_FULL)
             return
         self._assign(rid, replica)
+
+    def reject(self, rid: int, reason: int) -> None:
+        """Reject a request that left the router (a handoff with nowhere to go)."""
+        self._reject(rid, reason)
 
     def _reject(self, rid: int, reason: int) -> None:
         """Final: the request is rejected with its reason; its pool_idx names the pool that turned

@@ -16,6 +16,7 @@ from fleetsim.kernel import ReplicaKernel
 from fleetsim.progress import run_env
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Deferral, Replica
+from fleetsim.serving.disagg import DecodeReplica, Handoff, PrefillReplica
 from fleetsim.serving.requests import (COMPLETED, REJECTED, UNFINISHED, RequestArrays,
                                        cached_prefix_tokens)
 from fleetsim.rng import stream
@@ -159,15 +160,27 @@ def run_window(
     def on_done(rid: int) -> None:
         router.on_done(rid)  # `router` is bound below, before the simulation runs
 
+    kinds = {"both": Replica, "prefill": PrefillReplica, "decode": DecodeReplica}
     for pi, (pname, pool) in enumerate(cfg.pools.items()):
         reps = []
         for i in range(pool.replicas):
-            reps.append(Replica(env, index, pi, kernels[pname], pool.batching, pool.queue_limit, req,
-                                on_done, index_in_pool=i))
+            reps.append(kinds[pool.role](env, index, pi, kernels[pname], pool.batching, pool.queue_limit,
+                                         req, on_done, index_in_pool=i))
             index += 1
         pool_replicas.append(reps)
-        if pool.model in model_names:
+        if pool.model in model_names and pool.role != "decode":  # arrivals go to prefill first
             replicas_by_model.setdefault(model_names.index(pool.model), []).extend(reps)
+    names = list(cfg.pools)
+    handoffs = []
+    for pi, (pname, pool) in enumerate(cfg.pools.items()):
+        if pool.role == "prefill":
+            h = pool.handoff
+            link = Handoff(env, req, kernels[pname].kv_bytes_per_token, h.link_gbps, h.link_latency_s,
+                           pool_replicas[names.index(h.decode_pool)],
+                           lambda rid, reason: router.reject(rid, reason))
+            handoffs.append(link)
+            for r in pool_replicas[pi]:
+                r.handoff = link
 
     router = Router(
         cfg.router.kind, replicas_by_model, req, request_model.tolist(),
@@ -175,9 +188,10 @@ def run_window(
     )
 
     deferral = Deferral(env)
-    for reps in pool_replicas:
-        for r in reps:
-            r.deferral = deferral
+    for reps, pool in zip(pool_replicas, cfg.pools.values()):
+        if pool.role == "both":  # handoffs arrive between arrivals: no deferred run ends there
+            for r in reps:
+                r.deferral = deferral
     env.process(_arrivals(env, req.arrival_s.tolist(), router, deferral))
 
     snapshot: dict[str, list[float]] = {}
@@ -212,7 +226,7 @@ def run_window(
             kv_capacity_tokens=int(kernels[pname].kv_capacity_tokens),
             busy_s=busy, batch_area=area, preemptions=sum(r.preemptions for r in reps), up_s=up_s,
         ))
-    places = check_conservation(req, pool_replicas, router)
+    places = check_conservation(req, pool_replicas, router, handoffs)
     return WindowResult(
         requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
         warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
@@ -226,8 +240,8 @@ class ConservationError(RuntimeError):
     """A request is in no place or in two: a simulator bug, never a user error."""
 
 
-def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], router: Router
-                       ) -> dict[str, int]:
+def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], router: Router,
+                       handoffs: list | None = None) -> dict[str, int]:
     """Every generated request is in exactly one place at the window's end, counted from the
     simulator's own structures (replica queues and batches, the central queue, the replicas'
     completion counters, the router's rejection and arrival counters), then checked against the
@@ -241,11 +255,15 @@ def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], r
             batch.extend(item[0] for item in r.prefilling)
             batch.extend(r.decoding)
             completed += r.completed
+    transit = [rid for h in handoffs or () for rid in h.in_transit]  # KV on a link
+    batch.extend(transit)
     on_hand = waiting + batch
     n = len(req)
     not_arrived = n - router.first_routes
-    places = {"generated": n, "not_arrived": not_arrived, "waiting": len(waiting), "in_batch": len(batch),
-              "completed": completed, "rejected": router.rejected}
+    places = {"generated": n, "not_arrived": not_arrived, "waiting": len(waiting),
+              "in_batch": len(batch) - len(transit), "completed": completed, "rejected": router.rejected}
+    if handoffs:
+        places["in_transfer"] = len(transit)
     problems = []
     if len(set(on_hand)) != len(on_hand):
         problems.append("a request is queued or batched twice")
