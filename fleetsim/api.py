@@ -419,7 +419,7 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
 
 def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunResult:
     """Years of the fleet: capacity per replica type (cached), then the daily simulation."""
-    from fleetsim.fleet.capacity import replica_capacities
+    from fleetsim.fleet.capacity import replica_capacities, seasonal_capacities
     from fleetsim.fleet.sim import run_fleet
     from fleetsim.fleet.windows import window_runner
     from fleetsim.results.cache import ResultCache
@@ -428,9 +428,12 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
     t0 = time.perf_counter()
     if progress:
         progress("capacity per replica type and workload (cached)")
-    caps = replica_capacities(scenario, chips, models, cache=ResultCache(), progress=progress)
+    cache = ResultCache()
+    caps = replica_capacities(scenario, chips, models, cache=cache, progress=progress)
+    grid = seasonal_capacities(scenario, chips, models, cache=cache, progress=progress)
     t1 = time.perf_counter()
-    res = run_fleet(scenario, chips, models, caps, progress, window_runner=window_runner(chips, models))
+    res = run_fleet(scenario, chips, models, caps, progress, window_runner=window_runner(chips, models),
+                    caps_grid=grid)
     t2 = time.perf_counter()
     summary = {"scenario": scenario.name, "seed": scenario.seed, "kind": "fleet", "fleet": res.summary}
     return RunResult(

@@ -40,8 +40,10 @@ class ReplicaCapacity:
         return d
 
 
-def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress=None
+def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress=None, ambient_c=None
                        ) -> dict[tuple[str, str], ReplicaCapacity]:
+    """Capacity per (pool, workload) in each pool's hall (at `ambient_c` {pool: inlet C} when
+    given, else the hall's mean)."""
     fleet, serving = scenario.fleet, scenario.serving
     out = {}
     for pname, pool in serving.pools.items():
@@ -57,17 +59,49 @@ def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress
                     given.power_w_per_replica if given.power_w_per_replica is not None else tdp * pool.tp,
                     "given in fleet.capacity")
                 continue
-            out[pname, wname] = _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress)
+            out[pname, wname] = _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress,
+                                          None if ambient_c is None else ambient_c.get(pname))
     return out
 
 
-def _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress) -> ReplicaCapacity:
+def seasonal_grid(scenario) -> dict[str, list[float]]:
+    """Inlet temperatures at which to evaluate the capacity of each pool whose hall has a
+    seasonal swing: the coolest, mean and warmest daily means (the fleet interpolates between)."""
+    rel = scenario.reliability
+    if rel is None:
+        return {}
+    out = {}
+    for pname, pool in scenario.serving.pools.items():
+        hall = rel.halls.get(pool.hall, rel.halls["default"])
+        if hall.seasonal_swing_c > 0:
+            half = hall.seasonal_swing_c / 2.0
+            out[pname] = [hall.ambient_c - half, hall.ambient_c, hall.ambient_c + half]
+    return out
+
+
+def seasonal_capacities(scenario, chips, models, cache=None, progress=None
+                        ) -> dict[tuple[str, str], list[tuple[float, ReplicaCapacity]]]:
+    """(inlet C, capacity) points per (pool, workload) for the pools of seasonal halls."""
+    grid = seasonal_grid(scenario)
+    out: dict[tuple[str, str], list[tuple[float, ReplicaCapacity]]] = {}
+    if not grid:
+        return out
+    for i in range(3):
+        at = {p: temps[i] for p, temps in grid.items()}
+        caps = replica_capacities(scenario, chips, models, cache, progress, ambient_c=at)
+        for (p, w), c in caps.items():
+            if p in grid and c.source != "given in fleet.capacity":
+                out.setdefault((p, w), []).append((at[p], c))
+    return out
+
+
+def _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress, ambient_c=None) -> ReplicaCapacity:
     try:
         from fleetsim.serving.capacity import capacity
     except ImportError:
         capacity = None
     if capacity is not None:
-        c = capacity(scenario, pname, wname, cache=cache, progress=progress)
+        c = capacity(scenario, pname, wname, cache=cache, progress=progress, ambient_c=ambient_c)
         return ReplicaCapacity(pname, wname, pool.chip, pool.tp, float(c.goodput_rps),
                                float(c.output_tokens_per_request), float(c.availability),
                                float(c.power_w_per_replica), "capacity function",

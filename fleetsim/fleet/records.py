@@ -109,7 +109,10 @@ def build_result(sim, windows):
     summary = _summary(sim, timeline, ledger, orders, us_share, windows)
     if hasattr(sim.planner, "report"):  # the optimising planner's plan per period (branch optimal)
         summary["planner_report"] = sim.planner.report()
-    caps = [c.row() for c in sim.caps.values()]
+    hall_c = lambda pool: float(sim.rel.halls.get(sim.serving.pools[pool].hall, sim.rel.halls["default"]).ambient_c)
+    caps = [c.row() | {"ambient_c": hall_c(c.pool)} for c in sim.caps.values()]  # at the hall's mean
+    for (pn, wn), pts in sorted(getattr(sim, "caps_grid", {}).items()):  # seasonal halls' extremes
+        caps += [c.row() | {"ambient_c": a} for a, c in (pts[0], pts[-1])]
     return FleetResult(timeline=timeline, ledger=ledger, orders=orders, events=events, windows=windows,
                        summary=summary, capacity=caps, pool_daily={k: v.copy() for k, v in r.items()},
                        hourly=_hourly(sim))

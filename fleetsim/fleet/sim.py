@@ -188,9 +188,14 @@ def offer_pool(scenario, offer) -> str:
 
 
 def run_fleet(scenario, chips: dict, models: dict, caps: dict[tuple[str, str], ReplicaCapacity],
-              progress: Callable[[str], None] | None = None, window_runner=None) -> FleetResult:
-    """Simulate `scenario.fleet` day by day; returns columns and the summary."""
-    return _FleetSim(scenario, chips, models, caps, window_runner).run(progress)
+              progress: Callable[[str], None] | None = None, window_runner=None,
+              caps_grid: dict | None = None) -> FleetResult:
+    """Simulate `scenario.fleet` day by day; returns columns and the summary. `caps_grid`
+    (fleetsim.fleet.capacity.seasonal_capacities): capacity at the coolest, mean and warmest
+    inlet of seasonal halls, interpolated day by day."""
+    sim = _FleetSim(scenario, chips, models, caps, window_runner)
+    sim.caps_grid = caps_grid or {}
+    return sim.run(progress)
 
 
 class _FleetSim:
@@ -252,6 +257,7 @@ class _FleetSim:
                     self.k[pi, ci], self.k_eff[pi, ci] = c.tokens_per_s, c.effective_tokens_per_s
                     watts.append(c.power_w_per_replica)
             self.p_g[pi] = max(watts) if watts else 0.0
+        self._seasonal_setup()
         self.params = [resolve_chip(self.rel, p.chip, self.chips) for p in self.pools]
         self.idle_w = np.array([pr.idle_w for pr in self.params]) * self.tp
         dyn = np.array([pr.dynamic_w for pr in self.params]) * self.tp
@@ -307,6 +313,44 @@ class _FleetSim:
         self.planner_calls = 0
         self.released = self._budget_release()
         self.dep_rate = np.zeros(0)
+
+    def _seasonal_setup(self) -> None:
+        """Each pool's hall inlet day by day, and capacity interpolated between the inlets of
+        `caps_grid`; the planner sizes with the warmest point (the hall's worst day)."""
+        from fleetsim.reliability.thermal import seasonal_ambient_c
+
+        days = np.arange(self.n_days)
+        doy = np.array([(self.start + dt.timedelta(days=int(d))).timetuple().tm_yday for d in days])
+        halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
+        self.amb_day = np.stack([seasonal_ambient_c(h, doy) for h in halls], axis=1) if self.pools else np.zeros((self.n_days, 0))
+        self.seasonal = bool(getattr(self, "caps_grid", None))
+        if not self.seasonal:
+            return
+        npl, ncl = len(self.pools), len(self.classes)
+        self.grid_amb = np.zeros((npl, 3))
+        self.grid_k = np.repeat(self.k[:, :, None], 3, axis=2)
+        for (pn, cn), pts in self.caps_grid.items():
+            pi, ci = self.pool_ix[pn], self.classes.index(cn) if cn in self.classes else None
+            if ci is None:
+                continue
+            pts = sorted(pts, key=lambda t: t[0])
+            self.grid_amb[pi] = [a for a, _ in pts]
+            self.grid_k[pi, ci] = [c.tokens_per_s for _, c in pts]
+            self.k_eff[pi, ci] = min(c.effective_tokens_per_s for _, c in pts)  # plan for the worst day
+        for pi in range(npl):
+            if not self.grid_amb[pi].any():
+                self.grid_amb[pi] = self.amb_day[0, pi] + np.array([-1.0, 0.0, 1.0])  # flat: no grid
+
+    def _k_on(self, day: int) -> np.ndarray:
+        """Tokens/s per replica and class on `day` (the hall's inlet that day, interpolated)."""
+        if not self.seasonal:
+            return self.k
+        out = np.empty_like(self.k)
+        for pi in range(len(self.pools)):
+            a = self.amb_day[day, pi]
+            for ci in range(self.k.shape[1]):
+                out[pi, ci] = np.interp(a, self.grid_amb[pi], self.grid_k[pi, ci])
+        return out
 
     def _sampled_days(self) -> set[int]:
         """Days whose hours go to hourly.parquet: the first of each month, when anything flexes."""
@@ -620,7 +664,7 @@ class _FleetSim:
         co, fin = self.cohorts, self.fleet.finance
         npl = len(self.pools)
         co.retire_due(day)
-        st = co.step(day, np.clip(self.x_prev, 0, 1) * self.u_g, self.sf)
+        st = co.step(day, np.clip(self.x_prev, 0, 1) * self.u_g, self.sf, self.amb_day[day])
         pool = co.view("pool")
         act, rep = co.view("active"), co.view("in_repair")
         bc = lambda w: np.bincount(pool, weights=w, minlength=npl) if co.n else np.zeros(npl)
@@ -655,7 +699,8 @@ class _FleetSim:
         r["replicas_up"][day] = up + up_rent
         # capacity and demand served, model by model, over the diurnal cycle
         dmd = self.real[:, day]
-        mix = self._mix_all(self.k, dmd)
+        k_today = self._k_on(day)
+        mix = self._mix_all(k_today, dmd)
         cap_own = up * mix
         cap = (up + up_rent) * mix
         x = np.zeros(npl)

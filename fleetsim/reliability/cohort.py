@@ -37,7 +37,8 @@ from fleetsim.catalog.reliability import ChipReliability, chip_reliability, reli
 from fleetsim.errors import ScenarioError
 from fleetsim.progress import run_env
 from fleetsim.reliability.events import concat_events
-from fleetsim.reliability.hazard import cumulative_knots, hazard_per_h, invert_cumulative
+from fleetsim.reliability.hazard import (cumulative_knots, extended_factor, hazard_per_h, invert_cumulative,
+                                         update_high_load_h)
 from fleetsim.reliability.repair import CrashDraws, spares_for
 from fleetsim.reliability.thermal import ambient_c, equilibrium
 from fleetsim.scenario.reliability import (
@@ -565,7 +566,8 @@ class CohortFleet:
         self.jobs_per_day = math.inf if techs is None else techs * 24.0 / max(_median(repair.repair_h), 1e-9)
         self.counts = {"crashes": 0, "transient": 0, "hardware": 0, "repaired": 0, "lost": 0}
         self.queue_wait_days = 0.0
-        self._rates: dict[tuple[int, float], float] = {}
+        self._rates: dict[tuple[int, float, float], float] = {}
+        self.high_load_h = np.zeros(len(pools))  # hours of continuous high load per pool
 
     _FIELDS = {"pool": np.int32, "channel": np.int32, "delivered_day": np.int32,
                "service_day": np.int32, "retire_day": np.int32, "delivered": np.int64,
@@ -613,8 +615,11 @@ class CohortFleet:
         self.view("retired")[:] += out
         return out
 
-    def step(self, day: int, utilisation: np.ndarray, spare_fraction: float) -> dict[str, np.ndarray]:
-        """One day: repairs finishing, crashes at the day's load; per-pool replica-chip downtime."""
+    def step(self, day: int, utilisation: np.ndarray, spare_fraction: float,
+             ambient_c: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One day: repairs finishing, crashes at the day's load (in each pool's hall at the day's
+        `ambient_c`, default the hall's mean, after its hours of continuous high load);
+        per-pool replica-chip downtime."""
         n, npools = self.n, len(self.pools)
         pool = self.view("pool")
         in_service = (self.view("service_day") <= day) & (self.view("retire_day") > day)
@@ -648,7 +653,13 @@ class CohortFleet:
             self.counts["lost"] += int(lost.sum())
         # 2. crashes at today's utilisation (hazard rebuilt from the day's load)
         serving = np.where(in_service, act, 0)
-        rate_h = np.array([self._rate(k, float(utilisation[k])) for k in range(npools)])
+        amb = [self.halls[k].ambient_c if ambient_c is None else float(ambient_c[k]) for k in range(npools)]
+        self.high_load_h = np.array([float(update_high_load_h(self.params[k], self.high_load_h[k],
+                                                              float(utilisation[k]), 24.0))
+                                     for k in range(npools)])
+        rate_h = np.array([self._rate(k, float(utilisation[k]), amb[k])
+                           * float(extended_factor(self.params[k], self.high_load_h[k]))
+                           for k in range(npools)])
         lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
         crashes = np.minimum(self.rng.poisson(lam), serving)
         transient = self.rng.binomial(crashes, self.repair.transient_share)
@@ -672,14 +683,15 @@ class CohortFleet:
             "hazard_per_chip_h": rate_h,
         }
 
-    def _rate(self, k: int, u: float) -> float:
-        """Crash rate per chip-hour of pool k at utilisation u (memo on u to 1e-3: the
-        equilibrium solve is the costly part, and daily loads repeat)."""
-        key = (k, round(u, 3))
+    def _rate(self, k: int, u: float, ambient_c: float) -> float:
+        """Crash rate per chip-hour of pool k at utilisation u in its hall at `ambient_c`, before
+        continuous high load (memo on u to 1e-3 and the inlet to 0.1 C: the equilibrium solve is
+        the costly part, and daily loads repeat)."""
+        key = (k, round(u, 3), round(ambient_c, 1))
         hit = self._rates.get(key)
         if hit is None:
             p, hall = self.params[k], self.halls[k]
-            temp, _ = equilibrium(p, key[1], hall.ambient_c, hall.cooling_factor)
+            temp, _ = equilibrium(p, key[1], key[2], hall.cooling_factor)
             hit = self._rates[key] = float(hazard_per_h(p, temp))
         return hit
 

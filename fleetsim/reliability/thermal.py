@@ -28,6 +28,13 @@ def ambient_c(hall, hour_of_day) -> np.ndarray:
     )
 
 
+def seasonal_ambient_c(hall, day_of_year) -> np.ndarray:
+    """A hall's daily-mean inlet on a day of the year (sinusoid, warmest on hottest_day_of_year)."""
+    d = np.asarray(day_of_year, dtype=float)
+    swing = getattr(hall, "seasonal_swing_c", 0.0)
+    return hall.ambient_c + 0.5 * swing * np.cos(2.0 * np.pi * (d - getattr(hall, "hottest_day_of_year", 200)) / 365.25)
+
+
 def clock_fraction(p: ChipReliability, temp_c) -> np.ndarray:
     """Clock as a fraction of full boost: a gentle DVFS slope, then the hardware slowdown ramp."""
     t = np.asarray(temp_c, dtype=float)

@@ -18,7 +18,8 @@ class HallConfig(StrictModel):
     """A data hall: inlet air temperature with a daily sinusoid, and how good its cooling is.
 
     ambient(h) = ambient_c + daily_swing_c / 2 * cos(2 pi (h - peak_hour) / 24), so
-    `daily_swing_c` is peak-to-peak. `cooling_factor` multiplies every chip's thermal resistance
+    `daily_swing_c` is peak-to-peak; over a year the daily mean itself follows
+    ambient_c + seasonal_swing_c / 2 * cos(2 pi (day of year - hottest_day_of_year) / 365.25). `cooling_factor` multiplies every chip's thermal resistance
     (1.0 = the chip's design cooling; 1.3 = 30% worse airflow or hotter aisles).
     """
 
@@ -31,6 +32,13 @@ class HallConfig(StrictModel):
     peak_hour: Annotated[
         float, Field(ge=0, lt=24, description="hour of day of the warmest inlet")
     ] = 15.0
+    seasonal_swing_c: Annotated[
+        float, Field(ge=0, le=40, description="peak-to-peak swing of the daily-mean inlet over a "
+                     "year (sinusoid; fleet runs: capacity and crash hazard follow it day by day)")
+    ] = 0.0
+    hottest_day_of_year: Annotated[
+        int, Field(ge=1, le=366, description="day of the year of the warmest daily mean (200: mid-July)")
+    ] = 200
     cooling_factor: Annotated[
         float,
         Field(
