@@ -135,6 +135,10 @@ def _resolve_relative(
             val = getattr(ref, f)
             if val is not None:
                 derived[f] = float(val) * frac
+    if "perf_fraction" in rel:
+        # "40% of an H100" is delivered performance: the reference chip's measured efficiencies
+        # (its family) apply to the scaled peaks, not an assumed band for an unmeasured chip
+        derived["family"] = ref.family
     note = f" Scenario: {sorted(derived)} set relative to {ref_name} ({rel})."
     derived.update(over)  # explicit fields beat the relative ones
     derived["notes"] = over.get("notes", "") + note

@@ -443,9 +443,62 @@ def validation_error_to_scenario_error(
     return ScenarioError(message, file=file, field=dotted, line=_line_of(node, path))
 
 
+MAX_EXTENDS_DEPTH = 8
+
+
+def resolve_extends(data: dict[str, Any], path: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A scenario that says `extends: BASE.yaml` (or `extends: {file: BASE.yaml, drop: [a.b,
+    ...]}`) is the base file's data with its own on top: mappings merge key by key, anything
+    else replaces; `drop` removes dotted paths of the base first (a channel, a pool). The base
+    path is relative to the file that names it; a base may extend another."""
+    ext = data.get("extends")
+    if ext is None:
+        return data
+    here = Path(path)
+    if isinstance(ext, str):
+        ext = {"file": ext}
+    if not isinstance(ext, dict) or not isinstance(ext.get("file"), str) or set(ext) - {"file", "drop"}:
+        raise ScenarioError("extends is a file name, or {file: NAME, drop: [dotted.path, ...]}",
+                            file=str(here), field="extends")
+    base_path = (here.parent / ext["file"]).resolve()
+    key = str(base_path)
+    if key in _seen or len(_seen) >= MAX_EXTENDS_DEPTH:
+        raise ScenarioError(f"extends loops or nests more than {MAX_EXTENDS_DEPTH} deep at {ext['file']}",
+                            file=str(here), field="extends.file")
+    try:
+        base, _ = read_scenario_data(base_path)
+    except ScenarioError as exc:
+        raise ScenarioError(f"extends: {exc.message}", file=str(here), field="extends.file") from None
+    base = resolve_extends(base, base_path, _seen + (str(here.resolve()),))
+    drops = ext.get("drop") or []
+    if not isinstance(drops, list) or not all(isinstance(d, str) for d in drops):
+        raise ScenarioError("extends.drop is a list of dotted paths", file=str(here), field="extends.drop")
+    for dotted in drops:
+        keys = dotted.split(".")
+        node = base
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or keys[-1] not in node:
+            raise ScenarioError(f"extends.drop: '{dotted}' is not in {ext['file']}", file=str(here),
+                                field="extends.drop")
+        del node[keys[-1]]
+    own = {k: v for k, v in data.items() if k != "extends"}
+    return _deep_merge(base, own)
+
+
+def _deep_merge(base: Any, top: Any) -> Any:
+    if isinstance(base, dict) and isinstance(top, dict):
+        out = dict(base)
+        for k, v in top.items():
+            out[k] = _deep_merge(base[k], v) if k in base else v
+        return out
+    return top
+
+
 def load_scenario(path: str | Path, overrides: typing.Sequence[str] = ()) -> Scenario:
     """Read, override and validate a scenario file; references to catalogs are checked by the API."""
     data, node = read_scenario_data(path)
+    data = resolve_extends(data, path)
     try:
         data = apply_overrides(data, overrides) if overrides else data
     except ScenarioError as exc:
