@@ -156,13 +156,22 @@ def fleet_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _tokens(mtok: float) -> str:
+    """Millions of tokens as a count a reader takes in: 3 significant digits and M, B or T."""
+    n = mtok * 1e6
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if n >= div:
+            return f"{n / div:,.3g} {unit}" if n / div < 1000 else f"{n / div:,.0f} {unit}"
+    return f"{n:,.0f}"
+
+
 def _revenue_lines(f: dict[str, Any]) -> list[str]:
     """Tokens by type and, when priced, revenue by token type and margin."""
     out = []
     if f.get("served_input_mtok"):
-        m = lambda v: f"{v:,.0f}" if v >= 1000 else f"{v:.4g}"
-        out.append(f"  tokens served, millions: {m(f['served_mtok'])} output, {m(f['served_input_mtok'])} input "
-                   f"({m(f.get('served_input_cache_hit_mtok', 0))} of it cache hits)")
+        hits = f.get("served_input_cache_hit_mtok", 0)
+        out.append(f"  tokens served: {_tokens(f['served_mtok'])} output, {_tokens(f['served_input_mtok'])} input"
+                   + (f" ({_tokens(hits)} of it cache hits)" if hits else ""))
     if f.get("revenue_usd") is not None:
         by = f.get("revenue_usd_by_token_type") or {}
         parts = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in by.items() if v)
