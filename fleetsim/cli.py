@@ -320,6 +320,54 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
         click.echo(result.to_override_yaml())
 
 
+def _grid(text: str, name: str) -> list[float]:
+    """lo:hi:n -> n evenly spaced values (the sweep's range syntax)."""
+    import numpy as np
+
+    from fleetsim.sweep.spec import _range_from_text
+
+    axis = _range_from_text(text, f"--{name}")
+    if axis.n is None:
+        raise click.BadParameter("give lo:hi:n, for example 0.2:0.6:5", param_hint=f"--{name}")
+    return [float(v) for v in np.linspace(axis.lo, axis.hi, axis.n)]
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--chip", required=True, help="The chip to decide on (stated relative to --reference).")
+@click.option("--versus", required=True, help="The alternative chip (as the scenario prices it).")
+@click.option("--reference", default=None, help="Chip the fractions refer to (default: the chip's relative_to, else h100).")
+@click.option("--perf", default="0.2:0.6:5", show_default=True, help="Performance fractions lo:hi:n.")
+@click.option("--price", default="0.2:0.8:7", show_default=True, help="Price fractions lo:hi:n.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for decide.parquet, frontier.parquet, frontier.png.")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@user_errors
+def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: str, price: str,
+           out_dir: Path | None, overrides: tuple[str, ...]) -> None:
+    """Break-even frontier of CHIP against VERSUS: the price fraction (of the reference chip's)
+    at which the chip's cost per Mtok at the SLO equals the alternative's, at each performance
+    fraction (capacity cached per performance fraction).
+
+    \b
+    Example:
+      fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --perf 0.3:0.5:3
+    """
+    from fleetsim import api
+    from fleetsim.results.cache import ResultCache
+    from fleetsim.sweep.decide import decide as run_decide
+
+    scen = api.load_scenario(scenario, overrides)
+    try:
+        with _progress(False) as progress:
+            out = run_decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
+                             out_dir=out_dir, cache=ResultCache(), progress=progress)
+    except FleetsimError as exc:
+        raise exc.with_file(str(scenario)) from None
+    click.echo(out["text"])
+    if out_dir is not None:
+        click.echo(f"outputs: {out_dir}")
+
+
 @main.command()
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)

@@ -1,0 +1,83 @@
+"""`fleetsim decide` (issue 19): the break-even frontier of a chip against an alternative.
+
+A chip identical to its reference (relative_to h100 with perf 1 and price 1, the same capacity,
+power, channel terms and finance) costs exactly what the reference costs per Mtok at the SLO, so
+its break-even price fraction is 1.0; at half the performance (half the goodput given by hand)
+the capex part must halve with the fixed costs' share: q* = (2 C_ref T/2 - F) / (a) worked below.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fleetsim.cli import main
+from fleetsim.scenario.model import Scenario
+from fleetsim.sweep.decide import decide, replica_economics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def twin(goodput_x: float = 4.0) -> Scenario:
+    return Scenario.model_validate({
+        "name": "twin", "seed": 0,
+        "catalog": {"chips": {"x1": {"relative_to": {"chip": "h100", "perf_fraction": 1.0, "price_fraction": 1.0},
+                                     "name": "twin of the H100", "vendor": "test", "year": 2025,
+                                     "supply_channel": "test", "memory_type": "HBM3", "hbm_gb": 80,
+                                     "interconnect_gbps": 450, "tdp_w": 700}}},
+        "serving": {"duration_s": 60, "warmup_s": 10,
+                    "workloads": {"chat": {"model": "qwen2.5-7b", "arrival": {"kind": "poisson", "rate_per_s": 1},
+                                           "prompt_tokens": {"kind": "fixed", "value": 100},
+                                           "output_tokens": {"kind": "fixed", "value": 100}}},
+                    "pools": {"ref": {"chip": "h100", "model": "qwen2.5-7b", "tp": 1, "replicas": 1},
+                              "new": {"chip": "x1", "model": "qwen2.5-7b", "tp": 1, "replicas": 1}}},
+        "fleet": {"start": "2025-01-01", "years": 1,
+                  "demand": {"chat": {"tokens_per_s": 1000.0}},
+                  "channels": {"a": {"offers": [{"chip": "h100", "price_usd": 20000}]},
+                               "b": {"offers": [{"chip": "x1"}]}},
+                  "planner": {"kind": "cheapest"}, "budget": {"total_usd": 1e9},
+                  "finance": {"server_overhead_usd_per_node": 80000, "other_opex_usd_per_chip_year": 500},
+                  "windows": {"enabled": False},
+                  "capacity": {"ref": {"chat": {"goodput_rps": 4.0, "output_tokens_per_request": 100,
+                                                "power_w_per_replica": 600}},
+                               "new": {"chat": {"goodput_rps": goodput_x, "output_tokens_per_request": 100,
+                                                "power_w_per_replica": 600}}}}})
+
+
+def test_identical_chip_breaks_even_at_the_same_price():
+    sc = twin()
+    out = decide(sc, "x1", "h100", "h100", [1.0], [0.5, 1.0, 1.5])
+    front = out["frontier"].iloc[0]
+    assert front.break_even_price_fraction == pytest.approx(1.0, rel=1e-12)
+    c = out["costs"]
+    at_one = c[c.price_fraction == 1.0].iloc[0]
+    assert at_one.chip_cost_usd_per_mtok_at_slo == pytest.approx(at_one.versus_cost_usd_per_mtok_at_slo, rel=1e-12)
+    assert (c[c.price_fraction < 1].chip_cost_usd_per_mtok_at_slo < at_one.versus_cost_usd_per_mtok_at_slo).all()
+
+
+def test_half_the_goodput_by_hand():
+    """Per replica-year: capex a = price / 5 years; fixed F = 80,000 / 8 / 5 + power + 500 with
+    power = 0.6 kW x 8,766 h x 1.2 x 0.08; tokens T = 400 tok/s x 3,600 x 8,766 (the H100), half
+    that for the chip. Equal cost per Mtok: (q 20,000 / 5 + F) / (T / 2) = (20,000 / 5 + F) / T,
+    so q = ((4,000 + F) / 2 - F) / 4,000."""
+    sc = twin(goodput_x=2.0)
+    F = 80000 / 8 / 5 + 0.6 * 8766 * 1.2 * 0.08 + 500
+    q = ((4000 + F) / 2 - F) / 4000
+    out = decide(sc, "x1", "h100", "h100", [1.0], [1.0])
+    assert out["frontier"].iloc[0].break_even_price_fraction == pytest.approx(q, rel=1e-12)
+
+
+def test_cli_prints_the_frontier_and_refuses_a_bad_grid(tmp_path):
+    path = tmp_path / "twin.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(twin().model_dump(mode="json", exclude_none=True)))
+    r = CliRunner().invoke(main, ["decide", str(path), "--chip", "x1", "--versus", "h100",
+                                  "--perf", "0.5:1:2", "--price", "0.5:1.5:3", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "break-even" in r.output and (tmp_path / "out" / "frontier.png").is_file()
+    r = CliRunner().invoke(main, ["decide", str(path), "--chip", "nope", "--versus", "h100"])
+    assert r.exit_code == 2 and "no serving pool uses chip 'nope'" in r.output
