@@ -905,3 +905,15 @@ def sweep(
         out_dir = Path("outputs") / "sweeps" / stem
     return run_sweep(scenario, spec, out_dir, workers=workers, scheduler=scheduler,
                      dask_local=dask_local, quiet=quiet, retry_failed=retry_failed, log=log)
+
+
+def decide(scenario: Scenario, chip: str, versus: str, reference: str | None, perfs: Sequence[float],
+           prices: Sequence[float], out_dir: str | Path | None = None,
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Break-even frontier of `chip` against `versus` (fleetsim.sweep.decide), capacity cached."""
+    from fleetsim.results.cache import ResultCache
+    from fleetsim.sweep.decide import decide as run_decide
+
+    return run_decide(scenario, chip, versus, reference, list(perfs), list(prices),
+                      out_dir=Path(out_dir) if out_dir is not None else None, cache=ResultCache(),
+                      progress=progress)

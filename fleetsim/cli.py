@@ -353,14 +353,12 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
       fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --perf 0.3:0.5:3
     """
     from fleetsim import api
-    from fleetsim.results.cache import ResultCache
-    from fleetsim.sweep.decide import decide as run_decide
 
     scen = api.load_scenario(scenario, overrides)
     try:
         with _progress(False) as progress:
-            out = run_decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
-                             out_dir=out_dir, cache=ResultCache(), progress=progress)
+            out = api.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
+                             out_dir=out_dir, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     click.echo(out["text"])
