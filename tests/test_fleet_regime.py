@@ -13,11 +13,59 @@ def test_reference_timeline_has_sources_and_maps_roles():
     assert all(r["source"] and r["date"] for r in rows)
     sc = scenario({"reference_events": {"h20": "nvidia"}})
     tr = build_transitions(sc.fleet, np.random.default_rng(0))
-    got = [(t.day, t.state, t.levy) for t in tr]
-    assert (98, "licence_required", None) in got          # 2025-04-09
-    assert (219, "open", 0.15) in got                     # 2025-08-08, 15% levy
-    assert (223, "buyer_ban", None) in got                # 2025-08-12
+    got = [(t.day, t.exporter, t.importer, t.levy) for t in tr]
+    assert (98, "licence_required", None, None) in got    # 2025-04-09, the US side
+    assert (219, "open", None, 0.15) in got               # 2025-08-08, 15% levy
+    assert (223, None, "buyer_ban", None) in got          # 2025-08-12, the Chinese side
     assert all(t.channel == "nvidia" for t in tr)
+
+
+def test_reference_2026_rows_marked_and_secondary_flagged():
+    """The round-3 rows carry `added: 2026`; rows from aggregators say SECONDARY in their source."""
+    rows = reference_timeline()["events"]
+    added = [r for r in rows if r.get("added") == 2026]
+    assert len(added) >= 7 and all(str(r["date"]) >= "2025-12-08" for r in added)
+    sc = scenario({"years": 2, "reference_events": {"h200": "nvidia"}})
+    tr = build_transitions(sc.fleet, np.random.default_rng(0))
+    secondary = [t for t in tr if t.source.startswith("SECONDARY: ")]
+    n_sec = sum(1 for r in rows if r.get("secondary") and r["role"] == "h200")
+    assert len(secondary) == n_sec >= 3
+    block = [t for t in tr if t.importer == "customs_block"]
+    assert [t.day for t in block] == [377]                # 2026-01-13: Chinese customs
+    paused = [t for t in tr if t.cap_per_month == 0]
+    assert paused and paused[0].source.startswith("SECONDARY")
+
+
+def test_old_one_state_form_maps_to_its_side():
+    """`state:` of older files: licence_required/banned -> exporter, buyer_ban -> importer,
+    open -> both sides open; initial_state likewise."""
+    from fleetsim.scenario.fleet import ChannelConfig, RegimeEvent
+
+    ev = lambda st: RegimeEvent(date="2025-02-01", channel="nvidia", state=st).sides
+    assert ev("banned") == ("banned", None) and ev("buyer_ban") == (None, "buyer_ban")
+    assert ev("open") == ("open", "open") and ev("licence_required") == ("licence_required", None)
+    ch = ChannelConfig(offers=[{"chip": "h20"}], initial_state="buyer_ban")
+    assert (ch.initial_exporter, ch.initial_importer) == ("open", "buyer_ban")
+    import pytest
+    with pytest.raises(ValueError):
+        RegimeEvent(date="2025-02-01", channel="nvidia", state="open", importer="buyer_ban")
+
+
+def test_cycles_per_side_are_independent():
+    """A list of cycles, one per side: each side's transitions alternate on their own."""
+    sc = scenario({"years": 5, "channels": {
+        **scenario().fleet.model_dump(mode="json")["channels"],
+        "nvidia": {"us_controlled": True, "offers": [{"chip": "h20"}],
+                   "random_cycle": [{"mean_open_days": 60, "mean_closed_days": 30, "closed_state": "banned"},
+                                    {"mean_open_days": 50, "mean_closed_days": 20,
+                                     "closed_state": "customs_block"}]}}})
+    tr = build_transitions(sc.fleet, np.random.default_rng(1))
+    exp = ["open"] + [t.exporter for t in tr if t.exporter]
+    imp = ["open"] + [t.importer for t in tr if t.importer]
+    assert len(exp) > 5 and len(imp) > 5
+    assert all(t.exporter is None or t.importer is None for t in tr)
+    assert all(a != b for a, b in zip(exp, exp[1:])) and set(exp) == {"open", "banned"}
+    assert all(a != b for a, b in zip(imp, imp[1:])) and set(imp) == {"open", "customs_block"}
 
 
 def test_markov_cycle_mean_sojourns():
@@ -31,7 +79,7 @@ def test_markov_cycle_mean_sojourns():
     for seed in range(20):
         tr = build_transitions(sc.fleet, np.random.default_rng(seed))
         days = [0] + [t.day for t in tr]
-        states = ["open"] + [t.state for t in tr]
+        states = ["open"] + [t.exporter for t in tr]
         assert all(a != b for a, b in zip(states, states[1:]))      # alternates
         for s, d0, d1 in zip(states, days, days[1:]):
             (opens if s == "open" else closes).append(d1 - d0)
