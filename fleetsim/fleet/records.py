@@ -182,7 +182,9 @@ def _at_risk_by_day(sim, D: int, nch: int) -> tuple[np.ndarray, np.ndarray]:
         if 0 <= o.held_day < end:
             held[o.held_day, j] += o.deposit_usd
             held[end, j] -= o.deposit_usd
-    clip = lambda a: np.maximum(np.cumsum(a[:D], axis=0), 0.0)  # cumulative sums: no -1e-7
+    def clip(a):  # a running sum returns to 0 up to rounding: drop only that noise
+        c = np.cumsum(a[:D], axis=0)
+        return np.where(np.abs(c) < 1e-6, 0.0, c)
     return clip(paid), clip(held)
 
 

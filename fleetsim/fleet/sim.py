@@ -7,7 +7,8 @@ Processes (each sleeps until its next event):
   `planner`   every `period_days` (t = d + 0.25), and on the day a channel reopens: builds a
               PlanningState, asks the policy, places the orders it may (caps, budget, site),
               each order its own process;
-  `order`     sleeps until its due day, waits while either side of its channel is closed
+  `order`     sleeps until its due day (t = d + 0.05, after the day's regime changes), waits
+              while either side of its channel is closed
               (held; the buyer may cancel after its payment terms' limit), is delivered (becomes
               a cohort, the balance paid), cancelled or stranded (what was paid is impaired);
   `day`       the cohort engine's daily step (t = d + 0.5): retirement, repairs, crashes at the
@@ -46,6 +47,8 @@ FATES = ("in_transit", "delivered", "cancelled", "stranded")
 # The planner prices a chip's lifetime power at this share of its power at goodput above idle
 # (a fleet sized for the diurnal peak with headroom runs well below goodput on average).
 PLANNING_LOAD = 0.7
+#: an order due on day d arrives at d + ORDER_AT: after the regime changes of the day (t = d)
+ORDER_AT = 0.05
 
 
 @dataclass
@@ -683,8 +686,8 @@ class _FleetSim:
 
     def _order(self, o: Order, ch: _Channel):
         env = self.env
-        if o.due_day > env.now:
-            yield env.timeout(o.due_day - env.now)
+        if o.due_day + ORDER_AT > env.now:  # after the day's regime changes: they decide its fate
+            yield env.timeout(o.due_day + ORDER_AT - env.now)
         terms = ch.cfg.payment
         limit = terms.cancel_held_after_days if terms is not None and o.kind == "buy" else None
         while o.fate == "in_transit" and not ch.ships:
