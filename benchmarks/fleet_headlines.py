@@ -57,7 +57,14 @@ def main() -> None:
         ("unmet demand share", lambda s: s["unmet_demand_share"]),
         ("peak unmet share (a day)", lambda s: s["peak_unmet_share"]),
         ("cost USD per Mtok", lambda s: s["cost_usd_per_mtok"]),
+        ("all-in cost USD per Mtok", lambda s: s["all_in_cost_usd_per_mtok"]),
         ("cash cost USD per Mtok", lambda s: s["cash_cost_usd_per_mtok"]),
+        ("impaired USD bn", lambda s: s["impairment_usd"] / 1e9),
+        ("at risk USD bn (held at end)", lambda s: s["at_risk_usd"] / 1e9),
+        ("H20 at risk USD bn", lambda s: s["channels"]["nvidia-h20"]["at_risk_usd"] / 1e9),
+        ("H200 ordered (k)", lambda s: s["channels"]["nvidia-h200"]["chips_ordered"] / 1e3),
+        ("H200 delivered (k)", lambda s: s["channels"]["nvidia-h200"]["chips_delivered"] / 1e3),
+        ("H200 at risk USD bn", lambda s: s["channels"]["nvidia-h200"]["at_risk_usd"] / 1e9),
         ("energy kWh per Mtok", lambda s: s["energy_kwh_per_mtok"]),
         ("US dependence at end", lambda s: s["us_dependence_share_end"]),
         ("US dependence, mean", lambda s: s["us_dependence_share_mean"]),
@@ -65,6 +72,11 @@ def main() -> None:
         ("chips held in transit at end (k)", lambda s: s["chips_by_fate"]["in_transit"] / 1e3),
         ("window SLO attainment, mean", lambda s: s.get("window_attainment_mean") or float("nan")),
     ]
+    for c in CASES:  # the sides of every Nvidia channel at the end (the same in every seed)
+        for n, ch in runs[c][0]["channels"].items():
+            if n.startswith("nvidia"):
+                print(f"{c} {n}: exporter {ch['exporter_state']} (levy {ch['levy']:g}), importer "
+                      f"{ch['importer_state']}")
     print(f"{seeds} fleet seeds; mean ± 95% half-width across seeds")
     print(f"{'':36s}" + "".join(f"{c:>24s}" for c in CASES))
     for label, fn in rows:

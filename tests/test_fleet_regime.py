@@ -85,3 +85,28 @@ def test_markov_cycle_mean_sojourns():
             (opens if s == "open" else closes).append(d1 - d0)
     # integer days floor each time: subtract ~0.5 d of rounding from the exact means
     assert abs(np.mean(opens) - 40) < 4 and abs(np.mean(closes) - 20) < 2
+
+
+def test_reference_case_h200_sides_through_mid_2026():
+    """scenarios/alibaba_2025.yaml with the built-in timeline: on 2026-05-15 (the USTR's "no H200
+    deliveries") the H200 channel's US side is open with its 25% fee and the Chinese side blocks;
+    the H20 channel's US side is open (15%) and the Chinese side bans buying."""
+    from pathlib import Path
+
+    import fleetsim
+    from fleetsim.fleet.regime import combined_state
+
+    sc = fleetsim.load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "alibaba_2025.yaml")
+    f = sc.fleet
+    tr = build_transitions(f, np.random.default_rng(0))
+    cut = (np.datetime64("2026-05-15") - np.datetime64(f.start)).astype(int)
+    state = {n: [c.initial_exporter, c.initial_importer, c.levy] for n, c in f.channels.items()}
+    for t in tr:
+        if t.day <= cut:
+            s = state[t.channel]
+            s[0], s[1] = t.exporter or s[0], t.importer or s[1]
+            s[2] = s[2] if t.levy is None else t.levy
+    assert state["nvidia-h200"] == ["open", "customs_block", 0.25]
+    assert state["nvidia-h20"] == ["open", "buyer_ban", 0.15]
+    assert combined_state(*state["nvidia-h200"][:2]) == "buyer_ban"
+    assert f.channels["nvidia-h200"].payment.deposit_share < 1
