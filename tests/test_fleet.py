@@ -133,7 +133,7 @@ def check_both_sides(res) -> None:
     for _, d in ev[ev["kind"] == "delivery"].iterrows():
         mine = rc[(rc["channel"] == d["channel"]) & (rc["date"] <= d["date"])]
         if len(mine):
-            m = re.match(r"exporter (\w+) .*?; importer (\w+)", mine["detail"].iloc[-1])
+            m = re.search(r"; exporter (\w+) .*?; importer (\w+)", mine["detail"].iloc[-1])
             exp, imp = m.group(1), m.group(2)
         else:
             ch = sc.channels[d["channel"]]

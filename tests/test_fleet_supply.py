@@ -204,7 +204,8 @@ def test_exporter_opens_while_importer_blocks_then_importer_opens():
     assert ledger_by(res, "capex")[day(90)] == pytest.approx(70_000)
     rc = res.events[res.events["kind"] == "regime_change"]
     assert list(rc["date"]) == [day(5), day(8), day(30), day(90)]
-    assert rc["detail"].iloc[2].startswith("exporter open") and "importer customs_block" in rc["detail"].iloc[2]
+    assert rc["detail"].iloc[2].startswith("open; exporter open") and "importer customs_block" in rc["detail"].iloc[2]
+    assert rc["detail"].iloc[1].startswith("importer customs_block; exporter licence_required")
     assert (tl["capacity_tokens_per_s"][:95] == 0).all() and (tl["capacity_tokens_per_s"][95:] == 1000).all()
 
 
@@ -240,3 +241,18 @@ def test_bad_payment_and_side_input_is_one_clear_message():
     with pytest.raises((ScenarioError, ValueError)) as info:
         Scenario.model_validate(data)
     assert "deposit_share" in str(info.value)
+
+
+def test_console_prints_both_costs_with_what_they_include():
+    """The console's fleet text: both costs per Mtok, each with its basis, the impairment and the
+    money at risk, and the channel whose side is closed at the end."""
+    from fleetsim.results.display import fleet_text
+
+    res = run([{"date": "2025-01-06", "importer": "customs_block"}],
+              fleet={"demand": {"chat": {"tokens_per_s": 2000.0, "growth_per_year": 0.0, "peak_to_mean": 1.0}},
+                     "initial_fleet": [{"chip": "h100", "channel": "vendor", "count": 10, "price_usd": 0}]})
+    text = fleet_text({"fleet": res.summary["fleet"], "scenario": "supply-micro"})
+    assert "cost USD per million tokens: 0.139 (depreciation + power + opex + rental)" in text
+    assert "all-in cost USD per million tokens: 0.139 (depreciation + impairments" in text
+    assert "at risk USD 30,000 (paid into orders held at the horizon)" in text
+    assert "channel vendor: exporter open (levy 0, buyer bears 100%), importer customs_block" in text

@@ -183,6 +183,22 @@ class _Channel:
         return int(n)
 
 
+def _change(tr) -> str:
+    """What a transition changes, first in its event's detail (the label on the plots' time axes):
+    the exporter side's new state, `importer <state>`, or the levy, fee, cap or a note."""
+    if tr.exporter is not None and tr.importer is not None:
+        return tr.exporter if tr.exporter == tr.importer else f"{tr.exporter}, importer {tr.importer}"
+    if tr.exporter is not None:
+        return tr.exporter
+    if tr.importer is not None:
+        return f"importer {tr.importer}"
+    for label, v in (("levy", tr.levy), ("fee USD/chip", tr.fee_usd_per_chip), ("cap/month", tr.cap_per_month),
+                     ("extra lead days", tr.extra_lead_days), ("remove share", tr.remove_share)):
+        if v is not None:
+            return f"{label} {v:g}"
+    return "note"
+
+
 def _step_quarters(table: dict[str, float], fleet: FleetConfig) -> dict[tuple[int, int], float]:
     pts = sorted((quarter_start(q), v) for q, v in table.items())
     out = {}
@@ -439,7 +455,7 @@ class _FleetSim:
             if newly_banned:
                 self._ban(ch, tr.day)
             self.events.append((tr.day, "regime_change", ch.name, "", "", 0,
-                                f"{self._sides_text(ch)}; {tr.origin}: {tr.note}".strip()))
+                                f"{_change(tr)}; {self._sides_text(ch)}; {tr.origin}: {tr.note}".strip()))
             if tr.remove_share:
                 self._remove_from(ch, tr.day, tr.remove_share, tr.note)
 

@@ -167,6 +167,11 @@ def fleet_findings(run: RunFolder) -> list[str]:
     if fates.get("stranded") or fates.get("cancelled"):
         out.append(f"{fates.get('stranded', 0):,} chips were stranded and {fates.get('cancelled', 0):,} "
                    "cancelled after orders were placed (supply shocks).")
+    if f.get("impairment_usd") or f.get("at_risk_usd"):
+        out.append(f"{_usd(f.get('impairment_usd'))} was paid for chips that will never arrive (impaired) and "
+                   f"{_usd(f.get('at_risk_usd'))} sits in orders held at the horizon (at risk): the all-in cost "
+                   f"is USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g} per million tokens against USD "
+                   f"{f.get('cost_usd_per_mtok', float('nan')):.3g} on depreciation alone.")
     m = monthly_cost_per_mtok(tl)
     m = m[m["usd_per_mtok"].notna()]
     if len(m):
