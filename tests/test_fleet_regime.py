@@ -110,3 +110,20 @@ def test_reference_case_h200_sides_through_mid_2026():
     assert state["nvidia-h20"] == ["open", "buyer_ban", 0.15]
     assert combined_state(*state["nvidia-h200"][:2]) == "buyer_ban"
     assert f.channels["nvidia-h200"].payment.deposit_share < 1
+
+
+def test_cycle_streams_named_by_channel_and_side():
+    """Common random numbers: with named streams, adding an importer cycle leaves the exporter
+    cycle's transitions exactly as they were."""
+    from fleetsim.rng import stream
+
+    ch = scenario().fleet.model_dump(mode="json")["channels"]
+    exp = {"mean_open_days": 60, "mean_closed_days": 30, "closed_state": "banned"}
+    imp = {"mean_open_days": 50, "mean_closed_days": 20, "closed_state": "buyer_ban"}
+    named = lambda n, side: stream(7, "fleet", "regime", n, side)
+    got = []
+    for cycles in ([exp], [imp, exp]):  # the importer cycle listed first
+        sc = scenario({"years": 3, "channels": {**ch, "nvidia": {**ch["nvidia"], "random_cycle": cycles}}})
+        tr = build_transitions(sc.fleet, np.random.default_rng(0), named)
+        got.append([(t.day, t.exporter) for t in tr if t.exporter])
+    assert got[0] == got[1] and len(got[0]) > 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 from importlib import resources
 
 import numpy as np
@@ -86,8 +87,12 @@ def _events(fleet: FleetConfig) -> list[tuple[RegimeEvent, str]]:
     return out
 
 
-def build_transitions(fleet: FleetConfig, rng: np.random.Generator) -> list[Transition]:
-    """Every dated change inside the horizon, in time order (ties: reference, events, random)."""
+def build_transitions(fleet: FleetConfig, rng: np.random.Generator,
+                      streams: Callable[[str, str], np.random.Generator] | None = None) -> list[Transition]:
+    """Every dated change inside the horizon, in time order (ties: reference, events, random).
+    `streams(channel, side)` gives each side's cycle its own named stream (common random numbers:
+    adding a cycle to one channel leaves another's draws alone); without it every cycle draws
+    from `rng` in turn."""
     start, end = fleet.start, fleet.end
     out: list[Transition] = []
     seq = 0
@@ -102,10 +107,11 @@ def build_transitions(fleet: FleetConfig, rng: np.random.Generator) -> list[Tran
     for name in sorted(fleet.channels):
         for cyc in fleet.channels[name].cycles:
             side = cycle_side(cyc)
+            r = rng if streams is None else streams(name, side)
             t = float(((cyc.from_date or start) - start).days)
             is_open = True
             while True:
-                t += rng.exponential(cyc.mean_open_days if is_open else cyc.mean_closed_days)
+                t += r.exponential(cyc.mean_open_days if is_open else cyc.mean_closed_days)
                 if t >= fleet.days:
                     break
                 is_open = not is_open

@@ -324,7 +324,8 @@ class _FleetSim:
         halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
         self.cohorts = CohortFleet(self.pool_names, self.params, halls, self.rel.repair,
                                    stream(seed, "fleet", "cohorts"))
-        self.transitions = build_transitions(f, stream(seed, "fleet", "regime"))
+        self.transitions = build_transitions(f, stream(seed, "fleet", "regime"),
+                                             lambda n, side: stream(seed, "fleet", "regime", n, side))
         self.lead_rng = stream(seed, "fleet", "lead")
         self.planner = make_planner(f.planner)
         self.orders: list[Order] = []
