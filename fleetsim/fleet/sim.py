@@ -8,9 +8,9 @@ Processes (each sleeps until its next event):
               PlanningState, asks the policy, places the orders it may (caps, budget, site),
               each order its own process;
   `order`     sleeps until its due day (t = d + 0.05, after the day's regime changes), waits
-              while either side of its channel is closed
-              (held; the buyer may cancel after its payment terms' limit), is delivered (becomes
-              a cohort, the balance paid), cancelled or stranded (what was paid is impaired);
+              while either side of its channel is closed (held; the buyer may cancel after its
+              payment terms' limit), is delivered (becomes a cohort, the balance paid),
+              cancelled or stranded (what was paid and not refunded is impaired);
   `day`       the cohort engine's daily step (t = d + 0.5): retirement, repairs, crashes at the
               day's load, then capacity, demand served, power, money; written into preallocated
               day x pool arrays.

@@ -201,8 +201,10 @@ def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
         ("budget", _usd(f.get("budget_usd"))),
         ("unmet demand (share of tokens)", f"{f.get('unmet_demand_share', 0):.1%}"),
         ("peak unmet share", f"{f.get('peak_unmet_share', 0):.0%} on {f.get('peak_unmet_date', '-')}"),
-        ("cost per million tokens", f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}"),
-        ("all-in cost per million tokens", f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}"),
+        ("cost per million tokens (depreciation + power + opex + rental)",
+         f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}"),
+        ("all-in cost per million tokens (the same + impairments)",
+         f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}"),
         ("impaired (paid, never to arrive)", _usd(f.get("impairment_usd"))),
         ("at risk (paid into held orders)", _usd(f.get("at_risk_usd"))),
         ("energy per million tokens", f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh"),
@@ -410,8 +412,9 @@ def headline(run: RunFolder) -> dict[str, str]:
             "capex": _usd(f.get("capex_usd_total")), "budget": _usd(f.get("budget_usd")),
             "unmet demand share": f"{f.get('unmet_demand_share', 0):.1%}",
             "peak unmet share": f"{f.get('peak_unmet_share', 0):.0%} ({f.get('peak_unmet_date', '-')})",
-            "cost per million tokens": f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
-            "all-in cost per million tokens (with impairments)":
+            "cost per million tokens (depreciation + power + opex + rental)":
+                f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
+            "all-in cost per million tokens (the same + impairments)":
                 f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}",
             "impaired / at risk": f"{_usd(f.get('impairment_usd'))} / {_usd(f.get('at_risk_usd'))}",
             "energy per million tokens": f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh",
