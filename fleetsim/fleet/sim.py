@@ -170,9 +170,10 @@ class _Channel:
             return True
         return False
 
-    def buyer_levy(self, price: float) -> float:
-        """Levy and fee per chip the buyer pays (its incidence share); the vendor absorbs the rest."""
-        return self.incidence * (price * self.levy + self.fee)
+    def buyer_levy(self, price: float, fee: bool = True) -> float:
+        """Levy and fee per chip the buyer pays (its incidence share); the vendor absorbs the rest.
+        fee False: the levy alone (on a rental's hourly price; the per-chip fee is a sale's)."""
+        return self.incidence * (price * self.levy + (self.fee if fee else 0.0))
 
     def admit(self, count: float, d: dt.date) -> int:
         """Chips of a planned order the buyer places: within the cap, less its compliance share
@@ -679,7 +680,7 @@ class _FleetSim:
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, 0.0, 0.0, 0.0,
                   day + max(0, int(round(lead))), kind="rent",
                   price_usd_per_chip_hour=float(offer.price_usd_per_chip_hour) + ch.buyer_levy(
-                      float(offer.price_usd_per_chip_hour)), term_days=term)
+                      float(offer.price_usd_per_chip_hour), fee=False), term_days=term)
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -688,7 +689,7 @@ class _FleetSim:
                             f"rental {o.order_id}, {term} days, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
 
-    def _pay_order(self, day: int, o: Order, pi: int, share: float) -> None:
+    def _pay_order(self, day: int, o: Order, pi: int, share: float | None) -> None:
         """Pay `share` of the order (deposit at order), or what is left of it (share None: the
         balance at delivery), as capex and levy in proportion."""
         capex = o.count * (o.price_usd_per_chip + o.overhead_usd_per_chip)
