@@ -3,7 +3,8 @@
     python benchmarks/fleet_headlines.py [N_SEEDS]      # default 5
 
 Each scenario runs with fleet.seed = 1..N (demand surprise, fab yields, lead times, failures;
-the capacity cache stays warm). Prints mean and a 95% Student-t half-width across seeds. The
+the capacity cache stays warm). Prints mean and a 95% Student-t half-width across seeds, and the
+difference alibaba_2025 - h20_ban paired seed by seed (the same futures in both). The
 numbers rest on the scenarios' ASSUMPTION figures (demand level above all): they are what
 those assumptions imply, not forecasts.
 """
@@ -77,10 +78,12 @@ def main() -> None:
             if n.startswith("nvidia"):
                 print(f"{c} {n}: exporter {ch['exporter_state']} (levy {ch['levy']:g}), importer "
                       f"{ch['importer_state']}")
-    print(f"{seeds} fleet seeds; mean ± 95% half-width across seeds")
-    print(f"{'':36s}" + "".join(f"{c:>24s}" for c in CASES))
+    print(f"{seeds} fleet seeds; mean ± 95% half-width across seeds; the last column pairs the two "
+          "cases seed by seed (common random numbers)")
+    print(f"{'':36s}" + "".join(f"{c:>24s}" for c in CASES) + f"{'difference, paired':>24s}")
     for label, fn in rows:
-        print(f"{label:36s}" + "".join(f"{ci([fn(s) for s in runs[c]]):>24s}" for c in CASES))
+        vals = [np.array([fn(s) for s in runs[c]], dtype=float) for c in CASES]
+        print(f"{label:36s}" + "".join(f"{ci(v):>24s}" for v in vals) + f"{ci(vals[0] - vals[1]):>24s}")
 
 
 if __name__ == "__main__":
