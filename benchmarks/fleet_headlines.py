@@ -3,7 +3,8 @@
     python benchmarks/fleet_headlines.py [N_SEEDS]      # default 5
 
 Each scenario runs with fleet.seed = 1..N (demand surprise, fab yields, lead times, failures;
-the capacity cache stays warm). Prints mean and a 95% Student-t half-width across seeds. The
+the capacity cache stays warm). Prints mean and a 95% Student-t half-width across seeds, and the
+difference alibaba_2025 - h20_ban paired seed by seed (the same futures in both). The
 numbers rest on the scenarios' ASSUMPTION figures (demand level above all): they are what
 those assumptions imply, not forecasts.
 """
@@ -57,7 +58,14 @@ def main() -> None:
         ("unmet demand share", lambda s: s["unmet_demand_share"]),
         ("peak unmet share (a day)", lambda s: s["peak_unmet_share"]),
         ("cost USD per Mtok", lambda s: s["cost_usd_per_mtok"]),
+        ("all-in cost USD per Mtok", lambda s: s["all_in_cost_usd_per_mtok"]),
         ("cash cost USD per Mtok", lambda s: s["cash_cost_usd_per_mtok"]),
+        ("impaired USD bn", lambda s: s["impairment_usd"] / 1e9),
+        ("at risk USD bn (held at end)", lambda s: s["at_risk_usd"] / 1e9),
+        ("H20 at risk USD bn", lambda s: s["channels"]["nvidia-h20"]["at_risk_usd"] / 1e9),
+        ("H200 ordered (k)", lambda s: s["channels"]["nvidia-h200"]["chips_ordered"] / 1e3),
+        ("H200 delivered (k)", lambda s: s["channels"]["nvidia-h200"]["chips_delivered"] / 1e3),
+        ("H200 at risk USD bn", lambda s: s["channels"]["nvidia-h200"]["at_risk_usd"] / 1e9),
         ("energy kWh per Mtok", lambda s: s["energy_kwh_per_mtok"]),
         ("US dependence at end", lambda s: s["us_dependence_share_end"]),
         ("US dependence, mean", lambda s: s["us_dependence_share_mean"]),
@@ -65,10 +73,17 @@ def main() -> None:
         ("chips held in transit at end (k)", lambda s: s["chips_by_fate"]["in_transit"] / 1e3),
         ("window SLO attainment, mean", lambda s: s.get("window_attainment_mean") or float("nan")),
     ]
-    print(f"{seeds} fleet seeds; mean ± 95% half-width across seeds")
-    print(f"{'':36s}" + "".join(f"{c:>24s}" for c in CASES))
+    for c in CASES:  # the sides of every Nvidia channel at the end (the same in every seed)
+        for n, ch in runs[c][0]["channels"].items():
+            if n.startswith("nvidia"):
+                print(f"{c} {n}: exporter {ch['exporter_state']} (levy {ch['levy']:g}), importer "
+                      f"{ch['importer_state']}")
+    print(f"{seeds} fleet seeds; mean ± 95% half-width across seeds; the last column pairs the two "
+          "cases seed by seed (common random numbers)")
+    print(f"{'':36s}" + "".join(f"{c:>24s}" for c in CASES) + f"{'difference, paired':>24s}")
     for label, fn in rows:
-        print(f"{label:36s}" + "".join(f"{ci([fn(s) for s in runs[c]]):>24s}" for c in CASES))
+        vals = [np.array([fn(s) for s in runs[c]], dtype=float) for c in CASES]
+        print(f"{label:36s}" + "".join(f"{ci(v):>24s}" for v in vals) + f"{ci(vals[0] - vals[1]):>24s}")
 
 
 if __name__ == "__main__":

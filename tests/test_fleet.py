@@ -81,8 +81,70 @@ def check_rentals(res) -> None:
     assert (rent["price_usd_per_chip"] == 0).all() and (rent["levy_usd"] == 0).all()
 
 
+def check_write_offs(res) -> None:
+    """Deposits, balances, refunds, impairments and money at risk from three structures: the
+    orders table, the ledger (rows tagged with their order) and the timeline, plus the summary.
+    Every dollar paid for a bought order is in a delivered chip, refunded, impaired, or still in
+    transit; money at risk (paid into held orders) is never negative."""
+    s, led, tl, o = res.summary["fleet"], res.ledger, res.timeline, res.orders
+    buy = o[o["kind"] == "buy"]
+    pay = led[led["kind"].isin(["capex", "levy"]) & (led["order_id"] >= 0)]
+    paid = pay.groupby("order_id")["amount_usd"].sum().reindex(buy["order_id"], fill_value=0.0).values
+    np.testing.assert_allclose(paid, buy["paid_usd"].values, rtol=1e-9, atol=1e-6)
+    first = pay.merge(buy[["order_id", "ordered_on"]], on="order_id")
+    first = first[first["date"] == first["ordered_on"]].groupby("order_id")["amount_usd"].sum()
+    np.testing.assert_allclose(first.reindex(buy["order_id"], fill_value=0.0).values, buy["deposit_usd"].values,
+                               rtol=1e-9, atol=1e-6)
+    full = buy["count_chips"] * (buy["price_usd_per_chip"] + 8000 / 8) + buy["levy_usd"]
+    fate = buy["fate"].values
+    dlv, gone, transit = fate == "delivered", np.isin(fate, ["cancelled", "stranded"]), fate == "in_transit"
+    initial = (buy["paid_usd"] == 0).values & dlv & (buy["due_on"] == buy["ordered_on"]).values
+    np.testing.assert_allclose(buy["paid_usd"].values[dlv & ~initial], full.values[dlv & ~initial], rtol=1e-9)
+    np.testing.assert_allclose((buy["refund_usd"] + buy["impairment_usd"]).values[gone],
+                               buy["paid_usd"].values[gone], rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(buy["paid_usd"].values[transit], buy["deposit_usd"].values[transit], rtol=1e-9)
+    assert (buy["impairment_usd"].values[~gone] == 0).all()
+    imp = led[led["kind"] == "impairment"]["amount_usd"].sum()
+    assert imp == pytest.approx(buy["impairment_usd"].sum(), abs=1e-6)
+    assert imp == pytest.approx(s["impairment_usd"], abs=1e-6)
+    assert tl["impairment_usd"].sum() == pytest.approx(imp, rel=1e-9, abs=1e-6)
+    # capex + levy - refunds = delivered chips' cost + impaired + still in transit
+    assert s["capex_usd_total"] == pytest.approx(
+        full.values[dlv & ~initial].sum() + imp + buy["paid_usd"].values[transit].sum(), rel=1e-9, abs=1e-3)
+    # money at risk: never negative, within what is in transit, the horizon's figure the summary's
+    assert (tl["at_risk_usd"] >= 0).all() and (tl["paid_in_transit_usd"] >= 0).all()
+    assert (tl["at_risk_usd"] <= tl["paid_in_transit_usd"] + 1e-6).all()
+    last = tl[tl["date"] == tl["date"].max()]
+    assert last["at_risk_usd"].sum() == pytest.approx(s["at_risk_usd"], rel=1e-9, abs=1e-6)
+    assert last["paid_in_transit_usd"].sum() == pytest.approx(s["paid_in_transit_usd"], rel=1e-9, abs=1e-6)
+    assert s["at_risk_usd"] == pytest.approx(buy["paid_usd"].values[transit & ~buy["held_on"].isna().values].sum())
+    if s["cost_usd_per_mtok"] is not None:
+        assert s["all_in_cost_usd_per_mtok"] >= s["cost_usd_per_mtok"]
+
+
+def check_both_sides(res) -> None:
+    """No delivery on a day either side of its channel is closed: each channel's sides rebuilt
+    from its regime_change events (every one records both sides after the change)."""
+    import re
+
+    ev = res.events
+    sc = res.scenario.fleet
+    rc = ev[ev["kind"] == "regime_change"]
+    for _, d in ev[ev["kind"] == "delivery"].iterrows():
+        mine = rc[(rc["channel"] == d["channel"]) & (rc["date"] <= d["date"])]
+        if len(mine):
+            m = re.search(r"; exporter (\w+) .*?; importer (\w+)", mine["detail"].iloc[-1])
+            exp, imp = m.group(1), m.group(2)
+        else:
+            ch = sc.channels[d["channel"]]
+            exp, imp = ch.initial_exporter, ch.initial_importer
+        assert exp == "open" and imp in ("open", "discouraged"), (d["date"], d["channel"], exp, imp)
+
+
 def check_money(res) -> None:
     s, led, tl = res.summary["fleet"], res.ledger, res.timeline
+    check_write_offs(res)
+    check_both_sides(res)
     by_kind = led.groupby("kind", observed=True)["amount_usd"].sum()
     for k, v in s["ledger_usd_by_kind"].items():
         assert by_kind.get(k, 0.0) == pytest.approx(v, rel=1e-9, abs=1e-6)
@@ -128,9 +190,17 @@ def test_small_fleet_conserves_chips_and_money():
     cycle=st.one_of(st.none(), st.sampled_from(["licence_required", "banned", "buyer_ban"])),
     rent_usd_h=st.one_of(st.none(), st.floats(0.05, 0.5)),
     rent_term=st.integers(1, 90),
+    deposit=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    cancel_after=st.one_of(st.none(), st.integers(0, 120)),
+    on_cancel=st.sampled_from(["forfeit", "refund"]),
+    incidence=st.floats(0.0, 1.0),
+    block=st.one_of(st.none(), st.tuples(st.integers(5, 300), st.integers(0, 200),
+                                          st.sampled_from(["buyer_ban", "customs_block", "discouraged"]))),
+    importer_cycle=st.booleans(),
 )
 def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, refund, capex_at, planner,
-                                       removal, overrun, sigma, technicians, cycle, rent_usd_h, rent_term):
+                                       removal, overrun, sigma, technicians, cycle, rent_usd_h, rent_term,
+                                       deposit, cancel_after, on_cancel, incidence, block, importer_cycle):
     import datetime as dt
 
     ban = (dt.date(2025, 1, 1) + dt.timedelta(days=ban_day)).isoformat()
@@ -141,14 +211,31 @@ def test_conservation_random_scenarios(seed, budget, growth, ban_day, on_ban, re
         ch["cloud"] = {"kind": "rent", "min_term_days": rent_term, "us_controlled": True,
                        "lead_time_days": {"kind": "fixed", "value": 10}, "on_ban": on_ban,
                        "offers": [{"chip": "h20", "price_usd_per_chip_hour": rent_usd_h}]}
+    cycles = []
     if cycle is not None:  # random approval/restriction cycles on top of the dated ban
-        ch["nvidia"]["random_cycle"] = {"mean_open_days": 60, "mean_closed_days": 40, "closed_state": cycle}
+        cycles.append({"mean_open_days": 60, "mean_closed_days": 40, "closed_state": cycle})
+    if importer_cycle and cycle not in ("buyer_ban",):  # the importer side cycles on its own
+        cycles.append({"mean_open_days": 50, "mean_closed_days": 30, "closed_state": "customs_block"})
+    if cycles:
+        ch["nvidia"]["random_cycle"] = cycles
+    ch["nvidia"]["levy"], ch["nvidia"]["levy_incidence"] = 0.15, incidence
+    if deposit is not None:  # payment terms: deposit at order, balance at delivery, buyer cancels
+        ch["nvidia"]["payment"] = {"deposit_share": deposit, "cancel_held_after_days": cancel_after,
+                                   "deposit_on_cancel": on_cancel}
+    importer = []
+    if block is not None:  # the importer side closes (and maybe reopens) apart from the exporter's
+        d0, length, kind = block
+        importer.append({"date": (dt.date(2025, 1, 1) + dt.timedelta(days=d0)).isoformat(),
+                         "channel": "nvidia", "importer": kind, "compliance_share": 0.5})
+        if d0 + length < 365:
+            importer.append({"date": (dt.date(2025, 1, 1) + dt.timedelta(days=d0 + length)).isoformat(),
+                             "channel": "nvidia", "importer": "open"})
     sc = scenario({
         "budget": {"total_usd": budget, "overrun": overrun},
         "demand": {"chat": {"tokens_per_s": 2.0e5, "growth_per_year": growth,
                             "forecast_error": {"sigma_per_year": sigma}}},
         "channels": ch,
-        "events": [{"date": ban, "channel": "nvidia", "state": "banned"}]
+        "events": [{"date": ban, "channel": "nvidia", "state": "banned"}] + importer
         + ([{"date": ban, "channel": "cloud", "state": "banned"}] if rent_usd_h is not None else []),
         "removals": [{"date": "2025-10-01", "share": removal}],
         "planner": {"kind": planner, "period_days": 30},

@@ -62,7 +62,7 @@ class ChannelState:
     """A supply channel as the planner sees it on `today`."""
 
     name: str
-    state: str                        # open | licence_required | banned | buyer_ban
+    state: str                        # combined: open | licence_required | banned | buyer_ban (an importer block)
     us_controlled: bool
     levy: float                       # share of price added as a surcharge
     lead_time_days: float             # mean lead time (plus any added lead)
@@ -72,6 +72,8 @@ class ChannelState:
     offers: list[OfferState] = field(default_factory=list)
     kind: str = "buy"                 # buy | rent
     min_term_days: int = 0            # rent: shortest rental
+    exporter_state: str = "open"      # open | licence_required | banned
+    importer_state: str = "open"      # open | discouraged | buyer_ban | customs_block
 
     @property
     def orderable(self) -> bool:

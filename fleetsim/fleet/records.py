@@ -1,8 +1,11 @@
 """Turn a finished fleet simulation into columns (CONTRACTS section 5) and the summary.
 
 Sign convention of `ledger.amount_usd`: money out is positive (capex, levy, depreciation, power,
-opex); money in is negative (refund, revenue). Depreciation is an accounting charge, not cash. Rentals are paid daily (kind `rental`, part of
-`opex_usd` in the timeline and of the cost per Mtok); rented chips never depreciate.
+opex, impairment); money in is negative (refund, revenue). Depreciation and impairment are
+accounting charges, not cash: an impairment writes off what was paid (and not refunded) for chips
+that will never arrive (stranded, cancelled, forfeited). Rentals are paid daily (kind `rental`,
+part of `opex_usd` in the timeline and of the cost per Mtok); rented chips never depreciate.
+Money paid into orders still in transit is at risk (`at_risk_usd`), not yet spent or lost.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from typing import Any
 import numpy as np
 
 from fleetsim.fleet.regime import STATES
+from fleetsim.scenario.fleet import EXPORTER_STATES, IMPORTER_STATES
+
+#: what each cost per Mtok includes (printed beside it)
+COST_BASIS = {
+    "cost_usd_per_mtok": "depreciation + power + opex + rental",
+    "all_in_cost_usd_per_mtok": "depreciation + impairments (stranded, cancelled, forfeited) + power + opex + rental",
+    "cash_cost_usd_per_mtok": "capex + levy - refunds + power + opex + rental",
+}
 
 
 def _dates(start: dt.date, days: np.ndarray) -> np.ndarray:
@@ -38,8 +49,18 @@ def build_result(sim, windows):
     for c in sim.chip_names:
         names = [n for n in sim.channel_names if any(o.chip == c for o in sim.fleet.channels[n].offers)]
         chip_channel.append(sim.channels[names[0]].idx if names else -1)
-    regime = np.array([[STATES[sim.regime_day[d, ci]] if ci >= 0 else "none" for ci in chip_channel]
-                       for d in range(D)], dtype=object).reshape(-1)
+    def side_col(names, table):
+        code = np.concatenate([table, np.zeros((D, 1), dtype=table.dtype)], axis=1)[:, chip_channel]
+        lab = np.array(list(names), dtype=object)[code]
+        return np.where(np.array(chip_channel)[None, :] >= 0, lab, "none").reshape(-1)
+    regime = side_col(STATES, sim.regime_day)
+    exporter = side_col(EXPORTER_STATES, sim.side_day[:, :, 0])
+    importer = side_col(IMPORTER_STATES, sim.side_day[:, :, 1])
+    impair = np.zeros((D, nch))
+    for day, kind, chip, _ch, amount, _oid in sim.ledger:
+        if kind == "impairment" and day < D:
+            impair[day, sim.chip_ix[chip]] += amount
+    in_transit_usd, at_risk = _at_risk_by_day(sim, D, nch)
     opex = r["power_usd"] + r["other_opex_usd"] + r["rental_usd"]
     timeline = {
         "date": _dates(sim.start, days),
@@ -82,14 +103,19 @@ def build_result(sim, windows):
         "offpeak_usd": flat(r["offpeak_usd"]),
         "energy_mwh": flat(r["energy_mwh"]),
         "power_mw": flat(r["power_mw"]),
+        "impairment_usd": impair.reshape(-1),
+        "paid_in_transit_usd": in_transit_usd.reshape(-1),
+        "at_risk_usd": at_risk.reshape(-1),
         "us_dependence_share": np.repeat(us_share, nch),
         "regime_state": regime,
+        "exporter_state": exporter,
+        "importer_state": importer,
     }
     # ledger: order-time movements, then the daily charges per chip kind
-    led = {"day": [], "kind": [], "chip": [], "channel": [], "amount_usd": []}
-    for day, kind, chip, channel, amount in sim.ledger:
-        if day < D:
-            for k, v in zip(led, (day, kind, chip, channel, amount)):
+    led = {"day": [], "kind": [], "chip": [], "channel": [], "amount_usd": [], "order_id": []}
+    for row in sim.ledger:
+        if row[0] < D:
+            for k, v in zip(led, row):
                 led[k].append(v)
     for kind, arr, sign in (("depreciation", r["depreciation_usd"], 1.0), ("power", r["power_usd"], 1.0),
                             ("opex", r["other_opex_usd"], 1.0), ("rental", r["rental_usd"], 1.0),
@@ -101,9 +127,10 @@ def build_result(sim, windows):
         led["chip"] += [sim.chip_names[j] for j in cc]
         led["channel"] += [""] * len(dd)
         led["amount_usd"] += (sign * a[dd, cc]).tolist()
+        led["order_id"] += [-1] * len(dd)
+    types = {"kind": object, "chip": object, "channel": object, "order_id": np.int64}
     ledger = {"date": _dates(sim.start, np.asarray(led["day"], dtype=np.int64)),
-              **{k: np.asarray(v, dtype=object if k in ("kind", "chip", "channel") else float)
-                 for k, v in led.items() if k != "day"}}
+              **{k: np.asarray(v, dtype=types.get(k, float)) for k, v in led.items() if k != "day"}}
     orders = _orders(sim)
     events = _events(sim)
     summary = _summary(sim, timeline, ledger, orders, us_share, windows)
@@ -140,6 +167,27 @@ def _hourly(sim) -> dict[str, Any] | None:
     }
 
 
+def _at_risk_by_day(sim, D: int, nch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Day x chip: money paid into bought orders not yet delivered, cancelled or stranded (the
+    deposit: the balance is paid on the day of delivery), and the part of it in orders held
+    (due, but a side of the channel closed): at risk."""
+    paid, held = np.zeros((D + 1, nch)), np.zeros((D + 1, nch))
+    for o in sim.orders:
+        if o.kind != "buy" or o.deposit_usd == 0 or o.ordered_day >= D:
+            continue
+        j = sim.chip_ix[o.chip]
+        end = min(D, o.delivered_day if o.fate == "delivered" else o.cancelled_day if o.fate != "in_transit" else D)
+        paid[o.ordered_day, j] += o.deposit_usd
+        paid[end, j] -= o.deposit_usd
+        if 0 <= o.held_day < end:
+            held[o.held_day, j] += o.deposit_usd
+            held[end, j] -= o.deposit_usd
+    def clip(a):  # a running sum returns to 0 up to rounding: drop only that noise
+        c = np.cumsum(a[:D], axis=0)
+        return np.where(np.abs(c) < 1e-6, 0.0, c)
+    return clip(paid), clip(held)
+
+
 def _orders(sim) -> dict[str, Any]:
     o = sim.orders
     day = lambda x: np.datetime64(sim.start, "D") + np.timedelta64(x, "D")
@@ -159,6 +207,14 @@ def _orders(sim) -> dict[str, Any]:
         "cancelled_on": np.array([day(x.cancelled_day) if x.cancelled_day >= 0 else np.datetime64("NaT")
                                   for x in o], dtype="datetime64[D]"),
         "refund_usd": np.array([x.refund_usd for x in o], dtype=float),
+        "deposit_usd": np.array([x.deposit_usd for x in o], dtype=float),
+        "paid_usd": np.array([x.paid_usd for x in o], dtype=float),
+        "impairment_usd": np.array([x.impairment_usd for x in o], dtype=float),
+        "at_risk_usd": np.array([x.paid_usd if x.fate == "in_transit" and x.held_day >= 0 else 0.0
+                                 for x in o], dtype=float),
+        "held_on": np.array([day(x.held_day) if x.held_day >= 0 else np.datetime64("NaT") for x in o],
+                            dtype="datetime64[D]"),
+        "levy_vendor_usd": np.array([x.levy_vendor_usd_per_chip * x.count for x in o], dtype=float),
         "kind": np.array([x.kind for x in o], dtype=object),
         "price_usd_per_chip_hour": np.array([x.price_usd_per_chip_hour for x in o], dtype=float),
         "term_days": np.array([x.term_days for x in o], dtype=np.int64),
@@ -183,10 +239,36 @@ def _events(sim) -> dict[str, Any]:
     }
 
 
+def _channels(sim, orders) -> dict[str, dict[str, Any]]:
+    """Per channel at the horizon: both sides' state, the levy and who bears it, chips by fate,
+    money paid, at risk and impaired."""
+    out = {}
+    for n, ch in sim.channels.items():
+        o = {k: v[(orders["channel"] == n) & (orders["kind"] == "buy")] for k, v in orders.items()}
+        held = (o["fate"] == "in_transit") & ~np.isnat(o["held_on"])
+        out[n] = {
+            "exporter_state": ch.exporter, "importer_state": ch.importer,
+            "levy": ch.levy, "fee_usd_per_chip": ch.fee, "levy_incidence": ch.incidence,
+            "cap_per_month": ch.cap_month, "deposit_share": ch.deposit_share,
+            "chips_ordered": int(o["count_chips"].sum()),
+            "chips_delivered": int(o["count_chips"][o["fate"] == "delivered"].sum()),
+            "chips_in_transit": int(o["count_chips"][o["fate"] == "in_transit"].sum()),
+            "chips_held": int(o["count_chips"][held].sum()),
+            "paid_usd": float(o["paid_usd"].sum()),
+            "levy_paid_usd": float(sum(row[4] for row in sim.ledger if row[1] == "levy" and row[3] == n)),
+            "levy_vendor_usd": float(o["levy_vendor_usd"][o["fate"] == "delivered"].sum()),
+            "refund_usd": float(o["refund_usd"].sum()),
+            "impairment_usd": float(o["impairment_usd"].sum()),
+            "at_risk_usd": float(o["at_risk_usd"].sum()),
+        }
+    return out
+
+
 def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
     f, D = sim.fleet, sim.n_days
     by_kind = {}
-    for k in ("capex", "levy", "refund", "depreciation", "power", "opex", "rental", "revenue", "offpeak"):
+    for k in ("capex", "levy", "refund", "depreciation", "impairment", "power", "opex", "rental", "revenue",
+              "offpeak"):
         by_kind[k] = float(ledger["amount_usd"][ledger["kind"] == k].sum())
     capex_total = by_kind["capex"] + by_kind["levy"] + by_kind["refund"]
     years = ledger["date"].astype("datetime64[Y]").astype(int) + 1970
@@ -222,6 +304,14 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         "peak_unmet_share": rnd(float(share_day[peak]), 3),
         "peak_unmet_date": str(f.start + dt.timedelta(days=peak)),
         "cost_usd_per_mtok": rnd(costs / served_mtok if served_mtok > 0 else None, 3),
+        "all_in_cost_usd_per_mtok": rnd((costs + by_kind["impairment"]) / served_mtok
+                                        if served_mtok > 0 else None, 3),
+        "cost_basis": dict(COST_BASIS),
+        "impairment_usd": by_kind["impairment"],
+        "at_risk_usd": float(orders["at_risk_usd"].sum()),
+        "paid_in_transit_usd": float(orders["paid_usd"][orders["fate"] == "in_transit"].sum()),
+        "deposits_usd": float(orders["deposit_usd"].sum()),
+        "channels": _channels(sim, orders),
         "cash_cost_usd_per_mtok": rnd((capex_total + by_kind["power"] + by_kind["opex"] + by_kind["rental"])
                                       / served_mtok
                                       if served_mtok > 0 else None, 3),

@@ -1,6 +1,11 @@
 """Regime timelines of supply channels: dated events, the built-in reference timeline, and random
 approval/restriction cycles (a two-state Markov chain with exponential sojourns), merged into one
 list of dated transitions the fleet's `regime` process walks through.
+
+A channel has two sides, each its own state machine: the exporter's government (open,
+licence_required, banned; levy, fee, cap, lead time) and the importer's (open, discouraged,
+buyer_ban, customs_block; compliance share, forced removal). A shipment needs both sides open
+(`discouraged` lets shipments through; the buyer forgoes its compliance share of new orders).
 """
 
 from __future__ import annotations
@@ -8,15 +13,36 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 from importlib import resources
 
 import numpy as np
 import yaml
 
-from fleetsim.scenario.fleet import FleetConfig, RegimeEvent
+from fleetsim.scenario.fleet import (EXPORTER_STATES, IMPORTER_STATES, FleetConfig, RegimeEvent,
+                                     cycle_side)
 
+#: the channel's combined state, as the planner and the timeline's regime_state see it
 STATES = ("open", "licence_required", "banned", "buyer_ban")
 STATE_CODE = {s: i for i, s in enumerate(STATES)}
+EXPORTER_CODE = {s: i for i, s in enumerate(EXPORTER_STATES)}
+IMPORTER_CODE = {s: i for i, s in enumerate(IMPORTER_STATES)}
+#: importer states that let shipments (and new orders) through
+IMPORTER_PASSES = ("open", "discouraged")
+#: metadata of a reference row that is not an event field
+_ROW_META = ("role", "added", "secondary")
+
+
+def ships(exporter: str, importer: str) -> bool:
+    """A shipment (and a new order) needs both sides open."""
+    return exporter == "open" and importer in IMPORTER_PASSES
+
+
+def combined_state(exporter: str, importer: str) -> str:
+    """One of STATES: the exporter's closure first, then an importer block as buyer_ban."""
+    if exporter != "open":
+        return exporter
+    return "open" if importer in IMPORTER_PASSES else "buyer_ban"
 
 
 @dataclass(frozen=True)
@@ -26,13 +52,17 @@ class Transition:
     day: int
     seq: int
     channel: str
-    state: str | None
+    exporter: str | None   # new exporter-side state (None: unchanged)
+    importer: str | None   # new importer-side state (None: unchanged)
     levy: float | None
     cap_per_month: float | None
     extra_lead_days: float | None
     origin: str          # reference | event | random
     note: str
     source: str
+    fee_usd_per_chip: float | None = None
+    compliance_share: float | None = None
+    remove_share: float | None = None
 
 
 @lru_cache(maxsize=1)
@@ -49,38 +79,48 @@ def _events(fleet: FleetConfig) -> list[tuple[RegimeEvent, str]]:
         if names is None:
             continue
         for name in [names] if isinstance(names, str) else names:
-            fields = {k: v for k, v in row.items() if k != "role"}
+            fields = {k: v for k, v in row.items() if k not in _ROW_META}
+            if row.get("secondary"):
+                fields["source"] = f"SECONDARY: {fields.get('source', '')}"
             out.append((RegimeEvent(channel=name, **fields), "reference"))
     out += [(ev, "event") for ev in fleet.events]
     return out
 
 
-def build_transitions(fleet: FleetConfig, rng: np.random.Generator) -> list[Transition]:
-    """Every dated change inside the horizon, in time order (ties: reference, events, random)."""
+def build_transitions(fleet: FleetConfig, rng: np.random.Generator,
+                      streams: Callable[[str, str], np.random.Generator] | None = None) -> list[Transition]:
+    """Every dated change inside the horizon, in time order (ties: reference, events, random).
+    `streams(channel, side)` gives each side's cycle its own named stream (common random numbers:
+    adding a cycle to one channel leaves another's draws alone); without it every cycle draws
+    from `rng` in turn."""
     start, end = fleet.start, fleet.end
     out: list[Transition] = []
     seq = 0
     for ev, origin in _events(fleet):
         if not (start <= ev.date < end):
             continue
-        out.append(Transition((ev.date - start).days, seq, ev.channel, ev.state, ev.levy,
-                              ev.cap_per_month, ev.extra_lead_days, origin, ev.note, ev.source))
+        exp, imp = ev.sides
+        out.append(Transition((ev.date - start).days, seq, ev.channel, exp, imp, ev.levy,
+                              ev.cap_per_month, ev.extra_lead_days, origin, ev.note, ev.source,
+                              ev.fee_usd_per_chip, ev.compliance_share, ev.remove_share))
         seq += 1
     for name in sorted(fleet.channels):
-        cyc = fleet.channels[name].random_cycle
-        if cyc is None:
-            continue
-        t = float(((cyc.from_date or start) - start).days)
-        is_open = True
-        while True:
-            t += rng.exponential(cyc.mean_open_days if is_open else cyc.mean_closed_days)
-            if t >= fleet.days:
-                break
-            is_open = not is_open
-            state = "open" if is_open else cyc.closed_state
-            out.append(Transition(int(t), 10**6 + seq, name, state, None, None, None, "random",
-                                  f"random cycle: {state}", "ASSUMPTION: Markov regime cycle"))
-            seq += 1
+        for cyc in fleet.channels[name].cycles:
+            side = cycle_side(cyc)
+            r = rng if streams is None else streams(name, side)
+            t = float(((cyc.from_date or start) - start).days)
+            is_open = True
+            while True:
+                t += r.exponential(cyc.mean_open_days if is_open else cyc.mean_closed_days)
+                if t >= fleet.days:
+                    break
+                is_open = not is_open
+                state = "open" if is_open else cyc.closed_state
+                exp, imp = (state, None) if side == "exporter" else (None, state)
+                out.append(Transition(int(t), 10**6 + seq, name, exp, imp, None, None, None, "random",
+                                      f"random cycle ({side} side): {state}",
+                                      "ASSUMPTION: Markov regime cycle"))
+                seq += 1
     out.sort(key=lambda tr: (tr.day, tr.seq))
     return out
 

@@ -7,8 +7,10 @@ Processes (each sleeps until its next event):
   `planner`   every `period_days` (t = d + 0.25), and on the day a channel reopens: builds a
               PlanningState, asks the policy, places the orders it may (caps, budget, site),
               each order its own process;
-  `order`     sleeps until its due day, waits while its channel is closed, is delivered
-              (becomes a cohort), cancelled or stranded;
+  `order`     sleeps until its due day (t = d + 0.05, after the day's regime changes), waits
+              while either side of its channel is closed (held; the buyer may cancel after its
+              payment terms' limit), is delivered (becomes a cohort, the balance paid),
+              cancelled or stranded (what was paid and not refunded is impaired);
   `day`       the cohort engine's daily step (t = d + 0.5): retirement, repairs, crashes at the
               day's load, then capacity, demand served, power, money; written into preallocated
               day x pool arrays.
@@ -32,7 +34,8 @@ from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
                                     PoolState, make_planner)
-from fleetsim.fleet.regime import STATE_CODE, STATES, build_transitions
+from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
+                                   combined_state, ships)
 from fleetsim.reliability.cohort import CohortFleet, resolve_chip
 from fleetsim.reliability.repair import sample_duration
 from fleetsim.fleet.tokens import base_tokens_per_s, class_tokens, per_type_matrix, priced
@@ -44,6 +47,8 @@ FATES = ("in_transit", "delivered", "cancelled", "stranded")
 # The planner prices a chip's lifetime power at this share of its power at goodput above idle
 # (a fleet sized for the diurnal peak with headroom runs well below goodput on average).
 PLANNING_LOAD = 0.7
+#: an order due on day d arrives at d + ORDER_AT: after the regime changes of the day (t = d)
+ORDER_AT = 0.05
 
 
 @dataclass
@@ -62,7 +67,11 @@ class Order:
     delivered_day: int = -1
     cancelled_day: int = -1   # cancelled or stranded on
     refund_usd: float = 0.0
-    paid_usd: float = 0.0     # capex + levy paid so far
+    paid_usd: float = 0.0     # capex + levy paid so far (deposit, then the balance at delivery)
+    deposit_usd: float = 0.0  # paid at order
+    impairment_usd: float = 0.0  # paid, not refunded, for chips that will never arrive
+    held_day: int = -1        # first day due but held by a closed side
+    levy_vendor_usd_per_chip: float = 0.0  # levy and fee the vendor absorbs (not paid by the buyer)
     kind: str = "buy"         # buy | rent
     price_usd_per_chip_hour: float = 0.0  # rent: all-in hourly price x (1 + levy)
     term_days: int = 0        # rent: serving days from delivery, then returned
@@ -95,12 +104,19 @@ class FleetResult:
 
 
 class _Channel:
-    """A supply channel's runtime state: regime, levy, caps used, orders waiting."""
+    """A supply channel's runtime state: both sides' regime, levy, caps used, orders waiting."""
 
     def __init__(self, env, name, cfg, idx, fleet: FleetConfig, rng) -> None:
         self.env, self.name, self.cfg, self.idx = env, name, cfg, idx
-        self.state = cfg.initial_state
+        self.exporter, self.importer = cfg.initial_exporter, cfg.initial_importer
+        self.compliance = cfg.compliance_share
         self.levy = cfg.levy
+        self.fee = cfg.fee_usd_per_chip
+        self.incidence = cfg.levy_incidence
+        if cfg.payment is not None:
+            self.deposit_share = cfg.payment.deposit_share
+        else:
+            self.deposit_share = 1.0 if fleet.finance.capex_at == "order" else 0.0
         self.cap_month = cfg.cap_per_month
         self.extra_lead = 0.0
         self.pending: list[Order] = []
@@ -134,11 +150,54 @@ class _Channel:
         return [o for o in self.cfg.offers
                 if (o.from_date is None or o.from_date <= d) and (o.until_date is None or d <= o.until_date)]
 
-    def set_state(self, state: str) -> None:
-        self.state = state
-        if state == "open":
+    @property
+    def state(self) -> str:
+        """Combined state (fleetsim.fleet.regime.STATES): what the planner sees."""
+        return combined_state(self.exporter, self.importer)
+
+    @property
+    def ships(self) -> bool:
+        return ships(self.exporter, self.importer)
+
+    def set_sides(self, exporter: str | None, importer: str | None) -> bool:
+        """Change either side; wakes the orders it held when both sides open again. True then."""
+        was = self.ships
+        self.exporter = exporter or self.exporter
+        self.importer = importer or self.importer
+        if self.ships and not was:
             ev, self.reopened = self.reopened, self.env.event()
             ev.succeed()
+            return True
+        return False
+
+    def buyer_levy(self, price: float, fee: bool = True) -> float:
+        """Levy and fee per chip the buyer pays (its incidence share); the vendor absorbs the rest.
+        fee False: the levy alone (on a rental's hourly price; the per-chip fee is a sale's)."""
+        return self.incidence * (price * self.levy + (self.fee if fee else 0.0))
+
+    def admit(self, count: float, d: dt.date) -> int:
+        """Chips of a planned order the buyer places: within the cap, less its compliance share
+        while the importer side discourages buying."""
+        n = min(count, self.cap_left(d))
+        if self.importer == "discouraged":
+            n *= 1.0 - self.compliance
+        return int(n)
+
+
+def _change(tr) -> str:
+    """What a transition changes, first in its event's detail (the label on the plots' time axes):
+    the exporter side's new state, `importer <state>`, or the levy, fee, cap or a note."""
+    if tr.exporter is not None and tr.importer is not None:
+        return tr.exporter if tr.exporter == tr.importer else f"{tr.exporter}, importer {tr.importer}"
+    if tr.exporter is not None:
+        return tr.exporter
+    if tr.importer is not None:
+        return f"importer {tr.importer}"
+    for label, v in (("levy", tr.levy), ("fee USD/chip", tr.fee_usd_per_chip), ("cap/month", tr.cap_per_month),
+                     ("extra lead days", tr.extra_lead_days), ("remove share", tr.remove_share)):
+        if v is not None:
+            return f"{label} {v:g}"
+    return "note"
 
 
 def _step_quarters(table: dict[str, float], fleet: FleetConfig) -> dict[tuple[int, int], float]:
@@ -266,7 +325,8 @@ class _FleetSim:
         halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
         self.cohorts = CohortFleet(self.pool_names, self.params, halls, self.rel.repair,
                                    stream(seed, "fleet", "cohorts"))
-        self.transitions = build_transitions(f, stream(seed, "fleet", "regime"))
+        self.transitions = build_transitions(f, stream(seed, "fleet", "regime"),
+                                             lambda n, side: stream(seed, "fleet", "regime", n, side))
         self.lead_rng = stream(seed, "fleet", "lead")
         self.planner = make_planner(f.planner)
         self.orders: list[Order] = []
@@ -307,6 +367,7 @@ class _FleetSim:
         self.demand_day = np.zeros(D)
         self.unmet_day = np.zeros(D)
         self.regime_day = np.zeros((D, len(self.channel_names)), dtype=np.int8)
+        self.side_day = np.zeros((D, len(self.channel_names), 2), dtype=np.int8)  # exporter, importer
         self.x_prev = np.full(npl, 0.5)
         self.window_days = self._window_days()
         self.window_snaps: list[dict] = []
@@ -386,24 +447,41 @@ class _FleetSim:
             if tr.day > env.now:
                 yield env.timeout(tr.day - env.now)
             ch = self.channels[tr.channel]
-            if tr.levy is not None:
-                ch.levy = tr.levy
-            if tr.cap_per_month is not None:
-                ch.cap_month = tr.cap_per_month
-            if tr.extra_lead_days is not None:
-                ch.extra_lead = tr.extra_lead_days
-            if tr.state is not None and tr.state != ch.state:
-                ch.set_state(tr.state)
-                if tr.state == "banned":
-                    self._ban(ch, tr.day)
-                if tr.state == "open":  # a buyer orders when a channel reopens, not a month later
-                    env.process(self._replan(tr.day))
+            for attr, val in (("levy", tr.levy), ("fee", tr.fee_usd_per_chip), ("cap_month", tr.cap_per_month),
+                              ("extra_lead", tr.extra_lead_days), ("compliance", tr.compliance_share)):
+                if val is not None:
+                    setattr(ch, attr, val)
+            newly_banned = tr.exporter == "banned" and ch.exporter != "banned"
+            if ch.set_sides(tr.exporter, tr.importer):  # a buyer orders when a channel reopens
+                env.process(self._replan(tr.day))
+            if newly_banned:
+                self._ban(ch, tr.day)
             self.events.append((tr.day, "regime_change", ch.name, "", "", 0,
-                                f"{ch.state}; levy {ch.levy:g}; {tr.origin}: {tr.note}".strip()))
+                                f"{_change(tr)}; {self._sides_text(ch)}; {tr.origin}: {tr.note}".strip()))
+            if tr.remove_share:
+                self._remove_from(ch, tr.day, tr.remove_share, tr.note)
+
+    def _sides_text(self, ch: _Channel) -> str:
+        exp = f"exporter {ch.exporter} (levy {ch.levy:g}"
+        exp += f", fee USD {ch.fee:g}/chip" if ch.fee else ""
+        exp += f", cap {ch.cap_month:g}/month" if ch.cap_month is not None else ""
+        imp = f"importer {ch.importer}" + (f" (compliance {ch.compliance:g})" if ch.importer == "discouraged" else "")
+        return f"{exp}); {imp}"
+
+    def _remove_from(self, ch: _Channel, day: int, share: float, note: str) -> None:
+        """Importer side: a forced removal of `share` of the chips installed from this channel."""
+        co = self.cohorts
+        if co.n == 0:
+            return
+        out = co.remove_share(co.view("channel") == ch.idx, share)
+        for pi in range(len(self.pools)):
+            n = int(out[co.view("pool") == pi].sum())
+            if n:
+                self.events.append((day, "removal", ch.name, self.pools[pi].chip, self.pool_names[pi], n, note))
 
     def _ban(self, ch: _Channel, day: int) -> None:
-        """Orders still in transit: cancelled with the refund share, or stranded."""
-        fin = self.fleet.finance
+        """Orders still in transit when the exporter bans: cancelled (the refund share of what was
+        paid comes back) or stranded; what was paid and not refunded is impaired."""
         for o in list(ch.pending):
             pi = self.pool_ix[o.pool]
             o.cancelled_day = day
@@ -413,24 +491,25 @@ class _FleetSim:
                 self.events.append((day, "cancel" if o.fate == "cancelled" else "strand", ch.name, o.chip,
                                     o.pool, o.count, f"rental {o.order_id}"))
                 continue
-            self.on_order[pi] -= o.count
-            if ch.cfg.on_ban == "cancel":
-                o.fate = "cancelled"
-                self.cancelled_c[pi] += o.count
-                if fin.capex_at == "order":
-                    o.refund_usd = ch.cfg.refund_share * o.paid_usd
-                    self._pay(day, "refund", o.chip, ch.name, -o.refund_usd, pi)
-                    self.committed -= o.refund_usd
-                else:
-                    self.committed -= o.commitment_usd
-            else:
-                o.fate = "stranded"
-                self.stranded_c[pi] += o.count
-                if fin.capex_at == "delivery":
-                    self.committed -= o.commitment_usd
+            refund = ch.cfg.refund_share if ch.cfg.on_ban == "cancel" else 0.0
+            self._write_off(o, ch, day, "cancelled" if ch.cfg.on_ban == "cancel" else "stranded", refund)
             self.events.append((day, "cancel" if o.fate == "cancelled" else "strand", ch.name, o.chip,
-                                o.pool, o.count, f"order {o.order_id}"))
+                                o.pool, o.count, f"order {o.order_id}: paid USD {o.paid_usd:,.0f}, refunded "
+                                f"{o.refund_usd:,.0f}, impaired {o.impairment_usd:,.0f}"))
         ch.pending.clear()
+
+    def _write_off(self, o: Order, ch: _Channel, day: int, fate: str, refund_share: float) -> None:
+        """An order that will never arrive: the unpaid balance leaves the commitments, the refund
+        share of what was paid comes back, the rest is an impairment (ledger kind `impairment`)."""
+        pi = self.pool_ix[o.pool]
+        o.fate, o.cancelled_day = fate, day
+        self.on_order[pi] -= o.count
+        (self.cancelled_c if fate == "cancelled" else self.stranded_c)[pi] += o.count
+        o.refund_usd = refund_share * o.paid_usd
+        o.impairment_usd = o.paid_usd - o.refund_usd
+        self._pay(day, "refund", o.chip, ch.name, -o.refund_usd, pi, o.order_id)
+        self._pay(day, "impairment", o.chip, ch.name, o.impairment_usd, pi, o.order_id)
+        self.committed -= o.commitment_usd - o.paid_usd + o.refund_usd
 
     def _removals(self):
         env = self.env
@@ -453,10 +532,11 @@ class _FleetSim:
                     self.events.append((day, "removal", "", self.pools[pi].chip, self.pool_names[pi], n,
                                         rm.note))
 
-    def _pay(self, day: int, kind: str, chip: str, channel: str, amount: float, pi: int) -> None:
+    def _pay(self, day: int, kind: str, chip: str, channel: str, amount: float, pi: int,
+             order_id: int = -1) -> None:
         if amount == 0:
             return
-        self.ledger.append((day, kind, chip, channel, amount))
+        self.ledger.append((day, kind, chip, channel, amount, order_id))
         if kind in ("capex", "levy", "refund") and 0 <= day < self.n_days:
             self.capex_day[day, pi] += amount
 
@@ -528,12 +608,13 @@ class _FleetSim:
                 pw = (self.idle_w[pi] + (self.p_g[pi] - self.idle_w[pi]) * PLANNING_LOAD) / self.tp[pi]
                 opex = (pw / 1000.0 * life_h * fin.pue * fin.power_usd_per_kwh * self._subsidy(off.chip, day)
                         + fin.other_opex_usd_per_chip_year * fin.life_years)
-                offers.append(OfferState(off.chip, pn, price, price * ch.levy,
+                offers.append(OfferState(off.chip, pn, price, ch.buyer_levy(price),
                                          fin.server_overhead_usd_per_node / fin.chips_per_node, opex))
             lead = _mean_duration(ch.cfg.lead_time_days) + ch.extra_lead
             chans[n] = ChannelState(n, ch.state, ch.cfg.us_controlled, ch.levy, lead, ch.cap_left(today),
                                     ch.cfg.min_order_chips, ch.cfg.risk_per_year, offers,
-                                    kind=ch.cfg.kind, min_term_days=ch.cfg.min_term_days)
+                                    kind=ch.cfg.kind, min_term_days=ch.cfg.min_term_days,
+                                    exporter_state=ch.exporter, importer_state=ch.importer)
         released = self.released[day]
         allow = f.budget.overrun == "allow"
         installed_chips = float((co.view("active") + co.view("in_repair")).sum()) + float(self.on_order.sum())
@@ -562,21 +643,22 @@ class _FleetSim:
         offer = next((o for o in ch.offers_on(today) if o.chip == req.chip and offer_pool(self.sc, o) == req.pool), None)
         if offer is None:
             return
-        count = int(min(req.count_chips, ch.cap_left(today)))
+        count = ch.admit(req.count_chips, today)
         fin = self.fleet.finance
         if ch.cfg.kind == "rent":
             self._place_rental(day, today, req, ch, offer, count)
             return
         price = _offer_price(offer, self.chips[offer.chip], today, self.start)
-        per_chip = price * (1 + ch.levy) + fin.server_overhead_usd_per_node / fin.chips_per_node
+        per_chip = price + ch.buyer_levy(price) + fin.server_overhead_usd_per_node / fin.chips_per_node
         if self.fleet.budget.overrun == "forbid":
             left = min(self.released[day], self.fleet.budget.total_usd) - self.committed
             count = min(count, int(max(0.0, left) // per_chip) if per_chip > 0 else count)
         if count < ch.cfg.min_order_chips or count <= 0:
             return
         lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng, 1)[0]) + ch.extra_lead
-        o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, price, price * ch.levy,
-                  fin.server_overhead_usd_per_node / fin.chips_per_node, day + max(1, int(round(lead))))
+        o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, price, ch.buyer_levy(price),
+                  fin.server_overhead_usd_per_node / fin.chips_per_node, day + max(1, int(round(lead))),
+                  levy_vendor_usd_per_chip=price * ch.levy + ch.fee - ch.buyer_levy(price))
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -584,8 +666,8 @@ class _FleetSim:
         self.ordered_c[pi] += count
         self.on_order[pi] += count
         self.committed += o.commitment_usd
-        if fin.capex_at == "order":
-            self._pay_order(day, o, pi)
+        self._pay_order(day, o, pi, ch.deposit_share)
+        o.deposit_usd = o.paid_usd
         self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
 
@@ -597,7 +679,8 @@ class _FleetSim:
         term = max(ch.cfg.min_term_days, int(req.term_days or 0))
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, 0.0, 0.0, 0.0,
                   day + max(0, int(round(lead))), kind="rent",
-                  price_usd_per_chip_hour=float(offer.price_usd_per_chip_hour) * (1 + ch.levy), term_days=term)
+                  price_usd_per_chip_hour=float(offer.price_usd_per_chip_hour) + ch.buyer_levy(
+                      float(offer.price_usd_per_chip_hour), fee=False), term_days=term)
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -606,19 +689,43 @@ class _FleetSim:
                             f"rental {o.order_id}, {term} days, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
 
-    def _pay_order(self, day: int, o: Order, pi: int) -> None:
+    def _pay_order(self, day: int, o: Order, pi: int, share: float | None) -> None:
+        """Pay `share` of the order (deposit at order), or what is left of it (share None: the
+        balance at delivery), as capex and levy in proportion."""
         capex = o.count * (o.price_usd_per_chip + o.overhead_usd_per_chip)
         levy = o.count * o.levy_usd_per_chip
-        self._pay(day, "capex", o.chip, o.channel, capex, pi)
-        self._pay(day, "levy", o.chip, o.channel, levy, pi)
-        o.paid_usd = capex + levy
+        total = capex + levy
+        amount = total - o.paid_usd if share is None else share * total
+        if amount <= 0 or total <= 0:
+            return
+        self._pay(day, "capex", o.chip, o.channel, amount * capex / total, pi, o.order_id)
+        self._pay(day, "levy", o.chip, o.channel, amount * levy / total, pi, o.order_id)
+        o.paid_usd += amount
 
     def _order(self, o: Order, ch: _Channel):
         env = self.env
-        if o.due_day > env.now:
-            yield env.timeout(o.due_day - env.now)
-        while o.fate == "in_transit" and ch.state != "open":
-            yield ch.reopened
+        if o.due_day + ORDER_AT > env.now:  # after the day's regime changes: they decide its fate
+            yield env.timeout(o.due_day + ORDER_AT - env.now)
+        terms = ch.cfg.payment
+        limit = terms.cancel_held_after_days if terms is not None and o.kind == "buy" else None
+        while o.fate == "in_transit" and not ch.ships:
+            if o.held_day < 0:
+                o.held_day = int(env.now)
+            if limit is None:
+                yield ch.reopened
+                continue
+            left = o.held_day + limit - env.now
+            if left > 0:
+                yield ch.reopened | env.timeout(left)
+                continue
+            day = int(env.now)
+            if day < self.n_days:  # the buyer gives up on an order held too long
+                ch.pending.remove(o)
+                self._write_off(o, ch, day, "cancelled", 1.0 if terms.deposit_on_cancel == "refund" else 0.0)
+                self.events.append((day, "buyer_cancel", ch.name, o.chip, o.pool, o.count,
+                                    f"order {o.order_id} held {day - o.held_day} days: paid USD "
+                                    f"{o.paid_usd:,.0f}, {terms.deposit_on_cancel}ed"))
+            return
         if o.fate != "in_transit":
             return
         day = int(env.now)
@@ -638,8 +745,7 @@ class _FleetSim:
             self.events.append((day, "delivery", ch.name, o.chip, o.pool, o.count, f"rental {o.order_id}"))
             return
         self.on_order[pi] -= o.count
-        if self.fleet.finance.capex_at == "delivery":
-            self._pay_order(day, o, pi)
+        self._pay_order(day, o, pi, None)  # the balance
         per_chip = o.price_usd_per_chip + o.levy_usd_per_chip + o.overhead_usd_per_chip
         self.cohorts.add(pi, ch.idx, day, o.count, day + self.fleet.commissioning_days,
                          day + self.life_days, per_chip)
@@ -775,6 +881,7 @@ class _FleetSim:
                                      + r["revenue_input_cache_miss_usd"][day])
         for n, ch in self.channels.items():
             self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
+            self.side_day[day, ch.idx] = (EXPORTER_CODE[ch.exporter], IMPORTER_CODE[ch.importer])
         if day in self._wset:
             self._snapshot(day, up, dmd)
 

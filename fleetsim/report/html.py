@@ -167,6 +167,11 @@ def fleet_findings(run: RunFolder) -> list[str]:
     if fates.get("stranded") or fates.get("cancelled"):
         out.append(f"{fates.get('stranded', 0):,} chips were stranded and {fates.get('cancelled', 0):,} "
                    "cancelled after orders were placed (supply shocks).")
+    if f.get("impairment_usd") or f.get("at_risk_usd"):
+        out.append(f"{_usd(f.get('impairment_usd'))} was paid for chips that will never arrive (impaired) and "
+                   f"{_usd(f.get('at_risk_usd'))} sits in orders held at the horizon (at risk): the all-in cost "
+                   f"is USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g} per million tokens against USD "
+                   f"{f.get('cost_usd_per_mtok', float('nan')):.3g} on depreciation alone.")
     m = monthly_cost_per_mtok(tl)
     m = m[m["usd_per_mtok"].notna()]
     if len(m):
@@ -196,11 +201,29 @@ def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
         ("budget", _usd(f.get("budget_usd"))),
         ("unmet demand (share of tokens)", f"{f.get('unmet_demand_share', 0):.1%}"),
         ("peak unmet share", f"{f.get('peak_unmet_share', 0):.0%} on {f.get('peak_unmet_date', '-')}"),
-        ("cost per million tokens", f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}"),
+        ("cost per million tokens (depreciation + power + opex + rental)",
+         f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}"),
+        ("all-in cost per million tokens (the same + impairments)",
+         f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}"),
+        ("impaired (paid, never to arrive)", _usd(f.get("impairment_usd"))),
+        ("at risk (paid into held orders)", _usd(f.get("at_risk_usd"))),
         ("energy per million tokens", f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh"),
         ("US-controlled capacity at end", f"{f.get('us_dependence_share_end', 0):.0%}"),
     ]
     tables = []
+    basis = f.get("cost_basis") or {}
+    if basis:
+        tables.append("<h3>What each cost per million tokens includes</h3>" + _table(
+            ["figure", "USD per Mtok", "includes"],
+            [[k, f.get(k), v] for k, v in basis.items()]))
+    chans = f.get("channels") or {}
+    if chans:
+        tables.append("<h3>Supply channels at the end: both sides, money paid, at risk, impaired</h3>" + _table(
+            ["channel", "exporter", "levy", "buyer's levy share", "importer", "ordered", "delivered", "held",
+             "paid USD", "at risk USD", "impaired USD"],
+            [[n, c["exporter_state"], c["levy"], c["levy_incidence"], c["importer_state"], c["chips_ordered"],
+              c["chips_delivered"], c["chips_held"], round(c["paid_usd"]), round(c["at_risk_usd"]),
+              round(c["impairment_usd"])] for n, c in chans.items()]))
     mix = f.get("fleet_mix_end") or {}
     tables.append("<h3>Fleet at the end</h3>" + _table(["chip", "chips"], [[k, v] for k, v in mix.items()]))
     by_year = f.get("capex_usd_by_year") or {}
@@ -389,7 +412,11 @@ def headline(run: RunFolder) -> dict[str, str]:
             "capex": _usd(f.get("capex_usd_total")), "budget": _usd(f.get("budget_usd")),
             "unmet demand share": f"{f.get('unmet_demand_share', 0):.1%}",
             "peak unmet share": f"{f.get('peak_unmet_share', 0):.0%} ({f.get('peak_unmet_date', '-')})",
-            "cost per million tokens": f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
+            "cost per million tokens (depreciation + power + opex + rental)":
+                f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
+            "all-in cost per million tokens (the same + impairments)":
+                f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}",
+            "impaired / at risk": f"{_usd(f.get('impairment_usd'))} / {_usd(f.get('at_risk_usd'))}",
             "energy per million tokens": f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh",
             "US-controlled share at end": f"{f.get('us_dependence_share_end', 0):.0%}",
             "fleet at end": ", ".join(f"{k} {v:,}" for k, v in (f.get("fleet_mix_end") or {}).items()),

@@ -136,13 +136,15 @@ def fleet_text(summary: dict[str, Any]) -> str:
         ("capex_usd_total", "capex total USD", ",.0f"), ("budget_usd", "budget USD", ",.0f"),
         ("unmet_demand_share", "unmet demand (share of tokens)", ".1%"),
         ("peak_unmet_share", "peak unmet share", ".1%"), ("peak_unmet_date", "peak unmet on", ""),
-        ("cost_usd_per_mtok", "cost USD per million tokens", ".3g"),
         ("energy_kwh_per_mtok", "energy kWh per million tokens", ".3g"),
         ("us_dependence_share_end", "US-supplied share at end", ".0%"),
     ):
         if f.get(key) is not None:
             v = f[key]
             lines.append(f"  {label}: {format(v, spec) if isinstance(v, (int, float)) and spec else v}")
+    at = next((i for i, ln in enumerate(lines) if ln.startswith("  energy")), len(lines))
+    lines[at:at] = cost_lines(f)
+    lines += supply_lines(f)
     mix = f.get("fleet_mix_end") or {}
     if mix:
         lines.append("  fleet at end: " + ", ".join(f"{k} {v:,}" for k, v in mix.items()))
@@ -180,6 +182,35 @@ def _revenue_lines(f: dict[str, Any]) -> list[str]:
         if f.get("cost_usd_per_mtok_input") is not None:
             out.append(f"  cost USD per million tokens, split by revenue share: input "
                        f"{f['cost_usd_per_mtok_input']:.3g}, output {f.get('cost_usd_per_mtok_output', 0):.3g}")
+    return out
+
+
+def cost_lines(f: dict[str, Any]) -> list[str]:
+    """Both costs per million tokens side by side, each saying what it includes."""
+    basis = f.get("cost_basis") or {}
+    out = []
+    for key, label in (("cost_usd_per_mtok", "cost USD per million tokens"),
+                       ("all_in_cost_usd_per_mtok", "all-in cost USD per million tokens")):
+        if f.get(key) is not None:
+            out.append(f"  {label}: {f[key]:.3g}" + (f" ({basis[key]})" if key in basis else ""))
+    return out
+
+
+def supply_lines(f: dict[str, Any]) -> list[str]:
+    """Write-offs, money at risk, and every channel with a side closed at the end."""
+    out = []
+    if f.get("impairment_usd") is not None:
+        out.append(f"  impaired USD {f['impairment_usd']:,.0f} (paid, never to arrive: stranded, cancelled, "
+                   f"forfeited); at risk USD {f.get('at_risk_usd', 0.0):,.0f} (paid into orders held at the "
+                   f"horizon); in the pipeline USD {f.get('paid_in_transit_usd', 0.0) - f.get('at_risk_usd', 0.0):,.0f}")
+    for n, c in (f.get("channels") or {}).items():
+        if c["exporter_state"] == "open" and c["importer_state"] == "open":
+            continue
+        fee = f"levy {c['levy']:g}" + (f" + USD {c['fee_usd_per_chip']:g}/chip" if c["fee_usd_per_chip"] else "")
+        out.append(f"  channel {n}: exporter {c['exporter_state']} ({fee}, buyer bears {c['levy_incidence']:.0%}), "
+                   f"importer {c['importer_state']}; {c['chips_delivered']:,} of {c['chips_ordered']:,} chips "
+                   f"delivered, {c['chips_held']:,} held; at risk USD {c['at_risk_usd']:,.0f}, impaired USD "
+                   f"{c['impairment_usd']:,.0f}")
     return out
 
 

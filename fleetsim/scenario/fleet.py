@@ -22,7 +22,24 @@ NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 REGIME_STATES = ("open", "licence_required", "banned", "buyer_ban")
+#: a one-sided state of older scenario files: open opens both sides, licence_required and banned
+#: are the exporter's, buyer_ban the importer's (split_state)
 RegimeState = Literal["open", "licence_required", "banned", "buyer_ban"]
+EXPORTER_STATES = ("open", "licence_required", "banned")
+IMPORTER_STATES = ("open", "discouraged", "buyer_ban", "customs_block")
+ExporterState = Literal["open", "licence_required", "banned"]
+ImporterState = Literal["open", "discouraged", "buyer_ban", "customs_block"]
+
+
+def split_state(state: str | None) -> tuple[str | None, str | None]:
+    """A one-sided `state` of an older file -> (exporter, importer); None leaves a side as it is."""
+    if state is None:
+        return None, None
+    if state == "open":
+        return "open", "open"
+    if state in EXPORTER_STATES:
+        return state, None
+    return None, state
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 
 
@@ -129,13 +146,20 @@ class FabConfig(StrictModel):
 
 
 class MarkovCycle(StrictModel):
-    """Random approval/restriction cycles: exponential sojourns in open and closed states."""
+    """Random approval/restriction cycles of one side of a channel: exponential sojourns in open
+    and closed states. The closed state names the side: licence_required and banned cycle the
+    exporter's government, buyer_ban and customs_block the importer's."""
 
-    mean_open_days: Pos = Field(description="mean days a channel stays open")
+    mean_open_days: Pos = Field(description="mean days the side stays open")
     mean_closed_days: Pos = Field(description="mean days it stays closed")
-    closed_state: Literal["licence_required", "banned", "buyer_ban"] = Field(
-        "licence_required", description="the state a closure enters")
+    closed_state: Literal["licence_required", "banned", "buyer_ban", "customs_block"] = Field(
+        "licence_required", description="the state a closure enters (and so the side that cycles)")
     from_date: dt.date | None = Field(None, description="cycles start here (default: fleet start)")
+
+
+def cycle_side(c: MarkovCycle) -> str:
+    """The side a random cycle closes: the exporter's or the importer's government."""
+    return "exporter" if c.closed_state in EXPORTER_STATES else "importer"
 
 
 class RoadmapConfig(StrictModel):
@@ -157,6 +181,20 @@ class RoadmapConfig(StrictModel):
         1.0, description="price of generation k = base price x factor^k")
 
 
+class PaymentTerms(StrictModel):
+    """When the buyer pays for a bought order, and what a held order costs it. A held order risks
+    only what has been paid; a ban's cancel or strand (`on_ban`) applies to what was paid."""
+
+    deposit_share: Share = Field(
+        description="share of the order (price + buyer's levy + server overhead) paid at order; the "
+        "balance at delivery (1 = full prepayment, 0 = everything at delivery)")
+    cancel_held_after_days: Annotated[int, Field(ge=0, le=3650)] | None = Field(
+        None, description="the buyer cancels an order held (due, but a side closed) longer than this "
+        "(None: it waits to the horizon)")
+    deposit_on_cancel: Literal["forfeit", "refund"] = Field(
+        "forfeit", description="what the buyer's cancellation of a held order does to what it paid")
+
+
 class ChannelConfig(StrictModel):
     """A way to buy (or rent) chips: vendor, offers, price, levy, lead time, caps, regime.
 
@@ -172,20 +210,34 @@ class ChannelConfig(StrictModel):
         30, description="rent channels: shortest rental, days")
     us_controlled: bool = Field(False, description="supply subject to US export controls (US dependence)")
     offers: list[Offer] = Field(min_length=1, description="chips sold, with prices and dates")
-    levy: Share = Field(0.0, description="surcharge on the price (the H20 licence's 15% share)")
+    levy: Share = Field(0.0, description="exporter side: levy or fee as a share of the price (the H20 "
+                        "licence's 15% revenue share)")
+    fee_usd_per_chip: NonNeg = Field(0.0, description="exporter side: a fixed fee per chip exported")
+    levy_incidence: Share = Field(
+        1.0, description="share of the levy and fee passed to the buyer in its price (the rest the "
+        "vendor absorbs; reported, never paid by the buyer)")
+    payment: PaymentTerms | None = Field(
+        None, description="deposit and balance (default: everything at order or at delivery, per "
+        "finance.capex_at)")
     lead_time_days: Duration = Field(FixedDuration(value=90), description="order to delivery, days")
     cap_per_month: NonNeg | None = Field(None, description="chips the buyer may order per calendar month")
     cap_per_quarter: dict[str, NonNeg] | None = Field(
         None, description="'2025Q3' -> chips orderable that quarter (step)")
     fab: FabConfig | None = Field(None, description="domestic fab ramp (sets the quarterly cap)")
     min_order_chips: Annotated[int, Field(ge=1)] = Field(1, description="smallest order")
-    initial_state: RegimeState = Field("open", description="regime on the start date")
+    initial_state: RegimeState | None = Field(
+        None, description="older one-state form, mapped to its side (open: both sides open)")
+    initial_exporter: ExporterState = Field("open", description="exporter side on the start date")
+    initial_importer: ImporterState = Field("open", description="importer side on the start date")
+    compliance_share: Share = Field(
+        1.0, description="importer side `discouraged`: share of planned orders the buyer forgoes")
     on_ban: Literal["cancel", "strand"] = Field(
         "cancel", description="orders in transit when banned: cancelled (refund) or stranded (lost)")
     refund_share: Share = Field(1.0, description="share of a cancelled order's payment refunded")
     risk_per_year: NonNeg = Field(
         0.0, description="planner's belief: chance per year the channel closes (security_weighted)")
-    random_cycle: MarkovCycle | None = Field(None, description="random regime cycles")
+    random_cycle: MarkovCycle | list[MarkovCycle] | None = Field(
+        None, description="random regime cycles (one, or a list with at most one per side)")
     roadmap: RoadmapConfig | None = Field(None, description="new chip generations from dates")
     elastic: ElasticRent | None = Field(
         None, description="rent channels: rent hour by hour for the demand the fleet cannot serve "
@@ -209,6 +261,33 @@ class ChannelConfig(StrictModel):
                                      f"chip '{off.chip}')")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _initial_sides(cls, data):
+        """The one-state form `initial_state` sets the side it belongs to."""
+        if isinstance(data, dict) and data.get("initial_state") in REGIME_STATES:
+            if "initial_exporter" in data or "initial_importer" in data:
+                raise ValueError("give initial_state (older one-state form) or initial_exporter/"
+                                 "initial_importer, not both")
+            exp, imp = split_state(data["initial_state"])
+            data = {**data, **({"initial_exporter": exp} if exp else {}),
+                    **({"initial_importer": imp} if imp else {})}
+        return data
+
+    @model_validator(mode="after")
+    def _sides(self) -> "ChannelConfig":
+        """At most one random cycle per side."""
+        sides = [cycle_side(c) for c in self.cycles]
+        if len(set(sides)) < len(sides):
+            raise ValueError("random_cycle: give at most one cycle per side (exporter states "
+                             "licence_required, banned; importer states buyer_ban, customs_block)")
+        return self
+
+    @property
+    def cycles(self) -> list["MarkovCycle"]:
+        c = self.random_cycle
+        return [] if c is None else [c] if isinstance(c, MarkovCycle) else list(c)
+
     @model_validator(mode="after")
     def _elastic_rent(self) -> "ChannelConfig":
         if self.elastic is not None and self.kind != "rent":
@@ -227,16 +306,38 @@ class ChannelConfig(StrictModel):
 
 
 class RegimeEvent(StrictModel):
-    """A dated change of a channel's regime (and optionally its levy or caps)."""
+    """A dated change of one or both sides of a channel's regime (and optionally its levy, fee,
+    caps or lead time, or a forced removal of chips it delivered)."""
 
     date: dt.date
     channel: str = Field(description="channel name")
-    state: RegimeState | None = Field(None, description="new regime state (None: unchanged)")
-    levy: Share | None = Field(None, description="new levy")
-    cap_per_month: NonNeg | None = Field(None, description="new monthly cap")
+    exporter: ExporterState | None = Field(None, description="new exporter-side state (None: unchanged)")
+    importer: ImporterState | None = Field(None, description="new importer-side state (None: unchanged)")
+    state: RegimeState | None = Field(
+        None, description="older one-state form, mapped to its side (open: both sides open)")
+    levy: Share | None = Field(None, description="exporter side: new levy")
+    fee_usd_per_chip: NonNeg | None = Field(None, description="exporter side: new fee per chip")
+    cap_per_month: NonNeg | None = Field(None, description="new monthly cap (0: supply paused)")
     extra_lead_days: NonNeg | None = Field(None, description="added to every later order's lead time")
+    compliance_share: Share | None = Field(None, description="importer side `discouraged`: new compliance share")
+    remove_share: Share | None = Field(
+        None, description="importer side: forced removal of this share of the chips installed from "
+        "the channel")
     note: str = Field("", description="what happened")
     source: str = Field("", description="where it is documented")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "RegimeEvent":
+        if self.state is not None and (self.exporter is not None or self.importer is not None):
+            raise ValueError("give `state` (older one-state form) or `exporter`/`importer`, not both")
+        return self
+
+    @property
+    def sides(self) -> tuple[str | None, str | None]:
+        """(exporter, importer) this event sets; None leaves that side unchanged."""
+        if self.state is not None:
+            return split_state(self.state)
+        return self.exporter, self.importer
 
 
 class RemovalEvent(StrictModel):

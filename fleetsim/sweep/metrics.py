@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 FLEET_KEYS = ("capex_usd_total", "unmet_demand_share", "peak_unmet_share", "cost_usd_per_mtok",
-              "cash_cost_usd_per_mtok", "energy_kwh_per_mtok", "us_dependence_share_end",
+              "all_in_cost_usd_per_mtok", "impairment_usd", "at_risk_usd", "cash_cost_usd_per_mtok", "energy_kwh_per_mtok", "us_dependence_share_end",
               "window_attainment_mean")
 
 

@@ -46,16 +46,21 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
     for k in range(K):
         rng = stream(seed, "optimal", state.period, k)
         if fleet is not None:
-            from fleetsim.fleet.regime import build_transitions
+            from fleetsim.fleet.regime import build_transitions, combined_state
 
+            # both sides of each channel as they stand today, then walked through the future
+            sides = {n: [getattr(state.channels[n], "exporter_state", None) or "open",
+                         getattr(state.channels[n], "importer_state", None) or "open"] for n in channels}
             for tr in build_transitions(fleet, rng):
-                if tr.day <= today or tr.state is None or tr.channel not in out:
+                if tr.day <= today or (tr.exporter is None and tr.importer is None) or tr.channel not in out:
                     continue
                 if not known_events and tr.origin != "random":
                     continue
+                sd = sides[tr.channel]
+                sd[0], sd[1] = tr.exporter or sd[0], tr.importer or sd[1]
                 t = int(math.ceil((tr.day - today) / per))
                 if t < T:
-                    out[tr.channel][k, t:] = tr.state
+                    out[tr.channel][k, t:] = combined_state(*sd)
         for n in channels:
             ch = state.channels[n]
             if ch.risk_per_year <= 0:
