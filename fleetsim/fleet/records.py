@@ -335,7 +335,29 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         att = np.array([a for a in windows["attainment"] if a is not None], dtype=float)
         out["windows"] = len(set(windows["window"]))
         out["window_attainment_mean"] = rnd(float(att.mean()), 3) if len(att) else None
+        out.update(_worst_window(sim, windows))
+    out.update(_budget_out(sim, ledger))
     return out
+
+
+def _worst_window(sim, windows) -> dict[str, Any]:
+    """The window (and chip kind) with the lowest SLO attainment, and how many windows missed
+    their class's SLO percentile."""
+    rows = [(a, str(d), c, w) for a, d, c, w in zip(windows["attainment"], windows["date"], windows["chip"],
+                                                   windows["workload"]) if a is not None and a == a]
+    if not rows:
+        return {}
+    need = {w: sim.serving.workloads[w].slo.percentile / 100.0 for w in sim.serving.workloads}
+    worst = min(rows, key=lambda r: r[0])
+    missed = {(r[1]) for r in rows if r[0] < need.get(r[3], 1.0)}
+    return {"window_attainment_worst": float(f"{worst[0]:.3g}"), "window_worst_date": worst[1][:10],
+            "window_worst_chip": worst[2], "windows_missed": len(missed)}
+
+
+def _budget_out(sim, ledger) -> dict[str, Any]:
+    """The day orders committed the whole budget (not one more chip fitted; None: never)."""
+    d = sim.budget_out_day
+    return {"budget_exhausted_on": None if d is None else str(sim.start + dt.timedelta(days=d))}
 
 
 def _token_economics(sim, served_output_mtok: float, costs_usd: float, revenue_usd: float,

@@ -333,6 +333,7 @@ class _FleetSim:
         self.ledger: list[tuple] = []   # (day, kind, chip, channel, amount)
         self.events: list[tuple] = []   # (day, kind, channel, chip, pool, count, detail)
         self.committed = 0.0
+        self.budget_out_day: int | None = None
         self.life_days = int(round(f.finance.life_years * 365))
         # per pool order counters (cumulative chips)
         npl = len(self.pools)
@@ -666,6 +667,8 @@ class _FleetSim:
         self.ordered_c[pi] += count
         self.on_order[pi] += count
         self.committed += o.commitment_usd
+        if self.budget_out_day is None and self.fleet.budget.total_usd - self.committed < per_chip:
+            self.budget_out_day = day  # not one more chip of this kind fits the total budget
         self._pay_order(day, o, pi, ch.deposit_share)
         o.deposit_usd = o.paid_usd
         self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))

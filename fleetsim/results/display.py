@@ -152,10 +152,28 @@ def fleet_text(summary: dict[str, Any]) -> str:
     if rented or (f.get("ledger_usd_by_kind") or {}).get("rental"):
         lines.append("  rented at end: " + (", ".join(f"{k} {v:,}" for k, v in rented.items()) or "none")
                      + f" (rental USD {f['ledger_usd_by_kind'].get('rental', 0.0):,.0f} over the run)")
+    lines.extend(_windows_budget_lines(f))
     lines.extend(_revenue_lines(f))
     if summary.get("assumptions"):
         lines.append(assumptions_line(summary["assumptions"]))
     return "\n".join(lines)
+
+
+def _windows_budget_lines(f: dict[str, Any]) -> list[str]:
+    """SLO attainment of the serving windows (mean, worst, misses) and when the budget ran out."""
+    out = []
+    if f.get("window_attainment_mean") is not None:
+        line = (f"  SLO attainment in {f.get('windows', 0)} serving windows: mean {f['window_attainment_mean']:.1%}")
+        if f.get("window_attainment_worst") is not None:
+            line += (f", worst {f['window_attainment_worst']:.1%} ({f['window_worst_chip']}, "
+                     f"{f['window_worst_date']}), {f.get('windows_missed', 0)} below the SLO percentile")
+        out.append(line)
+    if "budget_exhausted_on" in f:
+        when = f["budget_exhausted_on"]
+        out.append(f"  budget fully committed: {when}" if when else
+                   "  budget fully committed: never (" + (f"USD {f['budget_usd'] - f['capex_usd_total']:,.0f} unspent"
+                                                            if isinstance(f.get('capex_usd_total'), (int, float)) else "") + ")")
+    return out
 
 
 def _tokens(mtok: float) -> str:
