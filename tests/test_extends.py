@@ -26,6 +26,11 @@ def test_shipped_variants_are_their_base_plus_their_change():
     dom = fleetsim.load_scenario(ROOT / "scenarios/domestic_only.yaml")
     assert not any(c.us_controlled for c in dom.fleet.channels.values())
     assert dom.fleet.initial_fleet == [] and set(dom.serving.pools) >= {"ppu", "a910b"}
+    lc = fleetsim.load_scenario(ROOT / "scenarios/licence_cycle.yaml")
+    assert lc.fleet.reference_events is None or not lc.fleet.reference_events
+    cycles = lc.fleet.channels["nvidia-h20"].random_cycle
+    assert {c.closed_state for c in cycles} == {"licence_required", "buyer_ban"}
+    assert lc.fleet.channels["nvidia-h20"].offers == base.fleet.channels["nvidia-h20"].offers
 
 
 def test_extends_errors_name_the_file_and_field(tmp_path):
