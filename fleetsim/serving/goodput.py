@@ -34,10 +34,6 @@ from fleetsim.serving.window import build_kernels, compile_workloads, generate_r
 _Z95 = 1.959963984540054
 # Rounds evaluate the rates c * exp(spread * OFFSETS) around the current estimate c.
 OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
-# The bracket's first step from the queueing estimate (then squared each step, at most 4x).
-BRACKET_STEP = 1.5
-# A round's outer rates sit at most this many logit units of attainment from the target.
-LOGIT_REACH = 2.5
 
 
 # What a goodput / capacity answer can depend on: the packages the serving world imports (checked
@@ -241,7 +237,7 @@ def fit_glm(rates, met, judged, percentile: float, confidence: float = 0.95,
     if not _representable(x_star, tq * se):  # a nearly flat fit: the interval has no finite ends
         return nan | {"slope": b1, "sigma": math.sqrt(phi), "unbounded": True}
     return {"rate": math.exp(x_star), "ci": (math.exp(x_star - tq * se), math.exp(x_star + tq * se)),
-            "slope": b1, "logit_slope": b1, "sigma": math.sqrt(phi), "n": m, "half_width_log": tq * se}
+            "slope": b1, "sigma": math.sqrt(phi), "n": m, "half_width_log": tq * se}
 
 
 # Largest |log rate| whose exp is a float with room to spare (exp(709.8) overflows).
@@ -317,23 +313,20 @@ def search_goodput(
             progress(f"  {pname}/{wname}: {rate:.4g} req/s/replica -> SLO attainment {e['attainment']:.2%}")
         return e
 
-    # 1. Bracket: from a queueing estimate of the rate, step up or down (by 50%, then by growing
-    # factors) until one window passes and one fails.
+    # 1. Bracket: double or halve until one window passes and one fails.
     lo, hi = 0.0, math.inf
-    rate = _capacity_guess(kernels[pname], sample, pool, workload)
-    factor = BRACKET_STEP
+    rate = _capacity_guess(kernels[pname], sample, pool)
     for _ in range(40):
         if evaluate(rate)["attainment"] >= percentile:
             lo = max(lo, rate)
-            rate = rate * factor if math.isinf(hi) else rate
+            rate = rate * 2.0 if math.isinf(hi) else rate
         else:
             hi = min(hi, rate)
-            rate = rate / factor if lo == 0 else rate
+            rate = rate / 2.0 if lo == 0 else rate
         if lo > 0 and hi < math.inf:
             break
         if rate < 1e-6 or len(evaluations) >= gcfg.max_windows:
             break
-        factor = min(factor * factor, 4.0)
     if lo == 0.0 or math.isinf(hi):  # never passed (or never failed) within the budget
         return _result(base, evaluations, math.nan, None, percentile, gcfg,
                        note="no bracket found: SLO holds at no rate tried" if lo == 0.0
@@ -343,14 +336,9 @@ def search_goodput(
     centre = math.sqrt(lo * hi)
     spread = min(max(0.5 * abs(math.log(hi / lo)), gcfg.precision), 0.35)
     fit: dict[str, Any] = {}
-    first = True
     while len(evaluations) + len(OFFSETS) <= gcfg.max_windows:
         for off in OFFSETS:
-            r = centre * math.exp(spread * off)
-            # The first round's ends are the bracket's windows: reuse them, do not repeat them.
-            if not (first and any(abs(e["rate"] - r) <= 1e-9 * r for e in evaluations)):
-                evaluate(r)
-        first = False
+            evaluate(centre * math.exp(spread * off))
         fit = _local_fit(evaluations, centre, spread, percentile)
         if not math.isfinite(fit["rate"]):
             spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider
@@ -363,10 +351,6 @@ def search_goodput(
         if done:
             break
         spread = min(max(1.5 * half, gcfg.precision), 0.35)
-        # Windows whose attainment is all but 0 or 1 carry almost no information: keep the
-        # design's ends within LOGIT_REACH of the target on the fitted logistic curve.
-        if fit.get("logit_slope"):
-            spread = min(spread, max(LOGIT_REACH / abs(fit["logit_slope"]), gcfg.precision))
     return _result(base, evaluations, centre, fit, percentile, gcfg)
 
 
@@ -449,23 +433,16 @@ def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workloa
     return float(np.mean(ok))
 
 
-def _capacity_guess(kernel, req, pool: PoolConfig, workload: WorkloadConfig) -> float:
-    """A first rate to try, from a queueing estimate: Little's law on a replica whose batch is
-    the largest the KV cache holds and the SLO's time per output token allows (step time at B
-    sequences of mean context <= tpot_s), each request costing its prefill plus its output
-    tokens' share of B-wide steps; the SLO's queueing margin takes 20% off that throughput."""
+def _capacity_guess(kernel, req, pool: PoolConfig) -> float:
+    """A first rate to try: the replica's full-batch token throughput over mean request size."""
     if len(req) == 0:
         return 1.0
+    b = pool.batching.max_batch
     mean_p, mean_o = float(req.prompt_tokens.mean()), float(req.output_tokens.mean())
-    ctx = mean_p + mean_o / 2.0
-    b_max = int(max(1, min(pool.batching.max_batch, kernel.kv_capacity_tokens // max(mean_p + mean_o, 1.0))))
-    batch = np.unique(np.geomspace(1, b_max, num=min(b_max, 64)).astype(np.int64))
-    step = np.asarray(kernel.iteration_time_s(0, batch, batch * ctx), float).reshape(-1)
-    fits = step <= workload.slo.tpot_s
-    i = int(np.flatnonzero(fits)[-1]) if fits.any() else 0
+    step = float(kernel.iteration_time_s(0, b, b * (mean_p + mean_o / 2.0)))
     prefill = float(kernel.iteration_time_s(mean_p, 0, 0.0))
-    per_request_s = prefill + mean_o * float(step[i]) / float(batch[i])
-    return max(0.8 / per_request_s, 1e-3)
+    per_request_s = prefill + mean_o * step / b
+    return max(0.5 / per_request_s, 1e-3)
 
 
 def cached_goodput(
