@@ -21,7 +21,9 @@ _SCALED_BY_PERF = ("bf16_tflops", "fp8_tflops", "int8_tops", "fp4_tflops", "hbm_
 @functools.cache
 def _raw(filename: str) -> dict[str, Any]:
     text = resources.files("fleetsim.catalog").joinpath(filename).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    # libyaml's parser when built (same safe constructor, same objects, about 5x faster on the
+    # catalogs every run reads); the pure-Python safe loader otherwise.
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _suggest(name: str, allowed: list[str]) -> str:

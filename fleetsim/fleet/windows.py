@@ -32,13 +32,23 @@ def _largest_remainder(weights: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+_Z95 = 1.959963984540054  # standard normal 97.5% quantile
+
+
 def _wilson(k: int, n: int) -> tuple[float | None, float | None]:
+    """Wilson's 95% score interval (Newcombe 1998, method 3), written out as
+    scipy.stats.binomtest(k, n).proportion_ci(method="wilson") computes it, to the same bits:
+    importing scipy.stats on every fleet run cost more than all its windows' statistics."""
     if n == 0:
         return None, None
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
+    p = k / n
+    z2 = _Z95 ** 2
+    denom = 2 * (n + z2)
+    center = (2 * n * p + z2) / denom
+    delta = _Z95 / denom * math.sqrt(4 * n * p * (1 - p) + z2)
+    lo = 0.0 if k == 0 else center - delta
+    hi = 1.0 if k == n else center + delta
+    return float(lo), float(hi)
 
 
 def window_runner(chips: dict, models: dict):

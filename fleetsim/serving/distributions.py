@@ -13,7 +13,6 @@ import math
 from abc import ABC, abstractmethod
 
 import numpy as np
-from scipy import special
 
 __all__ = [
     "TokenDistribution",
@@ -33,6 +32,37 @@ def _check_count(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be an integer >= 0 (got {n!r})")
     return int(n)
+
+
+def _ndtr_scalar(a: float) -> float:
+    """Standard normal CDF, as cephes' ndtr (scipy.special.ndtr) computes it: erf near 0,
+    erfc in the tails (no cancellation). Kept here so a run needs no scipy import for it."""
+    x = a * _SQRT1_2
+    z = abs(x)
+    if z < _SQRT1_2:
+        return 0.5 + 0.5 * math.erf(x)
+    y = 0.5 * math.erfc(z)
+    return 1.0 - y if x > 0 else y
+
+
+_SQRT1_2 = math.sqrt(0.5)
+_ndtr_array = np.vectorize(_ndtr_scalar, otypes=[float])
+
+
+def _ndtr(z):
+    """Normal CDF of an array: math's erf/erfc per element (within an ulp of scipy's) up to
+    _NDTR_LOOP elements, where a loop costs less than importing scipy.special; scipy beyond."""
+    z = np.asarray(z, dtype=float)
+    if z.size > _NDTR_LOOP:
+        from scipy import special
+
+        return special.ndtr(z)
+    if z.ndim == 0:
+        return np.float64(_ndtr_scalar(float(z)) if not math.isnan(z) else math.nan)
+    return _ndtr_array(z) if z.size else np.zeros(z.shape)
+
+
+_NDTR_LOOP = 1 << 16
 
 
 class TokenDistribution(ABC):
@@ -142,7 +172,7 @@ class Lognormal(TokenDistribution):
         """P(X <= x) for the lognormal with ln-mean mu + shift (shift = r sigma^2: moment r)."""
         with np.errstate(divide="ignore"):
             z = (np.log(np.asarray(x, dtype=float)) - self.mu - shift) / self.sigma
-        return special.ndtr(z)
+        return _ndtr(z)
 
     def cdf(self, k: np.ndarray | float) -> np.ndarray:
         k = np.floor(np.asarray(k, dtype=float))

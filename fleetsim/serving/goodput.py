@@ -168,6 +168,8 @@ def fit_linear(rates, met, judged, percentile: float, confidence: float = 0.95) 
     half = tq * math.sqrt(s2) / abs(b1) * math.sqrt((1 - g) / m + u0 * u0 / sxx) / (1 - g)
     centre = u0 / (1 - g)
     lo, hi = xm + centre - half, xm + centre + half
+    if not (_representable(xm + u0, 0.0) and _representable(xm + centre, half)):
+        return nan | {"slope": b1, "sigma": math.sqrt(s2), "unbounded": True}
     return {"rate": math.exp(xm + u0), "ci": (math.exp(lo), math.exp(hi)), "slope": b1,
             "sigma": math.sqrt(s2), "n": m, "half_width_log": 0.5 * (hi - lo)}
 
@@ -232,8 +234,21 @@ def fit_glm(rates, met, judged, percentile: float, confidence: float = 0.95,
     se = math.sqrt(var)
     tq = float(student_t.ppf(0.5 + confidence / 2, m - 2))
     x_star = xc + u
+    if not _representable(x_star, tq * se):  # a nearly flat fit: the interval has no finite ends
+        return nan | {"slope": b1, "sigma": math.sqrt(phi), "unbounded": True}
     return {"rate": math.exp(x_star), "ci": (math.exp(x_star - tq * se), math.exp(x_star + tq * se)),
             "slope": b1, "sigma": math.sqrt(phi), "n": m, "half_width_log": tq * se}
+
+
+# Largest |log rate| whose exp is a float with room to spare (exp(709.8) overflows).
+_LOG_RATE_MAX = 700.0
+
+
+def _representable(x_star: float, half_log: float) -> bool:
+    """Whether the estimate and both ends of its interval exist as floats: a slope near zero puts
+    them past exp's range (an OverflowError before), and such an interval is unbounded anyway."""
+    return (math.isfinite(x_star) and math.isfinite(half_log)
+            and abs(x_star) + abs(half_log) <= _LOG_RATE_MAX)
 
 
 def search_goodput(
@@ -328,8 +343,9 @@ def search_goodput(
         if not math.isfinite(fit["rate"]):
             spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider
             continue
-        # Keep the design centred on the estimate, its width near the interval's.
-        centre = fit["rate"]
+        # Keep the design centred on the estimate, its width near the interval's; never far
+        # outside the bracket (a noisy fit can extrapolate to rates no window should simulate).
+        centre = min(max(fit["rate"], lo / 2.0), hi * 2.0)
         half = 0.5 * math.log(fit["ci"][1] / fit["ci"][0])
         done = fit["n"] >= gcfg.min_windows and half <= math.log1p(gcfg.precision)
         if done:
@@ -365,10 +381,14 @@ def _result(base: dict, evaluations: list[dict], centre: float, fit: dict | None
     out = base | {"windows": len(evaluations), "requests_simulated": requests,
                   "output_tokens_per_request": mean_out, "trace": evaluations}
     if fit is None or not math.isfinite(fit.get("rate", math.nan)):
+        if note is None:
+            note = ("attainment barely falls with rate within the budget: the 95% interval is "
+                    "unbounded" if fit is not None and fit.get("unbounded")
+                    else "no decreasing fit of attainment against rate within the budget")
         return out | {"goodput_req_per_s_per_replica": math.nan,
                       "goodput_ci95_req_per_s_per_replica": [math.nan, math.nan],
                       "goodput_tokens_per_s_per_replica": math.nan, "precision_met": False,
-                      "note": note or "no decreasing fit of attainment against rate within the budget"}
+                      "note": note}
     rate = fit["rate"]
     lo, hi = fit["ci"]
     half_rel = 0.5 * (hi - lo) / rate

@@ -1,0 +1,116 @@
+"""Issue 24's whole-process figures, optionally interleaved with another checkout of fleetsim
+(the code before a change) so both are measured back to back under the same machine load.
+
+    python benchmarks/bench_speed.py warm [--runs 3] [--before DIR]
+        `fleetsim run scenarios/alibaba_2025.yaml --no-plots` as a whole process on a warm
+        capacity cache (one unmeasured run first fills it): wall and user CPU seconds per run.
+    python benchmarks/bench_speed.py cold [--before DIR] [--precision 0.03]
+        the capacity search of every replica type of the reference case from an empty cache:
+        CPU seconds (process time, less sensitive to other jobs than wall time), windows and
+        the estimate per type, and the total.
+
+DIR is a checkout of fleetsim (e.g. `git worktree add /tmp/before <commit>`); its package is put
+first on PYTHONPATH, so the same interpreter and dependencies run both. The load average is
+printed before and after: on a shared machine wall times are noisy and say so.
+
+Measured 2026-12-07 11:42-11:47 UTC, load average 8-13 on the 2 shared cores (so wall times are
+2-3x the CPU times), before = 014216f, after = branch `speed`, interleaved (this script's logic):
+warm --no-plots user CPU 2.63 / 2.67 / 2.62 s before, 1.96 / 1.89 / 1.90 s after (-28%; wall
+7.1 / 6.3 / 5.6 s before, 5.6 / 4.0 / 4.1 s after). Cold capacity search at 3%: 281 windows and
+24.3 CPU s before, the same windows and estimates and 24.3 CPU s after (the search is unchanged:
+1.5 s per type was not reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "alibaba_2025.yaml"
+
+COLD = r"""
+import sys, time
+import fleetsim
+from fleetsim.serving import capacity as cap
+scen = fleetsim.load_scenario(sys.argv[1]).with_overrides([f"serving.goodput.precision={sys.argv[2]}"])
+total = 0.0
+for pool in scen.serving.pools:
+    t = time.process_time()
+    c = cap.capacity(scen, pool, "chat")  # no disk cache: every type is searched
+    dt = time.process_time() - t
+    total += dt
+    print(f"  {pool:<11} {cap.format_interval(c.goodput_rps, *c.goodput_ci95_rps):<26} {c.windows:3d} windows"
+          f"  {dt:5.2f} CPU s  {c.note}", flush=True)
+print(f"  total {total:.1f} CPU s")
+"""
+
+
+def _env(before: str | None, cache: str) -> dict:
+    env = dict(os.environ, FLEETSIM_CACHE_DIR=cache)
+    if before:
+        env["PYTHONPATH"] = before + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime
+
+
+def warm(runs: int, before: str | None) -> None:
+    fleetsim = str(Path(sys.executable).with_name("fleetsim"))
+    sides = [("after", None)] + ([("before", before)] if before else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        caches = {name: os.path.join(tmp, f"cache-{name}") for name, _ in sides}
+        outs = {name: os.path.join(tmp, f"run-{name}") for name, _ in sides}
+        for name, src in sides:  # fill each side's capacity cache (not measured)
+            subprocess.run([fleetsim, "run", str(SCENARIO), "-o", outs[name], "--no-plots", "-q",
+                            "--overwrite"], env=_env(src, caches[name]), check=True, stdout=subprocess.DEVNULL)
+        rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sides}
+        for _ in range(runs):
+            for name, src in reversed(sides):
+                rows[name].append(_timed([fleetsim, "run", str(SCENARIO), "-o", outs[name], "--no-plots",
+                                          "-q", "--overwrite"], _env(src, caches[name])))
+    for name, vals in rows.items():
+        walls = ", ".join(f"{w:.2f}" for w, _ in vals)
+        cpus = ", ".join(f"{u:.2f}" for _, u in vals)
+        print(f"{name:<7} warm --no-plots: wall s {walls}; user CPU s {cpus}")
+
+
+def cold(before: str | None, precision: float) -> None:
+    sides = ([("before", before)] if before else []) + [("after", None)]
+    for name, src in sides:
+        with tempfile.TemporaryDirectory() as cache:
+            print(f"{name}: cold capacity search at precision {precision:.0%}", flush=True)
+            subprocess.run([sys.executable, "-c", COLD, str(SCENARIO), str(precision)],
+                           env=_env(src, cache), check=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["warm", "cold"])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--before", help="a fleetsim checkout to measure interleaved with this one")
+    ap.add_argument("--precision", type=float, default=0.03)
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    if args.what == "warm":
+        warm(args.runs, args.before)
+    else:
+        cold(args.before, args.precision)
+    print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
