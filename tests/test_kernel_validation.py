@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from fleetsim.catalog import load_chips, load_engines, load_models
-from fleetsim.kernel.measurements import METRICS, TOLERANCE, compare, load_measurements, summary
+from fleetsim.kernel.measurements import (
+    FROZEN_SOURCES,
+    METRICS,
+    TOLERANCE,
+    compare,
+    load_measurements,
+    summary,
+)
 
 POINTS = load_measurements()
 ROWS = {r["key"]: r for r in compare()}
@@ -37,15 +44,38 @@ def test_measurement_set_coverage_and_provenance():
         assert m.published > 0 and math.isfinite(m.published)
 
 
-def test_split_is_by_source_with_no_source_on_both_sides():
+def test_split_is_by_source_and_time_as_frozen():
+    """The split column is what split_by_source_and_time gives: no source on both sides, the
+    newest source of a system tested, no test row older than a fit row of its system."""
+    from fleetsim.kernel.measurements import split_by_source_and_time
+
+    rule = split_by_source_and_time(POINTS)
+    assert {m.key: m.split for m in POINTS} == {m.key: rule[m.source] for m in POINTS}
     sides = defaultdict(set)
     for m in POINTS:
         assert m.split in ("fit", "test"), m.key
         sides[m.source].add(m.split)
     assert all(len(s) == 1 for s in sides.values()), {k: v for k, v in sides.items() if len(v) > 1}
+    for system in {(m.chip, m.engine) for m in POINTS}:
+        fit = [m.date for m in POINTS if (m.chip, m.engine) == system and m.split == "fit"]
+        test = [m.date for m in POINTS if (m.chip, m.engine) == system and m.split == "test"]
+        if fit and test:
+            assert min(test) >= max(fit), system
     n_test = sum(m.split == "test" for m in POINTS)
     assert n_test >= 12 and len(POINTS) - n_test >= 30
     assert {m.chip for m in POINTS if m.split == "test"} >= {"h100", "h200", "b200", "h800", "ascend-910c"}
+
+
+def test_split_rule_tests_late_sources_and_newest_rounds():
+    """A source added after the freeze is test; MLPerf's newest round is test, older ones fit."""
+    import dataclasses
+
+    from fleetsim.kernel.measurements import split_by_source_and_time
+
+    late = dataclasses.replace(POINTS[0], key="late", source="a-new-blog", date="2023-01")
+    rule = split_by_source_and_time(list(POINTS) + [late])
+    assert rule["a-new-blog"] == "test"
+    assert rule["mlperf-v5.1"] == "test" and rule["mlperf-v5.0"] == rule["mlperf-v4.1"] == "fit"
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))
@@ -75,16 +105,18 @@ def test_mlperf_lengths_come_from_the_dataset():
     assert np.ptp(ratios) > 0  # three rounds, one prediction: the software spread shows
 
 
-# Fingerprint of the held-out rows as committed before any fit (commit 5a9b693): key, source,
-# split, chip, model, engine, metric, published. Later rounds add FIT rows only; a changed test
-# row (moved, re-scored or re-set up after seeing the errors) fails here.
-TEST_ROWS_SHA256 = "254f10d23653a68f0ee0550ca5c99f65acf090c205cb99caa32bac9aa708f245"
+# Fingerprint of the held-out rows as frozen before the refit of issue 21 (2026-12-07, split by
+# source and time): key, source, split, chip, model, engine, metric, published. A changed test row
+# (moved, re-scored or re-set up after seeing the errors) fails here; rows of sources added after
+# the freeze are test by the rule and are fingerprinted apart (LATE_TEST_ROWS_SHA256).
+TEST_ROWS_SHA256 = "b2edd23e17c2b5ac9d1561025d1871e06c021f9a03c43e96318531987ba17797"
 
 
 def test_the_test_rows_are_the_ones_committed_before_the_fit():
     import hashlib
 
     rows = sorted(",".join([m.key, m.source, m.split, m.chip, m.model, m.engine, m.metric,
-                            repr(m.published)]) for m in POINTS if m.split == "test")
-    assert len(rows) == 16
+                            repr(m.published)]) for m in POINTS
+                  if m.split == "test" and m.source in FROZEN_SOURCES)
+    assert len(rows) == 19
     assert hashlib.sha256("\n".join(rows).encode()).hexdigest() == TEST_ROWS_SHA256

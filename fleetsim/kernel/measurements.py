@@ -22,6 +22,7 @@ Metrics (how the kernel is run for a row):
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 import functools
 import math
 from dataclasses import dataclass
@@ -122,6 +123,45 @@ def _parse(text: str) -> tuple[Measurement, ...]:
             assumptions=r["assumptions"],
         ))
     return tuple(out)
+
+
+# The sources present when the split was frozen (2026-12-07, before the refit of issue 21).
+FROZEN_SOURCES = frozenset({
+    "mlperf-v4.0", "mlperf-v4.1", "mlperf-v5.0", "mlperf-v5.1", "trtllm-perf-overview-v1.0",
+    "sglang-ascend-best-practice", "lmsys-sglang-96xh100", "vllm-ascend-issue-4295",
+    "vllm-ascend-issue-4395", "cloudmatrix384-paper", "deepseek-inference-overview",
+    "xdeepserve-paper",
+})
+
+
+def split_by_source_and_time(points, frozen_sources=None) -> dict[str, str]:
+    """source -> 'fit' | 'test' by the rule the data's split column is frozen under (see
+    SPLIT_RULE): a system is (chip, engine); where a system is covered by two or more sources,
+    the newest source (latest row date) is test; a source whose engine no other source covers
+    is test (it scores transfer to an engine nothing is fitted on); every other source is fit.
+    A source is on one side only, so a source that is newest for one system is test for all.
+    Sources not in `frozen_sources` (FROZEN_SOURCES: the set when the split was frozen) arrived
+    after the fit and are test: new data only ever scores the kernel until a deliberate refreeze."""
+    frozen = FROZEN_SOURCES if frozen_sources is None else frozen_sources
+    points = list(points)
+    late = {m.source for m in points if m.source not in frozen}
+    points = [m for m in points if m.source in frozen]
+    src_date = defaultdict(str)
+    systems = defaultdict(set)
+    engines = defaultdict(set)
+    for m in points:
+        src_date[m.source] = max(src_date[m.source], m.date)
+        systems[(m.chip, m.engine)].add(m.source)
+        engines[m.engine].add(m.source)
+    test = set()
+    for srcs in systems.values():
+        if len(srcs) >= 2:
+            test.add(max(srcs, key=lambda s: (src_date[s], s)))
+    for srcs in engines.values():
+        if len(srcs) == 1:
+            test |= srcs
+    out = {s: ("test" if s in test else "fit") for s in src_date}
+    return out | {s: "test" for s in late}
 
 
 def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> ReplicaKernel:
