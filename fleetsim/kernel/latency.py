@@ -337,7 +337,14 @@ class ReplicaKernel:
             self._comm1_p = self._comm1
         self._ov = self.engine.comm_overlap
         self.comm_overlapped = self._ov > 0
-        self._overhead = self.engine.overhead_s[self.platform] + chip_overhead
+        # ---- overheads with physical meaning (docs/kernel.md "Overheads") ----
+        # per step: the engine's fixed cost on this platform, the chip's extra, and one launch per
+        # layer (graph replay or eager host launches); per request: a host cost paid in TTFT.
+        mode = "graph" if self.engine.graph_capture else "eager"
+        self.step_overhead_s = self.engine.overhead_s[self.platform] + chip_overhead
+        self.layer_launch_s = self.engine.layer_launch_s[mode] * model.num_layers
+        self.request_overhead_s = self.engine.request_overhead_s
+        self._overhead = self.step_overhead_s + self.layer_launch_s
         self._run_templates: dict = {}
 
     @staticmethod

@@ -196,6 +196,8 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
         new = (1.0 - f) * i
         n = m.concurrency or 1
         t = k.step_time_s(n * new, 0, 0, n * (new * f * i + 0.5 * new * new))
+        if "TTFT" in m.metric_definition:  # a figure derived from TTFT pays the per-request cost
+            t += k.request_overhead_s
         return n * i / t * per  # counts cached prompt tokens too, as the source does
     if m.metric == "decode_at_tpot":
         return decode_throughput(k, i, m.tpot_limit_s).output_tokens_per_s * per
