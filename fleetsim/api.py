@@ -505,9 +505,7 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
     """Inputs no hardware could run: a replica wider than a scale-up domain, a model that does
     not fit (with a tp that does), a window with no replica at all."""
     from fleetsim.errors import CapacityError
-    from fleetsim.kernel.latency import ReplicaKernel
-
-    from fleetsim.serving.window import given_pools
+    from fleetsim.serving.window import given_pools, pool_kernel
 
     serving = scenario.serving
     given = given_pools(scenario)  # capacity given by hand: no kernel needed unless windows run
@@ -522,7 +520,7 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
         field_path = f"serving.pools.{name}.tp"
         if name in given:
             try:
-                ReplicaKernel(chip, model, min(pool.tp, chip.scaleup_domain_chips), pool.precision)
+                pool_kernel(pool, chips, models, tp=min(pool.tp, chip.scaleup_domain_chips))
             except FleetsimError as exc:
                 if windows:
                     raise ScenarioError(
@@ -540,7 +538,9 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
                 f"{chip.scaleup_domain_chips}{hint}", field=field_path,
             )
         try:
-            ReplicaKernel(chip, model, pool.tp, pool.precision)
+            pool_kernel(pool, chips, models)
+        except ScenarioError:
+            continue  # a bad engine, band or layout: build_kernels names the pool and field
         except CapacityError as exc:
             if "does not shard" in exc.message:
                 continue  # build_kernels reports it with the allowed tp list
@@ -578,7 +578,7 @@ def _check_context(serving, workloads: dict, models: dict) -> None:
 def _check_fleet_windows(scenario: Scenario, chips: dict, models: dict) -> None:
     """A fleet's serving window holds every request of its cell in memory: bound it before the
     start by the cell's saturation rate (twice it, for a fleet short of capacity)."""
-    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.serving.window import pool_kernel
     from fleetsim.kernel.throughput import offline_throughput
 
     win = scenario.fleet.windows
@@ -588,7 +588,7 @@ def _check_fleet_windows(scenario: Scenario, chips: dict, models: dict) -> None:
     worst = 0.0
     for name, pool in serving.pools.items():
         try:
-            k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+            k = pool_kernel(pool, chips, models)
         except FleetsimError:
             continue
         for wname, wl in serving.workloads.items():
@@ -672,7 +672,7 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
 
 def derived_facts(scenario: Scenario) -> list[str]:
     """What `validate` prints: what the inputs imply before anything runs."""
-    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.serving.window import pool_kernel
     from fleetsim.kernel.throughput import offline_throughput
 
     chips, models = resolve_catalogs(scenario)
@@ -694,7 +694,7 @@ def derived_facts(scenario: Scenario) -> list[str]:
         given = given_pools(scenario)
         for name, pool in serving.pools.items():
             try:
-                k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+                k = pool_kernel(pool, chips, models)
             except FleetsimError:
                 if name not in given:
                     raise
@@ -758,7 +758,7 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
     target, batch and KV occupancy, and load against the replica's saturation throughput."""
     import numpy as np
 
-    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.serving.window import pool_kernel
     from fleetsim.kernel.throughput import offline_throughput
 
     serving = scenario.serving
@@ -802,7 +802,7 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
             out = g.output_tokens.to_numpy(float)
             area = prompt * np.maximum(first - adm, 0) + (prompt + out / 2) * np.maximum(fin - first, 0)
             row["kv_occupancy_est"] = float(area.sum() / (span * ps.replicas * ps.kv_capacity_tokens))
-            k = ReplicaKernel(chips[ps.chip], models[ps.model], ps.tp, pool.precision)
+            k = pool_kernel(pool, chips, models)
             ss = offline_throughput(k, float(prompt.mean()), float(out.mean()), pool.batching.max_batch)
             done = g[(g.status == "completed")]
             tok_s = float(done.output_tokens.sum() / span)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -380,6 +380,9 @@ class EngineProfile(_NoBoolNumbers):
         None, pattern=r"^\d{4}-\d{2}(-\d{2})?$",
         description="release (YYYY-MM[-DD]) the profile's figures hold for; an older engine_release "
         "is slower by speedup_per_year, a newer one is not extrapolated")
+    releases: dict[str, Annotated[str, Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]] = Field(
+        default_factory=dict, description="version -> release date, so a pool can pin "
+        "`engine: NAME@VERSION` (or `NAME@YYYY-MM[-DD]` for any engine)")
     sources: dict[str, str]
     fitted: list[str] = Field(default_factory=list)
     assumed: list[str] = Field(default_factory=list)

@@ -55,6 +55,19 @@ class WindowResult:
     places: dict[str, int] = field(default_factory=dict)  # where every request ended (conservation)
 
 
+def pool_kernel(pool, chips: dict, models: dict, tp: int | None = None) -> ReplicaKernel:
+    """The kernel of one replica of a pool: every pool input the kernel reads (engine and its
+    release, layout, memory fraction, precisions, band, speculative decoding)."""
+    spec = pool.speculative
+    return ReplicaKernel(
+        chips[pool.chip], models[pool.model], pool.tp if tp is None else tp, pool.precision,
+        kv_precision=pool.kv_precision, engine=pool.engine, band=pool.band,
+        speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
+        engine_release=pool.engine_release, attention=pool.attention,
+        expert_parallel=pool.expert_parallel, memory_fraction=pool.memory_fraction,
+    )
+
+
 def build_kernels(cfg: ServingConfig, chips: dict, models: dict,
                   given: frozenset[str] = frozenset()) -> dict[str, ReplicaKernel]:
     """One kernel per pool; a model that does not fit its chips is refused here, with the pool named.
@@ -64,13 +77,7 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict,
     kernels = {}
     for name, pool in cfg.pools.items():
         try:
-            spec = pool.speculative
-            kernels[name] = ReplicaKernel(
-                chips[pool.chip], models[pool.model], pool.tp, pool.precision,
-                kv_precision=pool.kv_precision, engine=pool.engine, band=pool.band,
-                speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
-                engine_release=pool.engine_release,
-            )
+            kernels[name] = pool_kernel(pool, chips, models)
         except FleetsimError as exc:  # CapacityError, bad tp...: name the pool (and its field)
             if name in given:
                 continue
