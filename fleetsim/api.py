@@ -481,6 +481,36 @@ MAX_CHIP_DAYS = 2_000_000_000
 MAX_OVER_CONTEXT_SHARE = 1e-6
 
 
+def support(chip: str, model: str, engine: str | None = None, tp: int | None = None,
+            precision: str = "bf16") -> str:
+    """What the kernel's figures for CHIP x MODEL [x ENGINE] rest on: measured-near, transferred
+    (rule and source of each transfer) or roofline-only, with the fit points behind it."""
+    from fleetsim.catalog import load_engines
+    from fleetsim.catalog.loader import _suggest
+    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.kernel.provenance import provenance
+
+    chips, models = load_chips(), load_models()
+    if chip not in chips:
+        raise ScenarioError(f"unknown chip '{chip}'" + _suggest(chip, list(chips)), field="chip")
+    if model not in models:
+        raise ScenarioError(f"unknown model '{model}'" + _suggest(model, list(models)), field="model")
+    c, m = chips[chip], models[model]
+    if tp is None:
+        tp = _working_tp(c, m, precision)
+        if tp is None:
+            raise ScenarioError(f"{model} does not fit one {chip} node in {precision}; give --tp",
+                                field="tp")
+    k = ReplicaKernel(c, m, tp, precision, engine=engine)
+    p = provenance(k)
+    name = next((n for n, e in load_engines().items() if e.name == k.engine.name), k.engine.name)
+    lines = [f"{chip} x {model} x {name}, tp {tp}, {precision}: {p.kind}",
+             f"  fit-split points on this chip, engine and model kind: {p.fit_points}"]
+    lines += [f"  - {r}" for r in p.reasons]
+    lines += [f"  assumption: {a}" for a in k.assumptions]
+    return "\n".join(lines)
+
+
 def _is_fleet(scenario: Scenario) -> bool:
     return getattr(scenario, "fleet", None) is not None
 

@@ -409,10 +409,11 @@ class ReplicaKernel:
                                     field="engine") from None
             return pinned
         if engine_release is None:
-            ref = prof.reference_date or "undated"
+            ref = (f"reference {prof.reference_date}, the newest release it has figures for"
+                   if prof.reference_date else "undated: no release trend fitted")
             self.assumptions.append(
                 f"engine {prof.name}: no release pinned (engine: NAME@VERSION or engine_release); "
-                f"the profile as fitted is used (reference {ref}, the newest release it has figures for)")
+                f"the profile as fitted is used ({ref})")
         return engine_release
 
     @staticmethod
