@@ -334,6 +334,9 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     timings: dict[str, Any] = {"simulate": sim_s, "requests": len(res.requests),
                                "requests_per_wall_s": len(res.requests) / sim_s if sim_s > 0 else None,
                                "sim_events": res.sim_events}
+    from fleetsim.kernel.provenance import provenance
+
+    summary["kernel_provenance"] = {p: provenance(k).line() for p, k in kernels.items()}
     notes = {p: k.assumptions for p, k in kernels.items() if k.assumptions}
     if notes:  # e.g. an unmeasured chip's assumed efficiency band: the result rests on it
         summary["kernel_assumptions"] = notes
