@@ -5,7 +5,9 @@ Columns: key, source, split (fit | test, chosen by source before any fit), chip,
 metric, published (the figure as published), per_chips (chips the figure covers; empty for
 latencies), tp (chips per replica or instance), chips_total, precision, kv_precision,
 concurrency, input_tokens, output_tokens, tpot_limit_s, draft_tokens, tokens_per_step,
-cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions.
+cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions; optional
+attention (tp | dp), expert_parallel (1 | tp) and memory_fraction, where the run published them
+(empty: the kernel's defaults).
 
 Metrics (how the kernel is run for a row):
   offline        best steady continuous-batching output rate, batch up to the KV limit and `concurrency`
@@ -78,6 +80,9 @@ class Measurement:
     setup: str
     metric_definition: str
     assumptions: str
+    attention: str | None = None  # optional columns (layout as published): tp | dp
+    expert_parallel: int | None = None  # 1 or tp
+    memory_fraction: float | None = None  # as the engine defines it, when the run set it
 
 
 def _opt(v: str, kind=float):
@@ -120,7 +125,9 @@ def _parse(text: str) -> tuple[Measurement, ...]:
             draft_tokens=_opt(r["draft_tokens"], int), tokens_per_step=_opt(r["tokens_per_step"]),
             cached_fraction=_opt(r["cached_fraction"]) or 0.0, prefill_chips=_opt(r["prefill_chips"], int),
             date=r["date"], url=r["url"], setup=r["setup"], metric_definition=r["metric_definition"],
-            assumptions=r["assumptions"],
+            assumptions=r["assumptions"], attention=(r.get("attention") or "").strip() or None,
+            expert_parallel=_opt(r.get("expert_parallel") or "", int),
+            memory_fraction=_opt(r.get("memory_fraction") or ""),
         ))
     return tuple(out)
 
@@ -168,7 +175,9 @@ def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> Re
     spec = (m.draft_tokens, m.tokens_per_step) if m.draft_tokens else None
     return ReplicaKernel(chips[m.chip], models[m.model], tp or m.tp, m.precision,
                          kv_precision=m.kv_precision, engine=engines[m.engine], speculative=spec,
-                         engine_release=m.date)
+                         engine_release=m.date, attention=m.attention,
+                         expert_parallel=m.expert_parallel if tp is None else None,
+                         memory_fraction=m.memory_fraction)
 
 
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
