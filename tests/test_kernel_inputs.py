@@ -22,8 +22,7 @@ def test_overheads_are_per_step_per_layer_and_per_request():
     k = ReplicaKernel(h100, small, 1, engine="vllm")
     assert k.step_overhead_s == eng.overhead_s["cuda"] + h100.efficiency.overhead_s
     assert k.layer_launch_s == pytest.approx(small.num_layers * eng.layer_launch_s["graph"])
-    eager = eng.model_copy(update={"graph_capture": False})
-    ke = ReplicaKernel(h100, small, 1, engine=eager)
+    ke = ReplicaKernel(h100, small, 1, engine="vllm", graph_capture=False)  # vLLM --enforce-eager
     assert ke.step_time_s(0, 1, 1000) - k.step_time_s(0, 1, 1000) == pytest.approx(
         small.num_layers * (eng.layer_launch_s["eager"] - eng.layer_launch_s["graph"]))
     # per layer: a deeper model pays more launches, a bigger batch does not
@@ -96,9 +95,10 @@ def test_pool_inputs_reach_the_kernel(quickstart_path):
     from fleetsim.serving.window import build_kernels
 
     scen = load_file(quickstart_path)
-    sets = ["serving.pools.h20.engine=trtllm@2024-08", "serving.pools.h20.memory_fraction=0.8"]
+    sets = ["serving.pools.h20.engine=trtllm@2024-08", "serving.pools.h20.memory_fraction=0.8",
+            "serving.pools.h20.graph_capture=false"]
     k = build_kernels(scen.with_overrides(sets).serving, CHIPS, MODELS)["h20"]
-    assert k.engine_release == "2024-08" and k.memory_fraction == 0.8
+    assert k.engine_release == "2024-08" and k.memory_fraction == 0.8 and not k.graph_capture
     with pytest.raises(Exception, match="engine"):
         scen.with_overrides(["serving.pools.h20.engine=nosuch@1"])
 

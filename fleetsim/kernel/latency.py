@@ -135,6 +135,7 @@ class ReplicaKernel:
         attention: str | None = None,
         expert_parallel: int | None = None,
         memory_fraction: float | None = None,
+        graph_capture: bool | None = None,
     ) -> None:
         for name, val in (("precision", precision), ("kv_precision", kv_precision)):
             if val not in PRECISIONS:
@@ -383,7 +384,8 @@ class ReplicaKernel:
         # ---- overheads with physical meaning (docs/kernel.md "Overheads") ----
         # per step: the engine's fixed cost on this platform, the chip's extra, and one launch per
         # layer (graph replay or eager host launches); per request: a host cost paid in TTFT.
-        mode = "graph" if self.engine.graph_capture else "eager"
+        self.graph_capture = self.engine.graph_capture if graph_capture is None else bool(graph_capture)
+        mode = "graph" if self.graph_capture else "eager"
         self.step_overhead_s = self.engine.overhead_s[self.platform] + chip_overhead
         self.layer_launch_s = self.engine.layer_launch_s[mode] * model.num_layers
         self.request_overhead_s = self.engine.request_overhead_s

@@ -118,6 +118,10 @@ class PoolConfig(StrictModel):
         None, description="share of memory the engine takes (gpu_memory_utilization, "
         "--mem-fraction-static, kv_cache_free_gpu_mem_fraction under its own policy); None: the "
         "engine's default (engines.yaml kv_fraction)")
+    graph_capture: bool | None = Field(
+        None, description="replay decode steps as captured graphs (CUDA graphs, ACL graphs); false: "
+        "eager (vLLM --enforce-eager), every layer's kernels launched from the host; None: the "
+        "engine's default")
     batching: ContinuousBatching = Field(ContinuousBatching(), description="batching policy")
     queue_limit: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"

@@ -65,6 +65,7 @@ def pool_kernel(pool, chips: dict, models: dict, tp: int | None = None) -> Repli
         speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
         engine_release=pool.engine_release, attention=pool.attention,
         expert_parallel=pool.expert_parallel, memory_fraction=pool.memory_fraction,
+        graph_capture=pool.graph_capture,
     )
 
 
