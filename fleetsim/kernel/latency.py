@@ -247,6 +247,8 @@ class ReplicaKernel:
             # data-parallel attention: each sequence's latent lives on one rank; tensor-parallel
             # attention: every rank holds the whole latent of every sequence
             kv_copies = 1.0 if (dp_attn or self.tp == 1) else float(self.tp)
+        elif dp_attn:
+            kv_copies = 1.0  # data-parallel attention: each sequence's KV lives on one rank
         else:
             kv_copies = max(1.0, self.tp / model.num_kv_heads)  # KV heads replicated past tp > kv
         self.kv_bytes_per_token = model.kv_values_per_token() * BYTES_PER_VALUE[kv_precision] * kv_copies
