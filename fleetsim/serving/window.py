@@ -185,7 +185,8 @@ def run_window(
             h = pool.handoff
             link = Handoff(env, req, kernels[pname].kv_bytes_per_token, h.link_gbps, h.link_latency_s,
                            pool_replicas[names.index(h.decode_pool)],
-                           lambda rid, reason: router.reject(rid, reason))
+                           lambda rid, reason: router.reject(rid, reason),
+                           host_s=kernels[pname].request_overhead_s)
             handoffs.append(link)
             for r in pool_replicas[pi]:
                 r.handoff = link
