@@ -334,6 +334,9 @@ def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> Run
     timings: dict[str, Any] = {"simulate": sim_s, "requests": len(res.requests),
                                "requests_per_wall_s": len(res.requests) / sim_s if sim_s > 0 else None,
                                "sim_events": res.sim_events}
+    from fleetsim.kernel.provenance import provenance
+
+    summary["kernel_provenance"] = {p: provenance(k).line() for p, k in kernels.items()}
     notes = {p: k.assumptions for p, k in kernels.items() if k.assumptions}
     if notes:  # e.g. an unmeasured chip's assumed efficiency band: the result rests on it
         summary["kernel_assumptions"] = notes
@@ -481,6 +484,36 @@ MAX_CHIP_DAYS = 2_000_000_000
 MAX_OVER_CONTEXT_SHARE = 1e-6
 
 
+def support(chip: str, model: str, engine: str | None = None, tp: int | None = None,
+            precision: str = "bf16") -> str:
+    """What the kernel's figures for CHIP x MODEL [x ENGINE] rest on: measured-near, transferred
+    (rule and source of each transfer) or roofline-only, with the fit points behind it."""
+    from fleetsim.catalog import load_engines
+    from fleetsim.catalog.loader import _suggest
+    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.kernel.provenance import provenance
+
+    chips, models = load_chips(), load_models()
+    if chip not in chips:
+        raise ScenarioError(f"unknown chip '{chip}'" + _suggest(chip, list(chips)), field="chip")
+    if model not in models:
+        raise ScenarioError(f"unknown model '{model}'" + _suggest(model, list(models)), field="model")
+    c, m = chips[chip], models[model]
+    if tp is None:
+        tp = _working_tp(c, m, precision)
+        if tp is None:
+            raise ScenarioError(f"{model} does not fit one {chip} node in {precision}; give --tp",
+                                field="tp")
+    k = ReplicaKernel(c, m, tp, precision, engine=engine)
+    p = provenance(k)
+    name = next((n for n, e in load_engines().items() if e.name == k.engine.name), k.engine.name)
+    lines = [f"{chip} x {model} x {name}, tp {tp}, {precision}: {p.kind}",
+             f"  fit-split points on this chip, engine and model kind: {p.fit_points}"]
+    lines += [f"  - {r}" for r in p.reasons]
+    lines += [f"  assumption: {a}" for a in k.assumptions]
+    return "\n".join(lines)
+
+
 def _is_fleet(scenario: Scenario) -> bool:
     return getattr(scenario, "fleet", None) is not None
 
@@ -505,9 +538,7 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
     """Inputs no hardware could run: a replica wider than a scale-up domain, a model that does
     not fit (with a tp that does), a window with no replica at all."""
     from fleetsim.errors import CapacityError
-    from fleetsim.kernel.latency import ReplicaKernel
-
-    from fleetsim.serving.window import given_pools
+    from fleetsim.serving.window import given_pools, pool_kernel
 
     serving = scenario.serving
     given = given_pools(scenario)  # capacity given by hand: no kernel needed unless windows run
@@ -522,7 +553,7 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
         field_path = f"serving.pools.{name}.tp"
         if name in given:
             try:
-                ReplicaKernel(chip, model, min(pool.tp, chip.scaleup_domain_chips), pool.precision)
+                pool_kernel(pool, chips, models, tp=min(pool.tp, chip.scaleup_domain_chips))
             except FleetsimError as exc:
                 if windows:
                     raise ScenarioError(
@@ -540,7 +571,9 @@ def _check_physics(scenario: Scenario, chips: dict, models: dict) -> None:
                 f"{chip.scaleup_domain_chips}{hint}", field=field_path,
             )
         try:
-            ReplicaKernel(chip, model, pool.tp, pool.precision)
+            pool_kernel(pool, chips, models)
+        except ScenarioError:
+            continue  # a bad engine, band or layout: build_kernels names the pool and field
         except CapacityError as exc:
             if "does not shard" in exc.message:
                 continue  # build_kernels reports it with the allowed tp list
@@ -578,7 +611,7 @@ def _check_context(serving, workloads: dict, models: dict) -> None:
 def _check_fleet_windows(scenario: Scenario, chips: dict, models: dict) -> None:
     """A fleet's serving window holds every request of its cell in memory: bound it before the
     start by the cell's saturation rate (twice it, for a fleet short of capacity)."""
-    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.serving.window import pool_kernel
     from fleetsim.kernel.throughput import offline_throughput
 
     win = scenario.fleet.windows
@@ -588,7 +621,7 @@ def _check_fleet_windows(scenario: Scenario, chips: dict, models: dict) -> None:
     worst = 0.0
     for name, pool in serving.pools.items():
         try:
-            k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+            k = pool_kernel(pool, chips, models)
         except FleetsimError:
             continue
         for wname, wl in serving.workloads.items():
@@ -672,7 +705,7 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
 
 def derived_facts(scenario: Scenario) -> list[str]:
     """What `validate` prints: what the inputs imply before anything runs."""
-    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.serving.window import pool_kernel
     from fleetsim.kernel.throughput import offline_throughput
 
     chips, models = resolve_catalogs(scenario)
@@ -694,7 +727,7 @@ def derived_facts(scenario: Scenario) -> list[str]:
         given = given_pools(scenario)
         for name, pool in serving.pools.items():
             try:
-                k = ReplicaKernel(chips[pool.chip], models[pool.model], pool.tp, pool.precision)
+                k = pool_kernel(pool, chips, models)
             except FleetsimError:
                 if name not in given:
                     raise
@@ -758,7 +791,7 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
     target, batch and KV occupancy, and load against the replica's saturation throughput."""
     import numpy as np
 
-    from fleetsim.kernel.latency import ReplicaKernel
+    from fleetsim.serving.window import pool_kernel
     from fleetsim.kernel.throughput import offline_throughput
 
     serving = scenario.serving
@@ -802,7 +835,7 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
             out = g.output_tokens.to_numpy(float)
             area = prompt * np.maximum(first - adm, 0) + (prompt + out / 2) * np.maximum(fin - first, 0)
             row["kv_occupancy_est"] = float(area.sum() / (span * ps.replicas * ps.kv_capacity_tokens))
-            k = ReplicaKernel(chips[ps.chip], models[ps.model], ps.tp, pool.precision)
+            k = pool_kernel(pool, chips, models)
             ss = offline_throughput(k, float(prompt.mean()), float(out.mean()), pool.batching.max_batch)
             done = g[(g.status == "completed")]
             tok_s = float(done.output_tokens.sum() / span)

@@ -367,6 +367,26 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
 
 
 @main.command()
+@click.argument("chip")
+@click.argument("model")
+@click.argument("engine", required=False)
+@click.option("--tp", type=int, help="Chips per replica (default: the smallest that fits one node).")
+@click.option("--precision", default="bf16", show_default=True, help="Weight precision.")
+@user_errors
+def support(chip: str, model: str, engine: str | None, tp: int | None, precision: str) -> None:
+    """Say what the kernel's figures for CHIP x MODEL [x ENGINE] rest on: measured-near,
+    transferred (which rule, from where) or roofline-only.
+
+    \b
+    Example:
+      fleetsim support h100 llama-3.1-70b trtllm
+    """
+    from fleetsim import api
+
+    click.echo(api.support(chip, model, engine, tp, precision))
+
+
+@main.command()
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors

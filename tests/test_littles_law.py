@@ -69,7 +69,7 @@ MIXED = {
 
 BATCH1 = {
     "duration_s": 60000.0, "warmup_s": 3000.0,
-    "workloads": {"w": {"model": "qwen2.5-7b", "arrival": {"kind": "poisson", "rate_per_s": 1.6},
+    "workloads": {"w": {"model": "qwen2.5-7b", "arrival": {"kind": "poisson", "rate_per_s": 1.0},
                         "prompt_tokens": {"kind": "fixed", "value": 1},
                         "output_tokens": {"kind": "geometric", "mean": 200}}},
     "pools": {"p": {"chip": "h100", "model": "qwen2.5-7b", "replicas": 3,
@@ -99,14 +99,17 @@ def little_rows(res: WindowResult, t1: float) -> list[dict]:
         assert np.all(r.status[mine][arrived] == COMPLETED), "measured requests must all finish"
         lam = arrived.sum() / (t1 - t0)
         w = float((f[arrived] - a[arrived]).mean())
-        # service stage from timestamps, over the whole measured window [warmup, duration)
+        # service stage from timestamps, over the whole measured window [warmup, duration): the
+        # replica frees a sequence the engine's per-request host cost before the client sees it
         adm = r.admitted_s[mine]
         started = ~np.isnan(adm)
-        in_service = overlap(adm[started], f[started], res.warmup_s, res.duration_s)
+        host_s = _host_s(res, ps.name)
+        f_gpu = np.where(np.isnan(r.finish_s[mine]), f, f - host_s)
+        in_service = overlap(adm[started], f_gpu[started], res.warmup_s, res.duration_s)
         busy_ts = 0.0
         rep = r.replica[mine][started]
         for k in np.unique(rep):
-            s, e = adm[started][rep == k], f[started][rep == k]
+            s, e = adm[started][rep == k], f_gpu[started][rep == k]
             busy_ts += _union_length(s, e, res.warmup_s, res.duration_s)
         rows.append({
             "pool": ps.name, "L": ci, "lambda": lam, "W": w, "lambdaW": lam * w,
@@ -115,6 +118,13 @@ def little_rows(res: WindowResult, t1: float) -> list[dict]:
             "busy_replica": float(ps.busy_s.sum()), "busy_timestamps": busy_ts,
         })
     return rows
+
+
+def _host_s(res: WindowResult, pool: str) -> float:
+    """The per-request host cost of a pool's engine (the kernel of its replicas)."""
+    p = res.config.pools[pool]
+    return ReplicaKernel(CHIPS[p.chip], MODELS[p.model], p.tp, p.precision, engine=p.engine,
+                         band=p.band).request_overhead_s
 
 
 def _union_length(start: np.ndarray, end: np.ndarray, u: float, v: float) -> float:

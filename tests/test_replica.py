@@ -85,14 +85,14 @@ def reference(kernel, arrival, prompt, output, max_batch, budget, chunked, durat
             if decoding[rid] >= output[rid]:
                 del decoding[rid]
                 ctx -= prompt[rid] + output[rid]
-                finish[rid] = t
+                finish[rid] = t + kernel.request_overhead_s
         for item, take in chunks:
             item[1] += take
         while prefilling and prefilling[0][1] >= prompt[prefilling[0][0]]:
             rid, _ = prefilling.pop(0)
-            first[rid] = t
+            first[rid] = t + kernel.request_overhead_s  # the host cost delays what the client sees
             if output[rid] <= 1:
-                finish[rid] = t
+                finish[rid] = first[rid]
             else:
                 decoding[rid] = 1
                 ctx += prompt[rid] + 1
@@ -123,7 +123,8 @@ def test_event_skipping_matches_per_iteration_reference(seed, rate, max_batch, c
 
 
 def test_single_request_hand_computed():
-    """One request alone: TTFT = prefill iteration; then output-1 decode steps at growing context.
+    """One request alone: TTFT = prefill iteration + the engine's per-request host cost; then
+    output-1 decode steps at growing context.
 
     llama-3.1-8b on one H100, prompt 512, output 64: finish = step_time_s(512, 0, 0) +
     sum_{j<63} step_time_s(0, 1, 513 + j).
@@ -137,7 +138,8 @@ def test_single_request_hand_computed():
             break
     r = res.requests
     kernel = ReplicaKernel(CHIPS["h100"], MODELS["llama-3.1-8b"], 1)
-    prefill = kernel.step_time_s(512, 0, 0.0)
+    prefill = kernel.step_time_s(512, 0, 0.0) + kernel.request_overhead_s
+    assert kernel.request_overhead_s > 0
     decode = sum(kernel.step_time_s(0, 1, 513.0 + j) for j in range(63))
     assert r.first_token_s[0] - r.arrival_s[0] == pytest.approx(prefill, rel=1e-9)
     assert r.finish_s[0] - r.arrival_s[0] == pytest.approx(prefill + decode, rel=1e-9)
@@ -208,7 +210,10 @@ def test_conservation_over_random_scenarios(seed, rate, replicas, max_batch, que
     assert np.all(r.reject_reason[rejected] > 0) and np.all(r.reject_reason[~rejected] == 0)
     done = r.status == COMPLETED
     assert np.all(r.admitted_s[done] >= r.arrival_s[done] - 1e-12)
-    assert np.all(r.finish_s[done] <= cfg.duration_s + 1e-9)
+    # the replica finishes inside the window; the client sees it the host cost later
+    host_s = ReplicaKernel(CHIPS["h100"], MODELS["llama-3.1-8b"], 1).request_overhead_s
+    assert np.all(r.finish_s[done] <= cfg.duration_s + host_s + 1e-9)
+    assert np.all(r.first_token_s[done] - r.admitted_s[done] >= host_s - 1e-12)
     assert np.all(np.isnan(r.finish_s[r.status == 0]))
     assert np.all(r.attempts[~np.isnan(r.admitted_s)] >= 1)
     assert math.isfinite(float(np.nansum(r.finish_s)))

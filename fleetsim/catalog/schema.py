@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -342,7 +342,23 @@ class EngineProfile(_NoBoolNumbers):
     platforms: list[Literal["cuda", "ascend", "other"]] = Field(
         description="chip platforms the engine runs on")
     overhead_s: dict[Literal["cuda", "ascend", "other"], float] = Field(
-        description="fixed per-iteration cost (scheduling, launches, host sync) by platform")
+        description="fixed per-step cost by platform (scheduling, sampling, host sync, one graph "
+        "launch), independent of model and batch: the fit bounds it (calibrate BOUNDS) so it cannot "
+        "absorb model- or batch-dependent work")
+    graph_capture: bool = Field(
+        True, description="the engine replays decode steps as captured graphs (CUDA graphs, torchair "
+        "/ ACL graphs); False: eager, every kernel launched from the host")
+    layer_launch_s: dict[Literal["graph", "eager"], float] = Field(
+        default_factory=lambda: {"graph": 5e-6, "eager": 1e-4},
+        description="per-layer launch cost of one step, with and without graph capture (paid per "
+        "layer on each chip, so it grows with depth, not with batch)")
+    request_overhead_s: float = Field(
+        0.002, ge=0, le=0.1, description="per-request host cost paid once in TTFT (tokenisation, "
+        "admission, first-token detokenisation and streaming); not part of any step")
+    transfers: dict[str, str] = Field(
+        default_factory=dict, description="fitted figure -> the transfer rule it was borrowed under "
+        "(written by fleetsim calibrate where the engine's own points do not qualify: >= 5 points "
+        "from >= 2 sources)")
     gemm_efficiency: float = Field(
         1.0, gt=0, le=5.0, description="multiplies the chip family's GEMM efficiency (the family "
         "fit is set by the engines with most points on it, so a far better-tuned stack, Huawei's own "
@@ -357,8 +373,6 @@ class EngineProfile(_NoBoolNumbers):
     activation_reserve_gb: float = Field(ge=0, description="per chip, for activations and runtime")
     moe_imbalance: float = Field(
         1.0, ge=1, description="busiest / mean expert load with expert parallelism (EPLB lowers it)")
-    overhead_from: str | None = Field(
-        None, description="engine whose fitted overhead_s this profile borrows (no fit points of its own)")
     speedup_per_year: float = Field(
         0.0, ge=0, le=1.0, description="software maturity: iterations get this much faster per year "
         "of releases (fitted where the fitting set has the engine at several dates)")
@@ -366,6 +380,9 @@ class EngineProfile(_NoBoolNumbers):
         None, pattern=r"^\d{4}-\d{2}(-\d{2})?$",
         description="release (YYYY-MM[-DD]) the profile's figures hold for; an older engine_release "
         "is slower by speedup_per_year, a newer one is not extrapolated")
+    releases: dict[str, Annotated[str, Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")]] = Field(
+        default_factory=dict, description="version -> release date, so a pool can pin "
+        "`engine: NAME@VERSION` (or `NAME@YYYY-MM[-DD]` for any engine)")
     sources: dict[str, str]
     fitted: list[str] = Field(default_factory=list)
     assumed: list[str] = Field(default_factory=list)

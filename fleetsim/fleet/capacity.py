@@ -8,7 +8,7 @@ availability 1 and power at TDP (said so in `source`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -25,6 +25,7 @@ class ReplicaCapacity:
     source: str
     goodput_ci95_rps: tuple[float, float] | None = None
     energy_kwh_per_mtok: float | None = None
+    kernel_basis: str = ""  # the kernel's provenance: measured-near / transferred (...) / roofline-only
 
     @property
     def tokens_per_s(self) -> float:
@@ -57,11 +58,20 @@ def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress
                     pname, wname, pool.chip, pool.tp, given.goodput_rps,
                     given.output_tokens_per_request, given.availability,
                     given.power_w_per_replica if given.power_w_per_replica is not None else tdp * pool.tp,
-                    "given in fleet.capacity")
+                    "given in fleet.capacity", kernel_basis="given by hand (no kernel)")
                 continue
-            out[pname, wname] = _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress,
-                                          None if ambient_c is None else ambient_c.get(pname))
+            c = _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress,
+                          None if ambient_c is None else ambient_c.get(pname))
+            out[pname, wname] = replace(c, kernel_basis=kernel_basis(pool, chips, models))
     return out
+
+
+def kernel_basis(pool, chips: dict, models: dict) -> str:
+    """One line: what the pool's kernel figures rest on (fleetsim.kernel.provenance)."""
+    from fleetsim.kernel.provenance import provenance
+    from fleetsim.serving.window import pool_kernel
+
+    return provenance(pool_kernel(pool, chips, models)).line()
 
 
 def seasonal_grid(scenario) -> dict[str, list[float]]:

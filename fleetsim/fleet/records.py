@@ -323,6 +323,7 @@ def _summary(sim, tl, ledger, orders, us_share, windows) -> dict[str, Any]:
         "chips_lost": sim.cohorts.counts["lost"],
         "repair_queue_wait_days_mean": rnd(sim.cohorts.queue_wait_days / max(1, sim.cohorts.counts["repaired"] + sim.cohorts.counts["lost"]), 3),
         "capacity_source": sorted({c.source for c in sim.caps.values()}),
+        "kernel_provenance": {c.pool: c.kernel_basis for c in sim.caps.values()},
         # catalog figures the run rests on that are placeholders (ASSUMPTION) or estimates
         "assumed_chip_figures": {c: list(getattr(sim.chips[c], "assumed", None) or [])
                                  for c in sim.chip_names if getattr(sim.chips[c], "assumed", None)},

@@ -74,14 +74,22 @@ def software_factor(engine: EngineProfile, release: str | None) -> float:
     return (1.0 + engine.speedup_per_year) ** min(max(older, 0.0), MAX_YEARS_BACK)
 
 
-def allowed_tp(model: ModelSpec) -> list[int] | None:
+def split_engine(engine):
+    """'vllm-ascend@0.9.1' -> ('vllm-ascend', '0.9.1'); a profile or a bare name -> (it, None)."""
+    if isinstance(engine, str) and "@" in engine:
+        name, _, rel = engine.partition("@")
+        return name, rel
+    return engine, None
+
+
+def allowed_tp(model: ModelSpec, attention: str | None = None) -> list[int] | None:
     """Tensor-parallel sizes that shard the model's heads evenly, as vLLM requires: attention
     heads % tp == 0, and KV heads % tp == 0 or tp % KV heads == 0 (KV heads replicated).
     MLA has one shared latent instead of KV heads: heads % tp == 0 only. None = any tp: an MLA
     MoE model (DeepSeek) is served with data-parallel attention and expert parallelism, where
     each of the tp chips runs every head for its own sequences (SGLang's 72-GPU EP72 decode,
     CloudMatrix-Infer's 160-NPU EP320 decode), so head counts do not limit the chip count."""
-    if model.is_mla and model.is_moe:
+    if model.is_mla and model.is_moe and attention != "tp":
         return None
     heads, kv = model.num_heads, model.num_kv_heads
     return [
@@ -124,13 +132,37 @@ class ReplicaKernel:
         band: str | None = None,
         speculative: tuple[int, float] | None = None,
         engine_release: str | None = None,
+        attention: str | None = None,
+        expert_parallel: int | None = None,
+        memory_fraction: float | None = None,
+        graph_capture: bool | None = None,
     ) -> None:
         for name, val in (("precision", precision), ("kv_precision", kv_precision)):
             if val not in PRECISIONS:
                 raise ScenarioError(f"unknown {name} '{val}'; allowed: {', '.join(PRECISIONS)}", field=name)
         if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)) or tp < 1:
             raise ScenarioError(f"tp must be a whole number >= 1, got {tp!r}", field="tp")
-        allowed = allowed_tp(model)
+        # ---- parallel layout: attention tensor- or data-parallel, expert-parallel degree ----
+        default_dp = model.is_mla and model.is_moe
+        if attention not in (None, "tp", "dp"):
+            raise ScenarioError(f"attention must be tp or dp, got {attention!r}", field="attention")
+        if attention == "dp" and not model.is_moe:
+            raise ScenarioError(
+                f"attention: dp needs a MoE model (experts shared across the data-parallel ranks); "
+                f"{model.name} is dense: use more replicas instead", field="attention")
+        dp_attn = (default_dp if attention is None else attention == "dp") and int(tp) > 1
+        if expert_parallel is not None:
+            if isinstance(expert_parallel, bool) or expert_parallel not in (1, int(tp)) or (
+                    expert_parallel > 1 and not model.is_moe):
+                raise ScenarioError(
+                    f"expert_parallel must be 1 (experts sharded tensor-parallel) or tp = {int(tp)} "
+                    f"(one expert group per chip) on a MoE model; got {expert_parallel!r}"
+                    + ("" if model.is_moe else f" ({model.name} is dense)"), field="expert_parallel")
+            if dp_attn and expert_parallel == 1:
+                raise ScenarioError("attention: dp needs expert_parallel = tp (tokens meet their "
+                                    "experts by all-to-all)", field="expert_parallel")
+        ep = model.is_moe and int(tp) > 1 and (expert_parallel is None or expert_parallel > 1)
+        allowed = None if dp_attn or (default_dp and int(tp) == 1) else allowed_tp(model, attention="tp")
         if allowed is not None and int(tp) not in allowed:
             rule = (
                 f"its {model.num_heads} attention heads must split evenly (heads % tp == 0)"
@@ -147,7 +179,10 @@ class ReplicaKernel:
         self.chip, self.model, self.tp = chip, model, int(tp)
         self.precision, self.kv_precision = precision, kv_precision
         self.assumptions: list[str] = []
+        engine, pinned = split_engine(engine)
         self.engine = self._engine(engine, chip)
+        engine_release = self._release(pinned, engine_release)
+        self.engine_release = engine_release
         eff = chip.efficiency
 
         # ---- precisions: a precision the chip has no peak for is an error, not a fallback ----
@@ -209,13 +244,23 @@ class ReplicaKernel:
         bpp = BYTES_PER_VALUE[precision]
         self.weight_bytes = model.total_params * bpp
         if model.is_mla:
-            kv_copies = 1.0  # data-parallel attention: each sequence's latent lives on one rank
+            # data-parallel attention: each sequence's latent lives on one rank; tensor-parallel
+            # attention: every rank holds the whole latent of every sequence
+            kv_copies = 1.0 if (dp_attn or self.tp == 1) else float(self.tp)
+        elif dp_attn:
+            kv_copies = 1.0  # data-parallel attention: each sequence's KV lives on one rank
         else:
             kv_copies = max(1.0, self.tp / model.num_kv_heads)  # KV heads replicated past tp > kv
         self.kv_bytes_per_token = model.kv_values_per_token() * BYTES_PER_VALUE[kv_precision] * kv_copies
         total = chip.hbm_gb * 1e9 * self.tp
         reserve = self.engine.activation_reserve_gb * 1e9 * self.tp
         f = self.engine.kv_fraction
+        if memory_fraction is not None:
+            if not (0.0 < memory_fraction <= 1.0):
+                raise ScenarioError(f"memory_fraction must be in (0, 1], got {memory_fraction!r}",
+                                    field="memory_fraction")
+            f = float(memory_fraction)
+        self.memory_fraction = f
         if self.engine.kv_policy == "free_fraction":
             kv_room = f * (total - self.weight_bytes - reserve)
         else:
@@ -258,9 +303,10 @@ class ReplicaKernel:
                 )
 
         # ---- parallelism ----
-        self.dp_attention = model.is_mla and model.is_moe and self.tp > 1
-        self.expert_parallel = model.is_moe and self.tp > 1
-        self.parallelism = "dp-attention+ep-alltoall" if self.dp_attention else "tp-allreduce"
+        self.dp_attention = dp_attn
+        self.expert_parallel = ep
+        self.parallelism = ("dp-attention+ep-alltoall" if dp_attn else
+                            "tp-attention+ep-allreduce" if ep else "tp-allreduce")
 
         # ---- per-iteration coefficients (FLOPs per token, bytes per iteration) ----
         dense_mm = model.matmul_params_per_token - model.moe_layers * model.experts_per_token * model.expert_params
@@ -337,8 +383,42 @@ class ReplicaKernel:
             self._comm1_p = self._comm1
         self._ov = self.engine.comm_overlap
         self.comm_overlapped = self._ov > 0
-        self._overhead = self.engine.overhead_s[self.platform] + chip_overhead
+        # ---- overheads with physical meaning (docs/kernel.md "Overheads") ----
+        # per step: the engine's fixed cost on this platform, the chip's extra, and one launch per
+        # layer (graph replay or eager host launches); per request: a host cost paid in TTFT.
+        self.graph_capture = self.engine.graph_capture if graph_capture is None else bool(graph_capture)
+        mode = "graph" if self.graph_capture else "eager"
+        self.step_overhead_s = self.engine.overhead_s[self.platform] + chip_overhead
+        self.layer_launch_s = self.engine.layer_launch_s[mode] * model.num_layers
+        self.request_overhead_s = self.engine.request_overhead_s
+        self._overhead = self.step_overhead_s + self.layer_launch_s
         self._run_templates: dict = {}
+
+    def _release(self, pinned: str | None, engine_release: str | None) -> str | None:
+        """The release date the kernel runs the engine at: `NAME@VERSION` (the profile's releases
+        table) or `NAME@YYYY-MM[-DD]`, or engine_release; none pinned: the profile as fitted
+        (its reference_date, the newest release it has figures for), said in the assumptions."""
+        prof = self.engine
+        if pinned is not None:
+            if engine_release is not None:
+                raise ScenarioError(f"engine {prof.name} is pinned twice ({pinned!r} and engine_release "
+                                    f"{engine_release!r}); give one", field="engine_release")
+            if pinned in prof.releases:
+                return prof.releases[pinned]
+            try:
+                _years(pinned)
+            except ValueError:
+                known = ", ".join(prof.releases) or "none listed; pin a date YYYY-MM[-DD]"
+                raise ScenarioError(f"unknown release {pinned!r} of engine {prof.name}; known: {known}",
+                                    field="engine") from None
+            return pinned
+        if engine_release is None:
+            ref = (f"reference {prof.reference_date}, the newest release it has figures for"
+                   if prof.reference_date else "undated: no release trend fitted")
+            self.assumptions.append(
+                f"engine {prof.name}: no release pinned (engine: NAME@VERSION or engine_release); "
+                f"the profile as fitted is used ({ref})")
+        return engine_release
 
     @staticmethod
     def _engine(engine, chip: ChipSpec) -> EngineProfile:

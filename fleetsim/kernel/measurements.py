@@ -5,7 +5,9 @@ Columns: key, source, split (fit | test, chosen by source before any fit), chip,
 metric, published (the figure as published), per_chips (chips the figure covers; empty for
 latencies), tp (chips per replica or instance), chips_total, precision, kv_precision,
 concurrency, input_tokens, output_tokens, tpot_limit_s, draft_tokens, tokens_per_step,
-cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions.
+cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions; optional
+attention (tp | dp), expert_parallel (1 | tp) and memory_fraction, where the run published them
+(empty: the kernel's defaults).
 
 Metrics (how the kernel is run for a row):
   offline        best steady continuous-batching output rate, batch up to the KV limit and `concurrency`
@@ -22,6 +24,7 @@ Metrics (how the kernel is run for a row):
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
 import functools
 import math
 from dataclasses import dataclass
@@ -77,6 +80,9 @@ class Measurement:
     setup: str
     metric_definition: str
     assumptions: str
+    attention: str | None = None  # optional columns (layout as published): tp | dp
+    expert_parallel: int | None = None  # 1 or tp
+    memory_fraction: float | None = None  # as the engine defines it, when the run set it
 
 
 def _opt(v: str, kind=float):
@@ -119,16 +125,59 @@ def _parse(text: str) -> tuple[Measurement, ...]:
             draft_tokens=_opt(r["draft_tokens"], int), tokens_per_step=_opt(r["tokens_per_step"]),
             cached_fraction=_opt(r["cached_fraction"]) or 0.0, prefill_chips=_opt(r["prefill_chips"], int),
             date=r["date"], url=r["url"], setup=r["setup"], metric_definition=r["metric_definition"],
-            assumptions=r["assumptions"],
+            assumptions=r["assumptions"], attention=(r.get("attention") or "").strip() or None,
+            expert_parallel=_opt(r.get("expert_parallel") or "", int),
+            memory_fraction=_opt(r.get("memory_fraction") or ""),
         ))
     return tuple(out)
+
+
+# The sources present when the split was frozen (2026-12-07, before the refit of issue 21).
+FROZEN_SOURCES = frozenset({
+    "mlperf-v4.0", "mlperf-v4.1", "mlperf-v5.0", "mlperf-v5.1", "trtllm-perf-overview-v1.0",
+    "sglang-ascend-best-practice", "lmsys-sglang-96xh100", "vllm-ascend-issue-4295",
+    "vllm-ascend-issue-4395", "cloudmatrix384-paper", "deepseek-inference-overview",
+    "xdeepserve-paper",
+})
+
+
+def split_by_source_and_time(points, frozen_sources=None) -> dict[str, str]:
+    """source -> 'fit' | 'test' by the rule the data's split column is frozen under (see
+    SPLIT_RULE): a system is (chip, engine); where a system is covered by two or more sources,
+    the newest source (latest row date) is test; a source whose engine no other source covers
+    is test (it scores transfer to an engine nothing is fitted on); every other source is fit.
+    A source is on one side only, so a source that is newest for one system is test for all.
+    Sources not in `frozen_sources` (FROZEN_SOURCES: the set when the split was frozen) arrived
+    after the fit and are test: new data only ever scores the kernel until a deliberate refreeze."""
+    frozen = FROZEN_SOURCES if frozen_sources is None else frozen_sources
+    points = list(points)
+    late = {m.source for m in points if m.source not in frozen}
+    points = [m for m in points if m.source in frozen]
+    src_date = defaultdict(str)
+    systems = defaultdict(set)
+    engines = defaultdict(set)
+    for m in points:
+        src_date[m.source] = max(src_date[m.source], m.date)
+        systems[(m.chip, m.engine)].add(m.source)
+        engines[m.engine].add(m.source)
+    test = set()
+    for srcs in systems.values():
+        if len(srcs) >= 2:
+            test.add(max(srcs, key=lambda s: (src_date[s], s)))
+    for srcs in engines.values():
+        if len(srcs) == 1:
+            test |= srcs
+    out = {s: ("test" if s in test else "fit") for s in src_date}
+    return out | {s: "test" for s in late}
 
 
 def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> ReplicaKernel:
     spec = (m.draft_tokens, m.tokens_per_step) if m.draft_tokens else None
     return ReplicaKernel(chips[m.chip], models[m.model], tp or m.tp, m.precision,
                          kv_precision=m.kv_precision, engine=engines[m.engine], speculative=spec,
-                         engine_release=m.date)
+                         engine_release=m.date, attention=m.attention,
+                         expert_parallel=m.expert_parallel if tp is None else None,
+                         memory_fraction=m.memory_fraction)
 
 
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
@@ -156,6 +205,8 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
         new = (1.0 - f) * i
         n = m.concurrency or 1
         t = k.step_time_s(n * new, 0, 0, n * (new * f * i + 0.5 * new * new))
+        if "TTFT" in m.metric_definition:  # a figure derived from TTFT pays the per-request cost
+            t += k.request_overhead_s
         return n * i / t * per  # counts cached prompt tokens too, as the source does
     if m.metric == "decode_at_tpot":
         return decode_throughput(k, i, m.tpot_limit_s).output_tokens_per_s * per
@@ -166,13 +217,25 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
     raise ValueError(f"{m.key}: unknown metric {m.metric!r}; allowed: {', '.join(METRICS)}")
 
 
+def regime(m: Measurement) -> str:
+    """Batch regime of a point: small batch (<= 8 sequences in flight, latency-bound) or loaded."""
+    if m.concurrency is not None and m.concurrency <= 8:
+        return "batch<=8"
+    return "loaded"
+
+
 def compare(points=None, chips=None, models=None, engines=None) -> list[dict]:
-    """One row per measurement: published, kernel, relative error (kernel / published - 1)."""
+    """One row per measurement: published, kernel, relative error (kernel / published - 1), and
+    the partitions errors are reported by (chip family, engine, metric, dense/MoE, batch regime)."""
+    chips_ = chips or load_chips()
+    models_ = models or load_models()
     rows = []
     for m in points or load_measurements():
         kern = predict(m, chips, models, engines)
         rows.append({"key": m.key, "source": m.source, "split": m.split, "chip": m.chip,
                      "model": m.model, "engine": m.engine, "metric": m.metric,
+                     "family": chips_[m.chip].family, "kind": "MoE" if models_[m.model].is_moe else "dense",
+                     "regime": regime(m),
                      "published": m.published, "kernel": kern, "rel_error": kern / m.published - 1.0})
     return rows
 
@@ -187,18 +250,82 @@ def summary(rows: list[dict], split: str | None = None) -> dict:
                                          for x in r])) if len(r) else math.nan}
 
 
+PARTITIONS = ("family", "engine", "metric", "kind", "regime")
+
+
+def partitions(rows: list[dict], split: str) -> dict[str, dict]:
+    """'family=ascend' -> summary() of that split's rows in the partition, for every partition."""
+    out = {}
+    for by in PARTITIONS:
+        for name in sorted({r[by] for r in rows if r["split"] == split}):
+            out[f"{by}={name}"] = summary([r for r in rows if r["split"] == split and r[by] == name])
+    return out
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) < 1 else f"{v:,.0f}"
 
 
-def markdown(rows: list[dict] | None = None) -> str:
-    """Per point, then per chip and engine, for each split (docs/validation.md)."""
-    rows = compare() if rows is None else rows
-    out = []
+def transfers_markdown(engines=None) -> str:
+    """The transfer rule behind every borrowed figure of the shipped engines (engines.yaml)."""
+    engines = engines or load_engines()
+    out = ["| engine | figure | value | transfer rule |", "|---|---|---:|---|"]
+    for name, e in sorted(engines.items()):
+        for fld, rule in sorted(e.transfers.items()):
+            base, _, plat = fld.partition(".")
+            val = e.overhead_s[plat] if base == "overhead_s" else getattr(e, base)
+            shown = f"{val * 1e3:.2f} ms" if base == "overhead_s" else f"{val:g}"
+            out.append(f"| {name} | {fld} | {shown} | {rule} |")
+    return "\n".join(out)
+
+
+def kernel_markdown() -> str:
+    """docs/kernel.md's engine and family block: per-step, per-layer and per-request overheads,
+    what is fitted and what is borrowed (python -m fleetsim.kernel.measurements --write-docs)."""
+    chips, engines = load_chips(), load_engines()
+    out = ["| engine | platforms | per-step overhead | per-layer launch (graph / eager) | per-request (TTFT) "
+           "| GEMM multiplier | speedup per year | releases listed | fitted / borrowed |",
+           "|---|---|---|---|---:|---:|---:|---:|---|"]
+    for name, e in sorted(engines.items()):
+        ov = ", ".join(f"{p} {v * 1e3:.2f} ms" for p, v in e.overhead_s.items())
+        tags = []
+        for fld in ("overhead_s", "gemm_efficiency", "speedup_per_year"):
+            moved = [k for k in e.transfers if k.split(".")[0] == fld]
+            if moved:
+                tags.append(f"{fld}: borrowed ({', '.join(k.split('.', 1)[-1] if '.' in k else 'all' for k in moved)})")
+            elif fld in e.fitted:
+                tags.append(f"{fld}: fitted")
+        out.append(f"| {name} | {', '.join(e.platforms)} | {ov} | {e.layer_launch_s['graph'] * 1e6:.0f} / "
+                   f"{e.layer_launch_s['eager'] * 1e6:.0f} us | {e.request_overhead_s * 1e3:.1f} ms | "
+                   f"{e.gemm_efficiency:g} | {e.speedup_per_year:.1%} | {len(e.releases)} | {'; '.join(tags) or 'none'} |")
+    out += ["", "| chip family | mfu_scale | hbm_efficiency | measured |", "|---|---:|---:|---|"]
+    fams = {}
+    for c in chips.values():
+        fams.setdefault(c.family, c.efficiency)
+    for fam, eff in sorted(fams.items()):
+        out.append(f"| {fam} | {eff.mfu_scale:.4f} | {eff.hbm_efficiency:.4f} | {'yes' if eff.measured else 'no (bands)'} |")
+    return "\n".join(out) + "\n"
+
+
+def markdown(rows: list[dict] | None = None, points=None) -> str:
+    """docs/validation.md's kernel block: both splits' errors, per point and per partition, the
+    transfer rules used, and the sources (python -m fleetsim.kernel.measurements)."""
+    points = points or load_measurements()
+    rows = compare(points) if rows is None else rows
+    out = ["| split | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
     for split in ("fit", "test"):
         s = summary(rows, split)
-        out.append(f"#### {split} set: {s['points']} points, median |error| {s['median_abs']:.1%}, "
-                   f"{s['within_25']:.0%} within 25%, worst {s['max_abs']:.0%}\n")
+        out.append(f"| {split} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+    out.append("")
+    for split in ("fit", "test"):
+        out.append(f"#### {split} set per partition (chip family, engine, metric, dense/MoE, batch regime)\n")
+        out.append("| partition | points | median abs. error | within 25% | worst |")
+        out.append("|---|---:|---:|---:|---:|")
+        for name, s in partitions(rows, split).items():
+            out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+        out.append("")
+    for split in ("fit", "test"):
+        out.append(f"#### {split} set per point\n")
         out.append("| point | chip | engine | metric | published | kernel | error |")
         out.append("|---|---|---|---|---:|---:|---:|")
         for r in rows:
@@ -206,16 +333,89 @@ def markdown(rows: list[dict] | None = None) -> str:
                 out.append(f"| {r['key']} | {r['chip']} | {r['engine']} | {r['metric']} | "
                            f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
         out.append("")
-        for by in ("chip", "engine"):
-            out.append(f"| {by} | points | median abs. error | within 25% | worst |")
-            out.append("|---|---:|---:|---:|---:|")
-            for name in sorted({r[by] for r in rows if r["split"] == split}):
-                sub = [r for r in rows if r["split"] == split and r[by] == name]
-                e = np.abs([r["rel_error"] for r in sub])
-                out.append(f"| {name} | {len(sub)} | {np.median(e):.1%} | {np.mean(e <= 0.25):.0%} | {e.max():.0%} |")
-            out.append("")
-    return "\n".join(out)
+    out.append("#### Transfer rules used (engines.yaml `transfers`, written by fleetsim calibrate)\n")
+    out.append(transfers_markdown())
+    out.append("")
+    out.append("#### Sources\n")
+    by_src: dict[str, list] = defaultdict(list)
+    for m in points:
+        by_src[m.source].append(m)
+    for src, ms in sorted(by_src.items(), key=lambda kv: (kv[1][0].split, kv[0])):
+        dates = sorted({m.date for m in ms})
+        span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+        first = ms[0]
+        out.append(f"- **{src}** ({first.split}, {len(ms)} point{'s' if len(ms) > 1 else ''}, {span}): "
+                   f"{first.url}. Setup of the first point: {first.setup}. Metric: {first.metric_definition}.")
+    return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # python -m fleetsim.kernel.measurements
-    print(markdown())
+GATE_FILE = "accuracy_gate.yaml"
+BEGIN = "<!-- BEGIN generated by python -m fleetsim.kernel.measurements; tests/test_kernel_validation.py checks it -->"
+END = "<!-- END generated -->"
+
+
+def gate_figures(rows: list[dict]) -> dict:
+    """The test split's median and per-partition medians, as the accuracy gate records them."""
+    s = summary(rows, "test")
+    return {"test_points": s["points"], "test_median_abs": round(s["median_abs"], 4),
+            "partitions": {k: round(v["median_abs"], 4) for k, v in partitions(rows, "test").items()}}
+
+
+def load_gate() -> dict:
+    import yaml
+
+    return yaml.safe_load(resources.files("fleetsim.catalog").joinpath(GATE_FILE).read_text(encoding="utf-8"))
+
+
+def gate_failures(rows: list[dict], gate: dict | None = None) -> list[str]:
+    """Where the test split got worse than the recorded figures: median by more than 2 points,
+    a partition's median by more than 5 (a partition with no recorded figure fails too)."""
+    gate = gate or load_gate()
+    now = gate_figures(rows)
+    bad = []
+    if now["test_median_abs"] > gate["test_median_abs"] + 0.02:
+        bad.append(f"test median {now['test_median_abs']:.1%} > recorded {gate['test_median_abs']:.1%} + 2 points")
+    for name, med in now["partitions"].items():
+        rec = gate["partitions"].get(name)
+        if rec is None:
+            bad.append(f"partition {name} has no recorded figure: regenerate the gate deliberately")
+        elif med > rec + 0.05:
+            bad.append(f"partition {name}: median {med:.1%} > recorded {rec:.1%} + 5 points")
+    return bad
+
+
+def write_gate(rows: list[dict], path, read_on: str) -> None:
+    import yaml
+
+    head = ("# Accuracy gate (issue 21): the test split's median |error| and per-partition medians as\n"
+            f"# read ONCE on {read_on} (python -m fleetsim.kernel.measurements --write-gate). The suite\n"
+            "# fails when the test median rises by more than 2 points or any partition's by more than 5\n"
+            "# (tests/test_kernel_validation.py). Regenerate only on new data, never to pass a change.\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + yaml.safe_dump(gate_figures(rows), sort_keys=True))
+
+
+def write_docs(rows: list[dict] | None = None, root=None) -> None:
+    """Replace the generated blocks of docs/validation.md and docs/kernel.md."""
+    from pathlib import Path
+
+    root = Path(root) if root else Path(__file__).resolve().parents[2]
+    for name, body in (("validation.md", lambda: markdown(rows)), ("kernel.md", kernel_markdown)):
+        p = root / "docs" / name
+        text = p.read_text(encoding="utf-8")
+        a, b = text.index(BEGIN), text.index(END)
+        p.write_text(text[:a] + BEGIN + "\n\n" + body() + "\n" + text[b:], encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--write-docs] [--write-gate DATE]
+    import sys
+
+    _rows = compare()
+    if "--write-docs" in sys.argv:
+        write_docs(_rows)
+    if "--write-gate" in sys.argv:
+        from pathlib import Path
+
+        write_gate(_rows, Path(__file__).parents[1] / "catalog" / GATE_FILE, sys.argv[sys.argv.index("--write-gate") + 1])
+    if len(sys.argv) == 1:
+        print(markdown(_rows))

@@ -343,6 +343,11 @@ def _assumptions_html(run: RunFolder) -> str:
     if any("given" in str(x) for x in src):
         notes.append("Replica capacity was given by hand in fleet.capacity (not simulated): "
                      "every capacity figure rests on it.")
+    prov = (run.summary.get("fleet") or {}).get("kernel_provenance") or run.summary.get("kernel_provenance") or {}
+    moved = sorted(p for p, basis in prov.items() if not str(basis).startswith(("measured-near", "given")))
+    if moved:
+        notes.append("Capacity rests on transferred or roofline-only kernel figures for pool(s) "
+                     f"{', '.join(moved)} (fleetsim support CHIP MODEL ENGINE says which rule).")
     if not items and not notes:
         return ("<p>No placeholder catalog figure is used by this scenario. Figures the scenario file "
                 "itself marks ASSUMPTION (in its comments) are not listed here: read them there.</p>")

@@ -93,9 +93,12 @@ class PoolConfig(StrictModel):
         "bf16", description="weight precision (the chip must publish a peak for it)")
     kv_precision: Literal["bf16", "fp8", "int8"] = Field(
         "bf16", description="KV-cache precision (the chip must publish a peak for it)")
-    engine: Literal["trtllm", "vllm", "sglang", "vllm-ascend", "mindie", "cloudmatrix-infer", "deepseek"] | None = Field(
-        None, description="serving engine profile (fleetsim/catalog/engines.yaml); None: vllm, "
-        "or vllm-ascend on Ascend chips")
+    engine: Annotated[str, Field(pattern=r"^(trtllm|vllm|sglang|vllm-ascend|mindie|cloudmatrix-infer|deepseek)"
+                                         r"(@[A-Za-z0-9._-]+)?$")] | None = Field(
+        None, description="serving engine profile (fleetsim/catalog/engines.yaml): trtllm, vllm, "
+        "sglang, vllm-ascend, mindie, cloudmatrix-infer or deepseek, optionally pinned to a release "
+        "as NAME@VERSION (the profile's releases table) or NAME@YYYY-MM[-DD]; None: vllm, or "
+        "vllm-ascend on Ascend chips. Unpinned: the profile as fitted, noted in the kernel assumptions")
     band: Literal["low", "mid", "high"] | None = Field(
         None, description="assumed efficiency band for chips without serving measurements "
         "(None: mid); refused on measured chips")
@@ -104,6 +107,21 @@ class PoolConfig(StrictModel):
         None, description="engine software release YYYY-MM[-DD]; older than the engine profile's "
         "reference_date is slower by its fitted speedup_per_year (None: the reference, today's "
         "software)")
+    attention: Literal["tp", "dp"] | None = Field(
+        None, description="attention layout over the tp chips: tp (heads sharded, all-reduces) or dp "
+        "(each chip runs all heads for its own sequences; MoE only, experts by all-to-all); None: dp "
+        "for MLA MoE models (DeepSeek), tp otherwise")
+    expert_parallel: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        None, description="expert-parallel degree: 1 (experts sharded tensor-parallel, no "
+        "all-to-all) or tp (one expert group per chip); None: tp for MoE models on tp > 1")
+    memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="share of memory the engine takes (gpu_memory_utilization, "
+        "--mem-fraction-static, kv_cache_free_gpu_mem_fraction under its own policy); None: the "
+        "engine's default (engines.yaml kv_fraction)")
+    graph_capture: bool | None = Field(
+        None, description="replay decode steps as captured graphs (CUDA graphs, ACL graphs); false: "
+        "eager (vLLM --enforce-eager), every layer's kernels launched from the host; None: the "
+        "engine's default")
     batching: ContinuousBatching = Field(ContinuousBatching(), description="batching policy")
     queue_limit: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Waiting requests a replica accepts before the router rejects (None: unbounded)"

@@ -56,8 +56,9 @@ class Handoff:
     """The KV link from one prefill pool to its decode pool, and the requests in transit."""
 
     def __init__(self, env, req, kv_bytes_per_token: float, link_gbps: float, latency_s: float,
-                 decode: list[DecodeReplica], on_reject) -> None:
+                 decode: list[DecodeReplica], on_reject, host_s: float = 0.0) -> None:
         self.env, self.req = env, req
+        self.host_s = host_s  # the engine's per-request host cost: the client sees tokens this late
         self.s_per_token = kv_bytes_per_token / (link_gbps * 1e9)
         self.latency_s = latency_s
         self.decode = decode
@@ -76,7 +77,7 @@ class Handoff:
         self.in_transit.discard(rid)
         req = self.req
         if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: the client sees it now
-            req.first_token_s[rid] = self.env.now
+            req.first_token_s[rid] = self.env.now + self.host_s
         target = self._choose(rid)
         if target is None:  # no decode replica up, or none the request ever fits
             up = any(r.up for r in self.decode)

@@ -427,6 +427,7 @@ def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workloa
         ttft = kernel.iteration_time_s(fresh, 0, 0.0, fresh * (c + fresh / 2.0))
     else:
         ttft = kernel.iteration_time_s(prompt, 0, 0.0)
+    ttft = ttft + kernel.request_overhead_s  # the per-request host cost, paid once in TTFT
     # Step time is affine in context, so the mean step equals the step at the mean context.
     tpot = kernel.iteration_time_s(0, 1, prompt + output / 2.0)
     ok = (ttft <= workload.slo.ttft_s) & ((output <= 1) | (tpot <= workload.slo.tpot_s))

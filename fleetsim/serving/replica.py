@@ -103,6 +103,9 @@ class Replica:
         self.index_in_pool = index_in_pool  # what the tables call `replica`, beside `pool`
         self.pool_idx = pool_idx
         self.kernel = kernel
+        # the per-request host cost (tokenisation, admission, streaming) delays every token the
+        # client sees by the same amount: TTFT and end-to-end pay it once, TPOT not at all
+        self._host_s = float(getattr(kernel, "request_overhead_s", 0.0))
         self.max_batch = batching.max_batch
         self.token_budget = batching.max_tokens_per_iter
         self.chunked = batching.chunked_prefill
@@ -535,7 +538,7 @@ class Replica:
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
         req = self.req
         if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: first token of this request
-            req.first_token_s[rid] = now
+            req.first_token_s[rid] = now + self._host_s
         remaining = self._output[rid] - generated
         if remaining <= 0:
             self._finish(rid, now)
@@ -614,7 +617,7 @@ class Replica:
 
     def _finish(self, rid: int, now: float) -> None:
         req = self.req
-        req.finish_s[rid] = now
+        req.finish_s[rid] = now + self._host_s
         req.status[rid] = COMPLETED
         self.outstanding_tokens -= self._prompt[rid] + self._output[rid]
         self.n_in -= 1

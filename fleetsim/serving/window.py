@@ -55,6 +55,20 @@ class WindowResult:
     places: dict[str, int] = field(default_factory=dict)  # where every request ended (conservation)
 
 
+def pool_kernel(pool, chips: dict, models: dict, tp: int | None = None) -> ReplicaKernel:
+    """The kernel of one replica of a pool: every pool input the kernel reads (engine and its
+    release, layout, memory fraction, precisions, band, speculative decoding)."""
+    spec = pool.speculative
+    return ReplicaKernel(
+        chips[pool.chip], models[pool.model], pool.tp if tp is None else tp, pool.precision,
+        kv_precision=pool.kv_precision, engine=pool.engine, band=pool.band,
+        speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
+        engine_release=pool.engine_release, attention=pool.attention,
+        expert_parallel=pool.expert_parallel, memory_fraction=pool.memory_fraction,
+        graph_capture=pool.graph_capture,
+    )
+
+
 def build_kernels(cfg: ServingConfig, chips: dict, models: dict,
                   given: frozenset[str] = frozenset()) -> dict[str, ReplicaKernel]:
     """One kernel per pool; a model that does not fit its chips is refused here, with the pool named.
@@ -64,13 +78,7 @@ def build_kernels(cfg: ServingConfig, chips: dict, models: dict,
     kernels = {}
     for name, pool in cfg.pools.items():
         try:
-            spec = pool.speculative
-            kernels[name] = ReplicaKernel(
-                chips[pool.chip], models[pool.model], pool.tp, pool.precision,
-                kv_precision=pool.kv_precision, engine=pool.engine, band=pool.band,
-                speculative=None if spec is None else (spec.draft_tokens, spec.tokens_per_step),
-                engine_release=pool.engine_release,
-            )
+            kernels[name] = pool_kernel(pool, chips, models)
         except FleetsimError as exc:  # CapacityError, bad tp...: name the pool (and its field)
             if name in given:
                 continue
@@ -177,7 +185,8 @@ def run_window(
             h = pool.handoff
             link = Handoff(env, req, kernels[pname].kv_bytes_per_token, h.link_gbps, h.link_latency_s,
                            pool_replicas[names.index(h.decode_pool)],
-                           lambda rid, reason: router.reject(rid, reason))
+                           lambda rid, reason: router.reject(rid, reason),
+                           host_s=kernels[pname].request_overhead_s)
             handoffs.append(link)
             for r in pool_replicas[pi]:
                 r.handoff = link
