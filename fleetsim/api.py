@@ -40,6 +40,8 @@ class RunResult:
     orders: pd.DataFrame | None = None
     windows: pd.DataFrame | None = None
     capacity: pd.DataFrame | None = None
+    replicates: pd.DataFrame | None = None   # fleet: a row per future (fleetsim.fleet.futures)
+    quantiles: pd.DataFrame | None = None    # fleet: per day and chip kind, quantiles over futures
     run_dir: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -140,6 +142,9 @@ def check_references(scenario: Scenario) -> None:
             )
     if scenario.fleet is not None:
         check_fleet_references(scenario, chips)
+        from fleetsim.fleet.futures import check_limits
+
+        check_limits(scenario)  # (futures) replications within time and memory, before the start
     input_warnings(scenario)  # raises the first impossible input (fleetsim.fleet.inputs)
     if scenario.reliability is not None and scenario.reliability.cohort_run is not None:
         for i, cohort in enumerate(scenario.reliability.cohort_run.cohorts):
@@ -421,9 +426,10 @@ def _run_reliability(scenario: Scenario, chips: dict, progress) -> RunResult:
 
 
 def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunResult:
-    """Years of the fleet: capacity per replica type (cached), then the daily simulation."""
+    """Years of the fleet: capacity per replica type (cached, once), then the daily simulation
+    of each future (fleetsim.fleet.futures); the tables are the representative future's."""
     from fleetsim.fleet.capacity import replica_capacities, seasonal_capacities
-    from fleetsim.fleet.sim import run_fleet
+    from fleetsim.fleet.futures import run_futures
     from fleetsim.fleet.windows import window_runner
     from fleetsim.results.cache import ResultCache
     from fleetsim.results.tables import fleet_table
@@ -435,10 +441,12 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
     caps = replica_capacities(scenario, chips, models, cache=cache, progress=progress)
     grid = seasonal_capacities(scenario, chips, models, cache=cache, progress=progress)
     t1 = time.perf_counter()
-    res = run_fleet(scenario, chips, models, caps, progress, window_runner=window_runner(chips, models),
-                    caps_grid=grid)
+    fut = run_futures(scenario, chips, models, caps, progress, window_runner=window_runner(chips, models),
+                      caps_grid=grid)
+    res = fut.result
     t2 = time.perf_counter()
-    summary = {"scenario": scenario.name, "seed": scenario.seed, "kind": "fleet", "fleet": res.summary}
+    summary = {"scenario": scenario.name, "seed": scenario.seed, "kind": "fleet", "fleet": res.summary,
+               "futures": fut.block}
     return RunResult(
         scenario=scenario, summary=summary, events=fleet_table(res.events),
         timeline=fleet_table(res.timeline), ledger=fleet_table(res.ledger),
@@ -446,7 +454,8 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
         hourly=fleet_table(res.hourly) if res.hourly else None,
         capacity=fleet_table({k: [r[k] if not isinstance(r[k], tuple) else list(r[k]) for r in res.capacity]
                               for k in res.capacity[0]}) if res.capacity else None,
-        timings_s={"capacity": t1 - t0, "simulate": t2 - t1},
+        replicates=fleet_table(fut.replicates), quantiles=fleet_table(fut.quantiles),
+        timings_s={"capacity": t1 - t0, "simulate": t2 - t1, "futures": len(fut.seeds)},
     )
 
 
@@ -454,7 +463,8 @@ def _write(result: RunResult, run_dir: Path) -> None:
     from fleetsim.results import runfolder
 
     files = []
-    for name in ("requests", "events", "timeline", "hourly", "ledger", "orders", "windows", "capacity"):
+    for name in ("requests", "events", "timeline", "hourly", "ledger", "orders", "windows", "capacity",
+                 "replicates", "quantiles"):
         df = getattr(result, name)
         if df is not None:
             runfolder.write_table(run_dir / f"{name}.parquet", df)

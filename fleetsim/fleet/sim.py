@@ -248,18 +248,20 @@ def offer_pool(scenario, offer) -> str:
 
 def run_fleet(scenario, chips: dict, models: dict, caps: dict[tuple[str, str], ReplicaCapacity],
               progress: Callable[[str], None] | None = None, window_runner=None,
-              caps_grid: dict | None = None) -> FleetResult:
+              caps_grid: dict | None = None, seed: int | None = None) -> FleetResult:
     """Simulate `scenario.fleet` day by day; returns columns and the summary. `caps_grid`
     (fleetsim.fleet.capacity.seasonal_capacities): capacity at the coolest, mean and warmest
-    inlet of seasonal halls, interpolated day by day."""
-    sim = _FleetSim(scenario, chips, models, caps, window_runner)
+    inlet of seasonal halls, interpolated day by day. `seed`: the root of this future's streams
+    (fleetsim.fleet.futures passes one per future; default the fleet seed)."""
+    sim = _FleetSim(scenario, chips, models, caps, window_runner, seed)
     sim.caps_grid = caps_grid or {}
     return sim.run(progress)
 
 
 class _FleetSim:
-    def __init__(self, scenario, chips, models, caps, window_runner) -> None:
+    def __init__(self, scenario, chips, models, caps, window_runner, seed: int | None = None) -> None:
         self.sc, self.chips, self.models, self.caps = scenario, chips, models, caps
+        self.future_seed = seed
         self.fleet: FleetConfig = scenario.fleet
         self.serving = scenario.serving
         self.window_runner = window_runner
@@ -284,7 +286,7 @@ class _FleetSim:
     # -- set-up ---------------------------------------------------------------------------
     def _setup(self) -> None:
         f = self.fleet
-        seed = f.seed if f.seed is not None else self.sc.seed
+        seed = self.future_seed if self.future_seed is not None else (f.seed if f.seed is not None else self.sc.seed)
         self.seed = seed
         self.env = simpy.Environment()
         self.channels = {n: _Channel(self.env, n, f.channels[n], i, f, stream(seed, "fleet", "fab", n))
@@ -323,11 +325,14 @@ class _FleetSim:
         self.u_g = np.clip((self.p_g - self.idle_w) / np.maximum(dyn, 1e-9), 0.0, 1.0)
         self.tdp_w = np.array([float(getattr(self.chips[p.chip], "tdp_w", None) or 400.0) for p in self.pools])
         halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
+        # every stream named by purpose and owner (crashes per pool, cycles and lead times per
+        # channel), so adding a channel or a pool leaves every other stream's draws unchanged
         self.cohorts = CohortFleet(self.pool_names, self.params, halls, self.rel.repair,
-                                   stream(seed, "fleet", "cohorts"))
+                                   stream(seed, "fleet", "repair"),
+                                   pool_rngs=[stream(seed, "fleet", "crashes", p) for p in self.pool_names])
         self.transitions = build_transitions(f, stream(seed, "fleet", "regime"),
                                              lambda n, side: stream(seed, "fleet", "regime", n, side))
-        self.lead_rng = stream(seed, "fleet", "lead")
+        self.lead_rng = {n: stream(seed, "fleet", "lead", n) for n in self.channel_names}
         self.planner = make_planner(f.planner)
         self.orders: list[Order] = []
         self.ledger: list[tuple] = []   # (day, kind, chip, channel, amount)
@@ -656,7 +661,7 @@ class _FleetSim:
             count = min(count, int(max(0.0, left) // per_chip) if per_chip > 0 else count)
         if count < ch.cfg.min_order_chips or count <= 0:
             return
-        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng, 1)[0]) + ch.extra_lead
+        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng[ch.name], 1)[0]) + ch.extra_lead
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, price, ch.buyer_levy(price),
                   fin.server_overhead_usd_per_node / fin.chips_per_node, day + max(1, int(round(lead))),
                   levy_vendor_usd_per_chip=price * ch.levy + ch.fee - ch.buyer_levy(price))
@@ -678,7 +683,7 @@ class _FleetSim:
         """A rental: no capex and no budget; serves from delivery for its term, paid daily."""
         if count < ch.cfg.min_order_chips or count <= 0:
             return
-        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng, 1)[0]) + ch.extra_lead
+        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng[ch.name], 1)[0]) + ch.extra_lead
         term = max(ch.cfg.min_term_days, int(req.term_days or 0))
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, 0.0, 0.0, 0.0,
                   day + max(0, int(round(lead))), kind="rent",

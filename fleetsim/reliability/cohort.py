@@ -554,8 +554,12 @@ class CohortFleet:
     """
 
     def __init__(self, pools: list[str], params: list[ChipReliability], halls: list[HallConfig],
-                 repair: RepairConfig, rng: np.random.Generator, capacity: int = 256) -> None:
+                 repair: RepairConfig, rng: np.random.Generator, capacity: int = 256,
+                 pool_rngs: list[np.random.Generator] | None = None) -> None:
         self.pools, self.params, self.halls, self.repair, self.rng = pools, params, halls, repair, rng
+        # crashes drawn per pool from its own stream (a pool's cohorts in delivery order), so one
+        # pool's purchases never shift another's crash draws; without them, one shared stream
+        self.pool_rngs = pool_rngs
         self.n = 0
         self._alloc(capacity)
         self.queue: deque = deque()       # (ready_day, cohort indices, counts) FIFO
@@ -661,8 +665,17 @@ class CohortFleet:
                            * float(extended_factor(self.params[k], self.high_load_h[k]))
                            for k in range(npools)])
         lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
-        crashes = np.minimum(self.rng.poisson(lam), serving)
-        transient = self.rng.binomial(crashes, self.repair.transient_share)
+        if self.pool_rngs is None:
+            crashes = np.minimum(self.rng.poisson(lam), serving)
+            transient = self.rng.binomial(crashes, self.repair.transient_share)
+        else:
+            crashes = np.zeros(n, np.int64)
+            transient = np.zeros(n, np.int64)
+            for k in np.unique(pool):
+                m = pool == k
+                g = self.pool_rngs[k]
+                crashes[m] = np.minimum(g.poisson(lam[m]), serving[m])
+                transient[m] = g.binomial(crashes[m], self.repair.transient_share)
         hardware = crashes - transient
         act -= hardware
         self.view("in_repair")[:] += hardware

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetsim.results.rounding import decimals, format_interval
+
 OK, FAIL = "ok", "MISS"
 
 
@@ -129,9 +131,71 @@ def reliability_text(summary: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+FLEET_HEADLINES = (
+    ("capex_usd_total", "capex total", "usd"), ("budget_usd", "budget", "usd"),
+    ("unmet_demand_share", "unmet demand (share of tokens)", "share"),
+    ("peak_unmet_share", "peak unmet share", "share"),
+    ("cost_usd_per_mtok", "cost USD per million tokens", "plain"),
+    ("energy_kwh_per_mtok", "energy kWh per million tokens", "plain"),
+    ("us_dependence_share_end", "US-supplied share at end", "share"),
+    ("window_attainment_mean", "serving-window SLO attainment (mean)", "share"),
+)
+
+
+def _spread(h: dict[str, Any], kind: str) -> str:
+    """`mean ± half (P5 a, P95 b)`, every figure rounded by the interval (fleetsim.results.rounding)."""
+    text = format_interval(h.get("mean"), h.get("ci95_lo"), h.get("ci95_hi"), kind)
+    lo, hi = h.get("ci95_lo"), h.get("ci95_hi")
+    if lo is not None and hi is not None and hi > lo and h.get("p5") is not None:
+        d = decimals((hi - lo) / 2 * (100.0 if kind == "share" else 1.0))
+        if kind == "usd":
+            return text + f" (P5 {format_interval(h['p5'], kind='usd')}, P95 {format_interval(h['p95'], kind='usd')})"
+        sc = 100.0 if kind == "share" else 1.0
+        unit = "%" if kind == "share" else ""
+        fmt = lambda v: f"{v * sc:,.{max(d, 0)}f}{unit}"
+        return text + f" (P5 {fmt(h['p5'])}, P95 {fmt(h['p95'])})"
+    return text
+
+
+def futures_lines(summary: dict[str, Any]) -> list[str]:
+    """The headlines over the futures: mean ± 95% interval with P5/P95, the representative future,
+    and what to change when an interval is wide."""
+    fut = summary.get("futures") or {}
+    heads = fut.get("headlines") or {}
+    R = fut.get("replications", 1)
+    rep = fut.get("representative") or {}
+    lines = [f"  {R} futures from fleet seed {fut.get('root_seed')}: mean ± 95% interval over the futures "
+             f"(P5, P95 of the futures); tables and plots' lines are future {rep.get('future')}, "
+             f"{rep.get('rule', '')}"]
+    for key, label, kind in FLEET_HEADLINES:
+        h = heads.get(key)
+        if h is None or h.get("mean") is None:
+            continue
+        if key == "budget_usd":
+            lines.append(f"  {label}: {format_interval(h['mean'], kind='usd')}")
+            continue
+        lines.append(f"  {label}: {_spread(h, kind)}")
+    f = summary.get("fleet") or {}
+    if f.get("peak_unmet_date") and (heads.get("peak_unmet_share") or {}).get("mean"):
+        lines.append(f"  peak unmet on (future {rep.get('future')}): {f['peak_unmet_date']}")
+    mix = {k[len("fleet_mix_end."):]: v for k, v in heads.items() if k.startswith("fleet_mix_end.")}
+    if mix:
+        lines.append("  fleet at end (chips): " + ", ".join(
+            f"{k} {format_interval(v['mean'], v['ci95_lo'], v['ci95_hi'], 'count')}" for k, v in mix.items()))
+    if fut.get("advice"):
+        lines.append(f"  note: {fut['advice']}")
+    return lines
+
+
 def fleet_text(summary: dict[str, Any]) -> str:
     f = summary["fleet"]
     lines = [f"fleet run: {summary.get('scenario', '')}"]
+    if summary.get("futures"):
+        lines += futures_lines(summary)
+        lines.extend(_revenue_lines(f, summary["futures"].get("headlines") or {}))
+        if summary.get("assumptions"):
+            lines.append(assumptions_line(summary["assumptions"]))
+        return "\n".join(lines)
     for key, label, spec in (
         ("capex_usd_total", "capex total USD", ",.0f"), ("budget_usd", "budget USD", ",.0f"),
         ("unmet_demand_share", "unmet demand (share of tokens)", ".1%"),
@@ -185,8 +249,11 @@ def _tokens(mtok: float) -> str:
     return f"{n:,.0f}"
 
 
-def _revenue_lines(f: dict[str, Any]) -> list[str]:
-    """Tokens by type and, when priced, revenue by token type and margin."""
+def _revenue_lines(f: dict[str, Any], heads: dict[str, Any] | None = None) -> list[str]:
+    """Tokens by type and, when priced, revenue by token type and margin (over the futures, the
+    means; margin with its interval)."""
+    if heads:
+        f = dict(f) | {k: v["mean"] for k, v in heads.items() if "." not in k and v.get("mean") is not None}
     out = []
     if f.get("served_input_mtok"):
         hits = f.get("served_input_cache_hit_mtok", 0)
@@ -195,8 +262,11 @@ def _revenue_lines(f: dict[str, Any]) -> list[str]:
     if f.get("revenue_usd") is not None:
         by = f.get("revenue_usd_by_token_type") or {}
         parts = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in by.items() if v)
+        margin = (format_interval(heads["margin_usd"]["mean"], heads["margin_usd"]["ci95_lo"],
+                                  heads["margin_usd"]["ci95_hi"], "usd")
+                  if heads and "margin_usd" in heads else f"USD {f['margin_usd']:,.0f}")
         out.append(f"  revenue USD: {f['revenue_usd']:,.0f}" + (f" ({parts})" if parts else "")
-                   + f"; margin USD {f['margin_usd']:,.0f}")
+                   + f"; margin {margin}")
         if f.get("cost_usd_per_mtok_input") is not None:
             out.append(f"  cost USD per million tokens, split by revenue share: input "
                        f"{f['cost_usd_per_mtok_input']:.3g}, output {f.get('cost_usd_per_mtok_output', 0):.3g}")

@@ -513,6 +513,11 @@ class InitialCohort(StrictModel):
     pool: str | None = None
 
 
+# Futures of a fleet run by default: enough for a 95% interval, small enough that the quickstart
+# stays within seconds (benchmarks/bench_futures.py measures time against R).
+DEFAULT_REPLICATIONS = 8
+
+
 class FleetConfig(StrictModel):
     """Years of demand, procurement and money around the `serving:` template."""
 
@@ -520,6 +525,10 @@ class FleetConfig(StrictModel):
     seed: Annotated[int, Field(ge=0)] | None = Field(
         None, description="seed of the fleet's own randomness (demand, regimes, yields, lead times, "
         "failures); default: the scenario seed. Replicates that vary only this reuse the capacity cache")
+    replications: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        DEFAULT_REPLICATIONS, description="futures simulated from the fleet seed (SeedSequence children): "
+        "everything random varies between them, the scenario and what the planner knows do not; "
+        "headlines are their mean with a 95% interval, one representative future keeps its full tables")
     years: Annotated[float, Field(gt=0, le=10)] = Field(3.0, description="horizon")
     demand: dict[str, DemandConfig] = Field(description="per serving workload class")
     channels: dict[str, ChannelConfig] = Field(description="supply channels by name")

@@ -1,0 +1,229 @@
+"""Replicated futures: a fleet run is R simulations of the same scenario from one root seed.
+
+Future r runs the fleet on its own root, `child_seed(root, "future", r)` (a SeedSequence child),
+so everything random differs between futures: demand surprise, regime cycles, lead times, fab
+yields, crashes and the serving windows' arrivals. The scenario, the forecast and the planner's
+own sampling (seeded by the scenario seed) do not. The futures run one after another in this
+process and share its warm state (the capacity table is computed once by the caller);
+benchmarks/bench_futures.py measures time against R.
+
+Outputs (fleetsim.api makes the tables):
+- a row per future of every numeric figure of its summary (`replicates`), nested figures flattened
+  with dots (`capex_usd_by_year.2026`), so any figure a future's summary gains gets an interval;
+- per day and chip kind, quantiles over the futures of demand, capacity, unmet, installed and
+  capex (`quantiles`);
+- the `futures` block of summary.json: each figure's mean with its 95% Student-t interval over the
+  futures and P5/P50/P95, the representative future and why it was chosen, and which headlines'
+  intervals are wide, with the replication count that would narrow them;
+- the full tables of one representative future: the one whose unmet demand share is closest to
+  the median over the futures (ties: cost per Mtok closest to its median, then the lowest index),
+  so its tables tell a typical story, not the luckiest or the worst.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from fleetsim.errors import ScenarioError
+from fleetsim.rng import child_seed
+from fleetsim.stats import quantiles as _quantiles
+from fleetsim.stats import t_interval
+
+# Headline figures, how they read, and the least half-width worth acting on (a share's interval of
+# +-0.5 points is narrow enough whatever its relative size).
+HEADLINES = {
+    "unmet_demand_share": ("share", 0.005),
+    "peak_unmet_share": ("share", 0.01),
+    "capex_usd_total": ("usd", 0.0),
+    "cost_usd_per_mtok": ("plain", 0.0),
+    "cash_cost_usd_per_mtok": ("plain", 0.0),
+    "energy_kwh_per_mtok": ("plain", 0.0),
+    "us_dependence_share_end": ("share", 0.01),
+    "window_attainment_mean": ("share", 0.005),
+}
+# A headline's interval is wide when its half-width exceeds this share of its mean (and the floor).
+WIDE_RELATIVE = 0.10
+# Per-day quantiles over the futures, by chip kind (timeline columns) and the capex run to date.
+QUANTILE_COLUMNS = ("demand_tokens_per_s", "capacity_tokens_per_s", "unmet_tokens_per_s", "installed",
+                    "capex_usd")
+QUANTILES = (5, 50, 95)
+# Limits checked before the start: memory held by the futures' tables, and estimated wall time.
+MAX_FUTURES_BYTES = 4e9
+MAX_FUTURES_WALL_S = 6 * 3600.0
+# Cost model of the estimate (measured on the reference case, 2-core machine; see bench_futures.py):
+# seconds per simulated day and replica type, and per serving-window request.
+S_PER_POOL_DAY = 1.2e-4
+S_PER_WINDOW_REQUEST = 2.5e-5
+
+
+def future_seeds(root: int, replications: int) -> list[int]:
+    """The root of each future's streams: SeedSequence children of the fleet seed, by number."""
+    return [child_seed(root, "future", r) for r in range(replications)]
+
+
+def numeric_leaves(summary: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every number of a summary (nested dicts flattened with dots; booleans, strings and lists
+    left out): what a future contributes to replicates.parquet."""
+    out: dict[str, float] = {}
+    for k, v in summary.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            out[name] = float(v)
+        elif isinstance(v, dict):
+            out |= numeric_leaves(v, name + ".")
+    return out
+
+
+def estimate(scenario, replications: int) -> tuple[float, float]:
+    """(wall seconds, bytes) R futures of this scenario would take: the fleet's days x replica
+    types, plus its serving windows' requests; tables held for every future until the end."""
+    f, serving = scenario.fleet, scenario.serving
+    npl, days = len(serving.pools), f.days
+    nch = len({p.chip for p in serving.pools.values()})
+    w = f.windows
+    n_win = 0
+    if w.enabled:
+        n_win = len(range(w.every_days - 1, days, w.every_days))
+        if w.max_windows is not None:
+            n_win = min(n_win, w.max_windows)
+    rate = sum(getattr(wl.arrival, "rate_per_s", None) or getattr(wl.arrival, "mean_rate_per_s", None) or 10.0
+               for wl in serving.workloads.values())
+    reqs = n_win * w.cell_replicas * max(rate, 1.0) * w.duration_s / max(1, len(serving.workloads))
+    secs = replications * (S_PER_POOL_DAY * days * npl * (1 + len(f.channels) / 4) + S_PER_WINDOW_REQUEST * reqs)
+    per_future = 8.0 * days * (40 * nch + 40 * npl) + 400.0 * days * nch * 6
+    return secs, replications * per_future
+
+
+def check_limits(scenario) -> None:
+    """Refuse, before the start, a replication count whose time or memory would exceed the limits."""
+    R = scenario.fleet.replications
+    secs, mem = estimate(scenario, R)
+    if secs > MAX_FUTURES_WALL_S or mem > MAX_FUTURES_BYTES:
+        per_s, per_b = secs / R, mem / R
+        fit = int(max(1, min(MAX_FUTURES_WALL_S / per_s, MAX_FUTURES_BYTES / per_b)))
+        raise ScenarioError(
+            f"fleet.replications={R}: about {secs / 3600:.2g} h and {mem / 1e9:.2g} GB estimated "
+            f"(limits {MAX_FUTURES_WALL_S / 3600:g} h, {MAX_FUTURES_BYTES / 1e9:g} GB); use at most "
+            f"{fit} futures, or shorten the horizon or the serving windows", field="fleet.replications")
+
+
+@dataclass
+class Futures:
+    """R futures of one fleet run: the representative's full result and every future's figures."""
+
+    root_seed: int
+    seeds: list[int]
+    representative: int
+    result: Any                        # FleetResult of the representative future
+    replicates: dict[str, list]        # a row per future
+    quantiles: dict[str, Any]          # a row per day and chip kind
+    block: dict[str, Any]              # summary.json's `futures`
+
+
+def run_futures(scenario, chips: dict, models: dict, caps: dict,
+                progress: Callable[[str], None] | None = None, window_runner=None,
+                caps_grid: dict | None = None) -> Futures:
+    """Simulate the fleet's R futures; every future's conservation checks run inside run_fleet."""
+    from fleetsim.fleet.sim import run_fleet
+    from fleetsim.progress import update
+
+    f = scenario.fleet
+    root = f.seed if f.seed is not None else scenario.seed
+    R = f.replications
+    seeds = future_seeds(root, R)
+    results = []
+    for r, s in enumerate(seeds):
+        inner = progress if r == 0 else None  # one future's detail, then a count
+        results.append(run_fleet(scenario, chips, models, caps, inner, window_runner=window_runner,
+                                 caps_grid=caps_grid, seed=s))
+        if R > 1:
+            update(progress, "futures", r + 1, R)
+    rows = [numeric_leaves(res.summary) for res in results]
+    keys = sorted({k for row in rows for k in row})
+    replicates: dict[str, list] = {"future": list(range(R)), "seed": seeds}
+    for k in keys:
+        replicates[k] = [row.get(k, math.nan) for row in rows]
+    rep, why = pick_representative(replicates)
+    block = _block(root, seeds, replicates, keys, rep, why)
+    return Futures(root, seeds, rep, results[rep], replicates, _quantiles_table(results), block)
+
+
+def pick_representative(rep: dict[str, list]) -> tuple[int, str]:
+    """The future whose unmet demand share is closest to the median (ties: cost per Mtok closest
+    to its median, then the lowest index)."""
+    R = len(rep["future"])
+    def dist(key: str) -> np.ndarray:
+        x = np.asarray(rep.get(key, [math.nan] * R), dtype=float)
+        if np.isnan(x).all():
+            return np.zeros(R)
+        return np.nan_to_num(np.abs(x - np.nanmedian(x)), nan=np.inf)
+    order = np.lexsort((np.arange(R), dist("cost_usd_per_mtok"), dist("unmet_demand_share")))
+    i = int(order[0])
+    return i, ("the future whose unmet demand share is closest to the median over the futures "
+               "(ties: cost per Mtok closest to its median)")
+
+
+def _block(root: int, seeds: list[int], rep: dict[str, list], keys: list[str], i: int, why: str) -> dict:
+    R = len(seeds)
+    headlines = {}
+    for k in keys:
+        x = np.asarray(rep[k], dtype=float)
+        mean, lo, hi = t_interval(x)
+        p5, p50, p95 = _quantiles(x, QUANTILES)
+        nan = lambda v: None if v is None or not math.isfinite(v) else float(v)
+        headlines[k] = {"mean": nan(mean), "ci95_lo": nan(lo), "ci95_hi": nan(hi), "p5": nan(p5),
+                        "p50": nan(p50), "p95": nan(p95),
+                        "sd": nan(float(np.nanstd(x, ddof=1)) if R > 1 else None)}
+    wide = []
+    for k, (_, floor) in HEADLINES.items():
+        h = headlines.get(k)
+        if h is None or h["ci95_lo"] is None:
+            continue
+        half = (h["ci95_hi"] - h["ci95_lo"]) / 2
+        target = max(WIDE_RELATIVE * abs(h["mean"]), floor)
+        if half > target and target > 0:
+            need = int(math.ceil(R * (half / target) ** 2))
+            wide.append({"figure": k, "mean": h["mean"], "half_width": half, "target_half_width": target,
+                         "replications_for_target": need})
+    out: dict[str, Any] = {
+        "replications": R, "root_seed": root, "seeds": seeds,
+        "representative": {"future": i, "seed": seeds[i], "rule": why},
+        "interval": "95% Student-t interval of the mean over the futures; p5/p50/p95 over the futures",
+        "headlines": headlines, "wide": wide,
+    }
+    if R == 1:
+        out["advice"] = ("one future: the headlines are one draw, with no interval; set "
+                         "fleet.replications (8 or more) to see their spread")
+    elif wide:
+        need = max(w["replications_for_target"] for w in wide)
+        names = ", ".join(w["figure"] for w in wide)
+        out["advice"] = (f"wide interval ({names}): the futures disagree more than the mean's "
+                         f"{WIDE_RELATIVE:.0%}; set fleet.replications to about {need} to bring it there "
+                         "(the interval narrows as 1/sqrt(R))")
+    return out
+
+
+def _quantiles_table(results: list) -> dict[str, Any]:
+    """Per day and chip kind, P5/P50/P95 and mean over the futures (demand and unmet are fleet
+    totals, repeated on every chip's row as in the timeline); capex also run to date."""
+    tl0 = results[0].timeline
+    chips = np.asarray(tl0["chip"])
+    out: dict[str, Any] = {"date": tl0["date"], "chip": chips}
+    nch = len(np.unique(chips))
+    for col in (*QUANTILE_COLUMNS, "capex_cum_usd"):
+        if col == "capex_cum_usd":
+            stack = np.stack([np.cumsum(np.asarray(r.timeline["capex_usd"], float).reshape(-1, nch), axis=0)
+                              .reshape(-1) for r in results])
+        else:
+            stack = np.stack([np.asarray(r.timeline[col], dtype=float) for r in results])
+        q = np.percentile(stack, QUANTILES, axis=0)
+        for qi, qv in zip(QUANTILES, q):
+            out[f"{col}_p{qi}"] = qv
+        out[f"{col}_mean"] = stack.mean(axis=0)
+    return out

@@ -1,0 +1,53 @@
+"""Small statistics shared by the fleet's futures, sweeps and comparisons (at the bottom of the
+package, beside fleetsim.rng): a mean with its Student-t interval, and paired differences."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def t_interval(x, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and `level` Student-t interval of the mean (NaN bounds for fewer than two values;
+    NaNs in `x` are left out)."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def unpaired_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of b - a and its Welch interval, as if the two samples were independent."""
+    from scipy import stats
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) == 0 or len(b) == 0:
+        return math.nan, math.nan, math.nan
+    d = float(b.mean() - a.mean())
+    if len(a) < 2 or len(b) < 2:
+        return d, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    dof = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
+    return d, d - half, d + half
+
+
+def quantiles(x, qs=(5, 50, 95)) -> list[float]:
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return [math.nan] * len(qs)
+    return [float(v) for v in np.percentile(x, qs)]
