@@ -926,6 +926,8 @@ def sweep(
     quiet: bool = True,
     retry_failed: bool = False,
     log: Callable[[str], None] | None = None,
+    independent: bool | None = None,
+    baseline: int | None = None,
 ):
     """Sweep a scenario file over `--set` paths (`fleetsim sweep`); returns a SweepResult.
 
@@ -942,7 +944,8 @@ def sweep(
            for p, v in (ranges or {}).items()}
     spec = sp.merge(base, dict(params or {}), rng, sample=sample, seeds=seeds, seed=seed,
                     base_overrides=list(overrides), metric=metric,
-                    heatmap=list(heatmap) if heatmap else None)
+                    heatmap=list(heatmap) if heatmap else None,
+                    paired=None if independent is None else not independent, baseline=baseline)
     if out_dir is None:  # a fixed folder per sweep file or scenario, so a rerun resumes there
         stem = Path(sweep_file).stem if sweep_file is not None else Path(scenario).stem
         out_dir = Path("outputs") / "sweeps" / stem

@@ -432,10 +432,14 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
 @click.option("--metric", help="Metric for the tornado and heatmap plots (a column of results.csv).")
 @click.option("--heatmap", metavar="PATH_A,PATH_B", help="Two swept paths for the heatmap.")
 @click.option("--retry-failed", is_flag=True, help="Rerun points that failed before.")
+@click.option("--independent", is_flag=True, default=None,
+              help="Give every point its own seeds (default: replicate r of every point shares its seed, "
+                   "so differences between points are paired on common random numbers).")
+@click.option("--baseline", type=click.IntRange(min=0), help="Point the paired differences are taken against (default 0).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (also when $CI is set).")
 @user_errors
 def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overrides, out_dir, workers,
-          scheduler, dask_local, metric, heatmap, retry_failed, quiet) -> None:
+          scheduler, dask_local, metric, heatmap, retry_failed, quiet, independent, baseline) -> None:
     """Run SCENARIO over a grid or Latin hypercube of --set values, resumably.
 
     \b
@@ -470,7 +474,7 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
                     overrides=overrides, sweep_file=sweep_file, out_dir=out_dir, workers=workers,
                     scheduler=scheduler, dask_local=dask_local, metric=metric,
                     heatmap=heatmap.split(",") if heatmap else None, quiet=quiet,
-                    retry_failed=retry_failed, log=log)
+                    retry_failed=retry_failed, log=log, independent=independent, baseline=baseline)
     click.echo(summary_text(res, metric))
 
 

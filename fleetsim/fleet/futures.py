@@ -211,17 +211,22 @@ def _block(root: int, seeds: list[int], rep: dict[str, list], keys: list[str], i
 
 def _quantiles_table(results: list) -> dict[str, Any]:
     """Per day and chip kind, P5/P50/P95 and mean over the futures (demand and unmet are fleet
-    totals, repeated on every chip's row as in the timeline); capex also run to date."""
+    totals, repeated on every chip's row as in the timeline); capex also run to date. Rows with
+    chip "all" (after the per-chip rows) hold the quantiles of the fleet's totals."""
     tl0 = results[0].timeline
     chips = np.asarray(tl0["chip"])
-    out: dict[str, Any] = {"date": tl0["date"], "chip": chips}
     nch = len(np.unique(chips))
+    D = len(chips) // nch
+    dates = np.asarray(tl0["date"])
+    out: dict[str, Any] = {"date": np.concatenate([dates, dates[::nch]]),
+                           "chip": np.concatenate([chips, np.full(D, "all", dtype=object)])}
     for col in (*QUANTILE_COLUMNS, "capex_cum_usd"):
+        src = "capex_usd" if col == "capex_cum_usd" else col
+        per = np.stack([np.asarray(r.timeline[src], dtype=float).reshape(D, nch) for r in results])  # R x D x chip
         if col == "capex_cum_usd":
-            stack = np.stack([np.cumsum(np.asarray(r.timeline["capex_usd"], float).reshape(-1, nch), axis=0)
-                              .reshape(-1) for r in results])
-        else:
-            stack = np.stack([np.asarray(r.timeline[col], dtype=float) for r in results])
+            per = np.cumsum(per, axis=1)
+        total = per[:, :, 0] if col in ("demand_tokens_per_s", "unmet_tokens_per_s") else per.sum(axis=2)
+        stack = np.concatenate([per.reshape(len(results), -1), total], axis=1)
         q = np.percentile(stack, QUANTILES, axis=0)
         for qi, qv in zip(QUANTILES, q):
             out[f"{col}_p{qi}"] = qv

@@ -194,9 +194,35 @@ def fleet_findings(run: RunFolder) -> list[str]:
     return out
 
 
+def _futures_cards(run: RunFolder) -> list[tuple[str, str]] | None:
+    """Headline cards over the futures: mean ± 95% interval (rounded by the interval)."""
+    from fleetsim.results.display import FLEET_HEADLINES, _spread
+
+    heads = (run.summary.get("futures") or {}).get("headlines")
+    if not heads:
+        return None
+    return [(label.replace(" USD", ""), _spread(heads[key], kind)) for key, label, kind in FLEET_HEADLINES
+            if key in heads and heads[key].get("mean") is not None]
+
+
+def _futures_html(run: RunFolder) -> str:
+    fut = run.summary.get("futures") or {}
+    if not fut:
+        return ""
+    rep = fut.get("representative") or {}
+    out = (f"<p>{fut.get('replications')} futures from fleet seed {_e(fut.get('root_seed'))}: each card is "
+           f"the mean over the futures ± its 95% interval, with P5 and P95 of the futures. Tables and "
+           f"the plots' lines are future {_e(rep.get('future'))} ({_e(rep.get('rule', ''))}); bands on the "
+           "time axes are P5 to P95 over the futures (replicates.parquet, quantiles.parquet).</p>")
+    if fut.get("advice"):
+        out += f"<p class='warn'>{_e(fut['advice'])}</p>"
+    return out
+
+
 def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
     f = run.summary.get("fleet", {})
-    cards = [
+    spread = _futures_cards(run)
+    cards = spread if spread else [
         ("capex, whole run", _usd(f.get("capex_usd_total"))),
         ("budget", _usd(f.get("budget_usd"))),
         ("unmet demand (share of tokens)", f"{f.get('unmet_demand_share', 0):.1%}"),
@@ -413,6 +439,9 @@ def headline(run: RunFolder) -> dict[str, str]:
     """Comparable one-line metrics of a run (the compare page's rows)."""
     if run.kind == "fleet":
         f = run.summary.get("fleet", {})
+        spread = _futures_cards(run)
+        if spread:
+            return dict(spread) | {"futures": str((run.summary.get("futures") or {}).get("replications"))}
         return {
             "capex": _usd(f.get("capex_usd_total")), "budget": _usd(f.get("budget_usd")),
             "unmet demand share": f"{f.get('unmet_demand_share', 0):.1%}",
@@ -439,6 +468,44 @@ def headline(run: RunFolder) -> dict[str, str]:
             "availability": f"{s.get('availability_mean', 0):.3%}"}
 
 
+def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
+    """Rows (metric, run, difference ± interval, paired or unpaired, futures) of each fleet run
+    against the first, from their replicates.parquet."""
+    from fleetsim.results.display import FLEET_HEADLINES
+    from fleetsim.results.rounding import format_interval
+    from fleetsim.stats import t_interval, unpaired_interval
+
+    if len(runs) < 2 or runs[0].kind != "fleet":
+        return []
+    base = runs[0].table("replicates")
+    if base is None:
+        return []
+    rows = []
+    for r in runs[1:]:
+        other = r.table("replicates") if r.kind == "fleet" else None
+        if other is None:
+            continue
+        # futures are SeedSequence children by number: runs from one fleet seed share their first
+        # min(R1, R2) futures, whatever their replication counts
+        j = base.merge(other, on="seed", suffixes=("", "_other"))
+        same = len(j) >= 2
+        for key, _, kind in FLEET_HEADLINES:
+            if key == "budget_usd" or key not in base or key not in other:
+                continue
+            a, b = base[key].to_numpy(float), other[key].to_numpy(float)
+            if same:
+                m, lo, hi = t_interval(j[f"{key}_other"].to_numpy(float) - j[key].to_numpy(float))
+                how = f"paired on {len(j)} futures"
+            else:
+                m, lo, hi = unpaired_interval(a, b)
+                how = "unpaired"
+            text = format_interval(m, lo, hi, kind)
+            if kind == "share":
+                text = text.replace("%", " points")
+            rows.append([key, r.path.name, text, how, f"{len(a)} / {len(b)}"])
+    return rows
+
+
 def write_compare(run_dirs: list[Path], out: Path) -> Path:
     if len(run_dirs) < 1:
         raise FleetsimError("compare needs at least one run folder")
@@ -452,7 +519,16 @@ def write_compare(run_dirs: list[Path], out: Path) -> Path:
     kinds = {r.kind for r in runs}
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>fleetsim comparison</title>",
              f"<style>{CSS}</style></head><body><h1>Comparison of {len(runs)} runs</h1>",
-             "<h2>Headline metrics</h2>", _table(["metric", *names], rows), "<h2>Findings per run</h2>"]
+             "<h2>Headline metrics</h2>", _table(["metric", *names], rows)]
+    diff = compare_differences(runs)
+    if diff:
+        parts += ["<h2>Differences from the first run</h2>",
+                  "<p>Each run minus the first, per headline: the mean difference with its 95% interval. "
+                  "<b>paired</b>: both runs simulated the same futures (same fleet seed and future seeds), "
+                  "so the interval is of the future-by-future differences; <b>unpaired</b>: the runs' "
+                  "futures differ and the interval is the wider one of two independent samples.</p>",
+                  _table(["metric", "run", "difference", "interval", "futures"], diff)]
+    parts.append("<h2>Findings per run</h2>")
     for n, r in zip(names, runs):
         parts.append(f"<h3>{_e(n)}</h3><ul class='findings'>" + "".join(f"<li>{_e(x)}</li>" for x in findings(r)) + "</ul>")
     cols = len(runs)

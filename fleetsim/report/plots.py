@@ -198,6 +198,31 @@ def _chips_order(chips) -> list[str]:
 # fleet runs (CONTRACTS s5 tables)
 
 
+def _fan(run, col: str, scale: float):
+    """P5/P95 over the futures of a fleet total (quantiles.parquet, chip "all"), or None when the
+    run has one future."""
+    q = run.table("quantiles")
+    if q is None or (run.summary.get("futures") or {}).get("replications", 1) < 2:
+        return None
+    a = q[q["chip"].astype(str) == "all"].set_index("date")
+    return a[f"{col}_p5"] / scale, a[f"{col}_p95"] / scale
+
+
+def _draw_fan(ax, fan, colour: str, label: str) -> None:
+    if fan is not None:
+        lo, hi = fan
+        ax.fill_between(lo.index, lo.to_numpy(), hi.to_numpy(), color=colour, alpha=0.18, lw=0,
+                        label=label, zorder=3)
+
+
+def _fan_note(run) -> str:
+    fut = run.summary.get("futures") or {}
+    R = fut.get("replications", 1)
+    if R < 2:
+        return ""
+    return f"\nlines: future {(fut.get('representative') or {}).get('future')}; bands: P5-P95 of {R} futures"
+
+
 def fleet_demand_capacity(run, out, written):
     tl = run.table("timeline")
     cap = _per_chip(tl, "capacity_tokens_per_s") / 1e6
@@ -214,8 +239,16 @@ def fleet_demand_capacity(run, out, written):
     ax.fill_between(day.index, day["demand"] - day["unmet"], day["demand"], where=day["unmet"] > 0,
                     facecolor="white", edgecolor="black", hatch="////", lw=0.0, alpha=0.9,
                     label="unmet demand (daily mean)", zorder=4)
-    ax.set_ylim(0, max(float(day["demand"].max()), float(total.max())) * 1.15)
-    ax.set_title("Demand (daily mean) against capacity, stacked by chip kind (million output tokens/s)")
+    fan_d, fan_c = _fan(run, "demand_tokens_per_s", 1e6), _fan(run, "capacity_tokens_per_s", 1e6)
+    _draw_fan(ax, fan_d, "black", "demand, P5-P95 over the futures")
+    if fan_c is not None:
+        ax.plot(fan_c[0].index, fan_c[0], color="tab:blue", ls="--", lw=0.9, label="capacity, P5 and P95 over the futures")
+        ax.plot(fan_c[1].index, fan_c[1], color="tab:blue", ls="--", lw=0.9)
+    top = max(float(day["demand"].max()), float(total.max()),
+              float(fan_d[1].max()) if fan_d is not None else 0.0, float(fan_c[1].max()) if fan_c is not None else 0.0)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_title("Demand (daily mean) against capacity, stacked by chip kind (million output tokens/s)"
+                 + _fan_note(run))
     ax.set_ylabel("million output tokens/s")
     _date_axis(ax)
     _mark_events(ax, supply_events(run))
@@ -233,8 +266,10 @@ def fleet_mix(run, out, written):
     if "on_order" in tl:
         oo = tl.groupby("date", observed=True)["on_order"].sum() / 1e3
         ax.plot(oo.index, oo, color="#444444", ls=":", lw=1.5, label="on order (all chips)")
-    ax.set_ylim(0, max(float(inst.sum(axis=1).max()), 1e-9) * 1.2)
-    ax.set_title("Fleet mix: installed chips by kind (thousands of chips)")
+    fan = _fan(run, "installed", 1e3)
+    _draw_fan(ax, fan, "black", "installed, P5-P95 over the futures")
+    ax.set_ylim(0, max(float(inst.sum(axis=1).max()), float(fan[1].max()) if fan is not None else 0.0, 1e-9) * 1.2)
+    ax.set_title("Fleet mix: installed chips by kind (thousands of chips)" + _fan_note(run))
     ax.set_ylabel("thousand chips")
     _date_axis(ax)
     _mark_events(ax, supply_events(run))
@@ -273,9 +308,12 @@ def fleet_capex(run, out, written):
     if sched is not None:
         ax.step(sched.index, sched.to_numpy() / 1e6, where="post", color="black", lw=1.8,
                 label="budget released (cumulative)")
-    top = max(float(capex.sum(axis=1).max()), float(sched.max() / 1e6) if sched is not None else 0.0)
+    fan = _fan(run, "capex_cum_usd", 1e6)
+    _draw_fan(ax, fan, "black", "capex to date, P5-P95 over the futures")
+    top = max(float(capex.sum(axis=1).max()), float(sched.max() / 1e6) if sched is not None else 0.0,
+              float(fan[1].max()) if fan is not None else 0.0)
     ax.set_ylim(0, top * 1.15 if top > 0 else 1)
-    ax.set_title("Cumulative capex against the budget schedule (million USD)")
+    ax.set_title("Cumulative capex against the budget schedule (million USD)" + _fan_note(run))
     ax.set_ylabel("million USD")
     _date_axis(ax)
     _mark_events(ax, supply_events(run))

@@ -31,12 +31,16 @@ def _f(x: Any) -> float:
 
 
 def headline_metrics(result: Any) -> dict[str, float]:
-    """Metrics of a finished `fleetsim.api.run` result (a RunResult)."""
+    """Metrics of a finished `fleetsim.api.run` result (a RunResult); a fleet's are the means over
+    its futures."""
     s = result.summary
     out: dict[str, float] = {}
     if isinstance(s.get("fleet"), dict):
+        heads = (s.get("futures") or {}).get("headlines") or {}
         for key in FLEET_KEYS:
-            if key in s["fleet"]:
+            if key in heads:
+                out[key] = _f(heads[key]["mean"])
+            elif key in s["fleet"]:
                 out[key] = _f(s["fleet"][key])
     if "classes" in s:
         out |= _serving_metrics(result)
@@ -44,6 +48,19 @@ def headline_metrics(result: Any) -> dict[str, float]:
         for key, value in sorted(s.items()):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "seed":
                 out[_safe(key)] = _f(value)
+    return out
+
+
+def future_metrics(result: Any) -> dict[str, Any]:
+    """A fleet run's headline metrics future by future: {"seeds": [...], metric: [...]} (empty
+    for other runs), so a sweep can pair point against point on the same futures."""
+    rep = getattr(result, "replicates", None)
+    if rep is None or not len(rep):
+        return {}
+    out: dict[str, Any] = {"seeds": [int(x) for x in rep["seed"]]}
+    for key in FLEET_KEYS:
+        if key in rep:
+            out[key] = [None if math.isnan(v) else float(v) for v in rep[key].astype(float)]
     return out
 
 

@@ -24,7 +24,7 @@ from fleetsim.sweep.spec import (
     SweepError,
     SweepSpec,
     override_strings,
-    point_seed,
+    replicate_seed,
     settle_integer_axes,
 )
 from fleetsim.sweep.store import PointStore, content_key
@@ -46,18 +46,22 @@ class SweepResult:
     wall_s: float
     plots: list[Path] = field(default_factory=list)
     metric: str | None = None  # the tornado/heatmap metric
+    paired: pd.DataFrame | None = None  # differences against the baseline point, paired by future
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
     """One run (in a worker): metrics on success, the error on failure; never raises."""
     from fleetsim import api
-    from fleetsim.sweep.metrics import headline_metrics
+    from fleetsim.sweep.metrics import future_metrics, headline_metrics
 
     t0, c0 = time.perf_counter(), time.process_time()
     row: dict[str, Any] = {"key": task["key"], "seed": task["seed"], "status": "ok", "error": ""}
     try:
         result = api.run(task["scenario"])
         row |= headline_metrics(result)
+        per_future = future_metrics(result)
+        if per_future:  # a fleet's futures, for differences paired future by future
+            row["futures_json"] = json.dumps(per_future, sort_keys=True)
     except Exception as exc:  # noqa: BLE001 (a failing point is recorded; the others go on)
         row["status"] = "failed"
         msg = str(exc) if isinstance(exc, FleetsimError) else f"{type(exc).__name__}: {exc}"
@@ -84,6 +88,9 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
         if path in ("seed", "fleet.seed"):
             raise SweepError(f"'{path}' is set by the sweep for each replicate: use --seeds K (and --seed ROOT)")
     points = spec.points(root)
+    if spec.baseline >= len(points):
+        raise SweepError(f"baseline point {spec.baseline} does not exist: the sweep has {len(points)} points "
+                         f"(0 to {len(points) - 1})")
     tasks = []
     for i, point in enumerate(points):
         sets = override_strings(point)
@@ -93,7 +100,7 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
             raise type(exc)(f"sweep point {', '.join(sets)}: {exc.message}", file=exc.file or str(scenario_path),
                             field=exc.field, line=exc.line) from None
         for r in range(spec.seeds):
-            seed = point_seed(root, point, r)
+            seed = replicate_seed(root, point, r, spec.paired)
             sc = _with_seed(scen, seed)
             tasks.append({"point": i, "replicate": r, "seed": seed, "key": content_key(sc), "scenario": sc})
     return root, points, tasks
@@ -170,13 +177,15 @@ def run_sweep(
         if executor is None:
             ex.close()
     table = summary.build_table(tasks, points, spec, store)
-    agg = summary.aggregate(table, spec.paths)
-    summary.write_tables(out, table, agg)
+    units = summary.future_table(tasks, points, spec, store, table)
+    agg = summary.aggregate(table, spec.paths, units)
+    paired = summary.paired_differences(units, spec.paths, spec.baseline)
+    summary.write_tables(out, table, agg, units=units, paired=paired)
     pngs = summary.write_plots(out, table, agg, spec) if plots else []
     n_failed = int((table["status"] == "failed").sum())
     metric = spec.metric or summary.default_metric(summary.metric_columns(table, spec.paths))
     return SweepResult(out, table, agg, len(points), len(tasks), from_store, len(todo), n_failed, name,
-                       time.perf_counter() - t0, pngs, metric)
+                       time.perf_counter() - t0, pngs, metric, paired)
 
 
 def _check_plot_options(spec: SweepSpec, points: list[dict]) -> None:

@@ -50,6 +50,10 @@ class SweepFile(StrictModel):
     set: list[str] = Field([], description="base overrides applied to every point")
     metric: str | None = Field(None, description="metric for the tornado plot")
     heatmap: list[str] | None = Field(None, description="two parameter paths for the heatmap")
+    paired: bool = Field(True, description="replicate r of every point runs on the same seed (common "
+                         "random numbers: differences between points are the settings' effects); false: "
+                         "every point its own seeds")
+    baseline: Annotated[int, Field(ge=0)] = Field(0, description="point the paired differences are taken against")
 
 
 @dataclass
@@ -64,6 +68,8 @@ class SweepSpec:
     base_overrides: list[str] = field(default_factory=list)
     metric: str | None = None
     heatmap: list[str] | None = None
+    paired: bool = True       # common random numbers: replicate r of every point shares its seed
+    baseline: int = 0         # the point paired differences are taken against
 
     @property
     def paths(self) -> list[str]:
@@ -123,6 +129,12 @@ def point_seed(root_seed: int, point: dict[str, Any], replicate: int) -> int:
     key = zlib.crc32(json.dumps(point, sort_keys=True).encode())
     ss = np.random.SeedSequence(entropy=root_seed, spawn_key=(key, replicate))
     return int(ss.generate_state(1, np.uint64)[0]) >> 1  # 63 bits: fits a signed int64 column
+
+
+def replicate_seed(root_seed: int, point: dict[str, Any], replicate: int, paired: bool = True) -> int:
+    """The seed of a point's replicate: shared by every point when `paired` (common random
+    numbers: future r of every point sees the same demand, regimes, crashes), else point_seed."""
+    return point_seed(root_seed, {} if paired else point, replicate)
 
 
 def parse_param(text: str) -> tuple[str, list[Any]]:
@@ -229,7 +241,8 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         if not vals:
             raise SweepError("give at least one value", file=str(path), field=f"params.{p}")
     return SweepSpec(params=dict(f.params), ranges=ranges, sample=f.sample, seeds=f.seeds, seed=f.seed,
-                     base_overrides=list(f.set), metric=f.metric, heatmap=f.heatmap)
+                     base_overrides=list(f.set), metric=f.metric, heatmap=f.heatmap, paired=f.paired,
+                     baseline=f.baseline)
 
 
 def merge(base: SweepSpec, params: dict[str, list[Any]], ranges: dict[str, RangeAxis], **options: Any) -> SweepSpec:
@@ -239,7 +252,7 @@ def merge(base: SweepSpec, params: dict[str, list[Any]], ranges: dict[str, Range
             raise SweepError(f"axis '{path}' is given twice; keep one")
     spec = SweepSpec(params=base.params | params, ranges=base.ranges | ranges, sample=base.sample,
                      seeds=base.seeds, seed=base.seed, base_overrides=list(base.base_overrides),
-                     metric=base.metric, heatmap=base.heatmap)
+                     metric=base.metric, heatmap=base.heatmap, paired=base.paired, baseline=base.baseline)
     for k, v in options.items():
         if k == "base_overrides":
             spec.base_overrides += list(v)

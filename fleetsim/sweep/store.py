@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from fleetsim import __version__
 
 # Bump when headline_metrics changes what a stored row holds: old rows are then recomputed.
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 
 
 def content_key(scenario: Any) -> str:

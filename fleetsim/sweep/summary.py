@@ -21,7 +21,7 @@ from fleetsim.sweep.spec import SweepError, SweepSpec
 from fleetsim.sweep.store import PointStore
 
 HIGHER_IS_BETTER = ("slo_attainment", "throughput", "goodput", "output_tokens")
-STORE_ONLY = ("key", "wall_s", "cpu_s", "traceback", "seed", "status", "error")
+STORE_ONLY = ("key", "wall_s", "cpu_s", "traceback", "seed", "status", "error", "futures_json")
 
 
 def build_table(tasks: list[dict], points: list[dict], spec: SweepSpec, store: PointStore) -> pd.DataFrame:
@@ -51,28 +51,79 @@ def metric_columns(table: pd.DataFrame, paths: list[str]) -> list[str]:
 
 def t_interval(x: np.ndarray) -> tuple[float, float, float]:
     """Mean and 95% Student-t interval of the mean (NaN bounds for fewer than two values)."""
-    from scipy import stats
+    from fleetsim.stats import t_interval as ti
 
-    x = x[~np.isnan(x)]
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
+    return ti(x)
 
 
-def aggregate(table: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
-    """A row per point: parameters, runs ok/failed, mean and 95% CI of each metric."""
+def future_table(tasks: list[dict], points: list[dict], spec: SweepSpec, store: PointStore,
+                 table: pd.DataFrame) -> pd.DataFrame:
+    """A row per point, replicate and future (a fleet run's futures; one row per replicate for
+    other runs), with the seed the future ran on: the units paired differences match."""
+    import json
+
+    rows = []
+    metrics = metric_columns(table, spec.paths)
+    for t in tasks:
+        stored = store.get(t["key"]) or {}
+        if stored.get("status") != "ok":
+            continue
+        base = {"point": t["point"], "replicate": t["replicate"], **{p: points[t["point"]][p] for p in spec.paths}}
+        fut = json.loads(stored["futures_json"]) if stored.get("futures_json") else None
+        if fut:
+            for i, s in enumerate(fut["seeds"]):
+                rows.append(base | {"future": i, "seed": int(s)}
+                            | {m: fut[m][i] for m in metrics if m in fut})
+        else:
+            rows.append(base | {"future": 0, "seed": int(t["seed"])}
+                        | {m: stored.get(m) for m in metrics})
+    df = pd.DataFrame(rows)
+    for c in metrics:
+        if c in df:
+            df[c] = df[c].astype("float64")
+    return df
+
+
+def paired_differences(units: pd.DataFrame, paths: list[str], baseline: int = 0) -> pd.DataFrame:
+    """Each point minus the baseline point, per metric: the mean difference with its 95% paired
+    interval over futures run on the same seeds (common random numbers), beside the interval the
+    two would have as independent samples. NaN paired bounds when no future is shared."""
+    from fleetsim.stats import unpaired_interval
+
+    if units is None or not len(units) or baseline not in set(units["point"]):
+        return pd.DataFrame()
+    metrics = [c for c in units.columns if c not in {"point", "replicate", "future", "seed", *paths}]
+    base = units[units["point"] == baseline]
+    rows = []
+    for point, g in units.groupby("point", sort=True):
+        if point == baseline:
+            continue
+        j = g.merge(base, on=["replicate", "future", "seed"], suffixes=("", "_base"))
+        for m in metrics:
+            d = (j[m] - j[f"{m}_base"]).to_numpy(dtype=float) if len(j) else np.array([])
+            mean, lo, hi = t_interval(d) if len(d) else (math.nan, math.nan, math.nan)
+            um, ulo, uhi = unpaired_interval(base[m].to_numpy(float), g[m].to_numpy(float))
+            rows.append({"point": point, **{p: g[p].iloc[0] for p in paths}, "baseline": baseline,
+                         "metric": m, "pairs": int(np.count_nonzero(~np.isnan(d))),
+                         "diff_mean": mean if len(d) else um, "diff_ci95_lo": lo, "diff_ci95_hi": hi,
+                         "unpaired_ci95_lo": ulo, "unpaired_ci95_hi": uhi})
+    return pd.DataFrame(rows)
+
+
+def aggregate(table: pd.DataFrame, paths: list[str], units: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A row per point: parameters, runs ok/failed, mean and 95% CI of each metric (over the
+    replicates, or over every future of every replicate when `units` holds a fleet's futures)."""
     metrics = metric_columns(table, paths)
     rows = []
+    by_unit = ({p: g for p, g in units.groupby("point")} if units is not None and len(units)
+               and len(units) > int((table["status"] == "ok").sum()) else {})
     for point, g in table.groupby("point", sort=True):
         ok = g[g["status"] == "ok"]
+        src = by_unit.get(point, ok)
         row: dict[str, Any] = {"point": point, **{p: g[p].iloc[0] for p in paths},
                                "runs_ok": len(ok), "runs_failed": int((g["status"] == "failed").sum())}
         for m in metrics:
-            mean, lo, hi = t_interval(ok[m].to_numpy(dtype=float))
+            mean, lo, hi = t_interval((src[m] if m in src else ok[m]).to_numpy(dtype=float))
             row[m] = mean
             row[f"{m}_ci95_lo"] = lo
             row[f"{m}_ci95_hi"] = hi
@@ -80,10 +131,13 @@ def aggregate(table: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_tables(out: Path, table: pd.DataFrame, agg: pd.DataFrame) -> None:
+def write_tables(out: Path, table: pd.DataFrame, agg: pd.DataFrame, units: pd.DataFrame | None = None,
+                 paired: pd.DataFrame | None = None) -> None:
     from fleetsim.results import runfolder
 
-    for name, df in (("results", table), ("aggregate", agg)):
+    for name, df in (("results", table), ("aggregate", agg), ("futures", units), ("paired", paired)):
+        if df is None or (name in ("futures", "paired") and not len(df)):
+            continue
         runfolder.write_table(out / f"{name}.parquet", df)
         df.to_csv(out / f"{name}.csv", index=False)
 
@@ -246,14 +300,12 @@ def pareto(agg: pd.DataFrame, plots: Path) -> Path | None:
 
 
 def format_ci(mean: float, lo: float, hi: float) -> str:
-    """Mean with its interval, rounded to the digits the interval supports."""
+    """Mean with its interval, rounded to the digits the interval supports (fleetsim.results.rounding)."""
+    from fleetsim.results.rounding import format_interval
+
     if math.isnan(mean):
         return "n/a"
-    if math.isnan(lo) or math.isnan(hi) or hi <= lo:
-        return f"{mean:.3g}"
-    half = (hi - lo) / 2
-    digits = max(0, -math.floor(math.log10(half)) + 1) if half > 0 else 3
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return format_interval(mean, lo, hi)
 
 
 def summary_text(res: Any, metric: str | None = None) -> str:
@@ -271,5 +323,17 @@ def summary_text(res: Any, metric: str | None = None) -> str:
                          + (f"  [{int(row['runs_failed'])} failed]" if row["runs_failed"] else ""))
         if len(agg) > 40:
             lines.append(f"  ... {len(agg) - 40} more in aggregate.csv")
+        pd_ = getattr(res, "paired", None)
+        if pd_ is not None and len(pd_) and metric in set(pd_["metric"]):
+            sub = pd_[pd_["metric"] == metric]
+            base = int(sub["baseline"].iloc[0])
+            lines.append(f"difference from point {base} in {metric}: paired on the same futures "
+                         "(95% interval) | as if independent")
+            for row in sub.head(40).to_dict("records"):
+                vals = "  ".join(_tick(row[p]) if isinstance(row[p], float) else f"{row[p]}" for p in paths)
+                paired_txt = (format_ci(row["diff_mean"], row["diff_ci95_lo"], row["diff_ci95_hi"])
+                              if row["pairs"] else "no shared futures")
+                lines.append(f"  {vals}  ->  {paired_txt} ({row['pairs']} pairs) | "
+                             f"{format_ci(row['diff_mean'], row['unpaired_ci95_lo'], row['unpaired_ci95_hi'])}")
     lines.append(f"outputs: {res.out_dir}")
     return "\n".join(lines)
