@@ -37,6 +37,7 @@ FLEET = {
         "dom": {"chat": {"goodput_rps": 3.0, "output_tokens_per_request": 200, "power_w_per_replica": 330}},
     },
     "windows": {"enabled": False},
+    "replications": 1,  # one future: these tests check one simulation; tests/test_futures.py runs many
 }
 
 

@@ -124,12 +124,14 @@ class Futures:
     replicates: dict[str, list]        # a row per future
     quantiles: dict[str, Any]          # a row per day and chip kind
     block: dict[str, Any]              # summary.json's `futures`
+    all_results: list | None = None    # every future's FleetResult (keep_all=True: for tests)
 
 
 def run_futures(scenario, chips: dict, models: dict, caps: dict,
                 progress: Callable[[str], None] | None = None, window_runner=None,
-                caps_grid: dict | None = None) -> Futures:
-    """Simulate the fleet's R futures; every future's conservation checks run inside run_fleet."""
+                keep_all: bool = False) -> Futures:
+    """Simulate the fleet's R futures; every future's conservation checks run inside run_fleet
+    (the cohort engine checks its chip accounting every day)."""
     from fleetsim.fleet.sim import run_fleet
     from fleetsim.progress import update
 
@@ -140,8 +142,10 @@ def run_futures(scenario, chips: dict, models: dict, caps: dict,
     results = []
     for r, s in enumerate(seeds):
         inner = progress if r == 0 else None  # one future's detail, then a count
-        results.append(run_fleet(scenario, chips, models, caps, inner, window_runner=window_runner,
-                                 caps_grid=caps_grid, seed=s))
+        res = run_fleet(scenario, chips, models, caps, inner, window_runner=window_runner, seed=s)
+        if not keep_all:
+            res.pool_daily = {}  # day x pool arrays for tests: not kept for R futures
+        results.append(res)
         if R > 1:
             update(progress, "futures", r + 1, R)
     rows = [numeric_leaves(res.summary) for res in results]
@@ -151,7 +155,8 @@ def run_futures(scenario, chips: dict, models: dict, caps: dict,
         replicates[k] = [row.get(k, math.nan) for row in rows]
     rep, why = pick_representative(replicates)
     block = _block(root, seeds, replicates, keys, rep, why)
-    return Futures(root, seeds, rep, results[rep], replicates, _quantiles_table(results), block)
+    return Futures(root, seeds, rep, results[rep], replicates, _quantiles_table(results), block,
+                   results if keep_all else None)
 
 
 def pick_representative(rep: dict[str, list]) -> tuple[int, str]:
