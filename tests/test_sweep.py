@@ -235,13 +235,19 @@ def test_kill_midway_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_fleet_sweep_reports_fleet_metrics_and_replicates_vary_fleet_seed(tmp_path):
-    """Fleet replicates set fleet.seed (the scenario seed, which seeds capacity searches, stays)."""
+    """Fleet replicates set fleet.seed (the scenario seed, which seeds capacity searches, stays);
+    replicate r of every point shares its seed (common random numbers), unless independent."""
     root = Path(__file__).resolve().parents[1]
     s = SweepSpec(params={"fleet.demand.chat.growth_per_year": [0.5, 1.5]}, seeds=2,
-                  base_overrides=["fleet.years=1", "fleet.windows.every_days=365"])
+                  base_overrides=["fleet.years=1", "fleet.windows.every_days=365", "fleet.replications=2"])
     _, _, tasks = runner.resolve_points(root / "scenarios" / "fleet_small.yaml", s)
     assert {t["scenario"].seed for t in tasks} == {1}
-    assert len({t["scenario"].fleet.seed for t in tasks}) == 4
+    assert len({t["scenario"].fleet.seed for t in tasks}) == 2
+    assert tasks[0]["scenario"].fleet.seed == tasks[2]["scenario"].fleet.seed  # point 0 and 1, replicate 0
+    s.paired = False
+    _, _, independent = runner.resolve_points(root / "scenarios" / "fleet_small.yaml", s)
+    assert len({t["scenario"].fleet.seed for t in independent}) == 4
+    s.paired = True
     res = serial(root / "scenarios" / "fleet_small.yaml", tmp_path / "fleet", s)
     t = res.table
     assert (t.status == "ok").all(), t.error.tolist()
