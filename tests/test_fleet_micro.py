@@ -11,7 +11,7 @@ Set-up (every figure chosen so the arithmetic is exact):
   cohort      delivered day 10, commissioning 5 days: serving from day 15;
   reliability crash rate 1/84,000 per chip-hour (Arrhenius off: ea_ev 0), every crash a hardware
               fault (transient_share 0), bench repair fixed 24 h, always scrapped (lost_share 1),
-              swap 0 h. Seed 0 gives exactly one crash, on day c (read from the events table).
+              swap 0 h. Seed 2 (one future) gives exactly one crash, on day c (read from the events table).
 
 Worked out:
   orders   one order, day 0, 10 chips, due and delivered day 10.
@@ -34,7 +34,7 @@ import pytest
 import fleetsim
 from fleetsim.scenario.model import Scenario
 
-SEED = 0
+SEED = 2  # its one future has exactly one crash (streams: fleetsim.rng, crashes per pool)
 
 
 def micro(seed: int = SEED) -> Scenario:
@@ -63,7 +63,7 @@ def micro(seed: int = SEED) -> Scenario:
             "commissioning_days": 5,
             "capacity": {"gpu": {"chat": {"goodput_rps": 1.0, "output_tokens_per_request": 100,
                                           "power_w_per_replica": 500.0}}},
-            "windows": {"enabled": False}}})
+            "windows": {"enabled": False}, "replications": 1}})
 
 
 def test_micro_scenario_by_hand():
