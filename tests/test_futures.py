@@ -116,7 +116,8 @@ def test_replications_below_one_or_too_many_refused_before_the_start(runner, tmp
 
 def test_format_interval_shows_the_digits_the_interval_supports():
     assert format_interval(0.1234, 0.1, 0.15, "share") == "12.3 ± 2.5%"
-    assert format_interval(1.49e9, 1.40e9, 1.58e9, "usd") == "USD 1.49 ± 0.09 B"
+    assert format_interval(1.49e9, 1.40e9, 1.58e9, "usd") == "USD 1.490 ± 0.090 B"
+    assert format_interval(0.939, 0.888, 0.990) == "0.939 ± 0.051"  # as the sweep table always printed
     assert format_interval(0.3617, 0.3601, 0.3633) == "0.3617 ± 0.0016"
     assert format_interval(12345.6, 12000, 12700, "count") == "12,350 ± 350"
     assert format_interval(0.5, None, None) == "0.500"

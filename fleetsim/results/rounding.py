@@ -1,7 +1,7 @@
 """One rule for how many digits an estimate may show: as many as its interval supports.
 
-The half-width of the 95% interval is shown to two significant digits (one when it starts with
-5 or more), and the mean to the same decimal place; a figure without an interval keeps three
+The half-width of the 95% interval is shown to two significant digits and the mean to the same
+decimal place; a figure without an interval keeps three
 significant digits. The console (fleetsim.results.display), the report and the sweep tables all
 format through `format_interval`, so they never disagree about a figure's precision.
 """
@@ -16,10 +16,8 @@ TINY = 1e-4  # a half-width below this share of the mean is shown as "± <0.01%"
 
 
 def decimals(half: float) -> int:
-    """Decimal places that show `half` (> 0) to 1-2 significant digits (may be negative)."""
-    e = math.floor(math.log10(half))
-    lead = half / 10 ** e
-    return -(e - (1 if lead < 5 else 0))
+    """Decimal places that show `half` (> 0) to two significant digits (may be negative)."""
+    return 1 - math.floor(math.log10(half))
 
 
 def _round(x: float, d: int) -> str:
