@@ -208,9 +208,10 @@ def _block(root: int, seeds: list[int], rep: dict[str, list], keys: list[str], i
     elif wide:
         need = max(w["replications_for_target"] for w in wide)
         names = ", ".join(w["figure"] for w in wide)
-        out["advice"] = (f"wide interval ({names}): the futures disagree more than the mean's "
-                         f"{WIDE_RELATIVE:.0%}; set fleet.replications to about {need} to bring it there "
-                         "(the interval narrows as 1/sqrt(R))")
+        out["advice"] = (f"wide interval ({names}): its half-width exceeds {WIDE_RELATIVE:.0%} of the mean; "
+                         f"set fleet.replications to about {need} to bring it there ({4 * R} would halve "
+                         "it: the interval narrows as 1/sqrt(R); P5-P95, the spread of the futures "
+                         "themselves, does not)")
     return out
 
 

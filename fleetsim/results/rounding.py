@@ -53,6 +53,8 @@ def format_interval(mean: Any, lo: Any = None, hi: Any = None, kind: str = "plai
     if h is None or h <= 0:
         if kind == "count":
             return f"{prefix}{mean:,.0f}{suffix}"
+        if h == 0 and m == 0:
+            return f"{prefix}0{suffix}"
         if h == 0:  # every future agreed
             return f"{prefix}{_sig(m)}{suffix} (all futures)"
         return f"{prefix}{_sig(m)}{suffix}"
