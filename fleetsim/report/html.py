@@ -123,6 +123,12 @@ def fleet_findings(run: RunFolder) -> list[str]:
     f = run.summary.get("fleet", {})
     tl = run.table("timeline")
     out = []
+    fut = run.summary.get("futures") or {}
+    if fut.get("replications", 1) > 1:
+        rep = fut.get("representative") or {}
+        out.append(f"These findings read the tables of future {rep.get('future')} of {fut['replications']} "
+                   f"({rep.get('rule', 'the representative future')}); the headline numbers above are over "
+                   "all futures.")
     day = tl.groupby("date", observed=True).agg(demand=("demand_tokens_per_s", "first"),
                                                 unmet=("unmet_tokens_per_s", "first"))
     share = (day["unmet"] / day["demand"].where(day["demand"] > 0)).fillna(0.0)
@@ -201,7 +207,10 @@ def _futures_cards(run: RunFolder) -> list[tuple[str, str]] | None:
     heads = (run.summary.get("futures") or {}).get("headlines")
     if not heads:
         return None
-    return [(label.replace(" USD", ""), _spread(heads[key], kind)) for key, label, kind in FLEET_HEADLINES
+    from fleetsim.results.rounding import format_interval
+
+    return [(label.replace(" USD", ""), format_interval(heads[key]["mean"], kind=kind) if key == "budget_usd"
+             else _spread(heads[key], kind)) for key, label, kind in FLEET_HEADLINES
             if key in heads and heads[key].get("mean") is not None]
 
 
@@ -402,7 +411,7 @@ def render_report(run: RunFolder) -> str:
         f"<p>{_e(scen.get('description') or '')}</p>",
         f"<p class='meta'>{_e(run.kind)} run · seed {_e(m.get('seed'))} · fleetsim {_e(m.get('fleetsim_version'))} · "
         f"created {_e(m.get('created_utc'))} · folder {_e(run.path.name)}</p>",
-        "<h2>Headline numbers</h2>", _cards(cards),
+        "<h2>Headline numbers</h2>", _cards(cards), _futures_html(run) if run.kind == "fleet" else "",
         "<h2>Findings</h2>", "<ul class='findings'>" + "".join(f"<li>{_e(x)}</li>" for x in find) + "</ul>",
         "<h2>Assumptions this result rests on</h2>", _assumptions_html(run),
         "<h2>Plots</h2>",
