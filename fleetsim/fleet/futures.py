@@ -204,7 +204,7 @@ def _block(root: int, seeds: list[int], rep: dict[str, list], keys: list[str], i
     }
     if R == 1:
         out["advice"] = ("one future: the headlines are one draw, with no interval; set "
-                         "fleet.replications (6 or more) to see their spread")
+                         "fleet.replications (5 or more) to see their spread")
     elif wide:
         need = max(w["replications_for_target"] for w in wide)
         names = ", ".join(w["figure"] for w in wide)

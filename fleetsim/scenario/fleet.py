@@ -515,7 +515,7 @@ class InitialCohort(StrictModel):
 
 # Futures of a fleet run by default: enough for a 95% interval, small enough that the quickstart
 # stays within seconds (benchmarks/bench_futures.py measures time against R).
-DEFAULT_REPLICATIONS = 6
+DEFAULT_REPLICATIONS = 5
 
 
 class FleetConfig(StrictModel):
