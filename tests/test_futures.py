@@ -220,3 +220,22 @@ def test_fleet_sweep_gives_the_same_bytes_on_the_pool_and_on_dask(tmp_path):
     assert (pool.table.status == "ok").all() and pool.ran == dask.ran == 2
     for name in ("results.parquet", "futures.parquet", "paired.parquet", "aggregate.parquet"):
         assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
+
+
+def test_reliability_cohorts_draw_from_streams_named_by_cohort():
+    """A reliability run's cohorts are keyed by name: dropping one leaves the other's crashes
+    unchanged (with no technician queue to couple them)."""
+    from pathlib import Path
+
+    from fleetsim.reliability import run_reliability
+    from fleetsim.rng import stream
+
+    sc = api.load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "diurnal-throttle.yaml",
+                           ["reliability.cohort_run.days=20", "reliability.repair.technicians=null"])
+    rel = sc.reliability
+    both = run_reliability(rel, None, stream(sc.seed, "reliability")).summary["cohorts"]
+    one_run = rel.cohort_run.model_copy(update={"cohorts": rel.cohort_run.cohorts[1:]})
+    one = run_reliability(rel.model_copy(update={"cohort_run": one_run}), None,
+                          stream(sc.seed, "reliability")).summary["cohorts"]
+    name = rel.cohort_run.cohorts[1].name
+    assert both[name]["crashes"] == one[name]["crashes"] and both[name]["crashes"] > 0

@@ -469,6 +469,16 @@ class _CohortSim:
         }
 
 
+def _named_child(rng: np.random.Generator, name: str) -> np.random.Generator:
+    """The child stream of `rng`'s seed named `name` (a SeedSequence child keyed by the name's
+    CRC, not by position, so adding or reordering cohorts leaves the others' draws unchanged)."""
+    import zlib
+
+    ss = rng.bit_generator.seed_seq
+    return np.random.default_rng(np.random.SeedSequence(
+        entropy=ss.entropy, spawn_key=(*ss.spawn_key, zlib.crc32(str(name).encode()))))
+
+
 def run_reliability(
     cfg: ReliabilityConfig, chips: dict, rng: np.random.Generator, progress: Any = None
 ) -> ReliabilityResult:
@@ -483,7 +493,7 @@ def run_reliability(
     env = simpy.Environment()
     techs = _Technicians(cfg.repair.technicians)
     sims = []
-    rngs = rng.spawn(len(fleet.cohorts))
+    rngs = [_named_child(rng, c.name) for c in fleet.cohorts]  # by name: adding a cohort shifts no other
     for i, c in enumerate(fleet.cohorts):
         if chips is not None and c.chip not in chips and c.chip not in known:
             allowed = sorted(set(chips) | (set(known) - {"default"}))
