@@ -208,20 +208,6 @@ def test_adding_an_unused_channel_changes_no_other_stream():
     assert list(ra.orders["due_on"]) == list(rc.orders["due_on"])  # lead-time draws unchanged
 
 
-def test_fleet_sweep_gives_the_same_bytes_on_the_pool_and_on_dask(tmp_path):
-    from test_sweep_dask import LocalCluster  # noqa: F401  (dask is in the test extra)
-
-    sc_file = tmp_path / "f.yaml"
-    sc_file.write_text(json.dumps(noisy({"years": 0.25}, replications=2).model_dump(mode="json")))
-    spec = SweepSpec(params={"fleet.finance.power_usd_per_kwh": [0.07, 0.08]}, seeds=1)
-    pool = runner.run_sweep(sc_file, spec, tmp_path / "pool", workers=2, quiet=True, plots=False)
-    dask = runner.run_sweep(sc_file, spec, tmp_path / "dask", dask_local=2, dask_processes=False,
-                            quiet=True, plots=False)
-    assert (pool.table.status == "ok").all() and pool.ran == dask.ran == 2
-    for name in ("results.parquet", "futures.parquet", "paired.parquet", "aggregate.parquet"):
-        assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
-
-
 def test_reliability_cohorts_draw_from_streams_named_by_cohort():
     """A reliability run's cohorts are keyed by name: dropping one leaves the other's crashes
     unchanged (with no technician queue to couple them)."""

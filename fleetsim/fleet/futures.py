@@ -54,10 +54,11 @@ QUANTILES = (5, 50, 95)
 # Limits checked before the start: memory held by the futures' tables, and estimated wall time.
 MAX_FUTURES_BYTES = 4e9
 MAX_FUTURES_WALL_S = 6 * 3600.0
-# Cost model of the estimate (measured on the reference case, 2-core machine; see bench_futures.py):
+# Cost model of the estimate (fitted to the quickstart, 0.53 s, and the reference case, 1.5 s of CPU
+# a future on the 2-core machine; benchmarks/bench_futures.py):
 # seconds per simulated day and replica type, and per serving-window request.
-S_PER_POOL_DAY = 1.2e-4
-S_PER_WINDOW_REQUEST = 2.5e-5
+S_PER_POOL_DAY = 0.6e-4
+S_PER_WINDOW_REQUEST = 1.25e-5
 
 
 def future_seeds(root: int, replications: int) -> list[int]:
