@@ -770,6 +770,12 @@ def derived_facts(scenario: Scenario) -> list[str]:
             f"{d.growth_per_year:+.0%}/yr" if not d.table else "by its table" for d in fleet.demand.values())
         lines.append(f"fleet: {fleet.years:g} years from {fleet.start}; demand {demand}; channels "
                      f"{', '.join(fleet.channels)}; planner {fleet.planner.kind}")
+        from fleetsim.fleet.futures import estimate
+
+        secs, mem = estimate(scenario, fleet.replications)
+        root = fleet.seed if fleet.seed is not None else scenario.seed
+        lines.append(f"futures: {fleet.replications} from fleet seed {root} (fleet.replications), about "
+                     f"{secs:.2g} s of simulation and {mem / 1e6:.3g} MB of tables estimated")
     rel = scenario.reliability
     if rel is not None and rel.cohort_run is not None:
         run = rel.cohort_run
