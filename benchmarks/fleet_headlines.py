@@ -6,7 +6,8 @@ Each scenario runs with fleet.seed = 1..N (demand surprise, fab yields, lead tim
 the capacity cache stays warm). Prints mean and a 95% Student-t half-width across seeds, and the
 difference alibaba_2025 - h20_ban paired seed by seed (the same futures in both). The
 numbers rest on the scenarios' ASSUMPTION figures (demand level above all): they are what
-those assumptions imply, not forecasts.
+those assumptions imply, not forecasts. (One future per seed; `fleetsim run` itself now runs
+fleet.replications futures and prints their intervals: docs/fleet.md "Futures".)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ CASES = ("alibaba_2025", "h20_ban")
 def collect(name: str, seeds: int) -> list[dict]:
     out = []
     for k in range(1, seeds + 1):
-        sc = fleetsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml", [f"fleet.seed={k}"])
+        sc = fleetsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml", [f"fleet.seed={k}", "fleet.replications=1"])
         out.append(fleetsim.run(sc).summary["fleet"])
     return out
 
