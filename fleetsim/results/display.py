@@ -164,9 +164,12 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
     heads = fut.get("headlines") or {}
     R = fut.get("replications", 1)
     rep = fut.get("representative") or {}
-    lines = [f"  {R} futures from fleet seed {fut.get('root_seed')}: mean ± 95% interval over the futures "
-             f"(P5, P95 of the futures); tables and plots' lines are future {rep.get('future')}, "
-             f"{rep.get('rule', '')}"]
+    if R == 1:
+        lines = [f"  one future, from fleet seed {fut.get('root_seed')}: its figures, with no interval"]
+    else:
+        lines = [f"  {R} futures from fleet seed {fut.get('root_seed')}: mean ± 95% interval over the futures "
+                 f"(P5, P95 of the futures); tables and plots' lines are future {rep.get('future')}, "
+                 f"{rep.get('rule', '')}"]
     for key, label, kind in FLEET_HEADLINES:
         h = heads.get(key)
         if h is None or h.get("mean") is None:
