@@ -225,3 +225,15 @@ def test_reliability_cohorts_draw_from_streams_named_by_cohort():
                           stream(sc.seed, "reliability")).summary["cohorts"]
     name = rel.cohort_run.cohorts[1].name
     assert both[name]["crashes"] == one[name]["crashes"] and both[name]["crashes"] > 0
+
+
+def test_futures_on_a_process_pool_give_the_same_bytes(tmp_path, monkeypatch):
+    from fleetsim.fleet.futures import WORKERS_ENV
+
+    sc = noisy({"years": 0.25}, replications=3)
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    api.run(sc, out_dir=tmp_path / "one")
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    api.run(sc, out_dir=tmp_path / "pool")
+    for name in ("replicates.parquet", "quantiles.parquet", "timeline.parquet", "orders.parquet", "summary.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes(), name

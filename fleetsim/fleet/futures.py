@@ -141,7 +141,14 @@ def run_futures(scenario, chips: dict, models: dict, caps: dict,
     R = f.replications
     seeds = future_seeds(root, R)
     results = []
-    for r, s in enumerate(seeds):
+    workers = future_workers(scenario)
+    if workers > 1:  # forked workers, futures in order: the same bytes as one process
+        if progress:
+            progress(f"{R} futures on {workers} processes")
+        for r, res in enumerate(_pool_map(scenario, chips, models, caps, seeds, workers)):
+            results.append(res)
+            update(progress, "futures", r + 1, R)
+    for r, s in enumerate(seeds if workers == 1 else []):
         inner = progress if r == 0 else None  # one future's detail, then a count
         res = run_fleet(scenario, chips, models, caps, inner, window_runner=window_runner, seed=s)
         if not keep_all:
@@ -158,6 +165,69 @@ def run_futures(scenario, chips: dict, models: dict, caps: dict,
     block = _block(root, seeds, replicates, keys, rep, why)
     return Futures(root, seeds, rep, results[rep], replicates, _quantiles_table(results), block,
                    results if keep_all else None)
+
+
+# Futures go to a pool of forked processes when one process would take at least this long
+# (estimated) and the machine has more than one core; FLEETSIM_FUTURE_WORKERS=N sets the count
+# (1: one process; a sweep's workers set it, so pools never nest).
+POOL_MIN_S = 20.0
+WORKERS_ENV = "FLEETSIM_FUTURE_WORKERS"
+
+
+def future_workers(scenario) -> int:
+    """Processes for this run's futures (1 unless they are long enough to pay for a pool)."""
+    import multiprocessing
+    import os
+
+    R = scenario.fleet.replications
+    env = os.environ.get(WORKERS_ENV)
+    if env:
+        try:
+            return max(1, min(R, int(env)))
+        except ValueError:
+            return 1
+    if R < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    if cores < 2 or estimate(scenario, R)[0] < POOL_MIN_S:
+        return 1
+    return min(cores, R, 8)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(scenario, chips, models, caps) -> None:
+    import os
+
+    os.environ[WORKERS_ENV] = "1"
+    _WORKER.update(scenario=scenario, chips=chips, models=models, caps=caps)
+
+
+def _worker_run(seed: int):
+    from fleetsim.fleet.sim import run_fleet
+    from fleetsim.fleet.windows import window_runner
+
+    w = _WORKER
+    res = run_fleet(w["scenario"], w["chips"], w["models"], w["caps"], None,
+                    window_runner=window_runner(w["chips"], w["models"]), seed=seed)
+    res.pool_daily = {}
+    return res
+
+
+def _pool_map(scenario, chips, models, caps, seeds: list[int], workers: int):
+    """Each future in a forked worker (it inherits the warm capacity table and catalogs; nothing
+    re-imports the caller's script), results in future order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(scenario, chips, models, caps)) as pool:
+        yield from pool.map(_worker_run, seeds)
 
 
 def pick_representative(rep: dict[str, list]) -> tuple[int, str]:

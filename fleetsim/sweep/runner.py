@@ -56,6 +56,10 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 
     t0, c0 = time.perf_counter(), time.process_time()
     row: dict[str, Any] = {"key": task["key"], "seed": task["seed"], "status": "ok", "error": ""}
+    from fleetsim.fleet.futures import WORKERS_ENV
+
+    before = os.environ.get(WORKERS_ENV)
+    os.environ[WORKERS_ENV] = "1"  # parallel across points: a point's futures stay in its process
     try:
         result = api.run(task["scenario"])
         row |= headline_metrics(result)
@@ -68,6 +72,11 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         row["error"] = msg.splitlines()[0][:500] if msg else type(exc).__name__
         if not isinstance(exc, FleetsimError):
             row["traceback"] = traceback.format_exc()[-4000:]
+    finally:
+        if before is None:
+            os.environ.pop(WORKERS_ENV, None)
+        else:
+            os.environ[WORKERS_ENV] = before
     row["wall_s"] = time.perf_counter() - t0
     row["cpu_s"] = time.process_time() - c0
     return row
