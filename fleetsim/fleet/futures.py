@@ -3,9 +3,10 @@
 Future r runs the fleet on its own root, `child_seed(root, "future", r)` (a SeedSequence child),
 so everything random differs between futures: demand surprise, regime cycles, lead times, fab
 yields, crashes and the serving windows' arrivals. The scenario, the forecast and the planner's
-own sampling (seeded by the scenario seed) do not. The futures run one after another in this
-process and share its warm state (the capacity table is computed once by the caller);
-benchmarks/bench_futures.py measures time against R.
+own sampling (seeded by the scenario seed) do not. The capacity table is computed once by the
+caller and shared; short runs simulate the futures one after another in this process, long ones
+(estimated >= POOL_MIN_S) on a pool of forked processes that inherit it, collected in future
+order (the same bytes). benchmarks/bench_futures.py measures time against R.
 
 Outputs (fleetsim.api makes the tables):
 - a row per future of every numeric figure of its summary (`replicates`), nested figures flattened
