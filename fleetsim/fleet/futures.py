@@ -131,7 +131,7 @@ class Futures:
 
 def run_futures(scenario, chips: dict, models: dict, caps: dict,
                 progress: Callable[[str], None] | None = None, window_runner=None,
-                keep_all: bool = False) -> Futures:
+                keep_all: bool = False, caps_grid: dict | None = None) -> Futures:
     """Simulate the fleet's R futures; every future's conservation checks run inside run_fleet
     (the cohort engine checks its chip accounting every day)."""
     from fleetsim.fleet.sim import run_fleet
@@ -146,12 +146,13 @@ def run_futures(scenario, chips: dict, models: dict, caps: dict,
     if workers > 1:  # forked workers, futures in order: the same bytes as one process
         if progress:
             progress(f"{R} futures on {workers} processes")
-        for r, res in enumerate(_pool_map(scenario, chips, models, caps, seeds, workers)):
+        for r, res in enumerate(_pool_map(scenario, chips, models, caps, caps_grid, seeds, workers)):
             results.append(res)
             update(progress, "futures", r + 1, R)
     for r, s in enumerate(seeds if workers == 1 else []):
         inner = progress if r == 0 else None  # one future's detail, then a count
-        res = run_fleet(scenario, chips, models, caps, inner, window_runner=window_runner, seed=s)
+        res = run_fleet(scenario, chips, models, caps, inner, window_runner=window_runner,
+                        caps_grid=caps_grid, seed=s)
         if not keep_all:
             res.pool_daily = {}  # day x pool arrays for tests: not kept for R futures
         results.append(res)
@@ -201,11 +202,11 @@ def future_workers(scenario) -> int:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(scenario, chips, models, caps) -> None:
+def _worker_init(scenario, chips, models, caps, caps_grid) -> None:
     import os
 
     os.environ[WORKERS_ENV] = "1"
-    _WORKER.update(scenario=scenario, chips=chips, models=models, caps=caps)
+    _WORKER.update(scenario=scenario, chips=chips, models=models, caps=caps, caps_grid=caps_grid)
 
 
 def _worker_run(seed: int):
@@ -214,12 +215,13 @@ def _worker_run(seed: int):
 
     w = _WORKER
     res = run_fleet(w["scenario"], w["chips"], w["models"], w["caps"], None,
-                    window_runner=window_runner(w["chips"], w["models"]), seed=seed)
+                    window_runner=window_runner(w["chips"], w["models"]), caps_grid=w["caps_grid"],
+                    seed=seed)
     res.pool_daily = {}
     return res
 
 
-def _pool_map(scenario, chips, models, caps, seeds: list[int], workers: int):
+def _pool_map(scenario, chips, models, caps, caps_grid, seeds: list[int], workers: int):
     """Each future in a forked worker (it inherits the warm capacity table and catalogs; nothing
     re-imports the caller's script), results in future order."""
     import multiprocessing
@@ -227,7 +229,7 @@ def _pool_map(scenario, chips, models, caps, seeds: list[int], workers: int):
 
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(scenario, chips, models, caps)) as pool:
+                             initargs=(scenario, chips, models, caps, caps_grid)) as pool:
         yield from pool.map(_worker_run, seeds)
 
 
