@@ -51,7 +51,9 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
             # both sides of each channel as they stand today, then walked through the future
             sides = {n: [getattr(state.channels[n], "exporter_state", None) or "open",
                          getattr(state.channels[n], "importer_state", None) or "open"] for n in channels}
-            for tr in build_transitions(fleet, rng):
+            # each channel side's cycle from its own stream (adding a channel shifts no other's)
+            for tr in build_transitions(fleet, rng, lambda n, side, k=k: stream(seed, "optimal", state.period, k,
+                                                                                "cycle", n, side)):
                 if tr.day <= today or (tr.exporter is None and tr.importer is None) or tr.channel not in out:
                     continue
                 if not known_events and tr.origin != "random":
@@ -66,7 +68,7 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
             if ch.risk_per_year <= 0:
                 continue
             p_close = 1.0 - math.exp(-ch.risk_per_year * per / 365.0)
-            hit = np.flatnonzero(rng.random(T - 1) < p_close)
+            hit = np.flatnonzero(stream(seed, "optimal", state.period, k, "risk", n).random(T - 1) < p_close)
             if len(hit):
                 strand = fleet is not None and fleet.channels[n].on_ban == "strand"
                 out[n][k, hit[0] + 1:] = "buyer_ban" if strand else "banned"
