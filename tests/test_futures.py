@@ -190,7 +190,7 @@ def test_adding_an_unused_channel_changes_no_other_stream():
     a._setup()
     b._setup()
     assert np.array_equal(a.real, b.real)
-    tr = lambda s: [(t.day, t.channel, t.state) for t in s.transitions if t.channel != "aaa-unused"]
+    tr = lambda s: [(t.day, t.channel, t.exporter, t.importer) for t in s.transitions if t.channel != "aaa-unused"]
     assert tr(a) == tr(b) and any(t.channel == "aaa-unused" for t in b.transitions)
     draws = lambda g: g.random(50).tolist()
     for n in ("nvidia", "huawei"):  # each channel's lead times from its own stream
