@@ -47,7 +47,8 @@ def parts(sc):
 def as_run(sc, res):
     """A future's FleetResult as the tables the conservation checks read."""
     return SimpleNamespace(scenario=sc, summary={"fleet": res.summary}, timeline=fleet_table(res.timeline),
-                           orders=fleet_table(res.orders), ledger=fleet_table(res.ledger))
+                           orders=fleet_table(res.orders), ledger=fleet_table(res.ledger),
+                           events=fleet_table(res.events))
 
 
 def test_futures_differ_every_future_conserves_and_the_tables_are_the_representatives():
