@@ -195,6 +195,11 @@ def fleet_text(summary: dict[str, Any]) -> str:
     lines = [f"fleet run: {summary.get('scenario', '')}"]
     if summary.get("futures"):
         lines += futures_lines(summary)
+        rep = (summary["futures"].get("representative") or {}).get("future")
+        detail = supply_lines(f) + _windows_budget_lines(f)  # the representative future's tables
+        if detail and summary["futures"].get("replications", 1) > 1:
+            lines.append(f"  in future {rep} (the representative one):")
+        lines += detail
         lines.extend(_revenue_lines(f, summary["futures"].get("headlines") or {}))
         if summary.get("assumptions"):
             lines.append(assumptions_line(summary["assumptions"]))
