@@ -882,11 +882,11 @@ def goodput_text(rows: list[dict[str, Any]]) -> str:
     return text(rows)
 
 
-def plot(run_dir: str | Path) -> list[Path]:
-    """Draw every plot the run folder's tables support into RUN_DIR/plots (PNG and SVG)."""
+def plot(run_dir: str | Path, svg: bool = False) -> list[Path]:
+    """Draw every plot the run folder's tables support into RUN_DIR/plots (PNG; SVG too if `svg`)."""
     from fleetsim.report.plots import draw_all
 
-    return draw_all(Path(run_dir))
+    return draw_all(Path(run_dir), svg=svg)
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:

@@ -176,17 +176,18 @@ def _progress(quiet: bool):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--svg", is_flag=True, help="Also write each plot as SVG (for slides), from the same drawn figure.")
 @user_errors
-def plot(run_dir: Path) -> None:
-    """Redraw RUN_DIR/plots (PNG and SVG) from the run folder's tables alone.
+def plot(run_dir: Path, svg: bool) -> None:
+    """Redraw RUN_DIR/plots (PNG, and SVG with --svg) from the run folder's tables alone.
 
     \b
     Example:
-      fleetsim plot outputs/quick
+      fleetsim plot outputs/quick --svg
     """
     from fleetsim import api
 
-    for path in api.plot(run_dir):
+    for path in api.plot(run_dir, svg=svg):
         click.echo(str(path))
 
 

@@ -31,7 +31,7 @@ FLEET_PLOTS = {"demand_vs_capacity", "fleet_mix", "capex_vs_budget", "cost_per_m
 @pytest.fixture(scope="module")
 def fleet_run(tmp_path_factory):
     path = write_fleet_run(tmp_path_factory.mktemp("fleet") / "run")
-    api.plot(path)
+    api.plot(path, svg=True)
     api.report(path)
     return path
 
@@ -47,6 +47,7 @@ def serving_run(tmp_path_factory):
 
 
 def test_fleet_plots_png_and_svg(fleet_run):
+    """PNG always; SVG when asked (the fixture asks), saved from the same drawn figure."""
     names = {p.stem for p in (fleet_run / "plots").glob("*.png")}
     assert names == FLEET_PLOTS
     assert {p.stem for p in (fleet_run / "plots").glob("*.svg")} == FLEET_PLOTS
@@ -58,7 +59,7 @@ def test_plot_redraws_from_tables_alone_and_identically(fleet_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(fleet_run, copy)
     shutil.rmtree(copy / "plots")
-    api.plot(copy)
+    api.plot(copy, svg=True)
     for p in (fleet_run / "plots").glob("*.svg"):
         assert (copy / "plots" / p.name).read_bytes() == p.read_bytes(), p.name
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.errors import FleetsimError
+from fleetsim.results.display import pct as _pct
 from fleetsim.report.plots import RunFolder, draw_all, monthly_cost_per_mtok, open_run, supply_events
 
 PLOT_ORDER = {
@@ -143,9 +144,9 @@ def fleet_findings(run: RunFolder) -> list[str]:
             after_txt = (f", the day of {last['label']}" if gap == 0 else
                          f", {gap} days after {last['label']} ({last['x']:%Y-%m-%d})")
         days_short = int((share > 0).sum())
-        out.append(f"Unmet demand peaks at {share.max():.0%} on {peak_day:%Y-%m-%d}{after_txt}; "
+        out.append(f"Unmet demand peaks at {_pct(share.max())} on {peak_day:%Y-%m-%d}{after_txt}; "
                    f"demand went partly unmet on {days_short} of {len(share)} days "
-                   f"({f.get('unmet_demand_share', 0):.1%} of all demanded tokens).")
+                   f"({_pct(f.get('unmet_demand_share', 0))} of all demanded tokens).")
     else:
         out.append(f"Demand was met on every one of the {len(share)} days (no unmet demand).")
     if len(events):  # the shocks the run went through, in words as well as on every time axis
@@ -159,16 +160,16 @@ def fleet_findings(run: RunFolder) -> list[str]:
                    f"(median {head.median():.2g}x); the tightest day was {head.idxmin():%Y-%m-%d}.")
     if f.get("budget_usd"):
         out.append(f"Capex {_usd(f.get('capex_usd_total'))} of the {_usd(f['budget_usd'])} budget "
-                   f"({f.get('capex_usd_total', 0) / f['budget_usd']:.0%}).")
+                   f"({_pct(f.get('capex_usd_total', 0) / f['budget_usd'])}).")
     mix = f.get("fleet_mix_end") or {}
     total = sum(mix.values())
     if total:
         top = max(mix, key=mix.get)
         out.append(f"At the end the fleet holds {total:,} chips; the largest kind is {top} "
-                   f"({mix[top] / total:.0%}).")
+                   f"({_pct(mix[top] / total)}).")
     us = tl.groupby("date", observed=True)["us_dependence_share"].first() if "us_dependence_share" in tl else None
     if us is not None and len(us):
-        out.append(f"Capacity on US export-controlled chips goes from {us.iloc[0]:.0%} to {us.iloc[-1]:.0%}.")
+        out.append(f"Capacity on US export-controlled chips goes from {_pct(us.iloc[0])} to {_pct(us.iloc[-1])}.")
     fates = f.get("chips_by_fate") or {}
     if fates.get("stranded") or fates.get("cancelled"):
         out.append(f"{fates.get('stranded', 0):,} chips were stranded and {fates.get('cancelled', 0):,} "
@@ -194,7 +195,7 @@ def fleet_findings(run: RunFolder) -> list[str]:
             worst = miss.loc[miss["attainment"].idxmin()]
             out.append(f"{len(miss)} of {len(w)} serving-window cells missed the SLO target even at the top of "
                        f"their 95% interval; worst: {worst['chip']} on {pd.Timestamp(worst['date']):%Y-%m-%d} "
-                       f"at {worst['attainment']:.1%}.")
+                       f"at {_pct(worst['attainment'])}.")
         else:
             out.append(f"All {len(w)} serving-window cells met their SLO target (or their 95% interval reaches it).")
     return out
@@ -234,8 +235,8 @@ def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
     cards = spread if spread else [
         ("capex, whole run", _usd(f.get("capex_usd_total"))),
         ("budget", _usd(f.get("budget_usd"))),
-        ("unmet demand (share of tokens)", f"{f.get('unmet_demand_share', 0):.1%}"),
-        ("peak unmet share", f"{f.get('peak_unmet_share', 0):.0%} on {f.get('peak_unmet_date', '-')}"),
+        ("unmet demand (share of tokens)", f"{_pct(f.get('unmet_demand_share', 0))}"),
+        ("peak unmet share", f"{_pct(f.get('peak_unmet_share', 0))} on {f.get('peak_unmet_date', '-')}"),
         ("cost per million tokens (depreciation + power + opex + rental)",
          f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}"),
         ("all-in cost per million tokens (the same + impairments)",
@@ -243,7 +244,7 @@ def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
         ("impaired (paid, never to arrive)", _usd(f.get("impairment_usd"))),
         ("at risk (paid into held orders)", _usd(f.get("at_risk_usd"))),
         ("energy per million tokens", f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh"),
-        ("US-controlled capacity at end", f"{f.get('us_dependence_share_end', 0):.0%}"),
+        ("US-controlled capacity at end", f"{_pct(f.get('us_dependence_share_end', 0))}"),
     ]
     tables = []
     basis = f.get("cost_basis") or {}
@@ -288,7 +289,7 @@ def serving_findings(run: RunFolder) -> list[str]:
         if att is None:
             continue
         verdict = "meets" if c.get("slo_met") else "misses"
-        line = f"Class {name} {verdict} its SLO: {att:.1%} of requests within target (needs {pct:g}%)"
+        line = f"Class {name} {verdict} its SLO: {_pct(att)} of requests within target (needs {pct:g}%)"
         if a and a.get("ttft_s") is not None:
             line += (f"; p{pct:g} TTFT {a['ttft_s']:.3g} s against {a['ttft_target_s']:g} s, "
                      f"p{pct:g} TPOT {a['tpot_s']:.3g} s against {a['tpot_target_s']:g} s")
@@ -297,12 +298,12 @@ def serving_findings(run: RunFolder) -> list[str]:
     loads = {k: v.get("load_vs_saturation") for k, v in pools.items() if v.get("load_vs_saturation") is not None}
     if loads:
         k = max(loads, key=loads.get)
-        out.append(f"Pool {k} runs closest to saturation: {loads[k]:.0%} of its replicas' saturation output rate.")
+        out.append(f"Pool {k} runs closest to saturation: {_pct(loads[k])} of its replicas' saturation output rate.")
     rej = s.get("rejected_by_reason") or {}
     if rej:
         out.append("Rejected requests: " + ", ".join(f"{v} for {k}" for k, v in rej.items()) + ".")
     for pool, r in (s.get("reliability") or {}).items():
-        out.append(f"Pool {pool}: {r.get('crashes', 0)} crashes, throttled {r.get('throttled_share', 0):.1%} of the time, "
+        out.append(f"Pool {pool}: {r.get('crashes', 0)} crashes, throttled {_pct(r.get('throttled_share', 0))} of the time, "
                    f"max temperature {r.get('max_temp_c', float('nan')):.1f} C.")
     return out
 
@@ -315,13 +316,13 @@ def _serving_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
     cards = [("requests measured (after warm-up)", f"{arrived:,}"),
              ("window", f"{s.get('duration_s', 0):g} s ({s.get('warmup_s', 0):g} s warm-up)")]
     for name, c in classes.items():
-        cards.append((f"{name}: SLO attainment", f"{(c.get('slo_attainment') or 0):.1%}"))
+        cards.append((f"{name}: SLO attainment", f"{_pct((c.get('slo_attainment') or 0))}"))
     rows = []
     for name, c in classes.items():
         a = at.get("classes", {}).get(name, {})
         rows.append([name, c["arrived"], c["completed"], c["rejected"], c["throughput_req_per_s"],
                      a.get("percentile", "-"), a.get("ttft_s"), a.get("ttft_target_s"), a.get("tpot_s"),
-                     a.get("tpot_target_s"), f"{(c.get('slo_attainment') or 0):.1%}",
+                     a.get("tpot_target_s"), f"{_pct((c.get('slo_attainment') or 0))}",
                      "pass" if c.get("slo_met") else "MISS"])
     tables = ["<h3>Workload classes</h3>" + _table(
         ["class", "arrived", "completed", "rejected", "req/s", "SLO percentile", "TTFT s", "target s",
@@ -418,7 +419,7 @@ def render_report(run: RunFolder) -> str:
     ]
     for p in plots:
         parts.append(f"<figure>{_img(p, p.stem.replace('_', ' '))}<figcaption>{_e(CAPTIONS.get(p.stem, p.stem))}"
-                     f" (plots/{_e(p.name)}, SVG beside it)</figcaption></figure>")
+                     f" (plots/{_e(p.name)}; `fleetsim plot --svg` adds SVG)</figcaption></figure>")
     parts.append("<h2>Tables</h2>")
     parts.extend(tables)
     parts.append("<h2>Scenario</h2><details><summary>resolved scenario (every field, defaults filled in)</summary>"
@@ -453,21 +454,21 @@ def headline(run: RunFolder) -> dict[str, str]:
             return dict(spread) | {"futures": str((run.summary.get("futures") or {}).get("replications"))}
         return {
             "capex": _usd(f.get("capex_usd_total")), "budget": _usd(f.get("budget_usd")),
-            "unmet demand share": f"{f.get('unmet_demand_share', 0):.1%}",
-            "peak unmet share": f"{f.get('peak_unmet_share', 0):.0%} ({f.get('peak_unmet_date', '-')})",
+            "unmet demand share": f"{_pct(f.get('unmet_demand_share', 0))}",
+            "peak unmet share": f"{_pct(f.get('peak_unmet_share', 0))} ({f.get('peak_unmet_date', '-')})",
             "cost per million tokens (depreciation + power + opex + rental)":
                 f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
             "all-in cost per million tokens (the same + impairments)":
                 f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}",
             "impaired / at risk": f"{_usd(f.get('impairment_usd'))} / {_usd(f.get('at_risk_usd'))}",
             "energy per million tokens": f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh",
-            "US-controlled share at end": f"{f.get('us_dependence_share_end', 0):.0%}",
+            "US-controlled share at end": f"{_pct(f.get('us_dependence_share_end', 0))}",
             "fleet at end": ", ".join(f"{k} {v:,}" for k, v in (f.get("fleet_mix_end") or {}).items()),
         }
     if run.kind == "serving":
         out = {}
         for name, c in run.summary.get("classes", {}).items():
-            out[f"{name}: SLO attainment"] = f"{(c.get('slo_attainment') or 0):.1%}"
+            out[f"{name}: SLO attainment"] = f"{_pct((c.get('slo_attainment') or 0))}"
             out[f"{name}: goodput req/s"] = f"{c.get('goodput_req_per_s', 0):.3g}"
         for name, p in run.summary.get("pools", {}).items():
             out[f"{name}: out tok/s"] = f"{p.get('output_tokens_per_s', 0):,.0f}"

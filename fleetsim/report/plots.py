@@ -2,8 +2,8 @@
 `fleetsim plot RUN_DIR` redraws exactly what `fleetsim run` drew.
 
 One colour per chip kind on every plot (`chip_colour`); titles carry units; supply and regime
-events are marked on every time axis. Each plot is written as PNG (for the report) and SVG (for
-slides) into RUN_DIR/plots/. A plot whose data the run did not produce is skipped, never faked.
+events are marked on every time axis. Each plot is drawn once and written as PNG (for the report)
+into RUN_DIR/plots/; `fleetsim plot --svg` also writes SVG (for slides) from the same figure. A plot whose data the run did not produce is skipped, never faked.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ PALETTE = {
 _SPARE = plt.get_cmap("tab20").colors
 DPI = 110
 SIZE = (11.5, 5.4)
+CDF_POINTS = 200  # a CDF is drawn through this many quantiles, whatever the request count
+FORMATS: tuple[str, ...] = ("png",)  # draw_all(svg=True) adds "svg"
+# Roadmap generations of one chip share its hue and differ by lightness and by a hatch pattern.
+GEN_HATCH = ("", "//", "..", "xx", "\\\\", "++", "oo")
 
 
 def chip_colour(chip: str) -> str | tuple:
@@ -50,9 +54,41 @@ def chip_colour(chip: str) -> str | tuple:
         tail = chip[len(base) + 1:]
         n = int(tail[3:]) if tail.startswith("gen") and tail[3:].isdigit() else 1
         rgb = np.array(matplotlib.colors.to_rgb(PALETTE[base]))
-        mix = min(0.2 * n, 0.7)
-        return matplotlib.colors.to_hex(rgb + (1 - rgb) * mix)
+        # alternate lighter / darker so neighbouring generations never sit side by side in shade
+        step = (n + 1) // 2 * 0.28
+        out = rgb + (1 - rgb) * min(step, 0.75) if n % 2 else rgb * max(1 - step, 0.3)
+        return matplotlib.colors.to_hex(np.clip(out, 0, 1))
     return _SPARE[zlib.crc32(chip.encode()) % len(_SPARE)]
+
+
+def chip_hatch(chip: str) -> str:
+    """Hatch pattern of a roadmap generation (<base>-genN); none for a catalog chip."""
+    tail = chip.rsplit("-", 1)[-1]
+    if tail.startswith("gen") and tail[3:].isdigit():
+        return GEN_HATCH[int(tail[3:]) % len(GEN_HATCH)] or "--"
+    return ""
+
+
+def _stack(ax, x, table: pd.DataFrame, chips: list[str], label=lambda c: c, alpha=0.8) -> None:
+    """A stackplot with each chip's colour and its generation's hatch."""
+    polys = ax.stackplot(x, [table[c].to_numpy() for c in chips], labels=[label(c) for c in chips],
+                         colors=[chip_colour(c) for c in chips], alpha=alpha)
+    for poly, c in zip(polys, chips):
+        if chip_hatch(c):
+            poly.set_hatch(chip_hatch(c))
+            poly.set_edgecolor("white")
+            poly.set_linewidth(0.0)
+
+
+def cdf_points(values, n: int = CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(x, share) of an empirical CDF at no more than `n` evenly spaced quantiles: what a plot
+    needs to show the curve, at a fixed cost whatever the number of requests."""
+    x = np.sort(np.asarray(values, dtype=float))
+    x = x[np.isfinite(x)]
+    if len(x) <= n:
+        return x, np.arange(1, len(x) + 1) / max(len(x), 1)
+    idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(int))
+    return x[idx], (idx + 1) / len(x)
 
 
 @dataclass
@@ -119,7 +155,7 @@ def _save(fig, out: Path, name: str, written: list[Path]) -> None:
         fig.tight_layout(rect=(0, 0.035 * len(lines) + 0.01, 1, 1))
     else:
         fig.tight_layout()
-    for ext in ("png", "svg"):
+    for ext in FORMATS:
         p = out / f"{name}.{ext}"
         # Fixed metadata: the same run draws byte-identical SVGs (no creation date).
         meta = {"Date": None} if ext == "svg" else {"Software": None}
@@ -171,6 +207,11 @@ def _mark_events(ax, events: pd.DataFrame, numeric: bool = False) -> None:
         key = fig._fleetsim_events = []
     trans = ax.get_xaxis_transform()
     last_x, level = None, 0
+    lo, hi = ax.get_xlim()
+    if not numeric:
+        xs = mdates.date2num(pd.to_datetime(events["x"]))
+        lo, hi = min(lo, xs.min()), max(hi, xs.max())
+    gap = (hi - lo) * 0.02  # markers closer than 2% of the axis (about a marker's width) step down
     for _, e in events.sort_values("x").iterrows():
         x = e["x"]
         text = (f"{x:%Y-%m-%d}" if not numeric else f"t={x:.0f} s") + f" {e['label']}"
@@ -178,9 +219,9 @@ def _mark_events(ax, events: pd.DataFrame, numeric: bool = False) -> None:
             key.append(text)
         n = key.index(text) + 1
         ax.axvline(x, color="#555555", ls="--", lw=0.9, alpha=0.8, zorder=1)
-        span = pd.Timedelta(days=25) if not numeric else (ax.get_xlim()[1] - ax.get_xlim()[0]) * 0.03
-        level = (level + 1) % 3 if last_x is not None and (x - last_x) < span else 0
-        ax.text(x, 0.985 - 0.07 * level, str(n), transform=trans, ha="center", va="top", fontsize=8,
+        span = pd.Timedelta(days=gap) if not numeric else gap
+        level = (level + 1) % 6 if last_x is not None and (x - last_x) < span else 0
+        ax.text(x, 0.985 - 0.065 * level, str(n), transform=trans, ha="center", va="top", fontsize=8,
                 color="#222222", zorder=6, bbox=dict(boxstyle="circle,pad=0.2", fc="white", ec="#555555", lw=0.7))
         last_x = x
 
@@ -192,6 +233,26 @@ def _per_chip(df: pd.DataFrame, col: str) -> pd.DataFrame:
 
 def _chips_order(chips) -> list[str]:
     return sorted(map(str, chips))
+
+
+def _nonzero(table: pd.DataFrame) -> list[str]:
+    """Chip columns with any non-zero value: a kind with zero capacity all run has no legend entry."""
+    return [c for c in _chips_order(table.columns) if float(table[c].abs().sum()) > 0]
+
+
+def peak_factor(run) -> float:
+    """Peak-hour demand over the daily mean, from the scenario's diurnal profiles (the classes'
+    profiles weighted by their starting demand): the hour the planner sizes the fleet for."""
+    dem = ((run.scenario.get("fleet") or {}).get("demand")) or {}
+    prof, w = np.zeros(24), 0.0
+    for c in dem.values():
+        ptm = float(c.get("peak_to_mean") or 1.0)
+        wt = float(c.get("tokens_per_s") or 1.0)
+        h = np.arange(24) + 0.5
+        m = np.clip(1.0 + (ptm - 1.0) * np.cos(2 * np.pi * (h - float(c.get("peak_hour") or 14.0)) / 24.0), 0, None)
+        prof += wt * m / m.mean()
+        w += wt
+    return float(prof.max() / w) if w > 0 else 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,28 +287,29 @@ def _fan_note(run) -> str:
 def fleet_demand_capacity(run, out, written):
     tl = run.table("timeline")
     cap = _per_chip(tl, "capacity_tokens_per_s") / 1e6
-    chips = _chips_order(cap.columns)
+    chips = _nonzero(cap)
     day = tl.groupby("date", observed=True).agg(demand=("demand_tokens_per_s", "first"),
                                                 unmet=("unmet_tokens_per_s", "first")) / 1e6
     fig, ax = plt.subplots(figsize=SIZE)
-    ax.stackplot(cap.index, [cap[c].to_numpy() for c in chips], labels=[f"capacity: {c}" for c in chips],
-                 colors=[chip_colour(c) for c in chips], alpha=0.75)
-    ax.plot(day.index, day["demand"], color="black", lw=1.8, label="demand")
+    _stack(ax, cap.index, cap, chips, label=lambda c: f"capacity: {c}", alpha=0.75)
+    factor = peak_factor(run)
+    peak = day["demand"] * factor
+    ax.plot(day.index, peak, color="black", lw=1.8, label=f"peak-hour demand ({factor:.2g} x daily mean)")
+    ax.plot(day.index, day["demand"], color="black", lw=1.0, ls="--", label="daily mean demand")
     total = cap.sum(axis=1).reindex(day.index).fillna(0.0)
-    # Unmet is a band of its own height under the demand line: demand is the daily mean, and a day
-    # can fall short in its peak hours while capacity exceeds the daily mean.
-    ax.fill_between(day.index, day["demand"] - day["unmet"], day["demand"], where=day["unmet"] > 0,
-                    facecolor="white", edgecolor="black", hatch="////", lw=0.0, alpha=0.9,
-                    label="unmet demand (daily mean)", zorder=4)
+    # The planner sizes for the peak hour: capacity under the peak line is the peak-hour shortfall.
+    short = np.maximum(peak - total, 0.0)
+    ax.fill_between(day.index, peak - short, peak, where=short > 0, facecolor="white", edgecolor="#b2182b",
+                    hatch="////", lw=0.0, alpha=0.9, label="peak-hour shortfall", zorder=4)
     fan_d, fan_c = _fan(run, "demand_tokens_per_s", 1e6), _fan(run, "capacity_tokens_per_s", 1e6)
-    _draw_fan(ax, fan_d, "black", "demand, P5-P95 over the futures")
+    _draw_fan(ax, fan_d, "black", "daily mean demand, P5-P95 over the futures")
     if fan_c is not None:
         ax.plot(fan_c[0].index, fan_c[0], color="tab:blue", ls="--", lw=0.9, label="capacity, P5 and P95 over the futures")
         ax.plot(fan_c[1].index, fan_c[1], color="tab:blue", ls="--", lw=0.9)
-    top = max(float(day["demand"].max()), float(total.max()),
+    top = max(float(peak.max()), float(total.max()),
               float(fan_d[1].max()) if fan_d is not None else 0.0, float(fan_c[1].max()) if fan_c is not None else 0.0)
     ax.set_ylim(0, top * 1.15)
-    ax.set_title("Demand (daily mean) against capacity, stacked by chip kind (million output tokens/s)"
+    ax.set_title("Peak-hour demand against capacity, stacked by chip kind (million output tokens/s)"
                  + _fan_note(run))
     ax.set_ylabel("million output tokens/s")
     _date_axis(ax)
@@ -259,10 +321,9 @@ def fleet_demand_capacity(run, out, written):
 def fleet_mix(run, out, written):
     tl = run.table("timeline")
     inst = _per_chip(tl, "installed") / 1e3
-    chips = _chips_order(inst.columns)
+    chips = _nonzero(inst)
     fig, ax = plt.subplots(figsize=SIZE)
-    ax.stackplot(inst.index, [inst[c].to_numpy() for c in chips], labels=chips,
-                 colors=[chip_colour(c) for c in chips], alpha=0.85)
+    _stack(ax, inst.index, inst, chips, alpha=0.85)
     if "on_order" in tl:
         oo = tl.groupby("date", observed=True)["on_order"].sum() / 1e3
         ax.plot(oo.index, oo, color="#444444", ls=":", lw=1.5, label="on order (all chips)")
@@ -300,10 +361,9 @@ def _budget_schedule(run) -> pd.Series | None:
 def fleet_capex(run, out, written):
     tl = run.table("timeline")
     capex = _per_chip(tl, "capex_usd").cumsum() / 1e6
-    chips = _chips_order(capex.columns)
+    chips = _nonzero(capex)
     fig, ax = plt.subplots(figsize=SIZE)
-    ax.stackplot(capex.index, [capex[c].to_numpy() for c in chips], labels=[f"capex: {c}" for c in chips],
-                 colors=[chip_colour(c) for c in chips], alpha=0.8)
+    _stack(ax, capex.index, capex, chips, label=lambda c: f"capex: {c}")
     sched = _budget_schedule(run)
     if sched is not None:
         ax.step(sched.index, sched.to_numpy() / 1e6, where="post", color="black", lw=1.8,
@@ -391,10 +451,9 @@ def fleet_latency_cdf(run, out, written):
     fig, axes = plt.subplots(1, 2, figsize=SIZE)
     for ax, col, what in ((axes[0], "p95_ttft_s", "TTFT"), (axes[1], "p95_tpot_s", "TPOT")):
         for chip, g in w.groupby("chip", observed=True):
-            x = np.sort(g[col].dropna().to_numpy())
+            x, y = cdf_points(g[col].dropna().to_numpy())
             if len(x):
-                ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", color=chip_colour(str(chip)),
-                        lw=2, label=str(chip))
+                ax.step(x, y, where="post", color=chip_colour(str(chip)), lw=2, label=str(chip))
         tgt = [v.get("slo", {}).get(f"{what.lower()}_s") for v in
                ((run.scenario.get("serving") or {}).get("workloads") or {}).values()]
         for t in sorted({t for t in tgt if t}):
@@ -423,22 +482,24 @@ def fleet_health(run, out, written):
     axes = axes[:, 0]
     for ax, what in zip(axes, panels):
         if what == "crashes":
-            per = tl.pivot_table(index="date", columns="chip", values="crashes", aggfunc="sum",
-                                 observed=True).fillna(0).resample("MS").sum()
-            chips = _chips_order(per.columns)
-            bottom = np.zeros(len(per))
+            # per 1,000 chips installed (the month's mean), so kinds of any fleet size compare
+            crashes = tl.pivot_table(index="date", columns="chip", values="crashes", aggfunc="sum",
+                                     observed=True).fillna(0).resample("MS").sum()
+            inst = tl.pivot_table(index="date", columns="chip", values="installed", aggfunc="sum",
+                                  observed=True).fillna(0).resample("MS").mean()
+            rate = (crashes / inst.where(inst > 0) * 1000).fillna(0.0)
+            chips = _nonzero(rate)
             for c in chips:
-                ax.bar(per.index, per[c], width=20, bottom=bottom, color=chip_colour(c), label=c)
-                bottom += per[c].to_numpy()
-            ax.set_ylim(0, max(bottom.max(), 1) * 1.3)
-            ax.set_title("Crashes per month, by chip kind (count)")
-            ax.set_ylabel("crashes")
+                ax.plot(rate.index, rate[c], color=chip_colour(c), lw=2, marker="o", ms=3, label=c)
+            ax.set_ylim(0, max(float(rate[chips].to_numpy().max()) if chips else 0, 1e-9) * 1.3)
+            ax.set_title("Crashes per 1,000 installed chips, by month and chip kind")
+            ax.set_ylabel("crashes per 1,000 chips")
         else:
             col = "mean_temp_c" if what == "temp" else "throttled_share"
             scale = 1 if what == "temp" else 100
             per = tl.pivot_table(index="date", columns="chip", values=col, aggfunc="mean",
                                  observed=True).resample("MS").mean()
-            for c in _chips_order(per.columns):
+            for c in [c for c in _chips_order(per.columns) if per[c].notna().any()]:
                 ax.plot(per.index, per[c] * scale, color=chip_colour(c), lw=2, label=c)
             ax.set_title("Mean chip temperature by month (deg C)" if what == "temp"
                          else "Share of chip time throttled, by month (%)")
@@ -486,10 +547,10 @@ def serving_latency_cdf(run, out, written):
     wls = (run.scenario.get("serving") or {}).get("workloads") or {}
     for ax, col, what in ((axes[0], "ttft_s", "TTFT"), (axes[1], "tpot_s", "TPOT")):
         for chip, g in m.groupby("chip", observed=True):
-            x = np.sort(g[col].dropna().to_numpy())
+            n = int(g[col].notna().sum())
+            x, y = cdf_points(g[col].dropna().to_numpy())
             if len(x):
-                ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", color=chip_colour(str(chip)),
-                        lw=2, label=f"{chip} ({len(x):,} requests)")
+                ax.step(x, y, where="post", color=chip_colour(str(chip)), lw=2, label=f"{chip} ({n:,} requests)")
         for t in sorted({v.get("slo", {}).get(col) for v in wls.values()} - {None}):
             ax.axvline(t, color="black", ls=":", label=f"SLO target {t:g} s")
         for p in sorted({v.get("slo", {}).get("percentile") for v in wls.values()} - {None}):
@@ -650,8 +711,11 @@ def reliability_availability(run, out, written):
 RELIABILITY_PLOTS: list[Callable] = [reliability_health, reliability_availability]
 
 
-def draw_all(run_dir: Path) -> list[Path]:
-    """Every plot this run's tables support, into RUN_DIR/plots; returns the files written."""
+def draw_all(run_dir: Path, svg: bool = False) -> list[Path]:
+    """Every plot this run's tables support, into RUN_DIR/plots (PNG, and SVG if `svg`: each
+    figure drawn once and saved in each format); returns the files written."""
+    global FORMATS
+    FORMATS = ("png", "svg") if svg else ("png",)
     run = open_run(run_dir)
     out = run.path / "plots"
     out.mkdir(exist_ok=True)

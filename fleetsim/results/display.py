@@ -16,6 +16,22 @@ from fleetsim.results.rounding import decimals, format_interval
 OK, FAIL = "ok", "MISS"
 
 
+def pct(share: Any) -> str:
+    """A share as a percentage a reader can trust, the one rounding console, report and compare
+    all use: two significant digits below 10% (0.3% stays 0.3%, never "0%"; 1.6% stays 1.6%,
+    never "2%"), whole percent above; an exact zero is "0%"."""
+    if share is None:
+        return "-"
+    if isinstance(share, dict):  # a headline estimated over futures: {mean, lo, hi}
+        return f"{pct(share.get('mean'))} ({pct(share.get('lo'))} to {pct(share.get('hi'))})"
+    v = float(share) * 100
+    if v != v:
+        return "-"
+    if v == 0 or abs(v) >= 9.95:
+        return f"{v:.0f}%"
+    return f"{v:.2g}%" if abs(v) >= 1 else f"{v:.1g}%" if abs(v) >= 0.095 else f"{v:.2g}%"
+
+
 def _fmt(x: Any, spec: str = ".3g") -> str:
     if x is None:
         return "-"
@@ -207,13 +223,14 @@ def fleet_text(summary: dict[str, Any]) -> str:
     for key, label, spec in (
         ("capex_usd_total", "capex total USD", ",.0f"), ("budget_usd", "budget USD", ",.0f"),
         ("unmet_demand_share", "unmet demand (share of tokens)", ".1%"),
-        ("peak_unmet_share", "peak unmet share", ".1%"), ("peak_unmet_date", "peak unmet on", ""),
+        ("peak_unmet_share", "peak unmet share", "%"), ("peak_unmet_date", "peak unmet on", ""),
         ("energy_kwh_per_mtok", "energy kWh per million tokens", ".3g"),
-        ("us_dependence_share_end", "US-supplied share at end", ".0%"),
+        ("us_dependence_share_end", "US-supplied share at end", "%"),
     ):
         if f.get(key) is not None:
             v = f[key]
-            lines.append(f"  {label}: {format(v, spec) if isinstance(v, (int, float)) and spec else v}")
+            txt = pct(v) if spec in ("%", ".1%") else format(v, spec) if isinstance(v, (int, float)) and spec else v
+            lines.append(f"  {label}: {txt}")
     at = next((i for i, ln in enumerate(lines) if ln.startswith("  energy")), len(lines))
     lines[at:at] = cost_lines(f)
     lines += supply_lines(f)
