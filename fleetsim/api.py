@@ -708,8 +708,11 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
             rel = chip_reliability(name, getattr(spec, "tdp_w", None), override)
             for f, basis in rel.basis.items():
                 if basis.startswith("ASSUMPTION"):
+                    # rise_at_tdp_c is not kept (r_th_c_per_w is derived from it): show it back
+                    value = (f"{rel.r_th_c_per_w * rel.tdp_w:g}" if f == "rise_at_tdp_c"
+                             else str(getattr(rel, f, "")))
                     out.append({"catalog": "reliability", "chip": name, "field": f,
-                                "value": str(getattr(rel, f, "")), "note": basis})
+                                "value": value, "note": basis})
     return out
 
 

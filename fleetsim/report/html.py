@@ -18,7 +18,7 @@ import pandas as pd
 
 from fleetsim.errors import FleetsimError
 from fleetsim.results.display import pct as _pct
-from fleetsim.report.plots import RunFolder, draw_all, monthly_cost_per_mtok, open_run, supply_events
+from fleetsim.report.plots import RunFolder, draw_all, draw_compare, monthly_cost_per_mtok, open_run, supply_events
 
 PLOT_ORDER = {
     "fleet": ["demand_vs_capacity", "fleet_mix", "capex_vs_budget", "cost_per_mtok", "slo_attainment",
@@ -29,13 +29,13 @@ PLOT_ORDER = {
 KEY_PLOTS = {"fleet": ["demand_vs_capacity", "fleet_mix", "capex_vs_budget"],
              "serving": ["latency_cdf", "throughput_latency"], "reliability": ["health"]}
 CAPTIONS = {
-    "demand_vs_capacity": "Capacity (stacked by chip kind) against daily-mean demand; the hatched band is demand the fleet could not serve (its height is the day's mean unmet rate: a day can fall short at its peak hours while capacity exceeds the daily mean).",
+    "demand_vs_capacity": "Capacity (stacked by chip kind; roadmap generations hatched) against peak-hour demand, the hour the planner sizes for (the dashed line is the daily mean); the hatched red band is the peak-hour shortfall, capacity missing at the busiest hour. Chip kinds with no capacity all run are left out.",
     "fleet_mix": "Installed chips by kind, and chips on order.",
     "capex_vs_budget": "Money spent on chips (cumulative) against the budget released so far.",
     "cost_per_mtok": "Depreciation plus operating cost per million output tokens served, each month.",
     "slo_attainment": "Share of requests meeting the SLO in each simulated serving window, with its 95% interval.",
     "latency_cdf": "Latency distribution per chip kind, with the SLO targets.",
-    "health": "Reliability: temperature, throttling and crashes (what the tables record).",
+    "health": "Reliability: temperature, throttling and crashes per 1,000 installed chips (so kinds of any fleet size compare).",
     "us_dependence": "Share of capacity on chips under US export control.",
     "throughput_latency": "Output throughput and time to first token over the window.",
     "batch_queue": "Requests running (batch) and waiting (queue) per replica, derived from request timings.",
@@ -71,9 +71,11 @@ def _num(v: Any, spec: str = ",.3g") -> str:
     return str(v)
 
 
-def _usd(v: float | None) -> str:
+def _usd(v: float | dict | None) -> str:
     if v is None:
         return "-"
+    if isinstance(v, dict):  # a headline estimated over futures: {mean, lo, hi}
+        return f"{_usd(v.get('mean'))} ({_usd(v.get('lo'))[4:]} to {_usd(v.get('hi'))[4:]})"
     v = float(v)
     if abs(v) >= 1e9:
         return f"USD {v / 1e9:.3g} B"
@@ -278,6 +280,55 @@ def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
     return cards, tables
 
 
+FINANCE_KINDS = ("capex", "depreciation", "power", "opex", "levy", "impairment", "rental")
+
+
+def finance_tables(run: RunFolder) -> list[str]:
+    """The money page: per year and chip kind, every ledger kind (capex, depreciation, power,
+    opex, levy, impairment, rental); and per year the utilisation at which revenue would cover
+    the running cost (break-even), when the scenario prices tokens."""
+    out = []
+    led = run.table("ledger")
+    tl = run.table("timeline")
+    if led is not None and len(led):
+        led = led.assign(year=pd.to_datetime(led["date"]).dt.year, kind=led["kind"].astype(str),
+                         chip=led["chip"].astype(str))
+        kinds = [k for k in FINANCE_KINDS if k in set(led["kind"])] + sorted(set(led["kind"]) - set(FINANCE_KINDS))
+        g = led.pivot_table(index=["year", "chip"], columns="kind", values="amount_usd", aggfunc="sum",
+                            observed=True).fillna(0.0)
+        g = g.reindex(columns=kinds, fill_value=0.0)
+        rows = [[y, c, *[_usd(v) if v else "-" for v in r], _usd(float(sum(r)) - float(r[0]) if kinds[0] == "capex" else float(sum(r)))]
+                for (y, c), r in zip(g.index, g.to_numpy())]
+        tot = g.groupby(level="year").sum()
+        rows += [[y, "all chips", *[_usd(v) if v else "-" for v in r],
+                  _usd(float(sum(r)) - float(r[0]) if kinds[0] == "capex" else float(sum(r)))]
+                 for y, r in zip(tot.index, tot.to_numpy())]
+        out.append("<h3>Money by year and chip kind (USD; running cost = every kind but capex)</h3>"
+                   + _table(["year", "chip", *kinds, "running cost"], rows))
+    if tl is not None and "capacity_tokens_per_s" in tl:
+        t = tl.assign(year=pd.to_datetime(tl["date"]).dt.year)
+        cost_cols = [c for c in ("depreciation_usd", "opex_usd", "rental_usd") if c in t]
+        y = t.groupby("year").agg(cap=("capacity_tokens_per_s", "sum"), served=("served_tokens_per_s", "sum"),
+                                  revenue=("revenue_usd", "sum") if "revenue_usd" in t else ("served_tokens_per_s", "size"),
+                                  **{c: (c, "sum") for c in cost_cols})
+        has_rev = "revenue_usd" in t and float(t["revenue_usd"].sum()) > 0
+        rows = []
+        for yr, r in y.iterrows():
+            cost = float(sum(r[c] for c in cost_cols))
+            util = r["served"] / r["cap"] if r["cap"] > 0 else float("nan")
+            if has_rev and r["served"] > 0:
+                rev_per_tok = r["revenue"] / (r["served"] * 86400)
+                be = cost / (rev_per_tok * r["cap"] * 86400) if rev_per_tok > 0 else float("nan")
+                be_txt = _pct(be) if np.isfinite(be) else "-"
+            else:
+                be_txt = "no token prices in the scenario"
+            rows.append([yr, _usd(cost), _pct(util), be_txt])
+        out.append("<h3>Break-even utilisation by year (running cost over revenue at full capacity)</h3>"
+                   + _table(["year", "running cost", "utilisation (served / capacity)", "break-even utilisation"],
+                            rows))
+    return out
+
+
 def serving_findings(run: RunFolder) -> list[str]:
     s = run.summary
     at = s.get("at_slo", {})
@@ -393,8 +444,18 @@ def _assumptions_html(run: RunFolder) -> str:
     if items:
         out += ('<p class="warn">These figures have no published source: fleetsim carries a placeholder. '
                 "Override them (catalog: in the scenario) or sweep them before relying on the result.</p>")
-        out += _table(["catalog", "chip", "field", "value", "basis"],
-                      [[a["catalog"], a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in items])
+        drive = [a for a in items if a["catalog"] != "reliability"]
+        rest = [a for a in items if a["catalog"] == "reliability"]
+        if drive:
+            out += ("<h3>Performance and price estimates (these size the fleet and drive capex)</h3>"
+                    + _table(["chip", "field", "value", "basis"],
+                             [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in drive]))
+        if rest:
+            out += (f"<details><summary>{len(rest)} thermal and failure placeholders (crash and throttle "
+                    "figures rest on them)</summary>"
+                    + _table(["chip", "field", "value", "basis"],
+                             [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in rest])
+                    + "</details>")
     return out
 
 
@@ -414,12 +475,15 @@ def render_report(run: RunFolder) -> str:
         f"created {_e(m.get('created_utc'))} · folder {_e(run.path.name)}</p>",
         "<h2>Headline numbers</h2>", _cards(cards), _futures_html(run) if run.kind == "fleet" else "",
         "<h2>Findings</h2>", "<ul class='findings'>" + "".join(f"<li>{_e(x)}</li>" for x in find) + "</ul>",
-        "<h2>Assumptions this result rests on</h2>", _assumptions_html(run),
         "<h2>Plots</h2>",
     ]
     for p in plots:
         parts.append(f"<figure>{_img(p, p.stem.replace('_', ' '))}<figcaption>{_e(CAPTIONS.get(p.stem, p.stem))}"
                      f" (plots/{_e(p.name)}; `fleetsim plot --svg` adds SVG)</figcaption></figure>")
+    if run.kind == "fleet":
+        parts.append("<h2>Finance</h2>")
+        parts.extend(finance_tables(run))
+    parts += ["<h2>Assumptions this result rests on</h2>", _assumptions_html(run)]
     parts.append("<h2>Tables</h2>")
     parts.extend(tables)
     parts.append("<h2>Scenario</h2><details><summary>resolved scenario (every field, defaults filled in)</summary>"
@@ -445,37 +509,80 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
 # comparison
 
 
-def headline(run: RunFolder) -> dict[str, str]:
-    """Comparable one-line metrics of a run (the compare page's rows)."""
+def headline_values(run: RunFolder) -> dict[str, tuple[float | None, str]]:
+    """Comparable metrics of a run as (number, how to show it): 'usd', 'pct', 'num' or 'text'.
+    A number may be a {mean, lo, hi} headline estimated over futures; its mean is compared."""
     if run.kind == "fleet":
         f = run.summary.get("fleet", {})
         spread = _futures_cards(run)
         if spread:
             return dict(spread) | {"futures": str((run.summary.get("futures") or {}).get("replications"))}
         return {
-            "capex": _usd(f.get("capex_usd_total")), "budget": _usd(f.get("budget_usd")),
-            "unmet demand share": f"{_pct(f.get('unmet_demand_share', 0))}",
-            "peak unmet share": f"{_pct(f.get('peak_unmet_share', 0))} ({f.get('peak_unmet_date', '-')})",
-            "cost per million tokens (depreciation + power + opex + rental)":
-                f"USD {f.get('cost_usd_per_mtok', float('nan')):.3g}",
-            "all-in cost per million tokens (the same + impairments)":
-                f"USD {f.get('all_in_cost_usd_per_mtok', float('nan')):.3g}",
-            "impaired / at risk": f"{_usd(f.get('impairment_usd'))} / {_usd(f.get('at_risk_usd'))}",
-            "energy per million tokens": f"{f.get('energy_kwh_per_mtok', float('nan')):.3g} kWh",
-            "US-controlled share at end": f"{_pct(f.get('us_dependence_share_end', 0))}",
-            "fleet at end": ", ".join(f"{k} {v:,}" for k, v in (f.get("fleet_mix_end") or {}).items()),
+            "capex": (f.get("capex_usd_total"), "usd"), "budget": (f.get("budget_usd"), "usd"),
+            "unmet demand share": (f.get("unmet_demand_share", 0), "pct"),
+            "peak unmet share": (f.get("peak_unmet_share", 0), "pct"),
+            "peak unmet on": (f.get("peak_unmet_date", "-"), "text"),
+            "cost per million tokens, USD (depreciation + power + opex + rental)": (f.get("cost_usd_per_mtok"), "num"),
+            "all-in cost per million tokens, USD (the same + impairments)": (f.get("all_in_cost_usd_per_mtok"), "num"),
+            "impaired": (f.get("impairment_usd"), "usd"), "at risk": (f.get("at_risk_usd"), "usd"),
+            "energy per million tokens, kWh": (f.get("energy_kwh_per_mtok"), "num"),
+            "US-controlled share at end": (f.get("us_dependence_share_end", 0), "pct"),
+            "fleet at end": (", ".join(f"{k} {v:,}" for k, v in (f.get("fleet_mix_end") or {}).items()), "text"),
         }
     if run.kind == "serving":
-        out = {}
+        out: dict[str, tuple[Any, str]] = {}
         for name, c in run.summary.get("classes", {}).items():
-            out[f"{name}: SLO attainment"] = f"{_pct((c.get('slo_attainment') or 0))}"
-            out[f"{name}: goodput req/s"] = f"{c.get('goodput_req_per_s', 0):.3g}"
+            out[f"{name}: SLO attainment"] = (c.get("slo_attainment") or 0, "pct")
+            out[f"{name}: goodput req/s"] = (c.get("goodput_req_per_s", 0), "num")
         for name, p in run.summary.get("pools", {}).items():
-            out[f"{name}: out tok/s"] = f"{p.get('output_tokens_per_s', 0):,.0f}"
+            out[f"{name}: out tok/s"] = (p.get("output_tokens_per_s", 0), "num")
         return out
     s = run.summary
-    return {"crashes": f"{s.get('crashes', 0):,}", "chips lost": f"{s.get('chips_lost', 0):,}",
-            "availability": f"{s.get('availability_mean', 0):.3%}"}
+    return {"crashes": (s.get("crashes", 0), "num"), "chips lost": (s.get("chips_lost", 0), "num"),
+            "availability": (s.get("availability_mean", 0), "pct")}
+
+
+def _show(v: Any, how: str) -> str:
+    if v is None:
+        return "-"
+    if how == "usd":
+        return _usd(v)
+    if how == "pct":
+        return _pct(v)
+    if how == "num":
+        if isinstance(v, dict):
+            return f"{_num(v.get('mean'))} ({_num(v.get('lo'))} to {_num(v.get('hi'))})"
+        return _num(v) if not isinstance(v, float) else f"{v:,.3g}"
+    return str(v)
+
+
+def _mean(v: Any) -> float | None:
+    if isinstance(v, dict):
+        v = v.get("mean")
+    return float(v) if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) else None
+
+
+def difference(a: Any, b: Any, how: str) -> str:
+    """B minus A and, where A is not zero, relative to A: shares in percentage points."""
+    x, y = _mean(a), _mean(b)
+    if x is None or y is None or how == "text":
+        return "-"
+    d = y - x
+    if how == "pct":
+        txt = f"{d * 100:+.2g} pp" if d else "0 pp"
+    elif how == "usd":
+        txt = ("+" if d > 0 else "-" if d < 0 else "") + _usd(abs(d))
+    else:
+        txt = f"{d:+,.3g}"
+    if x:
+        rel = d / abs(x)
+        txt += f" ({'+' if rel > 0 else ''}{_pct(rel)})"
+    return txt
+
+
+def headline(run: RunFolder) -> dict[str, str]:
+    """Comparable one-line metrics of a run (the compare page's rows)."""
+    return {k: _show(v, how) for k, (v, how) in headline_values(run).items()}
 
 
 def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
@@ -517,41 +624,60 @@ def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
 
 
 def write_compare(run_dirs: list[Path], out: Path) -> Path:
+    """Runs side by side: headline metrics with B minus A (and relative) against the first run,
+    findings per run, and the key plots drawn at the width shown with a shared y axis."""
+    import tempfile
+
     if len(run_dirs) < 1:
         raise FleetsimError("compare needs at least one run folder")
     runs = [open_run(d) for d in run_dirs]
     names = [f"{r.scenario.get('name', r.path.name)} ({r.path.name})" for r in runs]
-    heads = [headline(r) for r in runs]
+    vals = [headline_values(r) for r in runs]
     keys: list[str] = []
-    for h in heads:
+    for h in vals:
         keys += [k for k in h if k not in keys]
-    rows = [[k] + [h.get(k, "-") for h in heads] for k in keys]
+    letters = [chr(ord("A") + i) if i < 26 else str(i) for i in range(len(runs))]
+    head = ["metric", *[f"{L}: {n}" for L, n in zip(letters, names)]]
+    head += [f"{L} minus A" for L in letters[1:]]
+    rows = []
+    for k in keys:
+        cells = [_show(*h[k]) if k in h else "-" for h in vals]
+        a = vals[0].get(k, (None, "text"))
+        diffs = [difference(a[0], h.get(k, (None, a[1]))[0], a[1]) for h in vals[1:]]
+        rows.append([k, *cells, *diffs])
     kinds = {r.kind for r in runs}
+    cols = len(runs)
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>fleetsim comparison</title>",
              f"<style>{CSS}</style></head><body><h1>Comparison of {len(runs)} runs</h1>",
-             "<h2>Headline metrics</h2>", _table(["metric", *names], rows)]
+             "<h2>Headline metrics</h2>",
+             "<p class='meta'>Differences are B minus A, relative to A in brackets; shares differ in "
+             "percentage points (pp).</p>", _table(head, rows)]
     diff = compare_differences(runs)
     if diff:
-        parts += ["<h2>Differences from the first run</h2>",
+        parts += ["<h2>Differences from the first run, over the futures</h2>",
                   "<p>Each run minus the first, per headline: the mean difference with its 95% interval. "
                   "<b>paired</b>: both runs simulated the same futures (same fleet seed and future seeds), "
                   "so the interval is of the future-by-future differences; <b>unpaired</b>: the runs' "
                   "futures differ and the interval is the wider one of two independent samples.</p>",
                   _table(["metric", "run", "difference", "interval", "futures"], diff)]
     parts.append("<h2>Findings per run</h2>")
-    for n, r in zip(names, runs):
-        parts.append(f"<h3>{_e(n)}</h3><ul class='findings'>" + "".join(f"<li>{_e(x)}</li>" for x in findings(r)) + "</ul>")
-    cols = len(runs)
-    parts.append("<h2>Key plots side by side</h2>")
-    for kind in sorted(kinds):
-        for stem in KEY_PLOTS.get(kind, []):
-            cells = []
-            for n, r in zip(names, runs):
-                pngs = {p.stem: p for p in _plots(r)} if r.kind == kind else {}
-                cells.append(f"<figure>{_img(pngs[stem], stem)}<figcaption>{_e(n)}</figcaption></figure>"
-                             if stem in pngs else "<div></div>")
-            parts.append(f"<h3>{_e(CAPTIONS.get(stem, stem))}</h3>"
-                         f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>{''.join(cells)}</div>")
+    parts.append(f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>")
+    for L, n, r in zip(letters, names, runs):
+        parts.append(f"<div><h3>{_e(L)}: {_e(n)}</h3><ul class='findings'>"
+                     + "".join(f"<li>{_e(x)}</li>" for x in findings(r)) + "</ul></div>")
+    parts.append("</div>")
+    parts.append("<h2>Key plots side by side (each plot's y axis shared by every run)</h2>")
+    stems = sorted({s for k in kinds for s in KEY_PLOTS.get(k, [])})
+    with tempfile.TemporaryDirectory() as tmp:
+        drawn = draw_compare([r.path for r in runs], stems, Path(tmp))
+        for kind in sorted(kinds):
+            for stem in KEY_PLOTS.get(kind, []):
+                cells = []
+                for L, n, r, pngs in zip(letters, names, runs, drawn):
+                    cells.append(f"<figure>{_img(pngs[stem], stem)}<figcaption>{_e(L)}: {_e(n)}</figcaption></figure>"
+                                 if r.kind == kind and stem in pngs else "<div></div>")
+                parts.append(f"<h3>{_e(CAPTIONS.get(stem, stem))}</h3>"
+                             f"<div class='grid' style='grid-template-columns:repeat({cols},1fr)'>{''.join(cells)}</div>")
     parts.append("</body></html>\n")
     try:
         out.write_text("\n".join(parts), encoding="utf-8")

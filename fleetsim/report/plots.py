@@ -39,6 +39,9 @@ DPI = 110
 SIZE = (11.5, 5.4)
 CDF_POINTS = 200  # a CDF is drawn through this many quantiles, whatever the request count
 FORMATS: tuple[str, ...] = ("png",)  # draw_all(svg=True) adds "svg"
+COMPACT = False  # set by draw_compare: half-width figures, legends under the plot
+_YLIM: dict[str, tuple[float, float]] = {}  # draw_compare: each plot's y range, to share across runs
+_YLIM_SET: dict[str, tuple[float, float]] = {}
 # Roadmap generations of one chip share its hue and differ by lightness and by a hatch pattern.
 GEN_HATCH = ("", "//", "..", "xx", "\\\\", "++", "oo")
 
@@ -140,19 +143,29 @@ def open_run(path: Path) -> RunFolder:
 
 
 def _save(fig, out: Path, name: str, written: list[Path]) -> None:
+    first = fig.axes[0] if fig.axes else None
+    if first is not None:
+        if name in _YLIM_SET:
+            first.set_ylim(*_YLIM_SET[name])
+        _YLIM[name] = first.get_ylim()
     key = getattr(fig, "_fleetsim_events", None)
     if key:
         lines, line = [], "Events:"
+        width = 95 if COMPACT else 150
         for i, k in enumerate(key, 1):
             item = f"  ({i}) {k}"
-            if len(line) + len(item) > 150:
+            if len(line) + len(item) > width:
                 lines.append(line)
                 line = "       "
             line += item
         lines.append(line)
-        fig.text(0.01, 0.005, "\n".join(lines), fontsize=8, va="bottom", ha="left", color="#222222",
-                 family="monospace")
-        fig.tight_layout(rect=(0, 0.035 * len(lines) + 0.01, 1, 1))
+        # the caption gets its own strip: the figure grows by the caption's height (8 pt lines)
+        w, h = fig.get_size_inches()
+        strip = 0.135 * len(lines) + 0.12
+        fig.set_size_inches(w, h + strip)
+        fig.text(0.01, 0.04 / (h + strip), "\n".join(lines), fontsize=8, va="bottom", ha="left",
+                 color="#222222", family="monospace")
+        fig.tight_layout(rect=(0, (strip + 0.05) / (h + strip), 1, 1))
     else:
         fig.tight_layout()
     for ext in FORMATS:
@@ -168,7 +181,9 @@ def _legend(ax, outside: bool = True, **kw) -> None:
     """Legend beside the plot (never over the data) unless `outside` is False."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        if outside:
+        if outside and COMPACT:  # half width: the legend goes under the plot, in two columns
+            kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.1), "ncol": 2, "borderaxespad": 0.0}
+        elif outside:
             kw = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
         ax.legend(handles, labels, frameon=True, framealpha=0.95, fontsize=9, **kw)
 
@@ -487,11 +502,13 @@ def fleet_health(run, out, written):
                                      observed=True).fillna(0).resample("MS").sum()
             inst = tl.pivot_table(index="date", columns="chip", values="installed", aggfunc="sum",
                                   observed=True).fillna(0).resample("MS").mean()
-            rate = (crashes / inst.where(inst > 0) * 1000).fillna(0.0)
-            chips = _nonzero(rate)
+            rate = crashes / inst.where(inst > 0) * 1000  # no line before a kind is installed
+            chips = [c for c in _chips_order(rate.columns) if rate[c].notna().any()]
             for c in chips:
-                ax.plot(rate.index, rate[c], color=chip_colour(c), lw=2, marker="o", ms=3, label=c)
-            ax.set_ylim(0, max(float(rate[chips].to_numpy().max()) if chips else 0, 1e-9) * 1.3)
+                ax.plot(rate.index, rate[c], color=chip_colour(c), lw=2, marker="o", ms=3, label=c,
+                        ls="--" if chip_hatch(c) else "-")
+            top = float(np.nanmax(rate[chips].to_numpy())) if chips else 0.0
+            ax.set_ylim(0, max(top, 1e-9) * 1.3)
             ax.set_title("Crashes per 1,000 installed chips, by month and chip kind")
             ax.set_ylabel("crashes per 1,000 chips")
         else:
@@ -733,6 +750,58 @@ def draw_all(run_dir: Path, svg: bool = False) -> list[Path]:
         raise PlotError(f"could not draw {'; '.join(failed)} (the other plots are in {out}; the run "
                         "itself is complete): please report this")
     return written
+
+
+PLOT_STEM = {"fleet_demand_capacity": "demand_vs_capacity", "fleet_mix": "fleet_mix",
+             "fleet_capex": "capex_vs_budget", "fleet_cost": "cost_per_mtok", "fleet_slo": "slo_attainment",
+             "fleet_latency_cdf": "latency_cdf", "fleet_health": "health", "fleet_us_dependence": "us_dependence",
+             "serving_latency_cdf": "latency_cdf", "serving_over_time": "throughput_latency",
+             "serving_batch_queue": "batch_queue", "reliability_health": "health",
+             "reliability_availability": "availability"}
+
+
+def draw_compare(run_dirs: list[Path], stems: list[str], out: Path) -> list[dict[str, Path]]:
+    """The key plots of several runs for a side-by-side page: half-width figures with legends
+    under them, and one y range per plot shared by every run (drawn once to find each run's
+    range, then again at the widest), so equal heights mean equal values. Returns, per run,
+    {plot name: PNG}."""
+    global COMPACT, SIZE, FORMATS
+    runs = [open_run(d) for d in run_dirs]
+    fns = {"fleet": FLEET_PLOTS, "serving": SERVING_PLOTS, "reliability": RELIABILITY_PLOTS}
+    saved = (COMPACT, SIZE, FORMATS)
+    COMPACT, SIZE, FORMATS = True, (7.4, 5.2), ("png",)
+    result: list[dict[str, Path]] = []
+    try:
+        with plt.rc_context({"font.size": 10, "axes.titlesize": 10}):
+            for attempt in ("measure", "draw"):
+                ranges: dict[str, list[tuple[float, float]]] = {}
+                result = []
+                for i, run in enumerate(runs):
+                    folder = out / f"run{i}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    written: list[Path] = []
+                    for fn in fns.get(run.kind, []):
+                        if PLOT_STEM.get(fn.__name__) not in stems:
+                            continue
+                        _YLIM.clear()
+                        try:
+                            fn(run, folder, written)
+                        except Exception:  # noqa: BLE001 - the run's own report shows the failure
+                            plt.close("all")
+                            continue
+                        for k, v in _YLIM.items():
+                            ranges.setdefault(f"{run.kind}:{k}", []).append(v)
+                    result.append({p.stem: p for p in written if p.stem in stems})
+                if attempt == "measure":
+                    if len(runs) < 2:
+                        break
+                    _YLIM_SET.clear()
+                    for key, rs in ranges.items():
+                        _YLIM_SET[key.split(":", 1)[1]] = (min(r[0] for r in rs), max(r[1] for r in rs))
+    finally:
+        COMPACT, SIZE, FORMATS = saved
+        _YLIM_SET.clear()
+    return result
 
 
 class PlotError(FleetsimError):
