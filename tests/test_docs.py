@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import fleetsim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +35,41 @@ def test_readme_commands_are_two_single_lines():
     assert all(len(b.strip().splitlines()) == 1 for b in blocks)
     assert "fleetsim run scenarios/quickstart.yaml" in blocks[0]
     assert "pytest" in blocks[1]
+
+
+# ---- docs that cannot drift: generated tables (benchmarks/doc_tables.py) ------------------------
+
+def _doc_tables():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doc_tables", ROOT / "benchmarks" / "doc_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+DOC_TABLES = _doc_tables()
+BLOCKS = [(page.name, name, body) for page, bs in DOC_TABLES.pages().items() for name, body in bs]
+
+
+def test_every_generated_block_has_its_script_and_is_filled():
+    """Each marker names a generator, each generator has a page, and no block is left empty."""
+    names = [n for _, n, _ in BLOCKS]
+    assert set(names) == set(DOC_TABLES.TABLES), (names, list(DOC_TABLES.TABLES))
+    assert all(body.strip() for _, _, body in BLOCKS)
+    assert {"planner.md", "validation.md"} <= {p for p, _, _ in BLOCKS}
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One capacity cache for every generated table (the rule planners share replica types)."""
+    return tmp_path_factory.mktemp("doc-cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page,name,body", BLOCKS, ids=[f"{p}:{n}" for p, n, _ in BLOCKS])
+def test_generated_block_matches_what_its_script_gives(page, name, body, shared_cache, monkeypatch):
+    """A figure in docs/ that the code no longer gives fails here: rerun
+    `python benchmarks/doc_tables.py --write` (and read what changed) to update the page."""
+    monkeypatch.setenv("FLEETSIM_CACHE_DIR", str(shared_cache))
+    assert DOC_TABLES.TABLES[name]() == body, f"docs/{page}: block {name} drifted from the code"

@@ -270,3 +270,18 @@ def summary_plots(out, res, s):
 def test_seed_axes_are_refused(tmp_path):
     r = _cli(["sweep", str(tiny(tmp_path)), "--param", "seed=1,2", "-q", "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--seeds" in r.output
+
+
+def test_pareto_fronts_never_join_points_of_different_assumptions():
+    """Demand growth is an assumption, the budget a decision: one front per growth value."""
+    from fleetsim.sweep.summary import fronts, is_decision, path_label
+
+    g, b = "fleet.demand.chat.growth_per_year", "fleet.budget.total_usd"
+    assert not is_decision(g) and is_decision(b) and is_decision("serving.pools.h20.replicas")
+    assert path_label(g) == "demand chat: growth per year"
+    d = pd.DataFrame({g: [0.5, 0.5, 1.5, 1.5], b: [1e9, 2e9, 1e9, 2e9],
+                      "capex_usd_total": [1.0, 2.0, 1.0, 2.0], "unmet_demand_share": [0.02, 0.01, 0.2, 0.1]})
+    got = fronts(d, "capex_usd_total", "unmet_demand_share", [g], higher=False)
+    assert [name for name, _, _ in got] == ["demand chat: growth per year 0.5", "demand chat: growth per year 1.5"]
+    for _, pts, front in got:
+        assert pts[g].nunique() == 1 and len(front) == 2

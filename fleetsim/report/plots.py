@@ -142,6 +142,32 @@ def open_run(path: Path) -> RunFolder:
 # helpers
 
 
+def _layout(fig, strip_in: float) -> None:
+    """Margins from what the figure holds, in inches (title, tick labels, an outside legend's
+    longest label, the event caption strip): no layout pass, so each figure is drawn once, at
+    savefig (tight_layout draws every text to measure it, which cost as much as the drawing)."""
+    w, h = fig.get_size_inches()
+    axes = fig.axes
+    rows = len({round(a.get_position().y0, 3) for a in axes}) or 1
+    cols = len({round(a.get_position().x0, 3) for a in axes}) or 1
+    right = 0.25
+    below = 0.0
+    for ax in axes:
+        leg = ax.get_legend()
+        if leg is None or leg.get_bbox_to_anchor() is None:
+            continue
+        anchor = getattr(leg, "_fleetsim_outside", None)
+        labels = [t.get_text() for t in leg.get_texts()]
+        if anchor == "right":
+            right = max(right, 0.55 + 0.072 * max((len(t) for t in labels), default=0))
+        elif anchor == "below":
+            below = max(below, 0.35 + 0.19 * ((len(labels) + 1) // 2))
+    top = 0.45 + (0.3 if fig._suptitle is not None else 0.0)
+    left, bottom = 0.85, 0.5 + strip_in + below
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=min(bottom / h, 0.6),
+                        hspace=0.55 if rows > 1 else 0.2, wspace=0.28 if cols > 1 else 0.2)
+
+
 def _save(fig, out: Path, name: str, written: list[Path]) -> None:
     first = fig.axes[0] if fig.axes else None
     if first is not None:
@@ -165,9 +191,9 @@ def _save(fig, out: Path, name: str, written: list[Path]) -> None:
         fig.set_size_inches(w, h + strip)
         fig.text(0.01, 0.04 / (h + strip), "\n".join(lines), fontsize=8, va="bottom", ha="left",
                  color="#222222", family="monospace")
-        fig.tight_layout(rect=(0, (strip + 0.05) / (h + strip), 1, 1))
+        _layout(fig, strip)
     else:
-        fig.tight_layout()
+        _layout(fig, 0.0)
     for ext in FORMATS:
         p = out / f"{name}.{ext}"
         # Fixed metadata: the same run draws byte-identical SVGs (no creation date).
@@ -185,7 +211,8 @@ def _legend(ax, outside: bool = True, **kw) -> None:
             kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.1), "ncol": 2, "borderaxespad": 0.0}
         elif outside:
             kw = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
-        ax.legend(handles, labels, frameon=True, framealpha=0.95, fontsize=9, **kw)
+        leg = ax.legend(handles, labels, frameon=True, framealpha=0.95, fontsize=9, **kw)
+        leg._fleetsim_outside = ("below" if COMPACT else "right") if outside else None
 
 
 def _date_axis(ax) -> None:
@@ -468,7 +495,8 @@ def fleet_latency_cdf(run, out, written):
         for chip, g in w.groupby("chip", observed=True):
             x, y = cdf_points(g[col].dropna().to_numpy())
             if len(x):
-                ax.step(x, y, where="post", color=chip_colour(str(chip)), lw=2, label=str(chip))
+                ax.step(x, y, where="post", color=chip_colour(str(chip)), lw=2, label=str(chip),
+                        ls="--" if chip_hatch(str(chip)) else "-")
         tgt = [v.get("slo", {}).get(f"{what.lower()}_s") for v in
                ((run.scenario.get("serving") or {}).get("workloads") or {}).values()]
         for t in sorted({t for t in tgt if t}):
@@ -769,7 +797,7 @@ def draw_compare(run_dirs: list[Path], stems: list[str], out: Path) -> list[dict
     runs = [open_run(d) for d in run_dirs]
     fns = {"fleet": FLEET_PLOTS, "serving": SERVING_PLOTS, "reliability": RELIABILITY_PLOTS}
     saved = (COMPACT, SIZE, FORMATS)
-    COMPACT, SIZE, FORMATS = True, (7.4, 5.2), ("png",)
+    COMPACT, SIZE, FORMATS = True, (6.4, 5.4), ("png",)
     result: list[dict[str, Path]] = []
     try:
         with plt.rc_context({"font.size": 10, "axes.titlesize": 10}):

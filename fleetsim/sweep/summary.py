@@ -184,7 +184,7 @@ def write_plots(out: Path, table: pd.DataFrame, agg: pd.DataFrame, spec: SweepSp
         pair = spec.heatmap or [p for p in spec.paths if ok[p].nunique() > 1][:2]
         if len(pair) == 2 and ok[pair[0]].nunique() > 1 and ok[pair[1]].nunique() > 1:
             written.append(heatmap(ok, pair[0], pair[1], metric, plots / f"heatmap_{metric}.png"))
-    p = pareto(agg, plots)
+    p = pareto(agg, plots, list(spec.paths))
     if p is not None:
         written.append(p)
     return written
@@ -227,13 +227,35 @@ def tornado(ok: pd.DataFrame, paths: list[str], metric: str, path: Path) -> Path
     return path
 
 
+def is_share(metric: str) -> bool:
+    """A metric that is a fraction of a whole (shown as a percentage)."""
+    return metric.endswith("_share") or "_share_" in metric or metric.startswith(("slo_attainment", "availability"))
+
+
+def path_label(path: str) -> str:
+    """A swept field as words: `fleet.demand.chat.growth_per_year` -> `demand chat: growth per year`
+    (the scenario section dropped, the field last), for axis labels a reader takes in."""
+    parts = path.split(".")
+    if parts[0] in ("fleet", "serving", "reliability") and len(parts) > 1:
+        parts = parts[1:]
+    field = parts[-1].replace("_", " ")
+    where = " ".join(parts[:-1])
+    return f"{where}: {field}" if where else field
+
+
 def heatmap(ok: pd.DataFrame, a: str, b: str, metric: str, path: Path) -> Path:
-    """Mean metric over a grid of two parameters (others and seeds averaged)."""
+    """Mean metric over a grid of two parameters (others and seeds averaged); shares in %."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    from fleetsim.results.display import pct
 
     grid = ok.assign(_a=_levels(ok[a]), _b=_levels(ok[b])).pivot_table(
         index="_b", columns="_a", values=metric, aggfunc="mean")
-    fig, ax = plt.subplots(figsize=(7, 5))
+    share = is_share(metric)
+    if share:
+        grid = grid * 100
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
     im = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(grid.shape[1]), [_tick(v) for v in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [_tick(v) for v in grid.index])
@@ -241,12 +263,15 @@ def heatmap(ok: pd.DataFrame, a: str, b: str, metric: str, path: Path) -> Path:
     mid = np.nanmean([np.nanmin(arr), np.nanmax(arr)])
     for (i, j), v in np.ndenumerate(arr):
         if not np.isnan(v):  # two digits: the seeds' spread rarely supports more
-            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, pct(v / 100) if share else f"{v:.2g}", ha="center", va="center", fontsize=9,
                     color="black" if v > mid else "white")
-    ax.set_xlabel(a + (" (tertile)" if ok[a].nunique() > 10 else ""))
-    ax.set_ylabel(b + (" (tertile)" if ok[b].nunique() > 10 else ""))
-    fig.colorbar(im, ax=ax, label=label(metric))
-    ax.set_title(f"{metric}\nover {a}\nand {b} (mean over seeds and other parameters)", fontsize=9)
+    ax.set_xlabel(path_label(a) + (" (tertile)" if ok[a].nunique() > 10 else ""))
+    ax.set_ylabel(path_label(b) + (" (tertile)" if ok[b].nunique() > 10 else ""))
+    bar = fig.colorbar(im, ax=ax, label=metric.replace("_", " ") + (" (%)" if share else f" ({unit_of(metric)})"
+                                                                      if unit_of(metric) else ""))
+    if share:
+        bar.ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
+    ax.set_title(f"{metric.replace('_', ' ')}: mean over seeds and other parameters", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -271,26 +296,66 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray, higher_better: bool) -> 
     return np.array(front, dtype=int)
 
 
-def pareto(agg: pd.DataFrame, plots: Path) -> Path | None:
-    """Cost against SLO attainment (serving) or unmet demand (fleet), per point (mean over seeds)."""
+# Swept fields a planner chooses (a front joins points that differ only in these); any other swept
+# field is an assumption about the world (demand growth, prices, failure rates): one front each.
+DECISION_PARTS = {"budget", "planner", "pools", "policy", "router", "tp", "batching", "rental", "rentals",
+                  "mix", "kind", "roadmap"}
+DECISION_WORDS = ("budget", "replicas", "headroom", "target_share", "total_usd")
+
+
+def is_decision(path: str) -> bool:
+    parts = path.split(".")
+    return bool(DECISION_PARTS & set(parts)) or any(w in parts[-1] for w in DECISION_WORDS)
+
+
+def fronts(d: pd.DataFrame, cost: str, quality: str, assume: list[str], higher: bool):
+    """(assumption label, its points, their Pareto front's row positions) per combination of the
+    assumption fields' values: a front never joins points that assume different worlds."""
+    groups = d.groupby(assume, sort=True) if assume else [((), d)]
+    out = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        name = ", ".join(f"{path_label(p)} {_tick(v)}" for p, v in zip(assume, key)) or "sweep points"
+        out.append((name, g, pareto_front(g[cost].to_numpy(), g[quality].to_numpy(), higher)))
+    return out
+
+
+def pareto(agg: pd.DataFrame, plots: Path, paths: list[str] | None = None) -> Path | None:
+    """Cost against SLO attainment (serving) or unmet demand (fleet), per point (mean over seeds).
+    Points that differ in an assumption (a swept field that is not a decision) are never joined:
+    each assumption's values get their own front and colour; every point is labelled with its
+    decision values."""
     import matplotlib.pyplot as plt
 
     cost = next((c for c in ("cost_usd_per_mtok", "capex_usd_total", "chip_capex_usd") if c in agg), None)
     quality = next((c for c in ("unmet_demand_share", "slo_attainment_min") if c in agg), None)
     if cost is None or quality is None:
         return None
-    d = agg[[cost, quality]].dropna()
+    paths = [p for p in (paths or []) if p in agg]
+    d = agg[[cost, quality, *paths]].dropna(subset=[cost, quality])
     if len(d) < 2:
         return None
     higher = quality.startswith("slo_attainment")
-    c, q = d[cost].to_numpy(), d[quality].to_numpy()
-    front = pareto_front(c, q, higher)
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(c, q, color="tab:gray", s=18, label="sweep points (mean over seeds)")
-    ax.plot(c[front], q[front], "o-", color="tab:red", label="Pareto front")
+    assume = [p for p in paths if not is_decision(p) and d[p].nunique() > 1]
+    decide = [p for p in paths if p not in assume and d[p].nunique() > 1]
+    share = is_share(quality)
+    scale = 100 if share else 1
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colours = plt.get_cmap("tab10").colors
+    for k, (name, g, front) in enumerate(fronts(d, cost, quality, assume, higher)):
+        col = colours[k % len(colours)]
+        c, q = g[cost].to_numpy(), g[quality].to_numpy()
+        ax.scatter(c, q * scale, color=col, s=22, alpha=0.5)
+        ax.plot(c[front], q[front] * scale, "o-", color=col, label=f"front: {name}")
+        for (_, row) in g.iterrows():
+            if decide:
+                ax.annotate(", ".join(_tick(row[p]) for p in decide), (row[cost], row[quality] * scale),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7, color="#333333")
     ax.set_xlabel(label(cost))
-    ax.set_ylabel(label(quality))
-    ax.set_title(f"Pareto front: {cost} against {quality}\n({'higher' if higher else 'lower'} {quality} is better)")
+    ax.set_ylabel(quality.replace("_", " ") + (" (%)" if share else ""))
+    what = f"; points labelled {', '.join(path_label(p) for p in decide)}" if decide else ""
+    ax.set_title(f"Cost against {quality.replace('_', ' ')} ({'higher' if higher else 'lower'} is better)\n"
+                 f"one front per assumption{what}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = plots / f"pareto_{cost}_{quality}.png"
