@@ -241,3 +241,94 @@ def test_reliability_run_plots_and_report(tmp_path):
     page = api.report(out).read_text()
     assert "crashes over 20 days on 16,384 chips" in page
     assert "h100" in page and "ASSUMPTION" in page  # the reliability placeholders it rests on
+
+
+# ---- round 3 (branch report): one rounding, plots drawn once, finance, compare deltas ----------
+
+
+def test_one_percent_rounding_for_console_report_and_compare(fleet_run):
+    """0.3% stays 0.3% (never "0%"), 1.6% stays 1.6% (never "2%"); console and report agree."""
+    from fleetsim.report.html import headline
+    from fleetsim.results.display import fleet_text, pct
+
+    assert [pct(x) for x in (0.0, 0.003, 0.016, 0.12, 1.0)] == ["0%", "0.3%", "1.6%", "12%", "100%"]
+    assert pct({"mean": 0.016, "lo": 0.012, "hi": 0.02}) == "1.6% (1.2% to 2%)"
+    run = plots.open_run(fleet_run)
+    f = run.summary["fleet"]
+    line = next(ln for ln in fleet_text(run.summary).splitlines() if "peak unmet share" in ln)
+    assert line.endswith(pct(f["peak_unmet_share"]))
+    assert headline(run)["peak unmet share"].startswith(pct(f["peak_unmet_share"]))
+
+
+def test_each_figure_drawn_once(fleet_run, tmp_path, monkeypatch):
+    """PNG only by default, no layout pass: one Figure.draw per figure (SVG adds one per figure)."""
+    import matplotlib.figure
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fleet_run, copy)
+    shutil.rmtree(copy / "plots")
+    calls = []
+    real = matplotlib.figure.Figure.draw
+    monkeypatch.setattr(matplotlib.figure.Figure, "draw", lambda self, r: (calls.append(id(self)), real(self, r))[1])
+    written = api.plot(copy)
+    assert {p.suffix for p in written} == {".png"} and len(written) == len(FLEET_PLOTS)
+    assert len(calls) == len(FLEET_PLOTS) == len(set(calls))
+
+
+def test_cdf_downsampled_to_fixed_points():
+    x, y = plots.cdf_points(range(100_000, 0, -1))
+    assert len(x) <= plots.CDF_POINTS and x[0] == 1 and x[-1] == 100_000 and y[-1] == 1.0
+    small_x, small_y = plots.cdf_points([3.0, 1.0, 2.0])
+    assert list(small_x) == [1.0, 2.0, 3.0] and list(small_y) == [1 / 3, 2 / 3, 1.0]
+
+
+def test_generations_distinct_and_zero_capacity_left_out():
+    import matplotlib.colors as mc
+    import numpy as np
+    import pandas as pd
+
+    fam = ["ascend-910c"] + [f"ascend-910c-gen{i}" for i in range(1, 5)]
+    rgb = np.array([mc.to_rgb(plots.chip_colour(c)) for c in fam])
+    dist = [np.abs(a - b).sum() for i, a in enumerate(rgb) for b in rgb[i + 1:]]
+    hatches = [plots.chip_hatch(c) for c in fam]
+    # every pair differs clearly in lightness, or (for generations) in hatch pattern
+    assert all(d > 0.25 for d in dist) or len(set(hatches)) == len(fam)
+    assert len(set(hatches[1:])) == 4 and hatches[0] == ""
+    t = pd.DataFrame({"h20": [1.0, 2.0], "mlu590": [0.0, 0.0], "t-head-ppu": [0.0, 3.0]})
+    assert plots._nonzero(t) == ["h20", "t-head-ppu"]
+
+
+def test_peak_factor_from_the_diurnal_profile():
+    class R:
+        scenario = {"fleet": {"demand": {"chat": {"tokens_per_s": 1.0, "peak_to_mean": 1.5, "peak_hour": 14}}}}
+
+    assert 1.45 < plots.peak_factor(R()) <= 1.5
+    R.scenario = {"fleet": {"demand": {}}}
+    assert plots.peak_factor(R()) == 1.0
+
+
+def test_report_leads_with_answer_then_plots_finance_assumptions(fleet_run):
+    text = (fleet_run / "report.html").read_text()
+    order = [text.index(h) for h in ("<h2>Headline numbers", "<h2>Findings", "<h2>Plots", "<h2>Finance",
+                                     "<h2>Assumptions")]
+    assert order == sorted(order)
+    assert "Money by year and chip kind" in text and "Break-even utilisation" in text
+    finance = text.split("<h2>Finance")[1].split("<h2>Assumptions")[0]
+    assert "<th>capex</th>" in finance and "<td>2026</td>" in finance
+
+
+def test_compare_has_difference_column_and_shared_y(fleet_run, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(fleet_run, b)
+    s = json.loads((b / "summary.json").read_text())
+    s["fleet"]["capex_usd_total"] = s["fleet"]["capex_usd_total"] * 1.5
+    s["fleet"]["peak_unmet_share"] = s["fleet"]["peak_unmet_share"] + 0.003
+    (b / "summary.json").write_text(json.dumps(s))
+    out = api.compare([fleet_run, b], tmp_path / "cmp.html")
+    text = out.read_text()
+    assert "B minus A" in text and "(+50%)" in text and "+0.3 pp" in text
+    from fleetsim.report.plots import _YLIM, draw_compare
+
+    drawn = draw_compare([fleet_run, b], ["demand_vs_capacity"], tmp_path / "d")
+    assert all("demand_vs_capacity" in d for d in drawn)
+    assert "demand_vs_capacity" in _YLIM

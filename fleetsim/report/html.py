@@ -297,10 +297,10 @@ def finance_tables(run: RunFolder) -> list[str]:
         g = led.pivot_table(index=["year", "chip"], columns="kind", values="amount_usd", aggfunc="sum",
                             observed=True).fillna(0.0)
         g = g.reindex(columns=kinds, fill_value=0.0)
-        rows = [[y, c, *[_usd(v) if v else "-" for v in r], _usd(float(sum(r)) - float(r[0]) if kinds[0] == "capex" else float(sum(r)))]
+        rows = [[str(y), c, *[_usd(v) if v else "-" for v in r], _usd(float(sum(r)) - float(r[0]) if kinds[0] == "capex" else float(sum(r)))]
                 for (y, c), r in zip(g.index, g.to_numpy())]
         tot = g.groupby(level="year").sum()
-        rows += [[y, "all chips", *[_usd(v) if v else "-" for v in r],
+        rows += [[str(y), "all chips", *[_usd(v) if v else "-" for v in r],
                   _usd(float(sum(r)) - float(r[0]) if kinds[0] == "capex" else float(sum(r)))]
                  for y, r in zip(tot.index, tot.to_numpy())]
         out.append("<h3>Money by year and chip kind (USD; running cost = every kind but capex)</h3>"
@@ -322,7 +322,7 @@ def finance_tables(run: RunFolder) -> list[str]:
                 be_txt = _pct(be) if np.isfinite(be) else "-"
             else:
                 be_txt = "no token prices in the scenario"
-            rows.append([yr, _usd(cost), _pct(util), be_txt])
+            rows.append([str(yr), _usd(cost), _pct(util), be_txt])
         out.append("<h3>Break-even utilisation by year (running cost over revenue at full capacity)</h3>"
                    + _table(["year", "running cost", "utilisation (served / capacity)", "break-even utilisation"],
                             rows))
