@@ -332,3 +332,11 @@ def test_compare_has_difference_column_and_shared_y(fleet_run, tmp_path):
     drawn = draw_compare([fleet_run, b], ["demand_vs_capacity"], tmp_path / "d")
     assert all("demand_vs_capacity" in d for d in drawn)
     assert "demand_vs_capacity" in _YLIM
+
+
+def test_every_assumption_row_has_a_value():
+    """rise_at_tdp_c (folded into r_th_c_per_w by the catalog) is shown back, never blank."""
+    sc = fleetsim.load_scenario(Path(__file__).parent.parent / "scenarios" / "fleet_small.yaml")
+    rows = api.assumptions(sc)
+    assert any(r["field"] == "rise_at_tdp_c" for r in rows)
+    assert all(str(r["value"]).strip() for r in rows), [r for r in rows if not str(r["value"]).strip()]
