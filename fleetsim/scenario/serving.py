@@ -36,7 +36,7 @@ class WorkloadConfig(StrictModel):
     slo: SLOConfig = Field(SLOConfig(), description="latency targets")
     prefix_cache_hit_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
         0.0, description="share of prompt tokens that hit a cached prefix: priced as cache-hit "
-        "input in a fleet's token economics (the serving window does not yet skip their prefill)")
+        "input in a fleet's token economics; prefill starts past the cached prefix, whose KV is held")
 
     @model_validator(mode="after")
     def _tokens_given(self) -> "WorkloadConfig":
