@@ -2,9 +2,8 @@
 prefill/decode type against colocated ones, and each type's cost per million output tokens at
 the SLO on scenarios/disaggregated.yaml.
 
-1. Requests simulated per wall second: a window of one PD unit (1 prefill + 2 decode
-   instances, the scenario's chips) against a colocated window of three H20 instances, the same
-   arrivals (goal: at least 0.8x).
+1. Requests simulated per wall second: a window of one PD unit (the scenario's ratio and chips)
+   against a colocated window of as many H20 instances, the same arrivals (goal: at least 0.8x).
 2. Capacity-function wall time (default precision, no cache) of each type; the PD type's against
    the colocated H20's (goal: at most 2x).
 3. Cost per Mtok at SLO of each type: chips per replica (unit) x catalog price_usd amortised
@@ -29,23 +28,27 @@ AMORTISE_YEARS, POWER_USD_PER_KWH, PUE = 4.0, 0.08, 1.3
 def window_speed(scen) -> tuple[float, float]:
     sv = scen.serving
     pd = {k: v for k, v in sv.pools.items() if k in ("prefill_910b", "decode_h20")}
-    pd["prefill_910b"] = pd["prefill_910b"].model_copy(update={"replicas": 1})
-    pd["decode_h20"] = pd["decode_h20"].model_copy(update={"replicas": 2})
-    co = {"colocated_h20": sv.pools["colocated_h20"].model_copy(update={"replicas": 3})}
+    h = pd["prefill_910b"].handoff
+    pd["prefill_910b"] = pd["prefill_910b"].model_copy(update={"replicas": h.prefill_per_unit})
+    pd["decode_h20"] = pd["decode_h20"].model_copy(update={"replicas": h.decode_per_unit})
+    n = h.prefill_per_unit + h.decode_per_unit
+    co = {"colocated_h20": sv.pools["colocated_h20"].model_copy(update={"replicas": n})}
     out = []
-    for pools in (pd, co):
-        s = scen.model_copy(update={"serving": sv.model_copy(update={"pools": pools, "duration_s": 600.0})})
-        t0 = time.perf_counter()
-        res = fleetsim.run(s)
-        dt = time.perf_counter() - t0
-        out.append(len(res.requests) / dt)
+    for pools in (pd, co):  # an hour of traffic, best of three (a shared machine)
+        s = scen.model_copy(update={"serving": sv.model_copy(update={"pools": pools, "duration_s": 3600.0})})
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            res = fleetsim.run(s)
+            best = min(best, time.perf_counter() - t0)
+        out.append(len(res.requests) / best)
     return out[0], out[1]
 
 
 def main(path: str) -> None:
     scen = fleetsim.load_scenario(path)
     pd_rps, co_rps = window_speed(scen)
-    print(f"window: PD unit {pd_rps:,.0f} req/s simulated per wall s, colocated 3xH20 {co_rps:,.0f}: "
+    print(f"window: PD unit {pd_rps:,.0f} req/s simulated per wall s, colocated H20 {co_rps:,.0f}: "
           f"{pd_rps / co_rps:.2f}x")
     chips = load_chips(scen.catalog.chips)
     times = {}

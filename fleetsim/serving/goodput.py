@@ -112,9 +112,10 @@ def cache_key(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, r
 def _cell(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, wname: str,
           pname: str, router: str, start_hour: float = 14.0, decode: tuple[str, PoolConfig] | None = None,
           units: tuple[int, int] = (1, 1)) -> ServingConfig:
-    """`cell_replicas` replicas of the pool; with `decode` (a prefill pool's decode pool), that
-    many units of `units` = (prefill, decode) instances each: the cell's replicas are units."""
-    n = gcfg.cell_replicas
+    """`cell_replicas` replicas of the pool; with `decode` (a prefill pool's decode pool), units
+    of `units` = (prefill, decode) instances each, as many as hold about `cell_replicas`
+    instances (at least one): the cell's replicas are units (`cell_units`)."""
+    n = cell_units(gcfg, decode, units)
     pools = {pname: pool.model_copy(update={"replicas": n * units[0], "model": workload.model})}
     if decode is not None:
         dname, dpool = decode
@@ -123,6 +124,14 @@ def _cell(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, wname
         duration_s=gcfg.duration_s, warmup_s=gcfg.warmup_s, start_hour=start_hour,
         workloads={wname: workload}, pools=pools, router={"kind": router},
     )
+
+
+def cell_units(gcfg: GoodputConfig, decode, units: tuple[int, int]) -> int:
+    """Replicas (PD: units) in a search cell: a PD cell holds about as many instances as a
+    colocated one, so its windows simulate about as many requests and its search costs the same."""
+    if decode is None:
+        return gcfg.cell_replicas
+    return max(1, round(gcfg.cell_replicas / (units[0] + units[1])))
 
 
 def _logit(k: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -275,6 +284,7 @@ def search_goodput(
     temperatures for a window expected at that activity (the nearest evaluated rate's).
     """
     cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour, decode, units)
+    n_cell = cell_units(gcfg, decode, units)
     kernels = build_kernels(cell, chips, models)
     workloads = compile_workloads(cell, base_dir)
     base_rate = workloads[wname].mean_rate_per_s  # the workload's own mean rate at scale 1
@@ -301,14 +311,14 @@ def search_goodput(
 
     def evaluate(rate: float) -> dict[str, Any]:
         j = len(evaluations) + 1  # replication index: SeedSequence child j of the root seed
-        scale = rate * gcfg.cell_replicas / base_rate
+        scale = rate * n_cell / base_rate
         temps = None
         if start_temp is not None:
             near = min(evaluations, key=lambda e: abs(math.log(e["rate"] / rate)), default=None)
             act = near["power_activity"] if near and near.get("power_activity") is not None else 0.9
             temps = start_temp(act)
         measured_s = max(cell.duration_s - cell.warmup_s,
-                         gcfg.requests_per_window / (rate * gcfg.cell_replicas))
+                         gcfg.requests_per_window / (rate * n_cell))
         win = cell.model_copy(update={"duration_s": cell.warmup_s + measured_s})
         res = run_window(win, chips, models, seed, base_dir, rate_scale=scale, window=j,
                          kernels=kernels, workloads=workloads, reliability=reliability,
