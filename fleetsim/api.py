@@ -811,7 +811,7 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
     import numpy as np
 
     from fleetsim.serving.window import pool_kernel
-    from fleetsim.kernel.throughput import offline_throughput
+    from fleetsim.kernel.throughput import offline_throughput, steady_state
 
     serving = scenario.serving
     measured = requests[requests.arrival_s >= serving.warmup_s]
@@ -842,7 +842,8 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
         mean_batch = float(ps.batch_area.sum() / busy) if busy > 0 else 0.0
         row: dict[str, Any] = {"chips": ps.replicas * ps.tp,
                                "batch_occupancy": mean_batch / pool.batching.max_batch if busy > 0 else None}
-        if g is not None and len(g) and ps.replicas:
+        if g is not None and len(g) and ps.replicas and pool.role != "prefill":  # a prefill
+            # pool's requests finish on its decode pool (console: its prefilled req/s)
             # KV held by a request: its prompt while waiting for the first token, then prompt plus
             # half its output (linear growth) until it finishes; clipped to the measured interval.
             lo, hi = serving.warmup_s, serving.duration_s
@@ -855,7 +856,11 @@ def _at_slo(scenario: Scenario, requests: pd.DataFrame, res, chips: dict, models
             area = prompt * np.maximum(first - adm, 0) + (prompt + out / 2) * np.maximum(fin - first, 0)
             row["kv_occupancy_est"] = float(area.sum() / (span * ps.replicas * ps.kv_capacity_tokens))
             k = pool_kernel(pool, chips, models)
-            ss = offline_throughput(k, float(prompt.mean()), float(out.mean()), pool.batching.max_batch)
+            if pool.role == "decode":  # prompts are prefilled elsewhere: a decode-only batch
+                ss = steady_state(k, pool.batching.max_batch, float(prompt.mean()), float(out.mean()),
+                                  decode_only=True)
+            else:
+                ss = offline_throughput(k, float(prompt.mean()), float(out.mean()), pool.batching.max_batch)
             done = g[(g.status == "completed")]
             tok_s = float(done.output_tokens.sum() / span)
             row["saturation_tokens_per_s_per_replica"] = ss.output_tokens_per_s

@@ -75,3 +75,14 @@ def test_a_decode_pool_nobody_feeds_is_refused():
     del data["serving"]["pools"]["pre"]["handoff"]
     with pytest.raises(ScenarioError, match="none hands off to it"):
         fleetsim.run(Scenario.model_validate(data))
+
+
+def test_a_prefill_pool_reports_the_requests_it_prefilled():
+    res = fleetsim.run(window(True, rate=2.0, duration_s=120))
+    pools = res.summary["pools"]
+    span = 120.0
+    done = res.requests[(res.requests.status == "completed") & (res.requests.finish_s >= 0)]
+    assert pools["pre"]["prefilled_req_per_s"] == pytest.approx(len(done) / span, rel=0.05)
+    assert pools["pre"]["prefilled_req_per_s"] > 1.5
+    from fleetsim.results.display import serving_text
+    assert "prefilled" in serving_text(res.summary)

@@ -45,9 +45,16 @@ def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress
                        ) -> dict[tuple[str, str], ReplicaCapacity]:
     """Capacity per (pool, workload) in each pool's hall (at `ambient_c` {pool: inlet C} when
     given, else the hall's mean)."""
+    from fleetsim.errors import ScenarioError
+
     fleet, serving = scenario.fleet, scenario.serving
     out = {}
     for pname, pool in serving.pools.items():
+        if pool.role != "both":  # a unit of two pools is bought per role: not in this build
+            raise ScenarioError(
+                f"pool '{pname}' has role {pool.role}: the fleet layer does not yet buy prefill/decode "
+                "units; plan them with `fleetsim goodput` (a prefill pool's row is its unit) or give "
+                "the fleet colocated pools (role: both)", field=f"serving.pools.{pname}.role")
         tdp = float(getattr(chips[pool.chip], "tdp_w", None) or 400.0)
         for wname, wl in serving.workloads.items():
             if wl.model != pool.model:

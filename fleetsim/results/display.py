@@ -97,7 +97,9 @@ def serving_text(summary: dict[str, Any]) -> str:
         a = at.get("pools", {}).get(name, {})
         rows.append([
             name, p["chip"], _fmt(p["replicas"]), _fmt(a.get("chips", p["replicas"] * p.get("tp", 1))),
-            _fmt(p["throughput_req_per_s"]), _fmt(p["output_tokens_per_s"], ".4g"),
+            _fmt(p["throughput_req_per_s"]) if "prefilled_req_per_s" not in p
+            else _fmt(p["prefilled_req_per_s"]) + " prefilled",
+            _fmt(p["output_tokens_per_s"], ".4g"),
             _fmt(a.get("load_vs_saturation"), ".0%"), _fmt(p["mean_batch_size"]),
             _fmt(a.get("batch_occupancy"), ".0%"), _fmt(a.get("kv_occupancy_est"), ".0%"),
             _fmt(p["availability"], ".1%"),

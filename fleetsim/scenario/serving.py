@@ -36,7 +36,7 @@ class WorkloadConfig(StrictModel):
     slo: SLOConfig = Field(SLOConfig(), description="latency targets")
     prefix_cache_hit_share: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
         0.0, description="share of prompt tokens that hit a cached prefix: priced as cache-hit "
-        "input in a fleet's token economics (the serving window does not yet skip their prefill)")
+        "input in a fleet's token economics; prefill starts past the cached prefix, whose KV is held")
 
     @model_validator(mode="after")
     def _tokens_given(self) -> "WorkloadConfig":
@@ -79,6 +79,11 @@ class KVHandoff(StrictModel):
         "RDMA across nodes: 25-50 per 200-400 Gb/s NIC)")
     link_latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         0.0, description="fixed latency of one transfer, seconds")
+    prefill_per_unit: Annotated[int, Field(ge=1, le=64)] = Field(
+        1, description="capacity function and fleet: prefill instances in one unit of this "
+        "prefill/decode type (its goodput is per unit; the fleet buys units)")
+    decode_per_unit: Annotated[int, Field(ge=1, le=64)] = Field(
+        1, description="capacity function and fleet: decode instances in one unit")
 
 
 class PoolConfig(StrictModel):

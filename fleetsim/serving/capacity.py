@@ -25,6 +25,14 @@ installed replica delivers in a given hall. This is the fleet layer's input.
     windows near the goodput and read at it.
 `cached` says whether the answer came from the memo or the disk cache; it never goes into a
 summary.json (same scenario, same bytes).
+
+A `role: prefill` pool is a disaggregated (prefill/decode) type: one unit is
+`handoff.prefill_per_unit` instances of it and `handoff.decode_per_unit` of its decode pool,
+searched as one cell whose replicas are units (serving.goodput); every per-replica figure is
+then per unit (power: all its instances). Its availability is the lower of the two roles'
+(a unit's capacity is set by its scarcer side; a down instance removes its share of that side).
+A `role: decode` pool alone serves nothing: it has no row of its own, its figures are in the
+prefill pool's.
 """
 
 from __future__ import annotations
@@ -63,6 +71,17 @@ class Capacity:
     windows: int = 0  # simulated windows behind the estimate
     precision_met: bool = True
     note: str = ""
+    role: str = "both"  # both: colocated replica; prefill: a prefill/decode unit (see module doc)
+    decode_pool: str = ""
+    decode_chip: str = ""
+    decode_tp: int = 0
+    prefill_per_unit: int = 1
+    decode_per_unit: int = 0
+
+    @property
+    def chips_per_replica(self) -> int:
+        """Chips in one replica (a PD type: one unit, both roles)."""
+        return self.tp * self.prefill_per_unit + self.decode_tp * self.decode_per_unit
 
     def as_row(self) -> dict[str, Any]:
         """JSON-able row without `cached` (a run's outputs must not depend on the cache)."""
@@ -97,6 +116,9 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
         raise ScenarioError(f"unknown workload '{workload}'; workloads: {', '.join(cfg.workloads)}",
                             field="serving.workloads")
     pcfg, wcfg = cfg.pools[pool], cfg.workloads[workload]
+    if pcfg.role == "decode":
+        raise ScenarioError(f"pool '{pool}' has role decode: its capacity is its prefill pool's "
+                            "(the prefill/decode unit)", field=f"serving.pools.{pool}.role")
     if pcfg.model != wcfg.model:
         raise ScenarioError(f"pool '{pool}' serves {pcfg.model}, workload '{workload}' needs {wcfg.model}",
                             field=f"serving.pools.{pool}.model")
@@ -110,12 +132,23 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
     cell_rel = rel.model_copy(update={"halls": {"default": steady, pcfg.hall: steady},
                                       "serving_crashes": False})
     params = resolve_chip(cell_rel, pcfg.chip, chips)
+    decode, units, dcfg, dparams = None, (1, 1), None, None
+    if pcfg.role == "prefill":
+        h = pcfg.handoff
+        dcfg = cfg.pools[h.decode_pool]
+        decode, units = (h.decode_pool, dcfg), (h.prefill_per_unit, h.decode_per_unit)
+        dparams = resolve_chip(cell_rel, dcfg.chip, chips)
 
     gcfg = cfg.goodput
     extra = {"ambient_c": amb, "cooling_factor": cool, "thermal_step_s": rel.thermal_step_s,
              "reliability_chip": {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
                                   if f.name != "basis"},
              "repair": rel.repair.model_dump(mode="json"), "kind": "capacity"}
+    if decode is not None:  # the decode side is part of the type
+        extra |= {"decode_pool": dcfg.model_dump(mode="json", exclude={"replicas", "hall"}),
+                  "decode_chip": chips[dcfg.chip].model_dump(mode="json"),
+                  "decode_reliability_chip": {f.name: getattr(dparams, f.name)
+                                              for f in dataclasses.fields(dparams) if f.name != "basis"}}
     key = goodput.cache_key(pcfg, wcfg, gcfg, cfg.router.kind, chips[pcfg.chip], models[wcfg.model],
                             scenario.seed, scenario.base_dir, extra=_jsonable(extra))
     hit = _MEMO.get(key)
@@ -129,19 +162,47 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
         CACHE_STATS["misses"] += 1
 
         def start_temp(activity: float) -> dict[str, float]:
-            return {pool: float(equilibrium(params, activity, amb, cool)[0])}
+            temps = {pool: float(equilibrium(params, activity, amb, cool)[0])}
+            if decode is not None:
+                temps[decode[0]] = float(equilibrium(dparams, activity, amb, cool)[0])
+            return temps
 
         hit = goodput.search_goodput(
             pcfg, wcfg, gcfg, chips, models, scenario.seed, scenario.base_dir, cfg.router.kind,
             workload, pool, progress, reliability=ServingReliability(cell_rel, chips),
-            start_temp=start_temp, start_hour=cfg.start_hour,
+            start_temp=start_temp, start_hour=cfg.start_hour, decode=decode, units=units,
         )
         hit = {k: v for k, v in hit.items() if k != "trace"} | {
             "trace": [{k: v for k, v in e.items()} for e in hit["trace"]]}
         if cache is not None:
             cache.put(key, hit)
     _MEMO[key] = hit
-    return _assemble(hit, pool, workload, pcfg, params, rel, amb, cool, cached)
+    cap = _assemble(hit, pool, workload, pcfg, params, rel, amb, cool, cached)
+    if decode is None:
+        return cap
+    return _as_unit(cap, hit, decode[0], dcfg, dparams, units, rel, amb, cool)
+
+
+def _as_unit(cap: Capacity, g: dict, dname: str, dcfg, dparams, units: tuple[int, int], rel,
+             amb: float, cool: float) -> Capacity:
+    """A prefill/decode unit: the decode side's availability (the lower of the two counts) and,
+    when no window ran, idle power of every instance."""
+    from fleetsim.reliability.thermal import equilibrium, power_w
+
+    act = g.get("decode_power_activity_at_goodput", g.get("power_activity_at_goodput"))
+    act = min(max(act if act is not None and math.isfinite(act) else 0.0, 0.0), 1.0)
+    temp_c, clock_abs = equilibrium(dparams, act, amb, cool)
+    mtbf, mttr = replica_mtbf_mttr_h(dparams, float(temp_c), act, dcfg.tp, rel.repair, dcfg.replicas)
+    d_avail = mtbf / (mtbf + mttr) if math.isfinite(mtbf) else 1.0
+    upd: dict[str, Any] = {"role": "prefill", "decode_pool": dname, "decode_chip": dcfg.chip,
+                           "decode_tp": dcfg.tp, "prefill_per_unit": units[0], "decode_per_unit": units[1]}
+    if d_avail < cap.availability:
+        upd |= {"availability": float(d_avail), "effective_goodput_rps": cap.goodput_rps * d_avail,
+                "mtbf_h_per_replica": float(mtbf), "mttr_h": float(mttr)}
+    if g.get("power_w_per_replica_at_goodput") is None:
+        idle = dcfg.tp * float(power_w(dparams, 0.0, clock_abs))
+        upd["power_w_per_replica"] = units[0] * cap.power_w_per_replica + units[1] * idle
+    return dataclasses.replace(cap, **upd)
 
 
 def _assemble(g: dict, pool: str, workload: str, pcfg, params, rel, amb: float, cool: float,
@@ -281,17 +342,20 @@ def capacity_table(scenario, *, cache=None, progress=None) -> list[Capacity]:
     if cfg is None:
         raise ScenarioError("capacity needs a 'serving' section (the replica types)", field="serving")
     return [capacity(scenario, p, w, cache=cache, progress=progress)
-            for p, pool in cfg.pools.items() for w, wl in cfg.workloads.items() if wl.model == pool.model]
+            for p, pool in cfg.pools.items() for w, wl in cfg.workloads.items()
+            if wl.model == pool.model and pool.role != "decode"]
 
 
 def format_capacity_table(rows: list[Capacity]) -> str:
     """Plain-text table: each goodput with its interval, printed to the digits it supports."""
-    headers = ["pool", "workload", "chip", "goodput req/s/replica (95% CI)", "zero-load att.",
+    headers = ["pool", "workload", "chip", "chips", "goodput req/s/replica (95% CI)", "zero-load att.",
                "avail.", "derated req/s", "out tok/s", "kW/replica", "kWh/Mtok", "clock", "note"]
     body = []
     for c in rows:
         body.append([
-            c.pool, c.workload, c.chip, format_interval(c.goodput_rps, *c.goodput_ci95_rps),
+            c.pool if c.role != "prefill" else f"{c.pool}+{c.decode_pool}", c.workload,
+            c.chip if c.role != "prefill" else f"{c.prefill_per_unit}x{c.chip}/{c.decode_per_unit}x{c.decode_chip}",
+            str(c.chips_per_replica), format_interval(c.goodput_rps, *c.goodput_ci95_rps),
             f"{c.zero_load_attainment:.1%}", f"{c.availability:.4%}",
             format_interval(c.effective_goodput_rps, *c.goodput_ci95_rps, value_only=True, scale=c.availability),
             format_interval(c.effective_goodput_rps * c.output_tokens_per_request,

@@ -23,6 +23,10 @@ class PrefillReplica(Replica):
         super().__init__(*args, **kwargs)
         self.handoff = handoff
         self.handed_off = 0  # requests passed on (the conservation check counts these)
+        self._handoff_s: list[float] = []  # when each was passed on (the pool's prefilled req/s)
+
+    def handed_off_since(self, t_s: float) -> int:
+        return sum(1 for t in self._handoff_s if t >= t_s)
 
     def fits_ever(self, rid: int) -> bool:
         return self._prompt[rid] + 1 <= self.kv_capacity
@@ -36,6 +40,7 @@ class PrefillReplica(Replica):
         self.n_in -= 1
         self.spare += 1
         self.handed_off += 1
+        self._handoff_s.append(now)
         self.on_done(rid)  # the router's load index: the request left this replica
         self.handoff.send(rid, now)
 

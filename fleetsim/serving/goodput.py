@@ -110,13 +110,28 @@ def cache_key(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, r
 
 
 def _cell(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, wname: str,
-          pname: str, router: str, start_hour: float = 14.0) -> ServingConfig:
+          pname: str, router: str, start_hour: float = 14.0, decode: tuple[str, PoolConfig] | None = None,
+          units: tuple[int, int] = (1, 1)) -> ServingConfig:
+    """`cell_replicas` replicas of the pool; with `decode` (a prefill pool's decode pool), that
+    many units of `units` = (prefill, decode) instances each: the cell's replicas are units."""
+    n = cell_units(gcfg, decode, units)
+    pools = {pname: pool.model_copy(update={"replicas": n * units[0], "model": workload.model})}
+    if decode is not None:
+        dname, dpool = decode
+        pools[dname] = dpool.model_copy(update={"replicas": n * units[1], "model": workload.model})
     return ServingConfig(
         duration_s=gcfg.duration_s, warmup_s=gcfg.warmup_s, start_hour=start_hour,
-        workloads={wname: workload},
-        pools={pname: pool.model_copy(update={"replicas": gcfg.cell_replicas, "model": workload.model})},
-        router={"kind": router},
+        workloads={wname: workload}, pools=pools, router={"kind": router},
     )
+
+
+def cell_units(gcfg: GoodputConfig, decode, units: tuple[int, int]) -> int:
+    """Replicas in a search cell; a PD type's are units (each units[0] + units[1] instances), as
+    many as a colocated cell's replicas, so both multiplex over the same number of replicas.
+    (Scaling the units down to the colocated cell's instance count was tried: on
+    scenarios/disaggregated.yaml one 3:1 unit alone gave 2.21 req/s per unit against 3.49 with
+    four, and the search was no faster.)"""
+    return gcfg.cell_replicas
 
 
 def _logit(k: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -256,20 +271,32 @@ def search_goodput(
     seed: int, base_dir: Path = Path("."), router: str = "jsq", wname: str = "w", pname: str = "p",
     progress: Callable[[str], None] | None = None, reliability: Any = None,
     start_temp: Callable[[float], dict[str, float]] | None = None, start_hour: float = 14.0,
+    decode: tuple[str, PoolConfig] | None = None, units: tuple[int, int] = (1, 1),
 ) -> dict[str, Any]:
     """Goodput per replica with its 95% interval, and every evaluated window.
+
+    `decode` = (name, pool): `pool` is a role: prefill pool and the type searched is a
+    disaggregated unit of units[0] prefill and units[1] decode instances (fleetsim.serving.
+    disagg); every "per replica" figure is then per unit (power: both roles' instances).
 
     `reliability` (serving.health.ServingReliability) runs each window with the thermal model, so
     throttling reaches the rate; `start_temp(power_activity)` gives the chips' starting
     temperatures for a window expected at that activity (the nearest evaluated rate's).
     """
-    cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour)
+    cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour, decode, units)
+    n_cell = cell_units(gcfg, decode, units)
     kernels = build_kernels(cell, chips, models)
     workloads = compile_workloads(cell, base_dir)
     base_rate = workloads[wname].mean_rate_per_s  # the workload's own mean rate at scale 1
     sample, _, _ = generate_requests(cell, seed, base_dir, 1.0, window=0, workloads=workloads)
     percentile = workload.slo.percentile / 100.0
-    floor = zero_load_attainment(kernels[pname], sample.prompt_tokens, sample.output_tokens, workload)
+    dk = kernels[decode[0]] if decode is not None else None
+    transfer_s = 0.0
+    if decode is not None:  # the idle TTFT pays the KV link too
+        h = pool.handoff
+        transfer_s = h.link_latency_s + sample.prompt_tokens * kernels[pname].kv_bytes_per_token / (h.link_gbps * 1e9)
+    floor = zero_load_attainment(kernels[pname], sample.prompt_tokens, sample.output_tokens, workload,
+                                 decode_kernel=dk, transfer_s=transfer_s)
     evaluations: list[dict[str, Any]] = []
     base = {"zero_load_attainment": floor, "percentile": percentile, "precision": gcfg.precision}
     if floor < percentile or base_rate <= 0:
@@ -284,14 +311,14 @@ def search_goodput(
 
     def evaluate(rate: float) -> dict[str, Any]:
         j = len(evaluations) + 1  # replication index: SeedSequence child j of the root seed
-        scale = rate * gcfg.cell_replicas / base_rate
+        scale = rate * n_cell / base_rate
         temps = None
         if start_temp is not None:
             near = min(evaluations, key=lambda e: abs(math.log(e["rate"] / rate)), default=None)
             act = near["power_activity"] if near and near.get("power_activity") is not None else 0.9
             temps = start_temp(act)
         measured_s = max(cell.duration_s - cell.warmup_s,
-                         gcfg.requests_per_window / (rate * gcfg.cell_replicas))
+                         gcfg.requests_per_window / (rate * n_cell))
         win = cell.model_copy(update={"duration_s": cell.warmup_s + measured_s})
         res = run_window(win, chips, models, seed, base_dir, rate_scale=scale, window=j,
                          kernels=kernels, workloads=workloads, reliability=reliability,
@@ -306,6 +333,12 @@ def search_goodput(
         if res.reliability is not None:
             figs = res.reliability[pname]
             e |= {key: figs.get(key) for key in ("power_w_per_replica", "clock_factor", "power_activity")}
+            if decode is not None:  # a unit's power: all its instances; clock: the decode side's
+                dfigs = res.reliability[decode[0]]
+                pw, dpw = figs.get("power_w_per_replica"), dfigs.get("power_w_per_replica")
+                if pw is not None and dpw is not None:
+                    e["power_w_per_replica"] = units[0] * pw + units[1] * dpw
+                e["decode_power_activity"] = dfigs.get("power_activity")
         evaluations.append(e)
         update(progress, f"goodput {pname}/{wname}",
                len(evaluations), gcfg.max_windows)
@@ -316,6 +349,9 @@ def search_goodput(
     # 1. Bracket: double or halve until one window passes and one fails.
     lo, hi = 0.0, math.inf
     rate = _capacity_guess(kernels[pname], sample, pool)
+    if decode is not None:  # a unit: the slower of its prefill side and its decode side
+        rate = min(units[0] * _capacity_guess(kernels[pname], sample, pool, phase="prefill"),
+                   units[1] * _capacity_guess(dk, sample, decode[1], phase="decode"))
     for _ in range(40):
         if evaluate(rate)["attainment"] >= percentile:
             lo = max(lo, rate)
@@ -414,8 +450,10 @@ def _result(base: dict, evaluations: list[dict], centre: float, fit: dict | None
     return out
 
 
-def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workload: WorkloadConfig) -> float:
-    """Share of requests meeting the SLO on an otherwise idle replica (the best any load can do)."""
+def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workload: WorkloadConfig,
+                         decode_kernel=None, transfer_s: Any = 0.0) -> float:
+    """Share of requests meeting the SLO on an otherwise idle replica (the best any load can do).
+    Disaggregated: prefill on `kernel`, the KV link's `transfer_s`, decode on `decode_kernel`."""
     if len(prompt) == 0:
         return 1.0
     hit = getattr(workload, "prefix_cache_hit_share", 0.0)
@@ -427,22 +465,23 @@ def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workloa
         ttft = kernel.iteration_time_s(fresh, 0, 0.0, fresh * (c + fresh / 2.0))
     else:
         ttft = kernel.iteration_time_s(prompt, 0, 0.0)
-    ttft = ttft + kernel.request_overhead_s  # the per-request host cost, paid once in TTFT
+    ttft = ttft + kernel.request_overhead_s + transfer_s  # the per-request host cost, once; the KV link
     # Step time is affine in context, so the mean step equals the step at the mean context.
-    tpot = kernel.iteration_time_s(0, 1, prompt + output / 2.0)
+    tpot = (decode_kernel or kernel).iteration_time_s(0, 1, prompt + output / 2.0)
     ok = (ttft <= workload.slo.ttft_s) & ((output <= 1) | (tpot <= workload.slo.tpot_s))
     return float(np.mean(ok))
 
 
-def _capacity_guess(kernel, req, pool: PoolConfig) -> float:
-    """A first rate to try: the replica's full-batch token throughput over mean request size."""
+def _capacity_guess(kernel, req, pool: PoolConfig, phase: str = "both") -> float:
+    """A first rate to try: the replica's full-batch token throughput over mean request size
+    (phase prefill or decode: that half of the work only)."""
     if len(req) == 0:
         return 1.0
     b = pool.batching.max_batch
     mean_p, mean_o = float(req.prompt_tokens.mean()), float(req.output_tokens.mean())
     step = float(kernel.iteration_time_s(0, b, b * (mean_p + mean_o / 2.0)))
     prefill = float(kernel.iteration_time_s(mean_p, 0, 0.0))
-    per_request_s = prefill + mean_o * step / b
+    per_request_s = (prefill if phase != "decode" else 0.0) + (mean_o * step / b if phase != "prefill" else 0.0)
     return max(0.5 / per_request_s, 1e-3)
 
 

@@ -96,6 +96,10 @@ def summarise(res: WindowResult) -> dict[str, Any]:
             "preemptions": int(ps.preemptions),
             "availability": float(ps.up_s.sum() / (span * ps.replicas)) if ps.replicas else None,
         }
+        if ps.role == "prefill":  # its requests complete on the decode pool: what it prefilled
+            done_here = int(done.sum())  # one-token requests finish where they were prefilled
+            pools[ps.name] |= {"role": "prefill",
+                               "prefilled_req_per_s": float((ps.handed_off + done_here) / span)}
     out["pools"] = pools
     # Requests no pool could take (rejected before reaching one): with the pools, they make up
     # each class, so per-pool and per-class attainment agree.

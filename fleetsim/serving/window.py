@@ -36,6 +36,8 @@ class PoolStats:
     batch_area: np.ndarray
     preemptions: int
     up_s: np.ndarray  # time each replica was up during the measured interval
+    role: str = "both"
+    handed_off: int = 0  # prefill pools: requests prefilled and sent on during the measured interval
 
 
 @dataclass
@@ -234,6 +236,8 @@ def run_window(
             name=pname, chip=pool.chip, model=pool.model, tp=pool.tp, replicas=pool.replicas,
             kv_capacity_tokens=int(kernels[pname].kv_capacity_tokens),
             busy_s=busy, batch_area=area, preemptions=sum(r.preemptions for r in reps), up_s=up_s,
+            role=pool.role, handed_off=sum(r.handed_off_since(cfg.warmup_s) for r in reps)
+            if pool.role == "prefill" else 0,
         ))
     places = check_conservation(req, pool_replicas, router, handoffs)
     return WindowResult(

@@ -1,0 +1,121 @@
+"""A prefill/decode type in the capacity function (issue 22): one unit = prefill_per_unit
+prefill instances + decode_per_unit decode instances, searched as one cell of units; and a
+decode instance never holds more KV than it has.
+
+Hand-worked case (infinitely fast link, the same chip both sides, one request at a time): the
+idle TTFT is the prefill iteration alone and the decode step is the colocated replica's, so the
+zero-load attainment of the unit equals the colocated replica's for any SLO; with a TTFT target
+just below that prefill time plus a 10 ms link, the unit's floor drops to 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fleetsim
+from fleetsim.scenario.model import Scenario
+from fleetsim.serving import disagg
+from fleetsim.serving.capacity import capacity, capacity_table, format_capacity_table
+from fleetsim.serving.goodput import zero_load_attainment
+from fleetsim.serving.window import built_parts
+
+
+def scen(link_gbps=1e12, latency_s=0.0, units=(1, 1), ttft_s=2.0, model="qwen2.5-7b"):
+    return Scenario.model_validate({
+        "name": "pdcap", "seed": 3, "serving": {
+            "duration_s": 30, "warmup_s": 5,
+            "goodput": {"precision": 0.2, "min_windows": 5, "max_windows": 15, "requests_per_window": 150,
+                        "cell_replicas": 1},
+            "workloads": {"chat": {"model": model, "arrival": {"kind": "poisson", "rate_per_s": 1},
+                                   "prompt_tokens": {"kind": "fixed", "value": 2000},
+                                   "output_tokens": {"kind": "fixed", "value": 60},
+                                   "slo": {"ttft_s": ttft_s, "tpot_s": 0.1, "percentile": 90}}},
+            "pools": {"pre": {"chip": "h100", "model": model, "role": "prefill",
+                              "handoff": {"decode_pool": "dec", "link_gbps": link_gbps,
+                                          "link_latency_s": latency_s,
+                                          "prefill_per_unit": units[0], "decode_per_unit": units[1]}},
+                      "dec": {"chip": "h100", "model": model, "role": "decode"},
+                      "gpu": {"chip": "h100", "model": model}}}})
+
+
+def test_infinitely_fast_link_on_equal_chips_has_the_colocated_floor():
+    s = scen()
+    k = built_parts(s)[2]["gpu"]
+    p, o = np.full(50, 2000), np.full(50, 60)
+    wl = s.serving.workloads["chat"]
+    assert zero_load_attainment(k, p, o, wl, decode_kernel=k, transfer_s=0.0) == zero_load_attainment(k, p, o, wl)
+    prefill_s = float(k.iteration_time_s(np.array([2000]), 0, 0.0)[0])
+    tight = scen(latency_s=0.01, ttft_s=prefill_s + 0.005).serving.workloads["chat"]
+    assert zero_load_attainment(k, p, o, tight) == 1.0
+    assert zero_load_attainment(k, p, o, tight, decode_kernel=k, transfer_s=0.01) == 0.0
+
+
+def test_pd_type_is_one_row_per_unit_with_both_roles():
+    s = scen(units=(1, 2))
+    rows = capacity_table(s)
+    assert [r.pool for r in rows] == ["pre", "gpu"]  # the decode pool has no row of its own
+    pd, co = rows
+    assert (pd.role, pd.decode_pool, pd.prefill_per_unit, pd.decode_per_unit) == ("prefill", "dec", 1, 2)
+    assert pd.chips_per_replica == 3 and co.chips_per_replica == 1
+    assert pd.goodput_rps > 0 and pd.windows > 0
+    assert pd.power_w_per_replica > 2 * co.power_w_per_replica * 0.5  # three chips' worth, not one
+    assert "pre+dec" in format_capacity_table(rows) and "1xh100/2xh100" in format_capacity_table(rows)
+    with pytest.raises(fleetsim.errors.ScenarioError, match="role decode"):
+        capacity(s, "dec", "chat")
+
+
+def test_a_decode_instance_never_exceeds_its_kv_capacity(monkeypatch):
+    seen = []
+    orig_start, orig_end = disagg.DecodeReplica._start, disagg.DecodeReplica._end
+
+    def used(r):
+        return r.ctx + r.kv_prefill + len(r.decoding)
+
+    def start(self):
+        t = orig_start(self)
+        seen.append((used(self), self.kv_capacity))
+        return t
+
+    def end(self):
+        orig_end(self)
+        seen.append((self.ctx + self.kv_prefill, self.kv_capacity))
+
+    monkeypatch.setattr(disagg.DecodeReplica, "_start", start)
+    monkeypatch.setattr(disagg.DecodeReplica, "_end", end)
+    data = scen(model="llama-3.1-70b").model_dump(mode="json", exclude_none=True)
+    sv = data["serving"]
+    del sv["pools"]["gpu"]
+    sv["pools"]["pre"] |= {"tp": 2, "replicas": 2}
+    sv["pools"]["dec"] |= {"tp": 2, "replicas": 1}
+    sv["workloads"]["chat"]["prompt_tokens"] = {"kind": "fixed", "value": 1000}
+    sv["workloads"]["chat"]["output_tokens"] = {"kind": "fixed", "value": 200}
+    sv["workloads"]["chat"]["arrival"]["rate_per_s"] = 3.0
+    res = fleetsim.run(Scenario.model_validate(data))
+    assert len(seen) > 50
+    cap = seen[0][1]
+    assert max(u for u, _ in seen) <= cap
+    assert max(u for u, _ in seen) > 0.8 * cap  # the cache did fill: the bound was tested
+    assert (res.requests.status == "completed").sum() > 10
+
+
+def test_the_fleet_refuses_prefill_decode_pools_with_a_message(tmp_path, runner):
+    """Until the fleet buys units per role, it says so (exit 2) instead of calling a prefill
+    pool unable to serve."""
+    from pathlib import Path
+
+    import yaml
+
+    from fleetsim.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "scenarios/fleet_small.yaml").read_text())
+    pools = data["serving"]["pools"]
+    pools["ascend"] |= {"role": "prefill", "handoff": {"decode_pool": "h20", "link_gbps": 50}}
+    pools["h20"]["role"] = "decode"
+    path = tmp_path / "pd_fleet.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = runner.invoke(main, ["run", str(path), "-o", str(tmp_path / "o")])
+    assert out.exit_code == 2, out.output
+    assert "serving.pools.ascend.role" in out.output
+    assert "Traceback" not in out.output
