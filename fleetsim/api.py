@@ -972,3 +972,31 @@ def decide(scenario: Scenario, chip: str, versus: str, reference: str | None, pe
     return run_decide(scenario, chip, versus, reference, list(perfs), list(prices),
                       out_dir=Path(out_dir) if out_dir is not None else None, cache=ResultCache(),
                       progress=progress)
+
+
+def seek(
+    scenario: str | Path,
+    path: str,
+    target: str,
+    *,
+    bracket: tuple[float, float] | None = None,
+    seeds: int = 1,
+    seed: int | None = None,
+    overrides: Sequence[str] = (),
+    out_dir: str | Path | None = None,
+    rel_tol: float = 0.01,
+    max_probes: int = 30,
+    log: Callable[[str], None] | None = None,
+):
+    """Goal seek (`fleetsim sweep SCENARIO --seek PATH --target 'METRIC<=X'`): the boundary value of
+    PATH for the target, by bisection on common random numbers; returns a SeekResult.
+
+        api.seek("scenarios/fleet_small.yaml", "fleet.budget.total_usd", "unmet_demand_share<=0.01")
+    """
+    from fleetsim.sweep.seek import parse_target
+    from fleetsim.sweep.seek import seek as run_seek
+
+    if out_dir is None:
+        out_dir = Path("outputs") / "sweeps" / f"{Path(scenario).stem}-seek"
+    return run_seek(scenario, path, parse_target(target), out_dir, bracket=bracket, seeds=seeds, seed=seed,
+                    overrides=list(overrides), rel_tol=rel_tol, max_probes=max_probes, log=log)

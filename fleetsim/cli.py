@@ -438,27 +438,55 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
                    "so differences between points are paired on common random numbers).")
 @click.option("--baseline", type=click.IntRange(min=0), help="Point the paired differences are taken against (default 0).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (also when $CI is set).")
+@click.option("--seek", "seek_path", metavar="PATH",
+              help="Goal seek: bisect this numeric --set path for the --target (common random numbers).")
+@click.option("--target", metavar="METRIC<=X", help="With --seek: the condition to meet (<=, >=, <, >).")
+@click.option("--bracket", metavar="LO:HI", help="With --seek: the interval to search (default: a quarter to "
+              "four times the scenario's value).")
+@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+              help="With --seek: stop when the bracket is narrower than this share of its value.")
+@click.option("--max-probes", type=click.IntRange(min=2), default=30, show_default=True,
+              help="With --seek: the most runs of the scenario per seed.")
 @user_errors
 def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overrides, out_dir, workers,
-          scheduler, dask_local, metric, heatmap, retry_failed, quiet, independent, baseline) -> None:
-    """Run SCENARIO over a grid or Latin hypercube of --set values, resumably.
+          scheduler, dask_local, metric, heatmap, retry_failed, quiet, independent, baseline, seek_path, target, bracket, tol,
+          max_probes) -> None:
+    """Run SCENARIO over a grid or Latin hypercube of --set values, resumably; or, with --seek,
+    find the value of one path that just meets a target.
 
     \b
-    Example:
-      fleetsim sweep scenarios/quickstart.yaml --param serving.pools.h20.replicas=2,4 \\
+    Examples:
+      fleetsim sweep scenarios/serving_quickstart.yaml --param serving.pools.h20.replicas=2,4 \\
         --range serving.workloads.chat.arrival.rate_per_s=3:6:3 --seeds 3 -o outputs/sw
-      fleetsim sweep scenarios/quickstart.yaml --file scenarios/sweeps/quickstart-load.yaml
+      fleetsim sweep scenarios/serving_quickstart.yaml --file scenarios/sweeps/quickstart-capacity.yaml
+      fleetsim sweep scenarios/fleet_small.yaml --param fleet.budget.total_usd=0.2e9,0.9e9
+      fleetsim sweep scenarios/fleet_small.yaml --seek fleet.budget.total_usd \\
+        --target 'unmet_demand_share<=0.01' --bracket 1e8:1e9
     """
-    import signal
-
     from fleetsim import api
-    from fleetsim.sweep.spec import parse_param, parse_range
+    from fleetsim.sweep.spec import SweepError, parse_param, parse_range
     from fleetsim.sweep.summary import summary_text
 
-    def _term(signum, frame):  # SIGTERM stops like Ctrl-C: runs in flight end, finished ones stay
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _term)
+    if seek_path is not None or target is not None:
+        if seek_path is None or target is None:
+            raise SweepError("--seek PATH and --target 'METRIC<=X' go together")
+        if params or ranges or sample or sweep_file or heatmap or metric:
+            raise SweepError("--seek searches one path: leave out --param, --range, --sample, --file, "
+                             "--metric and --heatmap")
+        span = None
+        if bracket is not None:
+            parts = bracket.split(":")
+            try:
+                span = (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
+            except ValueError:
+                span = None
+            if span is None:
+                raise SweepError(f"--bracket takes LO:HI (for example 1e8:1e9), got '{bracket}'")
+        res = api.seek(scenario, seek_path, target, bracket=span, seeds=seeds or 1, seed=seed,
+                       overrides=overrides, out_dir=out_dir, rel_tol=tol, max_probes=max_probes,
+                       log=click.echo)
+        click.echo(res.text())
+        return
     pmap, rmap = {}, {}
     for text in params:
         path, values = parse_param(text)

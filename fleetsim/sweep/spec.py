@@ -144,8 +144,8 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
     for item in raw.split(","):
         if not item.strip():
             raise SweepError(f"--param '{text}': an empty value; give path=v1,v2,...")
-        try:
-            values.append(yaml.safe_load(item))
+        try:  # YAML 1.2 numbers: 0.9e9 is a number, as the docs write them (not YAML 1.1's text)
+            values.append(yaml.load(item, Loader=_SweepLoader))
         except yaml.YAMLError:
             values.append(item.strip())
     return path, values
