@@ -463,9 +463,16 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
       fleetsim sweep scenarios/fleet_small.yaml --seek fleet.budget.total_usd \\
         --target 'unmet_demand_share<=0.01' --bracket 1e8:1e9
     """
+    import signal
+
     from fleetsim import api
     from fleetsim.sweep.spec import SweepError, parse_param, parse_range
     from fleetsim.sweep.summary import summary_text
+
+    def _term(signum, frame):  # SIGTERM stops like Ctrl-C: runs in flight end, finished ones stay
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
 
     if seek_path is not None or target is not None:
         if seek_path is None or target is None:
