@@ -49,6 +49,16 @@ def user_errors(fn):
     return wrapper
 
 
+def _load(scenario: Path, overrides: tuple[str, ...]):
+    """api.load_scenario, printing on stderr what loading changed that the user did not write."""
+    from fleetsim import api
+
+    scen = api.load_scenario(scenario, overrides)
+    for note in scen.notes:
+        click.echo(f"note: {note}", err=True)
+    return scen
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fleetsim")
 def main() -> None:
@@ -80,7 +90,7 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
     """
     from fleetsim import api
 
-    scen = api.load_scenario(scenario, overrides)
+    scen = _load(scenario, overrides)
     for line in api.input_warnings(scen):
         click.echo(f"warning: {scenario}: {line}", err=True)
     out_dir = out_dir or api.default_run_dir(scen.name)
@@ -242,7 +252,7 @@ def validate(scenario: Path, overrides: tuple[str, ...]) -> None:
     """
     from fleetsim import api
 
-    scen = api.load_scenario(scenario, overrides)
+    scen = _load(scenario, overrides)
     for line in api.input_warnings(scen):
         click.echo(f"warning: {scenario}: {line}", err=True)
     click.echo(f"ok: {scenario} ({scen.name})")
@@ -401,7 +411,7 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
     """
     from fleetsim import api
 
-    scen = api.load_scenario(scenario, overrides)
+    scen = _load(scenario, overrides)
     try:
         with _progress(False) as progress:  # (report) a bar with time left on long searches
             rows = api.capacity_table(scen, progress=progress)

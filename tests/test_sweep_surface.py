@@ -175,3 +175,32 @@ def test_docs_fleet_refusal_is_what_the_cli_prints(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["sweep", "scenarios/quickstart.yaml", "--param", "serving.pools.h20.replicas=2,4",
                                   "-o", str(tmp_path / "x"), "-q"])
     assert r.exit_code == 2 and r.output.strip() == quoted
+
+
+@pytest.mark.parametrize("kind", ["cheapest", "domestic_share", "optimal"])
+def test_set_planner_kind_on_the_reference_case(monkeypatch, kind):
+    """`--set fleet.planner.kind=X` on the reference case: the planner fields X lacks are dropped,
+    each with a note on stderr; the scenario validates with the new planner."""
+    monkeypatch.chdir(ROOT)
+    r = CliRunner().invoke(main, ["validate", "scenarios/alibaba_2025.yaml", "--set", f"fleet.planner.kind={kind}"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("ok: scenarios/alibaba_2025.yaml")
+    dropped = "horizon_days" if kind == "optimal" else "risk_weight"
+    assert f"note: fleet.planner.{dropped} dropped: fleet.planner.kind={kind} has no such field" in r.stderr
+    from fleetsim import api
+
+    scen = api.load_scenario("scenarios/alibaba_2025.yaml", [f"fleet.planner.kind={kind}"])
+    assert scen.fleet.planner.kind == kind
+
+
+def test_set_kind_keeps_fields_set_after_it(monkeypatch):
+    """A field written after the kind is kept; one the new kind lacks is still refused."""
+    from fleetsim import api
+
+    monkeypatch.chdir(ROOT)
+    scen = api.load_scenario("scenarios/alibaba_2025.yaml",
+                             ["fleet.planner.kind=security_weighted", "fleet.planner.risk_weight=3"])
+    assert scen.fleet.planner.risk_weight == 3 and not scen.notes
+    r = CliRunner().invoke(main, ["validate", "scenarios/alibaba_2025.yaml", "--set", "fleet.planner.kind=cheapest",
+                                  "--set", "fleet.planner.risk_weight=3"])
+    assert r.exit_code == 2 and "risk_weight" in r.output
