@@ -44,6 +44,7 @@ class RunResult:
     quantiles: pd.DataFrame | None = None    # fleet: per day and chip kind, quantiles over futures
     run_dir: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. plots that could not be drawn
 
 
 def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
@@ -260,11 +261,14 @@ def run(
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
     overwrite: bool = True,
+    plots: bool = False,
 ) -> RunResult:
     """Run a scenario; with `out_dir`, write the run folder (manifest last, error.json on failure).
 
     `out_dir` may be new, empty, or an earlier fleetsim run (replaced only with `overwrite`; the
-    CLI passes False unless --overwrite); a folder holding other files is always refused.
+    CLI passes False unless --overwrite); a folder holding other files is always refused. With
+    `plots`, plots/ and report.html are drawn before the manifest, which lists them: a run
+    interrupted while plotting leaves error.json (stage plot or report), never a manifest.
     """
     from fleetsim.results import runfolder
 
@@ -301,8 +305,22 @@ def run(
             result.summary["warnings"] = warnings
         if run_dir is not None:
             stage = "write"
-            _write(result, run_dir)
+            manifest = _write(result, run_dir)
             result.run_dir = run_dir
+            if plots:
+                stage = "plot"
+                if progress is not None:
+                    progress("plots and report")
+                try:
+                    drawn = plot(run_dir)
+                except FleetsimError as exc:  # the run is complete: warn, and still write the report
+                    result.warnings.append(str(exc))
+                    drawn = sorted((run_dir / "plots").glob("*.*")) if (run_dir / "plots").is_dir() else []
+                stage = "report"
+                page = report(run_dir)
+                manifest["files"] += [p.relative_to(run_dir).as_posix() for p in drawn] + [page.name]
+            stage = "write"
+            runfolder.commit_manifest(run_dir, manifest)
         return result
     except BaseException as exc:
         if run_dir is not None:
@@ -459,7 +477,9 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
     )
 
 
-def _write(result: RunResult, run_dir: Path) -> None:
+def _write(result: RunResult, run_dir: Path) -> dict[str, Any]:
+    """Tables, summary and resolved scenario; the manifest is staged (readable by this process's
+    plots and report only) and returned, for `runfolder.commit_manifest` once all is written."""
     from fleetsim.results import runfolder
 
     files = []
@@ -476,7 +496,7 @@ def _write(result: RunResult, run_dir: Path) -> None:
     files.append("scenario.resolved.json")
     kind = ("fleet" if result.scenario.fleet is not None
             else "serving" if result.scenario.serving is not None else "reliability")
-    runfolder.write_manifest(
+    return runfolder.stage_manifest(
         run_dir, scenario=scenario_dump, seed=result.scenario.seed, timings=result.timings_s,
         files=files, version=__version__, kind=kind,
     )
@@ -888,15 +908,21 @@ def goodput_text(rows: list[dict[str, Any]]) -> str:
 def plot(run_dir: str | Path, svg: bool = False) -> list[Path]:
     """Draw every plot the run folder's tables support into RUN_DIR/plots (PNG; SVG too if `svg`)."""
     from fleetsim.report.plots import draw_all
+    from fleetsim.results.runfolder import add_to_manifest
 
-    return draw_all(Path(run_dir), svg=svg)
+    drawn = draw_all(Path(run_dir), svg=svg)
+    add_to_manifest(Path(run_dir), drawn)  # a finished run's manifest lists what is its own
+    return drawn
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write RUN_DIR/report.html: one self-contained page (plots embedded)."""
     from fleetsim.report.html import write_report
+    from fleetsim.results.runfolder import add_to_manifest
 
-    return write_report(Path(run_dir), Path(out) if out else None)
+    page = write_report(Path(run_dir), Path(out) if out else None)
+    add_to_manifest(Path(run_dir), [page])
+    return page
 
 
 def compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:

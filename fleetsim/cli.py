@@ -25,8 +25,16 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess 
     raise Terminated("terminated by SIGTERM")
 
 
+def _on_sigint(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise KeyboardInterrupt
+
+
 def user_errors(fn):
-    """Turn a FleetsimError into one line on stderr and exit code 2 (never a traceback)."""
+    """Turn a FleetsimError into one line on stderr and exit code 2 (never a traceback).
+
+    SIGINT and SIGTERM get explicit handlers: a process started with SIGINT ignored (a
+    background job of a non-interactive shell, some CI runners) inherits SIG_IGN, and Python
+    then installs no Ctrl-C handler of its own, so without this it could not be stopped by SIGINT."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -34,7 +42,8 @@ def user_errors(fn):
 
         try:
             signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread (an embedding program): leave its handler alone
+            signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not the main thread (an embedding program): leave its handlers alone
             pass
         try:
             return fn(*args, **kwargs)
@@ -95,14 +104,13 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
         click.echo(f"warning: {scenario}: {line}", err=True)
     out_dir = out_dir or api.default_run_dir(scen.name)
     with _progress(quiet) as progress:
-        result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite)
-        if not no_plots:
-            progress("plots and report")
-            try:
-                api.plot(result.run_dir)
-            except FleetsimError as exc:  # the run is complete: warn, and still write the report
-                click.echo(f"warning: {exc}", err=True)
-            report = api.report(result.run_dir)
+        # plots and report.html before manifest.json, which lists them (an interrupt while
+        # plotting leaves error.json, never a folder that looks complete)
+        result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite,
+                         plots=not no_plots)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    report = result.run_dir / "report.html"
     if not quiet:
         click.echo(api.summary_text(result.summary))
     click.echo(f"outputs: {result.run_dir}")
@@ -465,7 +473,7 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
     find the value of one path that just meets a target.
 
     \b
-    Examples:
+    Example:
       fleetsim sweep scenarios/serving_quickstart.yaml --param serving.pools.h20.replicas=2,4 \\
         --range serving.workloads.chat.arrival.rate_per_s=3:6:3 --seeds 3 -o outputs/sw
       fleetsim sweep scenarios/serving_quickstart.yaml --file scenarios/sweeps/quickstart-capacity.yaml

@@ -24,7 +24,7 @@ FAST_SERVING = ["--set", "serving.duration_s=40", "--set", "serving.warmup_s=10"
 def help_examples(command: str) -> list[str]:
     """The example commands of `fleetsim COMMAND --help` (continuation lines joined)."""
     out = CliRunner().invoke(main, [command, "--help"]).output
-    block = out.split("Example", 1)[1].split("\n\n")[0]
+    block = out.split("Example:", 1)[1].split("\n\n")[0]
     lines = [ln.strip() for ln in block.splitlines()[1:] if ln.strip()]
     cmds, cur = [], ""
     for ln in lines:
