@@ -153,6 +153,9 @@ def check_references(scenario: Scenario) -> None:
                 raise _unknown("chip", cohort.chip, chips, f"reliability.cohort_run.cohorts.{i}.chip",
                                "catalog.chips")
         _check_cohort_size(scenario.reliability.cohort_run)  # (report) memory limit before the start
+    from fleetsim import sizing
+
+    sizing.check(scenario, chips, models)  # time and memory before the start, every kind of run
 
 
 def _expand_roadmaps(scenario: Scenario) -> Scenario:
@@ -736,6 +739,20 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
     return out
 
 
+def size_estimate(scenario: Scenario):
+    """Estimated wall time and peak memory of the run (fleetsim.sizing), before it starts."""
+    from fleetsim import sizing
+
+    return sizing.estimate(scenario, *resolve_catalogs(scenario))
+
+
+def size_warnings(scenario: Scenario) -> list[str]:
+    """What to print before a run that may take long (and what to change)."""
+    from fleetsim import sizing
+
+    return sizing.warnings(size_estimate(scenario))
+
+
 def derived_facts(scenario: Scenario) -> list[str]:
     """What `validate` prints: what the inputs imply before anything runs."""
     from fleetsim.serving.window import pool_kernel
@@ -814,6 +831,11 @@ def derived_facts(scenario: Scenario) -> list[str]:
             f"{k}: {', '.join(v)}" for k, v in by_chip.items()))
     else:
         lines.append("placeholders used: none")
+    est = size_estimate(scenario)
+    lines.append(est.text())
+    from fleetsim import sizing
+
+    lines.extend(f"warning: {w}" for w in sizing.warnings(est))
     return lines
 
 

@@ -102,12 +102,17 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
     scen = _load(scenario, overrides)
     for line in api.input_warnings(scen):
         click.echo(f"warning: {scenario}: {line}", err=True)
+    for warning in api.size_warnings(scen):  # refused past the memory limit already, by loading
+        click.echo(f"warning: {warning}", err=True)
     out_dir = out_dir or api.default_run_dir(scen.name)
     with _progress(quiet) as progress:
         # plots and report.html before manifest.json, which lists them (an interrupt while
         # plotting leaves error.json, never a folder that looks complete)
-        result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite,
-                         plots=not no_plots)
+        try:
+            result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite,
+                             plots=not no_plots)
+        except FleetsimError as exc:  # one found mid-run (a fleet window too big): name the file
+            raise exc.with_file(str(scenario)) from None
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     report = result.run_dir / "report.html"
