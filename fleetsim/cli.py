@@ -377,12 +377,13 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
       fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --perf 0.3:0.5:3
     """
     from fleetsim import api
+    from fleetsim import sweep as sweeps
 
     scen = api.load_scenario(scenario, overrides)
     try:
         with _progress(False) as progress:
-            out = api.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
-                             out_dir=out_dir, progress=progress)
+            out = sweeps.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
+                                out_dir=out_dir, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     click.echo(out["text"])
@@ -488,7 +489,7 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
     """
     import signal
 
-    from fleetsim import api
+    from fleetsim import sweep as sweeps
     from fleetsim.sweep.spec import SweepError, parse_param, parse_range
     from fleetsim.sweep.summary import summary_text
 
@@ -512,7 +513,7 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
                 span = None
             if span is None:
                 raise SweepError(f"--bracket takes LO:HI (for example 1e8:1e9), got '{bracket}'")
-        res = api.seek(scenario, seek_path, target, bracket=span, seeds=seeds or 1, seed=seed,
+        res = sweeps.seek(scenario, seek_path, target, bracket=span, seeds=seeds or 1, seed=seed,
                        overrides=overrides, out_dir=out_dir, rel_tol=tol, max_probes=max_probes,
                        log=click.echo)
         click.echo(res.text())
@@ -529,7 +530,7 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
             raise FleetsimError(f"axis '{path}' is given twice; keep one")
         rmap[path] = axis
     log = None if quiet else (lambda msg: click.echo(f"... {msg}", err=True))
-    res = api.sweep(scenario, params=pmap, ranges=rmap, sample=sample, seeds=seeds, seed=seed,
+    res = sweeps.sweep(scenario, params=pmap, ranges=rmap, sample=sample, seeds=seeds, seed=seed,
                     overrides=overrides, sweep_file=sweep_file, out_dir=out_dir, workers=workers,
                     scheduler=scheduler, dask_local=dask_local, metric=metric,
                     heatmap=heatmap.split(",") if heatmap else None, quiet=quiet,

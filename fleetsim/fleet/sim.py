@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +34,7 @@ from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
                                     PoolState, make_planner)
+from fleetsim.fleet.records import FleetResult, build_result  # FleetResult: re-exported here
 from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
                                    combined_state, ships)
 from fleetsim.reliability.cohort import CohortFleet, resolve_chip
@@ -86,21 +87,6 @@ class Order:
         if self.kind == "rent":
             return 0.0
         return self.count * (self.price_usd_per_chip + self.levy_usd_per_chip + self.overhead_usd_per_chip)
-
-
-@dataclass
-class FleetResult:
-    """Columns for the run folder (fleetsim.results.tables makes the Parquet tables)."""
-
-    timeline: dict[str, Any]
-    ledger: dict[str, Any]
-    orders: dict[str, Any]
-    events: dict[str, Any]
-    windows: dict[str, Any] | None
-    summary: dict[str, Any]
-    capacity: list[dict[str, Any]]
-    pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
-    hourly: dict[str, Any] | None = None  # sampled days hour by hour (elastic rentals, off-peak work)
 
 
 class _Channel:
@@ -1036,8 +1022,6 @@ class _FleetSim:
         return rows
 
     def _result(self, windows) -> FleetResult:
-        from fleetsim.fleet.records import build_result
-
         return build_result(self, windows)
 
 
