@@ -144,7 +144,11 @@ def _fleet(est: SizeEstimate, scenario: Any, chips: dict, models: dict) -> None:
     cell_rps = max((r for r, _ in sat.values()), default=0.0) * win.cell_replicas
     # demand at each window's hour (the daily peak: windows default to the peak hour)
     t = np.array(wdays, dtype=float)
-    peak = sum(dem.forecast(d, f, days)[wdays] * d.peak_to_mean for d in f.demand.values())
+    from fleetsim.fleet.tokens import base_tokens_per_s, class_tokens
+
+    tokens = class_tokens(scenario)
+    peak = sum(dem.forecast(d, f, days, base_tokens_per_s(d, tokens[c]))[wdays] * d.peak_to_mean
+               for c, d in f.demand.items())
     cap = _capacity_bound(scenario, chips, sat, t)
     overload = np.where(cap > 0, peak / np.maximum(cap, 1e-300), np.inf)
     overload = np.clip(overload, 1.0, 1e12)
