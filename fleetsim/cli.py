@@ -377,13 +377,13 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
       fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --perf 0.3:0.5:3
     """
     from fleetsim import api
-    from fleetsim import sweep as sweeps
+    from fleetsim.sweep import entry
 
     scen = api.load_scenario(scenario, overrides)
     try:
         with _progress(False) as progress:
-            out = sweeps.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
-                                out_dir=out_dir, progress=progress)
+            out = entry.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
+                               out_dir=out_dir, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     click.echo(out["text"])

@@ -7,7 +7,7 @@ Runs scenarios through `fleetsim.api` only (which never imports this package).
     from fleetsim.sweep import sweep, seek
 """
 
-from fleetsim.sweep.entry import decide, seek, sweep
+from fleetsim.sweep.entry import seek, sweep  # (entry.decide: the submodule `decide` keeps its name)
 from fleetsim.sweep.runner import SweepResult, resolve_points, run_point, run_sweep
 from fleetsim.sweep.spec import (
            SweepError,
@@ -19,4 +19,4 @@ from fleetsim.sweep.spec import (
 )
 
 __all__ = ["SweepError", "SweepResult", "SweepSpec", "load_sweep_file", "merge", "parse_param",
-           "parse_range", "resolve_points", "run_point", "run_sweep", "seek", "sweep", "decide"]
+           "parse_range", "resolve_points", "run_point", "run_sweep", "seek", "sweep"]
