@@ -28,7 +28,7 @@ def test_the_ten_year_fleet_is_refused_with_what_to_change(user_error):
     assert "FLEETSIM_MAX_MEMORY_GB" in msg
     # the figures docs/fleet.md quotes for this command
     assert "about 183 GB of memory and 10.1 h" in msg and "up to 2.29e+08 requests each" in msg
-    assert "demand up to 3.36e+04x" in msg
+    assert "demand up to 3.43e+04x" in msg
     doc = " ".join((ROOT / "docs" / "fleet.md").read_text().split())
     assert "--set fleet.budget.schedule=even" in doc and "up to 2.3e8 requests each" in doc
     assert "3.4e4 times" in doc and "about 183 GB and 10 h" in doc
