@@ -13,6 +13,7 @@ monthly windows); 10x the fleet <= 1.5x the time.
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO = ROOT / "scenarios" / "alibaba_2025.yaml"
+SCENARIO = ROOT / "scenarios" / pick("alibaba_2025.yaml", "fleet_small.yaml")
 
 CHILD = r"""
 import json, os, resource, sys, tempfile, time
@@ -100,6 +101,9 @@ def show(label: str, r: dict) -> None:
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    if SMOKE:  # one warm case of the small fleet, one year
+        show("smoke (fleet_small, 1 y)", run({"years": 1}))
+        return
     if "--warm-only" not in sys.argv:
         with tempfile.TemporaryDirectory() as cold:
             show("cold capacity cache", run({}, cache=cold))

@@ -9,6 +9,7 @@ intervals. Figures are wall-clock on a shared machine: noisy.
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import itertools
 import sys
 import time
@@ -21,7 +22,10 @@ def main(path: str, n_seeds: int) -> None:
     base = fleetsim.load_scenario(path)
     results: dict[tuple[str, str], list] = {}
     for seed in range(n_seeds):
-        scen = base.with_overrides([f"seed={seed}"])
+        coarse = ["serving.goodput.precision=0.3", "serving.goodput.duration_s=30", "serving.goodput.warmup_s=5",
+                  "serving.goodput.requests_per_window=100", "serving.goodput.min_windows=3",
+                  "serving.goodput.max_windows=5", "serving.goodput.cell_replicas=1"]
+        scen = base.with_overrides([f"seed={seed}", *pick([], coarse)])
         for pool, pcfg in scen.serving.pools.items():
             for wname, wl in scen.serving.workloads.items():
                 if wl.model != pcfg.model:
@@ -55,4 +59,4 @@ def main(path: str, n_seeds: int) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "scenarios/quickstart.yaml",
-         int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+         int(sys.argv[2]) if len(sys.argv) > 2 else pick(10, 2))

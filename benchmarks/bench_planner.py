@@ -14,6 +14,7 @@ touch the planner). Solve time = building the MILP + HiGHS + the binding-constra
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import argparse
 import copy
 import json
@@ -27,8 +28,8 @@ import fleetsim
 from fleetsim.fleet.optimal import adapter
 from fleetsim.fleet.optimal.milp import solve
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "alibaba_2025.yaml"
-BASE = ["fleet.windows.enabled=false"]
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / pick("alibaba_2025.yaml", "fleet_small.yaml")
+BASE = ["fleet.windows.enabled=false", *pick([], ["fleet.years=1"])]
 
 
 def _planner(**kw) -> str:
@@ -86,14 +87,14 @@ def bench_solve() -> None:
     print("## Solve time per planning period (first period of alibaba_2025, 12 monthly periods)")
     print("| futures K | variables | integers | rows | solve s | status | MIP gap |")
     print("|---|---|---|---|---|---|---|")
-    for K in (1, 10, 20, 50):
+    for K in pick((1, 10, 20, 50), (1,)):
         cfg = cfg_base.model_copy(update={"futures": K})
         pr, _ = adapter.build_problem(state, cfg)
         plan = solve(pr, time_limit_s=cfg.time_limit_s, mip_gap=cfg.mip_gap)
         print(f"| {K} | {plan.n_vars} | {plan.n_int} | {plan.n_rows} | {plan.solve_s:.2f} | "
               f"{plan.status} | {plan.mip_gap:.2g} |")
     print("\n## 36 monthly periods in one problem (the whole horizon at once), K = 20")
-    cfg = cfg_base.model_copy(update={"futures": 20, "horizon_periods": 36})
+    cfg = cfg_base.model_copy(update={"futures": pick(20, 1), "horizon_periods": pick(36, 3)})
     pr, _ = adapter.build_problem(state, cfg)
     plan = solve(pr, time_limit_s=cfg.time_limit_s, mip_gap=cfg.mip_gap)
     print(f"variables {plan.n_vars}, integers {plan.n_int}, rows {plan.n_rows}: {plan.solve_s:.2f} s, "
@@ -182,6 +183,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=["solve", "front", "runs", "shock", "target"])
     a = ap.parse_args()
+    if SMOKE and a.only is None:
+        a.only = "solve"
     np.set_printoptions(precision=3)
     for name, fn in (("solve", bench_solve), ("front", bench_front), ("runs", bench_runs),
                      ("shock", bench_shock), ("target", bench_target)):

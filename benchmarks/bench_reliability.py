@@ -9,6 +9,7 @@ advance cost per call by pool size, and RepairShop crashes per second.
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import argparse
 import time
 
@@ -32,18 +33,18 @@ def _best(fn, repeat=3):
 def bench_cohorts() -> None:
     print("cohort run: one H100 cohort at busy 0.9, 25 +/- 3 C hall (best of 3)")
     print(f"{'chips':>9} {'days':>5} {'wall_s':>8} {'crashes':>8} {'events':>8} {'us/event':>9}")
-    for days in (54, 365):
-        for n in (5_000, 50_000, 500_000):
+    for days in pick((54, 365), (10,)):
+        for n in pick((5_000, 50_000, 500_000), (500,)):
             cfg = ReliabilityConfig.model_validate(
                 {
                     "halls": {"default": {"ambient_c": 25, "daily_swing_c": 6}},
-                    "fleet": {
+                    "cohort_run": {
                         "days": days,
                         "cohorts": [{"chip": "h100", "count": n, "utilisation": 0.9}],
                     },
                 }
             )
-            wall, res = _best(lambda cfg=cfg: run_reliability(cfg, {}, np.random.default_rng(1)))
+            wall, res = _best(lambda cfg=cfg: run_reliability(cfg, {}, np.random.default_rng(1)), pick(3, 1))
             ev = len(res.events["time_s"])
             print(
                 f"{n:>9} {days:>5} {wall:>8.3f} {res.summary['crashes']:>8} {ev:>8} {1e6 * wall / max(ev, 1):>9.1f}"
@@ -54,10 +55,10 @@ def bench_pool_health() -> None:
     print("\nPoolHealth.advance (domestic chip, hot hall so the governor works), per call")
     p = chip_reliability("ascend-910b")
     hall = HallConfig(ambient_c=32, daily_swing_c=6, cooling_factor=1.3)
-    for n in (16, 128, 1024):
+    for n in pick((16, 128, 1024), (16,)):
         ph = PoolHealth(p, hall, n, 8, np.random.default_rng(0), 12.0, initial_utilisation=0.8)
         u = np.random.default_rng(1).uniform(0.5, 1.0, n)
-        steps = 2000
+        steps = pick(2000, 20)
         t0 = time.perf_counter()
         for k in range(steps):
             ph.advance(15.0 * k, 15.0, u)
@@ -70,7 +71,7 @@ def bench_pool_health() -> None:
 def bench_repair_shop() -> None:
     env = simpy.Environment()
     shop = RepairShop(env, RepairConfig(technicians=20), np.random.default_rng(0), n_chips=100_000)
-    n = 20_000
+    n = pick(20_000, 200)
 
     def crashes():
         for i in range(n):
@@ -93,16 +94,16 @@ def stress_table() -> None:
         f"{'chip':>12} {'cooling':>7} {'mean_T_C':>8} {'throttled':>9} {'clock':>6} {'crash/chip-yr':>13} "
         f"{'avail':>7} {'eff_cap':>7}"
     )
-    for chip in ("h100", "ascend-910b"):
-        for cooling in (1.0, 1.2, 1.4, 1.6):
+    for chip in pick(("h100", "ascend-910b"), ("h100",)):
+        for cooling in pick((1.0, 1.2, 1.4, 1.6), (1.2,)):
             cfg = ReliabilityConfig.model_validate(
                 {
                     "halls": {
                         "default": {"ambient_c": 28, "daily_swing_c": 6, "cooling_factor": cooling}
                     },
-                    "fleet": {
-                        "days": 90,
-                        "cohorts": [{"chip": chip, "count": 4096, "utilisation": 0.8}],
+                    "cohort_run": {
+                        "days": pick(90, 5),
+                        "cohorts": [{"chip": chip, "count": pick(4096, 64), "utilisation": 0.8}],
                     },
                 }
             )
@@ -119,9 +120,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stress", action="store_true", help="print the cooling-stress table instead")
     args = ap.parse_args()
-    if args.stress:
+    if args.stress or SMOKE:
         stress_table()
-        return
+        if not SMOKE:
+            return
     bench_cohorts()
     bench_pool_health()
     bench_repair_shop()

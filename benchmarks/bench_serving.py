@@ -17,6 +17,7 @@ Run: python benchmarks/bench_serving.py [--profile] [--requests N]. One core; fi
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import argparse
 import cProfile
 import io
@@ -180,7 +181,7 @@ def _top(prof: cProfile.Profile, n: int = 15) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=200_000,
+    ap.add_argument("--requests", type=int, default=pick(200_000, 500),
                     help="requests per run (default 200,000)")
     ap.add_argument("--profile", action="store_true", help="print cProfile hot spots of each run")
     ap.add_argument("--skip-ciw", action="store_true")

@@ -17,6 +17,7 @@ on a shared machine the figures are noisy and say so.
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import argparse
 import os
 import time
@@ -69,8 +70,9 @@ def bench(case: str) -> None:
     print(f"\n{case}: {path.name}, {len(points)} points x {spec.seeds} seeds = {len(tasks)} runs "
           f"(load average before: {os.getloadavg()[0]:.1f})")
     rates = {}
-    for label, make in (("pool, 1 worker", lambda: ProcessPool(1)), ("pool, 2 workers", lambda: ProcessPool(2)),
-                        ("dask LocalCluster, 2 workers", lambda: DaskExecutor(local_workers=2))):
+    makers = (("pool, 1 worker", lambda: ProcessPool(1)), ("pool, 2 workers", lambda: ProcessPool(2)),
+              ("dask LocalCluster, 2 workers", lambda: DaskExecutor(local_workers=2)))
+    for label, make in pick(makers, makers[:1]):
         t0 = time.perf_counter()
         ex = make()
         warm(ex)
@@ -83,6 +85,8 @@ def bench(case: str) -> None:
         busy = per_run * len(tasks) / (ex.workers * wall)
         print(f"  {label:30s} {rates[label]:7.1f} runs/min  ({wall:6.1f} s for {len(tasks)} runs; "
               f"one run {per_run:.2f} s wall, {cpu:.2f} s CPU in its worker; workers busy {busy:.0%}; start-up {start:4.1f} s)")
+    if SMOKE:
+        return
     eff = rates["pool, 2 workers"] / (2 * rates["pool, 1 worker"])
     dask_over = rates["pool, 2 workers"] / rates["dask LocalCluster, 2 workers"] - 1
     print(f"  scaling efficiency, 2 workers vs 1: {eff:.0%} (target >= 85%; a run slower in its worker "
@@ -96,5 +100,11 @@ if __name__ == "__main__":
     ap.add_argument("--serving", action="store_true", help="serving scenario only")
     ap.add_argument("--fleet", action="store_true", help="fleet scenario only")
     args = ap.parse_args()
+    if SMOKE:  # two points of each case, pool of one worker
+        for case, (path, spec) in CASES.items():
+            spec.params = {p: v[:2] for p, v in list(spec.params.items())[:1]}
+            spec.seeds = 1
+            spec.base_overrides = [o for o in spec.base_overrides if "duration" not in o] + (
+                ["serving.duration_s=20", "serving.warmup_s=5"] if case == "serving" else [])
     for case in [c for c in CASES if not (args.serving or args.fleet) or getattr(args, c)]:
         bench(case)

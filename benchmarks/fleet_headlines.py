@@ -12,6 +12,7 @@ fleet.replications futures and prints their intervals: docs/fleet.md "Futures".)
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import sys
 from pathlib import Path
 
@@ -21,13 +22,14 @@ from scipy import stats
 import fleetsim
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ("alibaba_2025", "h20_ban")
+CASES = pick(("alibaba_2025", "h20_ban"), ("fleet_small", "fleet_small"))
 
 
 def collect(name: str, seeds: int) -> list[dict]:
     out = []
     for k in range(1, seeds + 1):
-        sc = fleetsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml", [f"fleet.seed={k}", "fleet.replications=1"])
+        sc = fleetsim.load_scenario(ROOT / "scenarios" / f"{name}.yaml",
+                                    [f"fleet.seed={k}", "fleet.replications=1", *pick([], ["fleet.years=1"])])
         out.append(fleetsim.run(sc).summary["fleet"])
     return out
 
@@ -47,7 +49,7 @@ def ci(values) -> str:
 
 
 def main() -> None:
-    seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    seeds = int(sys.argv[1]) if len(sys.argv) > 1 else pick(5, 2)
     runs = {c: collect(c, seeds) for c in CASES}
     rows = [("capex USD bn, total", lambda s: s["capex_usd_total"] / 1e9)]
     for y in runs[CASES[0]][0]["capex_usd_by_year"]:
@@ -64,9 +66,9 @@ def main() -> None:
         ("impaired USD bn", lambda s: s["impairment_usd"] / 1e9),
         ("at risk USD bn (held at end)", lambda s: s["at_risk_usd"] / 1e9),
         ("H20 at risk USD bn", lambda s: s["channels"]["nvidia-h20"]["at_risk_usd"] / 1e9),
-        ("H200 ordered (k)", lambda s: s["channels"]["nvidia-h200"]["chips_ordered"] / 1e3),
-        ("H200 delivered (k)", lambda s: s["channels"]["nvidia-h200"]["chips_delivered"] / 1e3),
-        ("H200 at risk USD bn", lambda s: s["channels"]["nvidia-h200"]["at_risk_usd"] / 1e9),
+        ("H200 ordered (k)", lambda s: s["channels"].get("nvidia-h200", {}).get("chips_ordered", 0.0) / 1e3),
+        ("H200 delivered (k)", lambda s: s["channels"].get("nvidia-h200", {}).get("chips_delivered", 0.0) / 1e3),
+        ("H200 at risk USD bn", lambda s: s["channels"].get("nvidia-h200", {}).get("at_risk_usd", 0.0) / 1e9),
         ("energy kWh per Mtok", lambda s: s["energy_kwh_per_mtok"]),
         ("US dependence at end", lambda s: s["us_dependence_share_end"]),
         ("US dependence, mean", lambda s: s["us_dependence_share_mean"]),

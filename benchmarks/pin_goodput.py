@@ -8,6 +8,7 @@ fitted model; the crossing of the SLO percentile between two rates gives the pin
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import sys
 import time
 from pathlib import Path
@@ -47,4 +48,6 @@ def main(rates: list[float], windows: int) -> None:
 
 
 if __name__ == "__main__":
+    if SMOKE and len(sys.argv) < 3:
+        sys.argv[1:] = ["2.38", "2"]
     main([float(r) for r in sys.argv[1].split(",")], int(sys.argv[2]))

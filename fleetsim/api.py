@@ -44,6 +44,7 @@ class RunResult:
     quantiles: pd.DataFrame | None = None    # fleet: per day and chip kind, quantiles over futures
     run_dir: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. plots that could not be drawn
 
 
 def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
@@ -152,6 +153,9 @@ def check_references(scenario: Scenario) -> None:
                 raise _unknown("chip", cohort.chip, chips, f"reliability.cohort_run.cohorts.{i}.chip",
                                "catalog.chips")
         _check_cohort_size(scenario.reliability.cohort_run)  # (report) memory limit before the start
+    from fleetsim import sizing
+
+    sizing.check(scenario, chips, models)  # time and memory before the start, every kind of run
 
 
 def _expand_roadmaps(scenario: Scenario) -> Scenario:
@@ -260,11 +264,14 @@ def run(
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
     overwrite: bool = True,
+    plots: bool = False,
 ) -> RunResult:
     """Run a scenario; with `out_dir`, write the run folder (manifest last, error.json on failure).
 
     `out_dir` may be new, empty, or an earlier fleetsim run (replaced only with `overwrite`; the
-    CLI passes False unless --overwrite); a folder holding other files is always refused.
+    CLI passes False unless --overwrite); a folder holding other files is always refused. With
+    `plots`, plots/ and report.html are drawn before the manifest, which lists them: a run
+    interrupted while plotting leaves error.json (stage plot or report), never a manifest.
     """
     from fleetsim.results import runfolder
 
@@ -301,8 +308,22 @@ def run(
             result.summary["warnings"] = warnings
         if run_dir is not None:
             stage = "write"
-            _write(result, run_dir)
+            manifest = _write(result, run_dir)
             result.run_dir = run_dir
+            if plots:
+                stage = "plot"
+                if progress is not None:
+                    progress("plots and report")
+                try:
+                    drawn = plot(run_dir)
+                except FleetsimError as exc:  # the run is complete: warn, and still write the report
+                    result.warnings.append(str(exc))
+                    drawn = sorted((run_dir / "plots").glob("*.*")) if (run_dir / "plots").is_dir() else []
+                stage = "report"
+                page = report(run_dir)
+                manifest["files"] += [p.relative_to(run_dir).as_posix() for p in drawn] + [page.name]
+            stage = "write"
+            runfolder.commit_manifest(run_dir, manifest)
         return result
     except BaseException as exc:
         if run_dir is not None:
@@ -459,7 +480,9 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
     )
 
 
-def _write(result: RunResult, run_dir: Path) -> None:
+def _write(result: RunResult, run_dir: Path) -> dict[str, Any]:
+    """Tables, summary and resolved scenario; the manifest is staged (readable by this process's
+    plots and report only) and returned, for `runfolder.commit_manifest` once all is written."""
     from fleetsim.results import runfolder
 
     files = []
@@ -476,7 +499,7 @@ def _write(result: RunResult, run_dir: Path) -> None:
     files.append("scenario.resolved.json")
     kind = ("fleet" if result.scenario.fleet is not None
             else "serving" if result.scenario.serving is not None else "reliability")
-    runfolder.write_manifest(
+    return runfolder.stage_manifest(
         run_dir, scenario=scenario_dump, seed=result.scenario.seed, timings=result.timings_s,
         files=files, version=__version__, kind=kind,
     )
@@ -716,6 +739,20 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
     return out
 
 
+def size_estimate(scenario: Scenario):
+    """Estimated wall time and peak memory of the run (fleetsim.sizing), before it starts."""
+    from fleetsim import sizing
+
+    return sizing.estimate(scenario, *resolve_catalogs(scenario))
+
+
+def size_warnings(scenario: Scenario) -> list[str]:
+    """What to print before a run that may take long (and what to change)."""
+    from fleetsim import sizing
+
+    return sizing.warnings(size_estimate(scenario))
+
+
 def derived_facts(scenario: Scenario) -> list[str]:
     """What `validate` prints: what the inputs imply before anything runs."""
     from fleetsim.serving.window import pool_kernel
@@ -794,6 +831,11 @@ def derived_facts(scenario: Scenario) -> list[str]:
             f"{k}: {', '.join(v)}" for k, v in by_chip.items()))
     else:
         lines.append("placeholders used: none")
+    est = size_estimate(scenario)
+    lines.append(est.text())
+    from fleetsim import sizing
+
+    lines.extend(f"warning: {w}" for w in sizing.warnings(est))
     return lines
 
 
@@ -893,15 +935,21 @@ def goodput_text(rows: list[dict[str, Any]]) -> str:
 def plot(run_dir: str | Path, svg: bool = False) -> list[Path]:
     """Draw every plot the run folder's tables support into RUN_DIR/plots (PNG; SVG too if `svg`)."""
     from fleetsim.report.plots import draw_all
+    from fleetsim.results.runfolder import add_to_manifest
 
-    return draw_all(Path(run_dir), svg=svg)
+    drawn = draw_all(Path(run_dir), svg=svg)
+    add_to_manifest(Path(run_dir), drawn)  # a finished run's manifest lists what is its own
+    return drawn
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write RUN_DIR/report.html: one self-contained page (plots embedded)."""
     from fleetsim.report.html import write_report
+    from fleetsim.results.runfolder import add_to_manifest
 
-    return write_report(Path(run_dir), Path(out) if out else None)
+    page = write_report(Path(run_dir), Path(out) if out else None)
+    add_to_manifest(Path(run_dir), [page])
+    return page
 
 
 def compare(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
@@ -919,61 +967,3 @@ def write_calibration(result, out_file: str | Path) -> Path:
     except OSError as exc:
         raise FleetsimError(f"cannot write {out_file}: {exc.strerror or exc}") from None
     return out_file
-
-
-def sweep(
-    scenario: str | Path,
-    *,
-    params: dict[str, list[Any]] | None = None,
-    ranges: dict[str, str] | None = None,
-    sample: int | None = None,
-    seeds: int | None = None,
-    seed: int | None = None,
-    overrides: Sequence[str] = (),
-    sweep_file: str | Path | None = None,
-    out_dir: str | Path | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    dask_local: int | None = None,
-    metric: str | None = None,
-    heatmap: Sequence[str] | None = None,
-    quiet: bool = True,
-    retry_failed: bool = False,
-    log: Callable[[str], None] | None = None,
-    independent: bool | None = None,
-    baseline: int | None = None,
-):
-    """Sweep a scenario file over `--set` paths (`fleetsim sweep`); returns a SweepResult.
-
-        api.sweep("scenarios/serving_quickstart.yaml", params={"serving.pools.h20.replicas": [2, 4]},
-                  ranges={"serving.workloads.chat.arrival.rate_per_s": "3:6:3"}, seeds=3)
-
-    Lazy import: `sweep` sits above `api` (it runs scenarios through `api.run`).
-    """
-    from fleetsim.sweep import spec as sp
-    from fleetsim.sweep.runner import run_sweep
-
-    base = sp.load_sweep_file(sweep_file) if sweep_file is not None else sp.SweepSpec()
-    rng = {p: sp._range_from_text(v, f"range '{p}'") if isinstance(v, str) else v
-           for p, v in (ranges or {}).items()}
-    spec = sp.merge(base, dict(params or {}), rng, sample=sample, seeds=seeds, seed=seed,
-                    base_overrides=list(overrides), metric=metric,
-                    heatmap=list(heatmap) if heatmap else None,
-                    paired=None if independent is None else not independent, baseline=baseline)
-    if out_dir is None:  # a fixed folder per sweep file or scenario, so a rerun resumes there
-        stem = Path(sweep_file).stem if sweep_file is not None else Path(scenario).stem
-        out_dir = Path("outputs") / "sweeps" / stem
-    return run_sweep(scenario, spec, out_dir, workers=workers, scheduler=scheduler,
-                     dask_local=dask_local, quiet=quiet, retry_failed=retry_failed, log=log)
-
-
-def decide(scenario: Scenario, chip: str, versus: str, reference: str | None, perfs: Sequence[float],
-           prices: Sequence[float], out_dir: str | Path | None = None,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Break-even frontier of `chip` against `versus` (fleetsim.sweep.decide), capacity cached."""
-    from fleetsim.results.cache import ResultCache
-    from fleetsim.sweep.decide import decide as run_decide
-
-    return run_decide(scenario, chip, versus, reference, list(perfs), list(prices),
-                      out_dir=Path(out_dir) if out_dir is not None else None, cache=ResultCache(),
-                      progress=progress)

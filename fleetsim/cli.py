@@ -25,8 +25,16 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess 
     raise Terminated("terminated by SIGTERM")
 
 
+def _on_sigint(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise KeyboardInterrupt
+
+
 def user_errors(fn):
-    """Turn a FleetsimError into one line on stderr and exit code 2 (never a traceback)."""
+    """Turn a FleetsimError into one line on stderr and exit code 2 (never a traceback).
+
+    SIGINT and SIGTERM get explicit handlers: a process started with SIGINT ignored (a
+    background job of a non-interactive shell, some CI runners) inherits SIG_IGN, and Python
+    then installs no Ctrl-C handler of its own, so without this it could not be stopped by SIGINT."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -34,7 +42,8 @@ def user_errors(fn):
 
         try:
             signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:  # not the main thread (an embedding program): leave its handler alone
+            signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not the main thread (an embedding program): leave its handlers alone
             pass
         try:
             return fn(*args, **kwargs)
@@ -47,6 +56,16 @@ def user_errors(fn):
             sys.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper
+
+
+def _load(scenario: Path, overrides: tuple[str, ...]):
+    """api.load_scenario, printing on stderr what loading changed that the user did not write."""
+    from fleetsim import api
+
+    scen = api.load_scenario(scenario, overrides)
+    for note in scen.notes:
+        click.echo(f"note: {note}", err=True)
+    return scen
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,19 +99,23 @@ def run(scenario: Path, out_dir: Path | None, seed: int | None, overrides: tuple
     """
     from fleetsim import api
 
-    scen = api.load_scenario(scenario, overrides)
+    scen = _load(scenario, overrides)
     for line in api.input_warnings(scen):
         click.echo(f"warning: {scenario}: {line}", err=True)
+    for warning in api.size_warnings(scen):  # refused past the memory limit already, by loading
+        click.echo(f"warning: {warning}", err=True)
     out_dir = out_dir or api.default_run_dir(scen.name)
     with _progress(quiet) as progress:
-        result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite)
-        if not no_plots:
-            progress("plots and report")
-            try:
-                api.plot(result.run_dir)
-            except FleetsimError as exc:  # the run is complete: warn, and still write the report
-                click.echo(f"warning: {exc}", err=True)
-            report = api.report(result.run_dir)
+        # plots and report.html before manifest.json, which lists them (an interrupt while
+        # plotting leaves error.json, never a folder that looks complete)
+        try:
+            result = api.run(scen, out_dir=out_dir, seed=seed, progress=progress, overwrite=overwrite,
+                             plots=not no_plots)
+        except FleetsimError as exc:  # one found mid-run (a fleet window too big): name the file
+            raise exc.with_file(str(scenario)) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    report = result.run_dir / "report.html"
     if not quiet:
         click.echo(api.summary_text(result.summary))
     click.echo(f"outputs: {result.run_dir}")
@@ -242,7 +265,7 @@ def validate(scenario: Path, overrides: tuple[str, ...]) -> None:
     """
     from fleetsim import api
 
-    scen = api.load_scenario(scenario, overrides)
+    scen = _load(scenario, overrides)
     for line in api.input_warnings(scen):
         click.echo(f"warning: {scenario}: {line}", err=True)
     click.echo(f"ok: {scenario} ({scen.name})")
@@ -354,12 +377,13 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
       fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --perf 0.3:0.5:3
     """
     from fleetsim import api
+    from fleetsim.sweep import entry
 
     scen = api.load_scenario(scenario, overrides)
     try:
         with _progress(False) as progress:
-            out = api.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
-                             out_dir=out_dir, progress=progress)
+            out = entry.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
+                               out_dir=out_dir, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     click.echo(out["text"])
@@ -401,7 +425,7 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
     """
     from fleetsim import api
 
-    scen = api.load_scenario(scenario, overrides)
+    scen = _load(scenario, overrides)
     try:
         with _progress(False) as progress:  # (report) a bar with time left on long searches
             rows = api.capacity_table(scen, progress=progress)
@@ -438,27 +462,62 @@ def goodput(scenario: Path, overrides: tuple[str, ...]) -> None:
                    "so differences between points are paired on common random numbers).")
 @click.option("--baseline", type=click.IntRange(min=0), help="Point the paired differences are taken against (default 0).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar (also when $CI is set).")
+@click.option("--seek", "seek_path", metavar="PATH",
+              help="Goal seek: bisect this numeric --set path for the --target (common random numbers).")
+@click.option("--target", metavar="METRIC<=X", help="With --seek: the condition to meet (<=, >=, <, >).")
+@click.option("--bracket", metavar="LO:HI", help="With --seek: the interval to search (default: a quarter to "
+              "four times the scenario's value).")
+@click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True,
+              help="With --seek: stop when the bracket is narrower than this share of its value.")
+@click.option("--max-probes", type=click.IntRange(min=2), default=30, show_default=True,
+              help="With --seek: the most runs of the scenario per seed.")
 @user_errors
 def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overrides, out_dir, workers,
-          scheduler, dask_local, metric, heatmap, retry_failed, quiet, independent, baseline) -> None:
-    """Run SCENARIO over a grid or Latin hypercube of --set values, resumably.
+          scheduler, dask_local, metric, heatmap, retry_failed, quiet, independent, baseline, seek_path, target, bracket, tol,
+          max_probes) -> None:
+    """Run SCENARIO over a grid or Latin hypercube of --set values, resumably; or, with --seek,
+    find the value of one path that just meets a target.
 
     \b
     Example:
-      fleetsim sweep scenarios/quickstart.yaml --param serving.pools.h20.replicas=2,4 \\
+      fleetsim sweep scenarios/serving_quickstart.yaml --param serving.pools.h20.replicas=2,4 \\
         --range serving.workloads.chat.arrival.rate_per_s=3:6:3 --seeds 3 -o outputs/sw
-      fleetsim sweep scenarios/quickstart.yaml --file scenarios/sweeps/quickstart-load.yaml
+      fleetsim sweep scenarios/serving_quickstart.yaml --file scenarios/sweeps/quickstart-capacity.yaml
+      fleetsim sweep scenarios/fleet_small.yaml --param fleet.budget.total_usd=0.2e9,0.9e9
+      fleetsim sweep scenarios/fleet_small.yaml --seek fleet.budget.total_usd \\
+        --target 'unmet_demand_share<=0.01' --bracket 1e8:1e9
     """
     import signal
 
-    from fleetsim import api
-    from fleetsim.sweep.spec import parse_param, parse_range
+    from fleetsim import sweep as sweeps
+    from fleetsim.sweep.spec import SweepError, parse_param, parse_range
     from fleetsim.sweep.summary import summary_text
 
     def _term(signum, frame):  # SIGTERM stops like Ctrl-C: runs in flight end, finished ones stay
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
+
+    if seek_path is not None or target is not None:
+        if seek_path is None or target is None:
+            raise SweepError("--seek PATH and --target 'METRIC<=X' go together")
+        if params or ranges or sample or sweep_file or heatmap or metric:
+            raise SweepError("--seek searches one path: leave out --param, --range, --sample, --file, "
+                             "--metric and --heatmap")
+        span = None
+        if bracket is not None:
+            parts = bracket.split(":")
+            try:
+                span = (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
+            except ValueError:
+                span = None
+            if span is None:
+                raise SweepError(f"--bracket takes LO:HI (for example 1e8:1e9), got '{bracket}'")
+        res = sweeps.seek(scenario, seek_path, target, bracket=span, seeds=seeds or 1, seed=seed,
+                       overrides=overrides, out_dir=out_dir, rel_tol=tol, max_probes=max_probes,
+                       log=click.echo)
+        click.echo(res.text())
+        return
     pmap, rmap = {}, {}
     for text in params:
         path, values = parse_param(text)
@@ -471,7 +530,7 @@ def sweep(scenario: Path, params, ranges, sample, seeds, seed, sweep_file, overr
             raise FleetsimError(f"axis '{path}' is given twice; keep one")
         rmap[path] = axis
     log = None if quiet else (lambda msg: click.echo(f"... {msg}", err=True))
-    res = api.sweep(scenario, params=pmap, ranges=rmap, sample=sample, seeds=seeds, seed=seed,
+    res = sweeps.sweep(scenario, params=pmap, ranges=rmap, sample=sample, seeds=seeds, seed=seed,
                     overrides=overrides, sweep_file=sweep_file, out_dir=out_dir, workers=workers,
                     scheduler=scheduler, dask_local=dask_local, metric=metric,
                     heatmap=heatmap.split(",") if heatmap else None, quiet=quiet,

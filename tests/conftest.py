@@ -13,14 +13,71 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import settings
 
-# In CI the property tests draw the same examples every run (a red CI names a real bug, not a
-# lucky draw); locally they explore new examples each run.
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# The property tests draw the same examples on every run, in CI and locally alike (a red run
+# names a real bug, not a lucky draw, and the same suite gives the same answer everywhere); no
+# example database, so a local run never replays examples CI does not. To hunt for new failing
+# examples, run with HYPOTHESIS_PROFILE=explore (random draws each run).
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("ci", parent=settings.get_profile("deterministic"))
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO_ROOT / "scenarios" / "serving_quickstart.yaml"
+
+
+@pytest.fixture(scope="session")
+def lasting_cache(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """lasting_cache(name, compute, depends=(__file__,)) -> compute(), kept across test runs in pytest's cache folder
+    (.pytest_cache/d/fleetsim-results) under a key of `name` and the package's source and data
+    digest: any edit of fleetsim recomputes it, an unchanged package reads it back. For costly
+    results whose inputs are the package alone (the calibration refit); a fresh clone (CI)
+    computes them once. Without pytest's cache plugin it just computes."""
+    import hashlib
+    import pickle
+
+    from fleetsim.serving.goodput import source_digest
+
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("fleetsim-results")) if cache is not None else None
+    digest = source_digest()
+
+    def get(name: str, compute: Callable[[], Any], depends: tuple[str | Path, ...] = ()) -> Any:
+        """`depends`: files outside the package the result rests on (the test module that
+        defines the case): their contents join the key."""
+        if root is None:
+            return compute()
+        h = hashlib.sha256(f"{name}\0{digest}".encode())
+        for f in depends:
+            h.update(Path(f).read_bytes())
+        key = h.hexdigest()[:24]
+        path = root / f"{name}-{key}.pickle"
+        try:
+            return pickle.loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            pass
+        value = compute()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(pickle.dumps(value))
+            os.replace(tmp, path)
+            for old in root.glob(f"{name}-*.pickle"):  # earlier digests: never read again
+                if old != path:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+        return value
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lasting_results_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that lasts across test runs (pytest's cache folder) for fleetsim's own
+    content-keyed caches (the goodput cache: keys hash the scenario and the package's code), so
+    a rerun of an unchanged search reads it back. A temporary folder without pytest's cache."""
+    cache = getattr(request.config, "cache", None)
+    return Path(cache.mkdir("fleetsim-goodput")) if cache is not None else tmp_path_factory.mktemp("goodput")
 
 
 @pytest.fixture(autouse=True)

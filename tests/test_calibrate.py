@@ -135,13 +135,15 @@ def _shipped() -> dict:
 
 
 @pytest.fixture(scope="module")
-def refit():
+def refit(lasting_cache):
+    """The full refit (tens of seconds): its inputs are the package's own measurements, catalog
+    and kernel, so it is kept across runs under their digest (conftest.lasting_cache)."""
     from fleetsim.kernel.calibrate import calibrate_set
 
-    return calibrate_set()
+    return lasting_cache("calibrate-set-refit", calibrate_set, depends=(__file__,))
 
 
-def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit):
+def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit, lasting_cache):
     """calibrate_set starts from fixed priors (not the shipped values), sees only split=fit rows,
     and lands on what chips.yaml / engines.yaml ship (to their printed rounding)."""
     from fleetsim.kernel.calibrate import PRIOR, calibrate_set
@@ -163,7 +165,8 @@ def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit):
     assert any(m.split == "test" and m.chip.startswith("ascend") for m in pts)
     blind = calibrate_set("ascend-910c", points=pts).fitted
     assert "pool:ascend.overhead_s" in blind
-    assert blind == calibrate_set("ascend-910c").fitted
+    assert blind == lasting_cache("calibrate-set-ascend-910c", lambda: calibrate_set("ascend-910c"),
+                                  depends=(__file__,)).fitted
 
 
 def _ascend_fit():

@@ -34,7 +34,7 @@ def sized_at_goodput(seed: int = 4) -> Scenario:
             "windows": {"every_days": 30, "cell_replicas": 4, "duration_s": 300, "warmup_s": 60}}})
 
 
-def _attainment(tmp_path, headroom: float) -> np.ndarray:
+def _attainment(cache_dir, headroom: float) -> np.ndarray:
     from fleetsim.api import resolve_catalogs
     from fleetsim.fleet.capacity import replica_capacities
     from fleetsim.fleet.sim import run_fleet
@@ -43,7 +43,7 @@ def _attainment(tmp_path, headroom: float) -> np.ndarray:
     sc = sized_at_goodput()
     sc.fleet.planner.headroom = headroom
     chips, models = resolve_catalogs(sc)
-    caps = replica_capacities(sc, chips, models, cache=ResultCache(tmp_path))
+    caps = replica_capacities(sc, chips, models, cache=ResultCache(cache_dir))
     res = run_fleet(sc, chips, models, caps, window_runner=window_runner(chips, models))
     w = res.windows
     if headroom > 0:  # at exactly goodput the prediction is a coin toss; with room it must hold
@@ -51,9 +51,12 @@ def _attainment(tmp_path, headroom: float) -> np.ndarray:
     return np.array(w["attainment"], dtype=float)
 
 
-def test_windows_attainment_near_slo_when_sized_at_goodput(tmp_path):
+def test_windows_attainment_near_slo_when_sized_at_goodput(lasting_results_dir):
     """Sized at goodput (headroom 0, the goodput cell's size in the windows): attainment about
-    the SLO target (90%), window to window noisy (300 s windows); with 30% headroom: all clear it."""
+    the SLO target (90%), window to window noisy (300 s windows); with 30% headroom: all clear it.
+    The goodput search (the test's cost) goes to the lasting goodput cache: content-keyed, so
+    an unchanged package and scenario read it back on a rerun."""
+    tmp_path = lasting_results_dir
     at_goodput = _attainment(tmp_path, 0.0)
     assert len(at_goodput) >= 5
     assert 0.86 < at_goodput.mean() < 0.996

@@ -112,15 +112,17 @@ def _coverage(case, router="jsq"):
 
 
 @pytest.mark.slow
-def test_interval_covers_mm1_answer():
-    hits, rows = _coverage(mm1_case())
+def test_interval_covers_mm1_answer(lasting_cache):
+    """(20 searches, the suite's largest cost: a pure function of the package and the seeds,
+    kept across runs under the package's digest by conftest.lasting_cache.)"""
+    hits, rows = lasting_cache("coverage-mm1", lambda: _coverage(mm1_case()), depends=(__file__,))
     print(f"M/M/1: the 95% interval covers the answer for {hits}/20 seeds: {rows}")
     assert hits >= 17, rows
 
 
 @pytest.mark.slow
-def test_interval_covers_pinned_continuous_batching_answer():
-    hits, rows = _coverage(cb_case())
+def test_interval_covers_pinned_continuous_batching_answer(lasting_cache):
+    hits, rows = lasting_cache("coverage-cb", lambda: _coverage(cb_case()), depends=(__file__,))
     print(f"continuous batching: the 95% interval covers the pinned answer for {hits}/20 seeds: {rows}")
     assert hits >= 17, rows
 

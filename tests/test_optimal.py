@@ -242,9 +242,19 @@ def cheapest_rule(pr: Problem) -> np.ndarray:
                 else o.price_usd_per_chip_hour * pr.hours_per_period * o.min_term_periods * tp[i])
         unit = unit * (1 + o.levy_share) + T * (p.power_usd_per_replica_period + p.opex_usd_per_replica_period)
         score.append(unit / max(p.goodput_rps.max(), 1e-12))
+    def capex(i: int, n: float) -> float:
+        o = pr.options[i]
+        return n * o.price_usd_per_chip * tp[i] * (1 + o.levy_share) if o.kind == "buy" else 0.0
+
     for k in range(K):
         spend = 0.0
-        for t in range(T):
+        if k > 0:
+            # Today's orders are shared by every future: future k starts with future 0's and has
+            # paid for them. (Leaving their cost out of `spend` let a later order spend past the
+            # budget, and the fixed-order solve then raised PlanInfeasible: the flaky failure.)
+            x[k, :, 0] = x[0, :, 0]
+            spend = sum(capex(i, x[0, i, 0]) for i in range(O))
+        for t in range(1 if k > 0 else 0, T):
             for i in np.argsort(score):
                 o = pr.options[i]
                 p = pr.pools[pr.pool_index(o.pool)]
@@ -252,9 +262,6 @@ def cheapest_rule(pr: Problem) -> np.ndarray:
                 if arrive >= T or pr.state(o.channel)[k, t] != "open" or p.goodput_rps.max() <= 0:
                     continue
                 if t == 0:
-                    x[k, i, 0] = x[0, i, 0] if k > 0 else x[k, i, 0]
-                    if k > 0:
-                        continue
                     dem = pr.demand_rps[:, :, arrive].mean(axis=0)
                 else:
                     dem = pr.demand_rps[k, :, arrive]
@@ -266,18 +273,16 @@ def cheapest_rule(pr: Problem) -> np.ndarray:
                 n = math.ceil(gap / p.goodput_rps.max())
                 n = max(n, math.ceil(o.min_order_chips / tp[i]))
                 cap = pr.cap_chips.get(o.channel)
-                if cap is not None:
-                    n = min(n, int(cap[t] // tp[i]) - int(sum(x[k, j, t] * tp[j] for j, oo in
-                                                              enumerate(pr.options) if oo.channel == o.channel) // tp[i]))
+                if cap is not None:  # chips left under the channel's cap, in whole replicas of this option
+                    used = sum(x[k, j, t] * tp[j] for j, oo in enumerate(pr.options) if oo.channel == o.channel)
+                    n = min(n, int((cap[t] - used) // tp[i]))
                 if o.kind == "buy" and pr.budget_usd is not None:
                     unit = o.price_usd_per_chip * tp[i] * (1 + o.levy_share)
                     n = min(n, int((np.sum(pr.budget_usd[: t + 1]) - spend) // unit))
                 if n <= 0 or n * tp[i] < o.min_order_chips:
                     continue
                 x[k, i, t] += n
-                if o.kind == "buy":
-                    spend += n * o.price_usd_per_chip * tp[i] * (1 + o.levy_share)
-        x[:, :, 0] = x[0, :, 0]
+                spend += capex(i, n)
     return x
 
 

@@ -121,19 +121,24 @@ def test_rerun_removes_stale_manifest_and_error(tmp_path, monkeypatch):
 
 def test_manifest_is_written_last(tmp_path, monkeypatch):
     """When manifest.json is written, every table and summary it lists is already on disk."""
-    real = runfolder.write_manifest
+    real = runfolder.commit_manifest
     seen: dict[str, list[str]] = {}
 
-    def spy(run_dir, **kwargs):
-        seen["present"] = sorted(p.name for p in run_dir.iterdir())
-        seen["files"] = kwargs["files"]
+    def spy(run_dir, data):
+        seen["present"] = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*"))
+        seen["files"] = data["files"]
         assert not (run_dir / "manifest.json").exists()
-        real(run_dir, **kwargs)
+        real(run_dir, data)
 
-    monkeypatch.setattr(runfolder, "write_manifest", spy)
+    monkeypatch.setattr(runfolder, "commit_manifest", spy)
     fleetsim.run(_scenario(), out_dir=tmp_path / "run")
     assert set(seen["files"]) <= set(seen["present"])
     assert {"requests.parquet", "events.parquet", "summary.json"} <= set(seen["present"])
+    # with plots: after every plot and the report, and it lists them
+    fleetsim.run(_scenario(), out_dir=tmp_path / "plotted", plots=True)
+    assert set(seen["files"]) <= set(seen["present"])
+    assert "report.html" in seen["files"] and any(f.startswith("plots/") for f in seen["files"])
+    assert not (tmp_path / "plotted" / runfolder.STAGED).exists()
 
 
 def test_manifest_write_is_atomic(tmp_path, monkeypatch):

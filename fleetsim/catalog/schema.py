@@ -104,6 +104,18 @@ class Efficiency(_NoBoolNumbers):
         return self
 
 
+# Vendors whose chips are US-origin items under the Export Administration Regulations (15 CFR
+# 734.3(a): items of US origin; 3A090/4A090 advanced-computing controls), by the catalog's `vendor`
+# spelling. A rented chip of one of them counts as US-supplied (fleet US dependence) unless its
+# rent channel says otherwise with `us_controlled`.
+US_VENDORS = frozenset({"NVIDIA", "AMD", "Intel", "Google"})
+
+
+def us_origin(chip: "ChipSpec") -> bool:
+    """True for a chip whose vendor is a US company (US_VENDORS)."""
+    return chip.vendor in US_VENDORS
+
+
 class ChipSpec(_NoBoolNumbers):
     """One accelerator. Peaks are dense (not 2:4 sparse); `interconnect_gbps` is GB/s (bytes)."""
 

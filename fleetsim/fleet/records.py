@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,23 @@ def _dates(start: dt.date, days: np.ndarray) -> np.ndarray:
     return np.datetime64(start, "D") + days.astype("timedelta64[D]")
 
 
-def build_result(sim, windows):
-    from fleetsim.fleet.sim import FleetResult
+@dataclass
+class FleetResult:
+    """Columns for the run folder (fleetsim.results.tables makes the Parquet tables)."""
 
+    timeline: dict[str, Any]
+    ledger: dict[str, Any]
+    orders: dict[str, Any]
+    events: dict[str, Any]
+    windows: dict[str, Any] | None
+    summary: dict[str, Any]
+    capacity: list[dict[str, Any]]
+    pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
+    hourly: dict[str, Any] | None = None  # sampled days hour by hour (elastic rentals, off-peak work)
+
+
+def build_result(sim, windows) -> FleetResult:
+    """The finished simulation `sim` (a fleet.sim._FleetSim, read, never imported) as columns."""
     D, r = sim.n_days, sim.rec
     nch = len(sim.chip_names)
     # pool -> chip aggregation

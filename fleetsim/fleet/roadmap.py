@@ -70,4 +70,5 @@ def expand(scenario, chips: dict):
         return scenario
     out = type(scenario).model_validate(data)
     out._source_path = scenario.source_path
+    out._notes = scenario.notes
     return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -34,6 +34,7 @@ from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
                                     PoolState, make_planner)
+from fleetsim.fleet.records import FleetResult, build_result  # FleetResult: re-exported here
 from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
                                    combined_state, ships)
 from fleetsim.reliability.cohort import CohortFleet, resolve_chip
@@ -86,21 +87,6 @@ class Order:
         if self.kind == "rent":
             return 0.0
         return self.count * (self.price_usd_per_chip + self.levy_usd_per_chip + self.overhead_usd_per_chip)
-
-
-@dataclass
-class FleetResult:
-    """Columns for the run folder (fleetsim.results.tables makes the Parquet tables)."""
-
-    timeline: dict[str, Any]
-    ledger: dict[str, Any]
-    orders: dict[str, Any]
-    events: dict[str, Any]
-    windows: dict[str, Any] | None
-    summary: dict[str, Any]
-    capacity: list[dict[str, Any]]
-    pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
-    hourly: dict[str, Any] | None = None  # sampled days hour by hour (elastic rentals, off-peak work)
 
 
 class _Channel:
@@ -281,7 +267,7 @@ class _FleetSim:
         self.class_model = {c: self.serving.workloads[c].model for c in self.classes}
         self.models_used = sorted({self.class_model[c] for c in self.classes})
         self.channel_names = sorted(f.channels)
-        self.channel_us = np.array([f.channels[c].us_controlled for c in self.channel_names])
+        self.channel_us = np.array([bool(f.channels[c].us_controlled) for c in self.channel_names])
 
     # -- set-up ---------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -617,7 +603,7 @@ class _FleetSim:
                 offers.append(OfferState(off.chip, pn, price, ch.buyer_levy(price),
                                          fin.server_overhead_usd_per_node / fin.chips_per_node, opex))
             lead = _mean_duration(ch.cfg.lead_time_days) + ch.extra_lead
-            chans[n] = ChannelState(n, ch.state, ch.cfg.us_controlled, ch.levy, lead, ch.cap_left(today),
+            chans[n] = ChannelState(n, ch.state, self._us_supplied(ch.cfg), ch.levy, lead, ch.cap_left(today),
                                     ch.cfg.min_order_chips, ch.cfg.risk_per_year, offers,
                                     kind=ch.cfg.kind, min_term_days=ch.cfg.min_term_days,
                                     exporter_state=ch.exporter, importer_state=ch.importer)
@@ -678,6 +664,17 @@ class _FleetSim:
         o.deposit_usd = o.paid_usd
         self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
+
+    def _us_supplied(self, cfg, chip: str | None = None) -> bool:
+        """US dependence of a channel's chips: its `us_controlled` when given; otherwise false
+        for a buy channel, and for a rent channel whether the chip (any chip it offers, when none
+        is named) is of a US vendor: renting an NVIDIA GPU from a cloud still depends on the US."""
+        if cfg.us_controlled is not None or cfg.kind != "rent":
+            return bool(cfg.us_controlled)
+        from fleetsim.catalog.schema import us_origin
+
+        names = [chip] if chip is not None else [off.chip for off in cfg.offers]
+        return any(us_origin(self.chips[c]) for c in names if c in self.chips)
 
     def _place_rental(self, day: int, today: dt.date, req: OrderRequest, ch: _Channel, offer, count: int) -> None:
         """A rental: no capex and no budget; serves from delivery for its term, paid daily."""
@@ -746,7 +743,7 @@ class _FleetSim:
             self.rent_on_order[pi] -= o.count
             end = min(o.end_day, self.n_days)
             for arr, v in ((self.rent_delta, o.count), (self.rent_usd_delta, o.count * o.price_usd_per_chip_hour * 24.0),
-                           (self.rent_us_delta, o.count * float(ch.cfg.us_controlled))):
+                           (self.rent_us_delta, o.count * float(self._us_supplied(ch.cfg, o.chip)))):
                 arr[day, pi] += v
                 arr[end, pi] -= v
             self.rent_ret_delta[end, pi] += o.count
@@ -877,8 +874,12 @@ class _FleetSim:
         it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x_load) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
         it_w = it_w + r["elastic_w"][day]  # hourly rentals: the provider pays, the energy is still used
         mw = it_w * fin.pue / 1e6
-        r["power_mw"][day] = mw
-        r["energy_mwh"][day] = mw * 24.0
+        # rented replicas draw power too, at the same load, in the provider's hall (the scenario's
+        # PUE): counted in power and energy (energy per token covers every token served), not in
+        # power_usd (the hourly rent is all-in) nor in the site's power limit
+        rent_mw = up_rent * (self.idle_w + (self.p_g - self.idle_w) * x) * fin.pue / 1e6
+        r["power_mw"][day] = mw + rent_mw
+        r["energy_mwh"][day] = (mw + rent_mw) * 24.0
         sub = np.array([self._subsidy(p.chip, day) for p in self.pools])
         r["power_usd"][day] = mw * 24.0 * 1000.0 * fin.power_usd_per_kwh * sub
         r["other_opex_usd"][day] = r["installed"][day] * fin.other_opex_usd_per_chip_year / 365.0
@@ -1021,8 +1022,6 @@ class _FleetSim:
         return rows
 
     def _result(self, windows) -> FleetResult:
-        from fleetsim.fleet.records import build_result
-
         return build_result(self, windows)
 
 

@@ -60,6 +60,23 @@ def window_runner(chips: dict, models: dict):
     return run
 
 
+def _check_window_size(rates: dict, wcfg, snap) -> None:
+    """The estimate before the run (fleetsim.sizing) bounds the fleet's capacity from above; a
+    fleet that turned out smaller (a ban, a cap) sends its cells more requests than estimated.
+    Stop before a window that would not fit in memory, rather than swap for an hour."""
+    from fleetsim import sizing
+    from fleetsim.errors import ScenarioError
+
+    n = sum(rates.values()) * wcfg.duration_s
+    need = sizing.BASE_BYTES + n * sizing.BYTES_PER_REQUEST
+    if need > sizing.memory_limit_bytes():
+        raise ScenarioError(
+            f"fleet serving window {snap['window']} would simulate about {n:.3g} requests "
+            f"({need / 1e9:.3g} GB; limit {sizing.memory_limit_bytes() / 1e9:.3g} GB, FLEETSIM_MAX_MEMORY_GB): "
+            "the fleet is that far short of demand by then; lower fleet.demand, raise "
+            "fleet.budget.total_usd, or shorten fleet.windows.duration_s", field="fleet.windows.duration_s")
+
+
 def fleet_window(sim, snap, chips, models) -> list[dict]:
     from fleetsim.reliability.thermal import ambient_c, equilibrium
     from fleetsim.serving.metrics import latencies, slo_met
@@ -86,6 +103,7 @@ def fleet_window(sim, snap, chips, models) -> list[dict]:
         rates[cn] = float(snap["mean_tokens_per_s"][ci] / otpr * share if diurnal else hour_rate)
     if not any(r > 0 for r in rates.values()):
         return []
+    _check_window_size(rates, wcfg, snap)
     hour = float(snap["hour_of_day"])
     # the chips start at the temperature of the fleet's load that day in their hall at that hour
     temps = {}

@@ -121,7 +121,13 @@ def open_run(path: Path) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise FleetsimError(f"no run folder at {path}")
-    if not (path / "manifest.json").is_file():
+    from fleetsim.results.runfolder import read_manifest
+
+    try:
+        manifest = read_manifest(path)  # a finished run's, or the staged one of the run drawing now
+    except (OSError, ValueError) as exc:
+        raise FleetsimError(f"cannot read {path}: {exc}") from None
+    if manifest is None:
         err = path / "error.json"
         why = ""
         if err.is_file():
@@ -131,7 +137,6 @@ def open_run(path: Path) -> RunFolder:
                 why = " (it failed)"
         raise FleetsimError(f"{path} is not a finished fleetsim run: no manifest.json{why}")
     try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise FleetsimError(f"cannot read {path}: {exc}") from None

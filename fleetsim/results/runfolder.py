@@ -84,13 +84,16 @@ PLOT_SUFFIXES = (".png", ".svg")
 
 def _classify(path: Path) -> tuple[set[str], set[str]]:
     """(files an earlier fleetsim run wrote, everything else) under `path`, as relative names."""
-    listed: set[str] = set()
+    listed: set[str] | None = None  # what the earlier run says it wrote (its manifest, or error.json)
     manifest = path / "manifest.json"
-    if manifest.is_file():
-        try:
-            listed = set(json.loads(manifest.read_text(encoding="utf-8")).get("files", []))
-        except (OSError, ValueError, AttributeError):
-            listed = set()
+    for record in (manifest, path / "error.json"):
+        if record.is_file():
+            try:
+                files = json.loads(record.read_text(encoding="utf-8")).get("files")
+                listed = set(files) if isinstance(files, list) else None
+            except (OSError, ValueError, AttributeError):
+                listed = None
+            break
     is_run = manifest.is_file() or (path / "error.json").is_file()
     ours, foreign = set(), set()
     for item in path.rglob("*"):
@@ -99,13 +102,16 @@ def _classify(path: Path) -> tuple[set[str], set[str]]:
             (ours if rel == "plots" and is_run else foreign).add(rel)
             continue
         name = item.name
-        # A finished run names its files in the manifest; a failed one left at most the known names.
-        known = (listed | {"manifest.json", "error.json", "report.html"}) if listed else set(RUN_FILES)
-        mine = (
-            rel in known
-            or (rel.startswith(".") and rel.endswith(".tmp"))
-            or (rel.startswith("plots/") and rel.count("/") == 1 and name.endswith(PLOT_SUFFIXES))
-        )
+        # A run names the files it wrote (manifest.json, or error.json when it failed): only those
+        # are its own, so a user's file in plots/ is not. A run from before error.json listed its
+        # files left at most the known names and plots.
+        if listed is not None:
+            known = listed | {"manifest.json", "error.json", STAGED}
+            legacy_plot = False
+        else:
+            known = set(RUN_FILES) | {STAGED}
+            legacy_plot = rel.startswith("plots/") and rel.count("/") == 1 and name.endswith(PLOT_SUFFIXES)
+        mine = rel in known or (rel.startswith(".") and rel.endswith(".tmp")) or legacy_plot
         (ours if mine and is_run else foreign).add(rel)
     if "plots" in ours and any(f.startswith("plots/") for f in foreign):
         ours.discard("plots")
@@ -151,9 +157,70 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+STAGED = ".manifest.staged.json"
+
+
 def write_manifest(run_dir: Path, *, scenario: dict[str, Any], seed: int, timings: dict[str, float],
                    files: list[str], version: str, kind: str) -> None:
-    write_json(run_dir / "manifest.json", {
+    """Write manifest.json now (the run folder is complete)."""
+    commit_manifest(run_dir, manifest_data(scenario=scenario, seed=seed, timings=timings, files=files,
+                                           version=version, kind=kind))
+
+
+def stage_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """The manifest of a run whose plots and report are still to come: written as a staged file
+    that only this process reads as a run (`read_manifest`), so another process, or a later
+    `fleetsim report`, never takes a folder interrupted while plotting for a finished run."""
+    data = manifest_data(**fields)
+    write_json(run_dir / STAGED, {**data, "staged_by_pid": os.getpid()})
+    return data
+
+
+def commit_manifest(run_dir: Path, data: dict[str, Any]) -> None:
+    """manifest.json, atomically, last: the run folder is complete; the staged copy goes."""
+    write_json(run_dir / "manifest.json", data)
+    (run_dir / STAGED).unlink(missing_ok=True)
+
+
+def add_to_manifest(run_dir: Path, paths: list[Path]) -> None:
+    """`fleetsim plot|report` on a finished run: its manifest lists the plots and page drawn
+    (inside the folder), so a later --overwrite knows them as the run's own. A staged manifest
+    (a run still drawing) is left to that run, which lists them itself."""
+    manifest = Path(run_dir) / "manifest.json"
+    if not manifest.is_file():
+        return
+    root = Path(run_dir).resolve()
+    rel = []
+    for p in paths:
+        try:
+            rel.append(Path(p).resolve().relative_to(root).as_posix())
+        except ValueError:
+            continue  # a report written elsewhere (-o) is not the run's
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    files = list(data.get("files", []))
+    new = [r for r in rel if r not in files]
+    if new:
+        data["files"] = files + new
+        write_json(manifest, data)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """manifest.json of a finished run, or this process's staged manifest (plots and report
+    being drawn); None otherwise. Raises OSError/ValueError for an unreadable file."""
+    path = Path(run_dir)
+    if (path / "manifest.json").is_file():
+        return json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    staged = path / STAGED
+    if staged.is_file() and not (path / "error.json").is_file():
+        data = json.loads(staged.read_text(encoding="utf-8"))
+        if data.pop("staged_by_pid", None) == os.getpid():
+            return data
+    return None
+
+
+def manifest_data(*, scenario: dict[str, Any], seed: int, timings: dict[str, float],
+                  files: list[str], version: str, kind: str) -> dict[str, Any]:
+    return {
         "fleetsim_version": version,
         "kind": kind,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -161,13 +228,19 @@ def write_manifest(run_dir: Path, *, scenario: dict[str, Any], seed: int, timing
         "versions": package_versions(),
         "command": sys.argv,
         "timings_s": timings,
-        "files": files,
+        "files": list(files),
         "scenario": scenario,
-    })
+    }
 
 
 def write_error(run_dir: Path, exc: BaseException, stage: str) -> None:
-    """Record why a run failed, where the manifest would have been."""
+    """Record why a run failed, where the manifest would have been, with the files written so
+    far (so `--overwrite` later removes those and nothing else)."""
+    # prepare_run_dir refused any file not of a run, so what is here now is this run's
+    written = sorted(p.relative_to(run_dir).as_posix() for p in Path(run_dir).rglob("*")
+                     if p.is_file() and (p.parent == Path(run_dir) and p.name in RUN_FILES
+                                         or p.parent == Path(run_dir) / "plots" and p.name.endswith(PLOT_SUFFIXES)))
+    (Path(run_dir) / STAGED).unlink(missing_ok=True)
     data = {
         "error": str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__),
         "type": type(exc).__name__,
@@ -175,6 +248,7 @@ def write_error(run_dir: Path, exc: BaseException, stage: str) -> None:
         "user_error": isinstance(exc, FleetsimError),
         "interrupted": isinstance(exc, KeyboardInterrupt),  # Ctrl-C, or SIGTERM via the CLI
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": [f for f in written if f != "error.json"],
     }
     if not isinstance(exc, FleetsimError):
         data["traceback"] = traceback.format_exception(exc)

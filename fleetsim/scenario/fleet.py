@@ -208,7 +208,10 @@ class ChannelConfig(StrictModel):
     kind: Literal["buy", "rent"] = Field("buy", description="buy chips (capex) or rent them (USD per chip-hour)")
     min_term_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         30, description="rent channels: shortest rental, days")
-    us_controlled: bool = Field(False, description="supply subject to US export controls (US dependence)")
+    us_controlled: bool | None = Field(
+        None, description="supply subject to US export controls (US dependence); default false, "
+        "except on a rent channel, where each chip of a US vendor (NVIDIA, AMD, Intel, Google) "
+        "counts as US-supplied")
     offers: list[Offer] = Field(min_length=1, description="chips sold, with prices and dates")
     levy: Share = Field(0.0, description="exporter side: levy or fee as a share of the price (the H20 "
                         "licence's 15% revenue share)")

@@ -138,8 +138,13 @@ def _refuse_duplicate_keys(
             _refuse_duplicate_keys(item, file, f"{path}.{i}", seen_nodes)
 
 
-def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
-    """Apply `a.b.c=VALUE` strings; VALUE is read as YAML so numbers, booleans and lists keep type."""
+def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str],
+                    notes: list[str] | None = None) -> dict[str, Any]:
+    """Apply `a.b.c=VALUE` strings; VALUE is read as YAML so numbers, booleans and lists keep type.
+
+    Setting a `kind` (`fleet.planner.kind=cheapest`) switches the section to another member of
+    its union: the section's fields that the new kind does not have are dropped, each with a line
+    in `notes`, rather than refused under a name the user did not touch."""
     for item in overrides:
         if "=" not in item:
             raise ScenarioError(f"--set takes PATH=VALUE (for example serving.duration_s=120), got '{item}'")
@@ -172,7 +177,24 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> di
             cursor[int(keys[-1])] = value
         else:
             cursor[keys[-1]] = value
+            if keys[-1] == "kind":
+                _drop_fields_of_other_kinds(keys, cursor, data, notes)
     return data
+
+
+def _drop_fields_of_other_kinds(keys: list[str], section: dict[str, Any], data: dict[str, Any],
+                                notes: list[str] | None) -> None:
+    """After `--set SECTION.kind=X`: drop the fields of SECTION that kind X does not have."""
+    model = _model_at(keys, data)
+    if model is None or "kind" not in model.model_fields:
+        return  # an unknown kind: validation names the kinds allowed
+    allowed = _field_names(model)
+    where = ".".join(keys[:-1])
+    for key in [k for k in section if k not in allowed]:
+        del section[key]
+        if notes is not None:
+            notes.append(f"{where}.{key} dropped: {where}.kind={section['kind']} has no such field "
+                         f"(its fields: {', '.join(k for k in model.model_fields)})")
 
 
 def _shallow_copy(obj: Any) -> Any:
@@ -499,8 +521,9 @@ def load_scenario(path: str | Path, overrides: typing.Sequence[str] = ()) -> Sce
     """Read, override and validate a scenario file; references to catalogs are checked by the API."""
     data, node = read_scenario_data(path)
     data = resolve_extends(data, path)
+    notes: list[str] = []
     try:
-        data = apply_overrides(data, overrides) if overrides else data
+        data = apply_overrides(data, overrides, notes) if overrides else data
     except ScenarioError as exc:
         raise exc.with_file(str(path)) from None
     set_paths = {o.split("=", 1)[0].strip() for o in overrides}
@@ -509,6 +532,7 @@ def load_scenario(path: str | Path, overrides: typing.Sequence[str] = ()) -> Sce
     except ValidationError as exc:
         raise validation_error_to_scenario_error(exc, data, str(path), node, set_paths) from None
     scenario._source_path = Path(path).resolve()
+    scenario._notes = notes
     return scenario
 
 

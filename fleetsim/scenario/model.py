@@ -40,6 +40,13 @@ class Scenario(StrictModel):
         "template of the fleet's replica types and windows); see docs/fleet.md")
 
     _source_path: Path | None = PrivateAttr(default=None)
+    # What loading changed that the user did not write (fields dropped by a `--set ...kind=`):
+    # the CLI prints each as a note.
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self._notes)
 
     @property
     def source_path(self) -> Path | None:
@@ -53,7 +60,8 @@ class Scenario(StrictModel):
         from pydantic import ValidationError
 
         data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        data = apply_overrides(data, overrides)
+        notes: list[str] = []
+        data = apply_overrides(data, overrides, notes)
         try:
             out = type(self).model_validate(data)
         except ValidationError as exc:
@@ -61,6 +69,7 @@ class Scenario(StrictModel):
             raise validation_error_to_scenario_error(
                 exc, data, file, None, {o.split("=", 1)[0].strip() for o in overrides}) from None
         out._source_path = self._source_path
+        out._notes = self._notes + notes
         return out
 
     @property

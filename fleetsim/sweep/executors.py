@@ -46,7 +46,7 @@ class ProcessPool:
 
             raise FleetsimError(
                 "a sweep worker process died (out of memory, killed, or a script calling "
-                "fleetsim.api.sweep without an `if __name__ == \"__main__\":` guard); finished "
+                "fleetsim.sweep.sweep without an `if __name__ == \"__main__\":` guard); finished "
                 "points are kept: rerun to resume") from None
 
     def close(self, kill: bool = False) -> None:

@@ -96,6 +96,7 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
     for path in spec.paths:
         if path in ("seed", "fleet.seed"):
             raise SweepError(f"'{path}' is set by the sweep for each replicate: use --seeds K (and --seed ROOT)")
+    refuse_fleet_overridden(spec.paths, base, str(scenario_path))
     points = spec.points(root)
     if spec.baseline >= len(points):
         raise SweepError(f"baseline point {spec.baseline} does not exist: the sweep has {len(points)} points "
@@ -108,11 +109,52 @@ def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, lis
         except FleetsimError as exc:
             raise type(exc)(f"sweep point {', '.join(sets)}: {exc.message}", file=exc.file or str(scenario_path),
                             field=exc.field, line=exc.line) from None
+        points[i] = point = typed_point(point, scen)
         for r in range(spec.seeds):
             seed = replicate_seed(root, point, r, spec.paired)
             sc = _with_seed(scen, seed)
             tasks.append({"point": i, "replicate": r, "seed": seed, "key": content_key(sc), "scenario": sc})
     return root, points, tasks
+
+
+def typed_point(point: dict[str, Any], scen: Any) -> dict[str, Any]:
+    """The point's values as the schema typed them (`0.9e9` written on the command line or in a
+    sweep file is the number 9e8 in the table, so plots and aggregates see numbers)."""
+    from fleetsim.scenario.loader import child, split_set_path
+
+    data = scen.model_dump(mode="json", by_alias=True)
+    out = {}
+    for path, value in point.items():
+        node: Any = data
+        for key in split_set_path(path, data):
+            node = child(node, key)
+        out[path] = node if node is not None else value
+    return out
+
+
+# Fields of `serving:` that a fleet scenario sets itself in every window and capacity search: a
+# sweep over them would change nothing. (path pattern with * for a pool or workload name, why)
+FLEET_OVERRIDDEN = (
+    ("serving.pools.*.replicas", "the fleet sizes each pool by its planner, from fleet.initial_fleet and "
+     "its purchases", "fleet.budget.total_usd or fleet.initial_fleet.N.count"),
+    ("serving.workloads.*.arrival.rate_per_s", "the fleet sets each class's rate from fleet.demand",
+     "fleet.demand.CLASS.tokens_per_s"),
+    ("serving.duration_s", "fleet windows last fleet.windows.duration_s", "fleet.windows.duration_s"),
+    ("serving.warmup_s", "fleet windows warm up for fleet.windows.warmup_s", "fleet.windows.warmup_s"),
+)
+
+
+def refuse_fleet_overridden(paths: list[str], scen: Any, file: str) -> None:
+    """Refuse an axis that a fleet scenario overrides, with the reason and what to sweep instead."""
+    import fnmatch
+
+    if getattr(scen, "fleet", None) is None:
+        return
+    for path in paths:
+        for pattern, why, instead in FLEET_OVERRIDDEN:
+            if fnmatch.fnmatchcase(path, pattern):
+                raise SweepError(f"axis '{path}' changes nothing in a fleet scenario: {why}; sweep {instead}",
+                                 file=file, field=path)
 
 
 def _with_seed(scen: Any, seed: int) -> Any:

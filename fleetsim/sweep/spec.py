@@ -144,8 +144,8 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
     for item in raw.split(","):
         if not item.strip():
             raise SweepError(f"--param '{text}': an empty value; give path=v1,v2,...")
-        try:
-            values.append(yaml.safe_load(item))
+        try:  # YAML 1.2 numbers: 0.9e9 is a number, as the docs write them (not YAML 1.1's text)
+            values.append(yaml.load(item, Loader=_SweepLoader))
         except yaml.YAMLError:
             values.append(item.strip())
     return path, values
@@ -197,7 +197,8 @@ def _split(text: str, option: str, form: str) -> tuple[str, str]:
 
 
 class _SweepLoader(yaml.SafeLoader):
-    """safe_load without YAML 1.1's base-60 numbers, so `rate: 2:6:3` stays the text 2:6:3."""
+    """safe_load with YAML 1.2 numbers: no base-60 (`rate: 2:6:3` stays the text 2:6:3), and an
+    exponent needs no sign (`0.9e9` is a number, as the docs write them, not text)."""
 
 
 _SweepLoader.yaml_implicit_resolvers = {
@@ -206,7 +207,7 @@ _SweepLoader.yaml_implicit_resolvers = {
 }
 for _tag, _rx in (
     ("tag:yaml.org,2002:int", r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    ("tag:yaml.org,2002:float", (r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+    ("tag:yaml.org,2002:float", (r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
                                  r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")),
 ):
     _SweepLoader.add_implicit_resolver(_tag, __import__("re").compile(_rx), list("-+0123456789."))

@@ -216,7 +216,7 @@ def tornado(ok: pd.DataFrame, paths: list[str], metric: str, path: Path) -> Path
     for i, (p, lo_v, hi_v, vmin, vmax) in enumerate(bars):
         ax.barh(i, lo_v - overall, left=overall, color="tab:blue", label="parameter at its lowest value" if i == 0 else None)
         ax.barh(i, hi_v - overall, left=overall, color="tab:orange", label="parameter at its highest value" if i == 0 else None)
-    ax.set_yticks(range(len(bars)), [f"{b[0]}\n[{b[3]:.4g} .. {b[4]:.4g}]" for b in bars], fontsize=8)
+    ax.set_yticks(range(len(bars)), [f"{b[0]}\n[{_tick(b[3])} .. {_tick(b[4])}]" for b in bars], fontsize=8)
     ax.axvline(overall, color="black", lw=0.8, label=f"mean over the sweep ({overall:.3g})")
     ax.set_xlabel(label(metric))
     ax.set_title(f"Sensitivity of {metric}: main effect of each parameter\n(mean over other parameters and seeds)")

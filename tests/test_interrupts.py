@@ -1,0 +1,118 @@
+"""Interrupts and the files of a run folder: manifest.json only after plots and report, error.json
+on any interruption (plotting included), SIGINT when the process started with it ignored, and
+--overwrite removing only what the earlier run lists."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fleetsim import api
+from fleetsim.cli import main
+from fleetsim.results import runfolder
+
+REPO = Path(__file__).resolve().parents[1]
+SERVING = REPO / "scenarios" / "serving_quickstart.yaml"
+SHORT = ["--set", "serving.duration_s=30", "--set", "serving.warmup_s=5"]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, ["run", str(SERVING), *SHORT, "-q", *args])
+
+
+@pytest.mark.parametrize("stage", ["plot", "report"])
+def test_interrupt_while_plotting_leaves_error_json_not_a_manifest(tmp_path, monkeypatch, stage):
+    out = tmp_path / "run"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, stage, interrupted)
+    r = _run("-o", str(out))
+    assert r.exit_code == 130 and "interrupted" in r.output
+    err = json.loads((out / "error.json").read_text())
+    assert err["interrupted"] is True and err["stage"] == stage
+    assert not (out / "manifest.json").exists() and not (out / runfolder.STAGED).exists()
+    assert "summary.json" in err["files"]
+    monkeypatch.undo()
+    r = CliRunner().invoke(main, ["report", str(out)])
+    assert r.exit_code == 2 and "not a finished fleetsim run" in r.output
+    # the interrupted folder is replaced with --overwrite (it lists its files)
+    assert _run("-o", str(out), "--overwrite").exit_code == 0
+    assert (out / "manifest.json").is_file() and not (out / "error.json").exists()
+
+
+def test_a_staged_manifest_is_a_run_only_to_the_process_that_staged_it(tmp_path):
+    """Killed (SIGKILL) while plotting: the staged manifest of a dead process is not a run."""
+    out = tmp_path / "run"
+    out.mkdir()
+    runfolder.write_json(out / runfolder.STAGED, {"kind": "serving", "files": [], "staged_by_pid": os.getpid() + 1})
+    assert runfolder.read_manifest(out) is None
+    runfolder.write_json(out / runfolder.STAGED, {"kind": "serving", "files": [], "staged_by_pid": os.getpid()})
+    assert runfolder.read_manifest(out) == {"kind": "serving", "files": []}
+
+
+def test_manifest_lists_plots_and_report(tmp_path):
+    out = tmp_path / "run"
+    assert _run("-o", str(out)).exit_code == 0
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert "report.html" in files and {f"plots/{p.name}" for p in (out / "plots").iterdir()} <= set(files)
+    assert not (out / runfolder.STAGED).exists()
+
+
+def test_overwrite_keeps_a_users_file_in_plots(tmp_path):
+    out = tmp_path / "run"
+    assert _run("-o", str(out)).exit_code == 0
+    mine = out / "plots" / "my_annotated.png"
+    mine.write_bytes(b"mine")
+    r = _run("-o", str(out), "--overwrite")
+    assert r.exit_code == 2 and "plots/my_annotated.png" in r.output, r.output
+    assert mine.read_bytes() == b"mine" and (out / "manifest.json").is_file()
+    mine.unlink()
+    assert _run("-o", str(out), "--overwrite").exit_code == 0
+
+
+def test_plots_drawn_later_are_listed_and_replaced(tmp_path):
+    """`fleetsim plot|report` on a --no-plots run adds what they draw to its manifest."""
+    out = tmp_path / "run"
+    assert _run("-o", str(out), "--no-plots").exit_code == 0
+    assert CliRunner().invoke(main, ["plot", str(out)]).exit_code == 0
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert "report.html" in files and any(f.startswith("plots/") for f in files)
+    assert _run("-o", str(out), "--overwrite", "--no-plots").exit_code == 0
+    assert not (out / "plots").exists() and not (out / "report.html").exists()
+
+
+def test_sigint_stops_a_run_started_with_sigint_ignored(tmp_path):
+    """A background job of a non-interactive shell starts with SIGINT ignored (SIG_IGN is
+    inherited across exec); the CLI installs its own handler, so SIGINT still stops it."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetsim.cli", "run", str(SERVING), "-o", str(out), "-q",
+         "--set", "serving.duration_s=20000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "FLEETSIM_CACHE_DIR": str(tmp_path / "cache")},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.time() + 60
+    while not out.is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the simulation
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    data = json.loads((out / "error.json").read_text())
+    assert data["interrupted"] is True and data["stage"] == "simulate"
