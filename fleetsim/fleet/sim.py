@@ -33,7 +33,7 @@ from fleetsim.fleet import demand as dem
 from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
-                                    PoolState, make_planner)
+                                    PoolState, explain_shortfall, make_planner)
 from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
                                    combined_state, ships)
 from fleetsim.reliability.cohort import CohortFleet, resolve_chip
@@ -101,6 +101,7 @@ class FleetResult:
     capacity: list[dict[str, Any]]
     pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
     hourly: dict[str, Any] | None = None  # sampled days hour by hour (elastic rentals, off-peak work)
+    binding: dict[str, Any] | None = None  # what bound each planning period (binding.parquet)
 
 
 class _Channel:
@@ -378,6 +379,7 @@ class _FleetSim:
         self.window_days = self._window_days()
         self.window_snaps: list[dict] = []
         self.planner_calls = 0
+        self.plan_gaps: list[tuple] = []  # (day, period, {model: (wanted, ordered)}, [Shortfall])
         self.released = self._budget_release()
         self.dep_rate = np.zeros(0)
 
@@ -638,8 +640,26 @@ class _FleetSim:
             life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0),
             scenario=self.sc, rentals=rentals)
         self.planner_calls += 1
+        n0, usd0 = len(self.orders), self.committed
         for req in self.planner.plan(state):
             self._place(day, today, req, chans, state)
+        self._explain(day, state, self.orders[n0:], self.committed - usd0)
+
+    def _explain(self, day: int, state: PlanningState, placed: list, committed_usd: float) -> None:
+        """Record what the plan wanted, what it could order and what kept it from the rest."""
+        got: dict[str, float] = {}
+        used_cap: dict[str, float] = {}
+        mw = chips = 0.0
+        for o in placed:
+            p = state.pools[o.pool]
+            got[p.model] = got.get(p.model, 0.0) + o.count / p.tp * p.tokens_per_s_per_replica
+            used_cap[o.channel] = used_cap.get(o.channel, 0.0) + o.count
+            if o.kind != "rent":
+                mw += o.count * p.power_mw_per_replica / p.tp
+                chips += o.count
+        fab = {n for n, ch in self.channels.items() if ch.cfg.fab is not None}
+        gaps, parts = explain_shortfall(state, got, committed_usd, mw, chips, used_cap, fab)
+        self.plan_gaps.append((day, state.period, gaps, parts))
 
     def _place(self, day: int, today: dt.date, req: OrderRequest, chans, state: PlanningState) -> None:
         """Check a policy's order against the rules (the policy cannot break them), then place it."""

@@ -1,0 +1,101 @@
+"""What decided the result: each planning period's shortfall by cause (binding.parquet), unmet
+demand attributed to those causes, and the console lines that name them."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import fleetsim
+from fleetsim.results.display import summary_text
+
+from fleet_helpers import FLEET, scenario
+
+
+def _unmet_from_timeline(res) -> float:
+    """Unmet token/s-days counted from the timeline: demand minus what was served, per day."""
+    tl = res.timeline
+    by_day = tl.groupby("date", observed=True).agg(demand=("demand_tokens_per_s", "first"),
+                                                    served=("served_tokens_per_s", "sum"))
+    return float((by_day["demand"] - by_day["served"]).clip(lower=0).sum())
+
+
+def _check_adds_up(res) -> dict:
+    f = res.summary["fleet"]
+    total = _unmet_from_timeline(res)
+    causes = f["unmet_causes"]
+    assert total > 0
+    assert sum(c["share"] for c in causes) == pytest.approx(1.0, rel=1e-9)
+    assert sum(c["unmet_mtok"] for c in causes) * 1e6 / 86400 == pytest.approx(total, rel=1e-6)
+    flat = sum(v for k, v in f.items() if k.startswith("unmet_cause_share_"))
+    assert flat == pytest.approx(1.0, rel=1e-9)
+    return {(c["cause"], c["channel"]): c["share"] for c in causes}
+
+
+def test_budget_binds_names_the_budget():
+    res = fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}))
+    shares = _check_adds_up(res)
+    main = max(shares, key=shares.get)
+    assert main[0] == "budget_total"
+    b = res.binding
+    assert set(b.columns) >= {"date", "period", "model", "cause", "channel", "wanted_tokens_per_s",
+                              "ordered_tokens_per_s", "shortfall_tokens_per_s", "assumption"}
+    assert (b["cause"] == "budget_total").any()
+    # every plan's parts add up to what it wanted minus what it ordered
+    for _, g in b.groupby(["period", "model"], observed=True):
+        gap = max(0.0, g["wanted_tokens_per_s"].iloc[0] - g["ordered_tokens_per_s"].iloc[0])
+        assert g["shortfall_tokens_per_s"].sum() == pytest.approx(gap, rel=1e-9, abs=1e-6)
+    f = res.summary["fleet"]
+    assert f["budget_first_bound_date"] is not None and f["budget_bound_periods"] > 0
+    assert f["budget_unspent_usd"] < 0.05 * 2.0e6
+
+
+def test_cap_binds_names_the_channel_cap_as_assumption():
+    channels = {"nvidia": {**copy.deepcopy(FLEET["channels"]["nvidia"]), "cap_per_month": 20,
+                           "assumed": ["cap_per_month"]}}
+    res = fleetsim.run(scenario({"channels": channels}))
+    shares = _check_adds_up(res)
+    main = max(shares, key=shares.get)
+    assert main == ("channel_cap", "nvidia")
+    assert shares.get(("lead_time", ""), 0) > 0  # no fleet before the first order arrives
+    f = res.summary["fleet"]
+    assert f["budget_first_bound_date"] is None
+    assert next(c for c in f["unmet_causes"] if c["cause"] == "channel_cap")["assumption"] is True
+    text = summary_text(res.summary)
+    assert "nvidia cap (ASSUMPTION)" in text
+    assert "budget never bound" in text
+
+
+def test_closed_regime_explains_at_most_its_cap_then_the_next_option():
+    """The cheapest channel is banned; reopened it could add only its monthly cap (20 chips x
+    800 tokens/s = 16,000 tokens/s, less what spares take); the rest is the open channel's cap."""
+    channels = copy.deepcopy(FLEET["channels"])
+    channels["nvidia"].update(initial_exporter="banned", cap_per_month=20)
+    channels["huawei"]["cap_per_month"] = 30
+    res = fleetsim.run(scenario({"channels": channels}))
+    shares = _check_adds_up(res)
+    assert max(shares, key=shares.get) == ("channel_cap", "huawei")
+    assert 0 < shares[("regime_closed", "nvidia")] < 0.1
+    b = res.binding
+    closed = b[b["cause"] == "regime_closed"]["shortfall_tokens_per_s"]
+    assert closed.max() <= 20 * 4.0 * 200 * (1 + 1e-9)
+
+
+def test_console_shows_budget_frozen_and_slo_lines():
+    res = fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}))
+    text = summary_text(res.summary)
+    assert "unmet demand: " in text and "budget total budget" not in text
+    assert "budget bound from 2025-" in text
+    assert "frozen orders at the horizon: 0 chips" in text
+    assert "stranded: 0 chips" in text
+    assert "cost USD per million tokens" in text and "(depreciation + power + opex + rental)" in text
+
+
+def test_binding_parquet_in_run_folder(tmp_path):
+    import pandas as pd
+
+    fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}), out_dir=tmp_path / "r")
+    b = pd.read_parquet(tmp_path / "r" / "binding.parquet")
+    assert len(b) and b["shortfall_tokens_per_s"].ge(0).all()
