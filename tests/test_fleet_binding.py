@@ -99,3 +99,35 @@ def test_binding_parquet_in_run_folder(tmp_path):
     fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}), out_dir=tmp_path / "r")
     b = pd.read_parquet(tmp_path / "r" / "binding.parquet")
     assert len(b) and b["shortfall_tokens_per_s"].ge(0).all()
+
+
+# -- shadow prices of the optimal planner -------------------------------------------------------
+@pytest.mark.parametrize("kw, key, value", [
+    # demand 10 req/s for 2 periods, 1 req/s per 1-chip replica at USD 1, penalty USD 100 per
+    # req/s-period: one more chip serves both periods (saves 200) and costs 1 -> 199 per chip,
+    # per USD of budget (carried over), and 199 / 500 W per W of site power
+    ({"budget_usd": np.array([3.0, 0.0])}, "budget", 199.0),
+    ({"cap_chips": {"ch": np.array([4.0, 4.0])}}, "cap:ch", 199.0),
+    ({"site_power_w": np.array([2500.0, 2500.0])}, "power", 199.0 / 500.0),
+    ({"budget_usd": np.array([30.0, 30.0])}, "budget", 0.0),   # slack: worth nothing
+])
+def test_shadow_prices_match_hand_values(kw, key, value):
+    from fleetsim.fleet.optimal.milp import solve
+    from fleetsim.fleet.optimal.problem import Option, Pool, Problem
+
+    pools = [Pool("p", "chip", 1, np.array([1.0]), power_w_per_replica=500.0)]
+    opts = [Option("o", "ch", "p", price_usd_per_chip=1.0)]
+    pr = Problem(["c"], pools, opts, 1.0, np.full((1, 1, 2), 10.0),
+                 unmet_penalty_usd_per_rps_period=np.array([100.0]), **kw)
+    assert solve(pr).shadow_prices[key] == pytest.approx(value, rel=1e-6, abs=1e-9)
+
+
+def test_optimal_fleet_run_records_budget_shadow_price():
+    res = fleetsim.run(scenario({"budget": {"total_usd": 2.0e6},
+                                 "planner": {"kind": "optimal", "period_days": 60, "horizon_periods": 3}}))
+    b = res.binding
+    assert b["shadow_budget_usd_per_usd"].notna().all()
+    assert (b["shadow_budget_usd_per_usd"] > 0).any()
+    _check_adds_up(res)
+    rule = fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}))
+    assert rule.binding["shadow_budget_usd_per_usd"].isna().all()

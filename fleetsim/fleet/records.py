@@ -438,30 +438,35 @@ def _binding(sim) -> tuple[dict[str, Any], dict[tuple[str, str], float]]:
 
     cols: dict[str, list] = {k: [] for k in (
         "date", "period", "model", "workloads", "cause", "channel", "chip", "pool", "assumption",
-        "wanted_tokens_per_s", "ordered_tokens_per_s", "shortfall_tokens_per_s")}
+        "wanted_tokens_per_s", "ordered_tokens_per_s", "shortfall_tokens_per_s",
+        "shadow_budget_usd_per_usd", "shadow_cap_usd_per_chip", "shadow_power_usd_per_mw")}
     per_model = {m: ",".join(c for c in sim.classes if sim.class_model[c] == m) for m in sim.models_used}
 
-    def row(day, period, model, cause, ch, chip, pool, wanted, got, short):
+    def row(day, period, model, cause, ch, chip, pool, wanted, got, short, duals):
+        nan = math.nan if not duals else 0.0  # NaN: the policy gives no shadow prices (rule planners)
         vals = (np.datetime64(sim.start + dt.timedelta(days=day), "D"), period, model, per_model.get(model, ""),
-                cause, ch, chip, pool, _assumed(sim, cause, ch), wanted, got, short)
+                cause, ch, chip, pool, _assumed(sim, cause, ch), wanted, got, short,
+                duals.get("budget", nan), duals.get(f"cap:{ch}", nan) if ch else nan,
+                duals["power"] * 1e6 if "power" in duals else nan)
         for k, v in zip(cols, vals):
             cols[k].append(v)
 
     plan_short = []
-    for day, period, gaps, parts in sim.plan_gaps:
+    for day, period, gaps, parts, duals in sim.plan_gaps:
         by = {}
         for pt in parts:
             by.setdefault(pt.model, []).append(pt)
         for model, (wanted, got) in sorted(gaps.items()):
             if model not in by:
-                row(day, period, model, "none", "", "", "", wanted, got, 0.0)
+                row(day, period, model, "none", "", "", "", wanted, got, 0.0, duals)
             for pt in by.get(model, []):
-                row(day, period, model, pt.cause, pt.channel, pt.chip, pt.pool, wanted, got, pt.tokens_per_s)
+                row(day, period, model, pt.cause, pt.channel, pt.chip, pt.pool, wanted, got, pt.tokens_per_s, duals)
         plan_short.append((day, parts))
     cols["date"] = np.asarray(cols["date"], dtype="datetime64[D]")
     cols["period"] = np.asarray(cols["period"], dtype=np.int64)
     cols["assumption"] = np.asarray(cols["assumption"], dtype=bool)
-    for k in ("wanted_tokens_per_s", "ordered_tokens_per_s", "shortfall_tokens_per_s"):
+    for k in ("wanted_tokens_per_s", "ordered_tokens_per_s", "shortfall_tokens_per_s",
+              "shadow_budget_usd_per_usd", "shadow_cap_usd_per_chip", "shadow_power_usd_per_mw"):
         cols[k] = np.asarray(cols[k], dtype=float)
     buy = [c for c in sim.fleet.channels.values() if c.kind == "buy" and c.elastic is None]
     lead = int(math.ceil(min((_mean_duration(c.lead_time_days) for c in buy), default=0.0)))

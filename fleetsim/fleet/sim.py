@@ -379,7 +379,7 @@ class _FleetSim:
         self.window_days = self._window_days()
         self.window_snaps: list[dict] = []
         self.planner_calls = 0
-        self.plan_gaps: list[tuple] = []  # (day, period, {model: (wanted, ordered)}, [Shortfall])
+        self.plan_gaps: list[tuple] = []  # (day, period, {model: (wanted, ordered)}, [Shortfall], duals)
         self.released = self._budget_release()
         self.dep_rate = np.zeros(0)
 
@@ -659,7 +659,8 @@ class _FleetSim:
                 chips += o.count
         fab = {n for n, ch in self.channels.items() if ch.cfg.fab is not None}
         gaps, parts = explain_shortfall(state, got, committed_usd, mw, chips, used_cap, fab)
-        self.plan_gaps.append((day, state.period, gaps, parts))
+        shadow = dict(getattr(self.planner, "last_shadow_prices", None) or {})  # optimal planner only
+        self.plan_gaps.append((day, state.period, gaps, parts, shadow))
 
     def _place(self, day: int, today: dt.date, req: OrderRequest, chans, state: PlanningState) -> None:
         """Check a policy's order against the rules (the policy cannot break them), then place it."""
