@@ -131,3 +131,13 @@ def test_optimal_fleet_run_records_budget_shadow_price():
     _check_adds_up(res)
     rule = fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}))
     assert rule.binding["shadow_budget_usd_per_usd"].isna().all()
+
+
+def test_demand_above_plan_takes_what_no_plan_explains():
+    """Realised demand far above the forecast (the planner never sees the surprise) and no limit
+    binding: after the first lead time the unmet demand is `demand_above_plan`."""
+    demand = {"chat": {**FLEET["demand"]["chat"], "forecast_error": {"sigma_per_year": 1.5}}}
+    res = fleetsim.run(scenario({"demand": demand}, seed=3))
+    shares = _check_adds_up(res)
+    assert shares.get(("demand_above_plan", ""), 0) > 0.2
+    assert not any(c.startswith("budget") or c == "channel_cap" for c, _ in shares)
