@@ -141,3 +141,23 @@ def test_demand_above_plan_takes_what_no_plan_explains():
     shares = _check_adds_up(res)
     assert shares.get(("demand_above_plan", ""), 0) > 0.2
     assert not any(c.startswith("budget") or c == "channel_cap" for c, _ in shares)
+
+
+def test_console_slo_attainment_from_windows():
+    """A budget-starved fleet: the later windows are overloaded and miss the 95% SLO."""
+    res = fleetsim.run(scenario({"budget": {"total_usd": 3.0e6},
+                                 "windows": {"every_days": 60, "cell_replicas": 2, "duration_s": 60,
+                                             "warmup_s": 10}}))
+    f = res.summary["fleet"]
+    w = res.windows
+    att = w["attainment"].astype(float)
+    assert f["window_attainment_worst"] == pytest.approx(att.min())
+    worst = w.iloc[int(att.values.argmin())]
+    assert f["window_attainment_worst_chip"] == worst["chip"]
+    missed = w[att < 0.95]["window"].nunique()
+    assert 0 < missed < f["windows"]
+    assert f["window_attainment_worst_date"] == str(worst["date"])[:10]
+    assert f["windows_missed"] == missed
+    text = summary_text(res.summary)
+    assert f"SLO attainment in serving windows: mean {f['window_attainment_mean']:.1%}" in text
+    assert f"{missed} of {f['windows']} windows missed the SLO" in text
