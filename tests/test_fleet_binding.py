@@ -99,6 +99,12 @@ def test_binding_parquet_in_run_folder(tmp_path):
     fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}}), out_dir=tmp_path / "r")
     b = pd.read_parquet(tmp_path / "r" / "binding.parquet")
     assert len(b) and b["shortfall_tokens_per_s"].ge(0).all()
+    from fleetsim.report.html import _fleet_body
+    from fleetsim.report.plots import open_run
+
+    _, tables = _fleet_body(open_run(tmp_path / "r"))
+    section = next(t for t in tables if "What decided the result" in t)
+    assert "budget_total" in section and "budget bound from 2025-" in section
 
 
 # -- shadow prices of the optimal planner -------------------------------------------------------
