@@ -81,6 +81,9 @@ def test_closed_regime_explains_at_most_its_cap_then_the_next_option():
     b = res.binding
     closed = b[b["cause"] == "regime_closed"]["shortfall_tokens_per_s"]
     assert closed.max() <= 20 * 4.0 * 200 * (1 + 1e-9)
+    # the line docs/fleet.md quotes
+    assert ("unmet demand: 90% huawei cap, 7% lead time, 3% nvidia closed regime; budget never bound, "
+            "USD 994 M unspent") in summary_text(res.summary)
 
 
 def test_console_shows_budget_frozen_and_slo_lines():
@@ -167,3 +170,10 @@ def test_console_slo_attainment_from_windows():
     text = summary_text(res.summary)
     assert f"SLO attainment in serving windows: mean {f['window_attainment_mean']:.1%}" in text
     assert f"{missed} of {f['windows']} windows missed the SLO" in text
+
+
+def test_unknown_assumed_field_is_refused():
+    channels = copy.deepcopy(FLEET["channels"])
+    channels["nvidia"]["assumed"] = ["cap_per_mnth"]
+    with pytest.raises(Exception, match="cap_per_mnth.*allowed:.*cap_per_month"):
+        scenario({"channels": channels})
