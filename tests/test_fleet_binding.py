@@ -177,3 +177,29 @@ def test_unknown_assumed_field_is_refused():
     channels["nvidia"]["assumed"] = ["cap_per_mnth"]
     with pytest.raises(Exception, match="cap_per_mnth.*allowed:.*cap_per_month"):
         scenario({"channels": channels})
+
+
+# -- planner fixes (issue 19) ---------------------------------------------------------------------
+def test_both_planners_replan_the_day_a_channel_closes_or_reopens():
+    """Plans are every 30 days from 2025-01-01 (day 59 = 2025-03-01 is not one); a ban on
+    2025-03-05 and a reopening on 2025-06-10 each bring a plan that same day."""
+    events = [{"date": "2025-03-05", "channel": "nvidia", "exporter": "banned"},
+              {"date": "2025-06-10", "channel": "nvidia", "exporter": "open"}]
+    for planner in ({"kind": "cheapest", "period_days": 30, "horizon_days": 90, "headroom": 0.1},
+                    {"kind": "optimal", "period_days": 30, "horizon_periods": 3}):
+        res = fleetsim.run(scenario({"events": events, "planner": planner}))
+        days = set(res.binding["date"].astype(str).str[:10])
+        assert {"2025-03-05", "2025-06-10"} <= days, planner["kind"]
+
+
+def test_optimal_plans_with_the_spare_share():
+    """With 20% of chips held as spares, what the optimiser orders first serves 1 / (1 - 0.2)
+    times fewer tokens per chip: it orders that much more (to whole replicas)."""
+    planner = {"kind": "optimal", "period_days": 60, "horizon_periods": 3}
+    first = {}
+    for sf in (0.0, 0.2):
+        rel = {"repair": {"spare_fraction": sf}}
+        res = fleetsim.run(scenario({"planner": planner}, reliability=rel))
+        o = res.orders
+        first[sf] = int(o[o["ordered_on"] == o["ordered_on"].min()]["count_chips"].sum())
+    assert first[0.2] == pytest.approx(first[0.0] / 0.8, rel=0.02)

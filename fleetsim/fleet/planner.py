@@ -120,6 +120,7 @@ class PlanningState:
     # running and ordered rentals: (pool, first day serving, first day returned, chips), days
     # counted from today (first day may be an estimate for a rental still on order)
     rentals: list[tuple[str, int, int, int]] = field(default_factory=list)
+    spare_fraction: float = 0.0       # share of installed chips held as repair spares (not serving)
 
     def required_tokens_per_s(self, model: str, lead_days: float) -> float:
         """Peak forecast x (1 + headroom) for `model` over the next lead + horizon days."""

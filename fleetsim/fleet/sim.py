@@ -460,8 +460,9 @@ class _FleetSim:
                 if val is not None:
                     setattr(ch, attr, val)
             newly_banned = tr.exporter == "banned" and ch.exporter != "banned"
-            if ch.set_sides(tr.exporter, tr.importer):  # a buyer orders when a channel reopens
-                env.process(self._replan(tr.day))
+            was_open = ch.state == "open"
+            if ch.set_sides(tr.exporter, tr.importer) or (was_open and ch.state != "open"):
+                env.process(self._replan(tr.day))  # reopened: order there; closed: order elsewhere
             if newly_banned:
                 self._ban(ch, tr.day)
             self.events.append((tr.day, "regime_change", ch.name, "", "", 0,
@@ -638,7 +639,7 @@ class _FleetSim:
             site_power_mw_left=math.inf if site.power_mw is None else site.power_mw - power_used,
             site_chips_left=math.inf if site.racks is None else site.racks * site.chips_per_rack - installed_chips,
             life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0),
-            scenario=self.sc, rentals=rentals)
+            scenario=self.sc, rentals=rentals, spare_fraction=self.sf)
         self.planner_calls += 1
         n0, usd0 = len(self.orders), self.committed
         for req in self.planner.plan(state):

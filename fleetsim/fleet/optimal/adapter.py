@@ -98,7 +98,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
         for ci, c in enumerate(classes):
             cap = ps.capacity.get(c)
             if cap is not None and state.class_model.get(c) == ps.model:
-                g[ci] = cap.effective_tokens_per_s
+                g[ci] = cap.effective_tokens_per_s * (1.0 - state.spare_fraction)  # spares do not serve
         pools.append(Pool(pn, ps.chip, ps.tp, g, power_w_per_replica=ps.power_mw_per_replica * 1e6,
                           racks_per_replica=float(ps.tp), us_controlled=ps.chip in us,
                           domestic=ps.chip not in us))
