@@ -203,3 +203,30 @@ def test_optimal_plans_with_the_spare_share():
         o = res.orders
         first[sf] = int(o[o["ordered_on"] == o["ordered_on"].min()]["count_chips"].sum())
     assert first[0.2] == pytest.approx(first[0.0] / 0.8, rel=0.02)
+
+
+def test_planner_counts_only_chips_in_service(monkeypatch):
+    """Chips fail often and wait 30 days for repair: the plan's installed replicas are the chips
+    in service (active), never those in repair."""
+    from fleetsim.fleet import sim as simmod
+
+    seen = []
+    orig = simmod._FleetSim._explain
+
+    def spy(self, day, state, placed, committed_usd):
+        co = self.cohorts
+        alive = co.view("retire_day") > day + 60
+        for pi, pn in enumerate(self.pool_names):
+            sel = alive & (co.view("pool") == pi)
+            seen.append((state.pools[pn].installed_replicas * self.tp[pi],
+                         float(co.view("active")[sel].sum()), float(co.view("in_repair")[sel].sum())))
+        return orig(self, day, state, placed, committed_usd)
+
+    monkeypatch.setattr(simmod._FleetSim, "_explain", spy)
+    rel = {"chips": {"h20": {"mtbf_h": 300.0}, "ascend-910b": {"mtbf_h": 300.0}},
+           "repair": {"transient_share": 0.0, "lost_share": 0.0,
+                      "repair_h": {"kind": "fixed", "value": 720}}}
+    fleetsim.run(scenario(reliability=rel))
+    assert any(rep > 0 for _, _, rep in seen)
+    for inst, active, _ in seen:
+        assert inst == pytest.approx(active)

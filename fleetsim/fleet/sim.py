@@ -577,8 +577,8 @@ class _FleetSim:
             fc_peak[c] = seg.reshape(n_per, per).max(axis=1).tolist()
         co = self.cohorts
         alive = (co.view("retire_day") > day + 60)  # chips retiring within ~2 months not counted
-        inst = np.bincount(co.view("pool")[alive], weights=(co.view("active") + co.view("in_repair"))[alive],
-                           minlength=len(self.pools))
+        # capacity is chips in service: a chip waiting for repair serves nothing until it is back
+        inst = np.bincount(co.view("pool")[alive], weights=co.view("active")[alive], minlength=len(self.pools))
         share = self._class_share(day)
         # rentals: running (still there on the next planning day) and on order
         rentals, rent_next = [], np.zeros(len(self.pools))
