@@ -230,3 +230,20 @@ def test_planner_counts_only_chips_in_service(monkeypatch):
     assert any(rep > 0 for _, _, rep in seen)
     for inst, active, _ in seen:
         assert inst == pytest.approx(active)
+
+
+def test_domestic_share_target_binds_when_the_fleet_already_covers_demand():
+    """2,000 H20 cover the year's demand (about 650 replicas at its peak): the cheapest planner
+    orders nothing, the domestic_share planner still buys Ascend chips up to half the requirement."""
+    init = [{"chip": "h20", "channel": "nvidia", "count": 2000, "price_usd": 10000}]
+    cheap = fleetsim.run(scenario({"initial_fleet": init}))
+    assert cheap.orders[cheap.orders["chip"] == "ascend-910b"]["count_chips"].sum() == 0
+    dom = fleetsim.run(scenario({"initial_fleet": init, "planner": {
+        "kind": "domestic_share", "target_share": 0.5, "period_days": 30, "horizon_days": 90, "headroom": 0.1}}))
+    o = dom.orders
+    bought = int(o[(o["chip"] == "ascend-910b")]["count_chips"].sum())
+    assert bought > 100
+    tl = dom.timeline
+    last = tl[tl["date"] == tl["date"].max()].set_index("chip")["capacity_tokens_per_s"]
+    demand_peak = tl["demand_tokens_per_s"].max() * 1.3
+    assert last["ascend-910b"] >= 0.4 * demand_peak

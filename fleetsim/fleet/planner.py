@@ -302,15 +302,15 @@ class DomesticShare(_RuleBase):
     """At least `target_share` of the model's required capacity on domestic channels; then cheapest."""
 
     def fill(self, state, model, gap, ranked, limits):
-        if gap <= 0:
-            return []
+        """The target binds even when the fleet already covers demand (a US-heavy fleet buys
+        domestic chips up to the target share); the rest of the gap is filled cheapest first."""
         lead = max(c.channel.lead_time_days for c in ranked)
         required = state.required_tokens_per_s(model, lead)
         us = {n for n, c in state.channels.items() if c.us_controlled}
         domestic_now = sum(
             (p.installed_replicas + p.on_order_replicas) * p.tokens_per_s_per_replica
             for p in state.pools.values() if p.model == model and _pool_domestic(state, p, us))
-        dom_gap = min(gap, max(0.0, self.config.target_share * required - domestic_now))
+        dom_gap = max(0.0, self.config.target_share * required - domestic_now)
         dom = [c for c in ranked if not c.channel.us_controlled]
         orders = _fill(dom_gap, dom, limits)
         got = sum(o.count_chips / state.pools[o.pool].tp * state.pools[o.pool].tokens_per_s_per_replica
