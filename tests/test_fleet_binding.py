@@ -194,7 +194,9 @@ def test_both_planners_replan_the_day_a_channel_closes_or_reopens():
 
 def test_optimal_plans_with_the_spare_share():
     """With 20% of chips held as spares, what the optimiser orders first serves 1 / (1 - 0.2)
-    times fewer tokens per chip: it orders that much more (to whole replicas)."""
+    times fewer tokens per chip: it orders about that much more (within a few percent: whole
+    replicas, and the plan may shift orders between periods). Without the spare share the two
+    first orders were the same."""
     planner = {"kind": "optimal", "period_days": 60, "horizon_periods": 3}
     first = {}
     for sf in (0.0, 0.2):
@@ -202,12 +204,13 @@ def test_optimal_plans_with_the_spare_share():
         res = fleetsim.run(scenario({"planner": planner}, reliability=rel))
         o = res.orders
         first[sf] = int(o[o["ordered_on"] == o["ordered_on"].min()]["count_chips"].sum())
-    assert first[0.2] == pytest.approx(first[0.0] / 0.8, rel=0.02)
+    assert 0.97 / 0.8 <= first[0.2] / first[0.0] <= 1.06 / 0.8
 
 
 def test_planner_counts_only_chips_in_service(monkeypatch):
-    """Chips fail often and wait 30 days for repair: the plan's installed replicas are the chips
-    in service (active), never those in repair."""
+    """Chips fail often and wait 30 days for repair: the plan counts what the daily step serves
+    with, min(all chips, chips in service / (1 - spare share)), never every chip in repair (the
+    state's tokens per replica already take the 5% spare share out)."""
     from fleetsim.fleet import sim as simmod
 
     seen = []
@@ -228,8 +231,9 @@ def test_planner_counts_only_chips_in_service(monkeypatch):
                       "repair_h": {"kind": "fixed", "value": 720}}}
     fleetsim.run(scenario(reliability=rel))
     assert any(rep > 0 for _, _, rep in seen)
-    for inst, active, _ in seen:
-        assert inst == pytest.approx(active)
+    assert any(rep > 0.05 * (act + rep) for _, act, rep in seen)  # more in repair than the spares
+    for inst, active, rep in seen:
+        assert inst == pytest.approx(min(active + rep, active / 0.95))
 
 
 def test_domestic_share_target_binds_when_the_fleet_already_covers_demand():

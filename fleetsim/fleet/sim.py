@@ -577,8 +577,12 @@ class _FleetSim:
             fc_peak[c] = seg.reshape(n_per, per).max(axis=1).tolist()
         co = self.cohorts
         alive = (co.view("retire_day") > day + 60)  # chips retiring within ~2 months not counted
-        # capacity is chips in service: a chip waiting for repair serves nothing until it is back
-        inst = np.bincount(co.view("pool")[alive], weights=co.view("active")[alive], minlength=len(self.pools))
+        # capacity is chips in service, as the daily step counts it: spares cover chips in repair
+        # up to the spare share, beyond it a chip waiting for repair serves nothing (the state's
+        # tokens per replica already take the spare share out, hence the division)
+        pool_ix, act = co.view("pool")[alive], co.view("active")[alive]
+        inst = np.minimum(np.bincount(pool_ix, weights=act + co.view("in_repair")[alive], minlength=len(self.pools)),
+                          np.bincount(pool_ix, weights=act, minlength=len(self.pools)) / max(1e-9, 1.0 - self.sf))
         share = self._class_share(day)
         # rentals: running (still there on the next planning day) and on order
         rentals, rent_next = [], np.zeros(len(self.pools))

@@ -98,7 +98,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
         for ci, c in enumerate(classes):
             cap = ps.capacity.get(c)
             if cap is not None and state.class_model.get(c) == ps.model:
-                g[ci] = cap.effective_tokens_per_s * (1.0 - state.spare_fraction)  # spares do not serve
+                g[ci] = cap.effective_tokens_per_s
         pools.append(Pool(pn, ps.chip, ps.tp, g, power_w_per_replica=ps.power_mw_per_replica * 1e6,
                           racks_per_replica=float(ps.tp), us_controlled=ps.chip in us,
                           domestic=ps.chip not in us))
@@ -206,6 +206,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
         channel_state=states, cap_chips=caps, installed=inst, rented=rent, budget_usd=budget,
         site_power_w=site_power, site_racks=site_racks,
         domestic_share_min=getattr(config, "domestic_share_min", 0.0),
+        spare_share=state.spare_fraction,  # owned chips held as spares serve nothing
         domestic_share_from_period=max([o.lead_periods for o in options] or [0]),
         unmet_penalty_usd_per_rps_period=penalty,
         cvar_alpha=config.cvar_alpha, cvar_weight=getattr(config, "risk_weight", 1.0) if config.risk == "cvar" else 0.0,

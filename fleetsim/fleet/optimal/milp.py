@@ -274,8 +274,9 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     for p in range(P):
         R.add(rows, vcol[ks, cs, p, ts], 1.0 / S)
     R.add(rows, wcol[ks, cs, ts], 1.0)
-    # capacity: sum_c D v / (S g) - sum alive x <= installed + rented
-    r0 = R.block(K * P * T, -np.inf, (installed + rented).ravel())
+    # capacity: sum_c D v / (S g) - sum alive x (owned: x (1 - spare)) <= installed (1 - spare) + rented
+    own = 1.0 - float(pr.spare_share)  # owned replicas serve net of spares; rented ones in full
+    r0 = R.block(K * P * T, -np.inf, (installed * own + rented).ravel())
     cap_row = r0 + np.arange(K * P * T).reshape(K, P, T)
     with np.errstate(divide="ignore", invalid="ignore"):
         load = np.where(g.T[None, :, :, None] > 0, D[:, :, None, :] / (S * g.T[None, :, :, None]), 0.0)
@@ -284,7 +285,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     for i in range(O):
         for s in range(T):
             a = alive[:, i, s, :]  # (K, T)
-            R.add(cap_row[:, opool[i], :], xcol[:, i, s][:, None], -a)
+            R.add(cap_row[:, opool[i], :], xcol[:, i, s][:, None], -a * (own if buy[i] else 1.0))
     # allocation caps per channel and period (chips)
     if "caps" not in relax:
         for ch, cap in pr.cap_chips.items():
