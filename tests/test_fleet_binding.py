@@ -160,16 +160,16 @@ def test_console_slo_attainment_from_windows():
     f = res.summary["fleet"]
     w = res.windows
     att = w["attainment"].astype(float)
-    assert f["window_attainment_worst"] == pytest.approx(att.min())
+    assert f["window_attainment_worst"] == pytest.approx(att.min(), rel=1e-3)
     worst = w.iloc[int(att.values.argmin())]
-    assert f["window_attainment_worst_chip"] == worst["chip"]
+    assert f["window_worst_chip"] == worst["chip"]
     missed = w[att < 0.95]["window"].nunique()
     assert 0 < missed < f["windows"]
-    assert f["window_attainment_worst_date"] == str(worst["date"])[:10]
+    assert f["window_worst_date"] == str(worst["date"])[:10]
     assert f["windows_missed"] == missed
     text = summary_text(res.summary)
-    assert f"SLO attainment in serving windows: mean {f['window_attainment_mean']:.1%}" in text
-    assert f"{missed} of {f['windows']} windows missed the SLO" in text
+    assert f"SLO attainment in {f['windows']} serving windows: mean {f['window_attainment_mean']:.1%}" in text
+    assert f"{missed} below the SLO percentile" in text
 
 
 def test_unknown_assumed_field_is_refused():

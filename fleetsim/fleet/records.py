@@ -511,7 +511,7 @@ def _decided(sim, summary, parts: dict[tuple[str, str], float], binding) -> dict
 
 
 def _console_extras(sim, orders, windows) -> dict[str, Any]:
-    """Frozen and stranded orders (chips, USD) and SLO attainment of the serving windows."""
+    """Frozen and stranded orders (chips, USD); the windows' SLO lines are _worst_window's."""
     buys = [o for o in sim.orders if o.kind == "buy"]
     frozen = [o for o in buys if o.fate == "in_transit" and o.held_day >= 0]
     strand = [o for o in buys if o.fate == "stranded"]
@@ -522,18 +522,4 @@ def _console_extras(sim, orders, windows) -> dict[str, Any]:
         "stranded_chips": int(sum(o.count for o in strand)),
         "stranded_usd": float(sum(o.commitment_usd for o in strand)),
     }
-    if windows and windows.get("attainment"):
-        att = np.array([np.nan if a is None else a for a in windows["attainment"]], dtype=float)
-        ok = ~np.isnan(att)
-        if ok.any():
-            target = np.array([sim.serving.workloads[w].slo.percentile / 100.0 for w in windows["workload"]])
-            i = int(np.nanargmin(att))
-            missed = {w for w, a, t in zip(windows["window"], att, target) if not np.isnan(a) and a < t}
-            out.update({
-                "window_attainment_worst": float(att[i]),
-                "window_attainment_worst_date": str(windows["date"][i])[:10],
-                "window_attainment_worst_chip": str(windows["chip"][i]),
-                "window_attainment_worst_workload": str(windows["workload"][i]),
-                "windows_missed": len(missed),
-            })
     return out

@@ -344,7 +344,7 @@ def _usd(x: float) -> str:
 
 
 def decided_lines(f: dict[str, Any]) -> list[str]:
-    """What decided the result: unmet demand by cause, the budget, frozen orders, SLO windows."""
+    """What decided the result: unmet demand by cause, the budget, frozen and stranded orders."""
     out = []
     causes = [c for c in (f.get("unmet_causes") or []) if c["share"] >= 0.005]
     if causes:
@@ -366,13 +366,6 @@ def decided_lines(f: dict[str, Any]) -> list[str]:
         out.append(f"  frozen orders at the horizon: {f['frozen_chips']:,} chips, {_usd(f['frozen_usd'])} "
                    f"({_usd(f['frozen_paid_usd'])} paid); stranded: {f['stranded_chips']:,} chips, "
                    f"{_usd(f['stranded_usd'])} (chips + levy + servers)")
-    if f.get("window_attainment_mean") is not None:
-        line = f"  SLO attainment in serving windows: mean {f['window_attainment_mean']:.1%}"
-        if f.get("window_attainment_worst") is not None:
-            line += (f", worst {f['window_attainment_worst']:.1%} ({f['window_attainment_worst_workload']} on "
-                     f"{f['window_attainment_worst_chip']}, {f['window_attainment_worst_date']}), "
-                     f"{f['windows_missed']} of {f.get('windows', 0)} windows missed the SLO")
-        out.append(line)
     return out
 
 
