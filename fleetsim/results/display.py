@@ -195,7 +195,13 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
         if key == "budget_usd":
             lines.append(f"  {label}: {format_interval(h['mean'], kind='usd')}")
             continue
-        lines.append(f"  {label}: {_spread(h, kind)}")
+        basis = ((summary.get("fleet") or {}).get("cost_basis") or {}).get(key)
+        lines.append(f"  {label}: {_spread(h, kind)}" + (f" ({basis})" if basis else ""))
+    causes = sorted(((k[len("unmet_cause_share_"):], v["mean"]) for k, v in heads.items()
+                     if k.startswith("unmet_cause_share_") and (v.get("mean") or 0) >= 0.005), key=lambda t: -t[1])
+    if causes and R > 1:  # mean share over the futures of each cause (channels summed)
+        lines.append("  unmet demand by cause, mean over the futures: " + ", ".join(
+            f"{m:.0%} {CAUSE_LABEL.get(c, c)}" for c, m in causes))
     f = summary.get("fleet") or {}
     if f.get("peak_unmet_date") and (heads.get("peak_unmet_share") or {}).get("mean"):
         lines.append(f"  peak unmet on (future {rep.get('future')}): {f['peak_unmet_date']}")
@@ -214,7 +220,7 @@ def fleet_text(summary: dict[str, Any]) -> str:
     if summary.get("futures"):
         lines += futures_lines(summary)
         rep = (summary["futures"].get("representative") or {}).get("future")
-        detail = supply_lines(f) + _windows_budget_lines(f)  # the representative future's tables
+        detail = supply_lines(f) + decided_lines(f) + _windows_budget_lines(f)  # the representative future's
         if detail and summary["futures"].get("replications", 1) > 1:
             lines.append(f"  in future {rep} (the representative one):")
         lines += detail
