@@ -42,6 +42,7 @@ class RunResult:
     capacity: pd.DataFrame | None = None
     replicates: pd.DataFrame | None = None   # fleet: a row per future (fleetsim.fleet.futures)
     quantiles: pd.DataFrame | None = None    # fleet: per day and chip kind, quantiles over futures
+    binding: pd.DataFrame | None = None
     run_dir: Path | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. plots that could not be drawn
@@ -473,6 +474,7 @@ def _run_fleet(scenario: Scenario, chips: dict, models: dict, progress) -> RunRe
         timeline=fleet_table(res.timeline), ledger=fleet_table(res.ledger),
         orders=fleet_table(res.orders), windows=fleet_table(res.windows),
         hourly=fleet_table(res.hourly) if res.hourly else None,
+        binding=fleet_table(res.binding) if res.binding else None,
         capacity=fleet_table({k: [r[k] if not isinstance(r[k], tuple) else list(r[k]) for r in res.capacity]
                               for k in res.capacity[0]}) if res.capacity else None,
         replicates=fleet_table(fut.replicates), quantiles=fleet_table(fut.quantiles),
@@ -487,7 +489,7 @@ def _write(result: RunResult, run_dir: Path) -> dict[str, Any]:
 
     files = []
     for name in ("requests", "events", "timeline", "hourly", "ledger", "orders", "windows", "capacity",
-                 "replicates", "quantiles"):
+                 "replicates", "quantiles", "binding"):
         df = getattr(result, name)
         if df is not None:
             runfolder.write_table(run_dir / f"{name}.parquet", df)

@@ -120,6 +120,7 @@ class PlanningState:
     # running and ordered rentals: (pool, first day serving, first day returned, chips), days
     # counted from today (first day may be an estimate for a rental still on order)
     rentals: list[tuple[str, int, int, int]] = field(default_factory=list)
+    spare_fraction: float = 0.0       # share of installed chips held as repair spares (not serving)
 
     def required_tokens_per_s(self, model: str, lead_days: float) -> float:
         """Peak forecast x (1 + headroom) for `model` over the next lead + horizon days."""
@@ -301,15 +302,15 @@ class DomesticShare(_RuleBase):
     """At least `target_share` of the model's required capacity on domestic channels; then cheapest."""
 
     def fill(self, state, model, gap, ranked, limits):
-        if gap <= 0:
-            return []
+        """The target binds even when the fleet already covers demand (a US-heavy fleet buys
+        domestic chips up to the target share); the rest of the gap is filled cheapest first."""
         lead = max(c.channel.lead_time_days for c in ranked)
         required = state.required_tokens_per_s(model, lead)
         us = {n for n, c in state.channels.items() if c.us_controlled}
         domestic_now = sum(
             (p.installed_replicas + p.on_order_replicas) * p.tokens_per_s_per_replica
             for p in state.pools.values() if p.model == model and _pool_domestic(state, p, us))
-        dom_gap = min(gap, max(0.0, self.config.target_share * required - domestic_now))
+        dom_gap = max(0.0, self.config.target_share * required - domestic_now)
         dom = [c for c in ranked if not c.channel.us_controlled]
         orders = _fill(dom_gap, dom, limits)
         got = sum(o.count_chips / state.pools[o.pool].tp * state.pools[o.pool].tokens_per_s_per_replica
@@ -320,3 +321,114 @@ class DomesticShare(_RuleBase):
 def _pool_domestic(state: PlanningState, pool: PoolState, us: set[str]) -> bool:
     """A pool counts as domestic when no US-controlled channel sells its chip."""
     return not any(off.chip == pool.chip for n in us for off in state.channels[n].offers)
+
+
+# -- what bound: the gap between what a plan wanted and what it could order ------------------
+#: causes a planning period's shortfall is attributed to (binding.parquet `cause`)
+CAUSES = ("budget_released", "budget_total", "channel_cap", "fab_output", "regime_closed",
+          "min_order", "site_power", "site_racks", "planner_choice", "no_offer")
+SHARED = ("budget_released", "budget_total", "site_power", "site_racks")
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """Part of one model's planning gap (tokens/s) that `cause` kept the plan from ordering."""
+
+    model: str
+    cause: str
+    channel: str                      # "" for a shared limit (budget, site)
+    chip: str
+    pool: str
+    tokens_per_s: float
+
+
+def explain_shortfall(state: PlanningState, ordered_tokens_per_s: dict[str, float],
+                      committed_usd: float = 0.0, used_mw: float = 0.0, used_chips: float = 0.0,
+                      used_cap: dict[str, float] | None = None, fab: set[str] = frozenset()
+                      ) -> tuple[dict[str, tuple[float, float]], list[Shortfall]]:
+    """Why a plan fell short, the same for every policy (it reads the state, not the policy).
+
+    Per model: wanted = peak forecast x (1 + headroom) over the longest lead + horizon minus what is
+    installed or on order; shortfall = wanted - what the placed orders add. The shortfall is split
+    in two: the part the shared limits (budget released to date or in total, site power, racks)
+    leave no room for, named after the tightest of them for the best-scored option; the rest, in
+    score order, after each option's own block (closed regime, cap or fab output used up, an order
+    below the minimum, or the policy's choice), up to what the shared limits let that option add
+    and, for a closed channel, what its cap would leave it if it reopened (a ban on a capped
+    channel explains at most the cap; the cheaper blocked options explain first). `used_*` are what the
+    placed orders took from the limits. Returns {model: (wanted, ordered)} and the parts."""
+    used_cap = used_cap or {}
+    usd_rel = math.inf if state.overrun_allowed else max(0.0, state.budget_left_usd - committed_usd)
+    usd_tot = math.inf if state.overrun_allowed else max(0.0, state.budget_total_left_usd - committed_usd)
+    mw = max(0.0, state.site_power_mw_left - used_mw)
+    racks = max(0.0, state.site_chips_left - used_chips)
+    gaps: dict[str, tuple[float, float]] = {}
+    parts: list[Shortfall] = []
+    for model in sorted({p.model for p in state.pools.values()}):
+        opts = []  # every offer for the model, orderable or not
+        for ch in state.channels.values():
+            for off in ch.offers:
+                pool = state.pools[off.pool]
+                if pool.model != model or pool.tokens_per_s_per_replica <= 0:
+                    continue
+                usd = 0.0 if ch.kind == "rent" else off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
+                life = (usd + off.lifetime_opex_usd_per_chip) * pool.tp if ch.kind != "rent" else \
+                    off.rent_usd_per_chip_hour * (1 + ch.levy) * 8766.0 * state.life_years * pool.tp
+                opts.append((life / pool.tokens_per_s_per_replica, ch.name, off.chip, ch, off, pool, usd))
+        if not opts:
+            continue
+        opts.sort(key=lambda o: o[:3])
+        lead = max(o[3].lead_time_days for o in opts)
+        wanted = max(0.0, state.required_tokens_per_s(model, lead) - state.existing_tokens_per_s(model))
+        got = ordered_tokens_per_s.get(model, 0.0)
+        gaps[model] = (wanted, got)
+        short = wanted - got
+        if short <= 1e-9 * max(1.0, wanted):
+            continue
+
+        def shared_room(o) -> tuple[float, str]:
+            """Tokens/s the shared limits let option `o` add, and the tightest of them."""
+            _, _, _, ch, off, pool, usd = o
+            per_tok = pool.tp / pool.tokens_per_s_per_replica  # chips per token/s
+            if ch.kind == "rent":
+                return math.inf, ""
+            lim = [(usd_rel / usd if usd > 0 else math.inf, "budget_released"),
+                   (usd_tot / usd if usd > 0 else math.inf, "budget_total"),
+                   (mw / (pool.power_mw_per_replica / pool.tp) if pool.power_mw_per_replica > 0 else math.inf,
+                    "site_power"),
+                   (racks, "site_racks")]
+            chips, name = min(lim, key=lambda t: (t[0], CAUSES.index(t[1])))
+            if name == "budget_released" and usd_tot <= usd_rel:
+                name = "budget_total"
+            return chips / per_tok, name
+
+        best_room, best_name = shared_room(opts[0])
+        room = max(shared_room(o)[0] for o in opts)
+        if room < short:
+            o = min(opts, key=lambda o: (-shared_room(o)[0], o[:3]))
+            name = shared_room(o)[1] or best_name
+            parts.append(Shortfall(model, name, "", "", "", short - max(0.0, room)))
+            short = max(0.0, room)
+        for o in opts:
+            if short <= 0:
+                break
+            _, _, _, ch, off, pool, usd = o
+            take = min(short, shared_room(o)[0])
+            cap_left = ch.remaining_cap_chips - used_cap.get(ch.name, 0.0)
+            if ch.state != "open":  # reopened, it would add at most what its cap leaves
+                take = min(take, max(0.0, cap_left) * pool.tokens_per_s_per_replica / pool.tp)
+            if take <= 0:
+                continue
+            if ch.state != "open":
+                cause = "regime_closed"
+            elif cap_left < max(ch.min_order_chips, pool.tp):
+                cause = "fab_output" if ch.name in fab else "channel_cap"
+            elif short * pool.tp / pool.tokens_per_s_per_replica < ch.min_order_chips:
+                cause = "min_order"
+            else:  # open, room left, not ordered: the policy chose not to (e.g. the optimiser's cost)
+                cause = "planner_choice"
+            parts.append(Shortfall(model, cause, ch.name, off.chip, off.pool, take))
+            short -= take
+        if short > 0:
+            parts.append(Shortfall(model, "no_offer", "", "", "", short))
+    return gaps, parts

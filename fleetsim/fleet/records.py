@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fleetsim.fleet.planner import CAUSES
 from fleetsim.fleet.regime import STATES
 from fleetsim.scenario.fleet import EXPORTER_STATES, IMPORTER_STATES
 
@@ -45,6 +46,7 @@ class FleetResult:
     capacity: list[dict[str, Any]]
     pool_daily: dict[str, np.ndarray] = field(default_factory=dict)  # day x pool, for tests
     hourly: dict[str, Any] | None = None  # sampled days hour by hour (elastic rentals, off-peak work)
+    binding: dict[str, Any] | None = None  # what bound each planning period (binding.parquet)
 
 
 def build_result(sim, windows) -> FleetResult:
@@ -148,7 +150,10 @@ def build_result(sim, windows) -> FleetResult:
               **{k: np.asarray(v, dtype=types.get(k, float)) for k, v in led.items() if k != "day"}}
     orders = _orders(sim)
     events = _events(sim)
+    binding, unmet_parts = _binding(sim)
     summary = _summary(sim, timeline, ledger, orders, us_share, windows)
+    summary.update(_decided(sim, summary, unmet_parts, binding))
+    summary.update(_console_extras(sim, orders, windows))
     if hasattr(sim.planner, "report"):  # the optimising planner's plan per period (branch optimal)
         summary["planner_report"] = sim.planner.report()
     hall_c = lambda pool: float(sim.rel.halls.get(sim.serving.pools[pool].hall, sim.rel.halls["default"]).ambient_c)
@@ -157,7 +162,7 @@ def build_result(sim, windows) -> FleetResult:
         caps += [c.row() | {"ambient_c": a} for a, c in (pts[0], pts[-1])]
     return FleetResult(timeline=timeline, ledger=ledger, orders=orders, events=events, windows=windows,
                        summary=summary, capacity=caps, pool_daily={k: v.copy() for k, v in r.items()},
-                       hourly=_hourly(sim))
+                       hourly=_hourly(sim), binding=binding)
 
 
 def _hourly(sim) -> dict[str, Any] | None:
@@ -413,4 +418,124 @@ def _flex(sim) -> dict[str, Any]:
     if sim.fleet.offpeak is not None:
         out["offpeak_replica_hours"] = float(r["offpeak_replica_hours"].sum())
         out["offpeak_usd"] = float(r["offpeak_usd"].sum())
+    return out
+
+
+# -- what decided the result --------------------------------------------------------------
+#: channel fields a cause rests on: flagged in the channel's `assumed`, the cause is an ASSUMPTION
+CAUSE_FIELDS = {
+    "channel_cap": ("cap_per_month", "cap_per_quarter"),
+    "fab_output": ("fab", "fab.dies_per_quarter", "fab.yield_mean", "fab.yield_sd", "fab.buyer_share"),
+    "regime_closed": ("initial_exporter", "initial_importer", "initial_state", "random_cycle", "events"),
+    "min_order": ("min_order_chips",),
+}
+#: shortfall not explained by a plan: before the first orders could arrive, or above what was planned
+LEAD = "lead_time"
+ABOVE_PLAN = "demand_above_plan"
+CAUSES_ALL = (*CAUSES, LEAD, ABOVE_PLAN)
+
+
+def _assumed(sim, cause: str, channel: str) -> bool:
+    if not channel or channel not in sim.fleet.channels:
+        return False
+    flagged = set(getattr(sim.fleet.channels[channel], "assumed", None) or [])
+    return bool(flagged & set(CAUSE_FIELDS.get(cause, ())))
+
+
+def _binding(sim) -> tuple[dict[str, Any], dict[tuple[str, str], float]]:
+    """binding.parquet columns (a row per planning period x model x cause, `none` when the plan
+    got all it wanted) and unmet demand (token/s-days) attributed to (cause, channel).
+
+    Unmet demand on day d is explained by the last plan that could have delivered by d (placed at
+    least the shortest mean lead time before): up to that plan's shortfall, split over its causes;
+    the rest is demand above that plan (forecast error, failures, repairs). Days before any plan
+    could deliver are `lead_time`. The parts add up to the unmet total by construction."""
+    from fleetsim.fleet.sim import _mean_duration
+
+    cols: dict[str, list] = {k: [] for k in (
+        "date", "period", "model", "workloads", "cause", "channel", "chip", "pool", "assumption",
+        "wanted_tokens_per_s", "ordered_tokens_per_s", "shortfall_tokens_per_s",
+        "shadow_budget_usd_per_usd", "shadow_cap_usd_per_chip", "shadow_power_usd_per_mw")}
+    per_model = {m: ",".join(c for c in sim.classes if sim.class_model[c] == m) for m in sim.models_used}
+
+    def row(day, period, model, cause, ch, chip, pool, wanted, got, short, duals):
+        nan = math.nan if not duals else 0.0  # NaN: the policy gives no shadow prices (rule planners)
+        vals = (np.datetime64(sim.start + dt.timedelta(days=day), "D"), period, model, per_model.get(model, ""),
+                cause, ch, chip, pool, _assumed(sim, cause, ch), wanted, got, short,
+                duals.get("budget", nan), duals.get(f"cap:{ch}", nan) if ch else nan,
+                duals["power"] * 1e6 if "power" in duals else nan)
+        for k, v in zip(cols, vals):
+            cols[k].append(v)
+
+    plan_short = []
+    for day, period, gaps, parts, duals in sim.plan_gaps:
+        by = {}
+        for pt in parts:
+            by.setdefault(pt.model, []).append(pt)
+        for model, (wanted, got) in sorted(gaps.items()):
+            if model not in by:
+                row(day, period, model, "none", "", "", "", wanted, got, 0.0, duals)
+            for pt in by.get(model, []):
+                row(day, period, model, pt.cause, pt.channel, pt.chip, pt.pool, wanted, got, pt.tokens_per_s, duals)
+        plan_short.append((day, parts))
+    cols["date"] = np.asarray(cols["date"], dtype="datetime64[D]")
+    cols["period"] = np.asarray(cols["period"], dtype=np.int64)
+    cols["assumption"] = np.asarray(cols["assumption"], dtype=bool)
+    for k in ("wanted_tokens_per_s", "ordered_tokens_per_s", "shortfall_tokens_per_s",
+              "shadow_budget_usd_per_usd", "shadow_cap_usd_per_chip", "shadow_power_usd_per_mw"):
+        cols[k] = np.asarray(cols[k], dtype=float)
+    buy = [c for c in sim.fleet.channels.values() if c.kind == "buy" and c.elastic is None]
+    lead = int(math.ceil(min((_mean_duration(c.lead_time_days) for c in buy), default=0.0)))
+    out: dict[tuple[str, str], float] = {}
+    plan_days = np.array([d for d, _ in plan_short], dtype=np.int64)
+    for d in np.nonzero(sim.unmet_day > 0)[0]:
+        u = float(sim.unmet_day[d])
+        k = int(np.searchsorted(plan_days, d - lead, side="right")) - 1
+        if k < 0:
+            out[(LEAD, "")] = out.get((LEAD, ""), 0.0) + u
+            continue
+        parts = plan_short[k][1]
+        tot = sum(p.tokens_per_s for p in parts)
+        explained = min(u, tot)
+        for p in parts:
+            key = (p.cause, p.channel)
+            out[key] = out.get(key, 0.0) + explained * p.tokens_per_s / tot
+        if u > explained:
+            out[(ABOVE_PLAN, "")] = out.get((ABOVE_PLAN, ""), 0.0) + u - explained
+    return cols, out
+
+
+def _decided(sim, summary, parts: dict[tuple[str, str], float], binding) -> dict[str, Any]:
+    """Unmet demand by cause (shares of the unmet total), the budget's story, shadow prices."""
+    total = float(sim.unmet_day.sum())
+    causes = []
+    for (cause, ch), v in sorted(parts.items(), key=lambda kv: (-kv[1], kv[0])):
+        causes.append({"cause": cause, "channel": ch, "share": v / total if total > 0 else 0.0,
+                       "unmet_mtok": v * 86400 / 1e6, "assumption": _assumed(sim, cause, ch)})
+    flat = {f"unmet_cause_share_{c}": 0.0 for c in (*CAUSES_ALL,)}
+    for c in causes:
+        flat[f"unmet_cause_share_{c['cause']}"] += c["share"]
+    b = np.isin(binding["cause"], ["budget_released", "budget_total"]) if len(binding["cause"]) else np.zeros(0, bool)
+    first = str(binding["date"][b].min()) if b.any() else None
+    return {
+        "unmet_causes": causes,
+        **flat,
+        "budget_bound_periods": int(len(set(binding["period"][b].tolist()))) if b.any() else 0,
+        "budget_first_bound_date": first,
+        "budget_unspent_usd": max(0.0, sim.fleet.budget.total_usd - summary["capex_usd_total"]),
+    }
+
+
+def _console_extras(sim, orders, windows) -> dict[str, Any]:
+    """Frozen and stranded orders (chips, USD); the windows' SLO lines are _worst_window's."""
+    buys = [o for o in sim.orders if o.kind == "buy"]
+    frozen = [o for o in buys if o.fate == "in_transit" and o.held_day >= 0]
+    strand = [o for o in buys if o.fate == "stranded"]
+    out: dict[str, Any] = {  # USD: the order's commitment (chips + levy + servers)
+        "frozen_chips": int(sum(o.count for o in frozen)),
+        "frozen_usd": float(sum(o.commitment_usd for o in frozen)),
+        "frozen_paid_usd": float(sum(o.paid_usd for o in frozen)),
+        "stranded_chips": int(sum(o.count for o in strand)),
+        "stranded_usd": float(sum(o.commitment_usd for o in strand)),
+    }
     return out

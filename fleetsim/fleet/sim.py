@@ -33,7 +33,7 @@ from fleetsim.fleet import demand as dem
 from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
-                                    PoolState, make_planner)
+                                    PoolState, explain_shortfall, make_planner)
 from fleetsim.fleet.records import FleetResult, build_result  # FleetResult: re-exported here
 from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
                                    combined_state, ships)
@@ -364,6 +364,7 @@ class _FleetSim:
         self.window_days = self._window_days()
         self.window_snaps: list[dict] = []
         self.planner_calls = 0
+        self.plan_gaps: list[tuple] = []  # (day, period, {model: (wanted, ordered)}, [Shortfall], duals)
         self.released = self._budget_release()
         self.dep_rate = np.zeros(0)
 
@@ -444,8 +445,9 @@ class _FleetSim:
                 if val is not None:
                     setattr(ch, attr, val)
             newly_banned = tr.exporter == "banned" and ch.exporter != "banned"
-            if ch.set_sides(tr.exporter, tr.importer):  # a buyer orders when a channel reopens
-                env.process(self._replan(tr.day))
+            was_open = ch.state == "open"
+            if ch.set_sides(tr.exporter, tr.importer) or (was_open and ch.state != "open"):
+                env.process(self._replan(tr.day))  # reopened: order there; closed: order elsewhere
             if newly_banned:
                 self._ban(ch, tr.day)
             self.events.append((tr.day, "regime_change", ch.name, "", "", 0,
@@ -560,8 +562,12 @@ class _FleetSim:
             fc_peak[c] = seg.reshape(n_per, per).max(axis=1).tolist()
         co = self.cohorts
         alive = (co.view("retire_day") > day + 60)  # chips retiring within ~2 months not counted
-        inst = np.bincount(co.view("pool")[alive], weights=(co.view("active") + co.view("in_repair"))[alive],
-                           minlength=len(self.pools))
+        # capacity is chips in service, as the daily step counts it: spares cover chips in repair
+        # up to the spare share, beyond it a chip waiting for repair serves nothing (the state's
+        # tokens per replica already take the spare share out, hence the division)
+        pool_ix, act = co.view("pool")[alive], co.view("active")[alive]
+        inst = np.minimum(np.bincount(pool_ix, weights=act + co.view("in_repair")[alive], minlength=len(self.pools)),
+                          np.bincount(pool_ix, weights=act, minlength=len(self.pools)) / max(1e-9, 1.0 - self.sf))
         share = self._class_share(day)
         # rentals: running (still there on the next planning day) and on order
         rentals, rent_next = [], np.zeros(len(self.pools))
@@ -622,10 +628,29 @@ class _FleetSim:
             site_power_mw_left=math.inf if site.power_mw is None else site.power_mw - power_used,
             site_chips_left=math.inf if site.racks is None else site.racks * site.chips_per_rack - installed_chips,
             life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0),
-            scenario=self.sc, rentals=rentals)
+            scenario=self.sc, rentals=rentals, spare_fraction=self.sf)
         self.planner_calls += 1
+        n0, usd0 = len(self.orders), self.committed
         for req in self.planner.plan(state):
             self._place(day, today, req, chans, state)
+        self._explain(day, state, self.orders[n0:], self.committed - usd0)
+
+    def _explain(self, day: int, state: PlanningState, placed: list, committed_usd: float) -> None:
+        """Record what the plan wanted, what it could order and what kept it from the rest."""
+        got: dict[str, float] = {}
+        used_cap: dict[str, float] = {}
+        mw = chips = 0.0
+        for o in placed:
+            p = state.pools[o.pool]
+            got[p.model] = got.get(p.model, 0.0) + o.count / p.tp * p.tokens_per_s_per_replica
+            used_cap[o.channel] = used_cap.get(o.channel, 0.0) + o.count
+            if o.kind != "rent":
+                mw += o.count * p.power_mw_per_replica / p.tp
+                chips += o.count
+        fab = {n for n, ch in self.channels.items() if ch.cfg.fab is not None}
+        gaps, parts = explain_shortfall(state, got, committed_usd, mw, chips, used_cap, fab)
+        shadow = dict(getattr(self.planner, "last_shadow_prices", None) or {})  # optimal planner only
+        self.plan_gaps.append((day, state.period, gaps, parts, shadow))
 
     def _place(self, day: int, today: dt.date, req: OrderRequest, chans, state: PlanningState) -> None:
         """Check a policy's order against the rules (the policy cannot break them), then place it."""

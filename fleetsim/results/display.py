@@ -195,7 +195,13 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
         if key == "budget_usd":
             lines.append(f"  {label}: {format_interval(h['mean'], kind='usd')}")
             continue
-        lines.append(f"  {label}: {_spread(h, kind)}")
+        basis = ((summary.get("fleet") or {}).get("cost_basis") or {}).get(key)
+        lines.append(f"  {label}: {_spread(h, kind)}" + (f" ({basis})" if basis else ""))
+    causes = sorted(((k[len("unmet_cause_share_"):], v["mean"]) for k, v in heads.items()
+                     if k.startswith("unmet_cause_share_") and (v.get("mean") or 0) >= 0.005), key=lambda t: -t[1])
+    if causes and R > 1:  # mean share over the futures of each cause (channels summed)
+        lines.append("  unmet demand by cause, mean over the futures: " + ", ".join(
+            f"{m:.0%} {CAUSE_LABEL.get(c, c)}" for c, m in causes))
     f = summary.get("fleet") or {}
     if f.get("peak_unmet_date") and (heads.get("peak_unmet_share") or {}).get("mean"):
         lines.append(f"  peak unmet on (future {rep.get('future')}): {f['peak_unmet_date']}")
@@ -214,7 +220,7 @@ def fleet_text(summary: dict[str, Any]) -> str:
     if summary.get("futures"):
         lines += futures_lines(summary)
         rep = (summary["futures"].get("representative") or {}).get("future")
-        detail = supply_lines(f) + _windows_budget_lines(f)  # the representative future's tables
+        detail = supply_lines(f) + decided_lines(f) + _windows_budget_lines(f)  # the representative future's
         if detail and summary["futures"].get("replications", 1) > 1:
             lines.append(f"  in future {rep} (the representative one):")
         lines += detail
@@ -236,6 +242,7 @@ def fleet_text(summary: dict[str, Any]) -> str:
     at = next((i for i, ln in enumerate(lines) if ln.startswith("  energy")), len(lines))
     lines[at:at] = cost_lines(f)
     lines += supply_lines(f)
+    lines += decided_lines(f)
     mix = f.get("fleet_mix_end") or {}
     if mix:
         lines.append("  fleet at end: " + ", ".join(f"{k} {v:,}" for k, v in mix.items()))
@@ -326,6 +333,45 @@ def supply_lines(f: dict[str, Any]) -> list[str]:
                    f"importer {c['importer_state']}; {c['chips_delivered']:,} of {c['chips_ordered']:,} chips "
                    f"delivered, {c['chips_held']:,} held; at risk USD {c['at_risk_usd']:,.0f}, impaired USD "
                    f"{c['impairment_usd']:,.0f}")
+    return out
+
+
+CAUSE_LABEL = {
+    "budget_released": "budget released to date", "budget_total": "total budget",
+    "channel_cap": "cap", "fab_output": "fab output", "regime_closed": "closed regime",
+    "min_order": "minimum order", "site_power": "site power", "site_racks": "site racks",
+    "planner_choice": "planner's choice", "no_offer": "no offer", "lead_time": "lead time",
+    "demand_above_plan": "demand above plan (forecast error, failures)",
+}
+
+
+def _usd(x: float) -> str:
+    return f"USD {x / 1e9:,.3g} B" if abs(x) >= 1e9 else f"USD {x / 1e6:,.3g} M" if abs(x) >= 1e6 else f"USD {x:,.0f}"
+
+
+def decided_lines(f: dict[str, Any]) -> list[str]:
+    """What decided the result: unmet demand by cause, the budget, frozen and stranded orders."""
+    out = []
+    causes = [c for c in (f.get("unmet_causes") or []) if c["share"] >= 0.005]
+    if causes:
+        parts = [f"{c['share']:.0%} " + " ".join(x for x in (c["channel"], CAUSE_LABEL.get(c["cause"], c["cause"])) if x)
+                 + (" (ASSUMPTION)" if c["assumption"] else "") for c in causes[:4]]
+        rest = sum(c["share"] for c in causes[4:])
+        text = "  unmet demand: " + ", ".join(parts) + (f", {rest:.0%} other" if rest >= 0.005 else "")
+    elif "unmet_causes" in f:
+        text = "  unmet demand: none"
+    else:
+        text = ""
+    if "budget_first_bound_date" in f:
+        b = f["budget_first_bound_date"]
+        budget = (f"budget bound from {b} ({f['budget_bound_periods']} planning periods)" if b else "budget never bound")
+        text = (text + "; " if text else "  ") + f"{budget}, {_usd(f.get('budget_unspent_usd', 0.0))} unspent"
+    if text:
+        out.append(text)
+    if "frozen_chips" in f:
+        out.append(f"  frozen orders at the horizon: {f['frozen_chips']:,} chips, {_usd(f['frozen_usd'])} "
+                   f"({_usd(f['frozen_paid_usd'])} paid); stranded: {f['stranded_chips']:,} chips, "
+                   f"{_usd(f['stranded_usd'])} (chips + levy + servers)")
     return out
 
 

@@ -78,7 +78,7 @@ def prepare_run_dir(path: Path, overwrite: bool = True) -> Path:
 RUN_FILES = ("manifest.json", "error.json", "summary.json", "scenario.resolved.json",
              "requests.parquet", "events.parquet", "timeline.parquet", "hourly.parquet",
              "ledger.parquet", "orders.parquet", "windows.parquet", "capacity.parquet", "replicates.parquet",
-             "quantiles.parquet", "report.html")
+             "quantiles.parquet", "binding.parquet", "report.html")
 PLOT_SUFFIXES = (".png", ".svg")
 
 

@@ -90,7 +90,8 @@ def columns_table(records: dict[str, Any]) -> pd.DataFrame:
 
 
 # -- fleet run tables (CONTRACTS section 5) ---------------------------------------------------
-FLEET_CATEGORIES = ("chip", "kind", "channel", "pool", "fate", "regime_state", "workload")
+FLEET_CATEGORIES = ("chip", "kind", "channel", "pool", "fate", "regime_state", "workload", "cause", "model",
+                    "workloads")
 
 
 def fleet_table(columns: dict[str, Any] | None) -> pd.DataFrame | None:

@@ -245,6 +245,19 @@ class ChannelConfig(StrictModel):
     elastic: ElasticRent | None = Field(
         None, description="rent channels: rent hour by hour for the demand the fleet cannot serve "
         "(not planned ahead; paid per chip-hour)")
+    assumed: list[str] = Field(
+        default_factory=list, description="fields of this channel resting on assumed figures (no "
+        "published value), e.g. cap_per_quarter or fab.buyer_share: a shortfall they cause is "
+        "reported as an ASSUMPTION")
+
+    @field_validator("assumed")
+    @classmethod
+    def _assumed_fields(cls, v: list[str]) -> list[str]:
+        known = set(cls.model_fields) | {f"fab.{k}" for k in FabConfig.model_fields}
+        bad = [x for x in v if x not in known]
+        if bad:
+            raise ValueError(f"unknown channel field(s) {bad}; allowed: {', '.join(sorted(known - {'assumed'}))}")
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -206,6 +206,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
         channel_state=states, cap_chips=caps, installed=inst, rented=rent, budget_usd=budget,
         site_power_w=site_power, site_racks=site_racks,
         domestic_share_min=getattr(config, "domestic_share_min", 0.0),
+        spare_share=state.spare_fraction,  # owned chips held as spares serve nothing
         domestic_share_from_period=max([o.lead_periods for o in options] or [0]),
         unmet_penalty_usd_per_rps_period=penalty,
         cvar_alpha=config.cvar_alpha, cvar_weight=getattr(config, "risk_weight", 1.0) if config.risk == "cvar" else 0.0,
@@ -229,6 +230,7 @@ def plan_record(state: PlanningState, problem: Problem, plan: Plan) -> dict[str,
         "expected_unmet_share": plan.expected_unmet_rps_periods(w) / total_demand if total_demand else 0.0,
         "us_dependence_share": float(served[us].sum() / served.sum()) if served.sum() > 0 else 0.0,
         "binding": plan.binding,
+        "shadow_prices": plan.shadow_prices,
         "mip_gap": round(plan.mip_gap, 4),
         "futures": problem.K,
     }
@@ -265,6 +267,7 @@ class OptimalPlanner:
 
     def plan(self, state: PlanningState) -> list[OrderRequest]:
         problem, meta = build_problem(state, self.config)
+        self.last_shadow_prices: dict[str, float] = {}
         if not problem.options:
             return []
         try:
@@ -273,6 +276,7 @@ class OptimalPlanner:
         except PlanInfeasible as e:  # cannot happen with unmet demand allowed; kept for the record
             raise FleetsimError(f"{state.today}: {e.message}", field="fleet.planner") from None
         self.solve_s.append(plan.solve_s)
+        self.last_shadow_prices = dict(plan.shadow_prices)
         self.log.append(plan_record(state, problem, plan))
         weights = getattr(self.config, "front_risk_weights", None)
         if weights and not self.front:

@@ -57,6 +57,7 @@ class Plan:
     mip_gap: float
     binding: str | None = None  # constraint family that causes unmet demand / infeasibility
     binding_gain_rps_periods: float = 0.0  # unmet demand (req/s x periods, expected) it removes
+    shadow_prices: dict[str, float] = field(default_factory=dict)  # limit -> USD per unit (shadow_prices)
     option_names: list[str] = field(default_factory=list)
     n_vars: int = 0
     n_int: int = 0
@@ -86,6 +87,7 @@ class _Built:
     xcol: np.ndarray  # (K, O, T)
     vcol: np.ndarray  # (K, C, P, T), -1 where absent
     wcol: np.ndarray  # (K, C, T), -1 where absent
+    dual_rows: dict[str, np.ndarray] = field(default_factory=dict)  # rows priced per limit
 
 
 class _Rows:
@@ -264,6 +266,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
 
     # ---- constraints -------------------------------------------------------------------------------
     R = _Rows()
+    dual_rows: dict[str, np.ndarray] = {}  # budget, power, racks, cap:<channel> -> rows priced (shadow_prices)
     # demand split: sum_p v/S + w = 1
     ks, cs, ts = np.nonzero(m)
     r0 = R.block(len(ks), 1.0, 1.0)
@@ -271,8 +274,9 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     for p in range(P):
         R.add(rows, vcol[ks, cs, p, ts], 1.0 / S)
     R.add(rows, wcol[ks, cs, ts], 1.0)
-    # capacity: sum_c D v / (S g) - sum alive x <= installed + rented
-    r0 = R.block(K * P * T, -np.inf, (installed + rented).ravel())
+    # capacity: sum_c D v / (S g) - sum alive x (owned: x (1 - spare)) <= installed (1 - spare) + rented
+    own = 1.0 - float(pr.spare_share)  # owned replicas serve net of spares; rented ones in full
+    r0 = R.block(K * P * T, -np.inf, (installed * own + rented).ravel())
     cap_row = r0 + np.arange(K * P * T).reshape(K, P, T)
     with np.errstate(divide="ignore", invalid="ignore"):
         load = np.where(g.T[None, :, :, None] > 0, D[:, :, None, :] / (S * g.T[None, :, :, None]), 0.0)
@@ -281,7 +285,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     for i in range(O):
         for s in range(T):
             a = alive[:, i, s, :]  # (K, T)
-            R.add(cap_row[:, opool[i], :], xcol[:, i, s][:, None], -a)
+            R.add(cap_row[:, opool[i], :], xcol[:, i, s][:, None], -a * (own if buy[i] else 1.0))
     # allocation caps per channel and period (chips)
     if "caps" not in relax:
         for ch, cap in pr.cap_chips.items():
@@ -290,6 +294,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
                 continue
             cap = np.broadcast_to(np.asarray(cap, float), (T,))
             r0 = R.block(1, -np.inf, cap[0])
+            dual_rows[f"cap:{ch}"] = np.array([r0])
             for i in members:
                 R.add(r0, xcol[0, i, 0], tp[i])
             if T > 1:
@@ -320,6 +325,8 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         rhs = np.cumsum(bud) if pr.budget_carry_over else bud
         r0 = R.block(K * T, -np.inf, np.tile(rhs, K))
         rows = r0 + np.arange(K * T).reshape(K, T)
+        # one more USD now: with carry-over it raises every later row's cumulative limit too
+        dual_rows["budget"] = (rows if pr.budget_carry_over else rows[:, :1]).ravel().copy()
         for i, o in enumerate(pr.options):
             if o.kind != "buy":
                 continue
@@ -338,6 +345,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         used = np.einsum("kpt,p->kt", installed, per)
         r0 = R.block(K * T, -np.inf, np.maximum(lim[None, :] - used, 0.0).ravel())
         rows = r0 + np.arange(K * T).reshape(K, T)
+        dual_rows[fam] = rows.ravel().copy()  # one more W (rack) for the rest of the horizon
         for i in range(O):
             if not buy[i] or per[opool[i]] == 0:
                 continue
@@ -380,6 +388,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         xcol=xcol,
         vcol=vcol,
         wcol=wcol,
+        dual_rows=dual_rows,
     )
 
 
@@ -495,8 +504,52 @@ def solve(
     plan.objective_usd = float((1 - lam) * (wts @ by_future) + lam * plan.cvar_usd)
     if explain and fix_orders is None and fix_first_orders is None and plan.expected_unmet_rps_periods(wts) > 1e-9:
         plan.binding, plan.binding_gain_rps_periods = _explain_unmet(problem, plan, time_limit_s)
+    if fix_orders is None and fix_first_orders is None:
+        plan.shadow_prices = shadow_prices(b, xv)
     plan.solve_s = time.perf_counter() - t0
     return plan
+
+
+def shadow_prices(b: _Built, xv: np.ndarray) -> dict[str, float]:
+    """What one more unit of each limit would save, in expected USD, summed over the futures:
+    budget, USD per USD released now (carried over when the budget carries over); a channel's
+    cap, USD per chip of this period's allocation; site power and racks, USD per W (rack) from
+    now to the horizon.
+
+    scipy's milp returns no duals for a MIP, so this solves an LP with scipy.optimize.linprog
+    (method 'highs') and reads the marginals of the period-0 rows: the MILP's on/off (minimum
+    order) variables fixed at its solution, the order counts relaxed to continuous (fixing them
+    too would leave the budget, cap and power rows with nothing free, every price 0). So these
+    are the prices of the chosen plan's structure with divisible orders, near but not equal to
+    the MILP's. The orders' upper bounds (which repeat the caps) are lifted so the cap rows carry
+    the price. A limit that does not bind is 0."""
+    from scipy.optimize import linprog
+
+    if not b.dual_rows or b.A.shape[0] == 0:
+        return {}
+    lb, ub = b.lb.copy(), b.ub.copy()
+    onoff = b.integrality.astype(bool) & (b.lb >= 0) & (b.ub <= 1)
+    lb[onoff] = ub[onoff] = xv[onoff]
+    ub[b.xcol[b.xcol >= 0]] = np.inf  # the orders' bounds repeat the caps: let the cap rows price them
+    eq = np.isfinite(b.lo) & np.isfinite(b.hi) & (b.lo == b.hi)
+    up = np.isfinite(b.hi) & ~eq
+    dn = np.isfinite(b.lo) & ~eq
+    A = b.A.tocsr()
+    from scipy.sparse import vstack
+    A_ub = vstack([A[up], -A[dn]]).tocsr()
+    b_ub = np.concatenate([b.hi[up], -b.lo[dn]])
+    res = linprog(b.c, A_ub=A_ub if A_ub.shape[0] else None, b_ub=b_ub if A_ub.shape[0] else None,
+                  A_eq=A[eq] if eq.any() else None, b_eq=b.hi[eq] if eq.any() else None,
+                  bounds=np.column_stack([lb, ub]), method="highs")
+    if res.status != 0:
+        return {}
+    dual = np.zeros(b.A.shape[0])
+    mu = np.asarray(res.ineqlin.marginals) if A_ub.shape[0] else np.zeros(0)
+    dual[np.nonzero(up)[0]] += mu[: int(up.sum())]
+    dual[np.nonzero(dn)[0]] -= mu[int(up.sum()):]
+    if eq.any():
+        dual[np.nonzero(eq)[0]] += np.asarray(res.eqlin.marginals)
+    return {k: float(max(0.0, -dual[rows].sum())) for k, rows in sorted(b.dual_rows.items())}
 
 
 def cvar(costs: np.ndarray, weights: np.ndarray, alpha: float) -> float:

@@ -92,6 +92,7 @@ class Problem:
     site_racks: np.ndarray | None = None  # (T,)
     domestic_share_min: float = 0.0  # share of served demand on domestic pools, from the period below
     domestic_share_from_period: int = 0
+    spare_share: float = 0.0  # share of OWNED replicas held as repair spares (rentals: the provider's)
     unmet_penalty_usd_per_rps_period: np.ndarray | None = None  # (C,)
     allow_unmet: bool = True  # False: demand is a hard constraint (infeasible if it cannot be met)
     slice_factor: int = 0  # 0 = continuous split; S > 0 = each class in S slices, each on one pool (Mélange)
