@@ -450,7 +450,6 @@ def _binding(sim) -> tuple[dict[str, Any], dict[tuple[str, str], float]]:
     least the shortest mean lead time before): up to that plan's shortfall, split over its causes;
     the rest is demand above that plan (forecast error, failures, repairs). Days before any plan
     could deliver are `lead_time`. The parts add up to the unmet total by construction."""
-    from fleetsim.fleet.sim import _mean_duration
 
     cols: dict[str, list] = {k: [] for k in (
         "date", "period", "model", "workloads", "cause", "channel", "chip", "pool", "assumption",
@@ -485,7 +484,7 @@ def _binding(sim) -> tuple[dict[str, Any], dict[tuple[str, str], float]]:
               "shadow_budget_usd_per_usd", "shadow_cap_usd_per_chip", "shadow_power_usd_per_mw"):
         cols[k] = np.asarray(cols[k], dtype=float)
     buy = [c for c in sim.fleet.channels.values() if c.kind == "buy" and c.elastic is None]
-    lead = int(math.ceil(min((_mean_duration(c.lead_time_days) for c in buy), default=0.0)))
+    lead = int(math.ceil(min((mean_duration(c.lead_time_days) for c in buy), default=0.0)))
     out: dict[tuple[str, str], float] = {}
     plan_days = np.array([d for d, _ in plan_short], dtype=np.int64)
     for d in np.nonzero(sim.unmet_day > 0)[0]:
@@ -539,3 +538,10 @@ def _console_extras(sim, orders, windows) -> dict[str, Any]:
         "stranded_usd": float(sum(o.commitment_usd for o in strand)),
     }
     return out
+
+
+def mean_duration(dist) -> float:
+    if getattr(dist, "kind", "") == "fixed":
+        return float(dist.value)
+    return float(dist.median * math.exp(dist.sigma ** 2 / 2))
+

@@ -34,7 +34,7 @@ from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
 from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
                                     PoolState, explain_shortfall, make_planner)
-from fleetsim.fleet.records import FleetResult, build_result  # FleetResult: re-exported here
+from fleetsim.fleet.records import FleetResult, build_result, mean_duration as _mean_duration  # FleetResult: re-exported here
 from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
                                    combined_state, ships)
 from fleetsim.reliability.cohort import CohortFleet, resolve_chip
@@ -1048,9 +1048,3 @@ class _FleetSim:
 
     def _result(self, windows) -> FleetResult:
         return build_result(self, windows)
-
-
-def _mean_duration(dist) -> float:
-    if getattr(dist, "kind", "") == "fixed":
-        return float(dist.value)
-    return float(dist.median * math.exp(dist.sigma ** 2 / 2))
