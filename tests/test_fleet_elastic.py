@@ -91,3 +91,16 @@ def test_offpeak_work_by_hand():
     assert -res.ledger.loc[res.ledger.kind == "offpeak", "amount_usd"].sum() == 96
     assert res.hourly.offpeak_replicas.sum() == 6
     assert f["unmet_demand_share"] == 0
+
+
+def test_docs_quote_what_the_runs_give():
+    """docs/fleet.md's DeepSeek-day figures are the ones these runs print (no drift)."""
+    doc = (ROOT / "docs/fleet.md").read_text()
+    el = fleetsim.run(_deepseek()).summary["fleet"]
+    nodes = el["elastic_chip_hours"] / 8 / 24
+    assert f"rents {nodes:.1f} nodes on average" in doc
+    assert f"for USD {el['ledger_usd_by_kind']['rental']:,.0f}" in doc
+    assert f"saves {el['elastic_saving_share']:.1%}" in doc
+    day = fleetsim.run(fleetsim.load_scenario(ROOT / "scenarios/examples/deepseek_day.yaml")).summary["fleet"]
+    assert f"revenue is USD {day['revenue_usd']:,.0f} against" in doc
+    assert f"USD {day['ledger_usd_by_kind']['rental']:,.0f}, is the day's 278-node peak" in doc
