@@ -121,6 +121,10 @@ class PlanningState:
     # counted from today (first day may be an estimate for a rental still on order)
     rentals: list[tuple[str, int, int, int]] = field(default_factory=list)
     spare_fraction: float = 0.0       # share of installed chips held as repair spares (not serving)
+    # the realised world (fleetsim.fleet.regime.Transition list, and with `knows: oracle` the
+    # realised peak per period): only the optimal planner reads them, per its `knows` mode
+    realised_transitions: list | None = None
+    realised_peak_tokens_per_s: dict[str, list[float]] | None = None
 
     def required_tokens_per_s(self, model: str, lead_days: float) -> float:
         """Peak forecast x (1 + headroom) for `model` over the next lead + horizon days."""

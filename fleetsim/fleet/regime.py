@@ -63,6 +63,9 @@ class Transition:
     fee_usd_per_chip: float | None = None
     compliance_share: float | None = None
     remove_share: float | None = None
+    probability: float | None = None     # scripted: the planner's belief it happens (None: a surprise)
+    announced_day: int | None = None     # scripted: day from which the planner knows it for certain
+    key: tuple = ()                      # scripted: (channel, date, n), names its stream and its identity
 
 
 @lru_cache(maxsize=1)
@@ -88,21 +91,33 @@ def _events(fleet: FleetConfig) -> list[tuple[RegimeEvent, str]]:
 
 
 def build_transitions(fleet: FleetConfig, rng: np.random.Generator,
-                      streams: Callable[[str, str], np.random.Generator] | None = None) -> list[Transition]:
+                      streams: Callable[[str, str], np.random.Generator] | None = None,
+                      event_streams: Callable[..., np.random.Generator] | None = None) -> list[Transition]:
     """Every dated change inside the horizon, in time order (ties: reference, events, random).
     `streams(channel, side)` gives each side's cycle its own named stream (common random numbers:
     adding a cycle to one channel leaves another's draws alone); without it every cycle draws
-    from `rng` in turn."""
+    from `rng` in turn. `event_streams(channel, date, n)`: the world's draw of each scripted event
+    that has a `probability` (it happens when a uniform draw falls below it), one stream per
+    event; without it every scripted event is listed (the caller decides)."""
     start, end = fleet.start, fleet.end
     out: list[Transition] = []
     seq = 0
+    seen: dict[tuple, int] = {}
     for ev, origin in _events(fleet):
         if not (start <= ev.date < end):
             continue
+        base = (ev.channel, ev.date.isoformat())
+        key = (*base, seen.get(base, 0))
+        seen[base] = key[2] + 1
+        if ev.probability is not None and event_streams is not None \
+                and event_streams(*key).random() >= ev.probability:
+            continue  # the world drew that it does not happen
         exp, imp = ev.sides
+        ann = None if ev.announced_on is None else (ev.announced_on - start).days
         out.append(Transition((ev.date - start).days, seq, ev.channel, exp, imp, ev.levy,
                               ev.cap_per_month, ev.extra_lead_days, origin, ev.note, ev.source,
-                              ev.fee_usd_per_chip, ev.compliance_share, ev.remove_share))
+                              ev.fee_usd_per_chip, ev.compliance_share, ev.remove_share,
+                              ev.probability, ann, key))
         seq += 1
     for name in sorted(fleet.channels):
         for cyc in fleet.channels[name].cycles:

@@ -317,7 +317,8 @@ class _FleetSim:
                                    stream(seed, "fleet", "repair"),
                                    pool_rngs=[stream(seed, "fleet", "crashes", p) for p in self.pool_names])
         self.transitions = build_transitions(f, stream(seed, "fleet", "regime"),
-                                             lambda n, side: stream(seed, "fleet", "regime", n, side))
+                                             lambda n, side: stream(seed, "fleet", "regime", n, side),
+                                             lambda *key: stream(seed, "fleet", "event", *key))
         self.lead_rng = {n: stream(seed, "fleet", "lead", n) for n in self.channel_names}
         self.planner = make_planner(f.planner)
         self.orders: list[Order] = []
@@ -628,12 +629,28 @@ class _FleetSim:
             site_power_mw_left=math.inf if site.power_mw is None else site.power_mw - power_used,
             site_chips_left=math.inf if site.racks is None else site.racks * site.chips_per_rack - installed_chips,
             life_years=fin.life_years, horizon_days=horizon, headroom=getattr(f.planner, "headroom", 0.0),
-            scenario=self.sc, rentals=rentals, spare_fraction=self.sf)
+            scenario=self.sc, rentals=rentals, spare_fraction=self.sf,
+            realised_transitions=self.transitions, realised_peak_tokens_per_s=self._oracle_peaks(day, n_per, per))
         self.planner_calls += 1
         n0, usd0 = len(self.orders), self.committed
         for req in self.planner.plan(state):
             self._place(day, today, req, chans, state)
         self._explain(day, state, self.orders[n0:], self.committed - usd0)
+
+    def _oracle_peaks(self, day: int, n_per: int, per: int) -> dict[str, list[float]] | None:
+        """The realised diurnal peak per future period (planner `knows: oracle` only; past the
+        horizon the forecast scaled by the last realised day's ratio to it)."""
+        if getattr(self.fleet.planner, "knows", None) != "oracle":
+            return None
+        out = {}
+        for ci, c in enumerate(self.classes):
+            seg = self.real[ci, day: day + n_per * per]
+            pad = n_per * per - len(seg)
+            if pad > 0:
+                ratio = self.real[ci, -1] / max(self.fc[ci, self.n_days - 1], 1e-12)
+                seg = np.concatenate((seg, self.fc[ci, day + len(seg): day + n_per * per] * ratio))
+            out[c] = (seg * self.prof[ci].max()).reshape(n_per, per).max(axis=1).tolist()
+        return out
 
     def _explain(self, day: int, state: PlanningState, placed: list, committed_usd: float) -> None:
         """Record what the plan wanted, what it could order and what kept it from the rest."""

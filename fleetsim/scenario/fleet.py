@@ -341,11 +341,21 @@ class RegimeEvent(StrictModel):
         "the channel")
     note: str = Field("", description="what happened")
     source: str = Field("", description="where it is documented")
+    probability: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="the optimal planner's belief that the event happens (its sampled futures "
+        "hold it with this probability); the realised world draws it too, on its own stream. None: "
+        "a surprise: it happens for certain and the planner does not expect it")
+    announced_on: dt.date | None = Field(
+        None, description="from this date the planner knows for certain whether the event happens "
+        "(an announcement); before it, only `probability` (if given)")
 
     @model_validator(mode="after")
     def _one_form(self) -> "RegimeEvent":
         if self.state is not None and (self.exporter is not None or self.importer is not None):
             raise ValueError("give `state` (older one-state form) or `exporter`/`importer`, not both")
+        if self.announced_on is not None and self.announced_on > self.date:
+            raise ValueError(f"announced_on {self.announced_on} is after the event's date {self.date}: "
+                             "an announcement comes on or before the day")
         return self
 
     @property
@@ -415,9 +425,20 @@ class OptimalPlannerConfig(StrictModel):
     explain: bool = Field(
         True, description="name the binding constraint of a plan that leaves demand unmet (one LP "
         "per constraint family: the larger share of solve time)")
-    known_events: bool = Field(
-        True, description="futures include the scenario's dated regime events after today (foresight); "
-        "false: only random cycles and the channels' risk_per_year")
+    knows: Literal["model", "scripted", "oracle"] = Field(
+        "model", description="what the sampled futures hold. model: the regime model only (random "
+        "cycles, each channel's risk_per_year, events with a probability; announced events as "
+        "certain); scripted events without a probability happen only in the realised world. "
+        "scripted: also every scripted event, as certain (the older known_events: true). oracle: "
+        "foresight, one future that is the realised one (its events, cycles and demand path)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_events_renamed(cls, data):
+        if isinstance(data, dict) and "known_events" in data:
+            raise ValueError("known_events was replaced by knows: model (default: the regime model "
+                             "only), scripted (scripted events known as certain) or oracle (foresight)")
+        return data
     front_risk_weights: list[Share] | None = Field(
         None, description="on the first planning day, also solve at these CVaR weights and report "
         "the price-of-security front (cost, CVaR, unmet, US dependence) in summary.json")

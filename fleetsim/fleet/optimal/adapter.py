@@ -8,10 +8,13 @@ forecast diurnal PEAK per period, goodput the EFFECTIVE tokens/s per installed r
 periods are `period_days` long. Futures:
 - demand: the forecast x (1 + headroom) x exp(W), W a Gaussian random walk with the scenario's
   `forecast_error.sigma_per_year` (the planner's belief about its own forecast error);
-- regime: today's channel states, then the scenario's dated events after today (unless
-  `known_events: false`) and random cycles (fleetsim.fleet.regime), plus a closure per the channel's `risk_per_year` belief (a closed
-  channel stays closed over the horizon: `banned` when its orders are cancelled, `buyer_ban` when
-  they are stranded). futures = 1 is the naive planner: today's regime never changes, demand = forecast.
+- regime, per the planner's `knows` mode (see _regime_futures): by default the regime model only:
+  today's channel states, random cycles (fleetsim.fleet.regime), scripted events that carry a
+  `probability` (drawn per future), announced events, plus a closure per the channel's
+  `risk_per_year` belief (a closed channel stays closed over the horizon: `banned` when its orders
+  are cancelled, `buyer_ban` when they are stranded). Scripted events without a probability are
+  surprises: only the realised world has them. `knows: oracle` plans on the one realised future.
+  futures = 1 is the naive planner: today's regime never changes (bar announcements), demand = forecast.
 Each future draws from its own fleetsim.rng stream (seed, "optimal", period, future).
 """
 
@@ -35,56 +38,99 @@ def _us_chips(state: PlanningState) -> set[str]:
     return {off.chip for ch in state.channels.values() if ch.us_controlled for off in ch.offers}
 
 
+def _walk(state: PlanningState, channels: list[str], out: dict[str, np.ndarray], k: int,
+          transitions, today: int, per: int, T: int) -> None:
+    """Walk both sides of each channel from today's states through `transitions` into future k."""
+    from fleetsim.fleet.regime import combined_state
+
+    sides = {n: [getattr(state.channels[n], "exporter_state", None) or "open",
+                 getattr(state.channels[n], "importer_state", None) or "open"] for n in channels}
+    for tr in sorted(transitions, key=lambda tr: (tr.day, tr.seq)):
+        if tr.day <= today or (tr.exporter is None and tr.importer is None) or tr.channel not in out:
+            continue
+        sd = sides[tr.channel]
+        sd[0], sd[1] = tr.exporter or sd[0], tr.importer or sd[1]
+        t = int(math.ceil((tr.day - today) / per))
+        if t < T:
+            out[tr.channel][k, t:] = combined_state(*sd)
+
+
+def _known(tr, today: int, realised_keys: set | None) -> bool:
+    """An announced scripted event the planner knows for certain today: it happens in the world."""
+    return (tr.announced_day is not None and tr.announced_day <= today
+            and (realised_keys is None or tr.key in realised_keys))
+
+
 def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, per: int,
-                    seed: int, sc, known_events: bool = True) -> dict[str, np.ndarray]:
-    """(K, T) regime state per channel and period."""
+                    seed: int, sc, knows: str = "model", tag: str = "optimal") -> dict[str, np.ndarray]:
+    """(K, T) regime state per channel and period, as the planner's `knows` mode allows.
+
+    model: the regime model only: random cycles (the planner's own streams), a closure per
+    channel's risk_per_year, each scripted event with a `probability` drawn per future, and
+    announced events (announced_on <= today) as the world has them; other scripted events are
+    surprises. scripted: every scripted event as certain, plus the regime model. oracle: one
+    future, the realised regime (state.realised_transitions). `tag` names the streams (the
+    planner's "optimal"; `fleetsim hedge` draws held-out futures under another tag)."""
     out = {n: np.full((K, T), state.channels[n].state, dtype=object) for n in channels}
-    if K == 1:
-        return out
     fleet = getattr(sc, "fleet", None)
     today = (state.today - fleet.start).days if fleet is not None else 0
-    for k in range(K):
-        rng = stream(seed, "optimal", state.period, k)
+    realised = getattr(state, "realised_transitions", None)
+    if knows == "oracle":
+        if realised is not None:
+            for k in range(K):
+                _walk(state, channels, out, k, realised, today, per, T)
+        return out
+    realised_keys = None if realised is None else {tr.key for tr in realised if tr.origin != "random"}
+    if K == 1:  # the naive planner: today's regime, plus what has been announced
         if fleet is not None:
-            from fleetsim.fleet.regime import build_transitions, combined_state
+            from fleetsim.fleet.regime import build_transitions
 
-            # both sides of each channel as they stand today, then walked through the future
-            sides = {n: [getattr(state.channels[n], "exporter_state", None) or "open",
-                         getattr(state.channels[n], "importer_state", None) or "open"] for n in channels}
-            # each channel side's cycle from its own stream (adding a channel shifts no other's)
-            for tr in build_transitions(fleet, rng, lambda n, side, k=k: stream(seed, "optimal", state.period, k,
+            known = [tr for tr in build_transitions(fleet, np.random.default_rng(0))
+                     if tr.origin != "random" and (knows == "scripted" or _known(tr, today, realised_keys))]
+            _walk(state, channels, out, 0, known, today, per, T)
+        return out
+    for k in range(K):
+        rng = stream(seed, tag, state.period, k)
+        if fleet is not None:
+            from fleetsim.fleet.regime import build_transitions
+
+            trs = []
+            # each channel side's cycle and each event from its own stream (adding one shifts no other's)
+            for tr in build_transitions(fleet, rng, lambda n, side, k=k: stream(seed, tag, state.period, k,
                                                                                 "cycle", n, side)):
-                if tr.day <= today or (tr.exporter is None and tr.importer is None) or tr.channel not in out:
-                    continue
-                if not known_events and tr.origin != "random":
-                    continue
-                sd = sides[tr.channel]
-                sd[0], sd[1] = tr.exporter or sd[0], tr.importer or sd[1]
-                t = int(math.ceil((tr.day - today) / per))
-                if t < T:
-                    out[tr.channel][k, t:] = combined_state(*sd)
+                if tr.origin == "random" or knows == "scripted" or _known(tr, today, realised_keys):
+                    trs.append(tr)
+                elif tr.probability is not None and (tr.announced_day is None or tr.announced_day > today):
+                    if stream(seed, tag, state.period, k, "event", *tr.key).random() < tr.probability:
+                        trs.append(tr)
+            _walk(state, channels, out, k, trs, today, per, T)
         for n in channels:
             ch = state.channels[n]
             if ch.risk_per_year <= 0:
                 continue
             p_close = 1.0 - math.exp(-ch.risk_per_year * per / 365.0)
-            hit = np.flatnonzero(stream(seed, "optimal", state.period, k, "risk", n).random(T - 1) < p_close)
+            hit = np.flatnonzero(stream(seed, tag, state.period, k, "risk", n).random(T - 1) < p_close)
             if len(hit):
                 strand = fleet is not None and fleet.channels[n].on_ban == "strand"
                 out[n][k, hit[0] + 1:] = "buyer_ban" if strand else "banned"
     return out
 
 
-def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str, str, str, int]]]:
+def build_problem(state: PlanningState, config, tag: str = "optimal", futures: int | None = None,
+                  knows: str | None = None) -> tuple[Problem, list[tuple[str, str, str, int]]]:
     """The Problem for today, and per option its (channel, chip, pool, tp, rental term days or None)
     to turn plans into orders. A rent channel's offers become the problem's rental options
-    (lead and minimum term rounded up to whole periods; the fleet then rents for that many days)."""
+    (lead and minimum term rounded up to whole periods; the fleet then rents for that many days).
+    `tag`, `futures` and `knows` override the streams' name, the number of futures and the
+    knowledge mode (fleetsim.fleet.optimal.hedge draws held-out futures with them)."""
     sc = state.scenario
     fleet = getattr(sc, "fleet", None)
     seed = int(getattr(sc, "seed", 0) or 0)
     per = int(config.period_days)
     T = int(config.horizon_periods)
-    K = int(config.futures)
+    knows = knows or getattr(config, "knows", "model")
+    oracle = knows == "oracle" and getattr(state, "realised_peak_tokens_per_s", None) is not None
+    K = 1 if oracle else int(futures if futures is not None else config.futures)
     classes = list(state.forecast_peak_tokens_per_s)
     C = len(classes)
     us = _us_chips(state)
@@ -146,14 +192,15 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
              for p in pools]
 
     # demand futures (K, C, T)
-    fc = np.array([[state.forecast_peak_tokens_per_s[c][min(t, len(state.forecast_peak_tokens_per_s[c]) - 1)]
-                    for t in range(T)] for c in classes], float) * (1.0 + config.headroom)
+    seen = state.realised_peak_tokens_per_s if oracle else state.forecast_peak_tokens_per_s
+    fc = np.array([[seen[c][min(t, len(seen[c]) - 1)] for t in range(T)] for c in classes], float) \
+        * (1.0 + config.headroom)
     D = np.repeat(fc[None], K, axis=0)
     if K > 1 and fleet is not None:
         for ci, c in enumerate(classes):
             sig = fleet.demand[c].forecast_error.sigma_per_year if c in fleet.demand else 0.0
             if sig > 0:
-                rng = stream(seed, "optimal", "demand", state.period, c)
+                rng = stream(seed, tag, "demand", state.period, c)
                 steps = rng.standard_normal((K, T)) * sig * math.sqrt(per / 365.0)
                 steps[:, 0] = 0.0
                 D[:, ci, :] *= np.exp(np.cumsum(steps, axis=1))
@@ -199,7 +246,7 @@ def build_problem(state: PlanningState, config) -> tuple[Problem, list[tuple[str
             budget = np.maximum(budget, 0.0)
 
     channels = sorted({o.channel for o in options})
-    states = _regime_futures(state, channels, K, T, per, seed, sc, getattr(config, "known_events", True))
+    states = _regime_futures(state, channels, K, T, per, seed, sc, knows, tag)
     penalty = np.full(C, config.unmet_penalty_usd_per_mtok * per * 86400.0 / 1e6)
     problem = Problem(
         classes=classes, pools=pools, options=options, hours_per_period=per * 24.0, demand_rps=D,
@@ -290,7 +337,8 @@ class OptimalPlanner:
 
     def report(self) -> dict[str, Any]:
         """summary.json `fleet.planner_report`: the plan per period (solve times are in the benchmark)."""
-        out = {"kind": "optimal", "futures": self.config.futures, "risk": self.config.risk,
+        out = {"kind": "optimal", "futures": self.config.futures, "knows": getattr(self.config, "knows", "model"),
+               "risk": self.config.risk,
                "plans": self.log}
         if self.front:
             out["price_of_security"] = self.front
