@@ -1,0 +1,212 @@
+"""What hedging is worth, out of sample (`fleetsim hedge`).
+
+On one planning day each policy chooses today's orders (the first stage); every choice is then
+scored on the SAME held-out futures (common random numbers), drawn on streams the planner never
+sampled (tag "holdout"), with the best recourse in each future (later orders and the split of
+demand chosen knowing that future: the standard out-of-sample test of a two-stage plan):
+
+- stochastic: the first stage of the programme over K sampled futures (expectation, or mean-CVaR
+  at each risk-aversion weight: the price-of-security front);
+- expected_value: the first stage of the programme over ONE mean future (mean demand of the K
+  futures, each channel's most likely state per period);
+- each rule policy's orders on the same day (cheapest, security_weighted, domestic_share);
+- oracle: wait-and-see, each held-out future solved knowing it (no shared first stage).
+
+VSS = E[cost of the expected-value plan - cost of the stochastic plan] and EVPI = E[cost of the
+stochastic plan - oracle cost], both as paired differences over the held-out futures with Student-t
+intervals. Costs are the programme's own (capex for the share of a chip's life inside the
+horizon, power and opex, the unmet-demand penalty), over the planning horizon.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from fleetsim.fleet.optimal.milp import PlanInfeasible, cvar, solve
+from fleetsim.fleet.optimal.problem import Problem, order_effects
+from fleetsim.rng import stream
+from fleetsim.stats import t_interval
+
+RULES = ("cheapest", "security_weighted", "domestic_share")
+
+
+def one_future(pr: Problem, k: int) -> Problem:
+    """Future k of `pr` as a problem of its own (its first stage no longer shared)."""
+    sl = slice(k, k + 1)
+    return replace(pr, demand_rps=pr.demand_rps[sl], future_weight=None,
+                   channel_state={c: np.asarray(s, dtype=object)[sl] for c, s in pr.channel_state.items()},
+                   removal_period={c: np.asarray(r)[sl] for c, r in pr.removal_period.items()},
+                   installed=None if pr.installed is None else pr.installed[sl],
+                   rented=None if pr.rented is None else pr.rented[sl])
+
+
+def mean_future(pr: Problem) -> Problem:
+    """The expected-value problem: one future with the futures' mean demand and each channel's
+    most likely state in each period (a state has no mean; ties go to the first in sorted order)."""
+    w = pr.weights()
+    states = {}
+    for c, s in pr.channel_state.items():
+        s = np.asarray(s, dtype=object)
+        row = np.empty((1, pr.T), dtype=object)
+        for t in range(pr.T):
+            names = sorted(set(s[:, t]))
+            mass = [float(w[s[:, t] == n].sum()) for n in names]
+            row[0, t] = names[int(np.argmax(mass))]
+        states[c] = row
+    mean = lambda a: None if a is None else np.einsum("k,k...->...", w, np.asarray(a, float))[None]
+    removal = {c: np.array([int(round(float(w @ np.asarray(r, float))))]) for c, r in pr.removal_period.items()}
+    return replace(pr, demand_rps=mean(pr.demand_rps), future_weight=None, channel_state=states,
+                   removal_period=removal, installed=mean(pr.installed), rented=mean(pr.rented))
+
+
+@dataclass
+class Scores:
+    """One policy on the held-out futures: per-future figures and today's orders."""
+
+    name: str
+    first_orders: np.ndarray            # (O,) replicas ordered today
+    cost_usd: np.ndarray                # (N,)
+    unmet_share: np.ndarray             # (N,) of demand over the horizon
+    stranded_usd: np.ndarray            # (N,) paid for chips never delivered
+    risk_weight: float | None = None    # stochastic plans: the mean-CVaR weight
+    note: str = ""
+
+
+def _stranded(pr: Problem, orders: np.ndarray) -> np.ndarray:
+    """USD paid (full price x (1 + levy)) for orders a buyer ban stranded, per future."""
+    out = np.zeros(pr.K)
+    for i, o in enumerate(pr.options):
+        if o.kind != "buy":
+            continue
+        _, delivered, paid = order_effects(pr, o)
+        tp = pr.pools[pr.pool_index(o.pool)].chips_per_replica
+        unit = o.price_usd_per_chip * tp * (1 + o.levy_share)
+        out += (orders[:, i, :] * unit * paid * (1.0 - delivered)).sum(axis=1)
+    return out
+
+
+def score(holdout: Problem, name: str, first: np.ndarray, *, time_limit_s=None, mip_gap=1e-6,
+          **kw) -> Scores:
+    """Today's orders `first` fixed, the best recourse in each held-out future."""
+    pr = holdout.with_(cvar_weight=0.0)
+    plan = solve(pr, time_limit_s=time_limit_s, mip_gap=mip_gap, explain=False, fix_first_orders=first)
+    D = pr.demand_rps.sum(axis=(1, 2))
+    return Scores(name, np.asarray(first, float), plan.cost_by_future_usd.copy(),
+                  plan.unmet_rps.sum(axis=(1, 2)) / np.where(D > 0, D, 1.0), _stranded(pr, plan.orders), **kw)
+
+
+def oracle(holdout: Problem, *, time_limit_s=None, mip_gap=1e-6) -> Scores:
+    """Wait-and-see: each held-out future planned knowing it."""
+    N = holdout.K
+    cost, unmet, strand = np.zeros(N), np.zeros(N), np.zeros(N)
+    for k in range(N):
+        pk = one_future(holdout, k).with_(cvar_weight=0.0)
+        plan = solve(pk, time_limit_s=time_limit_s, mip_gap=mip_gap, explain=False)
+        cost[k] = plan.cost_by_future_usd[0]
+        D = pk.demand_rps.sum()
+        unmet[k] = plan.unmet_rps.sum() / D if D > 0 else 0.0
+        strand[k] = _stranded(pk, plan.orders)[0]
+    return Scores("oracle", np.full(holdout.O, np.nan), cost, unmet, strand,
+                  note="each future planned knowing it (no shared first stage)")
+
+
+def first_stage(pr: Problem, *, time_limit_s=None, mip_gap=1e-6) -> np.ndarray:
+    return solve(pr, time_limit_s=time_limit_s, mip_gap=mip_gap, explain=False).orders[0, :, 0].copy()
+
+
+def evaluate(sample: Problem, holdout: Problem, *, risk_weights=(), rules: dict[str, np.ndarray] | None = None,
+             time_limit_s=None, mip_gap=1e-6) -> list[Scores]:
+    """Every policy scored on `holdout` (futures the plans never saw). `sample` is the planner's
+    own K futures; its cvar_alpha and cvar_weight give the stochastic plan (risk_weights: more
+    stochastic plans, the front)."""
+    kw = dict(time_limit_s=time_limit_s, mip_gap=mip_gap)
+    out = [score(holdout, "stochastic", first_stage(sample, **kw), risk_weight=sample.cvar_weight, **kw),
+           score(holdout, "expected_value", first_stage(mean_future(sample).with_(cvar_weight=0.0), **kw), **kw)]
+    for w in risk_weights:
+        out.append(score(holdout, f"stochastic cvar w={w:g}", first_stage(sample.with_(cvar_weight=float(w)), **kw),
+                         risk_weight=float(w), **kw))
+    for name, x in (rules or {}).items():
+        try:
+            out.append(score(holdout, name, x, **kw))
+        except PlanInfeasible:
+            out.append(Scores(name, x, *(np.full(holdout.K, np.nan) for _ in range(3)),
+                              note="its orders break a limit of the programme (cap, budget or site)"))
+    out.append(oracle(holdout, **kw))
+    return out
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean of a - b over the same futures, with its 95% t-interval."""
+    return t_interval(np.asarray(a, float) - np.asarray(b, float))
+
+
+def cvar_interval(x: np.ndarray, alpha: float, seed: int, draws: int = 2000) -> tuple[float, float, float]:
+    """CVaR_alpha of the held-out costs and a 95% bootstrap percentile interval (own stream)."""
+    x = np.asarray(x, float)
+    if np.isnan(x).any():
+        return math.nan, math.nan, math.nan
+    n = len(x)
+    w = np.full(n, 1.0 / n)
+    est = cvar(x, w, alpha)
+    if n < 2:
+        return est, math.nan, math.nan
+    idx = stream(seed, "hedge", "bootstrap").integers(0, n, (draws, n))
+    s = -np.sort(-x[idx], axis=1)  # each resample, worst first
+    tail = 1.0 - alpha
+    take = np.minimum(1.0 / n, np.maximum(tail - np.arange(n) / n, 0.0))
+    boot = s @ take / tail
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return est, float(lo), float(hi)
+
+
+def summarise(scores: list[Scores], alpha: float, seed: int) -> dict[str, Any]:
+    """Per policy: expected cost, unmet share, CVaR and stranded money with 95% intervals; VSS
+    and EVPI as paired differences."""
+    by = {s.name: s for s in scores}
+    pol = {}
+    for s in scores:
+        pol[s.name] = {
+            "expected_cost_usd": t_interval(s.cost_usd),
+            "unmet_share": t_interval(s.unmet_share),
+            "cvar_cost_usd": cvar_interval(s.cost_usd, alpha, seed),
+            "stranded_usd": t_interval(s.stranded_usd),
+            "risk_weight": s.risk_weight,
+            "note": s.note,
+        }
+    sp, ev, orc = by["stochastic"], by["expected_value"], by["oracle"]
+    out = {"policies": pol, "vss_usd": paired(ev.cost_usd, sp.cost_usd),
+           "evpi_usd": paired(sp.cost_usd, orc.cost_usd), "cvar_alpha": alpha}
+    front = [s for s in scores if s.risk_weight is not None]
+    out["front"] = [{"policy": s.name, "risk_weight": s.risk_weight, **{k: pol[s.name][k] for k in
+                    ("expected_cost_usd", "cvar_cost_usd", "unmet_share", "stranded_usd")}}
+                    for s in sorted(front, key=lambda s: s.risk_weight)]
+    return out
+
+
+@dataclass
+class HedgeSetup:
+    """The planning day's problems: the planner's K futures and N held-out ones."""
+
+    sample: Problem
+    holdout: Problem
+    meta: list = field(default_factory=list)
+    rules: dict[str, np.ndarray] = field(default_factory=dict)
+    state: Any = None
+
+
+def rule_first_stage(state, meta, make_planner: Callable, configs: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Each rule policy's orders on the planning day, as replicas per option of the programme."""
+    index = {(ch, chip, pool): i for i, (ch, chip, pool, _tp, _term) in enumerate(meta)}
+    out = {}
+    for name, cfg in configs.items():
+        x = np.zeros(len(meta))
+        for req in make_planner(cfg).plan(state):
+            i = index.get((req.channel, req.chip, req.pool))
+            if i is not None:
+                x[i] += math.floor(req.count_chips / meta[i][3])
+        out[name] = x
+    return out
