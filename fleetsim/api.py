@@ -969,3 +969,84 @@ def write_calibration(result, out_file: str | Path) -> Path:
     except OSError as exc:
         raise FleetsimError(f"cannot write {out_file}: {exc.strerror or exc}") from None
     return out_file
+
+
+def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 20, holdout: int = 100,
+          risk_weights: Sequence[float] = (0.0, 0.5, 1.0), horizon_periods: int | None = None,
+          world: str = "scripted", cvar_alpha: float | None = None, overwrite: bool = True,
+          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Value of hedging out of sample on the fleet's first planning day (fleetsim.fleet.optimal.hedge):
+    the stochastic, expected-value, mean-CVaR and rule plans and the oracle on the same held-out
+    futures; with `out_dir`, hedge.parquet, summary.json, plots/hedge.png and the manifest."""
+    import math as _math
+
+    from fleetsim.fleet.capacity import replica_capacities, seasonal_capacities
+    from fleetsim.fleet.optimal import hedge as hg
+    from fleetsim.results import hedge as hres
+    from fleetsim.results import runfolder
+    from fleetsim.results.cache import ResultCache
+
+    if scenario.fleet is None:
+        raise ScenarioError("fleetsim hedge needs a fleet scenario (a `fleet:` section)", field="fleet")
+    if futures < 2 or holdout < 2:
+        raise ScenarioError("--futures and --holdout need at least 2 futures each", field="futures")
+    if world not in ("model", "scripted"):
+        raise ScenarioError(f"--world must be model or scripted, not {world!r}", field="world")
+    scenario = _expand_roadmaps(scenario)
+    check_references(scenario)
+    run_dir = runfolder.prepare_run_dir(Path(out_dir), overwrite=overwrite) if out_dir is not None else None
+    t0 = time.perf_counter()
+    stage = "resolve"
+    try:
+        chips, models = resolve_catalogs(scenario)
+        if progress:
+            progress("capacity per replica type and workload (cached)")
+        cache = ResultCache()
+        caps = replica_capacities(scenario, chips, models, cache=cache, progress=progress)
+        grid = seasonal_capacities(scenario, chips, models, cache=cache, progress=progress)
+        stage = "simulate"
+        t1 = time.perf_counter()
+        st = hg.setup(scenario, chips, models, caps, grid, futures=futures, holdout=holdout,
+                      horizon_periods=horizon_periods, world=world, cvar_alpha=cvar_alpha)
+        if progress:
+            progress(f"hedge: {futures} sampled and {holdout} held-out futures, {len(risk_weights)} risk weights")
+        weights = [float(w) for w in risk_weights if w > 0]  # w = 0 is the stochastic (expectation) plan
+        scores = hg.evaluate(st.sample.with_(cvar_weight=0.0), st.holdout, risk_weights=weights, rules=st.rules)
+        t2 = time.perf_counter()
+        seed = int(scenario.seed or 0)
+        body = hg.summarise(scores, st.sample.cvar_alpha, seed)
+        names = [o.name for o in st.sample.options]
+        clean = lambda v: [None if not _math.isfinite(x) else float(x) for x in v] if isinstance(v, tuple) else v
+        summary = {"scenario": scenario.name, "seed": seed, "kind": "hedge",
+                   "planning_day": st.state.today.isoformat(), "futures": futures, "holdout": holdout,
+                   "world": world, "horizon_periods": st.sample.T,
+                   "period_days": int(round(st.sample.hours_per_period / 24)),
+                   "cvar_alpha": body["cvar_alpha"],
+                   "policies": {n: {k: clean(v) for k, v in p.items()} for n, p in body["policies"].items()},
+                   "vss_usd": clean(body["vss_usd"]), "evpi_usd": clean(body["evpi_usd"]),
+                   "front": [{k: clean(v) for k, v in r.items()} for r in body["front"]],
+                   "orders_now": {s.name: ({n: int(v) for n, v in zip(names, s.first_orders) if v > 0.5} or "none")
+                                  for s in scores if s.name != "oracle"},
+                   "costs": "the programme's: capex for the share of a chip's life inside the horizon, "
+                            "power and opex, the unmet-demand penalty; over the planning horizon"}
+        out = {"summary": summary, "text": hres.text(summary), "table": hres.table(scores, names)}
+        if run_dir is not None:
+            stage = "write"
+            runfolder.write_table(run_dir / "hedge.parquet", out["table"])
+            runfolder.write_json(run_dir / "summary.json", summary)
+            stage = "plot"
+            from fleetsim.report.hedge import plot as plot_hedge
+
+            png = plot_hedge(run_dir)
+            stage = "write"
+            runfolder.commit_manifest(run_dir, runfolder.manifest_data(
+                scenario=scenario.model_dump(mode="json"), seed=seed,
+                timings={"capacity": t1 - t0, "hedge": t2 - t1}, kind="hedge", version=__version__,
+                files=["hedge.parquet", "summary.json", png.relative_to(run_dir).as_posix()]))
+            out["run_dir"] = run_dir
+        out["timings_s"] = {"capacity": t1 - t0, "hedge": t2 - t1}
+        return out
+    except BaseException as exc:
+        if run_dir is not None:
+            runfolder.write_error(run_dir, exc, stage)
+        raise

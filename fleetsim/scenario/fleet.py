@@ -429,7 +429,7 @@ class OptimalPlannerConfig(StrictModel):
         "model", description="what the sampled futures hold. model: the regime model only (random "
         "cycles, each channel's risk_per_year, events with a probability; announced events as "
         "certain); scripted events without a probability happen only in the realised world. "
-        "scripted: also every scripted event, as certain (the older known_events: true). oracle: "
+        "scripted: also those, as certain (the older known_events: true). oracle: "
         "foresight, one future that is the realised one (its events, cycles and demand path)")
 
     @model_validator(mode="before")

@@ -68,7 +68,7 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
     model: the regime model only: random cycles (the planner's own streams), a closure per
     channel's risk_per_year, each scripted event with a `probability` drawn per future, and
     announced events (announced_on <= today) as the world has them; other scripted events are
-    surprises. scripted: every scripted event as certain, plus the regime model. oracle: one
+    surprises. scripted: also the scripted events without a probability, as certain. oracle: one
     future, the realised regime (state.realised_transitions). `tag` names the streams (the
     planner's "optimal"; `fleetsim hedge` draws held-out futures under another tag)."""
     out = {n: np.full((K, T), state.channels[n].state, dtype=object) for n in channels}
@@ -86,7 +86,8 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
             from fleetsim.fleet.regime import build_transitions
 
             known = [tr for tr in build_transitions(fleet, np.random.default_rng(0))
-                     if tr.origin != "random" and (knows == "scripted" or _known(tr, today, realised_keys))]
+                     if tr.origin != "random" and (_known(tr, today, realised_keys) or (
+                         knows == "scripted" and tr.probability is None))]
             _walk(state, channels, out, 0, known, today, per, T)
         return out
     for k in range(K):
@@ -98,7 +99,8 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
             # each channel side's cycle and each event from its own stream (adding one shifts no other's)
             for tr in build_transitions(fleet, rng, lambda n, side, k=k: stream(seed, tag, state.period, k,
                                                                                 "cycle", n, side)):
-                if tr.origin == "random" or knows == "scripted" or _known(tr, today, realised_keys):
+                if tr.origin == "random" or _known(tr, today, realised_keys) or (
+                        knows == "scripted" and tr.probability is None):
                     trs.append(tr)
                 elif tr.probability is not None and (tr.announced_day is None or tr.announced_day > today):
                     if stream(seed, tag, state.period, k, "event", *tr.key).random() < tr.probability:

@@ -210,3 +210,79 @@ def rule_first_stage(state, meta, make_planner: Callable, configs: dict[str, Any
                 x[i] += math.floor(req.count_chips / meta[i][3])
         out[name] = x
     return out
+
+
+def planning_state(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None = None):
+    """The fleet's PlanningState on its first planning day (day 0), as the planner would see it:
+    the fleet set up and its initial fleet installed, nothing simulated."""
+    from fleetsim.fleet.sim import _FleetSim
+
+    got = {}
+
+    class _Capture:
+        def plan(self, state):
+            got["state"] = state
+            return []
+
+    sim = _FleetSim(scenario, chips, models, caps, None)
+    sim.caps_grid = caps_grid or {}
+    sim._setup()
+    sim._initial()
+    sim.planner = _Capture()
+    sim._plan(0)
+    return got["state"]
+
+
+def optimal_config(scenario, futures: int, horizon_periods: int | None, risk_alpha: float | None = None):
+    """The optimal planner's settings for the hedge: the scenario's own if it uses `optimal`, else
+    the defaults at the scenario planner's period (horizon: its lead + horizon days, >= 12 periods)."""
+    from fleetsim.scenario.fleet import OptimalPlannerConfig
+
+    pl = scenario.fleet.planner
+    upd: dict[str, Any] = {"futures": int(futures), "knows": "model", "explain": False,
+                           "front_risk_weights": None}
+    if risk_alpha is not None:
+        upd["cvar_alpha"] = float(risk_alpha)
+    if pl.kind == "optimal":
+        cfg = pl.model_copy(update=upd)
+    else:
+        per = pl.period_days
+        T = max(12, int(math.ceil((getattr(pl, "horizon_days", 180) + 120) / per)))
+        cfg = OptimalPlannerConfig(period_days=per, horizon_periods=T, headroom=0.0, **upd)
+    if horizon_periods is not None:
+        cfg = cfg.model_copy(update={"horizon_periods": int(horizon_periods)})
+    return cfg
+
+
+def rule_configs(scenario) -> dict[str, Any]:
+    """Each rule policy: the scenario's own settings where it uses that rule, else its defaults at
+    the scenario planner's period, horizon and headroom."""
+    from fleetsim.scenario.fleet import (CheapestPlannerConfig, DomesticSharePlannerConfig,
+                                         SecurityWeightedPlannerConfig)
+
+    pl = scenario.fleet.planner
+    base = {"period_days": pl.period_days, "horizon_days": getattr(pl, "horizon_days", 180),
+            "headroom": getattr(pl, "headroom", 0.1)}
+    out = {}
+    for cls in (CheapestPlannerConfig, SecurityWeightedPlannerConfig, DomesticSharePlannerConfig):
+        kind = cls.model_fields["kind"].default
+        out[kind] = pl if pl.kind == kind else cls(**base)
+    return out
+
+
+def setup(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None, *, futures: int,
+          holdout: int, horizon_periods: int | None = None, world: str = "scripted",
+          cvar_alpha: float | None = None) -> HedgeSetup:
+    """The planning day's problems: the planner's K futures (its regime model, streams "optimal")
+    and N held-out futures (streams "holdout"; `world`: model = drawn from the planner's own regime
+    model, scripted = that model plus the scripted events as the world has them), and each rule
+    policy's orders on that day."""
+    from fleetsim.fleet.optimal.adapter import build_problem
+    from fleetsim.fleet.planner import make_planner
+
+    state = planning_state(scenario, chips, models, caps, caps_grid)
+    cfg = optimal_config(scenario, futures, horizon_periods, cvar_alpha)
+    sample, meta = build_problem(state, cfg)
+    hold, _ = build_problem(state, cfg, tag="holdout", futures=holdout, knows=world)
+    rules = rule_first_stage(state, meta, make_planner, rule_configs(scenario))
+    return HedgeSetup(sample, hold, meta, rules, state)
