@@ -973,7 +973,7 @@ def write_calibration(result, out_file: str | Path) -> Path:
 
 def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 20, holdout: int = 100,
           risk_weights: Sequence[float] = (0.0, 0.5, 1.0), horizon_periods: int | None = None,
-          world: str = "scripted", cvar_alpha: float | None = None, overwrite: bool = True,
+          world: str = "scripted", cvar_alpha: float | None = None, day: Any = None, overwrite: bool = True,
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Value of hedging out of sample on the fleet's first planning day (fleetsim.fleet.optimal.hedge):
     the stochastic, expected-value, mean-CVaR and rule plans and the oracle on the same held-out
@@ -992,6 +992,19 @@ def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 
         raise ScenarioError("--futures and --holdout need at least 2 futures each", field="futures")
     if world not in ("model", "scripted"):
         raise ScenarioError(f"--world must be model or scripted, not {world!r}", field="world")
+    import datetime as _dt
+
+    if day is None:
+        day_n = 0
+    else:
+        try:
+            when = _dt.date.fromisoformat(str(day))
+        except ValueError:
+            raise ScenarioError(f"--day must be a date (YYYY-MM-DD), not {day!r}", field="day") from None
+        day_n = (when - scenario.fleet.start).days
+        if not 0 <= day_n < round(scenario.fleet.years * 365):
+            raise ScenarioError(f"--day {when} is outside the fleet's horizon (from {scenario.fleet.start}, "
+                                f"{scenario.fleet.years:g} years)", field="day")
     scenario = _expand_roadmaps(scenario)
     check_references(scenario)
     run_dir = runfolder.prepare_run_dir(Path(out_dir), overwrite=overwrite) if out_dir is not None else None
@@ -1007,7 +1020,7 @@ def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 
         stage = "simulate"
         t1 = time.perf_counter()
         st = hg.setup(scenario, chips, models, caps, grid, futures=futures, holdout=holdout,
-                      horizon_periods=horizon_periods, world=world, cvar_alpha=cvar_alpha)
+                      horizon_periods=horizon_periods, world=world, cvar_alpha=cvar_alpha, day=day_n)
         if progress:
             progress(f"hedge: {futures} sampled and {holdout} held-out futures, {len(risk_weights)} risk weights")
         weights = [float(w) for w in risk_weights if w > 0]  # w = 0 is the stochastic (expectation) plan

@@ -212,9 +212,11 @@ def rule_first_stage(state, meta, make_planner: Callable, configs: dict[str, Any
     return out
 
 
-def planning_state(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None = None):
-    """The fleet's PlanningState on its first planning day (day 0), as the planner would see it:
-    the fleet set up and its initial fleet installed, nothing simulated."""
+def planning_state(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None = None,
+                   day: int = 0):
+    """The fleet's PlanningState on planning day `day` (days from the start), as the planner would
+    see it: day 0 is the initial fleet, nothing simulated; a later day is the fleet's realised
+    world (fleet seed) simulated up to it under the scenario's own planner."""
     from fleetsim.fleet.sim import _FleetSim
 
     got = {}
@@ -227,9 +229,18 @@ def planning_state(scenario, chips: dict, models: dict, caps: dict, caps_grid: d
     sim = _FleetSim(scenario, chips, models, caps, None)
     sim.caps_grid = caps_grid or {}
     sim._setup()
+    sim.rel_restart_h, sim.rel_swap_h = sim.cohorts.restart_h, sim.cohorts.swap_h
+    sim._wset = set()
     sim._initial()
+    if day > 0:  # the same processes as a run (_FleetSim.run), stopped before that day's plan
+        env = sim.env
+        env.process(sim._regime())
+        env.process(sim._removals())
+        env.process(sim._planner())
+        env.process(sim.cohorts.process(env, sim._day))
+        env.run(until=day + 0.2)
     sim.planner = _Capture()
-    sim._plan(0)
+    sim._plan(day)
     return got["state"]
 
 
@@ -272,7 +283,7 @@ def rule_configs(scenario) -> dict[str, Any]:
 
 def setup(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None, *, futures: int,
           holdout: int, horizon_periods: int | None = None, world: str = "scripted",
-          cvar_alpha: float | None = None) -> HedgeSetup:
+          cvar_alpha: float | None = None, day: int = 0) -> HedgeSetup:
     """The planning day's problems: the planner's K futures (its regime model, streams "optimal")
     and N held-out futures (streams "holdout"; `world`: model = drawn from the planner's own regime
     model, scripted = that model plus the scripted events as the world has them), and each rule
@@ -280,7 +291,7 @@ def setup(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | Non
     from fleetsim.fleet.optimal.adapter import build_problem
     from fleetsim.fleet.planner import make_planner
 
-    state = planning_state(scenario, chips, models, caps, caps_grid)
+    state = planning_state(scenario, chips, models, caps, caps_grid, day)
     cfg = optimal_config(scenario, futures, horizon_periods, cvar_alpha)
     sample, meta = build_problem(state, cfg)
     hold, _ = build_problem(state, cfg, tag="holdout", futures=holdout, knows=world)
