@@ -973,7 +973,8 @@ def write_calibration(result, out_file: str | Path) -> Path:
 
 def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 20, holdout: int = 100,
           risk_weights: Sequence[float] = (0.0, 0.5, 1.0), horizon_periods: int | None = None,
-          world: str = "scripted", cvar_alpha: float | None = None, day: Any = None, overwrite: bool = True,
+          world: str = "scripted", cvar_alpha: float | None = None, day: Any = None, rolling: bool = False,
+          overwrite: bool = True,
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Value of hedging out of sample on the fleet's first planning day (fleetsim.fleet.optimal.hedge):
     the stochastic, expected-value, mean-CVaR and rule plans and the oracle on the same held-out
@@ -1019,12 +1020,17 @@ def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 
         grid = seasonal_capacities(scenario, chips, models, cache=cache, progress=progress)
         stage = "simulate"
         t1 = time.perf_counter()
+        weights = [float(w) for w in risk_weights if w > 0]  # w = 0 is the stochastic (expectation) plan
         st = hg.setup(scenario, chips, models, caps, grid, futures=futures, holdout=holdout,
                       horizon_periods=horizon_periods, world=world, cvar_alpha=cvar_alpha, day=day_n)
         if progress:
             progress(f"hedge: {futures} sampled and {holdout} held-out futures, {len(risk_weights)} risk weights")
-        weights = [float(w) for w in risk_weights if w > 0]  # w = 0 is the stochastic (expectation) plan
-        scores = hg.evaluate(st.sample.with_(cvar_weight=0.0), st.holdout, risk_weights=weights, rules=st.rules)
+        if rolling:
+            scores, penalty = hg.rolling(scenario, chips, models, caps, grid, futures=futures, holdout=holdout,
+                                         risk_weights=weights, horizon_periods=horizon_periods,
+                                         cvar_alpha=cvar_alpha, progress=progress)
+        else:
+            scores = hg.evaluate(st.sample.with_(cvar_weight=0.0), st.holdout, risk_weights=weights, rules=st.rules)
         t2 = time.perf_counter()
         seed = int(scenario.seed or 0)
         body = hg.summarise(scores, st.sample.cvar_alpha, seed)
@@ -1032,16 +1038,19 @@ def hedge(scenario: Scenario, out_dir: str | Path | None = None, futures: int = 
         clean = lambda v: [None if not _math.isfinite(x) else float(x) for x in v] if isinstance(v, tuple) else v
         summary = {"scenario": scenario.name, "seed": seed, "kind": "hedge",
                    "planning_day": st.state.today.isoformat(), "futures": futures, "holdout": holdout,
-                   "world": world, "horizon_periods": st.sample.T,
+                   "world": "the fleet's futures" if rolling else world, "horizon_periods": st.sample.T,
+                   "mode": "rolling" if rolling else "first_stage",
                    "period_days": int(round(st.sample.hours_per_period / 24)),
                    "cvar_alpha": body["cvar_alpha"],
                    "policies": {n: {k: clean(v) for k, v in p.items()} for n, p in body["policies"].items()},
                    "vss_usd": clean(body["vss_usd"]), "evpi_usd": clean(body["evpi_usd"]),
                    "front": [{k: clean(v) for k, v in r.items()} for r in body["front"]],
                    "orders_now": {s.name: ({n: int(v) for n, v in zip(names, s.first_orders) if v > 0.5} or "none")
-                                  for s in scores if s.name != "oracle"},
-                   "costs": "the programme's: capex for the share of a chip's life inside the horizon, "
-                            "power and opex, the unmet-demand penalty; over the planning horizon"}
+                                  for s in scores if s.name != "oracle" and len(s.first_orders)},
+                   "costs": (f"the whole run's all-in cost (depreciation, impairments, power, opex, rentals) + "
+                             f"USD {penalty:g} per unmet Mtok" if rolling else
+                             "the programme's: capex for the share of a chip's life inside the horizon, "
+                             "power and opex, the unmet-demand penalty; over the planning horizon")}
         out = {"summary": summary, "text": hres.text(summary), "table": hres.table(scores, names)}
         if run_dir is not None:
             stage = "write"

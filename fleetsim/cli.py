@@ -416,6 +416,10 @@ def _weights(text: str) -> list[float]:
 @click.option("--world", type=click.Choice(["scripted", "model"]), default="scripted", show_default=True,
               help="Held-out futures: the planner's regime model plus the scripted events (scripted), "
                    "or the model alone (model).")
+@click.option("--rolling", is_flag=True,
+              help="Score whole rolling runs (every policy re-planning each period) on the fleet's "
+                   "--holdout futures instead of one planning day's orders (slower: one fleet run per "
+                   "policy and future).")
 @click.option("--day", default=None, metavar="YYYY-MM-DD",
               help="Planning day (default: the fleet's start); the world up to it is the fleet seed's, "
                    "simulated under the scenario's planner.")
@@ -425,7 +429,7 @@ def _weights(text: str) -> list[float]:
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors
 def hedge(scenario: Path, futures: int, holdout: int, risk: str, alpha: float | None, horizon: int | None,
-          world: str, day: str | None, out_dir: Path | None, overwrite: bool, overrides: tuple[str, ...]) -> None:
+          world: str, rolling: bool, day: str | None, out_dir: Path | None, overwrite: bool, overrides: tuple[str, ...]) -> None:
     """Value of hedging, out of sample: on the first planning day, the stochastic plan (K futures),
     the expected-value plan (one mean future), mean-CVaR plans, each rule policy and the oracle,
     all scored on the same N held-out futures: expected cost, unmet demand, CVaR and stranded
@@ -441,7 +445,8 @@ def hedge(scenario: Path, futures: int, holdout: int, risk: str, alpha: float | 
     try:
         with _progress(False) as progress:
             out = api.hedge(scen, out_dir=out_dir, futures=futures, holdout=holdout, risk_weights=_weights(risk),
-                            horizon_periods=horizon, world=world, cvar_alpha=alpha, day=day, overwrite=overwrite,
+                            horizon_periods=horizon, world=world, cvar_alpha=alpha, day=day, rolling=rolling,
+                            overwrite=overwrite,
                             progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None

@@ -43,3 +43,18 @@ def test_hedge_refuses_bad_input(runner):
     assert res.exit_code == 2 and "needs a fleet scenario" in res.output and "Traceback" not in res.output
     res = runner.invoke(main, ["hedge", *ARGS, "--risk-aversion", "0,2"])
     assert res.exit_code == 2 and "[0, 1]" in res.output
+    res = runner.invoke(main, ["hedge", *ARGS, "--day", "2030-01-01"])
+    assert res.exit_code == 2 and "outside the fleet's horizon" in res.output and "Traceback" not in res.output
+
+
+def test_hedge_on_a_later_day_sees_the_world_up_to_it():
+    """--day: the fleet simulated to that day (the scripted 2025 H20 licence events have happened)."""
+    from fleetsim import api
+
+    sc = api.load_scenario("scenarios/fleet_small.yaml")
+    out = api.hedge(sc, futures=3, holdout=4, risk_weights=[0.0], horizon_periods=4, day="2025-06-01")
+    assert out["summary"]["planning_day"] == "2025-06-01"
+    early = api.hedge(sc, futures=3, holdout=4, risk_weights=[0.0], horizon_periods=4)
+    assert early["summary"]["planning_day"] == "2025-01-01"
+    assert out["summary"]["policies"]["oracle"]["expected_cost_usd"] != \
+        early["summary"]["policies"]["oracle"]["expected_cost_usd"]

@@ -16,7 +16,7 @@ def table(scores, option_names: list[str]) -> pd.DataFrame:
     rows: dict[str, list] = {k: [] for k in ("policy", "risk_weight", "future", "cost_usd", "unmet_share",
                                              "stranded_usd", "orders_now")}
     for s in scores:
-        orders = "" if np.isnan(s.first_orders).all() else ", ".join(
+        orders = "" if not len(s.first_orders) or np.isnan(s.first_orders).all() else ", ".join(
             f"{n}: {int(v)}" for n, v in zip(option_names, s.first_orders) if v > 0.5) or "none"
         for k in range(len(s.cost_usd)):
             rows["policy"].append(s.name)
@@ -37,9 +37,15 @@ def text(summary: dict[str, Any]) -> str:
     """The console page: the policies, VSS and EVPI, the front."""
     s = summary
     a = s["cvar_alpha"]
-    lines = [f"hedge: {s['scenario']}, planning day {s['planning_day']}, {s['futures']} sampled futures, "
-             f"{s['holdout']} held-out futures (world: {s['world']}), horizon {s['horizon_periods']} x "
-             f"{s['period_days']} days; 95% intervals over the held-out futures",
+    if s.get("mode") == "rolling":
+        head = (f"hedge --rolling: {s['scenario']}, whole runs re-planned every {s['period_days']} days over "
+                f"{s['holdout']} fleet futures (common random numbers), stochastic plan on {s['futures']} "
+                f"sampled futures; cost = {s['costs']}; 95% intervals over the futures")
+    else:
+        head = (f"hedge: {s['scenario']}, planning day {s['planning_day']}, {s['futures']} sampled futures, "
+                f"{s['holdout']} held-out futures (world: {s['world']}), horizon {s['horizon_periods']} x "
+                f"{s['period_days']} days; 95% intervals over the held-out futures")
+    lines = [head,
              f"{'policy':<24} {'expected cost':>22} {'unmet share':>18} {f'CVaR{int(round(a * 100))} cost':>22} "
              f"{'stranded':>20}"]
     for name, p in s["policies"].items():
@@ -53,5 +59,6 @@ def text(summary: dict[str, Any]) -> str:
         for r in s["front"]:
             lines.append(f"  w={r['risk_weight']:g}: {_fmt(r['expected_cost_usd'], 'usd')}, "
                          f"{_fmt(r['cvar_cost_usd'], 'usd')}, {_fmt(r['unmet_share'], 'share')}")
-    lines.append("orders today: " + "; ".join(f"{k}: {v}" for k, v in s["orders_now"].items()))
+    if s["orders_now"]:
+        lines.append("orders today: " + "; ".join(f"{k}: {v}" for k, v in s["orders_now"].items()))
     return "\n".join(lines)

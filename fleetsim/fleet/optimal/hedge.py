@@ -139,9 +139,17 @@ def evaluate(sample: Problem, holdout: Problem, *, risk_weights=(), rules: dict[
     return out
 
 
+#: per-future differences below this share of the costs are the solver's tolerance, not a value
+SOLVER_TOLERANCE = 1e-6
+
+
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean of a - b over the same futures, with its 95% t-interval."""
-    return t_interval(np.asarray(a, float) - np.asarray(b, float))
+    """Mean of a - b over the same futures, with its 95% t-interval; a future's difference within
+    the solver's tolerance (SOLVER_TOLERANCE of its cost, the MIP gap asked for) counts as 0."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = a - b
+    d[np.abs(d) <= SOLVER_TOLERANCE * np.maximum(np.abs(a), np.abs(b))] = 0.0
+    return t_interval(d)
 
 
 def cvar_interval(x: np.ndarray, alpha: float, seed: int, draws: int = 2000) -> tuple[float, float, float]:
@@ -297,3 +305,42 @@ def setup(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | Non
     hold, _ = build_problem(state, cfg, tag="holdout", futures=holdout, knows=world)
     rules = rule_first_stage(state, meta, make_planner, rule_configs(scenario))
     return HedgeSetup(sample, hold, meta, rules, state)
+
+
+def rolling(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None, *, futures: int,
+            holdout: int, risk_weights=(), horizon_periods: int | None = None, cvar_alpha: float | None = None,
+            progress: Callable[[str], None] | None = None) -> tuple[list[Scores], float]:
+    """Whole rolling runs instead of one planning day: each policy plans every period through the
+    fleet's N futures (fleet.replications = N, the same seeds for every policy: common random
+    numbers; the world's own events, cycles and demand). Policies: stochastic (K futures, `knows:
+    model`), expected_value (the optimiser on one future: forecast demand, today's regime),
+    mean-CVaR at each weight, oracle (`knows: oracle`), the rule policies. Cost of a future: the
+    run's all-in cost (depreciation, impairments, power, opex, rentals) + the optimiser's unmet
+    penalty x unmet Mtok. Returns the scores and the penalty used."""
+    from fleetsim.fleet.futures import run_futures
+
+    base = optimal_config(scenario, futures, horizon_periods, cvar_alpha)
+    pen = float(base.unmet_penalty_usd_per_mtok)
+    policies: dict[str, tuple[Any, float | None]] = {
+        "stochastic": (base, 0.0),
+        "expected_value": (base.model_copy(update={"futures": 1}), None)}
+    for w in risk_weights:
+        policies[f"stochastic cvar w={w:g}"] = (base.model_copy(update={"risk": "cvar", "risk_weight": float(w)}),
+                                                 float(w))
+    policies.update({k: (v, None) for k, v in rule_configs(scenario).items()})
+    policies["oracle"] = (base.model_copy(update={"knows": "oracle", "futures": 1}), None)
+    out = []
+    for name, (cfg, w) in policies.items():
+        if progress:
+            progress(f"hedge --rolling: {name}, {holdout} futures")
+        fl = scenario.fleet.model_copy(update={"planner": cfg, "replications": int(holdout),
+                                               "windows": scenario.fleet.windows.model_copy(update={"enabled": False})})
+        fut = run_futures(scenario.model_copy(update={"fleet": fl}), chips, models, caps, None, caps_grid=caps_grid)
+        rep = fut.replicates
+        get = lambda k: np.asarray(rep.get(k, [0.0] * holdout), float)
+        served, demand = get("served_mtok"), get("demand_mtok")
+        cost = sum(get(f"ledger_usd_by_kind.{k}") for k in ("depreciation", "power", "opex", "rental", "impairment")) \
+            + pen * np.maximum(demand - served, 0.0)
+        out.append(Scores(name, np.full(0, np.nan), cost, get("unmet_demand_share"), get("stranded_usd"),
+                          risk_weight=w, note="" if name != "oracle" else "plans knowing each future"))
+    return out, pen
