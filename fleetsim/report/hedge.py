@@ -30,15 +30,21 @@ def plot(run_dir: str | Path, svg: bool = False) -> Path:
                         label=None if i else key.replace("_usd", ""))
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("cost over the horizon, USD B")
-    ax.set_title(f"Out of sample ({s['holdout']} held-out futures); VSS, EVPI in summary")
+    from fleetsim.results.rounding import format_interval
+
+    ax.set_title(f"{s['holdout']} held-out futures: VSS {format_interval(*s['vss_usd'], kind='usd')}, "
+                 f"EVPI {format_interval(*s['evpi_usd'], kind='usd')}", fontsize=10)
     ax.legend(fontsize=8)
     front = s["front"]
     if front:
         x = [r["cvar_cost_usd"][0] / 1e9 for r in front]
         y = [r["expected_cost_usd"][0] / 1e9 for r in front]
         bx.plot(x, y, "o-", color="tab:purple")
-        for r, xi, yi in zip(front, x, y):
-            bx.annotate(f"w={r['risk_weight']:g}", (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        labels: dict[tuple, list[str]] = {}
+        for r, xi, yi in zip(front, x, y):  # weights landing on one point share one label
+            labels.setdefault((round(xi, 9), round(yi, 9)), []).append(f"{r['risk_weight']:g}")
+        for (xi, yi), ws in labels.items():
+            bx.annotate("w=" + ", ".join(ws), (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
     bx.set_xlabel(f"CVaR{int(round(s['cvar_alpha'] * 100))} cost, USD B")
     bx.set_ylabel("expected cost, USD B")
     bx.set_title("Price of security, out of sample")
