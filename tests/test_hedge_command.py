@@ -36,6 +36,9 @@ def test_hedge_writes_its_run_folder_and_repeats_bytes(runner, tmp_path):
     assert abs(s["vss_usd"][0] - (ev - sp).mean()) <= 1e-6 * max(1.0, abs(s["vss_usd"][0]))
     assert (orc <= sp * (1 + 1e-6) + 1e-6).all()  # the oracle is never worse in any future
     assert "VSS" in res.output and "EVPI" in res.output
+    (a / "plots" / "hedge.png").unlink()
+    res = runner.invoke(main, ["plot", str(a)])  # `fleetsim plot` redraws it from the folder alone
+    assert res.exit_code == 0 and (a / "plots" / "hedge.png").is_file(), res.output
 
 
 def test_hedge_refuses_bad_input(runner):

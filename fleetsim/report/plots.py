@@ -767,6 +767,10 @@ def draw_all(run_dir: Path, svg: bool = False) -> list[Path]:
     global FORMATS
     FORMATS = ("png", "svg") if svg else ("png",)
     run = open_run(run_dir)
+    if run.kind == "hedge":  # `fleetsim hedge` folders: their one figure (fleetsim.report.hedge)
+        from fleetsim.report.hedge import plot as plot_hedge
+
+        return [plot_hedge(run.path, svg=s) for s in ((False, True) if svg else (False,))]
     out = run.path / "plots"
     out.mkdir(exist_ok=True)
     plots = {"fleet": FLEET_PLOTS, "serving": SERVING_PLOTS, "reliability": RELIABILITY_PLOTS}.get(run.kind, [])
