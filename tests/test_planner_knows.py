@@ -71,7 +71,7 @@ def test_announced_event_is_known_as_the_world_has_it():
         sc = scenario({"planner": _opt(), "events": [{**BAN, "probability": 0.5,
                                                       "announced_on": "2025-01-01"}]}, seed=seed)
         state = _state(sc)
-        happened = any(tr.origin == "event" for tr in state.realised_transitions)
+        happened = any(tr.origin == "event" and tr.happened for tr in state.realised_transitions)
         pr, _ = adapter.build_problem(state, sc.fleet.planner)
         assert np.all((pr.state("nvidia")[:, -1] == "banned") == happened)
 
@@ -85,14 +85,32 @@ def test_world_draws_the_event_on_its_own_stream():
         tr = build_transitions(sc.fleet, stream(seed, "fleet", "regime"),
                                lambda n, side: stream(seed, "fleet", "regime", n, side),
                                lambda *key: stream(seed, "fleet", "event", *key))
-        got = any(t.origin == "event" for t in tr)
+        got = any(t.origin == "event" and t.happened for t in tr)
         assert got == (stream(seed, "fleet", "event", "nvidia", "2025-06-01", 0).random() < 0.25)
         hits.append(got)
     assert abs(np.mean(hits) - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 400)
     # without a probability the event always happens in the world
     sc = scenario({"events": [BAN]}, seed=0)
     tr = build_transitions(sc.fleet, stream(0, "fleet", "regime"), None, lambda *key: stream(0, "fleet", "event", *key))
-    assert any(t.origin == "event" for t in tr)
+    assert any(t.origin == "event" and t.happened for t in tr)
+
+
+def test_an_event_drawn_not_to_happen_is_in_the_runs_events():
+    """The run's events table says when the world drew a probable event not to happen, and the
+    regime is left alone; when it happens, the regime changes."""
+    seen = set()
+    for seed in range(8):
+        sc = scenario({"events": [{**BAN, "probability": 0.2, "note": "rumoured ban"}]}, seed=seed)
+        ev = fleetsim.run(sc).events
+        kinds = set(ev["kind"].astype(str))
+        drawn = "event_not_drawn" in kinds
+        banned = ev["detail"].astype(str).str.contains("exporter banned").any()
+        assert drawn != banned
+        if drawn:
+            row = ev[ev["kind"].astype(str) == "event_not_drawn"].iloc[0]
+            assert "probability 0.2" in row["detail"] and "rumoured ban" in row["detail"]
+        seen.add(drawn)
+    assert seen == {True, False}
 
 
 def test_oracle_plans_on_the_realised_future():

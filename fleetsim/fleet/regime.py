@@ -66,6 +66,7 @@ class Transition:
     probability: float | None = None     # scripted: the planner's belief it happens (None: a surprise)
     announced_day: int | None = None     # scripted: day from which the planner knows it for certain
     key: tuple = ()                      # scripted: (channel, date, n), names its stream and its identity
+    happened: bool = True                # False: the world drew that this scripted event does not happen
 
 
 @lru_cache(maxsize=1)
@@ -109,11 +110,16 @@ def build_transitions(fleet: FleetConfig, rng: np.random.Generator,
         base = (ev.channel, ev.date.isoformat())
         key = (*base, seen.get(base, 0))
         seen[base] = key[2] + 1
+        ann = None if ev.announced_on is None else (ev.announced_on - start).days
         if ev.probability is not None and event_streams is not None \
                 and event_streams(*key).random() >= ev.probability:
-            continue  # the world drew that it does not happen
+            # the world drew that it does not happen: listed (the run's events say so), changing nothing
+            out.append(Transition((ev.date - start).days, seq, ev.channel, None, None, None, None, None, origin,
+                                  ev.note, ev.source, probability=ev.probability, announced_day=ann, key=key,
+                                  happened=False))
+            seq += 1
+            continue
         exp, imp = ev.sides
-        ann = None if ev.announced_on is None else (ev.announced_on - start).days
         out.append(Transition((ev.date - start).days, seq, ev.channel, exp, imp, ev.levy,
                               ev.cap_per_month, ev.extra_lead_days, origin, ev.note, ev.source,
                               ev.fee_usd_per_chip, ev.compliance_share, ev.remove_share,

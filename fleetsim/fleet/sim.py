@@ -441,6 +441,10 @@ class _FleetSim:
             if tr.day > env.now:
                 yield env.timeout(tr.day - env.now)
             ch = self.channels[tr.channel]
+            if not getattr(tr, "happened", True):  # a scripted event with a probability, drawn not to happen
+                self.events.append((tr.day, "event_not_drawn", ch.name, "", "", 0,
+                                    f"did not happen (probability {tr.probability:g}): {tr.note}".strip()))
+                continue
             for attr, val in (("levy", tr.levy), ("fee", tr.fee_usd_per_chip), ("cap_month", tr.cap_per_month),
                               ("extra_lead", tr.extra_lead_days), ("compliance", tr.compliance_share)):
                 if val is not None:

@@ -80,7 +80,8 @@ def _regime_futures(state: PlanningState, channels: list[str], K: int, T: int, p
             for k in range(K):
                 _walk(state, channels, out, k, realised, today, per, T)
         return out
-    realised_keys = None if realised is None else {tr.key for tr in realised if tr.origin != "random"}
+    realised_keys = None if realised is None else {tr.key for tr in realised
+                                                   if tr.origin != "random" and getattr(tr, "happened", True)}
     if K == 1:  # the naive planner: today's regime, plus what has been announced
         if fleet is not None:
             from fleetsim.fleet.regime import build_transitions
