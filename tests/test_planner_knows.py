@@ -151,3 +151,14 @@ def test_bad_input_through_the_loader_names_the_field():
         fleetsim.load_scenario("scenarios/quickstart.yaml",
                                ["fleet.planner={kind: optimal, known_events: true}"])
     assert "fleet.planner" in str(e.value) and "known_events was replaced by knows" in str(e.value)
+
+
+def test_plan_on_mean_future_is_the_expected_value_plan():
+    """plan_on: mean_future plans each period on one future (the mean of its K), so every plan
+    record says one future; the default plans on all K."""
+    fl = {"planner": _opt(futures=4, horizon_periods=4)}
+    sc = scenario(fl, seed=2)
+    ev = scenario({"planner": _opt(futures=4, horizon_periods=4, plan_on="mean_future")}, seed=2)
+    plans = {k: fleetsim.run(s).summary["fleet"]["planner_report"]["plans"] for k, s in (("sp", sc), ("ev", ev))}
+    assert {p["futures"] for p in plans["sp"]} == {4}
+    assert {p["futures"] for p in plans["ev"]} == {1}

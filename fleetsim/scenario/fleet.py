@@ -425,6 +425,10 @@ class OptimalPlannerConfig(StrictModel):
     explain: bool = Field(
         True, description="name the binding constraint of a plan that leaves demand unmet (one LP "
         "per constraint family: the larger share of solve time)")
+    plan_on: Literal["futures", "mean_future"] = Field(
+        "futures", description="futures: the two-stage programme over the K sampled futures; "
+        "mean_future: the expected-value plan, on one future with their mean demand and each "
+        "channel's most likely state per period (what `fleetsim hedge` compares hedging against)")
     knows: Literal["model", "scripted", "oracle"] = Field(
         "model", description="what the sampled futures hold. model: the regime model only (random "
         "cycles, each channel's risk_per_year, events with a probability; announced events as "

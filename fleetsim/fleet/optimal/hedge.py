@@ -313,7 +313,8 @@ def rolling(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | N
     """Whole rolling runs instead of one planning day: each policy plans every period through the
     fleet's N futures (fleet.replications = N, the same seeds for every policy: common random
     numbers; the world's own events, cycles and demand). Policies: stochastic (K futures, `knows:
-    model`), expected_value (the optimiser on one future: forecast demand, today's regime),
+    model`), expected_value (`plan_on: mean_future`: each period, the optimiser on the mean of
+    its K futures, as the first-stage test's expected-value plan),
     mean-CVaR at each weight, oracle (`knows: oracle`), the rule policies. Cost of a future: the
     run's all-in cost (depreciation, impairments, power, opex, rentals) + the optimiser's unmet
     penalty x unmet Mtok. Returns the scores and the penalty used."""
@@ -323,7 +324,7 @@ def rolling(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | N
     pen = float(base.unmet_penalty_usd_per_mtok)
     policies: dict[str, tuple[Any, float | None]] = {
         "stochastic": (base, 0.0),
-        "expected_value": (base.model_copy(update={"futures": 1}), None)}
+        "expected_value": (base.model_copy(update={"plan_on": "mean_future"}), None)}
     for w in risk_weights:
         policies[f"stochastic cvar w={w:g}"] = (base.model_copy(update={"risk": "cvar", "risk_weight": float(w)}),
                                                  float(w))
