@@ -318,7 +318,7 @@ class OptimalPlanner:
     def plan(self, state: PlanningState) -> list[OrderRequest]:
         problem, meta = build_problem(state, self.config)
         if getattr(self.config, "plan_on", "futures") == "mean_future" and problem.K > 1:
-            from fleetsim.fleet.optimal.hedge import mean_future
+            from fleetsim.fleet.optimal.transform import mean_future
 
             problem = mean_future(problem).with_(cvar_weight=0.0)  # one future: no tail to weigh
         self.last_shadow_prices: dict[str, float] = {}
