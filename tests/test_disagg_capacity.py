@@ -97,25 +97,3 @@ def test_a_decode_instance_never_exceeds_its_kv_capacity(monkeypatch):
     assert max(u for u, _ in seen) <= cap
     assert max(u for u, _ in seen) > 0.8 * cap  # the cache did fill: the bound was tested
     assert (res.requests.status == "completed").sum() > 10
-
-
-def test_the_fleet_refuses_prefill_decode_pools_with_a_message(tmp_path, runner):
-    """Until the fleet buys units per role, it says so (exit 2) instead of calling a prefill
-    pool unable to serve."""
-    from pathlib import Path
-
-    import yaml
-
-    from fleetsim.cli import main
-
-    root = Path(__file__).resolve().parents[1]
-    data = yaml.safe_load((root / "scenarios/fleet_small.yaml").read_text())
-    pools = data["serving"]["pools"]
-    pools["ascend"] |= {"role": "prefill", "handoff": {"decode_pool": "h20", "link_gbps": 50}}
-    pools["h20"]["role"] = "decode"
-    path = tmp_path / "pd_fleet.yaml"
-    path.write_text(yaml.safe_dump(data))
-    out = runner.invoke(main, ["run", str(path), "-o", str(tmp_path / "o")])
-    assert out.exit_code == 2, out.output
-    assert "serving.pools.ascend.role" in out.output
-    assert "Traceback" not in out.output

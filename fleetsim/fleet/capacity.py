@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from fleetsim.errors import ScenarioError
+
 
 @dataclass(frozen=True)
 class ReplicaCapacity:
@@ -26,6 +28,8 @@ class ReplicaCapacity:
     goodput_ci95_rps: tuple[float, float] | None = None
     energy_kwh_per_mtok: float | None = None
     kernel_basis: str = ""  # the kernel's provenance: measured-near / transferred (...) / roofline-only
+    role: str = "both"  # both | prefill | decode: a role's rate is per instance of that role
+    partner: str = ""   # a role pool's other half (prefill: its decode pool; decode: its prefill pool)
 
     @property
     def tokens_per_s(self) -> float:
@@ -44,17 +48,14 @@ class ReplicaCapacity:
 def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress=None, ambient_c=None
                        ) -> dict[tuple[str, str], ReplicaCapacity]:
     """Capacity per (pool, workload) in each pool's hall (at `ambient_c` {pool: inlet C} when
-    given, else the hall's mean)."""
-    from fleetsim.errors import ScenarioError
+    given, else the hall's mean). A prefill/decode type's two pools each get a row per instance
+    of their role (`role`, `partner`): the fleet buys the roles separately, so their ratio is the
+    planner's choice, and a pair serves the lesser of its two sides."""
 
     fleet, serving = scenario.fleet, scenario.serving
     out = {}
+    partner = role_partners(serving)
     for pname, pool in serving.pools.items():
-        if pool.role != "both":  # a unit of two pools is bought per role: not in this build
-            raise ScenarioError(
-                f"pool '{pname}' has role {pool.role}: the fleet layer does not yet buy prefill/decode "
-                "units; plan them with `fleetsim goodput` (a prefill pool's row is its unit) or give "
-                "the fleet colocated pools (role: both)", field=f"serving.pools.{pname}.role")
         tdp = float(getattr(chips[pool.chip], "tdp_w", None) or 400.0)
         for wname, wl in serving.workloads.items():
             if wl.model != pool.model:
@@ -65,12 +66,64 @@ def replica_capacities(scenario, chips: dict, models: dict, cache=None, progress
                     pname, wname, pool.chip, pool.tp, given.goodput_rps,
                     given.output_tokens_per_request, given.availability,
                     given.power_w_per_replica if given.power_w_per_replica is not None else tdp * pool.tp,
-                    "given in fleet.capacity", kernel_basis="given by hand (no kernel)")
+                    "given in fleet.capacity", kernel_basis="given by hand (no kernel)",
+                    role=pool.role, partner=partner.get(pname, ""))
+                continue
+            if pool.role == "decode":  # measured with its prefill pool (below)
+                continue
+            if pool.role == "prefill":
+                dname = pool.handoff.decode_pool
+                if (fleet.capacity or {}).get(dname, {}).get(wname) is not None:
+                    raise ScenarioError(
+                        f"fleet.capacity gives decode pool '{dname}' by hand but not its prefill pool "
+                        f"'{pname}': give both roles or neither", field=f"fleet.capacity.{pname}")
+                for c in _roles_computed(scenario, pname, wname, cache, progress,
+                                         None if ambient_c is None else ambient_c.get(pname)):
+                    p2 = serving.pools[c.pool]
+                    out[c.pool, wname] = replace(c, kernel_basis=kernel_basis(p2, chips, models))
                 continue
             c = _computed(scenario, pname, wname, pool, chips, models, tdp, cache, progress,
                           None if ambient_c is None else ambient_c.get(pname))
             out[pname, wname] = replace(c, kernel_basis=kernel_basis(pool, chips, models))
+    for pname, other in partner.items():  # a role given by hand needs its partner too
+        for wname in serving.workloads:
+            if ((pname, wname) in out) != ((other, wname) in out):
+                raise ScenarioError(
+                    f"pool '{pname}' (role {serving.pools[pname].role}) has a capacity for '{wname}' "
+                    f"but its partner '{other}' has none: give both roles in fleet.capacity",
+                    field=f"fleet.capacity.{other}")
     return out
+
+
+def role_partners(serving) -> dict[str, str]:
+    """Each role pool's other half: prefill pool -> its decode pool and back. A decode pool fed by
+    two prefill pools is refused (the fleet pairs one with one)."""
+    out: dict[str, str] = {}
+    for pname, pool in serving.pools.items():
+        if pool.role != "prefill":
+            continue
+        d = pool.handoff.decode_pool
+        if d in out:
+            raise ScenarioError(f"decode pool '{d}' is fed by '{out[d]}' and '{pname}': the fleet pairs "
+                                "one prefill pool with one decode pool", field=f"serving.pools.{pname}.handoff")
+        out[pname], out[d] = d, pname
+    return out
+
+
+def _roles_computed(scenario, pname, wname, cache, progress, ambient_c) -> list[ReplicaCapacity]:
+    """The two roles of a prefill/decode type, each per instance (serving.capacity.role_capacities)."""
+    from fleetsim.serving.capacity import role_capacities
+
+    pc, dc = role_capacities(scenario, pname, wname, ambient_c=ambient_c, cache=cache, progress=progress)
+    dname = scenario.serving.pools[pname].handoff.decode_pool
+    rows = []
+    for c, name, other in ((pc, pname, dname), (dc, dname, pname)):
+        rows.append(ReplicaCapacity(
+            name, wname, c.chip, c.tp, float(c.goodput_rps), float(c.output_tokens_per_request),
+            float(c.availability), float(c.power_w_per_replica),
+            f"capacity function ({c.role} role, {c.prefill_per_unit}:{c.decode_per_unit} unit)",
+            tuple(c.goodput_ci95_rps), float(c.energy_kwh_per_mtok), role=c.role, partner=other))
+    return rows
 
 
 def kernel_basis(pool, chips: dict, models: dict) -> str:

@@ -95,6 +95,12 @@ class PoolState:
     power_mw_per_replica: float       # facility power at TDP (for site limits)
     capacity: dict[str, Any] = field(default_factory=dict)  # workload -> Capacity
     rented_replicas: float = 0.0      # rented (or rental on order) still there at the next plan
+    role: str = "both"                # prefill | decode: one side of a prefill/decode type, whose
+    partner: str = ""                 # other side is `partner`; the pair serves the lesser side
+
+    @property
+    def replicas_total(self) -> float:
+        return self.installed_replicas + self.on_order_replicas + self.rented_replicas
 
 
 @dataclass
@@ -138,8 +144,18 @@ class PlanningState:
         return max(total) * (1.0 + self.headroom)
 
     def existing_tokens_per_s(self, model: str) -> float:
-        return sum((p.installed_replicas + p.on_order_replicas + p.rented_replicas)
-                   * p.tokens_per_s_per_replica for p in self.pools.values() if p.model == model)
+        """Installed, on order and rented capacity; a prefill/decode pair counts its lesser side."""
+        tot = 0.0
+        for p in self.pools.values():
+            if p.model != model or p.role == "decode":
+                continue
+            if p.role == "prefill":
+                d = self.pools[p.partner]
+                tot += min(p.replicas_total * p.tokens_per_s_per_replica,
+                           d.replicas_total * d.tokens_per_s_per_replica)
+            else:
+                tot += p.replicas_total * p.tokens_per_s_per_replica
+        return tot
 
 
 class PlannerPolicy(Protocol):
@@ -183,6 +199,7 @@ class Candidate:
     pool: PoolState
     usd_per_chip: float               # capex committed per chip (price + levy + overhead); 0 for rent
     score: float                      # lower is better: USD per effective token/s over life
+    decode: "Candidate | None" = None  # a prefill/decode type: the decode side's option (score: both)
 
     @property
     def rent(self) -> bool:
@@ -209,6 +226,21 @@ def candidates(state: PlanningState, model: str) -> list[Candidate]:
                 usd = off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
                 life = (usd + off.lifetime_opex_usd_per_chip) * pool.tp
             out.append(Candidate(ch, off, pool, usd, life / pool.tokens_per_s_per_replica))
+    return _paired(state, out)
+
+
+def _paired(state: PlanningState, cands: list[Candidate]) -> list[Candidate]:
+    """Role options joined into prefill/decode options: every prefill-side option with every
+    decode-side option of its partner, scored by the two sides' costs per token/s added (a
+    token/s of the type needs a token/s of each side, so the ratio of instances bought is the
+    ratio of the roles' rates)."""
+    out = [c for c in cands if c.pool.role == "both"]
+    for c in cands:
+        if c.pool.role != "prefill":
+            continue
+        for d in cands:
+            if d.pool.name == c.pool.partner:
+                out.append(Candidate(c.channel, c.offer, c.pool, c.usd_per_chip, c.score + d.score, decode=d))
     return out
 
 
@@ -230,7 +262,8 @@ class _RuleBase:
             ranked = self.ranked(state, model)
             if not ranked:
                 continue
-            lead = max(c.channel.lead_time_days for c in ranked)
+            lead = max(max(c.channel.lead_time_days, c.decode.channel.lead_time_days if c.decode else 0.0)
+                       for c in ranked)
             gap = state.required_tokens_per_s(model, lead) - state.existing_tokens_per_s(model)
             orders += self.fill(state, model, gap, ranked, limits)
         return orders
@@ -247,6 +280,7 @@ class _Limits:
         self.power_mw = state.site_power_mw_left
         self.chips = state.site_chips_left
         self.cap = {n: c.remaining_cap_chips for n, c in state.channels.items()}
+        self.side: dict[str, float] = {}  # role pools: tokens/s of each side, existing + ordered in this plan
 
     def max_chips(self, c: Candidate) -> int:
         if c.rent:  # hosted by the provider: no budget, site power or racks
@@ -272,6 +306,11 @@ def _fill(gap: float, ranked: list[Candidate], limits: _Limits) -> list[OrderReq
     for c in ranked:
         if gap <= 0:
             break
+        if c.decode is not None:
+            got, new = _fill_pair(gap, c, limits, limits.side)
+            gap -= got
+            orders += new
+            continue
         tp = c.pool.tp
         want = math.ceil(gap / c.pool.tokens_per_s_per_replica) * tp
         chips = min(want, limits.max_chips(c))
@@ -282,6 +321,39 @@ def _fill(gap: float, ranked: list[Candidate], limits: _Limits) -> list[OrderReq
         gap -= chips / tp * c.pool.tokens_per_s_per_replica
         orders.append(OrderRequest(c.channel.name, c.offer.chip, int(chips), c.pool.name))
     return orders
+
+
+def _fill_pair(gap: float, c: Candidate, limits: _Limits, side: dict[str, float]
+               ) -> tuple[float, list[OrderRequest]]:
+    """Order both sides of a prefill/decode type so the pair grows by up to `gap` tokens/s: each
+    side up to the pair's target (an existing surplus on one side is used first), whole
+    instances, scaled down together when a limit binds on either side. Returns (tokens/s the
+    pair gained, orders)."""
+    p, d = c, c.decode
+    for x in (p, d):
+        side.setdefault(x.pool.name, x.pool.replicas_total * x.pool.tokens_per_s_per_replica)
+    e_p, e_d = side[p.pool.name], side[d.pool.name]
+    k_p, k_d = p.pool.tokens_per_s_per_replica, d.pool.tokens_per_s_per_replica
+    base = min(e_p, e_d)
+    # the most each side can add within its limits (chips in whole instances)
+    room_p = (limits.max_chips(p) // p.pool.tp) * k_p
+    room_d = (limits.max_chips(d) // d.pool.tp) * k_d
+    target = min(base + gap, e_p + room_p, e_d + room_d)
+    want = []
+    for x, e, k in ((p, e_p, k_p), (d, e_d, k_d)):
+        n = math.ceil(max(0.0, target - e) / k - 1e-9) if target > e else 0
+        want.append(n * x.pool.tp)
+    if any(0 < n < max(x.channel.min_order_chips, x.pool.tp) for n, x in zip(want, (p, d))):
+        return 0.0, []
+    if target <= base:
+        return 0.0, []
+    orders = []
+    for x, chips in zip((p, d), want):
+        if chips > 0:
+            limits.take(x, chips)
+            side[x.pool.name] += chips / x.pool.tp * x.pool.tokens_per_s_per_replica
+            orders.append(OrderRequest(x.channel.name, x.offer.chip, int(chips), x.pool.name))
+    return min(side[p.pool.name], side[d.pool.name]) - base, orders
 
 
 @register("cheapest")
@@ -325,6 +397,26 @@ class DomesticShare(_RuleBase):
 def _pool_domestic(state: PlanningState, pool: PoolState, us: set[str]) -> bool:
     """A pool counts as domestic when no US-controlled channel sells its chip."""
     return not any(off.chip == pool.chip for n in us for off in state.channels[n].offers)
+
+
+def added_tokens_per_s(state: PlanningState, orders) -> dict[str, float]:
+    """Tokens/s per model that placed orders (anything with .pool and .count chips) add; a
+    prefill/decode pair adds what its lesser side gains."""
+    add: dict[str, float] = {}
+    for o in orders:
+        add[o.pool] = add.get(o.pool, 0.0) + o.count / state.pools[o.pool].tp * state.pools[o.pool].tokens_per_s_per_replica
+    got: dict[str, float] = {}
+    for name, a in add.items():
+        p = state.pools[name]
+        if p.role == "both":
+            got[p.model] = got.get(p.model, 0.0) + a
+    for p in state.pools.values():
+        if p.role != "prefill" or (p.name not in add and p.partner not in add):
+            continue
+        d = state.pools[p.partner]
+        e_p, e_d = p.replicas_total * p.tokens_per_s_per_replica, d.replicas_total * d.tokens_per_s_per_replica
+        got[p.model] = got.get(p.model, 0.0) + min(e_p + add.get(p.name, 0.0), e_d + add.get(d.name, 0.0)) - min(e_p, e_d)
+    return got
 
 
 # -- what bound: the gap between what a plan wanted and what it could order ------------------
@@ -373,8 +465,8 @@ def explain_shortfall(state: PlanningState, ordered_tokens_per_s: dict[str, floa
         for ch in state.channels.values():
             for off in ch.offers:
                 pool = state.pools[off.pool]
-                if pool.model != model or pool.tokens_per_s_per_replica <= 0:
-                    continue
+                if pool.model != model or pool.tokens_per_s_per_replica <= 0 or pool.role == "decode":
+                    continue  # (a decode side is explained with its prefill side's options)
                 usd = 0.0 if ch.kind == "rent" else off.price_usd_per_chip + off.levy_usd_per_chip + off.overhead_usd_per_chip
                 life = (usd + off.lifetime_opex_usd_per_chip) * pool.tp if ch.kind != "rent" else \
                     off.rent_usd_per_chip_hour * (1 + ch.levy) * 8766.0 * state.life_years * pool.tp

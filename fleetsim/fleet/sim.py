@@ -32,7 +32,7 @@ from fleetsim.errors import ScenarioError
 from fleetsim.fleet import demand as dem
 from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
-from fleetsim.fleet.planner import (ChannelState, OfferState, OrderRequest, PlanningState,
+from fleetsim.fleet.planner import (added_tokens_per_s, ChannelState, OfferState, OrderRequest, PlanningState,
                                     PoolState, explain_shortfall, make_planner)
 from fleetsim.fleet.records import FleetResult, build_result, mean_duration as _mean_duration  # FleetResult: re-exported here
 from fleetsim.fleet.regime import (EXPORTER_CODE, IMPORTER_CODE, STATE_CODE, build_transitions,
@@ -267,6 +267,17 @@ class _FleetSim:
         self.class_model = {c: self.serving.workloads[c].model for c in self.classes}
         self.models_used = sorted({self.class_model[c] for c in self.classes})
         self.channel_names = sorted(f.channels)
+        # prefill/decode types: (prefill pool, decode pool) index pairs; a pair serves the lesser
+        # of its two sides (each side's rate is per instance of its role)
+        from fleetsim.fleet.capacity import role_partners
+        partner = role_partners(self.serving)
+        self._partner = partner
+        self.pairs = [(self.pool_ix[a], self.pool_ix[b]) for a, b in partner.items()
+                      if self.serving.pools[a].role == "prefill"]
+        if self.pairs and (f.offpeak is not None or any(c.elastic for c in f.channels.values())):
+            raise ScenarioError("hourly rentals and off-peak work are not yet modelled for "
+                                f"prefill/decode pools ({', '.join(sorted(partner))}): drop fleet.offpeak "
+                                "and elastic channels, or use colocated pools", field="fleet")
         self.channel_us = np.array([bool(f.channels[c].us_controlled) for c in self.channel_names])
 
     # -- set-up ---------------------------------------------------------------------------
@@ -593,7 +604,8 @@ class _FleetSim:
             pools[pn] = PoolState(pn, p.chip, p.model, p.tp, inst[pi] / p.tp, self.on_order[pi] / p.tp,
                                   kmix, self.tdp_w[pi] * p.tp * fin.pue / 1e6,
                                   {c: self.caps.get((pn, c)) for c in self.classes},
-                                  rented_replicas=rent_next[pi] / p.tp)
+                                  rented_replicas=rent_next[pi] / p.tp, role=p.role,
+                                  partner=self._partner.get(pn, ""))
         chans = {}
         for n, ch in self.channels.items():
             if ch.cfg.elastic is not None:
@@ -663,11 +675,14 @@ class _FleetSim:
         mw = chips = 0.0
         for o in placed:
             p = state.pools[o.pool]
-            got[p.model] = got.get(p.model, 0.0) + o.count / p.tp * p.tokens_per_s_per_replica
+            if not self.pairs:
+                got[p.model] = got.get(p.model, 0.0) + o.count / p.tp * p.tokens_per_s_per_replica
             used_cap[o.channel] = used_cap.get(o.channel, 0.0) + o.count
             if o.kind != "rent":
                 mw += o.count * p.power_mw_per_replica / p.tp
                 chips += o.count
+        if self.pairs:  # a prefill/decode pair adds what its lesser side gains
+            got = added_tokens_per_s(state, placed)
         fab = {n for n, ch in self.channels.items() if ch.cfg.fab is not None}
         gaps, parts = explain_shortfall(state, got, committed_usd, mw, chips, used_cap, fab)
         shadow = dict(getattr(self.planner, "last_shadow_prices", None) or {})  # optimal planner only
@@ -860,6 +875,9 @@ class _FleetSim:
         mix = self._mix_all(k_today, dmd)
         cap_own = up * mix
         cap = (up + up_rent) * mix
+        cap_raw = cap
+        if self.pairs:
+            cap_own, cap = self._pair_balance(cap_own, mix), self._pair_balance(cap, mix)
         x = np.zeros(npl)
         x_load = np.zeros(npl)   # utilisation with off-peak work (power, heat)
         unmet = 0.0
@@ -898,8 +916,8 @@ class _FleetSim:
                         r["revenue_input_cache_hit_usd"][day, pi] = usd[1]
                         r["revenue_input_cache_miss_usd"][day, pi] = usd[2]
             if cm > 0:
-                for pi in pls:
-                    x[pi] = own_h.mean() / cm
+                for pi in pls:  # a pair's idle surplus side: less busy than its capacity share
+                    x[pi] = own_h.mean() / cm * (cap[pi] / cap_raw[pi] if cap_raw[pi] > 0 else 1.0)
             x_load[pls] = x[pls]
             if self.fleet.offpeak is not None and cm > 0:
                 self._offpeak_day(day, pls, own_h, cap, cm, mix, up, up_rent, x_load)
@@ -914,7 +932,7 @@ class _FleetSim:
         us_chips = bc(np.where(in_service & self.channel_us[co.view("channel")], act, 0)) if co.n else np.zeros(npl)
         r["us_capacity_tokens_per_s"][day] += (
             cap_own * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
-            + up_rent * mix * np.divide(self.rent_us_now, self.rented_now, out=np.zeros(npl),
+            + (up_rent * mix if not self.pairs else cap - cap_own) * np.divide(self.rent_us_now, self.rented_now, out=np.zeros(npl),
                                         where=self.rented_now > 0))
         # power: up replicas at the day's load, every other in-service chip idle, commissioning off
         it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x_load) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
@@ -939,6 +957,19 @@ class _FleetSim:
             self.side_day[day, ch.idx] = (EXPORTER_CODE[ch.exporter], IMPORTER_CODE[ch.importer])
         if day in self._wset:
             self._snapshot(day, up, dmd)
+
+    def _pair_balance(self, cap: np.ndarray, mix: np.ndarray) -> np.ndarray:
+        """Capacity per pool with each prefill/decode pair at the lesser of its two sides, split
+        between its two pools by the chips each has up (a pool's capacity column then sums to
+        what the pair serves; a side's surplus serves nothing)."""
+        out = cap.copy()
+        for a, b in self.pairs:
+            both = min(cap[a], cap[b])
+            wa = cap[a] / mix[a] * self.tp[a] if mix[a] > 0 else 0.0
+            wb = cap[b] / mix[b] * self.tp[b] if mix[b] > 0 else 0.0
+            share = wa / (wa + wb) if wa + wb > 0 else 0.5
+            out[a], out[b] = both * share, both * (1.0 - share)
+        return out
 
     def _elastic_day(self, day: int, el, mix: np.ndarray) -> None:
         """Book one day of hourly rentals on the elastic pool: chip-hours, cost, energy, US share."""

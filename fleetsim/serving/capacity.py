@@ -393,3 +393,70 @@ def format_interval(value: float, lo: float, hi: float, *, value_only: bool = Fa
 
 def _sig(x: float, n: int) -> str:
     return "-" if not math.isfinite(x) else f"{x:.{n}g}"
+
+
+#: a role's own rate is measured with the other side this many times its need (analytic guess),
+#: so the other side does not bind
+ROLE_HEADROOM = 2.0
+
+
+def role_capacities(scenario, pool: str, workload: str, *, ambient_c: float | None = None,
+                    cache=None, progress=None) -> tuple[Capacity, Capacity]:
+    """Per-instance capacity of each role of the prefill/decode type of prefill pool `pool`, so a
+    planner can buy the roles separately and choose their ratio: (prefill, decode).
+
+    The prefill role's goodput is that of a unit of one prefill instance and enough decode
+    instances that decode does not bind (ROLE_HEADROOM x the analytic need); the decode role's,
+    of one decode instance fed by enough prefill instances. Both are searched at the full SLO
+    (TTFT with the KV transfer, TPOT), so a unit bought at the balanced ratio has both sides at
+    their limit: its joint attainment can fall below the percentile (the fleet's headroom covers
+    it; docs/fleet.md). A role's power is its unit's, less the other side's chips at their share
+    of the unit's TDP."""
+    from fleetsim.catalog import load_chips, load_models
+
+    cfg = scenario.serving
+    pcfg = cfg.pools[pool]
+    if pcfg.role != "prefill":
+        raise ScenarioError(f"pool '{pool}' has role {pcfg.role}: role capacities are a prefill "
+                            "pool's (with its handoff.decode_pool)", field=f"serving.pools.{pool}.role")
+    h = pcfg.handoff
+    dcfg = cfg.pools[h.decode_pool]
+    chips = load_chips(scenario.catalog.chips)
+    models = load_models(scenario.catalog.models)
+    r_p, r_d = _role_rate_guesses(scenario, pool, workload, chips, models)
+    out = []
+    tdp_p = float(getattr(chips[pcfg.chip], "tdp_w", None) or 400.0) * pcfg.tp
+    tdp_d = float(getattr(chips[dcfg.chip], "tdp_w", None) or 400.0) * dcfg.tp
+    for role, units in (("prefill", (1, max(1, math.ceil(ROLE_HEADROOM * r_p / r_d)))),
+                        ("decode", (max(1, math.ceil(ROLE_HEADROOM * r_d / r_p)), 1))):
+        hh = h.model_copy(update={"prefill_per_unit": units[0], "decode_per_unit": units[1]})
+        pools = dict(cfg.pools) | {pool: pcfg.model_copy(update={"handoff": hh})}
+        sc = scenario.model_copy(update={"serving": cfg.model_copy(update={"pools": pools})})
+        c = capacity(sc, pool, workload, ambient_c=ambient_c, cache=cache, progress=progress)
+        tdp_unit = units[0] * tdp_p + units[1] * tdp_d
+        mine = tdp_p if role == "prefill" else tdp_d
+        power = c.power_w_per_replica * mine / tdp_unit
+        out.append(dataclasses.replace(
+            c, role=role, chip=pcfg.chip if role == "prefill" else dcfg.chip,
+            tp=pcfg.tp if role == "prefill" else dcfg.tp, power_w_per_replica=power,
+            energy_kwh_per_mtok=c.energy_kwh_per_mtok, decode_pool=h.decode_pool,
+            decode_chip=dcfg.chip, decode_tp=dcfg.tp, prefill_per_unit=units[0],
+            decode_per_unit=units[1],
+            note=(c.note + "; " if c.note else "") + f"{role} role: measured on a {units[0]}:{units[1]} unit"))
+    return out[0], out[1]
+
+
+def _role_rate_guesses(scenario, pool: str, workload: str, chips, models) -> tuple[float, float]:
+    """Analytic req/s of one prefill and one decode instance (the goodput search's first guesses)."""
+    from fleetsim.serving import goodput
+    from fleetsim.serving.window import build_kernels, generate_requests
+
+    cfg = scenario.serving
+    pcfg = cfg.pools[pool]
+    dname = pcfg.handoff.decode_pool
+    cell = goodput._cell(pcfg, cfg.workloads[workload], cfg.goodput, workload, pool, cfg.router.kind,
+                         cfg.start_hour, (dname, cfg.pools[dname]), (1, 1))
+    kernels = build_kernels(cell, chips, models)
+    sample, _, _ = generate_requests(cell, scenario.seed, scenario.base_dir, 1.0, window=0)
+    return (goodput._capacity_guess(kernels[pool], sample, pcfg, phase="prefill"),
+            goodput._capacity_guess(kernels[dname], sample, cfg.pools[dname], phase="decode"))

@@ -150,7 +150,8 @@ def build_problem(state: PlanningState, config, tag: str = "optimal", futures: i
                 g[ci] = cap.effective_tokens_per_s
         pools.append(Pool(pn, ps.chip, ps.tp, g, power_w_per_replica=ps.power_mw_per_replica * 1e6,
                           racks_per_replica=float(ps.tp), us_controlled=ps.chip in us,
-                          domestic=ps.chip not in us))
+                          domestic=ps.chip not in us,
+                          serves_with=ps.partner if ps.role == "decode" else ""))
 
     commission = getattr(fleet, "commissioning_days", 0) if fleet is not None else 0
     options, meta = [], []
@@ -191,7 +192,8 @@ def build_problem(state: PlanningState, config, tag: str = "optimal", futures: i
                                          off.lifetime_opex_usd_per_chip * tp / life_periods)
             lead_by_pool[off.pool] = min(lead_by_pool.get(off.pool, 10**6), L)
     pools = [Pool(p.name, p.chip, p.chips_per_replica, p.goodput_rps, p.power_w_per_replica,
-                  p.racks_per_replica, 0.0, opex_by_pool.get(p.name, 0.0), p.domestic, p.us_controlled)
+                  p.racks_per_replica, 0.0, opex_by_pool.get(p.name, 0.0), p.domestic, p.us_controlled,
+                  p.serves_with)
              for p in pools]
 
     # demand futures (K, C, T)

@@ -194,7 +194,8 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
                 if has_min and t < n_int:
                     bcol[:, i, t] = new(K, 0.0, 1.0, not lp)
     vcol = np.full((K, C, P, T), -1, int)
-    serveable = (g.T > 0)[None, :, :, None] & (D > 0)[:, :, None, :]  # (K,C,P,T)
+    routed = np.array([not p.serves_with for p in pr.pools])  # decode sides take no demand of their own
+    serveable = (g.T > 0)[None, :, :, None] & (D > 0)[:, :, None, :] & routed[None, None, :, None]  # (K,C,P,T)
     nv = int(serveable.sum())
     vcol[serveable] = new(nv, 0.0, float(S), pr.slice_factor > 0 and not lp)
     wcol = np.full((K, C, T), -1, int)
@@ -282,6 +283,13 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         load = np.where(g.T[None, :, :, None] > 0, D[:, :, None, :] / (S * g.T[None, :, :, None]), 0.0)
     kx, cx, px, tx = np.nonzero(vcol >= 0)
     R.add(cap_row[kx, px, tx], vcol[kx, cx, px, tx], load[kx, cx, px, tx])
+    for j, p in enumerate(pr.pools):  # a decode side carries its prefill pool's load at its own rate
+        if p.serves_with:
+            q = pr.pool_index(p.serves_with)
+            sel = px == q
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lj = np.where(g[j][cx[sel]] > 0, D[kx[sel], cx[sel], tx[sel]] / (S * g[j][cx[sel]]), 1e9)
+            R.add(cap_row[kx[sel], j, tx[sel]], vcol[kx[sel], cx[sel], q, tx[sel]], lj)
     for i in range(O):
         for s in range(T):
             a = alive[:, i, s, :]  # (K, T)

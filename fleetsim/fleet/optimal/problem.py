@@ -45,6 +45,10 @@ class Pool:
     opex_usd_per_replica_period: float = 0.0  # other running cost of an owned replica over a period
     domestic: bool = False
     us_controlled: bool = False
+    #: a decode side of a prefill/decode type: the prefill pool it serves with. Demand is routed to
+    #: the prefill pool only; this pool's capacity row carries the same load at its own rate, so
+    #: the ratio of the two sides bought is the optimiser's choice
+    serves_with: str = ""
 
 
 @dataclass(frozen=True)
