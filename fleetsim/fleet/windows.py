@@ -130,9 +130,12 @@ def fleet_window(sim, snap, chips, models) -> list[dict]:
         wname = r.class_workloads[ci]
         for pj, pn in enumerate(pool_list):
             pi = sim.pool_ix[pn]
-            if cell[pi] == 0:
+            role = sim.pools[pi].role
+            if cell[pi] == 0 or role == "prefill":  # a pair's requests end on its decode pool: one row
                 continue
             m = measured & (r.class_idx == ci) & (r.pool_idx == pj)
+            if role == "decode":  # and those still on the prefill side (queued, rejected) count too
+                m = m | (measured & (r.class_idx == ci) & (r.pool_idx == pool_list.index(sim._partner[pn])))
             n = int(np.count_nonzero(judged & m))
             k = int(np.count_nonzero(met & m))
             lo, hi = _wilson(k, n)
