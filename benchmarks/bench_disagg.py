@@ -9,8 +9,14 @@ the SLO on scenarios/disaggregated.yaml.
 3. Cost per Mtok at SLO of each type: chips per replica (unit) x catalog price_usd amortised
    over AMORTISE_YEARS, plus power at POWER_USD_PER_KWH x PUE, over derated output tokens.
    Wall times are on a shared machine: noisy.
+4. The scenario's fleet (a year, its futures) with every type on offer (the planner picks and
+   buys the PD type per role), with only the PD type, and with only one colocated type, with
+   the H20 channel capped as in the scenario and uncapped: cost per Mtok served at SLO and unmet
+   share, and the difference of each against colocated H20 paired on the same futures (the
+   same seeds: common random numbers), with 95% intervals.
 
     python benchmarks/bench_disagg.py [scenarios/disaggregated.yaml]
+    python benchmarks/bench_disagg.py --smoke    # seconds: hand-given capacities, short windows
 """
 
 from __future__ import annotations
@@ -18,9 +24,26 @@ from __future__ import annotations
 import sys
 import time
 
+from _smoke import SMOKE, pick
+
+import numpy as np
+
 import fleetsim
 from fleetsim.catalog import load_chips
 from fleetsim.serving import capacity as cap
+from fleetsim.stats import t_interval
+
+# the fleet comparison's offers: channel -> pools, per variant (None: the scenario's)
+VARIANTS = {
+    "all types (planner picks)": None,
+    "PD only (910B prefill + H20 decode)": {"huawei": ["prefill_910b"], "nvidia-h20": ["decode_h20"]},
+    "colocated H20 only": {"huawei": [], "nvidia-h20": ["colocated_h20"]},
+    "colocated 910B only": {"huawei": ["colocated_910b"], "nvidia-h20": []},
+}
+BASELINE = "colocated H20 only"
+# smoke mode: the role and colocated rates by hand (req/s per instance, from a full run's
+# capacity.parquet), so no goodput search runs
+SMOKE_CAPACITY = {"prefill_910b": 0.728, "decode_h20": 5.68, "colocated_910b": 0.117, "colocated_h20": 0.804}
 
 AMORTISE_YEARS, POWER_USD_PER_KWH, PUE = 4.0, 0.08, 1.3
 
@@ -45,8 +68,67 @@ def window_speed(scen) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def variant(scen, offers: dict | None, capped: bool):
+    f = scen.fleet
+    chans = {}
+    for n, ch in f.channels.items():
+        upd = {}
+        if offers is not None:
+            keep = [o for o in ch.offers if o.pool in offers.get(n, [])]
+            if not keep:
+                continue
+            upd["offers"] = keep
+        if not capped:
+            upd["cap_per_month"] = None
+        chans[n] = ch.model_copy(update=upd)
+    # a channel left with no offers is dropped: the initial fleet's channel stays (it sells nothing)
+    for c in f.initial_fleet:
+        if c.channel not in chans:
+            chans[c.channel] = f.channels[c.channel].model_copy(update={"cap_per_month": 0})
+    return scen.model_copy(update={"fleet": f.model_copy(update={"channels": chans})})
+
+
+def fleet_comparison(scen) -> None:
+    if SMOKE:  # hand-given capacities, two futures, no windows: seconds
+        from fleetsim.scenario.fleet import GivenCapacity
+
+        given = {p: {"chat": GivenCapacity(goodput_rps=r, output_tokens_per_request=212.0)}
+                 for p, r in SMOKE_CAPACITY.items()}
+        scen = scen.model_copy(update={"fleet": scen.fleet.model_copy(update={
+            "capacity": given, "replications": 2, "years": 0.5,
+            "windows": scen.fleet.windows.model_copy(update={"enabled": False})})})
+    R = scen.fleet.replications
+    for capped in pick((True, False), (True,)):
+        print(f"\nfleet, {R} futures, H20 channel {'capped as in the scenario' if capped else 'uncapped'}:")
+        print(f"{'offered':<38} {'USD/Mtok at SLO (95% CI)':>26} {'unmet share':>12} "
+              f"{'chips bought by pool':<60}")
+        rows = {}
+        for name, offers in VARIANTS.items():
+            res = fleetsim.run(variant(scen, offers, capped))
+            rep = res.replicates
+            rows[name] = rep
+            m, lo, hi = t_interval(rep["cost_usd_per_mtok"])
+            bought = res.orders.groupby("pool")["count_chips"].sum().to_dict() if len(res.orders) else {}
+            print(f"{name:<38} {m:>8.3f} [{lo:.3f}, {hi:.3f}] {rep['unmet_demand_share'].mean():>11.2%}  "
+                  f"{bought}")
+        base = rows[BASELINE]
+        for name, rep in rows.items():
+            if name == BASELINE:
+                continue
+            assert (rep["seed"].to_numpy() == base["seed"].to_numpy()).all()  # the same futures
+            d = rep["cost_usd_per_mtok"].to_numpy() - base["cost_usd_per_mtok"].to_numpy()
+            u = rep["unmet_demand_share"].to_numpy() - base["unmet_demand_share"].to_numpy()
+            m, lo, hi = t_interval(d)
+            mu, lou, hiu = t_interval(u)
+            print(f"  {name} - {BASELINE}: USD/Mtok {m:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+                  f"unmet {mu:+.2%} [{lou:+.2%}, {hiu:+.2%}] (paired)")
+
+
 def main(path: str) -> None:
     scen = fleetsim.load_scenario(path)
+    if SMOKE:
+        fleet_comparison(scen)
+        return
     pd_rps, co_rps = window_speed(scen)
     print(f"window: PD unit {pd_rps:,.0f} req/s simulated per wall s, colocated H20 {co_rps:,.0f}: "
           f"{pd_rps / co_rps:.2f}x")
@@ -68,6 +150,7 @@ def main(path: str) -> None:
         print(f"{name:<28} {c.chips_per_replica:>5} {ci:>28} {times[pool]:>9.1f} {usd_mtok:>9.3f}")
     pd = next(p for p in times if scen.serving.pools[p].role == "prefill")
     print(f"search time PD / colocated H20: {times[pd] / times['colocated_h20']:.2f}x")
+    fleet_comparison(scen)
 
 
 if __name__ == "__main__":
