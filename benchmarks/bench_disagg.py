@@ -58,7 +58,8 @@ def window_speed(scen) -> tuple[float, float]:
     co = {"colocated_h20": sv.pools["colocated_h20"].model_copy(update={"replicas": n})}
     out = []
     for pools in (pd, co):  # an hour of traffic, best of three (a shared machine)
-        s = scen.model_copy(update={"serving": sv.model_copy(update={"pools": pools, "duration_s": 3600.0})})
+        s = scen.model_copy(update={"fleet": None,
+                                    "serving": sv.model_copy(update={"pools": pools, "duration_s": 3600.0})})
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()

@@ -97,3 +97,35 @@ def test_a_decode_instance_never_exceeds_its_kv_capacity(monkeypatch):
     assert max(u for u, _ in seen) <= cap
     assert max(u for u, _ in seen) > 0.8 * cap  # the cache did fill: the bound was tested
     assert (res.requests.status == "completed").sum() > 10
+
+
+@pytest.mark.slow
+def test_role_capacities_measure_each_side_with_the_other_in_surplus():
+    """The fleet's per-role rates: prefill on a 1:k unit, decode on a k:1 unit (k from the
+    analytic guesses), each per instance of its role; a 1:1 unit serves no more than its
+    slower side (within the searches' noise)."""
+    from fleetsim.serving.capacity import role_capacities
+
+    s = scen(link_gbps=50.0)
+    pre, dec = role_capacities(s, "pre", "chat")
+    assert (pre.role, pre.chip, pre.prefill_per_unit) == ("prefill", "h100", 1)
+    assert (dec.role, dec.decode_per_unit) == ("decode", 1)
+    assert pre.decode_per_unit >= 1 and dec.prefill_per_unit >= 1
+    assert pre.prefill_per_unit + pre.decode_per_unit + dec.prefill_per_unit + dec.decode_per_unit > 4  # skewed
+    unit = capacity(s, "pre", "chat")  # 1:1
+    assert unit.goodput_rps <= 1.15 * min(pre.goodput_rps, dec.goodput_rps)
+    assert pre.power_w_per_replica < unit.power_w_per_replica  # one role's share of its unit
+
+
+def test_pd_search_windows_hold_about_a_colocated_windows_requests():
+    """A unit of three or more instances searches with its measured window time halved (the
+    search took 13x a colocated type's at full length; a quarter biased it low)."""
+    from fleetsim.scenario.serving import GoodputConfig
+    from fleetsim.serving.capacity import pd_goodput_config
+
+    g = GoodputConfig()
+    assert pd_goodput_config(g, (1, 1)) == g
+    h = pd_goodput_config(g, (3, 1))
+    assert h.duration_s - h.warmup_s == pytest.approx((g.duration_s - g.warmup_s) / 2)
+    assert pd_goodput_config(g, (11, 1)).duration_s == h.duration_s  # never below half
+    assert h.requests_per_window == g.requests_per_window and h.warmup_s == g.warmup_s
