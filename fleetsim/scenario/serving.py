@@ -80,10 +80,11 @@ class KVHandoff(StrictModel):
     link_latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         0.0, description="fixed latency of one transfer, seconds")
     prefill_per_unit: Annotated[int, Field(ge=1, le=64)] = Field(
-        1, description="capacity function and fleet: prefill instances in one unit of this "
-        "prefill/decode type (its goodput is per unit; the fleet buys units)")
+        1, description="capacity function (`fleetsim goodput`): prefill instances in one unit of "
+        "this prefill/decode type (its goodput is per unit); a fleet measures each role per "
+        "instance and buys the roles separately, at the ratio its planner chooses")
     decode_per_unit: Annotated[int, Field(ge=1, le=64)] = Field(
-        1, description="capacity function and fleet: decode instances in one unit")
+        1, description="capacity function: decode instances in one unit")
 
 
 class PoolConfig(StrictModel):
