@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError
 
 from fleetsim.scenario.base import StrictModel
+from fleetsim.scenario.overrides import apply_overrides, validation_error_to_scenario_error
 from fleetsim.scenario.fleet import FleetConfig
 from fleetsim.scenario.reliability import ReliabilityConfig
 from fleetsim.scenario.serving import ServingConfig
@@ -56,18 +57,16 @@ class Scenario(StrictModel):
     def with_overrides(self, overrides: "list[str] | tuple[str, ...]") -> "Scenario":
         """A copy with `a.b.c=VALUE` overrides applied (as `--set` does), revalidated as a whole,
         keeping the source path so relative files still resolve. The input is left unchanged."""
-        from fleetsim.scenario.loader import apply_overrides, validation_error_to_scenario_error
-        from pydantic import ValidationError
-
         data = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         notes: list[str] = []
-        data = apply_overrides(data, overrides, notes)
+        data = apply_overrides(data, overrides, notes, root=type(self))
         try:
             out = type(self).model_validate(data)
         except ValidationError as exc:
             file = str(self._source_path) if self._source_path else None
             raise validation_error_to_scenario_error(
-                exc, data, file, None, {o.split("=", 1)[0].strip() for o in overrides}) from None
+                exc, data, file, None, {o.split("=", 1)[0].strip() for o in overrides},
+                root=type(self)) from None
         out._source_path = self._source_path
         out._notes = self._notes + notes
         return out
