@@ -340,3 +340,23 @@ def test_every_assumption_row_has_a_value():
     rows = api.assumptions(sc)
     assert any(r["field"] == "rise_at_tdp_c" for r in rows)
     assert all(str(r["value"]).strip() for r in rows), [r for r in rows if not str(r["value"]).strip()]
+
+
+def test_compare_of_runs_with_futures_differences_their_means(fleet_run, tmp_path):
+    """Runs over several futures carry headlines as {mean, ci95_lo, ...}: compare shows each with
+    its interval and differences the means (it raised a TypeError on such runs)."""
+    def with_futures(path, capex):
+        s = json.loads((path / "summary.json").read_text())
+        s["futures"] = {"replications": 4, "headlines": {
+            "capex_usd_total": {"mean": capex, "ci95_lo": 0.9 * capex, "ci95_hi": 1.1 * capex,
+                                "p5": 0.85 * capex, "p95": 1.15 * capex},
+            "unmet_demand_share": {"mean": 0.02, "ci95_lo": 0.01, "ci95_hi": 0.03, "p5": 0.0, "p95": 0.04}}}
+        (path / "summary.json").write_text(json.dumps(s))
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(fleet_run, a)
+    shutil.copytree(fleet_run, b)
+    with_futures(a, 2.0e9)
+    with_futures(b, 3.0e9)
+    text = api.compare([a, b], tmp_path / "cmp.html").read_text()
+    assert "(+50%)" in text and "P5" in text and "<td>4</td>" in text

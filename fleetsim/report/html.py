@@ -531,9 +531,14 @@ def headline_values(run: RunFolder) -> dict[str, tuple[float | None, str]]:
     A number may be a {mean, lo, hi} headline estimated over futures; its mean is compared."""
     if run.kind == "fleet":
         f = run.summary.get("fleet", {})
-        spread = _futures_cards(run)
-        if spread:
-            return dict(spread) | {"futures": str((run.summary.get("futures") or {}).get("replications"))}
+        heads = (run.summary.get("futures") or {}).get("headlines")
+        if heads:  # over the futures: each value the headline's {mean, ci95_lo, ...}, its mean compared
+            from fleetsim.results.display import FLEET_HEADLINES
+
+            out = {label.replace(" USD", ""): (heads[key], _HOW[kind]) for key, label, kind in FLEET_HEADLINES
+                   if key in heads and heads[key].get("mean") is not None}
+            out["futures"] = (str((run.summary.get("futures") or {}).get("replications")), "text")
+            return out
         return {
             "capex": (f.get("capex_usd_total"), "usd"), "budget": (f.get("budget_usd"), "usd"),
             "unmet demand share": (f.get("unmet_demand_share", 0), "pct"),
@@ -559,9 +564,18 @@ def headline_values(run: RunFolder) -> dict[str, tuple[float | None, str]]:
             "availability": (s.get("availability_mean", 0), "pct")}
 
 
+# FLEET_HEADLINES' kinds -> headline_values' ways to show a value, and back
+_HOW = {"usd": "usd", "share": "pct", "plain": "num"}
+_KIND = {v: k for k, v in _HOW.items()}
+
+
 def _show(v: Any, how: str) -> str:
     if v is None:
         return "-"
+    if isinstance(v, dict) and "mean" in v and how in _KIND:  # a headline over the futures
+        from fleetsim.results.display import _spread
+
+        return _spread(v, _KIND[how])
     if how == "usd":
         return _usd(v)
     if how == "pct":
