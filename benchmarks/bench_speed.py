@@ -9,6 +9,9 @@
         CPU seconds (process time, less sensitive to other jobs than wall time), windows and
         the estimate per type, and the total.
 
+    python benchmarks/bench_speed.py --smoke
+        `warm` on fleet_small.yaml for one year, one run (`cold --smoke`: its two types at 10%).
+
 DIR is a checkout of fleetsim (e.g. `git worktree add /tmp/before <commit>`); its package is put
 first on PYTHONPATH, so the same interpreter and dependencies run both. The load average is
 printed before and after: on a shared machine wall times are noisy and say so.
@@ -23,6 +26,7 @@ warm --no-plots user CPU 2.63 / 2.67 / 2.62 s before, 1.96 / 1.89 / 1.90 s after
 
 from __future__ import annotations
 
+from _smoke import SMOKE, pick  # noqa: F401,I001 (first: takes --smoke out of sys.argv)
 import argparse
 import os
 import resource
@@ -33,7 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO = ROOT / "scenarios" / "alibaba_2025.yaml"
+SCENARIO = ROOT / "scenarios" / pick("alibaba_2025.yaml", "fleet_small.yaml")
+SETS = pick([], ["--set", "fleet.years=1", "--set", "fleet.replications=1"])
 
 COLD = r"""
 import sys, time
@@ -75,12 +80,12 @@ def warm(runs: int, before: str | None) -> None:
         caches = {name: os.path.join(tmp, f"cache-{name}") for name, _ in sides}
         outs = {name: os.path.join(tmp, f"run-{name}") for name, _ in sides}
         for name, src in sides:  # fill each side's capacity cache (not measured)
-            subprocess.run([fleetsim, "run", str(SCENARIO), "-o", outs[name], "--no-plots", "-q",
+            subprocess.run([fleetsim, "run", str(SCENARIO), *SETS, "-o", outs[name], "--no-plots", "-q",
                             "--overwrite"], env=_env(src, caches[name]), check=True, stdout=subprocess.DEVNULL)
         rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sides}
         for _ in range(runs):
             for name, src in reversed(sides):
-                rows[name].append(_timed([fleetsim, "run", str(SCENARIO), "-o", outs[name], "--no-plots",
+                rows[name].append(_timed([fleetsim, "run", str(SCENARIO), *SETS, "-o", outs[name], "--no-plots",
                                           "-q", "--overwrite"], _env(src, caches[name])))
     for name, vals in rows.items():
         walls = ", ".join(f"{w:.2f}" for w, _ in vals)
@@ -99,15 +104,15 @@ def cold(before: str | None, precision: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["warm", "cold"])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("what", choices=["warm", "cold"], nargs="?" if SMOKE else None)
+    ap.add_argument("--runs", type=int, default=pick(3, 1))
     ap.add_argument("--before", help="a fleetsim checkout to measure interleaved with this one")
-    ap.add_argument("--precision", type=float, default=0.03)
+    ap.add_argument("--precision", type=float, default=pick(0.03, 0.1))
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    if args.what == "warm":
+    if args.what in ("warm", None):
         warm(args.runs, args.before)
-    else:
+    if args.what == "cold":
         cold(args.before, args.precision)
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 

@@ -41,7 +41,10 @@ def test_readme_commands_are_two_single_lines():
 
 def _doc_tables():
     import importlib.util
+    import sys
 
+    if str(ROOT / "benchmarks") not in sys.path:  # the script imports benchmarks/_smoke.py
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("doc_tables", ROOT / "benchmarks" / "doc_tables.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -61,9 +64,10 @@ def test_every_generated_block_has_its_script_and_is_filled():
 
 
 @pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    """One capacity cache for every generated table (the rule planners share replica types)."""
-    return tmp_path_factory.mktemp("doc-cache")
+def shared_cache(lasting_results_dir):
+    """One capacity cache for every generated table (the planners and both planner tables share
+    replica types), lasting across test runs: its keys hash the scenario and the capacity code."""
+    return lasting_results_dir
 
 
 @pytest.mark.slow
