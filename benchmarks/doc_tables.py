@@ -96,8 +96,8 @@ def planner_rules() -> str:
         f"rule's capex (USD {span(f'{min(opt):.1f}', f'{max(opt):.1f}')} B against {ref:.1f} B) "
         f"and leaves unmet {hedged['unmet_demand_share']:.2g} of tokens against the rule's "
         f"{rule['unmet_demand_share']:.2g}; cost per million tokens USD {rule['cost_usd_per_mtok']:.2f} -> "
-        f"{hedged['cost_usd_per_mtok']:.2f} (K = 20). **Value of hedging** (K = 20 against the naive "
-        f"K = 1, whose regime never changes): US dependence {naive['us_dependence_share_mean']:.3f} -> "
+        f"{hedged['cost_usd_per_mtok']:.2f} (K = 20). **Value of hedging** (K = 20 futures against K = 1): "
+        f"US dependence {naive['us_dependence_share_mean']:.3f} -> "
         f"{hedged['us_dependence_share_mean']:.3f}, unmet {naive['unmet_demand_share']:.2g} -> "
         f"{hedged['unmet_demand_share']:.2g}, cost USD {naive['cost_usd_per_mtok']:.2f} -> "
         f"{hedged['cost_usd_per_mtok']:.2f}/Mtok.")]
