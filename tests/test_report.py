@@ -360,3 +360,19 @@ def test_compare_of_runs_with_futures_differences_their_means(fleet_run, tmp_pat
     with_futures(b, 3.0e9)
     text = api.compare([a, b], tmp_path / "cmp.html").read_text()
     assert "(+50%)" in text and "P5" in text and "<td>4</td>" in text
+
+
+def test_time_axes_do_not_mark_notes(fleet_run, tmp_path):
+    """A regime 'note' (a dated reference, no state change) is not an event marker: on the
+    reference case five of twenty markers said only 'note'."""
+    import pandas as pd
+
+    from fleetsim.report.plots import open_run, supply_events
+
+    run_dir = tmp_path / "r"
+    shutil.copytree(fleet_run, run_dir)
+    ev = pd.read_parquet(run_dir / "events.parquet")
+    note = ev.iloc[[0]].assign(date=pd.Timestamp("2026-05-20"), detail="note; exporter open; reference: x")
+    pd.concat([ev, note], ignore_index=True).to_parquet(run_dir / "events.parquet", index=False)
+    labels = list(supply_events(open_run(run_dir))["label"])
+    assert labels and not any(lab.endswith(": note") for lab in labels), labels

@@ -228,7 +228,8 @@ def _date_axis(ax) -> None:
 
 
 def supply_events(run: RunFolder) -> pd.DataFrame:
-    """Regime changes and removals, as (x, label): what every fleet time axis marks."""
+    """Regime changes and removals, as (x, label): what every fleet time axis marks (not the
+    timeline's notes, which change no state)."""
     ev = run.table("events")
     if ev is None or "date" not in ev or not len(ev):
         return pd.DataFrame(columns=["x", "label"])
@@ -237,6 +238,8 @@ def supply_events(run: RunFolder) -> pd.DataFrame:
     for _, e in keep.iterrows():
         detail = str(e.get("detail", "") or "")
         state = detail.split(";")[0].strip() if e["kind"] == "regime_change" else str(e["kind"])
+        if state == "note":  # a dated reference that changes no state: a marker would say only "note"
+            continue
         who = str(e.get("channel", "") or e.get("chip", "") or "")
         rows.append({"x": pd.Timestamp(e["date"]), "label": f"{who}: {state}" if who else state})
     out = pd.DataFrame(rows, columns=["x", "label"])
