@@ -363,27 +363,58 @@ def _grid(text: str, name: str) -> list[float]:
 @click.option("--reference", default=None, help="Chip the fractions refer to (default: the chip's relative_to, else h100).")
 @click.option("--perf", default="0.2:0.6:5", show_default=True, help="Performance fractions lo:hi:n.")
 @click.option("--price", default="0.2:0.8:7", show_default=True, help="Price fractions lo:hi:n.")
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for decide.parquet, frontier.parquet, frontier.png.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for decide.parquet, frontier.parquet, frontier.png (with --futures: also decide_futures.parquet, tornado, decide.html; finished points are kept there and a rerun resumes).")
+@click.option("--futures", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fleet-level frontier: run every point's fleet over this many futures (the same futures at every point); 0: cost per Mtok only.")
+@click.option("--ban", "bans", default=None, metavar="P[,P...]",
+              help="With --futures: the alternative's channel's ban probability per year (an exporter-side random cycle and the planner's belief), one frontier per value; 'own' keeps the scenario's regime.")
+@click.option("--crash", "crashes", default=None, metavar="S[,S...]",
+              help="With --futures: the chip's crash rate as a multiple of its catalog hazard, one frontier per value.")
+@click.option("--ban-closed-days", type=click.FloatRange(min=1), default=365.0, show_default=True,
+              help="Mean days a random ban lasts.")
+@click.option("--tornado", is_flag=True, help="With --futures: also what moves the decision (each input low/high, paired on the futures).")
+@click.option("--windows/--no-windows", default=False, show_default=True,
+              help="With --futures: keep the fleet's serving windows (SLO attainment; slower).")
+@click.option("--workers", type=click.IntRange(min=1), help="Process-pool workers (default: the core count).")
+@click.option("--scheduler", metavar="tcp://HOST:PORT", help="Run on this Dask scheduler.")
+@click.option("--dask-local", type=click.IntRange(min=1), metavar="N",
+              help="Start a Dask LocalCluster of N workers on loopback and run there.")
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors
 def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: str, price: str,
-           out_dir: Path | None, overrides: tuple[str, ...]) -> None:
+           out_dir: Path | None, futures: int, bans: str | None, crashes: str | None, ban_closed_days: float,
+           tornado: bool, windows: bool, workers: int | None, scheduler: str | None, dask_local: int | None,
+           overrides: tuple[str, ...]) -> None:
     """Break-even frontier of CHIP against VERSUS: the price fraction (of the reference chip's)
     at which the chip's cost per Mtok at the SLO equals the alternative's, at each performance
-    fraction (capacity cached per performance fraction).
+    fraction (capacity cached per performance fraction). With --futures F, also where the chip
+    enters the planner's fleet (its share of capex over F futures a point), across --ban and
+    --crash, and with --tornado what moves that decision.
 
     \b
     Example:
       fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --perf 0.3:0.5:3
+      fleetsim decide scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --futures 8 \
+          --perf 0.2:0.6:10 --price 0.1:1.0:10 -o decide_out
     """
     from fleetsim import api
     from fleetsim.sweep import entry
 
+    if not futures and (bans or crashes or tornado):
+        raise click.UsageError("--ban, --crash and --tornado need --futures F (the fleet-level frontier)")
     scen = api.load_scenario(scenario, overrides)
     try:
-        with _progress(False) as progress:
+        if futures:
+            log = (lambda m: click.echo(m, err=True))
             out = entry.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
-                               out_dir=out_dir, progress=progress)
+                               out_dir=out_dir, futures=futures, bans=_values(bans, "ban", allow_own=True),
+                               crashes=_values(crashes, "crash"), tornado=tornado, windows=windows,
+                               ban_closed_days=ban_closed_days, workers=workers, scheduler=scheduler,
+                               dask_local=dask_local, log=log)
+        else:
+            with _progress(False) as progress:
+                out = entry.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
+                                   out_dir=out_dir, progress=progress)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     click.echo(out["text"])
@@ -453,6 +484,24 @@ def hedge(scenario: Path, futures: int, holdout: int, risk: str, alpha: float | 
     click.echo(out["text"])
     if out_dir is not None:
         click.echo(f"outputs: {out_dir}")
+
+
+def _values(text: str | None, name: str, allow_own: bool = False) -> list | None:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0] ('own' -> None: the scenario's own regime)."""
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if allow_own and part == "own":
+            out.append(None)
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise click.BadParameter(f"'{part}' is not a number" + (" or 'own'" if allow_own else ""),
+                                     param_hint=f"--{name}") from None
+    return out
 
 
 @main.command()

@@ -12,10 +12,12 @@ plane of those two fractions:
    linearly, so the break-even price fraction at each performance fraction is solved exactly:
    the **cost frontier**.
 
-Capacity is computed once per performance fraction (price does not change it) and cached. Not
-yet here (issue 19): whether the chip enters the planner's fleet at each point (fleet runs over
-the grid on shared futures), the alternative's ban probability and the chip's crash rate as axes,
-and the tornado of what moves the decision.
+Capacity is computed once per performance fraction (price does not change it) and cached.
+
+2. **Fleet-level frontier** (`futures` > 0, fleetsim.sweep.frontier): at each point, over F
+   futures shared by all points, does the chip enter the planner's fleet (its share of capex and
+   of installed capacity), where it enters, across the alternative's ban probability per year and
+   the chip's crash rate; and a tornado of what moves that decision.
 """
 
 from __future__ import annotations
@@ -167,9 +169,27 @@ def frontier_text(front: pd.DataFrame, chip: str, versus: str, reference: str) -
 
 
 def decide(scenario, chip: str, versus: str, reference: str | None, perfs: list[float],
-           prices: list[float], out_dir: Path | None = None, cache=None, progress=None) -> dict[str, Any]:
-    """The cost frontier (and its table and plot in `out_dir`)."""
+           prices: list[float], out_dir: Path | None = None, cache=None, progress=None, *,
+           futures: int = 0, bans: list[float | None] | None = None, crashes: list[float] | None = None,
+           tornado: bool = False, windows: bool = False, entry_share: float | None = None,
+           ban_closed_days: float = 365.0, executor=None, workers: int | None = None,
+           scheduler: str | None = None, dask_local: int | None = None,
+           log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The cost frontier (and its table and plot in `out_dir`); with `futures` > 0 the
+    fleet-level frontier too (fleetsim.sweep.frontier: does the chip enter the planner's fleet,
+    over `bans` x `crashes`, and with `tornado` what moves that)."""
     ref = reference or _reference_of(scenario, chip)
+    if futures:
+        from fleetsim.sweep.frontier import ENTRY_SHARE, FrontierGrid, fleet_frontier
+
+        grid = FrontierGrid(chip, versus, ref, list(perfs), list(prices), list(bans or [None]),
+                            list(crashes or [1.0]), int(futures), windows, ban_closed_days,
+                            ENTRY_SHARE if entry_share is None else entry_share)
+        out = fleet_frontier(scenario, grid, out_dir, tornado=tornado, executor=executor, workers=workers,
+                             scheduler=scheduler, dask_local=dask_local, log=log)
+        out["reference"] = ref
+        out["costs"] = out["points"]
+        return out
     costs = cost_frontier(scenario, chip, versus, ref, perfs, prices, cache=cache, progress=progress)
     front = frontier_table(costs)
     out = {"costs": costs, "frontier": front, "text": frontier_text(front, chip, versus, ref), "reference": ref}

@@ -88,12 +88,13 @@ def seek(
 
 def decide(scenario: Scenario, chip: str, versus: str, reference: str | None, perfs: Sequence[float],
            prices: Sequence[float], out_dir: str | Path | None = None,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+           progress: Callable[[str], None] | None = None, **fleet: Any) -> dict[str, Any]:
     """Break-even frontier of `chip` against `versus` (fleetsim.sweep.decide), capacity cached
-    (`fleetsim decide`)."""
+    (`fleetsim decide`); `futures=F` (and bans, crashes, tornado, workers, scheduler, dask_local,
+    log) adds the fleet-level frontier (fleetsim.sweep.frontier)."""
     from fleetsim.results.cache import ResultCache
     from fleetsim.sweep.decide import decide as run_decide
 
     return run_decide(scenario, chip, versus, reference, list(perfs), list(prices),
                       out_dir=Path(out_dir) if out_dir is not None else None, cache=ResultCache(),
-                      progress=progress)
+                      progress=progress, **fleet)
