@@ -81,3 +81,52 @@ def test_cli_prints_the_frontier_and_refuses_a_bad_grid(tmp_path):
     assert "break-even" in r.output and (tmp_path / "out" / "frontier.png").is_file()
     r = CliRunner().invoke(main, ["decide", str(path), "--chip", "nope", "--versus", "h100"])
     assert r.exit_code == 2 and "no serving pool uses chip 'nope'" in r.output
+
+
+# -- the fleet-level frontier (fleetsim.sweep.frontier) ---------------------------------------
+# The twin's fleet: a cheapest planner buying for 1,000 tok/s of demand from two channels, the
+# H100 at USD 20,000 and x1 (the same capacity, power and terms) at q x 20,000. Two futures a
+# point, in this process (SerialExecutor): a few seconds a test.
+
+def _fleet(sc, prices, **kw):
+    from fleetsim.sweep.executors import SerialExecutor
+
+    return decide(sc, "x1", "h100", "h100", [1.0], prices, futures=2, executor=SerialExecutor(), **kw)
+
+
+def test_fleet_frontier_of_an_identical_chip_lies_at_equal_cost_and_it_enters_only_when_cheaper():
+    out = _fleet(twin(), [0.9, 1.1])
+    pts = out["points"].set_index("price_fraction")
+    assert pts.loc[0.9, "chip_capex_share"] > 0.9 and pts.loc[0.9, "chip_entered_share"] == 1.0
+    assert pts.loc[1.1, "chip_capex_share"] == 0.0 and pts.loc[1.1, "chip_capacity_share_end"] == 0.0
+    front = out["frontier"].iloc[0]
+    assert front.break_even_price_fraction == pytest.approx(1.0, rel=1e-9)  # costs equal at price 1
+    # the entry line lies where the costs are equal, to the grid's resolution (0.2)
+    assert abs(front.entry_price_fraction - front.break_even_price_fraction) <= 0.2
+    # cheap, the chip lowers the fleet's cost per Mtok against the same futures without it
+    assert pts.loc[0.9, "fleet_cost_change_usd_per_mtok"] < 0
+    assert pts.loc[1.1, "fleet_cost_change_usd_per_mtok"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_ban_risk_on_the_alternative_brings_the_dearer_chip_in():
+    """At 1.2 x the H100's price x1 never enters; with a 0.9-a-year ban on the H100's channel
+    (closed a year at a time) the planner buys x1 in the futures where the H100 is banned."""
+    out = _fleet(twin().with_overrides(["fleet.demand.chat.growth_per_year=1.0"]), [1.2], bans=[0.0, 0.9])
+    pts = out["points"].set_index("ban_probability_per_year")
+    assert pts.loc[0.0, "chip_capex_share"] == 0.0
+    assert pts.loc[0.9, "chip_capex_share"] > 0.0
+
+
+def test_tornado_is_paired_and_puts_price_first(tmp_path):
+    out = _fleet(twin(), [1.0], tornado=["price", "power"], out_dir=tmp_path)
+    t = out["tornado"]
+    assert list(t.input)[0].startswith("price")
+    top = t.iloc[0]
+    assert top.low_share_change > 0.9 and top.high_share_change == 0.0
+    # paired on the same futures: no change means an interval of zero width
+    assert top.high_share_change_lo == top.high_share_change_hi == 0.0
+    for name in ("decide.parquet", "frontier.parquet", "decide_futures.parquet", "tornado.parquet",
+                 "frontier.png", "tornado.png", "decide.html"):
+        assert (tmp_path / name).is_file(), name
+    again = _fleet(twin(), [1.0], tornado=["price", "power"], out_dir=tmp_path)
+    assert again["times"]["points_run"] == 0  # resumed from the folder's store

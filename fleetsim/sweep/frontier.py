@@ -512,6 +512,8 @@ def _specs(grid: FrontierGrid, scenario, tornado: bool):
     inputs = []
     if tornado:
         inputs = tornado_inputs(scenario, grid)
+        if not isinstance(tornado, bool):  # a list of words: only the inputs whose name has one
+            inputs = [i for i in inputs if any(w in i["input"] for w in tornado)]
         perf0, price0 = _own_fractions(scenario, grid.chip)
         specs.append({"perf": perf0, "price": price0, "ban": None, "crash": 1.0, "role": "tornado_base"})
         for i, inp in enumerate(inputs):
@@ -574,11 +576,12 @@ def break_even_from_points(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fleet_frontier(scenario, grid: FrontierGrid, out_dir: Path | None = None, *, tornado: bool = False,
+def fleet_frontier(scenario, grid: FrontierGrid, out_dir: Path | None = None, *, tornado: bool | list[str] = False,
                    executor=None, workers: int | None = None, scheduler: str | None = None,
                    dask_local: int | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The fleet-level frontier (and optionally the tornado) of `grid` on `scenario`: tables,
-    plots and decide.html in `out_dir`."""
+    plots and decide.html in `out_dir`. `tornado`: True for every input of `tornado_inputs`, or
+    words naming some of them ("price", "ban")."""
     from fleetsim.sweep.runner import _make_executor
 
     if scenario.fleet is None:
