@@ -46,10 +46,11 @@ import pandas as pd
 
 from fleetsim.errors import FleetsimError, ScenarioError
 
-#: a chip "enters" a point's fleet when its mean share of capex is at least this
+#: a chip "enters" a point's fleet when its mean share of the fleet's installed capacity (tokens/s
+#: on the last day) is at least this. Capacity, not capex: when the chip's supply is capped the
+#: planner buys the same chips at any price, and their share of capex then rises with the price.
 ENTRY_SHARE = 0.01
-#: price multiple at which the chip is priced out of the fleet (the "without the chip" baseline)
-PRICED_OUT = 1000.0
+ENTRY_METRIC = "chip_capacity_share_end"
 #: bump when a stored point row changes meaning (old rows are recomputed)
 FRONTIER_VERSION = 1
 
@@ -142,6 +143,36 @@ def point_overrides(scenario, grid: FrontierGrid, perf: float, price: float, ban
         hazard = base_hazard(scenario, chip) if hazard is None else hazard
         sets.append(f"reliability.chips.{chip}.hazard_multiplier={hazard * float(crash)!r}")
     return sets
+
+
+def without_chip(scenario, chip: str):
+    """`scenario` with `chip` no longer offered: its offers removed, a channel left without offers
+    removed with what names it (reference events, initial fleet). Pricing it out would not do: a
+    security-weighted planner still buys a domestic chip at 1000 x the price."""
+    from fleetsim.scenario.model import Scenario
+
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    f = data["fleet"]
+    gone = []
+    for name, ch in list(f["channels"].items()):
+        offers = [o for o in ch["offers"] if o["chip"] != chip]
+        if offers:
+            ch["offers"] = offers
+        elif len(offers) != len(ch["offers"]):
+            del f["channels"][name]
+            gone.append(name)
+    refs = f.get("reference_events") or {}
+    for role, names in list(refs.items()):
+        keep = [n for n in ([names] if isinstance(names, str) else names) if n not in gone]
+        if not keep:
+            del refs[role]
+        else:
+            refs[role] = keep[0] if isinstance(names, str) else keep
+    if "initial_fleet" in f:
+        f["initial_fleet"] = [c for c in f["initial_fleet"] if c.get("chip") != chip and c.get("channel") not in gone]
+    out = Scenario.model_validate(data)
+    out._source_path, out._notes = scenario._source_path, list(scenario._notes)
+    return out
 
 
 # -- work done in a worker ---------------------------------------------------------------------
@@ -291,6 +322,8 @@ def plan_points(scenario, grid: FrontierGrid, specs: list[dict[str, Any]]) -> Po
         sets += list(s.get("sets", ()))
         try:
             sc = scenario.with_overrides(sets)
+            if s.get("role") == "without":
+                sc = without_chip(sc, grid.chip)
         except FleetsimError as exc:
             raise type(exc)(f"decide point {s}: {exc.message}", file=exc.file, field=exc.field) from None
         scenarios.append(sc)
@@ -425,20 +458,22 @@ def entry_price(prices: np.ndarray, share: np.ndarray, threshold: float) -> floa
     return float(q[j] + t * (q[j + 1] - q[j]))
 
 
-def frontier_lines(points: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Per perf x ban x crash: the entry price fraction (where the chip's mean capex share falls
-    to `threshold`) with a band from the share's interval bounds."""
+def frontier_lines(points: pd.DataFrame, threshold: float, metric: str = ENTRY_METRIC) -> pd.DataFrame:
+    """Per perf x ban x crash: the entry price fraction (where the chip's mean share, `metric`,
+    falls to `threshold`) with a band from the share's interval bounds."""
     rows = []
     keys = ["perf", "ban", "crash"]
     pts = points.assign(ban=points["ban"].astype(float))
     for (perf, ban, crash), g in pts.groupby(keys, dropna=False, sort=True):
         q = g["price"].to_numpy()
-        e = entry_price(q, g["chip_capex_share"].to_numpy(), threshold)
+        e = entry_price(q, g[metric].to_numpy(), threshold)
         rows.append({"perf_fraction": perf, "ban_probability_per_year": ban, "crash_scale": crash,
                      "entry_price_fraction": e,
-                     "entry_price_fraction_lo": entry_price(q, g["chip_capex_share_lo"].to_numpy(), threshold),
-                     "entry_price_fraction_hi": entry_price(q, g["chip_capex_share_hi"].to_numpy(), threshold),
+                     "entry_price_fraction_lo": entry_price(q, g[f"{metric}_lo"].to_numpy(), threshold),
+                     "entry_price_fraction_hi": entry_price(q, g[f"{metric}_hi"].to_numpy(), threshold),
                      "entry_censored": bool(math.isfinite(e) and e >= q.max()),
+                     "chip_capacity_share_at_lowest_price": float(g.sort_values("price")[metric].iloc[0]),
+                     "chip_capacity_share_at_highest_price": float(g.sort_values("price")[metric].iloc[-1]),
                      "chip_capex_share_at_lowest_price": float(g.sort_values("price").chip_capex_share.iloc[0])})
     return pd.DataFrame(rows)
 
@@ -506,9 +541,9 @@ def _specs(grid: FrontierGrid, scenario, tornado: bool):
 
     specs = [{"perf": p, "price": q, "ban": b, "crash": c, "role": "grid"}
              for b, c, p, q in itertools.product(grid.bans, grid.crashes, grid.perfs, grid.prices)]
-    # the same futures without the chip (priced out), once per ban probability: the chip's value
+    # the same futures without the chip (not offered), once per ban probability: the chip's value
     for b in grid.bans:
-        specs.append({"perf": grid.perfs[0], "price": PRICED_OUT, "ban": b, "crash": 1.0, "role": "without"})
+        specs.append({"perf": grid.perfs[0], "price": 1.0, "ban": b, "crash": 1.0, "role": "without"})
     inputs = []
     if tornado:
         inputs = tornado_inputs(scenario, grid)
@@ -532,7 +567,8 @@ def _paired(a: dict, b: dict, key: str) -> tuple[float, float, float]:
 
 
 def tornado_table(inputs, specs, rows) -> pd.DataFrame:
-    """Per input and side: the change from the base point in the chip's capex share, in the
+    """Per input and side: the change from the base point in the chip's share of installed
+    capacity at the end and of capex, in the
     fleet's cost per Mtok (paired on the futures, 95% intervals) and in the capacity-only cost
     difference (chip minus alternative at the SLO); sorted by the swing in the chip's share."""
     base = next(r for s, r in zip(specs, rows) if s["role"] == "tornado_base")
@@ -542,7 +578,8 @@ def tornado_table(inputs, specs, rows) -> pd.DataFrame:
         for side in ("low", "high"):
             r = next(r for s, r in zip(specs, rows) if s["role"] == "tornado" and s["input_index"] == i
                      and s["side"] == side)
-            for key, name in (("chip_capex_share", "share"), ("cost_usd_per_mtok", "fleet_cost")):
+            for key, name in ((ENTRY_METRIC, "share"), ("chip_capex_share", "capex_share"),
+                              ("cost_usd_per_mtok", "fleet_cost")):
                 m, lo, hi = _paired(base, r, key)
                 rec[f"{side}_{name}_change"], rec[f"{side}_{name}_change_lo"], rec[f"{side}_{name}_change_hi"] = m, lo, hi
             diff = lambda x: float(x["chip_cost_usd_per_mtok_at_slo"]) - float(x["versus_cost_usd_per_mtok_at_slo"])
@@ -551,6 +588,7 @@ def tornado_table(inputs, specs, rows) -> pd.DataFrame:
         out.append(rec)
     fb = _futures(base)
     t = pd.DataFrame(out).sort_values("share_swing", ascending=False, kind="stable").reset_index(drop=True)
+    t.attrs["base_chip_capacity_share"] = float(np.nanmean(fb[ENTRY_METRIC]))
     t.attrs["base_chip_capex_share"] = float(np.nanmean(fb["chip_capex_share"]))
     t.attrs["base_cost_usd_per_mtok"] = float(np.nanmean(fb["cost_usd_per_mtok"]))
     return t
@@ -609,6 +647,7 @@ def fleet_frontier(scenario, grid: FrontierGrid, out_dir: Path | None = None, *,
                         on=["perf_fraction", "crash_scale"], how="left")
     front = front[["perf_fraction", "ban_probability_per_year", "crash_scale", "break_even_price_fraction",
                    "entry_price_fraction", "entry_price_fraction_lo", "entry_price_fraction_hi", "entry_censored",
+                   "chip_capacity_share_at_lowest_price", "chip_capacity_share_at_highest_price",
                    "chip_capex_share_at_lowest_price", "chip_goodput_tokens_per_s", "versus_goodput_tokens_per_s",
                    "versus_cost_usd_per_mtok_at_slo"]]
     points = points.drop(columns=["role"]).rename(columns=NAMES)
@@ -630,6 +669,8 @@ def _future_rows(specs, rows) -> pd.DataFrame:
         fu = json.loads(r["futures_json"])
         for j in range(len(fu["seed"])):
             rec = {"point": i, "role": s["role"], **{NAMES[k]: s[k] for k in NAMES}, "future": j}
+            if s["role"] == "without":
+                rec["price_fraction"] = math.nan  # not offered
             rec["ban_probability_per_year"] = math.nan if s["ban"] is None else float(s["ban"])
             rec["tornado_input"] = s.get("input_index", -1)
             rec["tornado_side"] = s.get("side", "")
@@ -649,11 +690,13 @@ def fleet_text(out: dict[str, Any]) -> str:
     front = out["frontier"]
     lines = [f"fleet-level frontier of {g.chip} against {g.versus} ({g.futures} futures a point, the same "
              f"futures at every point; prices as a fraction of the {g.reference}'s):",
-             f"  the chip enters where its mean share of capex is >= {g.entry_share:.0%}; 'break-even' is "
-             "where its cost per Mtok at the SLO equals the alternative's (capacity only, no supply risk)"]
+             f"  the chip enters where its mean share of the fleet's installed capacity at the end is >= "
+             f"{g.entry_share:.0%}; 'break-even' is where its cost per Mtok at the SLO equals the alternative's "
+             "(capacity only, no supply risk)"]
     for (ban, crash), f in front.groupby(["ban_probability_per_year", "crash_scale"], dropna=False, sort=True):
         lines.append(f"  {g.versus} ban probability: {_fmt_ban(ban)}, {g.chip} crash rate x{crash:g}")
-        lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters below price':>24}  {'share at lowest price':>21}")
+        lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters below price':>24}  "
+                     f"{'capacity share at lowest / highest price':>40}")
         for r in f.itertuples():
             be = r.break_even_price_fraction
             be_t = "never" if not math.isfinite(be) or be <= 0 else f"{be:.2f}"
@@ -664,11 +707,12 @@ def fleet_text(out: dict[str, Any]) -> str:
                 lo, hi = r.entry_price_fraction_lo, r.entry_price_fraction_hi
                 band = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else " [-, -]"
                 e_t = (f">= {e:.2f} (grid top)" if r.entry_censored else f"{e:.2f}{band}")
-            lines.append(f"    {r.perf_fraction:>6.2f}  {be_t:>16}  {e_t:>24}  {r.chip_capex_share_at_lowest_price:>21.1%}")
+            sh = f"{r.chip_capacity_share_at_lowest_price:.1%} / {r.chip_capacity_share_at_highest_price:.1%}"
+            lines.append(f"    {r.perf_fraction:>6.2f}  {be_t:>16}  {e_t:>24}  {sh:>40}")
     if "tornado" in out:
         t = out["tornado"]
         lines.append(f"what moves the decision (base: {g.chip}'s own relative_to; change from the base "
-                     f"share {t.attrs['base_chip_capex_share']:.1%} of capex, paired on the futures):")
+                     f"share {t.attrs['base_chip_capacity_share']:.1%} of installed capacity at the end, paired on the futures):")
         for r in t.itertuples():
             lo = format_interval(r.low_share_change, r.low_share_change_lo, r.low_share_change_hi, "share")
             hi = format_interval(r.high_share_change, r.high_share_change_lo, r.high_share_change_hi, "share")
@@ -731,18 +775,18 @@ def _select(df: pd.DataFrame, ban, crash, ban_col="ban_probability_per_year", cr
 
 
 def plot_frontier(out: dict[str, Any], path: Path) -> Path:
-    """The chip's mean share of capex over perf x price (first ban and crash values), the entry
+    """The chip's mean share of installed capacity over perf x price (first ban and crash values), the entry
     line with its band and the capacity-only break-even line."""
     plt = _plt()
     g: FrontierGrid = out["grid"]
     ban, crash = _first_combo(out["frontier"])
     pts = _select(out["points"], ban, crash)
     front = _select(out["frontier"], ban, crash)
-    grid = pts.pivot_table(index="price_fraction", columns="perf_fraction", values="chip_capex_share")
+    grid = pts.pivot_table(index="price_fraction", columns="perf_fraction", values=ENTRY_METRIC)
     fig, ax = plt.subplots(figsize=(7.8, 5.4))
     mesh = ax.pcolormesh(grid.columns, grid.index, grid.to_numpy() * 100, cmap="Blues", vmin=0,
                          vmax=max(1.0, float(np.nanmax(grid.to_numpy())) * 100), shading="nearest")
-    fig.colorbar(mesh, ax=ax, label=f"{g.chip} share of the fleet's capex, % (mean of {g.futures} futures)")
+    fig.colorbar(mesh, ax=ax, label=f"{g.chip} share of installed capacity at the end, % (mean of {g.futures} futures)")
     f = front.sort_values("perf_fraction")
     ok = np.isfinite(f.entry_price_fraction)
     ax.fill_between(f.perf_fraction[ok], f.entry_price_fraction_lo[ok].fillna(f.entry_price_fraction[ok]),
@@ -754,7 +798,8 @@ def plot_frontier(out: dict[str, Any], path: Path) -> Path:
     ax.plot(f.perf_fraction[be], f.break_even_price_fraction[be], "k--", lw=2,
             label=f"break-even: cost per Mtok at SLO = {g.versus}'s")
     prices = sorted(pts.price_fraction.unique())
-    ax.set_ylim(min(prices), max(prices))
+    if len(prices) > 1:
+        ax.set_ylim(min(prices), max(prices))
     ax.set_xlabel(f"{g.chip} performance as a fraction of the {g.reference}")
     ax.set_ylabel(f"{g.chip} price as a fraction of the {g.reference}'s")
     ax.set_title(f"Does the {g.chip} enter the fleet? ({g.versus} ban risk: {_fmt_ban(ban)}, crash rate x{crash:g})",
@@ -799,14 +844,14 @@ def plot_risk(out: dict[str, Any], path: Path) -> Path:
 
 
 def plot_tornado(out: dict[str, Any], path: Path) -> Path:
-    """Change of the chip's capex share (left) and the fleet's cost per Mtok (right) from the
+    """Change of the chip's share of installed capacity (left) and the fleet's cost per Mtok (right) from the
     base, each input at its low and high value, with paired 95% intervals."""
     plt = _plt()
     t = out["tornado"].iloc[::-1]
     g: FrontierGrid = out["grid"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(t) + 1.8), sharey=True)
     y = np.arange(len(t))
-    for ax, key, scale, label in ((axes[0], "share", 100.0, f"change in {g.chip} share of capex, points"),
+    for ax, key, scale, label in ((axes[0], "share", 100.0, f"change in {g.chip} share of installed capacity, points"),
                                   (axes[1], "fleet_cost", 1.0, "change in fleet cost per Mtok, USD")):
         for side, color, dy in (("low", "tab:blue", -0.18), ("high", "tab:red", 0.18)):
             m = t[f"{side}_{key}_change"].to_numpy() * scale
@@ -820,8 +865,8 @@ def plot_tornado(out: dict[str, Any], path: Path) -> Path:
     axes[0].set_yticks(y)
     axes[0].set_yticklabels([f"{r.input} ({r.low:g} / {r.high:g})" for r in t.itertuples()], fontsize=8)
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"What moves the {g.chip} decision (base share {t.attrs.get('base_chip_capex_share', math.nan):.1%}"
-                 f" of capex; {g.futures} paired futures)", fontsize=10)
+    fig.suptitle(f"What moves the {g.chip} decision (base: {t.attrs.get('base_chip_capacity_share', math.nan):.1%}"
+                 f" of installed capacity at the end; {g.futures} paired futures)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
