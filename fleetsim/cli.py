@@ -345,8 +345,11 @@ def calibrate(chip: str, measurements: Path, out_file: Path | None, scenario: Pa
 
 
 def _grid(text: str, name: str) -> list[float]:
-    """lo:hi:n -> n evenly spaced values (the sweep's range syntax)."""
+    """lo:hi:n -> n evenly spaced values (the sweep's range syntax); a, b, ... -> those values."""
     import numpy as np
+
+    if ":" not in text:
+        return _values(text, name)
 
     from fleetsim.sweep.spec import _range_from_text
 
@@ -361,8 +364,8 @@ def _grid(text: str, name: str) -> list[float]:
 @click.option("--chip", required=True, help="The chip to decide on (stated relative to --reference).")
 @click.option("--versus", required=True, help="The alternative chip (as the scenario prices it).")
 @click.option("--reference", default=None, help="Chip the fractions refer to (default: the chip's relative_to, else h100).")
-@click.option("--perf", default="0.2:0.6:5", show_default=True, help="Performance fractions lo:hi:n.")
-@click.option("--price", default="0.2:0.8:7", show_default=True, help="Price fractions lo:hi:n.")
+@click.option("--perf", default="0.2:0.6:5", show_default=True, help="Performance fractions lo:hi:n (or a,b,...).")
+@click.option("--price", default="0.2:0.8:7", show_default=True, help="Price fractions lo:hi:n (or a,b,...).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for decide.parquet, frontier.parquet, frontier.png (with --futures: also decide_futures.parquet, tornado, decide.html; finished points are kept there and a rerun resumes).")
 @click.option("--futures", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fleet-level frontier: run every point's fleet over this many futures (the same futures at every point); 0: cost per Mtok only.")
@@ -375,7 +378,7 @@ def _grid(text: str, name: str) -> list[float]:
 @click.option("--tornado", is_flag=True, help="With --futures: also what moves the decision (each input low/high, paired on the futures).")
 @click.option("--windows/--no-windows", default=False, show_default=True,
               help="With --futures: keep the fleet's serving windows (SLO attainment; slower).")
-@click.option("--workers", type=click.IntRange(min=1), help="Process-pool workers (default: the core count).")
+@click.option("--workers", type=click.IntRange(min=1), help="Process-pool workers (default: the core count; 1: in this process).")
 @click.option("--scheduler", metavar="tcp://HOST:PORT", help="Run on this Dask scheduler.")
 @click.option("--dask-local", type=click.IntRange(min=1), metavar="N",
               help="Start a Dask LocalCluster of N workers on loopback and run there.")

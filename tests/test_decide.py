@@ -103,6 +103,7 @@ def test_fleet_frontier_of_an_identical_chip_lies_at_equal_cost_and_it_enters_on
     assert front.break_even_price_fraction == pytest.approx(1.0, rel=1e-9)  # costs equal at price 1
     # the entry line lies where the costs are equal, to the grid's resolution (0.2)
     assert abs(front.entry_price_fraction - front.break_even_price_fraction) <= 0.2
+    assert (front.entry_last_price_in, front.entry_first_price_out) == (0.9, 1.1)
     # cheap, the chip lowers the fleet's cost per Mtok against the same futures without it
     assert pts.loc[0.9, "fleet_cost_change_usd_per_mtok"] < 0
     assert pts.loc[1.1, "fleet_cost_change_usd_per_mtok"] == pytest.approx(0.0, abs=1e-12)

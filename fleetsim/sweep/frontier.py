@@ -458,6 +458,18 @@ def entry_price(prices: np.ndarray, share: np.ndarray, threshold: float) -> floa
     return float(q[j] + t * (q[j + 1] - q[j]))
 
 
+def entry_bracket(prices, share, threshold: float) -> tuple[float, float]:
+    """(the highest grid price at which the share is >= threshold, the next grid price above it):
+    the entry line lies between them. NaN for a side the grid does not reach."""
+    order = np.argsort(prices)
+    q, s = np.asarray(prices, float)[order], np.asarray(share, float)[order]
+    above = np.nonzero(s >= threshold)[0]
+    if not len(above):
+        return math.nan, float(q[0])
+    j = int(above.max())
+    return float(q[j]), (float(q[j + 1]) if j + 1 < len(q) else math.nan)
+
+
 def frontier_lines(points: pd.DataFrame, threshold: float, metric: str = ENTRY_METRIC) -> pd.DataFrame:
     """Per perf x ban x crash: the entry price fraction (where the chip's mean share, `metric`,
     falls to `threshold`) with a band from the share's interval bounds."""
@@ -467,8 +479,9 @@ def frontier_lines(points: pd.DataFrame, threshold: float, metric: str = ENTRY_M
     for (perf, ban, crash), g in pts.groupby(keys, dropna=False, sort=True):
         q = g["price"].to_numpy()
         e = entry_price(q, g[metric].to_numpy(), threshold)
+        last_in, first_out = entry_bracket(q, g[metric].to_numpy(), threshold)
         rows.append({"perf_fraction": perf, "ban_probability_per_year": ban, "crash_scale": crash,
-                     "entry_price_fraction": e,
+                     "entry_price_fraction": e, "entry_last_price_in": last_in, "entry_first_price_out": first_out,
                      "entry_price_fraction_lo": entry_price(q, g[f"{metric}_lo"].to_numpy(), threshold),
                      "entry_price_fraction_hi": entry_price(q, g[f"{metric}_hi"].to_numpy(), threshold),
                      "entry_censored": bool(math.isfinite(e) and e >= q.max()),
@@ -630,6 +643,10 @@ def fleet_frontier(scenario, grid: FrontierGrid, out_dir: Path | None = None, *,
     t0 = time.perf_counter()
     specs, inputs = _specs(grid, scenario, tornado)
     plan = plan_points(scenario, grid, specs)
+    if executor is None and workers == 1 and scheduler is None and dask_local is None:
+        from fleetsim.sweep.executors import SerialExecutor
+
+        executor = SerialExecutor()  # one worker: this process (no pool to start)
     ex = executor or _make_executor(workers, scheduler, dask_local, True)
     try:
         rows, times = run_points(plan, grid, out_dir, ex, log)
@@ -647,6 +664,7 @@ def fleet_frontier(scenario, grid: FrontierGrid, out_dir: Path | None = None, *,
                         on=["perf_fraction", "crash_scale"], how="left")
     front = front[["perf_fraction", "ban_probability_per_year", "crash_scale", "break_even_price_fraction",
                    "entry_price_fraction", "entry_price_fraction_lo", "entry_price_fraction_hi", "entry_censored",
+                   "entry_last_price_in", "entry_first_price_out",
                    "chip_capacity_share_at_lowest_price", "chip_capacity_share_at_highest_price",
                    "chip_capex_share_at_lowest_price", "chip_goodput_tokens_per_s", "versus_goodput_tokens_per_s",
                    "versus_cost_usd_per_mtok_at_slo"]]
@@ -695,18 +713,18 @@ def fleet_text(out: dict[str, Any]) -> str:
              "(capacity only, no supply risk)"]
     for (ban, crash), f in front.groupby(["ban_probability_per_year", "crash_scale"], dropna=False, sort=True):
         lines.append(f"  {g.versus} ban probability: {_fmt_ban(ban)}, {g.chip} crash rate x{crash:g}")
-        lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters below price':>24}  "
+        lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters up to price':>24}  "
                      f"{'capacity share at lowest / highest price':>40}")
         for r in f.itertuples():
             be = r.break_even_price_fraction
             be_t = "never" if not math.isfinite(be) or be <= 0 else f"{be:.2f}"
-            e = r.entry_price_fraction
-            if not math.isfinite(e):
-                e_t = "never on the grid"
+            last_in, first_out = r.entry_last_price_in, r.entry_first_price_out
+            if not math.isfinite(last_in):
+                e_t = f"not even at {first_out:.2f}"
+            elif not math.isfinite(first_out):
+                e_t = f"at every price to {last_in:.2f}"
             else:
-                lo, hi = r.entry_price_fraction_lo, r.entry_price_fraction_hi
-                band = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else " [-, -]"
-                e_t = (f">= {e:.2f} (grid top)" if r.entry_censored else f"{e:.2f}{band}")
+                e_t = f"{last_in:.2f}, not {first_out:.2f}"
             sh = f"{r.chip_capacity_share_at_lowest_price:.1%} / {r.chip_capacity_share_at_highest_price:.1%}"
             lines.append(f"    {r.perf_fraction:>6.2f}  {be_t:>16}  {e_t:>24}  {sh:>40}")
     if "tornado" in out:
