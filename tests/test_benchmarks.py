@@ -19,7 +19,7 @@ NO_SMOKE_YET = {"bench_futures.py"}
 
 
 def test_every_benchmark_has_a_smoke_mode_or_is_listed():
-    assert len(SCRIPTS) >= 11 and "bench_reliability.py" in SCRIPTS
+    assert len(SCRIPTS) >= 12 and {"bench_reliability.py", "bench_decide.py"} <= set(SCRIPTS)
     assert set(ALL) - set(SCRIPTS) <= NO_SMOKE_YET, set(ALL) - set(SCRIPTS) - NO_SMOKE_YET
 
 

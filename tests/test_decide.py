@@ -131,3 +131,43 @@ def test_tornado_is_paired_and_puts_price_first(tmp_path):
         assert (tmp_path / name).is_file(), name
     again = _fleet(twin(), [1.0], tornado=["price", "power"], out_dir=tmp_path)
     assert again["times"]["points_run"] == 0  # resumed from the folder's store
+
+
+def test_the_docs_decide_command_prints_what_the_page_quotes(monkeypatch):
+    """docs/planner.md's fleet-level `fleetsim decide` example runs as written and prints the lines
+    the page quotes (the timing line aside)."""
+    import re
+    import shlex
+
+    monkeypatch.chdir(ROOT)
+    doc = (ROOT / "docs" / "planner.md").read_text()
+    m = re.search(r"```bash\n(fleetsim decide scenarios/examples/decide_small\.yaml[^\n]*)\n```\n+```\n(.*?)```",
+                  doc, re.DOTALL)
+    assert m, "docs/planner.md lost its decide example"
+    r = CliRunner().invoke(main, shlex.split(m.group(1))[1:])
+    assert r.exit_code == 0, r.output
+    printed = [ln.rstrip() for ln in r.stdout.splitlines()]
+    for line in m.group(2).splitlines():
+        if not line.startswith("time:"):
+            assert line.rstrip() in printed, f"docs/planner.md quotes {line!r}; the command printed\n{r.stdout}"
+
+
+def test_without_the_chip_removes_its_offers_and_an_emptied_channel():
+    from fleetsim import api
+    from fleetsim.sweep.frontier import without_chip
+
+    sc = api.load_scenario(ROOT / "scenarios" / "examples" / "decide_small.yaml")
+    out = without_chip(sc, "x-half")
+    assert "domestic" not in out.fleet.channels and "domestic" in sc.fleet.channels
+    assert set(out.fleet.channels) == set(sc.fleet.channels) - {"domestic"}
+
+
+def test_decide_refuses_bad_fleet_axes_before_running():
+    path = str(ROOT / "scenarios" / "examples" / "decide_small.yaml")
+    base = ["decide", path, "--chip", "x-half", "--versus", "h20", "--perf", "0.5", "--price", "0.5"]
+    r = CliRunner().invoke(main, [*base, "--futures", "2", "--ban", "1.0"])
+    assert r.exit_code == 2 and "ban probability 1.0 per year: give 0 <= P < 1" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--futures", "1"])
+    assert r.exit_code == 2 and "at least 2" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--ban", "0.5"])
+    assert r.exit_code == 2 and "need --futures" in r.output, r.output
