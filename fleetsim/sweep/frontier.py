@@ -82,7 +82,7 @@ def reference_price(scenario, reference: str) -> float:
     """The reference chip's price as the scenario prices it (its channel offer, else the
     catalog): the same price the capacity-only frontier scales."""
     from fleetsim.api import resolve_catalogs
-    from fleetsim.sweep.decide import _price
+    from fleetsim.sweep.economics import _price
 
     chips, _ = resolve_catalogs(scenario)
     if reference not in chips:
@@ -239,7 +239,7 @@ def run_frontier_point(task: dict[str, Any]) -> dict[str, Any]:
     from fleetsim.fleet.futures import WORKERS_ENV, run_futures
     from fleetsim.fleet.windows import window_runner
     from fleetsim.results.cache import ResultCache
-    from fleetsim.sweep.decide import _pool_of, _price, replica_economics
+    from fleetsim.sweep.economics import _pool_of, _price, replica_economics
 
     t0, c0 = time.perf_counter(), time.process_time()
     row: dict[str, Any] = {"key": task["key"], "status": "ok", "error": ""}
@@ -309,7 +309,7 @@ class PointPlan:
 def plan_points(scenario, grid: FrontierGrid, specs: list[dict[str, Any]]) -> PointPlan:
     """Scenarios, store keys and capacity tasks for `specs` (dicts with perf, price, ban, crash and
     optional `sets`: extra overrides); every point is validated here, before any run."""
-    from fleetsim.sweep.decide import _pool_of
+    from fleetsim.sweep.economics import _pool_of
 
     ref_price = reference_price(scenario, grid.reference)
     hazard = base_hazard(scenario, grid.chip) if any(s["crash"] != 1.0 for s in specs) else None
