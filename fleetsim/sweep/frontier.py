@@ -780,10 +780,11 @@ def _plt():
     return plt
 
 
-def _first_combo(front: pd.DataFrame):
-    ban = front["ban_probability_per_year"].iloc[0]
-    crash = front["crash_scale"].iloc[0]
-    return ban, crash
+def _first_combo(out: dict[str, Any]):
+    """The first --ban and --crash values (the plot of the plane shows that combination)."""
+    g: FrontierGrid = out["grid"]
+    ban = g.bans[0]
+    return (math.nan if ban is None else float(ban)), float(g.crashes[0])
 
 
 def _select(df: pd.DataFrame, ban, crash, ban_col="ban_probability_per_year", crash_col="crash_scale"):
@@ -797,9 +798,11 @@ def plot_frontier(out: dict[str, Any], path: Path) -> Path:
     line with its band and the capacity-only break-even line."""
     plt = _plt()
     g: FrontierGrid = out["grid"]
-    ban, crash = _first_combo(out["frontier"])
+    ban, crash = _first_combo(out)
     pts = _select(out["points"], ban, crash)
     front = _select(out["frontier"], ban, crash)
+    if pts.perf_fraction.nunique() < 2 or pts.price_fraction.nunique() < 2:
+        return _plot_line(out, pts, front, ban, crash, path)
     grid = pts.pivot_table(index="price_fraction", columns="perf_fraction", values=ENTRY_METRIC)
     fig, ax = plt.subplots(figsize=(7.8, 5.4))
     mesh = ax.pcolormesh(grid.columns, grid.index, grid.to_numpy() * 100, cmap="Blues", vmin=0,
@@ -813,16 +816,44 @@ def plot_frontier(out: dict[str, Any], path: Path) -> Path:
     ax.plot(f.perf_fraction[ok], f.entry_price_fraction[ok], "o-", color="tab:orange", lw=2,
             label=f"enters the fleet (share >= {g.entry_share:.0%}) below this price")
     be = np.isfinite(f.break_even_price_fraction) & (f.break_even_price_fraction > 0)
-    ax.plot(f.perf_fraction[be], f.break_even_price_fraction[be], "k--", lw=2,
+    ax.plot(f.perf_fraction[be], f.break_even_price_fraction[be], "ks--", lw=2,
             label=f"break-even: cost per Mtok at SLO = {g.versus}'s")
     prices = sorted(pts.price_fraction.unique())
-    if len(prices) > 1:
-        ax.set_ylim(min(prices), max(prices))
+    ax.set_ylim(min(prices), max(prices))
     ax.set_xlabel(f"{g.chip} performance as a fraction of the {g.reference}")
     ax.set_ylabel(f"{g.chip} price as a fraction of the {g.reference}'s")
-    ax.set_title(f"Does the {g.chip} enter the fleet? ({g.versus} ban risk: {_fmt_ban(ban)}, crash rate x{crash:g})",
+    ax.set_title(f"Does the {g.chip} enter the fleet?\n({g.versus} ban risk: {_fmt_ban(ban)}, crash rate x{crash:g})",
                  fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_line(out, pts, front, ban, crash, path: Path) -> Path:
+    """One performance fraction (or one price): the chip's share against the other axis, with
+    its interval, the entry threshold and the break-even price."""
+    plt = _plt()
+    g: FrontierGrid = out["grid"]
+    by_price = pts.price_fraction.nunique() >= 2
+    x = "price_fraction" if by_price else "perf_fraction"
+    p = pts.sort_values(x)
+    fig, ax = plt.subplots(figsize=(7.8, 5.0))
+    for perf, q in p.groupby("perf_fraction" if by_price else "price_fraction"):
+        ax.plot(q[x], q[ENTRY_METRIC] * 100, "o-", label=f"{'perf' if by_price else 'price'} {perf:g}")
+        ax.fill_between(q[x], q[f"{ENTRY_METRIC}_lo"] * 100, q[f"{ENTRY_METRIC}_hi"] * 100, alpha=0.2)
+    ax.axhline(g.entry_share * 100, color="tab:orange", lw=1.5, label=f"entry threshold ({g.entry_share:.0%})")
+    if by_price:
+        for r in front.itertuples():
+            if math.isfinite(r.break_even_price_fraction) and r.break_even_price_fraction > 0:
+                ax.axvline(r.break_even_price_fraction, color="k", ls="--",
+                           label=f"break-even price (cost per Mtok at SLO = {g.versus}'s)")
+    ax.set_xlabel(f"{g.chip} {'price as a fraction of the ' + g.reference + chr(39) + 's' if by_price else 'performance as a fraction of the ' + g.reference}")
+    ax.set_ylabel(f"{g.chip} share of installed capacity at the end, %")
+    ax.set_title(f"Does the {g.chip} enter the fleet?\n({g.versus} ban risk: {_fmt_ban(ban)}, crash rate x{crash:g}; "
+                 f"mean of {g.futures} futures, 95% band)", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -850,7 +881,8 @@ def plot_risk(out: dict[str, Any], path: Path) -> Path:
                             f.entry_price_fraction_hi[ok].fillna(f.entry_price_fraction[ok]), color=color, alpha=0.15)
     f = front.drop_duplicates("perf_fraction").sort_values("perf_fraction")
     be = np.isfinite(f.break_even_price_fraction) & (f.break_even_price_fraction > 0)
-    ax.plot(f.perf_fraction[be], f.break_even_price_fraction[be], "k--", lw=1.5, label="cost break-even (crash x1)")
+    ax.plot(f.perf_fraction[be], f.break_even_price_fraction[be], "ks--", lw=1.5,
+            label=f"cost break-even (crash x{f.crash_scale.iloc[0]:g})")
     ax.set_xlabel(f"{g.chip} performance as a fraction of the {g.reference}")
     ax.set_ylabel(f"highest price (x {g.reference}'s) at which it enters")
     ax.set_title(f"Where the {g.chip} enters, by {g.versus} ban risk and {g.chip} crash rate", fontsize=10)
