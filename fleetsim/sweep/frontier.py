@@ -701,6 +701,26 @@ def _fmt_ban(b) -> str:
     return "scenario's own regime" if b is None or (isinstance(b, float) and math.isnan(b)) else f"{b:g}/yr"
 
 
+def _combo_lines(g: FrontierGrid, f: pd.DataFrame, ban, crash) -> list[str]:
+    lines = []
+    lines.append(f"  {g.versus} ban probability: {_fmt_ban(ban)}, {g.chip} crash rate x{crash:g}")
+    lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters up to price':>24}  "
+                 f"{'capacity share at lowest / highest price':>40}")
+    for r in f.itertuples():
+        be = r.break_even_price_fraction
+        be_t = "never" if not math.isfinite(be) or be <= 0 else f"{be:.2f}"
+        last_in, first_out = r.entry_last_price_in, r.entry_first_price_out
+        if not math.isfinite(last_in):
+            e_t = f"not even at {first_out:.2f}"
+        elif not math.isfinite(first_out):
+            e_t = f"at every price to {last_in:.2f}"
+        else:
+            e_t = f"{last_in:.2f}, not {first_out:.2f}"
+        sh = f"{r.chip_capacity_share_at_lowest_price:.1%} / {r.chip_capacity_share_at_highest_price:.1%}"
+        lines.append(f"    {r.perf_fraction:>6.2f}  {be_t:>16}  {e_t:>24}  {sh:>40}")
+    return lines
+
+
 def fleet_text(out: dict[str, Any]) -> str:
     from fleetsim.results.rounding import format_interval
 
@@ -711,22 +731,11 @@ def fleet_text(out: dict[str, Any]) -> str:
              f"  the chip enters where its mean share of the fleet's installed capacity at the end is >= "
              f"{g.entry_share:.0%}; 'break-even' is where its cost per Mtok at the SLO equals the alternative's "
              "(capacity only, no supply risk)"]
-    for (ban, crash), f in front.groupby(["ban_probability_per_year", "crash_scale"], dropna=False, sort=True):
-        lines.append(f"  {g.versus} ban probability: {_fmt_ban(ban)}, {g.chip} crash rate x{crash:g}")
-        lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters up to price':>24}  "
-                     f"{'capacity share at lowest / highest price':>40}")
-        for r in f.itertuples():
-            be = r.break_even_price_fraction
-            be_t = "never" if not math.isfinite(be) or be <= 0 else f"{be:.2f}"
-            last_in, first_out = r.entry_last_price_in, r.entry_first_price_out
-            if not math.isfinite(last_in):
-                e_t = f"not even at {first_out:.2f}"
-            elif not math.isfinite(first_out):
-                e_t = f"at every price to {last_in:.2f}"
-            else:
-                e_t = f"{last_in:.2f}, not {first_out:.2f}"
-            sh = f"{r.chip_capacity_share_at_lowest_price:.1%} / {r.chip_capacity_share_at_highest_price:.1%}"
-            lines.append(f"    {r.perf_fraction:>6.2f}  {be_t:>16}  {e_t:>24}  {sh:>40}")
+    for b in g.bans:  # in the order given
+        for crash in g.crashes:
+            ban = math.nan if b is None else float(b)
+            f = _select(front, ban, crash).sort_values("perf_fraction")
+            lines += _combo_lines(g, f, ban, crash)
     if "tornado" in out:
         t = out["tornado"]
         lines.append(f"what moves the decision (base: {g.chip}'s own relative_to; change from the base "
@@ -735,6 +744,9 @@ def fleet_text(out: dict[str, Any]) -> str:
             lo = format_interval(r.low_share_change, r.low_share_change_lo, r.low_share_change_hi, "share")
             hi = format_interval(r.high_share_change, r.high_share_change_lo, r.high_share_change_hi, "share")
             lines.append(f"  {r.input:<40} low {r.low:g}: {lo:>18}   high {r.high:g}: {hi:>18}")
+            lo = format_interval(r.low_fleet_cost_change, r.low_fleet_cost_change_lo, r.low_fleet_cost_change_hi)
+            hi = format_interval(r.high_fleet_cost_change, r.high_fleet_cost_change_lo, r.high_fleet_cost_change_hi)
+            lines.append(f"  {'  fleet cost, USD/Mtok':<40} low: {lo:>22}   high: {hi:>22}")
     tm = out["times"]
     lines.append(f"time: capacity {tm['capacity_wall_s']:.0f} s wall ({tm['capacity_cpu_s']:.0f} s CPU), "
                  f"points {tm['points_wall_s']:.0f} s wall ({tm['points_cpu_s']:.0f} s CPU in workers), "
