@@ -107,6 +107,7 @@ def test_fleet_frontier_of_an_identical_chip_lies_at_equal_cost_and_it_enters_on
     # cheap, the chip lowers the fleet's cost per Mtok against the same futures without it
     assert pts.loc[0.9, "fleet_cost_change_usd_per_mtok"] < 0
     assert pts.loc[1.1, "fleet_cost_change_usd_per_mtok"] == pytest.approx(0.0, abs=1e-12)
+    assert pts.loc[1.1, "unmet_demand_change"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_ban_risk_on_the_alternative_brings_the_dearer_chip_in():

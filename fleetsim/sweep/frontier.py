@@ -410,7 +410,7 @@ def _proportion(k: int, n: int) -> tuple[float, float]:
 def point_table(plan: PointPlan, rows: list[dict], baselines: dict[Any, dict] | None = None) -> pd.DataFrame:
     """One row per point: the chip's shares (mean and 95% interval over futures), entry
     probability, fleet cost per Mtok and, against the same futures without the chip, the paired
-    difference in fleet cost per Mtok."""
+    differences in fleet cost per Mtok and in unmet demand (what the chip buys)."""
     from fleetsim.stats import t_interval
 
     out = []
@@ -435,6 +435,8 @@ def point_table(plan: PointPlan, rows: list[dict], baselines: dict[Any, dict] | 
             same = np.array_equal(b["seed"], fu["seed"])
             d = fu["cost_usd_per_mtok"] - b["cost_usd_per_mtok"] if same else np.array([math.nan])
             r["fleet_cost_change_usd_per_mtok"], r["fleet_cost_change_lo"], r["fleet_cost_change_hi"] = t_interval(d)
+            u = fu["unmet_demand_share"] - b["unmet_demand_share"] if same else np.array([math.nan])
+            r["unmet_demand_change"], r["unmet_demand_change_lo"], r["unmet_demand_change_hi"] = t_interval(u)
         out.append(r)
     return pd.DataFrame(out)
 
@@ -827,6 +829,10 @@ def plot_frontier(out: dict[str, Any], path: Path) -> Path:
                     label="95% band of the entry line")
     ax.plot(f.perf_fraction[ok], f.entry_price_fraction[ok], "o-", color="tab:orange", lw=2,
             label=f"enters the fleet (share >= {g.entry_share:.0%}) below this price")
+    top = f.entry_censored.astype(bool)
+    if top.any():
+        ax.plot(f.perf_fraction[top], f.entry_price_fraction[top], "^", color="tab:red", ms=11, clip_on=False,
+                label="enters at every price on the grid (the line is at least this high)")
     be = np.isfinite(f.break_even_price_fraction) & (f.break_even_price_fraction > 0)
     ax.plot(f.perf_fraction[be], f.break_even_price_fraction[be], "ks--", lw=2,
             label=f"break-even: cost per Mtok at SLO = {g.versus}'s")
