@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -172,3 +173,17 @@ def test_decide_refuses_bad_fleet_axes_before_running():
     assert r.exit_code == 2 and "at least 2" in r.output, r.output
     r = CliRunner().invoke(main, [*base, "--ban", "0.5"])
     assert r.exit_code == 2 and "need --futures" in r.output, r.output
+
+
+def test_the_frontier_on_dask_is_the_frontier_in_process():
+    """The same points on a Dask LocalCluster (threads, cheap to start) give the same tables."""
+    from fleetsim.sweep.executors import DaskExecutor
+
+    serial = _fleet(twin(), [0.9, 1.1])
+    ex = DaskExecutor(local_workers=2, processes=False)
+    try:
+        dask = decide(twin(), "x1", "h100", "h100", [1.0], [0.9, 1.1], futures=2, executor=ex)
+    finally:
+        ex.close()
+    pd.testing.assert_frame_equal(serial["points"], dask["points"])
+    pd.testing.assert_frame_equal(serial["futures"], dask["futures"])
