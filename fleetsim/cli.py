@@ -391,7 +391,7 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
     """Break-even frontier of CHIP against VERSUS: the price fraction (of the reference chip's)
     at which the chip's cost per Mtok at the SLO equals the alternative's, at each performance
     fraction (capacity cached per performance fraction). With --futures F, also where the chip
-    enters the planner's fleet (its share of capex over F futures a point), across --ban and
+    enters the planner's fleet (its share of installed capacity over F futures a point), across --ban and
     --crash, and with --tornado what moves that decision.
 
     \b
