@@ -377,7 +377,6 @@ def run_points(plan: PointPlan, grid: FrontierGrid, out_dir: Path | None, execut
     t1 = time.perf_counter()
     done = 0
     for r in executor.map_unordered(run_frontier_point, todo):
-        r.pop("traceback", None) if r["status"] == "ok" else None
         if store is not None:
             store.put(r)
         rows[r["key"]] = r
