@@ -19,7 +19,8 @@ Three kinds of threshold, each from the layer that settles it:
    the mean difference crosses 0 (linear between grid points); its interval, where the
    interval's ends cross.
 3. **Breaking points** (capacity function): for each of the two replica types, the largest
-   model (a ladder of dense catalog models, each at its smallest working tp), the longest prompt
+   model (a ladder of dense catalog models, each at the replica's tp or, where it does not fit,
+   its smallest working tp within a scale-up domain), the longest prompt
    (the prompt distribution's median and cap scaled together) and the tightest TTFT target at
    which the replica still has positive goodput at the SLO; bracketed by geometric bisection
    (the interval is the bracket: last passing, first failing value).
@@ -261,6 +262,20 @@ def _bisect(ok: Callable[[float], bool], good: float, bad: float, steps: int) ->
     return good, bad
 
 
+def _fits(chip, model, tp: int, precision: str) -> bool:
+    from fleetsim.errors import FleetsimError
+    from fleetsim.kernel.latency import ReplicaKernel, allowed_tp
+
+    allowed = allowed_tp(model)
+    if allowed is not None and tp not in allowed:
+        return False
+    try:
+        ReplicaKernel(chip, model, tp, precision)
+    except FleetsimError:
+        return False
+    return True
+
+
 def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=None,
                     models_ladder: tuple[str, ...] = MODEL_LADDER) -> dict[str, Any]:
     """Largest model, longest prompt median and tightest TTFT target at which one replica of
@@ -281,6 +296,8 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
     ladder = []
     for m in models_ladder:
         tp = _working_tp(chips[pcfg.chip], models[m], pcfg.precision)
+        if tp is not None and tp < pcfg.tp:  # no narrower than the scenario's replica (more chips only help)
+            tp = pcfg.tp if _fits(chips[pcfg.chip], models[m], pcfg.tp, pcfg.precision) else tp
         g = 0.0
         if tp is not None:
             sc = scenario.with_overrides([f"serving.pools.{pool}.model={m}", f"serving.pools.{pool}.tp={tp}",
