@@ -59,8 +59,9 @@ def twin_fleet() -> Scenario:
                                            "output_tokens": {"kind": "fixed", "value": 100}}},
                     "pools": {"ref": {"chip": "h100", "model": "qwen2.5-7b", "tp": 1, "replicas": 1},
                               "new": {"chip": "x1", "model": "qwen2.5-7b", "tp": 1, "replicas": 1}}},
-        "fleet": {"start": "2025-01-01", "years": 1, "replications": 2,
-                  "demand": {"chat": {"tokens_per_s": 40000.0, "growth_per_year": 1.0}},
+        "fleet": {"start": "2025-01-01", "years": 1, "replications": 3,
+                  "demand": {"chat": {"tokens_per_s": 40000.0, "growth_per_year": 1.0,
+                                              "forecast_error": {"sigma_per_year": 0.5}}},
                   "channels": {"a": {"offers": [{"chip": "h100"}], "lead_time_days": {"kind": "fixed", "value": 30}},
                                "b": {"offers": [{"chip": "x1"}], "lead_time_days": {"kind": "fixed", "value": 30}}},
                   "planner": {"kind": "cheapest"}, "budget": {"total_usd": 1e9},
@@ -75,11 +76,17 @@ def test_identical_chip_breaks_even_at_one():
 
 
 def test_ban_threshold_paired_and_monotone():
-    """Identical chips: without a ban the two fleets cost the same, future by future (the paired
-    difference is exactly 0); a ban of 0.9 a year leaves the banned side short."""
-    out = cr.ban_threshold(twin_fleet(), "x1", "h100", [0.0, 0.9], futures=2, ban_days=300.0)
+    """Identical chips (but for their reliability figures: the twin's are the catalog's defaults):
+    without a ban the two fleets cost the same on average and nearly so future by future; a ban of
+    0.9 a year leaves the banned side short."""
+    out = cr.ban_threshold(twin_fleet(), "x1", "h100", [0.0, 0.9], futures=3, ban_days=300.0)
     t = out["table"]
     assert t.diff_unmet_demand_share[0] == pytest.approx(0.0, abs=1e-12)
+    # paired on common random numbers: the difference's interval is far narrower than the spread
+    # of either fleet over the futures (the same demand draws in both)
+    paired_half = (t.diff_unmet_demand_share_hi[0] - t.diff_unmet_demand_share_lo[0]) / 2
+    one_half = (t.x1_unmet_demand_share_hi[0] - t.x1_unmet_demand_share_lo[0]) / 2
+    assert paired_half < one_half / 5
     assert abs(t.diff_all_in_cost_usd_per_mtok[0]) < 0.01 * t.h100_all_in_cost_usd_per_mtok[0]  # summary figures are rounded
     assert t.diff_unmet_demand_share[1] > 0
     assert 0 <= out["unmet_threshold"] < 0.9

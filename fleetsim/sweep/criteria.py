@@ -179,6 +179,8 @@ def crossing(x, y) -> float:
     """First x where y rises through 0, linear between points; -inf if y > 0 at the first
     point already, +inf if it never does (NaN where y is NaN there)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(y) and np.isfinite(y).any():  # rounding noise around an exact tie counts as 0
+        y = np.where(np.abs(y) <= 1e-12 * max(1.0, float(np.nanmax(np.abs(y)))), 0.0, y)
     if not len(y) or np.isnan(y[0]):
         return math.nan
     if y[0] > 0:
