@@ -110,7 +110,7 @@ def test_breaking_points_bracket_the_slo():
     from fleetsim.serving.capacity import capacity
 
     sc = tiny_serving()
-    b = cr.breaking_points(sc, "a", steps=2, models_ladder=("qwen2.5-7b", "llama-3.1-405b"))
+    b = cr.breaking_points(sc, "a", steps=2, models_ladder=("qwen2.5-7b", "llama-3.1-405b"))  # from its own model up
     assert b["model"]["largest"] == "qwen2.5-7b" and b["model"]["first_failing"] == "llama-3.1-405b"
     fail_s, pass_s = b["ttft"]["bracket"]
     assert fail_s < pass_s == b["ttft"]["tightest_s"]

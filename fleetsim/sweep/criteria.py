@@ -19,8 +19,9 @@ Three kinds of threshold, each from the layer that settles it:
    the mean difference crosses 0 (linear between grid points); its interval, where the
    interval's ends cross.
 3. **Breaking points** (capacity function): for each of the two replica types, the largest
-   model (a ladder of dense catalog models, each at the replica's tp or, where it does not fit,
-   its smallest working tp within a scale-up domain), the longest prompt
+   model (a ladder of dense catalog models from the replica's own model up, each at the
+   replica's tp or, where it does not fit, its smallest working tp within a scale-up domain;
+   smaller models are not searched: they only serve faster), the longest prompt
    (the prompt distribution's median and cap scaled together) and the tightest TTFT target at
    which the replica still has positive goodput at the SLO; bracketed by geometric bisection
    (the interval is the bracket: last passing, first failing value).
@@ -296,7 +297,10 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
 
     # model size: the ladder, each model at its smallest working tp within a scale-up domain
     ladder = []
+    own = models[pcfg.model].total_params_b or 0.0
     for m in models_ladder:
+        if (models[m].total_params_b or 0.0) < own:  # smaller than the replica's own model: not searched
+            continue                                  # (a smaller model only serves faster)
         tp = _working_tp(chips[pcfg.chip], models[m], pcfg.precision)
         if tp is not None and tp < pcfg.tp:  # no narrower than the scenario's replica (more chips only help)
             tp = pcfg.tp if _fits(chips[pcfg.chip], models[m], pcfg.tp, pcfg.precision) else tp
@@ -380,10 +384,19 @@ def _p(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     if x == -math.inf:
-        return "0 (at any risk)"
+        return "below the grid"
     if x == math.inf:
         return "above the grid"
     return f"{x:.2f}"
+
+
+def _when(x: float, hi: float) -> str:
+    """'p > x' in words, where x may lie outside the grid."""
+    if x == -math.inf:
+        return "at any ban probability (already at p = 0)"
+    if x == math.inf:
+        return f"never up to p = {hi:.2f}"
+    return f"p > {_p(x)}"
 
 
 def _pint(lo: float, hi: float) -> str:
@@ -408,11 +421,11 @@ def decision_rows(out: dict[str, Any]) -> list[dict[str, str]]:
          "choose_versus": f"{chip} price above that; at the scenario's price {chip} "
                           f"{_num(pr['chip_cost_usd_per_mtok'])} vs {versus} {_num(pr['versus_cost_usd_per_mtok'])} USD/Mtok"},
         {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok)",
-         "choose_chip": f"p > {_p(ban['cost_threshold'])} (95%: {_pint(*ban['cost_threshold_ci95'])})",
+         "choose_chip": f"{_when(ban['cost_threshold'], grid.max())} (95%: {_pint(*ban['cost_threshold_ci95'])})",
          "choose_versus": f"p below that (grid {grid.min():.2f}-{grid.max():.2f}, {ban['futures']} futures, "
                           f"bans last {ban['ban_days']:.0f} days)"},
         {"criterion": f"supply security: {versus} ban probability a year (unmet demand)",
-         "choose_chip": f"p > {_p(ban['unmet_threshold'])} (95%: {_pint(*ban['unmet_threshold_ci95'])})",
+         "choose_chip": f"{_when(ban['unmet_threshold'], grid.max())} (95%: {_pint(*ban['unmet_threshold_ci95'])})",
          "choose_versus": "p below that"},
     ]
     for key, label, unit in (("model", "model size", ""), ("prompt", "prompt median", " tokens"),
