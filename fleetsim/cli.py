@@ -467,11 +467,13 @@ def hedge(scenario: Path, futures: int, holdout: int, risk: str, alpha: float | 
               help="Mean length of a ban, days (ASSUMPTION: between the 2025 H20 and H200 closures).")
 @click.option("--steps", default=4, show_default=True, type=click.IntRange(1, 12),
               help="Bisection steps per breaking point.")
+@click.option("--unmet-usd-per-mtok", "unmet_usd", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Price of a million unmet tokens in the fleet cost per Mtok of demand (ASSUMPTION: the optimal planner's default).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for criteria.csv, ban.parquet.")
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @user_errors
 def criteria(scenario: Path, chip: str, versus: str, ban_prob: str, futures: int, ban_days: float,
-             steps: int, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
+             steps: int, unmet_usd: float, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
     """The story's "choose the domestic chip when / choose Nvidia when", computed: the break-even
     price, the alternative's ban probability above which the chip's fleet is cheaper per Mtok
     (and leaves less demand unmet), and where each chip stops meeting the SLO (model size,
@@ -490,7 +492,7 @@ def criteria(scenario: Path, chip: str, versus: str, ban_prob: str, futures: int
         with _progress(False) as progress:
             out = entry.criteria(scen, chip, versus, _grid(ban_prob, "ban-prob"), futures=futures,
                                  ban_days=ban_days, steps=steps, out_dir=out_dir, progress=progress,
-                                 log=progress)
+                                 log=progress, unmet_usd_per_mtok=unmet_usd)
     except FleetsimError as exc:
         raise exc.with_file(str(scenario)) from None
     click.echo(criteria_text(out))

@@ -13,9 +13,11 @@ Three kinds of threshold, each from the layer that settles it:
    scripted regime events are replaced by a random ban cycle (exporter side `banned`) that closes
    with probability p a year (exponential sojourns: mean open days 365.25 / -ln(1 - p), mean
    closed days `ban_days`; the planner's `risk_per_year` is set to p). Over a grid of p the
-   paired difference versus - chip of the all-in cost per Mtok (depreciation, impairments,
-   power, opex over tokens served, which are served at the SLO by the capacity function) and of
-   the unmet-demand share, future by future, with a 95% t interval. The threshold is the p where
+   paired difference versus - chip, future by future with a 95% t interval, of the cost per Mtok
+   of demand (the all-in cost of the tokens served, which the capacity function serves at the
+   SLO: depreciation, impairments, power, opex; plus unmet tokens at `unmet_usd_per_mtok`, over
+   all demand tokens, so a fleet that buys less does not look cheaper for serving less), of the
+   all-in cost per Mtok served alone, and of the unmet-demand share. The threshold is the p where
    the mean difference crosses 0 (linear between grid points); its interval, where the
    interval's ends cross.
 3. **Breaking points** (capacity function): for each of the two replica types, the largest
@@ -201,23 +203,35 @@ def _futures(scenario) -> pd.DataFrame:
     return res.replicates.sort_values("future").reset_index(drop=True)
 
 
-METRICS = ("all_in_cost_usd_per_mtok", "unmet_demand_share", "capex_usd_total", "impairment_usd")
+METRICS = ("cost_usd_per_demand_mtok", "all_in_cost_usd_per_mtok", "unmet_demand_share", "capex_usd_total",
+           "impairment_usd")
+UNMET_USD_PER_MTOK = 10.0  # the optimal planner's default unmet penalty (PlannerConfig), an ASSUMPTION
+
+
+def _priced(rep: pd.DataFrame, unmet_usd_per_mtok: float) -> pd.DataFrame:
+    """Cost per Mtok of demand: the all-in cost of what was served plus unmet tokens at a price,
+    over all demand, so a fleet that buys less does not look cheaper for serving less."""
+    served, demand = rep["served_mtok"].to_numpy(float), rep["demand_mtok"].to_numpy(float)
+    cost = rep["all_in_cost_usd_per_mtok"].to_numpy(float) * served + unmet_usd_per_mtok * (demand - served)
+    return rep.assign(cost_usd_per_demand_mtok=cost / demand)
 
 
 def ban_threshold(scenario, chip: str, versus: str, ban_probs: list[float], futures: int = 8,
                   ban_days: float = 240.0, windows: bool = False,
+                  unmet_usd_per_mtok: float = UNMET_USD_PER_MTOK,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Paired fleets (chip-only vs versus-only buying) over the versus channel's ban probability:
     the table and the probability above which the chip's fleet is cheaper per Mtok, and above
     which it leaves less demand unmet."""
     over = [f"fleet.replications={futures}"] + ([] if windows else ["fleet.windows.enabled=false"])
     base = scenario.with_overrides(over)
-    mine = _futures(buying_only(base, chip))
+    mine = _priced(_futures(buying_only(base, chip)), unmet_usd_per_mtok)
     if log:
         log(f"... {chip}-only fleet: {futures} futures")
     rows = []
     for p in ban_probs:
-        theirs = _futures(with_ban_probability(buying_only(base, versus), versus, p, ban_days))
+        theirs = _priced(_futures(with_ban_probability(buying_only(base, versus), versus, p, ban_days)),
+                         unmet_usd_per_mtok)
         if log:
             log(f"... {versus}-only fleet at ban probability {p:.2f}/yr: {futures} futures")
         row: dict[str, Any] = {"ban_probability_per_year": float(p)}
@@ -229,8 +243,10 @@ def ban_threshold(scenario, chip: str, versus: str, ban_probs: list[float], futu
         rows.append(row)
     table = pd.DataFrame(rows)
     p = table.ban_probability_per_year
-    out: dict[str, Any] = {"table": table, "futures": futures, "ban_days": ban_days}
-    for key, m in (("cost", "all_in_cost_usd_per_mtok"), ("unmet", "unmet_demand_share")):
+    out: dict[str, Any] = {"table": table, "futures": futures, "ban_days": ban_days,
+                           "unmet_usd_per_mtok": unmet_usd_per_mtok}
+    for key, m in (("cost", "cost_usd_per_demand_mtok"), ("served_cost", "all_in_cost_usd_per_mtok"),
+                   ("unmet", "unmet_demand_share")):
         # the upper end of the interval crosses first (its difference rises with p)
         out[f"{key}_threshold"] = crossing(p, table[f"diff_{m}"])
         out[f"{key}_threshold_ci95"] = (crossing(p, table[f"diff_{m}_hi"]), crossing(p, table[f"diff_{m}_lo"]))
@@ -359,7 +375,8 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
 
 def criteria(scenario, chip: str, versus: str, ban_probs: list[float], futures: int = 8,
              ban_days: float = 240.0, steps: int = 4, cache=None, progress=None,
-             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+             log: Callable[[str], None] | None = None,
+             unmet_usd_per_mtok: float = UNMET_USD_PER_MTOK) -> dict[str, Any]:
     """Every threshold of the decision table (see the module doc)."""
     from fleetsim.results.cache import ResultCache
     from fleetsim.sweep.decide import _pool_of
@@ -371,7 +388,8 @@ def criteria(scenario, chip: str, versus: str, ban_probs: list[float], futures: 
            "price": break_even_price(scenario, chip, versus, cache=cache, progress=progress)}
     if log:
         log("... break-even price")
-    out["ban"] = ban_threshold(scenario, chip, versus, ban_probs, futures=futures, ban_days=ban_days, log=log)
+    out["ban"] = ban_threshold(scenario, chip, versus, ban_probs, futures=futures, ban_days=ban_days,
+                               unmet_usd_per_mtok=unmet_usd_per_mtok, log=log)
     for who, c in (("chip_breaks", chip), ("versus_breaks", versus)):
         out[who] = breaking_points(scenario, _pool_of(scenario, c, f"criteria --{who}"), steps=steps,
                                    cache=cache, progress=progress)
@@ -420,10 +438,14 @@ def decision_rows(out: dict[str, Any]) -> list[dict[str, str]]:
                         f"{_num(qhi, '{:.2f}')}); the scenario has {pr['price_fraction']:.2f}",
          "choose_versus": f"{chip} price above that; at the scenario's price {chip} "
                           f"{_num(pr['chip_cost_usd_per_mtok'])} vs {versus} {_num(pr['versus_cost_usd_per_mtok'])} USD/Mtok"},
-        {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok)",
+        {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok of demand, "
+                      f"unmet at USD {ban.get('unmet_usd_per_mtok', UNMET_USD_PER_MTOK):g}/Mtok)",
          "choose_chip": f"{_when(ban['cost_threshold'], grid.max())} (95%: {_pint(*ban['cost_threshold_ci95'])})",
          "choose_versus": f"p below that (grid {grid.min():.2f}-{grid.max():.2f}, {ban['futures']} futures, "
                           f"bans last {ban['ban_days']:.0f} days)"},
+        {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok served)",
+         "choose_chip": f"{_when(ban['served_cost_threshold'], grid.max())} (95%: {_pint(*ban['served_cost_threshold_ci95'])})",
+         "choose_versus": "p below that (a fleet serving less looks cheaper here: read with the unmet row)"},
         {"criterion": f"supply security: {versus} ban probability a year (unmet demand)",
          "choose_chip": f"{_when(ban['unmet_threshold'], grid.max())} (95%: {_pint(*ban['unmet_threshold_ci95'])})",
          "choose_versus": "p below that"},
@@ -455,8 +477,8 @@ def criteria_text(out: dict[str, Any]) -> str:
     t = out["ban"]["table"]
     lines.append(f"  fleet runs ({versus}-only minus {chip}-only, paired futures; mean and 95% interval):")
     for r in t.itertuples():
-        lines.append(f"    p={r.ban_probability_per_year:.2f}/yr: cost/Mtok {r.diff_all_in_cost_usd_per_mtok:+.2f} "
-                     f"({r.diff_all_in_cost_usd_per_mtok_lo:+.2f}..{r.diff_all_in_cost_usd_per_mtok_hi:+.2f}) USD, "
+        lines.append(f"    p={r.ban_probability_per_year:.2f}/yr: cost/Mtok of demand {r.diff_cost_usd_per_demand_mtok:+.2f} "
+                     f"({r.diff_cost_usd_per_demand_mtok_lo:+.2f}..{r.diff_cost_usd_per_demand_mtok_hi:+.2f}) USD, "
                      f"unmet {r.diff_unmet_demand_share * 100:+.1f} ({r.diff_unmet_demand_share_lo * 100:+.1f}.."
                      f"{r.diff_unmet_demand_share_hi * 100:+.1f}) points")
     return "\n".join(lines)
