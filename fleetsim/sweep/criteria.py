@@ -418,6 +418,8 @@ def _when(x: float, hi: float) -> str:
 
 
 def _pint(lo: float, hi: float) -> str:
+    if lo == -math.inf and hi == math.inf:
+        return "the difference's interval holds 0 at every p of the grid: not distinguishable"
     return f"[{_p(lo)}, {_p(hi)}]"
 
 
@@ -434,24 +436,28 @@ def decision_rows(out: dict[str, Any]) -> list[dict[str, str]]:
     q, (qlo, qhi) = pr["break_even_price_fraction"], pr["ci95"]
     rows = [
         {"criterion": "cost sensitivity (price, replica cost per Mtok at SLO)",
-         "choose_chip": f"{chip} price < {_num(q, '{:.2f}')} x {pr['reference']} (95%: {_num(qlo, '{:.2f}')}-"
-                        f"{_num(qhi, '{:.2f}')}); the scenario has {pr['price_fraction']:.2f}",
-         "choose_versus": f"{chip} price above that; at the scenario's price {chip} "
+         "choose_chip": (f"{chip} price < {_num(q, '{:.2f}')} x {pr['reference']} (95%: {_num(qlo, '{:.2f}')} to "
+                         f"{_num(qhi, '{:.2f}')}); the scenario has {pr['price_fraction']:.2f}" if q > 0 else
+                         f"never: dearer per Mtok even free (solved price {_num(q, '{:.2f}')} x {pr['reference']}, 95%: "
+                         f"{_num(qlo, '{:.2f}')} to {_num(qhi, '{:.2f}')}; its server share, power and opex alone "
+                         f"exceed the {versus}'s whole cost)"),
+         "choose_versus": f"{'at any price' if not q > 0 else chip + ' price above that'}; at the scenario's price {chip} "
                           f"{_num(pr['chip_cost_usd_per_mtok'])} vs {versus} {_num(pr['versus_cost_usd_per_mtok'])} USD/Mtok"},
         {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok of demand, "
                       f"unmet at USD {ban.get('unmet_usd_per_mtok', UNMET_USD_PER_MTOK):g}/Mtok)",
          "choose_chip": f"{_when(ban['cost_threshold'], grid.max())} (95%: {_pint(*ban['cost_threshold_ci95'])})",
-         "choose_versus": f"p below that (grid {grid.min():.2f}-{grid.max():.2f}, {ban['futures']} futures, "
+         "choose_versus": f"otherwise (grid {grid.min():.2f} to {grid.max():.2f}, {ban['futures']} futures, "
                           f"bans last {ban['ban_days']:.0f} days)"},
         {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok served)",
          "choose_chip": f"{_when(ban['served_cost_threshold'], grid.max())} (95%: {_pint(*ban['served_cost_threshold_ci95'])})",
-         "choose_versus": "p below that (a fleet serving less looks cheaper here: read with the unmet row)"},
+         "choose_versus": "otherwise (a fleet serving less looks cheaper here: read with the unmet row)"},
         {"criterion": f"supply security: {versus} ban probability a year (unmet demand)",
          "choose_chip": f"{_when(ban['unmet_threshold'], grid.max())} (95%: {_pint(*ban['unmet_threshold_ci95'])})",
-         "choose_versus": "p below that"},
+         "choose_versus": "otherwise"},
     ]
-    for key, label, unit in (("model", "model size", ""), ("prompt", "prompt median", " tokens"),
-                             ("ttft", "TTFT target", " s")):
+    for key, label, unit in (() if cb is None or vb is None else
+                             (("model", "model size", ""), ("prompt", "prompt median", " tokens"),
+                              ("ttft", "TTFT target", " s"))):
         def txt(b):
             if key == "model":
                 m = b["model"]
