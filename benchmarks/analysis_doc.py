@@ -482,8 +482,8 @@ def render(data: dict) -> str:
       "five shipped scenarios; the other futures, the criteria search and the sensitivity runs are as fresh "
       "as the last `--write`.")
     w("- The ban-probability fleets buy one chip each (plus the installed H20s); a mixed buyer's hedge is the "
-      "reference case (its planner mixes both sides: the supply-security tables); the value of hedging (VSS, EVPI) is not on this page. Cost per Mtok is over tokens served: unmet "
-      "demand is reported beside it, not priced into it.")
+      "reference case (its planner mixes both sides: the supply-security tables); the value of hedging (VSS, EVPI) is not on this page. In the scenario tables cost per Mtok is over "
+      "tokens served, with unmet demand beside it; only the ban fleets also price unmet tokens (an ASSUMPTION).")
     w("- Criteria and sensitivity runs have windows off (SLO misses are counted only in the shipped "
       "scenarios' runs); a ban in the timing table is permanent from its date.")
     w("- Breaking points test positive goodput (an idle replica meets the SLO), not goodput enough to pay "
