@@ -299,7 +299,8 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
                     models_ladder: tuple[str, ...] = MODEL_LADDER) -> dict[str, Any]:
     """Largest model, longest prompt median and tightest TTFT target at which one replica of
     `pool` still has positive goodput at the SLO (each with its bracket)."""
-    from fleetsim.api import _working_tp, resolve_catalogs
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.checks import _working_tp
 
     sv = scenario.serving
     pcfg = sv.pools[pool]
