@@ -508,6 +508,51 @@ def _values(text: str | None, name: str, allow_own: bool = False) -> list | None
 
 
 @main.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--chip", required=True, help="The domestic chip (stated relative to a reference chip).")
+@click.option("--versus", required=True, help="The alternative whose supply can be banned.")
+@click.option("--ban-prob", "ban_prob", default="0:0.8:5", show_default=True,
+              help="The alternative's ban probabilities a year, lo:hi:n.")
+@click.option("--futures", default=8, show_default=True, type=click.IntRange(2, 1000),
+              help="Paired futures per fleet run.")
+@click.option("--ban-days", default=240.0, show_default=True, type=click.FloatRange(min=1),
+              help="Mean length of a ban, days (ASSUMPTION: between the 2025 H20 and H200 closures).")
+@click.option("--steps", default=4, show_default=True, type=click.IntRange(1, 12),
+              help="Bisection steps per breaking point.")
+@click.option("--unmet-usd-per-mtok", "unmet_usd", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Price of a million unmet tokens in the fleet cost per Mtok of demand (ASSUMPTION: the optimal planner's default).")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for criteria.csv, ban.parquet.")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
+@user_errors
+def criteria(scenario: Path, chip: str, versus: str, ban_prob: str, futures: int, ban_days: float,
+             steps: int, unmet_usd: float, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
+    """The story's "choose the domestic chip when / choose Nvidia when", computed: the break-even
+    price, the alternative's ban probability above which the chip's fleet is cheaper per Mtok
+    (and leaves less demand unmet), and where each chip stops meeting the SLO (model size,
+    prompt length, TTFT target), each with its interval.
+
+    \b
+    Example:
+      fleetsim criteria scenarios/alibaba_2025.yaml --chip t-head-ppu --versus h20 --futures 8
+    """
+    from fleetsim import api
+    from fleetsim.sweep import entry
+    from fleetsim.sweep.criteria import criteria_text
+
+    scen = api.load_scenario(scenario, overrides)
+    try:
+        with _progress(False) as progress:
+            out = entry.criteria(scen, chip, versus, _grid(ban_prob, "ban-prob"), futures=futures,
+                                 ban_days=ban_days, steps=steps, out_dir=out_dir, progress=progress,
+                                 log=progress, unmet_usd_per_mtok=unmet_usd)
+    except FleetsimError as exc:
+        raise exc.with_file(str(scenario)) from None
+    click.echo(criteria_text(out))
+    if out_dir is not None:
+        click.echo(f"outputs: {out_dir}")
+
+
+@main.command()
 @click.argument("chip")
 @click.argument("model")
 @click.argument("engine", required=False)

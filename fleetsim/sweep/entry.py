@@ -98,3 +98,24 @@ def decide(scenario: Scenario, chip: str, versus: str, reference: str | None, pe
     return run_decide(scenario, chip, versus, reference, list(perfs), list(prices),
                       out_dir=Path(out_dir) if out_dir is not None else None, cache=ResultCache(),
                       progress=progress, **fleet)
+
+
+def criteria(scenario: Scenario, chip: str, versus: str, ban_probs: Sequence[float], *, futures: int = 8,
+             ban_days: float = 240.0, steps: int = 4, out_dir: str | Path | None = None,
+             progress: Callable[[str], None] | None = None,
+             log: Callable[[str], None] | None = None, unmet_usd_per_mtok: float = 10.0) -> dict[str, Any]:
+    """The story's decision criteria with their thresholds (fleetsim.sweep.criteria,
+    `fleetsim criteria`); with `out_dir`, criteria.csv (the decision table) and ban.parquet."""
+    from fleetsim.results.cache import ResultCache
+    from fleetsim.sweep.criteria import criteria as run_criteria
+    from fleetsim.sweep.criteria import criteria_table
+
+    out = run_criteria(scenario, chip, versus, list(ban_probs), futures=futures, ban_days=ban_days,
+                       steps=steps, cache=ResultCache(), progress=progress, log=log,
+                       unmet_usd_per_mtok=unmet_usd_per_mtok)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        criteria_table(out).to_csv(out_dir / "criteria.csv", index=False)
+        out["ban"]["table"].to_parquet(out_dir / "ban.parquet", index=False)
+    return out

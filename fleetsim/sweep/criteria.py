@@ -1,0 +1,495 @@
+"""The story's decision criteria, computed (`fleetsim criteria`): "choose the domestic chip when /
+choose Nvidia when", each with the threshold the runs give.
+
+Three kinds of threshold, each from the layer that settles it:
+
+1. **Cost sensitivity** (capacity function): the break-even price fraction of the chip (of its
+   reference chip's price, at the scenario's performance fraction) below which its cost per Mtok
+   at SLO is lower than the alternative's (`decide.cost_frontier`). Its interval: the same
+   solve at the ends of both goodput intervals (chip low with alternative high, and the reverse).
+2. **Supply security as a ban probability** (fleet runs on common random numbers): two fleets
+   from the scenario, both keeping its installed fleet, its demand and everything else: *chip*
+   buys only through the chip's channel(s), *versus* only through the alternative's, whose
+   scripted regime events are replaced by a random ban cycle (exporter side `banned`) that closes
+   with probability p a year (exponential sojourns: mean open days 365.25 / -ln(1 - p), mean
+   closed days `ban_days`; the planner's `risk_per_year` is set to p). Over a grid of p the
+   paired difference versus - chip, future by future with a 95% t interval, of the cost per Mtok
+   of demand (the all-in cost of the tokens served, which the capacity function serves at the
+   SLO: depreciation, impairments, power, opex; plus unmet tokens at `unmet_usd_per_mtok`, over
+   all demand tokens, so a fleet that buys less does not look cheaper for serving less), of the
+   all-in cost per Mtok served alone, and of the unmet-demand share. The threshold is the p where
+   the mean difference crosses 0 (linear between grid points); its interval, where the
+   interval's ends cross.
+3. **Breaking points** (capacity function): for each of the two replica types, the largest
+   model (a ladder of dense catalog models from the replica's own model up, each at the
+   replica's tp or, where it does not fit, its smallest working tp within a scale-up domain;
+   smaller models are not searched: they only serve faster), the longest prompt
+   (the prompt distribution's median and cap scaled together) and the tightest TTFT target at
+   which the replica still has positive goodput at the SLO; bracketed by geometric bisection
+   (the interval is the bracket: last passing, first failing value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from fleetsim.errors import ScenarioError
+from fleetsim.stats import t_interval
+
+MODEL_LADDER = ("qwen2.5-7b", "qwen3-32b", "qwen2.5-72b", "llama-3.1-405b")  # dense, by size
+DAYS_PER_YEAR = 365.25
+
+
+# ---- scenario variants ------------------------------------------------------------------------
+
+def _rebuild(scenario, data: dict):
+    from fleetsim.scenario.model import Scenario
+
+    out = Scenario.model_validate(data)
+    out._source_path = scenario._source_path
+    return out
+
+
+def _channels_of(scenario, chip: str) -> list[str]:
+    return [n for n, ch in scenario.fleet.channels.items() if any(o.chip == chip for o in ch.offers)]
+
+
+def buying_only(scenario, chip: str, name: str | None = None):
+    """The scenario buying new chips only through `chip`'s channel(s); the installed fleet,
+    demand, removals, finance and the rest unchanged. Pools of chips neither bought nor installed
+    are dropped."""
+    d = scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    keep = set(_channels_of(scenario, chip))
+    if not keep:
+        raise ScenarioError(f"no channel offers chip '{chip}'", field="fleet.channels")
+    f = d["fleet"]
+    # the installed fleet's channels stay (US dependence, removals), closed for new orders
+    closed = {b["channel"] for b in f.get("initial_fleet", [])} - keep
+    for n in closed:
+        ch = f["channels"][n]
+        for k in ("initial_state", "initial_importer", "random_cycle"):
+            ch.pop(k, None)
+        ch["initial_exporter"] = "banned"
+        ch["risk_per_year"] = 0.0
+    f["channels"] = {n: c for n, c in f["channels"].items() if n in keep | closed}
+    installed = {b["chip"] for b in f.get("initial_fleet", [])}
+    chips = {chip} | installed
+    d["serving"]["pools"] = {n: p for n, p in d["serving"]["pools"].items() if p["chip"] in chips}
+    if f.get("capacity"):  # capacity given by hand: only for the pools kept
+        f["capacity"] = {n: c for n, c in f["capacity"].items() if n in d["serving"]["pools"]}
+    refs = {}
+    for role, names in f.get("reference_events", {}).items():
+        names = [names] if isinstance(names, str) else names
+        kept = [n for n in names if n in keep]  # the closed channels stay closed: no events
+        if kept:
+            refs[role] = kept if len(kept) > 1 else kept[0]
+    f["reference_events"] = refs
+    f["events"] = [e for e in f.get("events", []) if e["channel"] in keep]
+    fin = f.get("finance", {})
+    subs = []
+    for s in fin.get("subsidies", []):
+        sc = [c for c in s["chips"] if c in chips]
+        if sc:
+            subs.append({**s, "chips": sc})
+    if "subsidies" in fin:
+        fin["subsidies"] = subs
+    d["name"] = name or f"{scenario.name}-only-{chip}"
+    return _rebuild(scenario, d)
+
+
+def with_ban_probability(scenario, chip: str, p: float, ban_days: float):
+    """`chip`'s channels closed at random: a ban (exporter `banned`) with probability `p` a year,
+    lasting `ban_days` on average, instead of their scripted regime events."""
+    if not 0 <= p < 1:
+        raise ScenarioError(f"ban probability {p} must be in [0, 1)", field="criteria --ban-prob")
+    d = scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    f = d["fleet"]
+    names = set(_channels_of(scenario, chip))
+    refs = {}
+    for role, ns in f.get("reference_events", {}).items():
+        ns = [ns] if isinstance(ns, str) else ns
+        kept = [n for n in ns if n not in names]
+        if kept:
+            refs[role] = kept if len(kept) > 1 else kept[0]
+    f["reference_events"] = refs
+    f["events"] = [e for e in f.get("events", []) if e["channel"] not in names]
+    for n in names:
+        ch = f["channels"][n]
+        for k in ("initial_state", "initial_exporter", "random_cycle"):
+            ch.pop(k, None)
+        ch["risk_per_year"] = float(p)
+        if p > 0:
+            ch["random_cycle"] = {"mean_open_days": DAYS_PER_YEAR / -math.log1p(-p),
+                                  "mean_closed_days": float(ban_days), "closed_state": "banned"}
+    return _rebuild(scenario, d)
+
+
+# ---- 1. cost sensitivity -----------------------------------------------------------------------
+
+def _relative(scenario, chip: str) -> tuple[str, float, float]:
+    rel = (scenario.catalog.chips.get(chip) or {}).get("relative_to") if scenario.catalog.chips else None
+    if not isinstance(rel, dict):
+        raise ScenarioError(f"chip '{chip}' is not stated relative to another (catalog.chips.{chip}.relative_to)",
+                            field=f"catalog.chips.{chip}.relative_to")
+    return rel["chip"], float(rel.get("perf_fraction", 1.0)), float(rel.get("price_fraction", 1.0))
+
+
+def break_even_price(scenario, chip: str, versus: str, cache=None, progress=None) -> dict[str, Any]:
+    """Break-even price fraction at the scenario's performance fraction, with its interval from
+    both replica types' goodput intervals (power held at the estimate's load)."""
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.fleet.capacity import replica_capacities
+    from fleetsim.sweep.decide import _pool_of, _price, cost_frontier, replica_economics
+
+    ref, perf, price = _relative(scenario, chip)
+    costs = cost_frontier(scenario, chip, versus, ref, [perf], [price], cache=cache, progress=progress)
+    row = costs.iloc[0]
+    chips, models = resolve_catalogs(scenario)
+    caps = replica_capacities(scenario, chips, models, cache=cache, progress=progress)
+    cp, vp = _pool_of(scenario, chip, "criteria --chip"), _pool_of(scenario, versus, "criteria --versus")
+    wl = next(w for (p, w) in caps if p == cp)
+    ref_price = _price(scenario, ref, chips)
+    v_price = _price(scenario, versus, chips)
+
+    def q_at(c_rps: float, v_rps: float) -> float:
+        mine = replica_economics(scenario, cp, dataclasses.replace(caps[(cp, wl)], goodput_rps=c_rps), chips)
+        theirs = replica_economics(scenario, vp, dataclasses.replace(caps[(vp, wl)], goodput_rps=v_rps), chips)
+        vc = theirs.cost_usd_per_mtok(v_price)
+        a = mine.capex_usd_per_year_per_unit_price * ref_price
+        if a <= 0 or mine.tokens_per_year <= 0 or not math.isfinite(vc):
+            return math.nan
+        return (vc * mine.tokens_per_year / 1e6 - mine.fixed_usd_per_year) / a
+
+    c_ci = caps[(cp, wl)].goodput_ci95_rps or (caps[(cp, wl)].goodput_rps,) * 2
+    v_ci = caps[(vp, wl)].goodput_ci95_rps or (caps[(vp, wl)].goodput_rps,) * 2
+    return {"reference": ref, "perf_fraction": perf, "price_fraction": price,
+            "break_even_price_fraction": float(row.break_even_price_fraction),
+            "ci95": (q_at(c_ci[0], v_ci[1]), q_at(c_ci[1], v_ci[0])),
+            "chip_cost_usd_per_mtok": float(row.chip_cost_usd_per_mtok_at_slo),
+            "versus_cost_usd_per_mtok": float(row.versus_cost_usd_per_mtok_at_slo),
+            "chip_goodput_rps": caps[(cp, wl)].goodput_rps, "chip_goodput_ci95_rps": tuple(c_ci),
+            "versus_goodput_rps": caps[(vp, wl)].goodput_rps, "versus_goodput_ci95_rps": tuple(v_ci)}
+
+
+# ---- 2. supply security as a ban probability ---------------------------------------------------
+
+def crossing(x, y) -> float:
+    """First x where y rises through 0, linear between points; -inf if y > 0 at the first
+    point already, +inf if it never does (NaN where y is NaN there)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(y) and np.isfinite(y).any():  # rounding noise around an exact tie counts as 0
+        y = np.where(np.abs(y) <= 1e-12 * max(1.0, float(np.nanmax(np.abs(y)))), 0.0, y)
+    if not len(y) or np.isnan(y[0]):
+        return math.nan
+    if y[0] > 0:
+        return -math.inf
+    for i in range(1, len(x)):
+        if np.isnan(y[i]):
+            return math.nan
+        if y[i] > 0:
+            return float(x[i - 1] + (x[i] - x[i - 1]) * (0 - y[i - 1]) / (y[i] - y[i - 1]))
+    return math.inf
+
+
+def _futures(scenario) -> pd.DataFrame:
+    import fleetsim
+
+    res = fleetsim.run(scenario)
+    return res.replicates.sort_values("future").reset_index(drop=True)
+
+
+METRICS = ("cost_usd_per_demand_mtok", "all_in_cost_usd_per_mtok", "unmet_demand_share", "capex_usd_total",
+           "impairment_usd")
+UNMET_USD_PER_MTOK = 10.0  # the optimal planner's default unmet penalty (PlannerConfig), an ASSUMPTION
+
+
+def _priced(rep: pd.DataFrame, unmet_usd_per_mtok: float) -> pd.DataFrame:
+    """Cost per Mtok of demand: the all-in cost of what was served plus unmet tokens at a price,
+    over all demand, so a fleet that buys less does not look cheaper for serving less."""
+    served, demand = rep["served_mtok"].to_numpy(float), rep["demand_mtok"].to_numpy(float)
+    cost = rep["all_in_cost_usd_per_mtok"].to_numpy(float) * served + unmet_usd_per_mtok * (demand - served)
+    return rep.assign(cost_usd_per_demand_mtok=cost / demand)
+
+
+def ban_threshold(scenario, chip: str, versus: str, ban_probs: list[float], futures: int = 8,
+                  ban_days: float = 240.0, windows: bool = False,
+                  unmet_usd_per_mtok: float = UNMET_USD_PER_MTOK,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Paired fleets (chip-only vs versus-only buying) over the versus channel's ban probability:
+    the table and the probability above which the chip's fleet is cheaper per Mtok, and above
+    which it leaves less demand unmet."""
+    over = [f"fleet.replications={futures}"] + ([] if windows else ["fleet.windows.enabled=false"])
+    base = scenario.with_overrides(over)
+    mine = _priced(_futures(buying_only(base, chip)), unmet_usd_per_mtok)
+    if log:
+        log(f"... {chip}-only fleet: {futures} futures")
+    rows = []
+    for p in ban_probs:
+        theirs = _priced(_futures(with_ban_probability(buying_only(base, versus), versus, p, ban_days)),
+                         unmet_usd_per_mtok)
+        if log:
+            log(f"... {versus}-only fleet at ban probability {p:.2f}/yr: {futures} futures")
+        row: dict[str, Any] = {"ban_probability_per_year": float(p)}
+        for m in METRICS:
+            d = theirs[m].to_numpy(float) - mine[m].to_numpy(float)
+            row[f"{versus}_{m}"], row[f"{versus}_{m}_lo"], row[f"{versus}_{m}_hi"] = t_interval(theirs[m])
+            row[f"{chip}_{m}"], row[f"{chip}_{m}_lo"], row[f"{chip}_{m}_hi"] = t_interval(mine[m])
+            row[f"diff_{m}"], row[f"diff_{m}_lo"], row[f"diff_{m}_hi"] = t_interval(d)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    p = table.ban_probability_per_year
+    out: dict[str, Any] = {"table": table, "futures": futures, "ban_days": ban_days,
+                           "unmet_usd_per_mtok": unmet_usd_per_mtok}
+    for key, m in (("cost", "cost_usd_per_demand_mtok"), ("served_cost", "all_in_cost_usd_per_mtok"),
+                   ("unmet", "unmet_demand_share")):
+        # the upper end of the interval crosses first (its difference rises with p)
+        out[f"{key}_threshold"] = crossing(p, table[f"diff_{m}"])
+        out[f"{key}_threshold_ci95"] = (crossing(p, table[f"diff_{m}_hi"]), crossing(p, table[f"diff_{m}_lo"]))
+    return out
+
+
+# ---- 3. breaking points ------------------------------------------------------------------------
+
+def _goodput(scenario, pool: str, workload: str, cache, progress) -> float:
+    """Goodput per replica at the SLO; NaN where it is positive but the search gave no figure."""
+    from fleetsim.serving.capacity import capacity
+
+    try:
+        c = capacity(scenario, pool, workload, cache=cache, progress=progress)
+    except ScenarioError:  # does not fit, context too long: no goodput
+        return 0.0
+    if math.isfinite(c.goodput_rps):
+        return float(c.goodput_rps)
+    # the search could not fit a rate: positive goodput iff an idle replica meets the SLO
+    pct = scenario.serving.workloads[workload].slo.percentile / 100.0
+    return math.nan if c.zero_load_attainment >= pct else 0.0
+
+
+def _bisect(ok: Callable[[float], bool], good: float, bad: float, steps: int) -> tuple[float, float]:
+    """Geometric bisection between a passing and a failing value: (last passing, first failing)."""
+    for _ in range(steps):
+        mid = math.sqrt(good * bad)
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good, bad
+
+
+def _fits(chip, model, tp: int, precision: str) -> bool:
+    from fleetsim.errors import FleetsimError
+    from fleetsim.kernel.latency import ReplicaKernel, allowed_tp
+
+    allowed = allowed_tp(model)
+    if allowed is not None and tp not in allowed:
+        return False
+    try:
+        ReplicaKernel(chip, model, tp, precision)
+    except FleetsimError:
+        return False
+    return True
+
+
+def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=None,
+                    models_ladder: tuple[str, ...] = MODEL_LADDER) -> dict[str, Any]:
+    """Largest model, longest prompt median and tightest TTFT target at which one replica of
+    `pool` still has positive goodput at the SLO (each with its bracket)."""
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.checks import _working_tp
+
+    sv = scenario.serving
+    pcfg = sv.pools[pool]
+    wname = next(w for w, wl in sv.workloads.items() if wl.model == pcfg.model)
+    wl = sv.workloads[wname]
+    chips, models = resolve_catalogs(scenario)
+    gp = lambda sc: _goodput(sc, pool, wname, cache, progress)  # noqa: E731
+    pos = lambda g: g > 0 or math.isnan(g)  # noqa: E731
+    out: dict[str, Any] = {"pool": pool, "chip": pcfg.chip, "workload": wname,
+                           "goodput_rps": gp(scenario)}
+
+    # model size: the ladder, each model at its smallest working tp within a scale-up domain
+    ladder = []
+    own = models[pcfg.model].total_params_b or 0.0
+    for m in models_ladder:
+        if (models[m].total_params_b or 0.0) < own:  # smaller than the replica's own model: not searched
+            continue                                  # (a smaller model only serves faster)
+        tp = _working_tp(chips[pcfg.chip], models[m], pcfg.precision)
+        if tp is not None and tp < pcfg.tp:  # no narrower than the scenario's replica (more chips only help)
+            tp = pcfg.tp if _fits(chips[pcfg.chip], models[m], pcfg.tp, pcfg.precision) else tp
+        g = 0.0
+        if tp is not None:
+            sc = scenario.with_overrides([f"serving.pools.{pool}.model={m}", f"serving.pools.{pool}.tp={tp}",
+                                          f"serving.workloads.{wname}.model={m}"])
+            g = gp(sc)
+        ladder.append({"model": m, "params_b": float(models[m].total_params_b or math.nan), "tp": tp,
+                       "goodput_rps": g})
+    passing = [r for r in ladder if pos(r["goodput_rps"])]
+    failing = [r for r in ladder if not pos(r["goodput_rps"]) and (not passing or r["params_b"] > passing[-1]["params_b"])]
+    out["model"] = {"largest": passing[-1]["model"] if passing else None,
+                    "first_failing": failing[0]["model"] if failing else None, "ladder": ladder}
+
+    # prompt length: the median (and cap) scaled by k
+    pt = wl.prompt_tokens
+    med = float(getattr(pt, "median", None) or getattr(pt, "value", None) or 0.0)
+    cap = getattr(pt, "max", None)
+    ctx = float(models[pcfg.model].max_context_tokens)
+    out_max = float(getattr(wl.output_tokens, "max", None) or getattr(wl.output_tokens, "value", None) or 0.0)
+
+    def prompt_sc(k: float):
+        if getattr(pt, "kind", "") == "fixed":
+            return scenario.with_overrides([f"serving.workloads.{wname}.prompt_tokens.value={int(med * k)}"])
+        ov = [f"serving.workloads.{wname}.prompt_tokens.median={med * k!r}"]
+        if cap is not None:
+            ov.append(f"serving.workloads.{wname}.prompt_tokens.max={int(min(cap * k, ctx - out_max))}")
+        return scenario.with_overrides(ov)
+
+    k_max = max((ctx - out_max) / max(float(cap or med), 1.0), 1.0) if med > 0 else 1.0
+    if not pos(out["goodput_rps"]) or med <= 0:
+        out["prompt"] = {"median_tokens": None, "bracket": (None, med), "note": "no goodput at the scenario's prompts"}
+    elif pos(gp(prompt_sc(k_max))):
+        out["prompt"] = {"median_tokens": med * k_max, "bracket": (med * k_max, None),
+                         "note": "positive goodput up to the model's context"}
+    else:
+        g, b = _bisect(lambda k: pos(gp(prompt_sc(k))), 1.0, k_max, steps)
+        out["prompt"] = {"median_tokens": med * g, "bracket": (med * g, med * b), "note": ""}
+
+    # TTFT target: the tightest at which goodput stays positive
+    ttft = float(wl.slo.ttft_s)
+    ttft_sc = lambda t: scenario.with_overrides([f"serving.workloads.{wname}.slo.ttft_s={t!r}"])  # noqa: E731
+    lo = ttft / 64.0
+    if not pos(out["goodput_rps"]):
+        out["ttft"] = {"tightest_s": None, "bracket": (ttft, None), "note": "no goodput at the scenario's target"}
+    elif pos(gp(ttft_sc(lo))):
+        out["ttft"] = {"tightest_s": lo, "bracket": (None, lo), "note": f"positive goodput even at {lo:.3g} s"}
+    else:
+        g, b = _bisect(lambda t: pos(gp(ttft_sc(t))), ttft, lo, steps)
+        out["ttft"] = {"tightest_s": g, "bracket": (b, g), "note": ""}
+    return out
+
+
+# ---- all together ------------------------------------------------------------------------------
+
+def criteria(scenario, chip: str, versus: str, ban_probs: list[float], futures: int = 8,
+             ban_days: float = 240.0, steps: int = 4, cache=None, progress=None,
+             log: Callable[[str], None] | None = None,
+             unmet_usd_per_mtok: float = UNMET_USD_PER_MTOK) -> dict[str, Any]:
+    """Every threshold of the decision table (see the module doc)."""
+    from fleetsim.results.cache import ResultCache
+    from fleetsim.sweep.decide import _pool_of
+
+    if scenario.fleet is None:
+        raise ScenarioError("criteria needs a fleet scenario", field="fleet")
+    cache = cache if cache is not None else ResultCache()
+    out = {"scenario": scenario.name, "chip": chip, "versus": versus,
+           "price": break_even_price(scenario, chip, versus, cache=cache, progress=progress)}
+    if log:
+        log("... break-even price")
+    out["ban"] = ban_threshold(scenario, chip, versus, ban_probs, futures=futures, ban_days=ban_days,
+                               unmet_usd_per_mtok=unmet_usd_per_mtok, log=log)
+    for who, c in (("chip_breaks", chip), ("versus_breaks", versus)):
+        out[who] = breaking_points(scenario, _pool_of(scenario, c, f"criteria --{who}"), steps=steps,
+                                   cache=cache, progress=progress)
+        if log:
+            log(f"... breaking points of {c}")
+    return out
+
+
+def _p(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if x == -math.inf:
+        return "below the grid"
+    if x == math.inf:
+        return "above the grid"
+    return f"{x:.2f}"
+
+
+def _when(x: float, hi: float) -> str:
+    """'p > x' in words, where x may lie outside the grid."""
+    if x == -math.inf:
+        return "at any ban probability (already at p = 0)"
+    if x == math.inf:
+        return f"never up to p = {hi:.2f}"
+    return f"p > {_p(x)}"
+
+
+def _pint(lo: float, hi: float) -> str:
+    if lo == -math.inf and hi == math.inf:
+        return "the difference's interval holds 0 at every p of the grid: not distinguishable"
+    return f"[{_p(lo)}, {_p(hi)}]"
+
+
+def _num(x, fmt: str = "{:.3g}") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+
+def decision_rows(out: dict[str, Any]) -> list[dict[str, str]]:
+    """The decision table: one row per criterion, what the runs give for each side."""
+    chip, versus = out["chip"], out["versus"]
+    pr, ban = out["price"], out["ban"]
+    cb, vb = out["chip_breaks"], out["versus_breaks"]
+    grid = ban["table"].ban_probability_per_year
+    q, (qlo, qhi) = pr["break_even_price_fraction"], pr["ci95"]
+    rows = [
+        {"criterion": "cost sensitivity (price, replica cost per Mtok at SLO)",
+         "choose_chip": (f"{chip} price < {_num(q, '{:.2f}')} x {pr['reference']} (95%: {_num(qlo, '{:.2f}')} to "
+                         f"{_num(qhi, '{:.2f}')}); the scenario has {pr['price_fraction']:.2f}" if q > 0 else
+                         f"never: dearer per Mtok even free (solved price {_num(q, '{:.2f}')} x {pr['reference']}, 95%: "
+                         f"{_num(qlo, '{:.2f}')} to {_num(qhi, '{:.2f}')}; its server share, power and opex alone "
+                         f"exceed the {versus}'s whole cost)"),
+         "choose_versus": f"{'at any price' if not q > 0 else chip + ' price above that'}; at the scenario's price {chip} "
+                          f"{_num(pr['chip_cost_usd_per_mtok'])} vs {versus} {_num(pr['versus_cost_usd_per_mtok'])} USD/Mtok"},
+        {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok of demand, "
+                      f"unmet at USD {ban.get('unmet_usd_per_mtok', UNMET_USD_PER_MTOK):g}/Mtok)",
+         "choose_chip": f"{_when(ban['cost_threshold'], grid.max())} (95%: {_pint(*ban['cost_threshold_ci95'])})",
+         "choose_versus": f"otherwise (grid {grid.min():.2f} to {grid.max():.2f}, {ban['futures']} futures, "
+                          f"bans last {ban['ban_days']:.0f} days)"},
+        {"criterion": f"supply security: {versus} ban probability a year (fleet cost per Mtok served)",
+         "choose_chip": f"{_when(ban['served_cost_threshold'], grid.max())} (95%: {_pint(*ban['served_cost_threshold_ci95'])})",
+         "choose_versus": "otherwise (a fleet serving less looks cheaper here: read with the unmet row)"},
+        {"criterion": f"supply security: {versus} ban probability a year (unmet demand)",
+         "choose_chip": f"{_when(ban['unmet_threshold'], grid.max())} (95%: {_pint(*ban['unmet_threshold_ci95'])})",
+         "choose_versus": "otherwise"},
+    ]
+    for key, label, unit in (() if cb is None or vb is None else
+                             (("model", "model size", ""), ("prompt", "prompt median", " tokens"),
+                              ("ttft", "TTFT target", " s"))):
+        def txt(b):
+            if key == "model":
+                m = b["model"]
+                return f"up to {m['largest'] or 'none'} (fails: {m['first_failing'] or 'none in the ladder'})"
+            if key == "prompt":
+                p = b["prompt"]
+                lo, hi = p["bracket"]
+                return f"up to {_num(p['median_tokens'], '{:,.0f}')}{unit} (fails at {_num(hi, '{:,.0f}')}{unit}) {p['note']}".strip()
+            t = b["ttft"]
+            lo, hi = t["bracket"]
+            return f"down to {_num(t['tightest_s'])}{unit} (fails at {_num(lo)}{unit}) {t['note']}".strip()
+        rows.append({"criterion": f"breaking point: {label} (positive goodput at SLO)",
+                     "choose_chip": f"{chip}: {txt(cb)}", "choose_versus": f"{versus}: {txt(vb)}"})
+    return rows
+
+
+def criteria_text(out: dict[str, Any]) -> str:
+    chip, versus = out["chip"], out["versus"]
+    lines = [f"decision criteria for {chip} against {versus} ({out['scenario']}):",
+             f"  {'criterion':<62} | choose {chip} when | choose {versus} when"]
+    for r in decision_rows(out):
+        lines.append(f"  {r['criterion']:<62} | {r['choose_chip']} | {r['choose_versus']}")
+    t = out["ban"]["table"]
+    lines.append(f"  fleet runs ({versus}-only minus {chip}-only, paired futures; mean and 95% interval):")
+    for r in t.itertuples():
+        lines.append(f"    p={r.ban_probability_per_year:.2f}/yr: cost/Mtok of demand {r.diff_cost_usd_per_demand_mtok:+.2f} "
+                     f"({r.diff_cost_usd_per_demand_mtok_lo:+.2f}..{r.diff_cost_usd_per_demand_mtok_hi:+.2f}) USD, "
+                     f"unmet {r.diff_unmet_demand_share * 100:+.1f} ({r.diff_unmet_demand_share_lo * 100:+.1f}.."
+                     f"{r.diff_unmet_demand_share_hi * 100:+.1f}) points")
+    return "\n".join(lines)
+
+
+def criteria_table(out: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(decision_rows(out))

@@ -1,0 +1,125 @@
+"""`fleetsim criteria` (issue 19): the story's decision criteria with the thresholds runs give.
+
+Hand values: `crossing` interpolates linearly (y = -1 at 0.2, +1 at 0.4 crosses at 0.3); a ban
+probability p a year is an exponential open sojourn of mean 365.25 / -ln(1 - p) days (p = 0.5:
+526.9 days); a chip identical to its rival breaks even at price fraction 1 with no interval to
+speak of (capacity given by hand has none).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import fleetsim
+from fleetsim.cli import main
+from fleetsim.scenario.model import Scenario
+from fleetsim.sweep import criteria as cr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_crossing_hand_values():
+    assert cr.crossing([0, 0.2, 0.4], [-2, -1, 1]) == pytest.approx(0.3)
+    assert cr.crossing([0, 0.5], [0.1, 0.2]) == -math.inf   # already above at the first point
+    assert cr.crossing([0, 0.5], [-0.1, -0.2]) == math.inf  # never within the grid
+
+
+def test_variants_buy_through_one_side_only():
+    sc = fleetsim.load_scenario(ROOT / "scenarios" / "alibaba_2025.yaml")
+    mine = cr.buying_only(sc, "t-head-ppu")
+    assert set(mine.fleet.channels) == {"t-head", "nvidia-h20"}      # the installed H20s' channel stays...
+    assert mine.fleet.channels["nvidia-h20"].initial_exporter == "banned"  # ...closed to new orders
+    assert "nvidia-h20" not in str(mine.fleet.reference_events)       # and no event reopens it
+    assert set(mine.serving.pools) == {"ppu", "h20"}
+    theirs = cr.with_ban_probability(cr.buying_only(sc, "h20"), "h20", 0.5, 240.0)
+    ch = theirs.fleet.channels["nvidia-h20"]
+    assert set(theirs.fleet.channels) == {"nvidia-h20"}
+    assert ch.cycles[0].mean_open_days == pytest.approx(365.25 / math.log(2))
+    assert ch.cycles[0].closed_state == "banned" and ch.risk_per_year == 0.5
+    assert theirs.fleet.reference_events == {}
+    assert cr.with_ban_probability(cr.buying_only(sc, "h20"), "h20", 0.0, 240.0).fleet.channels["nvidia-h20"].cycles == []
+
+
+def twin_fleet() -> Scenario:
+    """Two identical replica types (capacity by hand), one year, no installed fleet."""
+    cap = {"chat": {"goodput_rps": 4.0, "output_tokens_per_request": 100, "power_w_per_replica": 600}}
+    return Scenario.model_validate({
+        "name": "twin", "seed": 3,
+        "catalog": {"chips": {"x1": {"relative_to": {"chip": "h100", "perf_fraction": 1.0, "price_fraction": 1.0},
+                                     "name": "twin of the H100", "vendor": "test", "year": 2025,
+                                     "supply_channel": "test", "memory_type": "HBM3", "hbm_gb": 80,
+                                     "interconnect_gbps": 450, "tdp_w": 700}}},
+        "serving": {"duration_s": 60, "warmup_s": 10,
+                    "workloads": {"chat": {"model": "qwen2.5-7b", "arrival": {"kind": "poisson", "rate_per_s": 1},
+                                           "prompt_tokens": {"kind": "fixed", "value": 100},
+                                           "output_tokens": {"kind": "fixed", "value": 100}}},
+                    "pools": {"ref": {"chip": "h100", "model": "qwen2.5-7b", "tp": 1, "replicas": 1},
+                              "new": {"chip": "x1", "model": "qwen2.5-7b", "tp": 1, "replicas": 1}}},
+        "fleet": {"start": "2025-01-01", "years": 1, "replications": 3,
+                  "demand": {"chat": {"tokens_per_s": 40000.0, "growth_per_year": 1.0,
+                                              "forecast_error": {"sigma_per_year": 0.5}}},
+                  "channels": {"a": {"offers": [{"chip": "h100"}], "lead_time_days": {"kind": "fixed", "value": 30}},
+                               "b": {"offers": [{"chip": "x1"}], "lead_time_days": {"kind": "fixed", "value": 30}}},
+                  "planner": {"kind": "cheapest"}, "budget": {"total_usd": 1e9},
+                  "windows": {"enabled": False},
+                  "capacity": {"ref": cap, "new": cap}}})
+
+
+def test_identical_chip_breaks_even_at_one():
+    pr = cr.break_even_price(twin_fleet(), "x1", "h100")
+    assert pr["break_even_price_fraction"] == pytest.approx(1.0, rel=1e-12)
+    assert pr["ci95"][0] == pytest.approx(1.0) and pr["ci95"][1] == pytest.approx(1.0)
+
+
+def test_ban_threshold_paired_and_monotone():
+    """Identical chips (but for their reliability figures: the twin's are the catalog's defaults):
+    without a ban the two fleets cost the same on average and nearly so future by future; a ban of
+    0.9 a year leaves the banned side short."""
+    out = cr.ban_threshold(twin_fleet(), "x1", "h100", [0.0, 0.9], futures=3, ban_days=300.0)
+    t = out["table"]
+    assert t.diff_unmet_demand_share[0] == pytest.approx(0.0, abs=1e-12)
+    # paired on common random numbers: the difference's interval is far narrower than the spread
+    # of either fleet over the futures (the same demand draws in both)
+    paired_half = (t.diff_unmet_demand_share_hi[0] - t.diff_unmet_demand_share_lo[0]) / 2
+    one_half = (t.x1_unmet_demand_share_hi[0] - t.x1_unmet_demand_share_lo[0]) / 2
+    assert paired_half < one_half / 5
+    assert abs(t.diff_all_in_cost_usd_per_mtok[0]) < 0.01 * t.h100_all_in_cost_usd_per_mtok[0]  # summary figures are rounded
+    assert t.diff_unmet_demand_share[1] > 0
+    assert 0 <= out["unmet_threshold"] < 0.9
+
+
+def tiny_serving() -> Scenario:
+    return Scenario.model_validate({
+        "name": "tiny", "seed": 1,
+        "serving": {"duration_s": 60, "warmup_s": 10,
+                    "workloads": {"chat": {"model": "qwen2.5-7b", "arrival": {"kind": "poisson", "rate_per_s": 1},
+                                           "prompt_tokens": {"kind": "lognormal", "median": 500, "sigma": 0.5, "max": 4000},
+                                           "output_tokens": {"kind": "fixed", "value": 50},
+                                           "slo": {"ttft_s": 1.0, "tpot_s": 0.1, "percentile": 95}}},
+                    "pools": {"a": {"chip": "h20", "model": "qwen2.5-7b", "tp": 1, "replicas": 1}},
+                    "goodput": {"cell_replicas": 1, "duration_s": 60, "warmup_s": 10, "max_windows": 6,
+                                "min_windows": 3}}})
+
+
+def test_breaking_points_bracket_the_slo():
+    """The tightest TTFT passes and the next probe fails; the 405B model fits no H20 node."""
+    from fleetsim.serving.capacity import capacity
+
+    sc = tiny_serving()
+    b = cr.breaking_points(sc, "a", steps=2, models_ladder=("qwen2.5-7b", "llama-3.1-405b"))  # from its own model up
+    assert b["model"]["largest"] == "qwen2.5-7b" and b["model"]["first_failing"] == "llama-3.1-405b"
+    fail_s, pass_s = b["ttft"]["bracket"]
+    assert fail_s < pass_s == b["ttft"]["tightest_s"]
+    att = lambda t: capacity(sc.with_overrides([f"serving.workloads.chat.slo.ttft_s={t!r}"]), "a", "chat").zero_load_attainment  # noqa: E731
+    assert att(pass_s) >= 0.95 > att(fail_s)
+    lo, hi = b["prompt"]["bracket"]
+    assert lo == b["prompt"]["median_tokens"] and (hi is None or hi > lo)
+
+
+def test_cli_names_the_unknown_chip(tmp_path, user_error):
+    r = CliRunner().invoke(main, ["criteria", "scenarios/alibaba_2025.yaml", "--chip", "nope", "--versus", "h20"])
+    user_error(r, file="scenarios/alibaba_2025.yaml", contains=["nope"])
