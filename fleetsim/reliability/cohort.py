@@ -37,8 +37,7 @@ from fleetsim.catalog.reliability import ChipReliability, chip_reliability, reli
 from fleetsim.errors import ScenarioError
 from fleetsim.progress import run_env
 from fleetsim.reliability.events import concat_events
-from fleetsim.reliability.hazard import (cumulative_knots, extended_factor, hazard_per_h, invert_cumulative,
-                                         update_high_load_h)
+from fleetsim.reliability.hazard import cumulative_knots, hazard_per_h, invert_cumulative
 from fleetsim.reliability.repair import CrashDraws, spares_for
 from fleetsim.reliability.thermal import ambient_c, equilibrium
 from fleetsim.scenario.reliability import (
@@ -582,6 +581,9 @@ class CohortFleet:
         self.queue_wait_days = 0.0
         self._rates: dict[tuple[int, float, float], float] = {}
         self.high_load_h = np.zeros(len(pools))  # hours of continuous high load per pool
+        self._amb_mean = [h.ambient_c for h in halls]
+        self._ext = tuple(np.array([getattr(p, a) for p in params], dtype=float) for a in (
+            "extended_threshold", "extended_recovery", "extended_gain", "extended_tau_h"))
 
     _FIELDS = {"pool": np.int32, "channel": np.int32, "delivered_day": np.int32,
                "service_day": np.int32, "retire_day": np.int32, "delivered": np.int64,
@@ -667,13 +669,15 @@ class CohortFleet:
             self.counts["lost"] += int(lost.sum())
         # 2. crashes at today's utilisation (hazard rebuilt from the day's load)
         serving = np.where(in_service, act, 0)
-        amb = [self.halls[k].ambient_c if ambient_c is None else float(ambient_c[k]) for k in range(npools)]
-        self.high_load_h = np.array([float(update_high_load_h(self.params[k], self.high_load_h[k],
-                                                              float(utilisation[k]), 24.0))
-                                     for k in range(npools)])
-        rate_h = np.array([self._rate(k, float(utilisation[k]), amb[k])
-                           * float(extended_factor(self.params[k], self.high_load_h[k]))
-                           for k in range(npools)])
+        amb = self._amb_mean if ambient_c is None else np.asarray(ambient_c, dtype=float).tolist()
+        u = np.asarray(utilisation, dtype=float)
+        # hazard.update_high_load_h and extended_factor, every pool at once
+        thr, recov, gain, tau = self._ext
+        h = self.high_load_h
+        self.high_load_h = h = np.where(u >= thr, h + 24.0, np.maximum(0.0, h - recov * 24.0))
+        ext = 1.0 + gain * (1.0 - np.exp(-h / tau))
+        ul = u.tolist()
+        rate_h = np.array([self._rate(k, ul[k], amb[k]) for k in range(npools)]) * ext
         lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
         if self.pool_rngs is None:
             crashes = np.minimum(self.rng.poisson(lam), serving)
