@@ -42,7 +42,7 @@ from fleetsim.reliability.repair import sample_duration
 from fleetsim.fleet.tokens import base_tokens_per_s, class_tokens, per_type_matrix, priced
 from fleetsim.rng import stream
 from fleetsim.scenario.fleet import FleetConfig, quarter_start
-from fleetsim.scenario.reliability import ReliabilityConfig
+from fleetsim.scenario.reliability import FixedDuration, ReliabilityConfig
 
 FATES = ("in_transit", "delivered", "cancelled", "stranded")
 # The planner prices a chip's lifetime power at this share of its power at goodput above idle
@@ -76,6 +76,7 @@ class Order:
     kind: str = "buy"         # buy | rent
     price_usd_per_chip_hour: float = 0.0  # rent: all-in hourly price x (1 + levy)
     term_days: int = 0        # rent: serving days from delivery, then returned
+    key: tuple = ()           # its name in the random streams (lead time; its cohort's crashes)
 
     @property
     def end_day(self) -> int:
@@ -322,15 +323,17 @@ class _FleetSim:
         self.u_g = np.clip((self.p_g - self.idle_w) / np.maximum(dyn, 1e-9), 0.0, 1.0)
         self.tdp_w = np.array([float(getattr(self.chips[p.chip], "tdp_w", None) or 400.0) for p in self.pools])
         halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
-        # every stream named by purpose and owner (crashes per pool, cycles and lead times per
-        # channel), so adding a channel or a pool leaves every other stream's draws unchanged
+        # every stream named by purpose and owner, never by position: cycles per channel and
+        # side, crashes per cohort and lead times per order (both by the order's key: channel,
+        # pool, day ordered and its number among that day's orders there), so adding a channel,
+        # a pool or an order elsewhere leaves every other stream's draws unchanged
         self.cohorts = CohortFleet(self.pool_names, self.params, halls, self.rel.repair,
                                    stream(seed, "fleet", "repair"),
-                                   pool_rngs=[stream(seed, "fleet", "crashes", p) for p in self.pool_names])
+                                   cohort_rng=lambda key: stream(seed, "fleet", "crashes", *key))
         self.transitions = build_transitions(f, stream(seed, "fleet", "regime"),
                                              lambda n, side: stream(seed, "fleet", "regime", n, side),
                                              lambda *key: stream(seed, "fleet", "event", *key))
-        self.lead_rng = {n: stream(seed, "fleet", "lead", n) for n in self.channel_names}
+        self._order_seq: dict[tuple, int] = {}
         self.planner = make_planner(f.planner)
         self.orders: list[Order] = []
         self.ledger: list[tuple] = []   # (day, kind, chip, channel, amount)
@@ -710,10 +713,11 @@ class _FleetSim:
             count = min(count, int(max(0.0, left) // per_chip) if per_chip > 0 else count)
         if count < ch.cfg.min_order_chips or count <= 0:
             return
-        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng[ch.name], 1)[0]) + ch.extra_lead
+        key = self._order_key(ch.name, req.pool, day)
+        lead = self._lead_days(ch, key) + ch.extra_lead
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, price, ch.buyer_levy(price),
                   fin.server_overhead_usd_per_node / fin.chips_per_node, day + max(1, int(round(lead))),
-                  levy_vendor_usd_per_chip=price * ch.levy + ch.fee - ch.buyer_levy(price))
+                  levy_vendor_usd_per_chip=price * ch.levy + ch.fee - ch.buyer_levy(price), key=key)
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -727,6 +731,19 @@ class _FleetSim:
         o.deposit_usd = o.paid_usd
         self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
+
+    def _order_key(self, channel: str, pool: str, day: int | str) -> tuple:
+        """An order's name in the random streams: (channel, pool, day ordered, its number among
+        that day's orders of the pool there), so orders elsewhere never shift its draws."""
+        n = self._order_seq.get((channel, pool, day), 0)
+        self._order_seq[channel, pool, day] = n + 1
+        return (channel, pool, day, n)
+
+    def _lead_days(self, ch: _Channel, key: tuple) -> float:
+        """The order's lead time drawn from its own stream (a fixed lead time draws nothing)."""
+        dist = ch.cfg.lead_time_days
+        rng = None if isinstance(dist, FixedDuration) else stream(self.seed, "fleet", "lead", *key)
+        return float(sample_duration(dist, rng, 1)[0])
 
     def _us_supplied(self, cfg, chip: str | None = None) -> bool:
         """US dependence of a channel's chips: its `us_controlled` when given; otherwise false
@@ -743,12 +760,13 @@ class _FleetSim:
         """A rental: no capex and no budget; serves from delivery for its term, paid daily."""
         if count < ch.cfg.min_order_chips or count <= 0:
             return
-        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng[ch.name], 1)[0]) + ch.extra_lead
+        key = self._order_key(ch.name, req.pool, day)
+        lead = self._lead_days(ch, key) + ch.extra_lead
         term = max(ch.cfg.min_term_days, int(req.term_days or 0))
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, 0.0, 0.0, 0.0,
                   day + max(0, int(round(lead))), kind="rent",
                   price_usd_per_chip_hour=float(offer.price_usd_per_chip_hour) + ch.buyer_levy(
-                      float(offer.price_usd_per_chip_hour), fee=False), term_days=term)
+                      float(offer.price_usd_per_chip_hour), fee=False), term_days=term, key=key)
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -816,18 +834,20 @@ class _FleetSim:
         self._pay_order(day, o, pi, None)  # the balance
         per_chip = o.price_usd_per_chip + o.levy_usd_per_chip + o.overhead_usd_per_chip
         self.cohorts.add(pi, ch.idx, day, o.count, day + self.fleet.commissioning_days,
-                         day + self.life_days, per_chip)
+                         day + self.life_days, per_chip, key=o.key)
         self.events.append((day, "delivery", ch.name, o.chip, o.pool, o.count, f"order {o.order_id}"))
 
     def _initial(self) -> None:
         for c in self.fleet.initial_fleet:
             pn = c.pool or offer_pool(self.sc, type("O", (), {"pool": None, "chip": c.chip})())
             pi = self.pool_ix[pn]
+            key = self._order_key(c.channel, pn, "initial")  # there before the start
             o = Order(len(self.orders), 0, c.channel, c.chip, pn, c.count, c.price_usd, 0.0, 0.0, 0,
-                      fate="delivered", delivered_day=0)
+                      fate="delivered", delivered_day=0, key=key)
             self.orders.append(o)
             self.ordered_c[pi] += c.count
-            self.cohorts.add(pi, self.channels[c.channel].idx, 0, c.count, 0, self.life_days, c.price_usd)
+            self.cohorts.add(pi, self.channels[c.channel].idx, 0, c.count, 0, self.life_days, c.price_usd,
+                             key=key)
 
     # -- the daily step ---------------------------------------------------------------------
     def _class_share(self, day: int) -> np.ndarray:
