@@ -15,7 +15,7 @@ ALL = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.st
 SCRIPTS = [s for s in ALL if "from _smoke import" in (ROOT / "benchmarks" / s).read_text()]
 # Scripts that landed (other branches) after the smoke mode: to be given one (import _smoke and
 # shrink their cases); listed so a new script without it is noticed.
-NO_SMOKE_YET = {"bench_futures.py"}
+NO_SMOKE_YET: set[str] = set()
 
 
 def test_every_benchmark_has_a_smoke_mode_or_is_listed():

@@ -82,7 +82,7 @@ def test_closed_regime_explains_at_most_its_cap_then_the_next_option():
     closed = b[b["cause"] == "regime_closed"]["shortfall_tokens_per_s"]
     assert closed.max() <= 20 * 4.0 * 200 * (1 + 1e-9)
     # the line docs/fleet.md quotes
-    assert ("unmet demand: 90% huawei cap, 7% lead time, 3% nvidia closed regime; budget never bound, "
+    assert ("unmet demand: 89% huawei cap, 7% lead time, 3% nvidia closed regime; budget never bound, "
             "USD 994 M unspent") in summary_text(res.summary)
 
 

@@ -11,7 +11,7 @@ Set-up (every figure chosen so the arithmetic is exact):
   cohort      delivered day 10, commissioning 5 days: serving from day 15;
   reliability crash rate 1/84,000 per chip-hour (Arrhenius off: ea_ev 0), every crash a hardware
               fault (transient_share 0), bench repair fixed 24 h, always scrapped (lost_share 1),
-              swap 0 h. Seed 2 (one future) gives exactly one crash, on day c (read from the events table).
+              swap 0 h. Seed 5 (one future) gives exactly one crash, on day c (read from the events table).
 
 Worked out:
   orders   one order, day 0, 10 chips, due and delivered day 10.
@@ -34,7 +34,7 @@ import pytest
 import fleetsim
 from fleetsim.scenario.model import Scenario
 
-SEED = 2  # its one future has exactly one crash (streams: fleetsim.rng, crashes per pool)
+SEED = 5  # its one future has exactly one crash (streams: fleetsim.rng, crashes per cohort)
 
 
 def micro(seed: int = SEED) -> Scenario:
@@ -84,7 +84,7 @@ def test_micro_scenario_by_hand():
     unmet = np.r_[np.full(15, 1000.0), np.zeros(c - 15), np.full(365 - c, 100.0)]
     np.testing.assert_allclose(tl["unmet_tokens_per_s"], unmet, atol=1e-9)
     s = res.summary["fleet"]
-    assert s["unmet_demand_share"] == pytest.approx((15 * 1000 + (365 - c) * 100) / 365000, rel=2e-3)
+    assert s["unmet_demand_share"] == pytest.approx((15 * 1000 + (365 - c) * 100) / 365000, abs=5e-4)  # the summary keeps 3 digits
     led = res.ledger.groupby("kind", observed=True)["amount_usd"].sum()
     assert led["capex"] == pytest.approx(100_000.0)
     assert led["depreciation"] == pytest.approx(355 * 100_000 / 365)

@@ -193,11 +193,10 @@ def test_adding_an_unused_channel_changes_no_other_stream():
     assert np.array_equal(a.real, b.real)
     tr = lambda s: [(t.day, t.channel, t.exporter, t.importer) for t in s.transitions if t.channel != "aaa-unused"]
     assert tr(a) == tr(b) and any(t.channel == "aaa-unused" for t in b.transitions)
-    draws = lambda g: g.random(50).tolist()
-    for n in ("nvidia", "huawei"):  # each channel's lead times from its own stream
-        assert draws(a.lead_rng[n]) == draws(b.lead_rng[n])
-    for ga, gb in zip(a.cohorts.pool_rngs, b.cohorts.pool_rngs):  # crashes per pool
-        assert draws(ga) == draws(gb)
+    for n in ("nvidia", "huawei"):  # lead times and crashes by the order's key, not by position
+        key = (n, "nv", 30, 0)
+        assert a._lead_days(a.channels[n], key) == b._lead_days(b.channels[n], key)
+        assert a.cohorts.cohort_rng(key).random(50).tolist() == b.cohorts.cohort_rng(key).random(50).tolist()
     # without a cycle of its own (no reopening to replan on), the unused channel changes nothing
     ch3 = dict(ch) | {"aaa-unused": {"offers": [{"chip": "h20", "price_usd": 1.0e9}],
                                      "lead_time_days": LOGNORMAL_LEAD}}
@@ -207,6 +206,97 @@ def test_adding_an_unused_channel_changes_no_other_stream():
     for col in ("installed", "capacity_tokens_per_s", "unmet_tokens_per_s", "crashes", "capex_usd"):
         assert np.array_equal(ra.timeline[col], rc.timeline[col]), col
     assert list(ra.orders["due_on"]) == list(rc.orders["due_on"])  # lead-time draws unchanged
+
+
+class _Spy:
+    """A generator that records what it drew (the cohorts' crash uniforms)."""
+
+    def __init__(self, g, log: list) -> None:
+        self.g, self.log = g, log
+
+    def random(self, shape):
+        x = self.g.random(shape)
+        self.log.extend(np.ravel(x).tolist())
+        return x
+
+
+def _spied_run(sc, chips, models, caps):
+    """Run one future; returns (orders by key: lead days, crash uniforms by cohort key)."""
+    sim = _FleetSim(sc, chips, models, caps, None)
+    orig_setup = sim._setup
+    draws: dict[tuple, list] = {}
+
+    def setup():
+        orig_setup()
+        rng = sim.cohorts.cohort_rng
+        sim.cohorts.cohort_rng = lambda key: _Spy(rng(key), draws.setdefault(key, []))
+    sim._setup = setup
+    sim.run(None)
+    leads = {o.key: o.due_day - o.ordered_day for o in sim.orders if o.key[2] != "initial"}
+    return sim, leads, draws
+
+
+def test_an_order_elsewhere_shifts_no_other_orders_lead_time_nor_cohorts_crashes():
+    """Lead times are drawn per order and crashes per cohort, each from a stream named by the
+    order (channel, pool, day, number that day), not in placement order within a channel or pool:
+    a cohort there from the start, in the same channel and pool as later orders, changes what is
+    ordered, but every order and cohort the two runs share keeps its draws."""
+    rel = {"repair": {"technicians": None, "lost_share": 0.0}, "chips": {"h20": {"mtbf_h": 20000.0},
+                                                                        "ascend-910b": {"mtbf_h": 20000.0}}}
+    channels = {n: dict(c, lead_time_days=LOGNORMAL_LEAD) for n, c in FLEET["channels"].items()}
+    one = scenario({"demand": DEMAND, "channels": channels}, seed=7, reliability=rel)
+    extra = [{"chip": "h20", "count": 600, "channel": "nvidia", "price_usd": 10000}]
+    two = scenario({"demand": DEMAND, "channels": channels, "initial_fleet": extra}, seed=7, reliability=rel)
+    chips, models, caps = parts(one)
+    a, lead_a, draws_a = _spied_run(one, chips, models, caps)
+    b, lead_b, draws_b = _spied_run(two, chips, models, caps)
+    common = sorted(set(lead_a) & set(lead_b), key=str)
+    nv_a = [o.key for o in a.orders if o.channel == "nvidia"]
+    nv_b = [o.key for o in b.orders if o.channel == "nvidia"]
+    moved = [k for k in common if k[0] == "nvidia" and nv_a.index(k) != nv_b.index(k)]
+    assert len(moved) >= 3  # orders both runs place, at other places in the channel's sequence
+    assert [lead_a[k] for k in common] == [lead_b[k] for k in common]
+    shared = [k for k in draws_a if k in draws_b]
+    assert len(shared) >= 3 and sum(len(draws_a[k]) for k in shared) > 100
+    for k in shared:  # each cohort its own uniforms, whatever else was delivered
+        n = min(len(draws_a[k]), len(draws_b[k]))
+        assert draws_a[k][:n] == draws_b[k][:n], k
+    assert a.cohorts.view("crashes").sum() > 0
+
+
+def test_poisson_by_inversion_matches_numpys_poisson():
+    """Crash counts by inversion of each cohort's own uniforms have the Poisson distribution."""
+    from fleetsim.rng import poisson_from_uniform
+
+    g = np.random.default_rng(0)
+    for lam in (0.003, 0.4, 3.0, 40.0, 900.0):
+        x = poisson_from_uniform(g.random(40_000), np.full(40_000, lam))
+        assert abs(x.mean() - lam) < 4 * np.sqrt(lam / 40_000) and abs(x.var() / lam - 1) < 0.05, lam
+    u = np.array([0.1, 0.5, 0.99, 0.7])
+    assert poisson_from_uniform(u, np.array([0.0, 1.0, 1.0, 2.0])).tolist() == [0, 1, 4, 3]  # by hand
+
+
+def test_an_unused_pool_shifts_no_stream():
+    """A replica type sorting first that no channel sells: the fleet, every lead time and every
+    crash are unchanged (streams keyed by names, not pool or channel positions)."""
+    rel = {"chips": {"h20": {"mtbf_h": 20000.0}, "ascend-910b": {"mtbf_h": 20000.0}}}
+    channels = {n: dict(c, lead_time_days=LOGNORMAL_LEAD) for n, c in FLEET["channels"].items()}
+    one = scenario({"demand": DEMAND, "channels": channels}, seed=7, reliability=rel)
+    serving = json.loads(json.dumps(one.serving.model_dump(mode="json")))
+    serving["pools"] = {"aaa": {"chip": "h100", "model": "qwen2.5-7b", "tp": 1, "replicas": 1}} | serving["pools"]
+    cap = dict(FLEET["capacity"]) | {"aaa": FLEET["capacity"]["nv"]}
+    two = scenario({"demand": DEMAND, "channels": channels, "capacity": cap}, seed=7, reliability=rel,
+                   serving=serving)
+    chips, models, caps = parts(one)
+    caps2 = parts(two)[2]
+    ra, rb = run_fleet(one, chips, models, caps), run_fleet(two, chips, models, caps2)
+    ta, tb = pd.DataFrame(ra.timeline), pd.DataFrame(rb.timeline)
+    assert "h100" in set(tb["chip"]) and "h100" not in set(ta["chip"])
+    tb = tb[tb["chip"] != "h100"].reset_index(drop=True)
+    for col in ("installed", "crashes", "capacity_tokens_per_s", "capex_usd"):
+        assert np.array_equal(ta[col].to_numpy(), tb[col].to_numpy()), col
+    assert ta["crashes"].sum() > 0
+    assert list(ra.orders["due_on"]) == list(rb.orders["due_on"])
 
 
 def test_reliability_cohorts_draw_from_streams_named_by_cohort():

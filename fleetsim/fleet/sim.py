@@ -42,7 +42,7 @@ from fleetsim.reliability.repair import sample_duration
 from fleetsim.fleet.tokens import base_tokens_per_s, class_tokens, per_type_matrix, priced
 from fleetsim.rng import stream
 from fleetsim.scenario.fleet import FleetConfig, quarter_start
-from fleetsim.scenario.reliability import ReliabilityConfig
+from fleetsim.scenario.reliability import FixedDuration, ReliabilityConfig
 
 FATES = ("in_transit", "delivered", "cancelled", "stranded")
 # The planner prices a chip's lifetime power at this share of its power at goodput above idle
@@ -76,6 +76,7 @@ class Order:
     kind: str = "buy"         # buy | rent
     price_usd_per_chip_hour: float = 0.0  # rent: all-in hourly price x (1 + levy)
     term_days: int = 0        # rent: serving days from delivery, then returned
+    key: tuple = ()           # its name in the random streams (lead time; its cohort's crashes)
 
     @property
     def end_day(self) -> int:
@@ -322,15 +323,17 @@ class _FleetSim:
         self.u_g = np.clip((self.p_g - self.idle_w) / np.maximum(dyn, 1e-9), 0.0, 1.0)
         self.tdp_w = np.array([float(getattr(self.chips[p.chip], "tdp_w", None) or 400.0) for p in self.pools])
         halls = [self.rel.halls.get(p.hall, self.rel.halls["default"]) for p in self.pools]
-        # every stream named by purpose and owner (crashes per pool, cycles and lead times per
-        # channel), so adding a channel or a pool leaves every other stream's draws unchanged
+        # every stream named by purpose and owner, never by position: cycles per channel and
+        # side, crashes per cohort and lead times per order (both by the order's key: channel,
+        # pool, day ordered and its number among that day's orders there), so adding a channel,
+        # a pool or an order elsewhere leaves every other stream's draws unchanged
         self.cohorts = CohortFleet(self.pool_names, self.params, halls, self.rel.repair,
                                    stream(seed, "fleet", "repair"),
-                                   pool_rngs=[stream(seed, "fleet", "crashes", p) for p in self.pool_names])
+                                   cohort_rng=lambda key: stream(seed, "fleet", "crashes", *key))
         self.transitions = build_transitions(f, stream(seed, "fleet", "regime"),
                                              lambda n, side: stream(seed, "fleet", "regime", n, side),
                                              lambda *key: stream(seed, "fleet", "event", *key))
-        self.lead_rng = {n: stream(seed, "fleet", "lead", n) for n in self.channel_names}
+        self._order_seq: dict[tuple, int] = {}
         self.planner = make_planner(f.planner)
         self.orders: list[Order] = []
         self.ledger: list[tuple] = []   # (day, kind, chip, channel, amount)
@@ -411,6 +414,8 @@ class _FleetSim:
         """Tokens/s per replica and class on `day` (the hall's inlet that day, interpolated)."""
         if not self.seasonal:
             return self.k
+        if getattr(self, "_k_day", None) is not None:
+            return self._k_day[day]
         out = np.empty_like(self.k)
         for pi in range(len(self.pools)):
             a = self.amb_day[day, pi]
@@ -708,10 +713,11 @@ class _FleetSim:
             count = min(count, int(max(0.0, left) // per_chip) if per_chip > 0 else count)
         if count < ch.cfg.min_order_chips or count <= 0:
             return
-        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng[ch.name], 1)[0]) + ch.extra_lead
+        key = self._order_key(ch.name, req.pool, day)
+        lead = self._lead_days(ch, key) + ch.extra_lead
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, price, ch.buyer_levy(price),
                   fin.server_overhead_usd_per_node / fin.chips_per_node, day + max(1, int(round(lead))),
-                  levy_vendor_usd_per_chip=price * ch.levy + ch.fee - ch.buyer_levy(price))
+                  levy_vendor_usd_per_chip=price * ch.levy + ch.fee - ch.buyer_levy(price), key=key)
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -725,6 +731,19 @@ class _FleetSim:
         o.deposit_usd = o.paid_usd
         self.events.append((day, "order", ch.name, o.chip, o.pool, count, f"order {o.order_id}, due day {o.due_day}"))
         self.env.process(self._order(o, ch))
+
+    def _order_key(self, channel: str, pool: str, day: int | str) -> tuple:
+        """An order's name in the random streams: (channel, pool, day ordered, its number among
+        that day's orders of the pool there), so orders elsewhere never shift its draws."""
+        n = self._order_seq.get((channel, pool, day), 0)
+        self._order_seq[channel, pool, day] = n + 1
+        return (channel, pool, day, n)
+
+    def _lead_days(self, ch: _Channel, key: tuple) -> float:
+        """The order's lead time drawn from its own stream (a fixed lead time draws nothing)."""
+        dist = ch.cfg.lead_time_days
+        rng = None if isinstance(dist, FixedDuration) else stream(self.seed, "fleet", "lead", *key)
+        return float(sample_duration(dist, rng, 1)[0])
 
     def _us_supplied(self, cfg, chip: str | None = None) -> bool:
         """US dependence of a channel's chips: its `us_controlled` when given; otherwise false
@@ -741,12 +760,13 @@ class _FleetSim:
         """A rental: no capex and no budget; serves from delivery for its term, paid daily."""
         if count < ch.cfg.min_order_chips or count <= 0:
             return
-        lead = float(sample_duration(ch.cfg.lead_time_days, self.lead_rng[ch.name], 1)[0]) + ch.extra_lead
+        key = self._order_key(ch.name, req.pool, day)
+        lead = self._lead_days(ch, key) + ch.extra_lead
         term = max(ch.cfg.min_term_days, int(req.term_days or 0))
         o = Order(len(self.orders), day, ch.name, req.chip, req.pool, count, 0.0, 0.0, 0.0,
                   day + max(0, int(round(lead))), kind="rent",
                   price_usd_per_chip_hour=float(offer.price_usd_per_chip_hour) + ch.buyer_levy(
-                      float(offer.price_usd_per_chip_hour), fee=False), term_days=term)
+                      float(offer.price_usd_per_chip_hour), fee=False), term_days=term, key=key)
         self.orders.append(o)
         ch.use(today, count)
         ch.pending.append(o)
@@ -814,47 +834,92 @@ class _FleetSim:
         self._pay_order(day, o, pi, None)  # the balance
         per_chip = o.price_usd_per_chip + o.levy_usd_per_chip + o.overhead_usd_per_chip
         self.cohorts.add(pi, ch.idx, day, o.count, day + self.fleet.commissioning_days,
-                         day + self.life_days, per_chip)
+                         day + self.life_days, per_chip, key=o.key)
         self.events.append((day, "delivery", ch.name, o.chip, o.pool, o.count, f"order {o.order_id}"))
 
     def _initial(self) -> None:
         for c in self.fleet.initial_fleet:
             pn = c.pool or offer_pool(self.sc, type("O", (), {"pool": None, "chip": c.chip})())
             pi = self.pool_ix[pn]
+            key = self._order_key(c.channel, pn, "initial")  # there before the start
             o = Order(len(self.orders), 0, c.channel, c.chip, pn, c.count, c.price_usd, 0.0, 0.0, 0,
-                      fate="delivered", delivered_day=0)
+                      fate="delivered", delivered_day=0, key=key)
             self.orders.append(o)
             self.ordered_c[pi] += c.count
-            self.cohorts.add(pi, self.channels[c.channel].idx, 0, c.count, 0, self.life_days, c.price_usd)
+            self.cohorts.add(pi, self.channels[c.channel].idx, 0, c.count, 0, self.life_days, c.price_usd,
+                             key=key)
 
     # -- the daily step ---------------------------------------------------------------------
     def _class_share(self, day: int) -> np.ndarray:
         d = self.real[:, min(day, self.n_days - 1)]
         return d
 
+    # cohort counts the daily step sums per pool, in one bincount (rows of `_day_counts`)
+    _COUNT_ROWS = ("active", "in_repair", "lost", "retired", "removed", "delivered", "commissioning",
+                   "serve_act", "serve_rep", "us_chips", "depreciation")
+
+    def _day_tables(self) -> None:
+        """What the daily step would otherwise recompute every day from inputs fixed at set-up:
+        each model's classes and pools and its demand hour by hour, the capacity of every replica
+        type on each day's inlet, the day's mix of classes and the power subsidy."""
+        D, npl = self.n_days, len(self.pools)
+        self._by_model = []
+        for m in self.models_used:
+            cls = np.array([i for i, c in enumerate(self.classes) if self.class_model[c] == m], dtype=int)
+            pls = [pi for pi, p in enumerate(self.pools) if p.model == m]
+            hourly = (self.real[cls, :, None] * self.prof[cls][:, None, :]).sum(axis=0)  # day x 24
+            self._by_model.append((m, cls, np.array(pls, dtype=int), pls, hourly))
+        if self.seasonal:  # the day's inlet, interpolated, for every pool and class at once
+            self._k_day = np.empty((D, npl, self.k.shape[1]))
+            for pi in range(npl):
+                for ci in range(self.k.shape[1]):
+                    self._k_day[:, pi, ci] = np.interp(self.amb_day[:, pi], self.grid_amb[pi], self.grid_k[pi, ci])
+        self._mix_day = np.stack([self._mix_all(self._k_on(d), self.real[:, d]) for d in range(D)]) if D else np.zeros((0, npl))
+        self._sub_day = np.ones((D, npl))
+        for s in self.fleet.finance.subsidies:
+            first = max(0, (s.from_date - self.start).days)
+            for pi, p in enumerate(self.pools):
+                if p.chip in s.chips:
+                    self._sub_day[first:, pi] *= s.power_price_multiplier
+        self._pool_rows = np.arange(len(self._COUNT_ROWS))[:, None] * npl
+
+    def _day_counts(self, day: int) -> np.ndarray:
+        """Per pool (columns), the cohort figures of `_COUNT_ROWS` (rows) on `day`."""
+        co, npl = self.cohorts, len(self.pools)
+        if co.n == 0:
+            return np.zeros((len(self._COUNT_ROWS), npl))
+        v = co.view
+        act, rep, rd = v("active"), v("in_repair"), v("retire_day")
+        in_service = (v("service_day") <= day) & (rd > day)
+        dd = v("delivered_day")
+        live = (dd <= day) & (dd + self.life_days > day)
+        w = np.stack((act, rep, v("lost"), v("retired"), v("removed"), v("delivered"),
+                      np.where(in_service | (rd <= day), 0, act), np.where(in_service, act, 0),
+                      np.where(in_service, rep, 0),
+                      np.where(in_service & self.channel_us[v("channel")], act, 0)), dtype=float)
+        w = np.concatenate((w, np.where(live, v("delivered") * v("capex_usd_per_chip"), 0.0)[None]))
+        idx = self._pool_rows + v("pool")[None, :]
+        return np.bincount(idx.ravel(), weights=w.ravel(), minlength=w.shape[0] * npl).reshape(w.shape[0], npl)
+
     def _day(self, day: int) -> None:
         co, fin = self.cohorts, self.fleet.finance
         npl = len(self.pools)
         co.retire_due(day)
         st = co.step(day, np.clip(self.x_prev, 0, 1) * self.u_g, self.sf, self.amb_day[day])
-        pool = co.view("pool")
-        act, rep = co.view("active"), co.view("in_repair")
-        bc = lambda w: np.bincount(pool, weights=w, minlength=npl) if co.n else np.zeros(npl)
-        in_service = (co.view("service_day") <= day) & (co.view("retire_day") > day)
+        (c_act, c_rep, c_lost, c_ret, c_rem, c_del, c_comm, serve_act, serve_rep, us_chips,
+         c_dep) = self._day_counts(day)
         r = self.rec
-        r["active"][day] = bc(act)
-        r["in_repair"][day] = bc(rep)
-        r["installed"][day] = r["active"][day] + r["in_repair"][day]
-        r["lost"][day] = bc(co.view("lost"))
-        r["retired"][day] = bc(co.view("retired"))
-        r["removed"][day] = bc(co.view("removed"))
-        r["delivered"][day] = bc(co.view("delivered"))
-        r["commissioning"][day] = bc(np.where(in_service | (co.view("retire_day") <= day), 0, act))
+        r["active"][day] = c_act
+        r["in_repair"][day] = c_rep
+        r["installed"][day] = c_act + c_rep
+        r["lost"][day] = c_lost
+        r["retired"][day] = c_ret
+        r["removed"][day] = c_rem
+        r["delivered"][day] = c_del
+        r["commissioning"][day] = c_comm
         r["ordered"][day], r["cancelled"][day] = self.ordered_c, self.cancelled_c + self.stranded_c
         r["stranded"][day], r["on_order"][day] = self.stranded_c, self.on_order
         r["crashes"][day] = st["transient"] + st["hardware"]
-        serve_act = bc(np.where(in_service, act, 0))
-        serve_rep = bc(np.where(in_service, rep, 0))
         total = serve_act + serve_rep
         designed = np.floor(total * (1.0 - self.sf) / self.tp)
         whole = np.minimum(designed, np.floor(serve_act / self.tp))
@@ -871,8 +936,7 @@ class _FleetSim:
         r["replicas_up"][day] = up + up_rent
         # capacity and demand served, model by model, over the diurnal cycle
         dmd = self.real[:, day]
-        k_today = self._k_on(day)
-        mix = self._mix_all(k_today, dmd)
+        mix = self._mix_day[day]
         cap_own = up * mix
         cap = (up + up_rent) * mix
         cap_raw = cap
@@ -881,55 +945,52 @@ class _FleetSim:
         x = np.zeros(npl)
         x_load = np.zeros(npl)   # utilisation with off-peak work (power, heat)
         unmet = 0.0
-        for m in self.models_used:
-            cls = [i for i, c in enumerate(self.classes) if self.class_model[c] == m]
-            pls = [pi for pi, p in enumerate(self.pools) if p.model == m]
-            hourly = (dmd[cls, None] * self.prof[cls]).sum(axis=0)  # 24 hours
+        for m, cls, pls, pls_list, hourly_day in self._by_model:
+            hourly = hourly_day[day]  # 24 hours
             cm = cap[pls].sum()
             own_h = np.minimum(hourly, cm)
             el = (self.elastic.plan(m, hourly - own_h, mix, lambda n: self.channels[n].state == "open")
                   if self.elastic else None)
             served_h = own_h if el is None else own_h + el.served_h
             unmet += float((hourly - served_h).mean())
-            shares = {pi: cap[pi] / cm if cm > 0 else 0.0 for pi in pls}
-            served_pool = {pi: own_h.mean() * shares[pi] for pi in pls}
+            own_mean = own_h.mean()
+            shares = cap[pls] / cm if cm > 0 else np.zeros(len(pls))
+            served_pool = own_mean * shares
             if el is not None:
                 self._elastic_day(day, el, mix)
-                served_pool[el.pool_ix] += float(el.served_h.mean())
+                served_pool[pls_list.index(el.pool_ix)] += float(el.served_h.mean())
             total = served_h.mean()
             if el is not None and total > 0:  # hourly rentals serve part: shares of what was served
-                shares = {pi: served_pool[pi] / total for pi in pls}
+                shares = served_pool / total
             if total > 0:
                 # each class's share of the served tokens, hour by hour (a shortfall hits all alike)
                 frac = np.divide(served_h, hourly, out=np.zeros(24), where=hourly > 0)
                 served_c = (dmd[cls, None] * self.prof[cls] * frac).mean(axis=1)  # output tok/s
                 inp_c = served_c * self.in_per_out[cls]
-                usd_c = served_c[:, None] * 86400 / 1e6 * self.usd_per_out_mtok[cls]  # class x type
-                for pi in pls:
-                    share = shares[pi]
-                    r["served_tokens_per_s"][day, pi] = served_pool[pi]
-                    r["served_input_tokens_per_s"][day, pi] = inp_c.sum() * share
-                    r["served_cached_input_tokens_per_s"][day, pi] = (inp_c * self.hit_share[cls]).sum() * share
-                    if self.priced:
-                        usd = usd_c.sum(axis=0) * share
-                        r["revenue_output_usd"][day, pi] = usd[0]
-                        r["revenue_input_cache_hit_usd"][day, pi] = usd[1]
-                        r["revenue_input_cache_miss_usd"][day, pi] = usd[2]
+                r["served_tokens_per_s"][day, pls] = served_pool
+                r["served_input_tokens_per_s"][day, pls] = inp_c.sum() * shares
+                r["served_cached_input_tokens_per_s"][day, pls] = (inp_c * self.hit_share[cls]).sum() * shares
+                if self.priced:
+                    usd_c = served_c[:, None] * 86400 / 1e6 * self.usd_per_out_mtok[cls]  # class x type
+                    usd = usd_c.sum(axis=0)[None, :] * shares[:, None]  # pool x type
+                    r["revenue_output_usd"][day, pls] = usd[:, 0]
+                    r["revenue_input_cache_hit_usd"][day, pls] = usd[:, 1]
+                    r["revenue_input_cache_miss_usd"][day, pls] = usd[:, 2]
             if cm > 0:
-                for pi in pls:  # a pair's idle surplus side: less busy than its capacity share
-                    x[pi] = own_h.mean() / cm * (cap[pi] / cap_raw[pi] if cap_raw[pi] > 0 else 1.0)
+                # a pair's idle surplus side: less busy than its capacity share
+                raw = cap_raw[pls]
+                x[pls] = own_mean / cm * np.divide(cap[pls], raw, out=np.ones(len(pls)), where=raw > 0)
             x_load[pls] = x[pls]
             if self.fleet.offpeak is not None and cm > 0:
-                self._offpeak_day(day, pls, own_h, cap, cm, mix, up, up_rent, x_load)
+                self._offpeak_day(day, pls_list, own_h, cap, cm, mix, up, up_rent, x_load)
             if day in self._hourly_days:
-                self._hourly_rows(day, pls, hourly, own_h, el, cap, cm, mix)
+                self._hourly_rows(day, pls_list, hourly, own_h, el, cap, cm, mix)
         self.demand_day[day] = dmd.sum()
         self.unmet_day[day] = unmet
         r["capacity_tokens_per_s"][day] += cap  # (+= : hourly rentals added theirs)
         r["utilisation"][day] = x
         self.x_prev = np.where(up > 0, x_load, self.x_prev)
         # US dependence: capacity on chips from US-controlled channels
-        us_chips = bc(np.where(in_service & self.channel_us[co.view("channel")], act, 0)) if co.n else np.zeros(npl)
         r["us_capacity_tokens_per_s"][day] += (
             cap_own * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
             + (up_rent * mix if not self.pairs else cap - cap_own) * np.divide(self.rent_us_now, self.rented_now, out=np.zeros(npl),
@@ -944,15 +1005,13 @@ class _FleetSim:
         rent_mw = up_rent * (self.idle_w + (self.p_g - self.idle_w) * x) * fin.pue / 1e6
         r["power_mw"][day] = mw + rent_mw
         r["energy_mwh"][day] = (mw + rent_mw) * 24.0
-        sub = np.array([self._subsidy(p.chip, day) for p in self.pools])
-        r["power_usd"][day] = mw * 24.0 * 1000.0 * fin.power_usd_per_kwh * sub
+        r["power_usd"][day] = mw * 24.0 * 1000.0 * fin.power_usd_per_kwh * self._sub_day[day]
         r["other_opex_usd"][day] = r["installed"][day] * fin.other_opex_usd_per_chip_year / 365.0
-        live = (co.view("delivered_day") <= day) & (co.view("delivered_day") + self.life_days > day)
-        r["depreciation_usd"][day] = bc(np.where(live, co.view("delivered") * co.view("capex_usd_per_chip"), 0.0)) / self.life_days
+        r["depreciation_usd"][day] = c_dep / self.life_days
         if self.priced:
             r["revenue_usd"][day] = (r["revenue_output_usd"][day] + r["revenue_input_cache_hit_usd"][day]
                                      + r["revenue_input_cache_miss_usd"][day])
-        for n, ch in self.channels.items():
+        for ch in self._chan_list:
             self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
             self.side_day[day, ch.idx] = (EXPORTER_CODE[ch.exporter], IMPORTER_CODE[ch.importer])
         if day in self._wset:
@@ -1071,6 +1130,8 @@ class _FleetSim:
         self.rel_restart_h = self.cohorts.restart_h
         self.rel_swap_h = self.cohorts.swap_h
         self._wset = set(self.window_days)
+        self._day_tables()
+        self._chan_list = list(self.channels.values())
         self._initial()
         env = self.env
         env.process(self._regime())

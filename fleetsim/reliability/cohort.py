@@ -28,7 +28,7 @@ import dataclasses
 import heapq
 import math
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import simpy
@@ -37,10 +37,10 @@ from fleetsim.catalog.reliability import ChipReliability, chip_reliability, reli
 from fleetsim.errors import ScenarioError
 from fleetsim.progress import run_env
 from fleetsim.reliability.events import concat_events
-from fleetsim.reliability.hazard import (cumulative_knots, extended_factor, hazard_per_h, invert_cumulative,
-                                         update_high_load_h)
+from fleetsim.reliability.hazard import cumulative_knots, hazard_per_h, invert_cumulative
 from fleetsim.reliability.repair import CrashDraws, spares_for
 from fleetsim.reliability.thermal import ambient_c, equilibrium
+from fleetsim.rng import poisson_from_uniform
 from fleetsim.scenario.reliability import (
     CohortConfig,
     FixedDuration,
@@ -565,11 +565,13 @@ class CohortFleet:
 
     def __init__(self, pools: list[str], params: list[ChipReliability], halls: list[HallConfig],
                  repair: RepairConfig, rng: np.random.Generator, capacity: int = 256,
-                 pool_rngs: list[np.random.Generator] | None = None) -> None:
+                 cohort_rng: Callable[[tuple], np.random.Generator] | None = None) -> None:
         self.pools, self.params, self.halls, self.repair, self.rng = pools, params, halls, repair, rng
-        # crashes drawn per pool from its own stream (a pool's cohorts in delivery order), so one
-        # pool's purchases never shift another's crash draws; without them, one shared stream
-        self.pool_rngs = pool_rngs
+        # crashes drawn per cohort from its own stream, `cohort_rng(key)` of the key `add` is given
+        # (the fleet names each delivery by its order), so no purchase elsewhere, in the same pool
+        # or not, shifts another cohort's crash draws; without it, one shared stream (`rng`)
+        self.cohort_rng = cohort_rng
+        self.cohort_rngs: list[np.random.Generator] = []
         self.n = 0
         self._alloc(capacity)
         self.queue: deque = deque()       # (ready_day, cohort indices, counts) FIFO
@@ -582,11 +584,18 @@ class CohortFleet:
         self.queue_wait_days = 0.0
         self._rates: dict[tuple[int, float, float], float] = {}
         self.high_load_h = np.zeros(len(pools))  # hours of continuous high load per pool
+        self._amb_mean = [h.ambient_c for h in halls]
+        self._ext = tuple(np.array([getattr(p, a) for p in params], dtype=float) for a in (
+            "extended_threshold", "extended_recovery", "extended_gain", "extended_tau_h"))
 
     _FIELDS = {"pool": np.int32, "channel": np.int32, "delivered_day": np.int32,
                "service_day": np.int32, "retire_day": np.int32, "delivered": np.int64,
                "active": np.int64, "in_repair": np.int64, "lost": np.int64, "retired": np.int64,
-               "removed": np.int64, "capex_usd_per_chip": np.float64}
+               "removed": np.int64, "capex_usd_per_chip": np.float64, "crashes": np.int64,
+               "u_block": np.int64}
+    # a keyed cohort's uniforms are drawn ahead, U_BLOCK days at a time (days aligned on multiples
+    # of it), two a day: hardware crashes, transient crashes
+    U_BLOCK = 32
 
     def _alloc(self, cap: int) -> None:
         for name, dtype in self._FIELDS.items():
@@ -595,11 +604,16 @@ class CohortFleet:
             if old is not None:
                 arr[: self.n] = old[: self.n]
             setattr(self, name, arr)
+        old = getattr(self, "uniforms", None)
+        self.uniforms = np.zeros((cap, self.U_BLOCK, 2))
+        if old is not None:
+            self.uniforms[: self.n] = old[: self.n]
         self.cap = cap
 
     def add(self, pool: int, channel: int, day: int, count: int, service_day: int,
-            retire_day: int, capex_usd_per_chip: float) -> int:
-        """A delivery becomes a cohort; returns its index."""
+            retire_day: int, capex_usd_per_chip: float, key: tuple | None = None) -> int:
+        """A delivery becomes a cohort; returns its index. `key` names it (its crash stream)
+        when the fleet has `cohort_rng`."""
         if self.n == self.cap:
             self._alloc(2 * self.cap)
         i = self.n
@@ -607,8 +621,27 @@ class CohortFleet:
         self.service_day[i], self.retire_day[i] = service_day, retire_day
         self.delivered[i] = self.active[i] = count
         self.capex_usd_per_chip[i] = capex_usd_per_chip
+        self.u_block[i] = -1
+        if self.cohort_rng is not None:
+            if key is None:
+                raise ValueError("a fleet with keyed crash streams needs each cohort's key")
+            g = self.cohort_rng(key)
+            self.cohort_rngs.append(g)
+            first = day % self.U_BLOCK  # the rest of the current block, from its delivery day
+            self.uniforms[i, first:] = g.random((self.U_BLOCK - first, 2))
+            self.u_block[i] = day - first
         self.n += 1
         return i
+
+    def _uniforms(self, day: int, live: np.ndarray) -> np.ndarray:
+        """Today's two uniforms per cohort (n x 2); the live cohorts whose block is over draw
+        their next block from their own stream."""
+        blk = day - day % self.U_BLOCK
+        stale = np.flatnonzero(live & (self.view("u_block") != blk))
+        for i in stale.tolist():
+            self.uniforms[i] = self.cohort_rngs[i].random((self.U_BLOCK, 2))
+            self.u_block[i] = blk
+        return self.uniforms[: self.n, day - blk]
 
     def view(self, name: str) -> np.ndarray:
         return getattr(self, name)[: self.n]
@@ -667,26 +700,28 @@ class CohortFleet:
             self.counts["lost"] += int(lost.sum())
         # 2. crashes at today's utilisation (hazard rebuilt from the day's load)
         serving = np.where(in_service, act, 0)
-        amb = [self.halls[k].ambient_c if ambient_c is None else float(ambient_c[k]) for k in range(npools)]
-        self.high_load_h = np.array([float(update_high_load_h(self.params[k], self.high_load_h[k],
-                                                              float(utilisation[k]), 24.0))
-                                     for k in range(npools)])
-        rate_h = np.array([self._rate(k, float(utilisation[k]), amb[k])
-                           * float(extended_factor(self.params[k], self.high_load_h[k]))
-                           for k in range(npools)])
+        amb = self._amb_mean if ambient_c is None else np.asarray(ambient_c, dtype=float).tolist()
+        u = np.asarray(utilisation, dtype=float)
+        # hazard.update_high_load_h and extended_factor, every pool at once
+        thr, recov, gain, tau = self._ext
+        h = self.high_load_h
+        self.high_load_h = h = np.where(u >= thr, h + 24.0, np.maximum(0.0, h - recov * 24.0))
+        ext = 1.0 + gain * (1.0 - np.exp(-h / tau))
+        ul = u.tolist()
+        rate_h = np.array([self._rate(k, ul[k], amb[k]) for k in range(npools)]) * ext
         lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
-        if self.pool_rngs is None:
+        if self.cohort_rng is None:
             crashes = np.minimum(self.rng.poisson(lam), serving)
             transient = self.rng.binomial(crashes, self.repair.transient_share)
-        else:
-            crashes = np.zeros(n, np.int64)
-            transient = np.zeros(n, np.int64)
-            for k in np.unique(pool):
-                m = pool == k
-                g = self.pool_rngs[k]
-                crashes[m] = np.minimum(g.poisson(lam[m]), serving[m])
-                transient[m] = g.binomial(crashes[m], self.repair.transient_share)
-        hardware = crashes - transient
+            hardware = crashes - transient
+        else:  # each cohort's own uniforms; hardware and transient crashes as two thinned Poisson
+            u = self._uniforms(day, in_service)
+            ts = self.repair.transient_share
+            k = poisson_from_uniform(u.T.ravel(), np.concatenate((lam * (1.0 - ts), lam * ts)))
+            hardware = np.minimum(k[:n], serving)
+            transient = np.minimum(k[n:], serving - hardware)
+            crashes = hardware + transient
+        self.view("crashes")[:] += crashes
         act -= hardware
         self.view("in_repair")[:] += hardware
         if hardware.any():
