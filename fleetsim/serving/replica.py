@@ -51,6 +51,19 @@ def _ridge_tokens(kernel) -> float:
     return max(read_s / per_token_s, 1.0)
 
 
+def timeout_at(env: simpy.Environment, t_s: float) -> simpy.Event:
+    """A timeout that fires at exactly `t_s` (SimPy's own `timeout(delay)` fires at now + delay,
+    which can differ from a planned end time by a rounding step): what `Timeout.__init__` does."""
+    ev = simpy.Event(env)
+    ev._ok = True
+    ev._value = None
+    heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), ev))
+    return ev
+
+
+_NORMAL = simpy.events.NORMAL
+
+
 class Deferral:
     """Run-end timeouts scheduled late: a run ending after the next arrival gets its timeout
     only when the arrival before its end has been routed (`flush`), so an arrival that cuts the
@@ -78,7 +91,7 @@ class Deferral:
             t_end, _seq, rep, ev = heapq.heappop(heap)
             if rep._timer is not ev:
                 continue
-            timer = env.timeout(max(t_end - env.now, 0.0))
+            timer = timeout_at(env, max(t_end, env.now))
             rep._repoint(ev, timer)
             rep._timer = timer
 
@@ -162,6 +175,11 @@ class Replica:
         self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
         self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
         self.deferral: Deferral | None = None  # set by the window (see `Deferral`)
+        # A prefill iteration whose requests all go on decoding is fused with the decode run that
+        # follows it (one event, not two): `_fused` = (its end, chunks, n_dec) until that end is
+        # applied (`_settle`). Not for subclasses whose requests leave after prefill.
+        self._fused = None
+        self._can_fuse = type(self)._join_decode is Replica._join_decode
         self.process = env.process(self._loop())
 
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
@@ -172,6 +190,8 @@ class Replica:
         (queue_limit 0 makes a loss system: a request is taken only if it can join the batch)."""
         if self.queue_limit is None or len(self.waiting) < self.queue_limit:
             return False
+        if self._fused is not None:
+            self._settle(self.env.now)
         return bool(self.waiting) or not self._can_admit(rid)
 
     def fits_ever(self, rid: int) -> bool:
@@ -179,6 +199,8 @@ class Replica:
 
     # ---- arrivals ----------------------------------------------------------------------------
     def enqueue(self, rid: int) -> None:
+        if self._fused is not None:
+            self._settle(self.env.now)
         self.waiting.append(rid)
         self.n_in += 1
         self.spare -= 1
@@ -198,15 +220,19 @@ class Replica:
                 self._cut_run()
 
     def _arm(self, delay: float):
-        """The event the serving process waits on to end the run `delay` from now: a timeout,
-        or, when no arrival can come before it, a placeholder the `Deferral` turns into the
-        timeout at the last arrival before it. A run cut by an arrival then wastes no event."""
+        """The event the serving process waits on to end the run `delay` from now (`_arm_at`)."""
+        return self._arm_at(self.env.now + delay)
+
+    def _arm_at(self, t_end: float):
+        """The event the serving process waits on to end the run at `t_end`: a timeout, or, when
+        no arrival can come before it, a placeholder the `Deferral` turns into the timeout at
+        the last arrival before it. A run cut by an arrival then wastes no event."""
         env = self.env
         d = self.deferral
-        if d is None or not self._run_cuttable or env.now + delay <= d.horizon:
-            return env.timeout(delay)  # (a run no arrival can cut gains nothing from deferring)
+        if d is None or not self._run_cuttable or t_end <= d.horizon:
+            return timeout_at(env, t_end)  # (a run no arrival can cut gains nothing from deferring)
         ev = env.event()  # never triggered itself: no event scheduled
-        heapq.heappush(d.heap, (env.now + delay, d.next_seq(), self, ev))
+        heapq.heappush(d.heap, (t_end, d.next_seq(), self, ev))
         return ev
 
     def _repoint(self, old, timer) -> None:
@@ -234,6 +260,13 @@ class Replica:
         env = self.env
         elapsed = env.now - self._run_start
         cum = self._run_cum
+        if self._fused is not None:  # (not settled: still in the fused run's prefill iteration)
+            self._run_cuttable = False
+            self._run_k = 0  # the newcomer joins when the prefill iteration ends
+            old = self._timer
+            self._timer = self._arm_at(self._fused[0])
+            self._repoint(old, self._timer)
+            return
         if cum is None:
             run = self._run
             k = run.steps_within(elapsed + _EPS)
@@ -279,6 +312,7 @@ class Replica:
                 self._mark(self.env.now, 0)  # the iteration under way is lost
                 self._apply_stamps(self.env.now)
                 self._run_cum = self._pf = None
+                self._fused = None
                 self._timer = None
                 self._wake = None
                 yield self._repaired
@@ -311,8 +345,7 @@ class Replica:
                 if head[1] - head[2] > self.token_budget - len(self.decoding):
                     self._kind = 1  # the head needs several iterations: skip them
                     return self._start_prefill_run()
-            self._kind = 2  # the head's prompt fits in this iteration
-            return self._start_prefill_iteration()
+            return self._start_prefill_iteration()  # the head's prompt fits in this iteration
         n = len(self.decoding)
         if not n:
             return None
@@ -338,8 +371,11 @@ class Replica:
             self._advance_decode(self._run_k, self._run_n)
         elif kind == 1:
             self._end_prefill_run()
-        else:
+        elif kind == 2:
             self._end_prefill_iteration()
+        else:  # a prefill iteration fused with the decode run after it
+            self._settle(self.env.now)
+            self._advance_decode(self._run_k, self._run_n)
 
     def _make_room(self) -> None:
         """Before an iteration: if every running sequence's next token would not fit in the KV
@@ -381,6 +417,7 @@ class Replica:
         tokens = 0
         attended = 0.0
         admitted_s = self.req.admitted_s
+        whole = True  # every chunk is the rest of its prompt
         for item in self.prefilling:
             remaining = item[1] - item[2]
             if self.chunked:
@@ -389,17 +426,88 @@ class Replica:
                 take = remaining if (tokens + remaining <= budget or not chunks) else 0
             if take <= 0:
                 break
+            if take < remaining:
+                whole = False
             chunks.append((item, take))
             if admitted_s[item[0]] != admitted_s[item[0]]:  # NaN: its first chunk is scheduled now
                 admitted_s[item[0]] = self.env.now
             tokens += take
             attended += take * (item[2] + take / 2.0)
         dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
-        self._mark(self.env.now, n_dec + len(chunks), tokens + n_dec)
+        now = self.env.now
+        self._mark(now, n_dec + len(chunks), tokens + n_dec)
+        if whole and self._can_fuse and len(chunks) == len(self.prefilling):
+            timer = self._start_fused(now + dt, chunks, n_dec)
+            if timer is not None:
+                return timer
+        self._kind = 2
         self._pf = (chunks, n_dec)
         self._run_cuttable = False
         self._timer = self._arm(dt)
         return self._timer
+
+    def _start_fused(self, t1: float, chunks: list, n_dec: int):
+        """Plan the decode run that follows a prefill iteration ending at `t1` in which every
+        prefilling request finishes its prompt, and return one timer for both; None when the
+        iteration's end changes anything a plan made now cannot see (a request finishes, an
+        admission or an eviction becomes due): then it gets its own event, as before.
+
+        The state at `t1` is worked out here as `_end_prefill_iteration` and `_start` would
+        leave it; `_settle` applies the iteration's end when anything looks at the replica at
+        or after `t1` (an arrival, a crash, the window's end, the run's own end)."""
+        output = self._output
+        step1 = self.step + 1 if n_dec else self.step
+        ctx1 = self.ctx + n_dec
+        kv1 = self.kv_prefill
+        k_next = self._next_finish_step() if n_dec else 1 << 62
+        if k_next <= step1:
+            return None  # a decoder finishes at t1
+        for item, _take in chunks:
+            rid, total, _done, generated = item
+            left = output[rid] - generated - 1
+            if left <= 0:
+                return None  # its first token is its last
+            kv1 -= total + 1
+            ctx1 += total + 1
+            if step1 + left < k_next:
+                k_next = step1 + left
+        n = n_dec + len(chunks)
+        if ctx1 + kv1 + n > self.kv_capacity:
+            return None  # room must be made at t1
+        if self.waiting:
+            rid = self.waiting[0]
+            need = self._prompt[rid] + self.resume.get(rid, 0) + 1
+            if n < self.max_batch and ctx1 + kv1 + need + n + 1 <= self.kv_capacity:
+                return None  # the head of the queue is admitted at t1
+        run = self.kernel.decode_run(n, ctx1, self.throttle)
+        k_full = int((self.kv_capacity - ctx1 - kv1) // n)
+        k = max(min(k_next - step1, k_full), 1)
+        self._kind = 3
+        self._fused = (t1, chunks, n_dec)
+        self._switch = (t1, n, n)  # the decode run's batch from t1 on (`_mark` settles it)
+        self._run, self._run_start, self._run_k, self._run_n = run, t1, k, n
+        self._run_cum = None
+        self._run_cuttable = n < self.max_batch
+        self._timer = self._arm_at(t1 + run.time_for_steps(k))
+        return self._timer
+
+    def _settle(self, now: float) -> None:
+        """Apply a fused run's prefill-iteration end once `now` has reached it."""
+        fused = self._fused
+        if fused is None or now < fused[0]:
+            return
+        self._fused = None
+        t1, chunks, n_dec = fused
+        if n_dec:
+            self.step += 1
+            self.ctx += n_dec
+        for item, take in chunks:
+            item[2] += take
+        prefilling = self.prefilling
+        while prefilling and prefilling[0][2] >= prefilling[0][1]:
+            rid, total, _done, generated = prefilling.popleft()
+            self.kv_prefill -= total + 1
+            self._join_decode(rid, total, generated + 1, t1)
 
     def _end_prefill_iteration(self) -> None:
         chunks, n_dec = self._pf
@@ -523,7 +631,9 @@ class Replica:
 
     def settle(self, now: float) -> None:
         """At the window's end: record admissions of a prefill run's last iteration if it has
-        started by `now` (the run's wake-up, which would record them, lies beyond the window)."""
+        started by `now` (the run's wake-up, which would record them, lies beyond the window),
+        and the end of a fused run's prefill iteration if it is past."""
+        self._settle(now)
         self._apply_stamps(now)
 
     def _apply_stamps(self, now: float) -> None:
@@ -639,6 +749,7 @@ class Replica:
     def crash(self) -> list[int]:
         """Go down now; return the requests that were on this replica (the caller re-routes them)."""
         now = self.env.now
+        self._settle(now)  # first tokens produced before the crash stand
         self.up = False
         self.down_intervals.append([now, None])
         rids = self.evacuate()
