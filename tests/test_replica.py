@@ -232,21 +232,41 @@ def test_conservation_over_random_scenarios(seed, rate, replicas, max_batch, que
 
 
 def test_simpy_internals_the_replica_relies_on():
-    """`Replica._cut_run` re-points a waiting process at an earlier timeout through SimPy 4's
-    `Process._resume` / `_target` (what `Process.interrupt` does inside), and the window reads
-    `Environment._eid` for its event count. Fail loudly if a SimPy release changes them."""
+    """The replica schedules its own `Timer` events straight into SimPy 4's queue (entries
+    (time, priority, id, event), ids from `Environment._eid`), and the window steps the queue
+    itself (`_now`, `callbacks`, `_ok`): what `Environment.step` does. Fail loudly if a SimPy
+    release changes them: a Timer must fire at its time, among SimPy's own timeouts, in order."""
     import simpy
 
+    from fleetsim.serving.replica import Timer
+    from fleetsim.serving.window import _simulate
+
     env = simpy.Environment()
+    fired = []
+    Timer(env, 2.5, lambda ev: fired.append(("timer", env.now)))
+    env.timeout(1.0).callbacks.append(lambda ev: fired.append(("timeout", env.now)))
 
-    def sleeper():
-        yield env.timeout(10)
+    def proc():
+        yield env.timeout(3.0)
+        fired.append(("process", env.now))
 
-    proc = env.process(sleeper())
-    env.run(until=1)
-    assert callable(proc._resume) and proc._target is not None
-    assert proc._resume in proc._target.callbacks
+    env.process(proc())
     assert isinstance(next(env._eid), int)
+
+    class Routed:
+        def route(self, rid):
+            fired.append(("arrival", env.now))
+
+    class NoDeferral:
+        horizon = 0.0
+
+        def flush(self):
+            pass
+
+    assert _simulate(env, 5.0, [0.5, 2.0, 6.0], Routed(), NoDeferral()) == 2
+    assert fired == [("arrival", 0.5), ("timeout", 1.0), ("arrival", 2.0), ("timer", 2.5),
+                     ("process", 3.0)]
+    assert env.now == 5.0
 
 
 def _fingerprint(res) -> bytes:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 _EPS = 1e-12
 _RID_BITS = 40  # decode heap entries: finish step above, request id below (ids < 2**40)
 _RID_MASK = (1 << _RID_BITS) - 1
+_MEMO_MAX = 4096  # entries of a replica's kernel memo (cleared when full)
 _SMALL_RUN = 8  # prefill runs up to this many iterations are priced in plain floats
 
 # Power draw of a memory-bound iteration (decode at small batch) as a share of the dynamic power
@@ -51,14 +52,24 @@ def _ridge_tokens(kernel) -> float:
     return max(read_s / per_token_s, 1.0)
 
 
-def timeout_at(env: simpy.Environment, t_s: float) -> simpy.Event:
-    """A timeout that fires at exactly `t_s` (SimPy's own `timeout(delay)` fires at now + delay,
-    which can differ from a planned end time by a rounding step): what `Timeout.__init__` does."""
-    ev = simpy.Event(env)
-    ev._ok = True
-    ev._value = None
-    heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), ev))
-    return ev
+class Timer(simpy.Event):
+    """A SimPy event scheduled at exactly `t_s` with one callback (what `Timeout.__init__` does,
+    without its delay arithmetic: `timeout(delay)` fires at now + delay, which can differ from a
+    planned end time by a rounding step)."""
+
+    def __init__(self, env: simpy.Environment, t_s: float, callback=None) -> None:
+        self.env = env
+        self.callbacks = [callback] if callback is not None else []
+        self._ok = True
+        self._value = None
+        heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), self))
+
+
+class _Deferred:
+    """A run end not yet scheduled (see `Deferral`): it never fires."""
+
+    __slots__ = ()
+    callbacks = None
 
 
 _NORMAL = simpy.events.NORMAL
@@ -91,9 +102,7 @@ class Deferral:
             t_end, _seq, rep, ev = heapq.heappop(heap)
             if rep._timer is not ev:
                 continue
-            timer = timeout_at(env, max(t_end, env.now))
-            rep._repoint(ev, timer)
-            rep._timer = timer
+            rep._timer = Timer(env, max(t_end, env.now), rep._cb)
 
 
 class Replica:
@@ -108,7 +117,7 @@ class Replica:
         batching: "ContinuousBatching",
         queue_limit: int | None,
         req: RequestArrays,
-        on_done: Callable[[int], None],
+        on_done: Callable[..., None],
         index_in_pool: int = 0,
     ) -> None:
         self.env = env
@@ -162,7 +171,7 @@ class Replica:
         self._activity_per_token = (1.0 - MEMORY_BOUND_ACTIVITY) / self._ridge_tokens
         self.preemptions = 0
         self.completed = 0  # requests finished here (the conservation check counts these)
-        self._wake: simpy.Event | None = None  # set while idle
+        self._idle = True  # nothing to run: the next arrival starts a run (`enqueue`)
         self._timer: simpy.Timeout | None = None  # set while in a decode run
         self._run = None
         self._run_start = 0.0
@@ -179,8 +188,12 @@ class Replica:
         # follows it (one event, not two): `_fused` = (its end, chunks, n_dec) until that end is
         # applied (`_settle`). Not for subclasses whose requests leave after prefill.
         self._fused = None
+        self._memo: dict = {}  # kernel answers for an empty replica's prefill iteration
+        self._run_memo: dict = {}  # ... and for the decode run after it
         self._can_fuse = type(self)._join_decode is Replica._join_decode
-        self.process = env.process(self._loop())
+        # No SimPy process: each run's timer calls `_on_timer` (an arrival that cuts the run
+        # moves the callback to an earlier timer), which ends the run and starts the next.
+        self._cb = self._on_timer
 
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
     # `outstanding_tokens`, kept as plain attributes so a router's min() over replicas is cheap.
@@ -205,13 +218,8 @@ class Replica:
         self.n_in += 1
         self.spare -= 1
         self.outstanding_tokens += self._prompt[rid] + self._output[rid]
-        wake = self._wake
-        if wake is not None:
-            # Idle: start the run now and point the waiting process at its timer.
-            self._wake = None
-            timer = self._start()
-            if timer is not None:
-                self._repoint(wake, timer)
+        if self._idle:
+            self._idle = self._start() is None  # start the run now
         elif self._timer is not None and self._run_cuttable and len(self.waiting) == 1 and self._can_admit(rid):
             # FCFS: a newcomer can only join if nobody waits before it.
             if self.env.now == self._run_start:
@@ -224,32 +232,28 @@ class Replica:
         return self._arm_at(self.env.now + delay)
 
     def _arm_at(self, t_end: float):
-        """The event the serving process waits on to end the run at `t_end`: a timeout, or, when
-        no arrival can come before it, a placeholder the `Deferral` turns into the timeout at
-        the last arrival before it. A run cut by an arrival then wastes no event."""
-        env = self.env
+        """The timer that ends the run at `t_end`: a `Timer`, or, when no arrival can come before
+        it, a placeholder the `Deferral` turns into the timer at the last arrival before it. A
+        run cut by an arrival then wastes no event."""
         d = self.deferral
         if d is None or not self._run_cuttable or t_end <= d.horizon:
-            return timeout_at(env, t_end)  # (a run no arrival can cut gains nothing from deferring)
-        ev = env.event()  # never triggered itself: no event scheduled
+            return Timer(self.env, t_end, self._cb)  # (a run no arrival can cut gains nothing from deferring)
+        ev = _Deferred()  # never triggered itself: no event scheduled
         heapq.heappush(d.heap, (t_end, d.next_seq(), self, ev))
         return ev
 
-    def _repoint(self, old, timer) -> None:
-        """Make the serving process wait on `timer` instead of `old` (what SimPy's own
-        `Process.interrupt` does inside, without the exception and the extra event)."""
-        proc = self.process
-        old.callbacks.remove(proc._resume)
-        timer.callbacks.append(proc._resume)
-        proc._target = timer
+    def _drop(self, old) -> None:
+        """The run's old timer no longer ends it (a placeholder has nothing to drop)."""
+        if old.callbacks:
+            old.callbacks.remove(self._cb)
 
     def _restart_run(self) -> None:
         """A newcomer at the very instant a run starts joins it, as at an iteration boundary."""
         old = self._timer
         self._switch = self._stamps = None
         self._run_cum = self._pf = None
-        timer = self._start()  # never None: the batch was not empty
-        self._repoint(old, timer)
+        self._drop(old)
+        self._start()  # never None: the batch was not empty
 
     def _cut_run(self) -> None:
         """Move the decode run's wake-up to the end of the step under way (the newcomer joins then).
@@ -263,9 +267,8 @@ class Replica:
         if self._fused is not None:  # (not settled: still in the fused run's prefill iteration)
             self._run_cuttable = False
             self._run_k = 0  # the newcomer joins when the prefill iteration ends
-            old = self._timer
+            self._drop(self._timer)
             self._timer = self._arm_at(self._fused[0])
-            self._repoint(old, self._timer)
             return
         if cum is None:
             run = self._run
@@ -287,9 +290,8 @@ class Replica:
         if cum is not None and k <= self._pf[1]:
             self._switch = None  # the final iteration will not run in this prefill run
             self._stamps = None
-        old = self._timer
+        self._drop(self._timer)
         self._timer = self._arm(max(t_done - elapsed, 0.0))
-        self._repoint(old, self._timer)
 
     def _can_admit(self, rid: int) -> bool:
         running = len(self.decoding) + len(self.prefilling)
@@ -303,35 +305,11 @@ class Replica:
         return self.ctx + self.kv_prefill + need + running + 1 <= self.kv_capacity
 
     # ---- the batching loop ------------------------------------------------------------------
-    def _loop(self):
-        """Serve until a crash interrupts; then wait, down, until `restore` is called."""
-        while True:
-            try:
-                yield from self._serve()
-            except simpy.Interrupt:
-                self._mark(self.env.now, 0)  # the iteration under way is lost
-                self._apply_stamps(self.env.now)
-                self._run_cum = self._pf = None
-                self._fused = None
-                self._timer = None
-                self._wake = None
-                yield self._repaired
-
-    def _serve(self):
-        while True:
-            timer = self._start()
-            if timer is None:
-                # Idle: an arrival starts the next run from `enqueue` and re-points this wait
-                # at that run's timer (no wake-up event of its own).
-                self._wake = self.env.event()
-                yield self._wake
-                self._wake = None
-                if self._timer is None:
-                    continue
-            else:
-                yield timer
-            self._timer = None
-            self._end()
+    def _on_timer(self, _event) -> None:
+        """The run under way has ended: apply it and start the next (or go idle)."""
+        self._timer = None
+        self._end()
+        self._idle = self._start() is None
 
     def _start(self):
         """Admit, make room, and begin the next run (a decode run, a chunked-prefill run or one
@@ -417,10 +395,13 @@ class Replica:
         tokens = 0
         attended = 0.0
         admitted_s = self.req.admitted_s
+        now = self.env.now
+        chunked = self.chunked
         whole = True  # every chunk is the rest of its prompt
         for item in self.prefilling:
-            remaining = item[1] - item[2]
-            if self.chunked:
+            done = item[2]
+            remaining = item[1] - done
+            if chunked:
                 take = min(remaining, max(budget - tokens, 0))
             else:
                 take = remaining if (tokens + remaining <= budget or not chunks) else 0
@@ -429,12 +410,21 @@ class Replica:
             if take < remaining:
                 whole = False
             chunks.append((item, take))
-            if admitted_s[item[0]] != admitted_s[item[0]]:  # NaN: its first chunk is scheduled now
-                admitted_s[item[0]] = self.env.now
+            rid = item[0]
+            if admitted_s[rid] != admitted_s[rid]:  # NaN: its first chunk is scheduled now
+                admitted_s[rid] = now
             tokens += take
-            attended += take * (item[2] + take / 2.0)
-        dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
-        now = self.env.now
+            attended += take * (done + take / 2.0)
+        if n_dec:
+            dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
+        else:  # an empty replica's prefill: the same few shapes recur (pure function: memoised)
+            key = (tokens, self.ctx, attended, self.throttle)
+            dt = self._memo.get(key)
+            if dt is None:
+                dt = self.kernel.step_time_s(tokens, 0, self.ctx, attended, self.throttle)
+                if len(self._memo) >= _MEMO_MAX:
+                    self._memo.clear()
+                self._memo[key] = dt
         self._mark(now, n_dec + len(chunks), tokens + n_dec)
         if whole and self._can_fuse and len(chunks) == len(self.prefilling):
             timer = self._start_fused(now + dt, chunks, n_dec)
@@ -479,7 +469,16 @@ class Replica:
             need = self._prompt[rid] + self.resume.get(rid, 0) + 1
             if n < self.max_batch and ctx1 + kv1 + need + n + 1 <= self.kv_capacity:
                 return None  # the head of the queue is admitted at t1
-        run = self.kernel.decode_run(n, ctx1, self.throttle)
+        if n_dec:
+            run = self.kernel.decode_run(n, ctx1, self.throttle)
+        else:  # from an empty replica: as for its prefill iteration, the same runs recur
+            key = (n, ctx1, self.throttle)
+            run = self._run_memo.get(key)
+            if run is None:
+                run = self.kernel.decode_run(n, ctx1, self.throttle)
+                if len(self._run_memo) >= _MEMO_MAX:
+                    self._run_memo.clear()
+                self._run_memo[key] = run
         k_full = int((self.kv_capacity - ctx1 - kv1) // n)
         k = max(min(k_next - step1, k_full), 1)
         self._kind = 3
@@ -733,7 +732,7 @@ class Replica:
         self.n_in -= 1
         self.spare += 1
         self.completed += 1
-        self.on_done(rid)
+        self.on_done(rid, self)
 
     def _preempt(self) -> None:
         """KV cache full: evict the most recently admitted decoder (recompute, as vLLM does)."""
@@ -753,9 +752,21 @@ class Replica:
         self.up = False
         self.down_intervals.append([now, None])
         rids = self.evacuate()
+        # the iteration under way is lost
+        if self._timer is not None:
+            self._drop(self._timer)
+            self._timer = None
+        self._mark(now, 0)
+        self._apply_stamps(now)
+        self._run_cum = self._pf = None
+        self._fused = None
+        self._idle = False  # down: arrivals are not routed here; `restore` starts serving again
         self._repaired = self.env.event()
-        self.process.interrupt("crash")
+        self._repaired.callbacks.append(self._on_repaired)
         return rids
+
+    def _on_repaired(self, _event) -> None:
+        self._idle = self._start() is None
 
     def restore(self) -> None:
         """Back in service after a restart or repair."""

@@ -121,6 +121,9 @@ class Router:
         # when one has a free batch slot, so with max_batch 1 a pool is exactly an M/G/c queue.
         self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
         self._up_cache: dict[int, list[Replica]] = {}
+        # per model, the largest KV cache among the up replicas when they all take requests that
+        # fit it (`Replica.fits_ever`): whether any up replica fits a request, in O(1)
+        self._fit_cap: dict[int, float | None] = {}
         # jsq, least_tokens and central keep the up replicas in a heap per model (O(log n) per
         # event instead of a scan); replicas by (pool, replica) to update it on a completion
         self._index_key = _INDEX_KEYS.get(kind)
@@ -145,18 +148,21 @@ class Router:
     def replicas_changed(self) -> None:
         """Call when a replica goes down or comes back."""
         self._up_cache.clear()
+        self._fit_cap.clear()
         self._index.clear()
         if self.central:
             for model in self.held:
                 self._dispatch_held(model)
 
-    def on_done(self, rid: int) -> None:
-        """A replica finished `rid`: update its load in the index; with a central queue, give its
-        free slot to the next request."""
+    def on_done(self, rid: int, replica: Replica | None = None) -> None:
+        """`replica` (found from the request's columns when not given) finished `rid` or passed
+        it on: update its load in the index; with a central queue, give its free slot to the
+        next request."""
         if self._index_key is not None:
             index = self._index.get(self.request_model[rid])
-            replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
-            if index is not None and replica is not None:  # (a decode replica is not routed to)
+            if replica is None:
+                replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
+            if index is not None and replica is not None:  # (a decode replica is not indexed)
                 index.update(replica)
         if self.central:
             self._dispatch_held(self.request_model[rid])
@@ -192,7 +198,9 @@ class Router:
                 index.update(replica)
 
     def _route_central(self, rid: int, model: int, up: list[Replica]) -> None:
-        if not any(r.fits_ever(rid) for r in up):
+        cap = self._fit_cap.get(model)
+        if (self.req.prompt_list[rid] + self.req.output_list[rid] > cap if cap is not None
+                else not any(r.fits_ever(rid) for r in up)):
             self._reject(rid, EXCEEDS_KV)
             return
         held = self.held[model]
@@ -219,14 +227,17 @@ class Router:
         up = self._up_cache.get(model)
         if up is None:
             up = self._up_cache[model] = [r for r in self.all_by_model.get(model, ()) if r.up]
+            plain = all(type(r).fits_ever is Replica.fits_ever for r in up)
+            self._fit_cap[model] = max((r.kv_capacity for r in up), default=0.0) if plain else None
             if self._index_key is not None and up:
                 self._index[model] = LoadIndex(up, self._index_key)
         return up
 
     def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
         req = self.req
-        req.attempts[rid] += 1
-        if req.attempts[rid] == 1:
+        attempts = req.attempts[rid] + 1
+        req.attempts[rid] = attempts
+        if attempts == 1:
             self.first_routes += 1
         else:  # a retry: it is on no replica until routed again
             req.pool_idx[rid] = -1
