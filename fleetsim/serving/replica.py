@@ -14,6 +14,11 @@ takes the whole token budget left by the decoders every iteration, so the iterat
 completes its prompt (or until a decoder finishes, or the KV cache fills) are known in advance;
 one vectorised kernel call prices them and the replica wakes once, at the end of the iteration in
 which the head's last chunk (and whatever of the budget is left, for the requests behind it) runs.
+
+A prefill iteration that finishes every admitted prompt and changes nothing else at its end is
+fused with the decode run after it (`_start_fused`): one event for both, the iteration's end
+applied when anything next looks at the replica (`_settle`). There is no SimPy process: each
+run's `Timer` calls `_on_timer` back, and a cut moves that callback to an earlier timer.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ class Deferral:
             t_end, _seq, rep, ev = heapq.heappop(heap)
             if rep._timer is not ev:
                 continue
-            rep._timer = Timer(env, max(t_end, env.now), rep._cb)
+            rep._timer = Timer(env, max(t_end, env._now), rep._cb)
 
 
 class Replica:
@@ -204,7 +209,7 @@ class Replica:
         if self.queue_limit is None or len(self.waiting) < self.queue_limit:
             return False
         if self._fused is not None:
-            self._settle(self.env.now)
+            self._settle(self.env._now)
         return bool(self.waiting) or not self._can_admit(rid)
 
     def fits_ever(self, rid: int) -> bool:
@@ -213,7 +218,7 @@ class Replica:
     # ---- arrivals ----------------------------------------------------------------------------
     def enqueue(self, rid: int) -> None:
         if self._fused is not None:
-            self._settle(self.env.now)
+            self._settle(self.env._now)
         self.waiting.append(rid)
         self.n_in += 1
         self.spare -= 1
@@ -222,14 +227,14 @@ class Replica:
             self._idle = self._start() is None  # start the run now
         elif self._timer is not None and self._run_cuttable and len(self.waiting) == 1 and self._can_admit(rid):
             # FCFS: a newcomer can only join if nobody waits before it.
-            if self.env.now == self._run_start:
+            if self.env._now == self._run_start:
                 self._restart_run()  # the run has not begun: plan it again with the newcomer
             else:
                 self._cut_run()
 
     def _arm(self, delay: float):
         """The event the serving process waits on to end the run `delay` from now (`_arm_at`)."""
-        return self._arm_at(self.env.now + delay)
+        return self._arm_at(self.env._now + delay)
 
     def _arm_at(self, t_end: float):
         """The timer that ends the run at `t_end`: a `Timer`, or, when no arrival can come before
@@ -262,7 +267,7 @@ class Replica:
         `Process.interrupt` does internally, without the exception and the extra event.
         """
         env = self.env
-        elapsed = env.now - self._run_start
+        elapsed = env._now - self._run_start
         cum = self._run_cum
         if self._fused is not None:  # (not settled: still in the fused run's prefill iteration)
             self._run_cuttable = False
@@ -314,7 +319,8 @@ class Replica:
     def _start(self):
         """Admit, make room, and begin the next run (a decode run, a chunked-prefill run or one
         unchunked prefill iteration); return its timer, or None when there is nothing to do."""
-        self._admit()
+        if self.waiting:
+            self._admit()
         if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
             self._make_room()
         if self.prefilling:
@@ -333,7 +339,7 @@ class Replica:
         k_next = self._next_finish_step() - self.step
         k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
         k = max(min(k_next, k_full), 1)
-        start = env.now
+        start = env._now
         self._mark(start, n, n)
         # Sleep until the next completion. An admissible arrival meanwhile moves the
         # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
@@ -352,7 +358,7 @@ class Replica:
         elif kind == 2:
             self._end_prefill_iteration()
         else:  # a prefill iteration fused with the decode run after it
-            self._settle(self.env.now)
+            self._settle(self.env._now)
             self._advance_decode(self._run_k, self._run_n)
 
     def _make_room(self) -> None:
@@ -395,7 +401,7 @@ class Replica:
         tokens = 0
         attended = 0.0
         admitted_s = self.req.admitted_s
-        now = self.env.now
+        now = self.env._now
         chunked = self.chunked
         whole = True  # every chunk is the rest of its prompt
         for item in self.prefilling:
@@ -511,7 +517,7 @@ class Replica:
     def _end_prefill_iteration(self) -> None:
         chunks, n_dec = self._pf
         self._pf = None
-        now = self.env.now
+        now = self.env._now
         self._mark(now, 0)
         if n_dec:
             self.step += 1
@@ -536,7 +542,7 @@ class Replica:
         """
         env = self.env
         kernel = self.kernel
-        now = env.now
+        now = env._now
         n_dec = len(self.decoding)
         room = self.token_budget - n_dec
         take = room if room > 0 else 0
@@ -609,7 +615,7 @@ class Replica:
         e = self._run_k
         take, m, chunks, n_dec, head = self._pf
         self._run_cum = self._pf = None
-        now = env.now
+        now = env._now
         self._mark(now, 0)
         self._apply_stamps(now)
         if n_dec:
@@ -669,8 +675,8 @@ class Replica:
     def _advance_decode(self, k: int, n: int) -> None:
         self.step += k
         self.ctx += n * k
-        self._mark(self.env.now, 0)
-        self._complete_due(self.env.now)
+        self._mark(self.env._now, 0)
+        self._complete_due(self.env._now)
 
     def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
         """Account busy time, batch-size and power areas since the last mark, then start an
@@ -679,8 +685,18 @@ class Replica:
         sw = self._switch
         if sw is not None:
             self._switch = None
-            if now > sw[0]:
-                self._mark(sw[0], sw[1], sw[2])
+            t_sw = sw[0]
+            if now > t_sw:  # the planned switch came first: account up to it, then start it
+                if self._n_running:
+                    dt = t_sw - self._since
+                    self.busy_s += dt
+                    self.batch_area += self._n_running * dt
+                    self.power_area += self._activity * dt
+                self._since = t_sw
+                self._n_running = sw[1]
+                if sw[1]:
+                    self._activity = (MEMORY_BOUND_ACTIVITY + self._activity_per_token * sw[2]
+                                      if sw[2] < self._ridge_tokens else 1.0)
         if self._n_running:
             dt = now - self._since
             self.busy_s += dt
@@ -747,7 +763,7 @@ class Replica:
     # ---- crashes -----------------------------------------------------------------------------
     def crash(self) -> list[int]:
         """Go down now; return the requests that were on this replica (the caller re-routes them)."""
-        now = self.env.now
+        now = self.env._now
         self._settle(now)  # first tokens produced before the crash stand
         self.up = False
         self.down_intervals.append([now, None])
@@ -771,7 +787,7 @@ class Replica:
     def restore(self) -> None:
         """Back in service after a restart or repair."""
         self.up = True
-        self.down_intervals[-1][1] = self.env.now
+        self.down_intervals[-1][1] = self.env._now
         self._repaired.succeed()
 
     def up_time_s(self, start_s: float, end_s: float) -> float:

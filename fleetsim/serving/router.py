@@ -59,7 +59,7 @@ class LoadIndex:
     def __init__(self, replicas: list[Replica], key: Callable[[Replica], float]) -> None:
         self.key = key
         self.pos = {r.index: i for i, r in enumerate(replicas)}
-        self.stamp = dict.fromkeys(self.pos, 0)
+        self.stamp = [0] * len(replicas)  # by position: the stamp of each replica's live entry
         self.heap = [(key(r), i, 0, r) for i, r in enumerate(replicas)]
         heapq.heapify(self.heap)
         self.limit = 4 * len(replicas) + 64
@@ -67,8 +67,8 @@ class LoadIndex:
     def top(self) -> Replica:
         heap, stamp = self.heap, self.stamp
         while True:
-            _, _, st, r = heap[0]
-            if st == stamp[r.index]:
+            _, i, st, r = heap[0]
+            if st == stamp[i]:
                 return r
             heapq.heappop(heap)
 
@@ -76,10 +76,12 @@ class LoadIndex:
         i = self.pos.get(r.index)
         if i is None:  # not up (its pool's list was rebuilt without it)
             return
-        st = self.stamp[r.index] = self.stamp[r.index] + 1
-        heapq.heappush(self.heap, (self.key(r), i, st, r))
-        if len(self.heap) > self.limit:  # compact: one live entry per replica
-            self.heap = [e for e in self.heap if e[2] == self.stamp[e[3].index]]
+        stamp = self.stamp
+        st = stamp[i] = stamp[i] + 1
+        heap = self.heap
+        heapq.heappush(heap, (self.key(r), i, st, r))
+        if len(heap) > self.limit:  # compact: one live entry per replica
+            self.heap = [e for e in heap if e[2] == stamp[e[1]]]
             heapq.heapify(self.heap)
 
 
