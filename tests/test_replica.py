@@ -308,6 +308,25 @@ def test_fused_prefill_and_decode_give_the_same_bytes(monkeypatch, case):
         assert fused.pools[0].preemptions > 0
 
 
+@pytest.mark.parametrize("case", [1, 2, 4])
+def test_cuts_applied_when_decided_give_the_same_bytes(monkeypatch, case):
+    """A decode run cut by an arrival, with no other arrival before the step boundary, is ended
+    (and the next run planned) when the cut is decided, as of the boundary: the same bytes as a
+    timer at the boundary, fewer events."""
+    from fleetsim.serving import window as W
+
+    prompt, output, max_batch, chunked, budget, replicas, ql, router, rate = _FUSE_CASES[case]
+    cfg = _cfg(rate / 4, prompt, output, max_batch=max_batch, chunked=chunked, budget=budget,
+               duration=300.0, replicas=replicas, queue_limit=ql, router=router)
+    chips = load_chips({"h100": {"hbm_gb": 19.0}}) if case == 4 else CHIPS
+    planned = run_window(cfg, chips, MODELS, 6)
+    original = W.Deferral
+    monkeypatch.setattr(W, "Deferral", lambda env, **kw: original(env, **(kw | {"plan_cuts": False})))
+    timed = run_window(cfg, chips, MODELS, 6)
+    assert _fingerprint(planned) == _fingerprint(timed)
+    assert planned.sim_events < timed.sim_events
+
+
 def test_fused_runs_with_crashes_give_the_same_bytes(monkeypatch, tmp_path):
     """Crashes land inside fused runs (before and after their prefill iteration ends; 5 of the 14
     crashes here hit a fused run's decode part before anything settled it): the same

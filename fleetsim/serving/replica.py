@@ -86,13 +86,21 @@ class Deferral:
     run replaces a placeholder, not a scheduled timeout (one SimPy event saved per cut). The
     arrivals process sets `horizon` (the next arrival's time) and flushes after each arrival."""
 
-    __slots__ = ("env", "horizon", "heap", "_seq")
+    __slots__ = ("env", "horizon", "heap", "_seq", "plan_cuts", "until", "warmup")
 
-    def __init__(self, env: simpy.Environment) -> None:
+    def __init__(self, env: simpy.Environment, plan_cuts: bool = False, until: float = 0.0,
+                 warmup: float = 0.0) -> None:
         self.env = env
         self.horizon = 0.0
         self.heap: list = []
         self._seq = 0
+        # A cut decode run's end may be applied when the cut is decided (`Replica._cut_run`):
+        # only when nothing but arrivals reaches a replica (no crashes, no central queue
+        # handing out slots) and nothing reads it before the end (the warm-up snapshot at
+        # `warmup`, the window's end at `until`)
+        self.plan_cuts = plan_cuts
+        self.until = until
+        self.warmup = warmup
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -296,7 +304,21 @@ class Replica:
             self._switch = None  # the final iteration will not run in this prefill run
             self._stamps = None
         self._drop(self._timer)
-        self._timer = self._arm(max(t_done - elapsed, 0.0))
+        now = env._now
+        t_b = now + max(t_done - elapsed, 0.0)
+        d = self.deferral
+        if (cum is None and d is not None and d.plan_cuts and t_b < d.horizon and t_b < d.until
+                and not now < d.warmup <= t_b):
+            # No arrival can reach this replica before the step boundary t_b (the next one
+            # comes later) and nothing else looks at it: end the run and start the next now,
+            # as of t_b (one event saved). No decoder finishes at t_b (k < the run's steps).
+            self._timer = None
+            env._now = t_b
+            self._end()
+            self._idle = self._start() is None
+            env._now = now
+            return
+        self._timer = self._arm_at(t_b)
 
     def _can_admit(self, rid: int) -> bool:
         running = len(self.decoding) + len(self.prefilling)

@@ -202,7 +202,8 @@ def run_window(
     for reps in pool_replicas:  # straight to the router from now on (one call less a completion)
         for r in reps:
             r.on_done = router.on_done
-    deferral = Deferral(env)
+    deferral = Deferral(env, plan_cuts=reliability is None and not router.central,
+                        until=cfg.duration_s, warmup=cfg.warmup_s)
     for reps, pool in zip(pool_replicas, cfg.pools.values()):
         if pool.role == "both":  # handoffs arrive between arrivals: no deferred run ends there
             for r in reps:
