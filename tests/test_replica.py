@@ -238,7 +238,7 @@ def test_simpy_internals_the_replica_relies_on():
     release changes them: a Timer must fire at its time, among SimPy's own timeouts, in order."""
     import simpy
 
-    from fleetsim.serving.replica import Timer
+    from fleetsim.serving.replica import Deferral, Timer
     from fleetsim.serving.window import _simulate
 
     env = simpy.Environment()
@@ -257,13 +257,7 @@ def test_simpy_internals_the_replica_relies_on():
         def route(self, rid):
             fired.append(("arrival", env.now))
 
-    class NoDeferral:
-        horizon = 0.0
-
-        def flush(self):
-            pass
-
-    assert _simulate(env, 5.0, [0.5, 2.0, 6.0], Routed(), NoDeferral()) == 2
+    assert _simulate(env, 5.0, [0.5, 2.0, 6.0], Routed(), Deferral(env)) == 2
     assert fired == [("arrival", 0.5), ("timeout", 1.0), ("arrival", 2.0), ("timer", 2.5),
                      ("process", 3.0)]
     assert env.now == 5.0
