@@ -82,3 +82,15 @@ def test_run_with_goodput_enabled_reports_it(quickstart_path):
     rows = fleetsim.run(scen).summary["goodput_search"]
     assert {r["pool"] for r in rows} == {"h20", "domestic"}
     assert all(r["goodput_req_per_s_per_replica"] >= 0 for r in rows)
+
+
+def test_t_quantile_is_scipy_stats_to_the_bit():
+    """The search's Student t quantile (scipy.special, no scipy.stats import) equals
+    scipy.stats.t.ppf exactly, so the intervals do not move."""
+    from scipy.stats import t as student_t
+
+    from fleetsim.serving.goodput import _t_quantile
+
+    for df in range(1, 121):
+        for p in (0.975, 0.95, 0.995, 0.9):
+            assert _t_quantile(p, df) == float(student_t.ppf(p, df))

@@ -152,17 +152,29 @@ def test_kv_pressure_preempts_and_conserves(monkeypatch, chunked, budget):
     boundary (decode runs and chunked-prefill iterations alike), and every request is accounted for."""
     from fleetsim.serving.replica import Replica
 
-    original = Replica._mark
+    original, original_settle = Replica._mark, Replica._settle
     worst = [0.0]
 
+    def check(self):
+        need = self.ctx + self.kv_prefill + len(self.decoding)
+        if len(self.decoding) + len(self.prefilling) > 1:
+            worst[0] = max(worst[0], need - self.kv_capacity)
+
     def checked(self, now, n_running, tokens=0):
-        if n_running:  # an iteration starts: what it will hold must fit
-            need = self.ctx + self.kv_prefill + len(self.decoding)
-            if len(self.decoding) + len(self.prefilling) > 1:
-                worst[0] = max(worst[0], need - self.kv_capacity)
+        # an iteration starts now: what it will hold must fit (a mark settled later, for a
+        # run's planned switch, sees the state of a later time: checked at `_settle` instead)
+        if n_running and now == self.env.now:
+            check(self)
         original(self, now, n_running, tokens)
 
+    def settled(self, now):  # a fused prefill iteration's end: the decode run after it must fit
+        due = self._fused is not None and now >= self._fused[0]
+        original_settle(self, now)
+        if due:
+            check(self)
+
     monkeypatch.setattr(Replica, "_mark", checked)
+    monkeypatch.setattr(Replica, "_settle", settled)
     chips = load_chips({"h100": {"hbm_gb": 19.0}})
     cfg = _cfg(8.0, {"kind": "uniform", "low": 500, "high": 2000}, {"kind": "geometric", "mean": 400},
                max_batch=64, duration=60.0, chunked=chunked, budget=budget)
@@ -220,18 +232,134 @@ def test_conservation_over_random_scenarios(seed, rate, replicas, max_batch, que
 
 
 def test_simpy_internals_the_replica_relies_on():
-    """`Replica._cut_run` re-points a waiting process at an earlier timeout through SimPy 4's
-    `Process._resume` / `_target` (what `Process.interrupt` does inside), and the window reads
-    `Environment._eid` for its event count. Fail loudly if a SimPy release changes them."""
+    """The replica schedules its own `Timer` events straight into SimPy 4's queue (entries
+    (time, priority, id, event), ids from `Environment._eid`), and the window steps the queue
+    itself (`_now`, `callbacks`, `_ok`): what `Environment.step` does. Fail loudly if a SimPy
+    release changes them: a Timer must fire at its time, among SimPy's own timeouts, in order."""
     import simpy
 
+    from fleetsim.serving.replica import Deferral, Timer
+    from fleetsim.serving.window import _simulate
+
     env = simpy.Environment()
+    fired = []
+    Timer(env, 2.5, lambda ev: fired.append(("timer", env.now)))
+    env.timeout(1.0).callbacks.append(lambda ev: fired.append(("timeout", env.now)))
 
-    def sleeper():
-        yield env.timeout(10)
+    def proc():
+        yield env.timeout(3.0)
+        fired.append(("process", env.now))
 
-    proc = env.process(sleeper())
-    env.run(until=1)
-    assert callable(proc._resume) and proc._target is not None
-    assert proc._resume in proc._target.callbacks
+    env.process(proc())
     assert isinstance(next(env._eid), int)
+
+    class Routed:
+        def route(self, rid):
+            fired.append(("arrival", env.now))
+
+    assert _simulate(env, 5.0, [0.5, 2.0, 6.0], Routed(), Deferral(env)) == 2
+    assert fired == [("arrival", 0.5), ("timeout", 1.0), ("arrival", 2.0), ("timer", 2.5),
+                     ("process", 3.0)]
+    assert env.now == 5.0
+
+
+def _fingerprint(res) -> bytes:
+    r = res.requests
+    parts = [r.arrival_s, r.admitted_s, r.first_token_s, r.finish_s, r.status, r.replica,
+             r.pool_idx, r.attempts]
+    parts += [a for p in res.pools for a in (p.busy_s, p.batch_area, np.array([p.preemptions]))]
+    return b"".join(np.ascontiguousarray(a).tobytes() for a in parts)
+
+
+_FUSE_CASES = [  # (prompt, output, max_batch, chunked, budget, replicas, queue_limit, router, rate)
+    ({"kind": "fixed", "value": 1}, {"kind": "geometric", "mean": 50}, 1, False, 4096, 3, None, "central", 2.0),
+    ({"kind": "fixed", "value": 1}, {"kind": "geometric", "mean": 20}, 8, False, 4096, 2, None, "jsq", 20.0),
+    ({"kind": "lognormal", "median": 600, "sigma": 1.0, "max": 8000}, {"kind": "geometric", "mean": 80},
+     16, True, 512, 2, None, "least_tokens", 8.0),
+    ({"kind": "lognormal", "median": 600, "sigma": 1.0, "max": 8000}, {"kind": "geometric", "mean": 80},
+     4, False, 4096, 3, 0, "central", 30.0),
+    ({"kind": "uniform", "low": 500, "high": 2000}, {"kind": "geometric", "mean": 400},
+     64, False, 4096, 1, None, "jsq", 8.0),  # (run on a small KV cache below: preemptions)
+]
+
+
+@pytest.mark.parametrize("case", range(len(_FUSE_CASES)))
+def test_fused_prefill_and_decode_give_the_same_bytes(monkeypatch, case):
+    """A prefill iteration fused with the decode run after it (one event) gives exactly the
+    timestamps and busy figures of the two events it replaces, and saves events."""
+    from fleetsim.serving.replica import Replica
+
+    prompt, output, max_batch, chunked, budget, replicas, ql, router, rate = _FUSE_CASES[case]
+    cfg = _cfg(rate, prompt, output, max_batch=max_batch, chunked=chunked, budget=budget,
+               duration=120.0, replicas=replicas, queue_limit=ql, router=router)
+    chips = load_chips({"h100": {"hbm_gb": 19.0}}) if case == 4 else CHIPS
+    fused = run_window(cfg, chips, MODELS, 5)
+    monkeypatch.setattr(Replica, "_start_fused", lambda self, t1, chunks, n_dec: None)
+    plain = run_window(cfg, chips, MODELS, 5)
+    assert _fingerprint(fused) == _fingerprint(plain)
+    assert fused.sim_events < plain.sim_events
+    if case == 4:
+        assert fused.pools[0].preemptions > 0
+
+
+@pytest.mark.parametrize("case", [1, 2, 4])
+def test_cuts_applied_when_decided_give_the_same_bytes(monkeypatch, case):
+    """A decode run cut by an arrival, with no other arrival before the step boundary, is ended
+    (and the next run planned) when the cut is decided, as of the boundary: the same bytes as a
+    timer at the boundary, fewer events."""
+    from fleetsim.serving import window as W
+
+    prompt, output, max_batch, chunked, budget, replicas, ql, router, rate = _FUSE_CASES[case]
+    cfg = _cfg(rate / 4, prompt, output, max_batch=max_batch, chunked=chunked, budget=budget,
+               duration=300.0, replicas=replicas, queue_limit=ql, router=router)
+    chips = load_chips({"h100": {"hbm_gb": 19.0}}) if case == 4 else CHIPS
+    planned = run_window(cfg, chips, MODELS, 6)
+    original = W.Deferral
+    monkeypatch.setattr(W, "Deferral", lambda env, **kw: original(env, **(kw | {"plan_cuts": False})))
+    timed = run_window(cfg, chips, MODELS, 6)
+    assert _fingerprint(planned) == _fingerprint(timed)
+    assert planned.sim_events < timed.sim_events
+
+
+def test_fused_runs_with_crashes_give_the_same_bytes(monkeypatch, tmp_path):
+    """Crashes land inside fused runs (before and after their prefill iteration ends; 5 of the 14
+    crashes here hit a fused run's decode part before anything settled it): the same
+    first tokens, retries and finishes as with a separate event per prefill iteration."""
+    import fleetsim
+    from fleetsim.serving.replica import Replica
+
+    path = tmp_path / "crashy.yaml"
+    path.write_text("""
+name: crashy
+seed: 4
+serving:
+  duration_s: 600
+  warmup_s: 0
+  workloads:
+    chat:
+      model: llama-3.1-8b
+      arrival: {kind: poisson, rate_per_s: 1}
+      prompt_tokens: {kind: lognormal, median: 600, sigma: 0.8, max: 4096}
+      output_tokens: {kind: geometric, mean: 300}
+  pools:
+    a: {chip: h100, model: llama-3.1-8b, tp: 1, replicas: 3, hall: h}
+reliability:
+  halls: {h: {ambient_c: 25, cooling_factor: 1.0}}
+  chips: {h100: {mtbf_h: 0.01}}
+  repair: {transient_share: 1.0, restart_min: {kind: fixed, value: 0.2}}
+  thermal_step_s: 10
+""")
+    fused = fleetsim.run(fleetsim.load_scenario(path))
+    monkeypatch.setattr(Replica, "_start_fused", lambda self, t1, chunks, n_dec: None)
+    plain = fleetsim.run(fleetsim.load_scenario(path))
+    assert (plain.requests.attempts > 1).sum() > 0
+    for col in ("arrival_s", "first_token_s", "finish_s", "attempts", "status"):
+        assert plain.requests[col].equals(fused.requests[col]), col
+
+
+def test_one_token_prompts_cost_two_events_a_request():
+    """A 1-token prompt gets no prefill event of its own: its arrival and its completion."""
+    cfg = _cfg(0.4, {"kind": "fixed", "value": 1}, {"kind": "geometric", "mean": 500}, max_batch=1,
+               duration=3000.0, replicas=3, router="central")
+    res = run_window(cfg, CHIPS, MODELS, 2)
+    assert res.sim_events / len(res.requests) <= 2.01

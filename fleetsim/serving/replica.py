@@ -14,6 +14,11 @@ takes the whole token budget left by the decoders every iteration, so the iterat
 completes its prompt (or until a decoder finishes, or the KV cache fills) are known in advance;
 one vectorised kernel call prices them and the replica wakes once, at the end of the iteration in
 which the head's last chunk (and whatever of the budget is left, for the requests behind it) runs.
+
+A prefill iteration that finishes every admitted prompt and changes nothing else at its end is
+fused with the decode run after it (`_start_fused`): one event for both, the iteration's end
+applied when anything next looks at the replica (`_settle`). There is no SimPy process: each
+run's `Timer` calls `_on_timer` back, and a cut moves that callback to an earlier timer.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 _EPS = 1e-12
 _RID_BITS = 40  # decode heap entries: finish step above, request id below (ids < 2**40)
 _RID_MASK = (1 << _RID_BITS) - 1
+_MEMO_MAX = 4096  # entries of a replica's kernel memo (cleared when full)
 _SMALL_RUN = 8  # prefill runs up to this many iterations are priced in plain floats
 
 # Power draw of a memory-bound iteration (decode at small batch) as a share of the dynamic power
@@ -51,19 +57,50 @@ def _ridge_tokens(kernel) -> float:
     return max(read_s / per_token_s, 1.0)
 
 
+class Timer(simpy.Event):
+    """A SimPy event scheduled at exactly `t_s` with one callback (what `Timeout.__init__` does,
+    without its delay arithmetic: `timeout(delay)` fires at now + delay, which can differ from a
+    planned end time by a rounding step)."""
+
+    def __init__(self, env: simpy.Environment, t_s: float, callback=None) -> None:
+        self.env = env
+        self.callbacks = [callback] if callback is not None else []
+        self._ok = True
+        self._value = None
+        heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), self))
+
+
+class _Deferred:
+    """A run end not yet scheduled (see `Deferral`): it never fires."""
+
+    __slots__ = ()
+    callbacks = None
+
+
+_NORMAL = simpy.events.NORMAL
+
+
 class Deferral:
     """Run-end timeouts scheduled late: a run ending after the next arrival gets its timeout
     only when the arrival before its end has been routed (`flush`), so an arrival that cuts the
     run replaces a placeholder, not a scheduled timeout (one SimPy event saved per cut). The
     arrivals process sets `horizon` (the next arrival's time) and flushes after each arrival."""
 
-    __slots__ = ("env", "horizon", "heap", "_seq")
+    __slots__ = ("env", "horizon", "heap", "_seq", "plan_cuts", "until", "warmup")
 
-    def __init__(self, env: simpy.Environment) -> None:
+    def __init__(self, env: simpy.Environment, plan_cuts: bool = False, until: float = 0.0,
+                 warmup: float = 0.0) -> None:
         self.env = env
         self.horizon = 0.0
         self.heap: list = []
         self._seq = 0
+        # A cut decode run's end may be applied when the cut is decided (`Replica._cut_run`):
+        # only when nothing but arrivals reaches a replica (no crashes, no central queue
+        # handing out slots) and nothing reads it before the end (the warm-up snapshot at
+        # `warmup`, the window's end at `until`)
+        self.plan_cuts = plan_cuts
+        self.until = until
+        self.warmup = warmup
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -78,9 +115,7 @@ class Deferral:
             t_end, _seq, rep, ev = heapq.heappop(heap)
             if rep._timer is not ev:
                 continue
-            timer = env.timeout(max(t_end - env.now, 0.0))
-            rep._repoint(ev, timer)
-            rep._timer = timer
+            rep._timer = Timer(env, max(t_end, env._now), rep._cb)
 
 
 class Replica:
@@ -95,7 +130,7 @@ class Replica:
         batching: "ContinuousBatching",
         queue_limit: int | None,
         req: RequestArrays,
-        on_done: Callable[[int], None],
+        on_done: Callable[..., None],
         index_in_pool: int = 0,
     ) -> None:
         self.env = env
@@ -149,7 +184,7 @@ class Replica:
         self._activity_per_token = (1.0 - MEMORY_BOUND_ACTIVITY) / self._ridge_tokens
         self.preemptions = 0
         self.completed = 0  # requests finished here (the conservation check counts these)
-        self._wake: simpy.Event | None = None  # set while idle
+        self._idle = True  # nothing to run: the next arrival starts a run (`enqueue`)
         self._timer: simpy.Timeout | None = None  # set while in a decode run
         self._run = None
         self._run_start = 0.0
@@ -162,7 +197,16 @@ class Replica:
         self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
         self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
         self.deferral: Deferral | None = None  # set by the window (see `Deferral`)
-        self.process = env.process(self._loop())
+        # A prefill iteration whose requests all go on decoding is fused with the decode run that
+        # follows it (one event, not two): `_fused` = (its end, chunks, n_dec) until that end is
+        # applied (`_settle`). Not for subclasses whose requests leave after prefill.
+        self._fused = None
+        self._memo: dict = {}  # kernel answers for an empty replica's prefill iteration
+        self._run_memo: dict = {}  # ... and for the decode run after it
+        self._can_fuse = type(self)._join_decode is Replica._join_decode
+        # No SimPy process: each run's timer calls `_on_timer` (an arrival that cuts the run
+        # moves the callback to an earlier timer), which ends the run and starts the next.
+        self._cb = self._on_timer
 
     # ---- load figures the router reads: `n_in` (requests assigned, not finished) and
     # `outstanding_tokens`, kept as plain attributes so a router's min() over replicas is cheap.
@@ -172,6 +216,8 @@ class Replica:
         (queue_limit 0 makes a loss system: a request is taken only if it can join the batch)."""
         if self.queue_limit is None or len(self.waiting) < self.queue_limit:
             return False
+        if self._fused is not None:
+            self._settle(self.env._now)
         return bool(self.waiting) or not self._can_admit(rid)
 
     def fits_ever(self, rid: int) -> bool:
@@ -179,51 +225,48 @@ class Replica:
 
     # ---- arrivals ----------------------------------------------------------------------------
     def enqueue(self, rid: int) -> None:
+        if self._fused is not None:
+            self._settle(self.env._now)
         self.waiting.append(rid)
         self.n_in += 1
         self.spare -= 1
         self.outstanding_tokens += self._prompt[rid] + self._output[rid]
-        wake = self._wake
-        if wake is not None:
-            # Idle: start the run now and point the waiting process at its timer.
-            self._wake = None
-            timer = self._start()
-            if timer is not None:
-                self._repoint(wake, timer)
+        if self._idle:
+            self._idle = self._start() is None  # start the run now
         elif self._timer is not None and self._run_cuttable and len(self.waiting) == 1 and self._can_admit(rid):
             # FCFS: a newcomer can only join if nobody waits before it.
-            if self.env.now == self._run_start:
+            if self.env._now == self._run_start:
                 self._restart_run()  # the run has not begun: plan it again with the newcomer
             else:
                 self._cut_run()
 
     def _arm(self, delay: float):
-        """The event the serving process waits on to end the run `delay` from now: a timeout,
-        or, when no arrival can come before it, a placeholder the `Deferral` turns into the
-        timeout at the last arrival before it. A run cut by an arrival then wastes no event."""
-        env = self.env
+        """The event the serving process waits on to end the run `delay` from now (`_arm_at`)."""
+        return self._arm_at(self.env._now + delay)
+
+    def _arm_at(self, t_end: float):
+        """The timer that ends the run at `t_end`: a `Timer`, or, when no arrival can come before
+        it, a placeholder the `Deferral` turns into the timer at the last arrival before it. A
+        run cut by an arrival then wastes no event."""
         d = self.deferral
-        if d is None or not self._run_cuttable or env.now + delay <= d.horizon:
-            return env.timeout(delay)  # (a run no arrival can cut gains nothing from deferring)
-        ev = env.event()  # never triggered itself: no event scheduled
-        heapq.heappush(d.heap, (env.now + delay, d.next_seq(), self, ev))
+        if d is None or not self._run_cuttable or t_end <= d.horizon:
+            return Timer(self.env, t_end, self._cb)  # (a run no arrival can cut gains nothing from deferring)
+        ev = _Deferred()  # never triggered itself: no event scheduled
+        heapq.heappush(d.heap, (t_end, d.next_seq(), self, ev))
         return ev
 
-    def _repoint(self, old, timer) -> None:
-        """Make the serving process wait on `timer` instead of `old` (what SimPy's own
-        `Process.interrupt` does inside, without the exception and the extra event)."""
-        proc = self.process
-        old.callbacks.remove(proc._resume)
-        timer.callbacks.append(proc._resume)
-        proc._target = timer
+    def _drop(self, old) -> None:
+        """The run's old timer no longer ends it (a placeholder has nothing to drop)."""
+        if old.callbacks:
+            old.callbacks.remove(self._cb)
 
     def _restart_run(self) -> None:
         """A newcomer at the very instant a run starts joins it, as at an iteration boundary."""
         old = self._timer
         self._switch = self._stamps = None
         self._run_cum = self._pf = None
-        timer = self._start()  # never None: the batch was not empty
-        self._repoint(old, timer)
+        self._drop(old)
+        self._start()  # never None: the batch was not empty
 
     def _cut_run(self) -> None:
         """Move the decode run's wake-up to the end of the step under way (the newcomer joins then).
@@ -232,8 +275,14 @@ class Replica:
         `Process.interrupt` does internally, without the exception and the extra event.
         """
         env = self.env
-        elapsed = env.now - self._run_start
+        elapsed = env._now - self._run_start
         cum = self._run_cum
+        if self._fused is not None:  # (not settled: still in the fused run's prefill iteration)
+            self._run_cuttable = False
+            self._run_k = 0  # the newcomer joins when the prefill iteration ends
+            self._drop(self._timer)
+            self._timer = self._arm_at(self._fused[0])
+            return
         if cum is None:
             run = self._run
             k = run.steps_within(elapsed + _EPS)
@@ -254,9 +303,22 @@ class Replica:
         if cum is not None and k <= self._pf[1]:
             self._switch = None  # the final iteration will not run in this prefill run
             self._stamps = None
-        old = self._timer
-        self._timer = self._arm(max(t_done - elapsed, 0.0))
-        self._repoint(old, self._timer)
+        self._drop(self._timer)
+        now = env._now
+        t_b = now + max(t_done - elapsed, 0.0)
+        d = self.deferral
+        if (cum is None and d is not None and d.plan_cuts and t_b < d.horizon and t_b < d.until
+                and not now < d.warmup <= t_b):
+            # No arrival can reach this replica before the step boundary t_b (the next one
+            # comes later) and nothing else looks at it: end the run and start the next now,
+            # as of t_b (one event saved). No decoder finishes at t_b (k < the run's steps).
+            self._timer = None
+            env._now = t_b
+            self._end()
+            self._idle = self._start() is None
+            env._now = now
+            return
+        self._timer = self._arm_at(t_b)
 
     def _can_admit(self, rid: int) -> bool:
         running = len(self.decoding) + len(self.prefilling)
@@ -270,39 +332,17 @@ class Replica:
         return self.ctx + self.kv_prefill + need + running + 1 <= self.kv_capacity
 
     # ---- the batching loop ------------------------------------------------------------------
-    def _loop(self):
-        """Serve until a crash interrupts; then wait, down, until `restore` is called."""
-        while True:
-            try:
-                yield from self._serve()
-            except simpy.Interrupt:
-                self._mark(self.env.now, 0)  # the iteration under way is lost
-                self._apply_stamps(self.env.now)
-                self._run_cum = self._pf = None
-                self._timer = None
-                self._wake = None
-                yield self._repaired
-
-    def _serve(self):
-        while True:
-            timer = self._start()
-            if timer is None:
-                # Idle: an arrival starts the next run from `enqueue` and re-points this wait
-                # at that run's timer (no wake-up event of its own).
-                self._wake = self.env.event()
-                yield self._wake
-                self._wake = None
-                if self._timer is None:
-                    continue
-            else:
-                yield timer
-            self._timer = None
-            self._end()
+    def _on_timer(self, _event) -> None:
+        """The run under way has ended: apply it and start the next (or go idle)."""
+        self._timer = None
+        self._end()
+        self._idle = self._start() is None
 
     def _start(self):
         """Admit, make room, and begin the next run (a decode run, a chunked-prefill run or one
         unchunked prefill iteration); return its timer, or None when there is nothing to do."""
-        self._admit()
+        if self.waiting:
+            self._admit()
         if self.ctx + self.kv_prefill + len(self.decoding) > self.kv_capacity:
             self._make_room()
         if self.prefilling:
@@ -311,8 +351,7 @@ class Replica:
                 if head[1] - head[2] > self.token_budget - len(self.decoding):
                     self._kind = 1  # the head needs several iterations: skip them
                     return self._start_prefill_run()
-            self._kind = 2  # the head's prompt fits in this iteration
-            return self._start_prefill_iteration()
+            return self._start_prefill_iteration()  # the head's prompt fits in this iteration
         n = len(self.decoding)
         if not n:
             return None
@@ -322,7 +361,7 @@ class Replica:
         k_next = self._next_finish_step() - self.step
         k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
         k = max(min(k_next, k_full), 1)
-        start = env.now
+        start = env._now
         self._mark(start, n, n)
         # Sleep until the next completion. An admissible arrival meanwhile moves the
         # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
@@ -338,8 +377,11 @@ class Replica:
             self._advance_decode(self._run_k, self._run_n)
         elif kind == 1:
             self._end_prefill_run()
-        else:
+        elif kind == 2:
             self._end_prefill_iteration()
+        else:  # a prefill iteration fused with the decode run after it
+            self._settle(self.env._now)
+            self._advance_decode(self._run_k, self._run_n)
 
     def _make_room(self) -> None:
         """Before an iteration: if every running sequence's next token would not fit in the KV
@@ -381,30 +423,123 @@ class Replica:
         tokens = 0
         attended = 0.0
         admitted_s = self.req.admitted_s
+        now = self.env._now
+        chunked = self.chunked
+        whole = True  # every chunk is the rest of its prompt
         for item in self.prefilling:
-            remaining = item[1] - item[2]
-            if self.chunked:
+            done = item[2]
+            remaining = item[1] - done
+            if chunked:
                 take = min(remaining, max(budget - tokens, 0))
             else:
                 take = remaining if (tokens + remaining <= budget or not chunks) else 0
             if take <= 0:
                 break
+            if take < remaining:
+                whole = False
             chunks.append((item, take))
-            if admitted_s[item[0]] != admitted_s[item[0]]:  # NaN: its first chunk is scheduled now
-                admitted_s[item[0]] = self.env.now
+            rid = item[0]
+            if admitted_s[rid] != admitted_s[rid]:  # NaN: its first chunk is scheduled now
+                admitted_s[rid] = now
             tokens += take
-            attended += take * (item[2] + take / 2.0)
-        dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
-        self._mark(self.env.now, n_dec + len(chunks), tokens + n_dec)
+            attended += take * (done + take / 2.0)
+        if n_dec:
+            dt = self.kernel.step_time_s(tokens, n_dec, self.ctx, attended, self.throttle)
+        else:  # an empty replica's prefill: the same few shapes recur (pure function: memoised)
+            key = (tokens, self.ctx, attended, self.throttle)
+            dt = self._memo.get(key)
+            if dt is None:
+                dt = self.kernel.step_time_s(tokens, 0, self.ctx, attended, self.throttle)
+                if len(self._memo) >= _MEMO_MAX:
+                    self._memo.clear()
+                self._memo[key] = dt
+        self._mark(now, n_dec + len(chunks), tokens + n_dec)
+        if whole and self._can_fuse and len(chunks) == len(self.prefilling):
+            timer = self._start_fused(now + dt, chunks, n_dec)
+            if timer is not None:
+                return timer
+        self._kind = 2
         self._pf = (chunks, n_dec)
         self._run_cuttable = False
         self._timer = self._arm(dt)
         return self._timer
 
+    def _start_fused(self, t1: float, chunks: list, n_dec: int):
+        """Plan the decode run that follows a prefill iteration ending at `t1` in which every
+        prefilling request finishes its prompt, and return one timer for both; None when the
+        iteration's end changes anything a plan made now cannot see (a request finishes, an
+        admission or an eviction becomes due): then it gets its own event, as before.
+
+        The state at `t1` is worked out here as `_end_prefill_iteration` and `_start` would
+        leave it; `_settle` applies the iteration's end when anything looks at the replica at
+        or after `t1` (an arrival, a crash, the window's end, the run's own end)."""
+        output = self._output
+        step1 = self.step + 1 if n_dec else self.step
+        ctx1 = self.ctx + n_dec
+        kv1 = self.kv_prefill
+        k_next = self._next_finish_step() if n_dec else 1 << 62
+        if k_next <= step1:
+            return None  # a decoder finishes at t1
+        for item, _take in chunks:
+            rid, total, _done, generated = item
+            left = output[rid] - generated - 1
+            if left <= 0:
+                return None  # its first token is its last
+            kv1 -= total + 1
+            ctx1 += total + 1
+            if step1 + left < k_next:
+                k_next = step1 + left
+        n = n_dec + len(chunks)
+        if ctx1 + kv1 + n > self.kv_capacity:
+            return None  # room must be made at t1
+        if self.waiting:
+            rid = self.waiting[0]
+            need = self._prompt[rid] + self.resume.get(rid, 0) + 1
+            if n < self.max_batch and ctx1 + kv1 + need + n + 1 <= self.kv_capacity:
+                return None  # the head of the queue is admitted at t1
+        if n_dec:
+            run = self.kernel.decode_run(n, ctx1, self.throttle)
+        else:  # from an empty replica: as for its prefill iteration, the same runs recur
+            key = (n, ctx1, self.throttle)
+            run = self._run_memo.get(key)
+            if run is None:
+                run = self.kernel.decode_run(n, ctx1, self.throttle)
+                if len(self._run_memo) >= _MEMO_MAX:
+                    self._run_memo.clear()
+                self._run_memo[key] = run
+        k_full = int((self.kv_capacity - ctx1 - kv1) // n)
+        k = max(min(k_next - step1, k_full), 1)
+        self._kind = 3
+        self._fused = (t1, chunks, n_dec)
+        self._switch = (t1, n, n)  # the decode run's batch from t1 on (`_mark` settles it)
+        self._run, self._run_start, self._run_k, self._run_n = run, t1, k, n
+        self._run_cum = None
+        self._run_cuttable = n < self.max_batch
+        self._timer = self._arm_at(t1 + run.time_for_steps(k))
+        return self._timer
+
+    def _settle(self, now: float) -> None:
+        """Apply a fused run's prefill-iteration end once `now` has reached it."""
+        fused = self._fused
+        if fused is None or now < fused[0]:
+            return
+        self._fused = None
+        t1, chunks, n_dec = fused
+        if n_dec:
+            self.step += 1
+            self.ctx += n_dec
+        for item, take in chunks:
+            item[2] += take
+        prefilling = self.prefilling
+        while prefilling and prefilling[0][2] >= prefilling[0][1]:
+            rid, total, _done, generated = prefilling.popleft()
+            self.kv_prefill -= total + 1
+            self._join_decode(rid, total, generated + 1, t1)
+
     def _end_prefill_iteration(self) -> None:
         chunks, n_dec = self._pf
         self._pf = None
-        now = self.env.now
+        now = self.env._now
         self._mark(now, 0)
         if n_dec:
             self.step += 1
@@ -429,7 +564,7 @@ class Replica:
         """
         env = self.env
         kernel = self.kernel
-        now = env.now
+        now = env._now
         n_dec = len(self.decoding)
         room = self.token_budget - n_dec
         take = room if room > 0 else 0
@@ -502,7 +637,7 @@ class Replica:
         e = self._run_k
         take, m, chunks, n_dec, head = self._pf
         self._run_cum = self._pf = None
-        now = env.now
+        now = env._now
         self._mark(now, 0)
         self._apply_stamps(now)
         if n_dec:
@@ -523,7 +658,9 @@ class Replica:
 
     def settle(self, now: float) -> None:
         """At the window's end: record admissions of a prefill run's last iteration if it has
-        started by `now` (the run's wake-up, which would record them, lies beyond the window)."""
+        started by `now` (the run's wake-up, which would record them, lies beyond the window),
+        and the end of a fused run's prefill iteration if it is past."""
+        self._settle(now)
         self._apply_stamps(now)
 
     def _apply_stamps(self, now: float) -> None:
@@ -560,8 +697,8 @@ class Replica:
     def _advance_decode(self, k: int, n: int) -> None:
         self.step += k
         self.ctx += n * k
-        self._mark(self.env.now, 0)
-        self._complete_due(self.env.now)
+        self._mark(self.env._now, 0)
+        self._complete_due(self.env._now)
 
     def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
         """Account busy time, batch-size and power areas since the last mark, then start an
@@ -570,8 +707,18 @@ class Replica:
         sw = self._switch
         if sw is not None:
             self._switch = None
-            if now > sw[0]:
-                self._mark(sw[0], sw[1], sw[2])
+            t_sw = sw[0]
+            if now > t_sw:  # the planned switch came first: account up to it, then start it
+                if self._n_running:
+                    dt = t_sw - self._since
+                    self.busy_s += dt
+                    self.batch_area += self._n_running * dt
+                    self.power_area += self._activity * dt
+                self._since = t_sw
+                self._n_running = sw[1]
+                if sw[1]:
+                    self._activity = (MEMORY_BOUND_ACTIVITY + self._activity_per_token * sw[2]
+                                      if sw[2] < self._ridge_tokens else 1.0)
         if self._n_running:
             dt = now - self._since
             self.busy_s += dt
@@ -623,7 +770,7 @@ class Replica:
         self.n_in -= 1
         self.spare += 1
         self.completed += 1
-        self.on_done(rid)
+        self.on_done(rid, self)
 
     def _preempt(self) -> None:
         """KV cache full: evict the most recently admitted decoder (recompute, as vLLM does)."""
@@ -638,18 +785,31 @@ class Replica:
     # ---- crashes -----------------------------------------------------------------------------
     def crash(self) -> list[int]:
         """Go down now; return the requests that were on this replica (the caller re-routes them)."""
-        now = self.env.now
+        now = self.env._now
+        self._settle(now)  # first tokens produced before the crash stand
         self.up = False
         self.down_intervals.append([now, None])
         rids = self.evacuate()
+        # the iteration under way is lost
+        if self._timer is not None:
+            self._drop(self._timer)
+            self._timer = None
+        self._mark(now, 0)
+        self._apply_stamps(now)
+        self._run_cum = self._pf = None
+        self._fused = None
+        self._idle = False  # down: arrivals are not routed here; `restore` starts serving again
         self._repaired = self.env.event()
-        self.process.interrupt("crash")
+        self._repaired.callbacks.append(self._on_repaired)
         return rids
+
+    def _on_repaired(self, _event) -> None:
+        self._idle = self._start() is None
 
     def restore(self) -> None:
         """Back in service after a restart or repair."""
         self.up = True
-        self.down_intervals[-1][1] = self.env.now
+        self.down_intervals[-1][1] = self.env._now
         self._repaired.succeed()
 
     def up_time_s(self, start_s: float, end_s: float) -> float:

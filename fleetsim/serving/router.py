@@ -59,7 +59,7 @@ class LoadIndex:
     def __init__(self, replicas: list[Replica], key: Callable[[Replica], float]) -> None:
         self.key = key
         self.pos = {r.index: i for i, r in enumerate(replicas)}
-        self.stamp = dict.fromkeys(self.pos, 0)
+        self.stamp = [0] * len(replicas)  # by position: the stamp of each replica's live entry
         self.heap = [(key(r), i, 0, r) for i, r in enumerate(replicas)]
         heapq.heapify(self.heap)
         self.limit = 4 * len(replicas) + 64
@@ -67,8 +67,8 @@ class LoadIndex:
     def top(self) -> Replica:
         heap, stamp = self.heap, self.stamp
         while True:
-            _, _, st, r = heap[0]
-            if st == stamp[r.index]:
+            _, i, st, r = heap[0]
+            if st == stamp[i]:
                 return r
             heapq.heappop(heap)
 
@@ -76,10 +76,12 @@ class LoadIndex:
         i = self.pos.get(r.index)
         if i is None:  # not up (its pool's list was rebuilt without it)
             return
-        st = self.stamp[r.index] = self.stamp[r.index] + 1
-        heapq.heappush(self.heap, (self.key(r), i, st, r))
-        if len(self.heap) > self.limit:  # compact: one live entry per replica
-            self.heap = [e for e in self.heap if e[2] == self.stamp[e[3].index]]
+        stamp = self.stamp
+        st = stamp[i] = stamp[i] + 1
+        heap = self.heap
+        heapq.heappush(heap, (self.key(r), i, st, r))
+        if len(heap) > self.limit:  # compact: one live entry per replica
+            self.heap = [e for e in heap if e[2] == stamp[e[1]]]
             heapq.heapify(self.heap)
 
 
@@ -121,6 +123,9 @@ class Router:
         # when one has a free batch slot, so with max_batch 1 a pool is exactly an M/G/c queue.
         self.held: dict[int, deque[int]] = {m: deque() for m in replicas_by_model}
         self._up_cache: dict[int, list[Replica]] = {}
+        # per model, the largest KV cache among the up replicas when they all take requests that
+        # fit it (`Replica.fits_ever`): whether any up replica fits a request, in O(1)
+        self._fit_cap: dict[int, float | None] = {}
         # jsq, least_tokens and central keep the up replicas in a heap per model (O(log n) per
         # event instead of a scan); replicas by (pool, replica) to update it on a completion
         self._index_key = _INDEX_KEYS.get(kind)
@@ -145,18 +150,21 @@ class Router:
     def replicas_changed(self) -> None:
         """Call when a replica goes down or comes back."""
         self._up_cache.clear()
+        self._fit_cap.clear()
         self._index.clear()
         if self.central:
             for model in self.held:
                 self._dispatch_held(model)
 
-    def on_done(self, rid: int) -> None:
-        """A replica finished `rid`: update its load in the index; with a central queue, give its
-        free slot to the next request."""
+    def on_done(self, rid: int, replica: Replica | None = None) -> None:
+        """`replica` (found from the request's columns when not given) finished `rid` or passed
+        it on: update its load in the index; with a central queue, give its free slot to the
+        next request."""
         if self._index_key is not None:
             index = self._index.get(self.request_model[rid])
-            replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
-            if index is not None and replica is not None:  # (a decode replica is not routed to)
+            if replica is None:
+                replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
+            if index is not None and replica is not None:  # (a decode replica is not indexed)
                 index.update(replica)
         if self.central:
             self._dispatch_held(self.request_model[rid])
@@ -192,7 +200,9 @@ class Router:
                 index.update(replica)
 
     def _route_central(self, rid: int, model: int, up: list[Replica]) -> None:
-        if not any(r.fits_ever(rid) for r in up):
+        cap = self._fit_cap.get(model)
+        if (self.req.prompt_list[rid] + self.req.output_list[rid] > cap if cap is not None
+                else not any(r.fits_ever(rid) for r in up)):
             self._reject(rid, EXCEEDS_KV)
             return
         held = self.held[model]
@@ -219,14 +229,17 @@ class Router:
         up = self._up_cache.get(model)
         if up is None:
             up = self._up_cache[model] = [r for r in self.all_by_model.get(model, ()) if r.up]
+            plain = all(type(r).fits_ever is Replica.fits_ever for r in up)
+            self._fit_cap[model] = max((r.kv_capacity for r in up), default=0.0) if plain else None
             if self._index_key is not None and up:
                 self._index[model] = LoadIndex(up, self._index_key)
         return up
 
     def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
         req = self.req
-        req.attempts[rid] += 1
-        if req.attempts[rid] == 1:
+        attempts = req.attempts[rid] + 1
+        req.attempts[rid] = attempts
+        if attempts == 1:
             self.first_routes += 1
         else:  # a retry: it is on no replica until routed again
             req.pool_idx[rid] = -1

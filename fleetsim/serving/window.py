@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import simpy
 
 from fleetsim.errors import FleetsimError
 from fleetsim.kernel import ReplicaKernel
-from fleetsim.progress import run_env
+from fleetsim.progress import update
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Deferral, Replica
 from fleetsim.serving.disagg import DecodeReplica, Handoff, PrefillReplica
@@ -167,8 +168,8 @@ def run_window(
     replicas_by_model: dict[int, list[Replica]] = {}
     pool_replicas: list[list[Replica]] = []
     index = 0
-    def on_done(rid: int) -> None:
-        router.on_done(rid)  # `router` is bound below, before the simulation runs
+    def on_done(rid: int, replica: Replica | None = None) -> None:
+        router.on_done(rid, replica)  # `router` is bound below, before the simulation runs
 
     kinds = {"both": Replica, "prefill": PrefillReplica, "decode": DecodeReplica}
     for pi, (pname, pool) in enumerate(cfg.pools.items()):
@@ -198,12 +199,15 @@ def run_window(
         stream(seed, "router", window), lambda: env.now,
     )
 
-    deferral = Deferral(env)
+    for reps in pool_replicas:  # straight to the router from now on (one call less a completion)
+        for r in reps:
+            r.on_done = router.on_done
+    deferral = Deferral(env, plan_cuts=reliability is None and not router.central,
+                        until=cfg.duration_s, warmup=cfg.warmup_s)
     for reps, pool in zip(pool_replicas, cfg.pools.values()):
         if pool.role == "both":  # handoffs arrive between arrivals: no deferred run ends there
             for r in reps:
                 r.deferral = deferral
-    env.process(_arrivals(env, req.arrival_s.tolist(), router, deferral))
 
     snapshot: dict[str, list[float]] = {}
 
@@ -219,7 +223,7 @@ def run_window(
         monitor = reliability.attach(env, cfg, pool_replicas, router, seed, window,
                                      start_temp_c=start_temp_c, spares=spares)
 
-    run_env(env, cfg.duration_s, progress, "serving window (simulated s)")
+    routed = _simulate(env, cfg.duration_s, req.arrival_s.tolist(), router, deferral, progress)
     for reps in pool_replicas:
         for r in reps:
             r.settle(cfg.duration_s)
@@ -243,7 +247,7 @@ def run_window(
     return WindowResult(
         requests=req, request_model=request_model, pools=pools, duration_s=cfg.duration_s,
         warmup_s=cfg.warmup_s, config=cfg, window=window, events=events,
-        sim_events=next(env._eid),  # SimPy's event counter
+        sim_events=next(env._eid) + routed,  # SimPy's events, and the arrivals merged into them
         reliability=monitor.summary(cfg.duration_s) if monitor is not None else None,
         places=places,
     )
@@ -298,23 +302,52 @@ def check_conservation(req: RequestArrays, pool_replicas: list[list[Replica]], r
     return places
 
 
-def _arrivals(env: simpy.Environment, times: list[float], router: Router, deferral: Deferral):
-    """One process for all arrivals: one timeout per request, no per-request process. After
-    each arrival, the replicas' run ends due before the next one are scheduled (`Deferral`)."""
+def _simulate(env: simpy.Environment, until: float, times: list[float], router: Router,
+              deferral: Deferral, progress: Any = None) -> int:
+    """`env.run(until)` with the arrivals merged in: the arrival times are known in advance (a
+    sorted list), so each is routed when it comes before SimPy's next event, at its own time,
+    without a SimPy event of its own (what a timeout per arrival would cost). After each
+    arrival the replicas' run ends due before the next one are scheduled (`Deferral`). Events at
+    `until` are not run, as with `env.run(until)`; `progress` gets the simulated time in
+    100 slices. Returns the arrivals routed."""
+    queue = env._queue
+    pop = heapq.heappop
     route = router.route
-    timeout = env.timeout
-    now = 0.0
-    n = len(times)
     flush = deferral.flush
-    for rid, t in enumerate(times):
-        if t > now:
-            yield timeout(t - now)
-            now = t
-        deferral.horizon = times[rid + 1] if rid + 1 < n else math.inf
-        route(rid)
-        flush()
-    deferral.horizon = math.inf
-    flush()
+    dheap = deferral.heap
+    n = len(times)
+    inf = math.inf
+    i = 0
+    stops = [until * j / 100 for j in range(1, 101)] if getattr(progress, "update", None) else [until]
+    for stop in stops:
+        t_arr = times[i] if i < n else inf
+        while True:
+            t_ev = queue[0][0] if queue else inf
+            if t_arr < t_ev:  # (an arrival and an event at one instant: the event first)
+                if not t_arr < stop:
+                    break
+                env._now = t_arr
+                i += 1
+                t_arr = times[i] if i < n else inf
+                deferral.horizon = t_arr
+                route(i - 1)
+                if dheap and dheap[0][0] <= t_arr:
+                    flush()
+            else:
+                if not t_ev < stop:
+                    break
+                # SimPy's `Environment.step`, inlined
+                _t, _prio, _eid, event = pop(queue)
+                env._now = t_ev
+                callbacks, event.callbacks = event.callbacks, None
+                for callback in callbacks:
+                    callback(event)
+                if not event._ok and not hasattr(event, "_defused"):
+                    raise event._value
+        env._now = max(env._now, stop)
+        if progress is not None and len(stops) > 1:
+            update(progress, "serving window (simulated s)", stop, until)
+    return i
 
 
 # Kernels and compiled workloads of recent scenarios, keyed by content: a fleet run calls
