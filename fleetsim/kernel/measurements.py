@@ -407,9 +407,32 @@ def write_docs(rows: list[dict] | None = None, root=None) -> None:
         p.write_text(text[:a] + BEGIN + "\n\n" + body() + "\n" + text[b:], encoding="utf-8")
 
 
-if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--write-docs] [--write-gate DATE]
+def fit_markdown(points=None) -> str:
+    """The fit split alone: summary, partitions and per-point residuals. The development view
+    (python -m fleetsim.kernel.measurements --fit): test rows are not even predicted, so looking
+    at it while changing the kernel never reads the held-out split."""
+    pts = [m for m in (points or load_measurements()) if m.split == "fit"]
+    rows = compare(pts)
+    s = summary(rows, "fit")
+    out = ["| split | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|",
+           f"| fit | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |", "",
+           "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
+    for name, p in partitions(rows, "fit").items():
+        out.append(f"| {name} | {p['points']} | {p['median_abs']:.1%} | {p['within_25']:.0%} | {p['max_abs']:.0%} |")
+    out += ["", "| point | chip | model | engine | metric | published | kernel | error |",
+            "|---|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['key']} | {r['chip']} | {r['model']} | {r['engine']} | {r['metric']} | "
+                   f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --write-docs | --write-gate DATE]
     import sys
 
+    if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
+        print(fit_markdown())
+        raise SystemExit(0)
     _rows = compare()
     if "--write-docs" in sys.argv:
         write_docs(_rows)
