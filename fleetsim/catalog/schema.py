@@ -68,6 +68,9 @@ class Efficiency(_NoBoolNumbers):
     overhead_s: float = Field(
         ge=0, description="extra fixed per-iteration cost of this chip on top of the engine's")
     collective_latency_s: float = Field(ge=0, description="fixed latency of one collective")
+    activation_passes: float = Field(
+        0.0, ge=0, description="non-GEMM activation traffic per token and layer, in passes over "
+        "the hidden vector (norms, rotary, activation, quantise, residual; fitted)")
     measured: bool = Field(
         True, description="False: no published serving measurement on this chip; `bands` apply")
     bands: dict[Literal["low", "mid", "high"], Band] | None = Field(

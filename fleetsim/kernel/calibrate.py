@@ -256,11 +256,11 @@ def calibrate(chip_name: str, measurements_csv_path, overrides: dict | None = No
 # ---------------------------------------------------------------------------------------------
 
 PRIOR = {"mfu_scale": 1.0, "hbm_efficiency": 0.75, "overhead_s": 0.003, "speedup_per_year": 0.0,
-         "gemm_efficiency": 1.0}  # fixed start, not the shipped fit
+         "gemm_efficiency": 1.0, "activation_passes": 4.0}  # fixed start, not the shipped fit
 # A second fixed start: the objective is rough (efficiency read at whole rows, best batch chosen
 # among integers), so least squares can stop in a worse valley; the lower cost of the two wins.
 ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.005, "speedup_per_year": 0.2,
-             "gemm_efficiency": 2.0}
+             "gemm_efficiency": 2.0, "activation_passes": 12.0}
 # hbm_efficiency <= 0.9: no serving stack beats the 86.7% (H100) to 92% (GB200) copy microbenchmarks
 # (sources.md s4.3); mfu_scale <= 2.2 keeps every GEMM efficiency <= 1.
 # gemm_efficiency (an engine's multiplier on its family's GEMM efficiency) as the schema allows; the
@@ -270,7 +270,8 @@ ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.005, "spee
 # decode step of Llama-3.1-8B on an H100 is 5.1 ms of which ~4.8 ms is the weight read
 # (https://cloudai.pt/tag/cuda-graphs/). A larger intercept would be model or batch work in disguise.
 BOUNDS = {"mfu_scale": (0.05, 2.2), "hbm_efficiency": (0.05, 0.9), "overhead_s": (0.0, 0.006),
-          "speedup_per_year": (0.0, 1.0), "gemm_efficiency": (0.2, 5.0)}
+          "speedup_per_year": (0.0, 1.0), "gemm_efficiency": (0.2, 5.0),
+          "activation_passes": (0.0, 40.0)}
 LARGE_RESIDUAL = 0.5
 # Fit discipline: a parameter is fitted only when at least this many fit points from at least this
 # many independent sources inform it; otherwise it is borrowed under a transfer rule (recorded).
@@ -422,7 +423,8 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
     for fam in sorted({chips0[m.chip].family for m in shared_rows}):
         rows_f = [m for m in shared_rows if chips0[m.chip].family == fam]
         if _qualifies(rows_f):
-            fam_names += [f"family:{fam}.mfu_scale", f"family:{fam}.hbm_efficiency"]
+            fam_names += [f"family:{fam}.mfu_scale", f"family:{fam}.hbm_efficiency",
+                          f"family:{fam}.activation_passes"]
         else:
             warnings.append(f"family {fam}: {_evidence(rows_f)} < {MIN_POINTS} from {MIN_SOURCES}; "
                             "its efficiencies are not fitted (catalog figures kept)")

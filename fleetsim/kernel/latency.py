@@ -242,7 +242,14 @@ class ReplicaKernel:
 
         # ---- memory model: the engine's KV policy ----
         bpp = BYTES_PER_VALUE[precision]
-        self.weight_bytes = model.total_params * bpp
+        # data-parallel attention: every rank holds (and reads, each step) its own copy of the
+        # attention projections and shared experts; routed experts, dense MLPs and the vocab-
+        # parallel embeddings stay sharded (SGLang --enable-dp-attention with DeepEP, DeepSeek-V3
+        # report s3.4). The copies beyond the first cost memory and bandwidth.
+        replicated = (model.num_layers * model.attn_params_per_layer
+                      + model.moe_layers * model.num_shared_experts * model.expert_params)
+        self._replica_extra_bytes = replicated * bpp * (int(tp) - 1) if dp_attn else 0.0
+        self.weight_bytes = model.total_params * bpp + self._replica_extra_bytes
         if model.is_mla:
             # data-parallel attention: each sequence's latent lives on one rank; tensor-parallel
             # attention: every rank holds the whole latent of every sequence
@@ -318,7 +325,9 @@ class ReplicaKernel:
         self._a_pf = model.attn_flops_per_pair("prefill") * attn_scale / attn_eff
         self._a_dec = model.attn_flops_per_pair("decode") * attn_scale / attn_eff
         dense_read = model.dense_params - (0 if model.tie_word_embeddings else model.embedding_params)
-        self._w_dense = dense_read * bpp  # read every iteration (input embedding: lookups only)
+        # read every iteration (input embedding: lookups only), every replicated copy included:
+        # over the replica's summed bandwidth, that is each rank reading its own copy
+        self._w_dense = dense_read * bpp + self._replica_extra_bytes
         self._w_expert_layer = model.moe_layers * model.expert_params * bpp  # one expert, all layers
         self._n_exp = float(model.num_experts)
         self._q_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 0.0
@@ -326,6 +335,13 @@ class ReplicaKernel:
         self._dense_rows = 1.0 / self.tp if self.dp_attention else 1.0
         self._imbalance = self.engine.moe_imbalance if self.expert_parallel else 1.0
         self._inv_peak = 1.0 / self.peak_flops
+        # non-GEMM kernels (norms, rotary, activation, quantisation, residual adds) stream each
+        # token's hidden vector `activation_passes` times a layer. Under tensor parallelism every
+        # rank holds every token's full hidden vector, so the traffic is paid at ONE chip's
+        # bandwidth; data-parallel attention splits the tokens across the ranks.
+        per_chip_bw = self.bandwidth_bps / (self.tp if not dp_attn else 1)
+        self._act = (eff.activation_passes * model.num_layers * model.hidden_size * ACT_BYTES
+                     / per_chip_bw)
         self._inv_bw = 1.0 / self.bandwidth_bps
         # GEMM efficiency: table by rows x width factor x engine multiplier x fitted scale
         width_d = model.intermediate_size if model.moe_layers < model.num_layers else model.hidden_size
@@ -469,7 +485,7 @@ class ReplicaKernel:
             / (self._ld[t] * throttle),
             self._w_dense * self._inv_bw,
         )
-        gemm = dense
+        gemm = dense + self._act * tokens
         if self._n_exp:
             exp = max(
                 tokens * (self._f_exp * self._inv_peak) / (self._le[min(int(tokens * self._rows_per_expert), self._ne)] * throttle),
@@ -541,6 +557,8 @@ class ReplicaKernel:
         gemm *= self._inv_peak
         gemm /= eff
         np.maximum(gemm, self._w_dense * self._inv_bw, out=gemm)
+        if self._act:
+            gemm += self._act * tokens
         if self._n_exp:
             eff = self._tab_e[np.minimum((tokens * self._rows_per_expert).astype(np.intp), self._ne)]
             if not scalar_thr or thr != 1.0:
