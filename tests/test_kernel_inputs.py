@@ -74,10 +74,32 @@ def test_attention_layout_and_expert_parallel_are_inputs():
     assert tp.step_time_s(16 * 2000, 0, 0) > 1.3 * dp.step_time_s(16 * 2000, 0, 0)
     no_ep = ReplicaKernel(h100, ds, 16, "fp8", engine="sglang", attention="tp", expert_parallel=1)
     assert not no_ep.expert_parallel and no_ep.parallelism == "tp-allreduce"
-    with pytest.raises(ScenarioError, match="expert_parallel must be 1"):
-        ReplicaKernel(h100, ds, 16, "fp8", expert_parallel=4)
-    with pytest.raises(ScenarioError, match="needs expert_parallel = tp"):
-        ReplicaKernel(h100, ds, 16, "fp8", attention="dp", expert_parallel=1)
+    with pytest.raises(ScenarioError, match="expert_parallel must divide tp = 16") as e:
+        ReplicaKernel(h100, ds, 16, "fp8", expert_parallel=3)
+    assert e.value.field == "expert_parallel" and "1, 2, 4, 8, 16" in e.value.message
+
+
+def test_expert_parallel_degrees_between_1_and_tp():
+    """Partial EP (groups of tp / ep chips share an expert group): expert GEMMs as wide as the
+    tp / ep shard, load imbalance between none (ep 1) and the engine's full-EP figure, all-reduce
+    with TP attention; DP attention without one group per chip gathers tokens instead of the
+    all-to-all (SGLang --enable-dp-attention without DeepEP)."""
+    h100, q = CHIPS["h100"], MODELS["qwen3-235b-a22b"]
+    ks = {ep: ReplicaKernel(h100, q, 8, "fp8", engine="trtllm", expert_parallel=ep) for ep in (1, 2, 4, 8)}
+    imb = [ks[ep]._imbalance for ep in (1, 2, 4, 8)]
+    assert imb[0] == 1.0 and imb[-1] == ENGINES["trtllm"].moe_imbalance
+    assert imb == sorted(imb) and len(set(imb)) == 4  # strictly between for 2 and 4
+    assert [ks[ep].ep_degree for ep in (1, 2, 4, 8)] == [1, 2, 4, 8]
+    assert ks[4].parallelism == "tp-attention+ep-allreduce" and ks[1].parallelism == "tp-allreduce"
+    # wider expert shards run their GEMMs more efficiently: a large prefill gets faster with ep
+    t = [ks[ep].step_time_s(8192, 0, 0) for ep in (1, 2)]
+    assert t[1] < t[0]
+    ds = MODELS["deepseek-v3"]
+    gather = ReplicaKernel(h100, ds, 16, "fp8", engine="sglang", attention="dp", expert_parallel=1)
+    a2a = ReplicaKernel(h100, ds, 16, "fp8", engine="sglang", attention="dp")
+    assert gather.parallelism == "dp-attention+tp-experts-gather" and gather.dp_attention
+    assert a2a.parallelism == "dp-attention+ep-alltoall"
+    assert gather._comm1 != a2a._comm1 and gather._imbalance == 1.0
     with pytest.raises(ScenarioError, match="dense"):
         ReplicaKernel(h100, MODELS["llama-3.1-70b"], 4, attention="dp")
 

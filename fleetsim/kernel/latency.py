@@ -152,16 +152,20 @@ class ReplicaKernel:
                 f"{model.name} is dense: use more replicas instead", field="attention")
         dp_attn = (default_dp if attention is None else attention == "dp") and int(tp) > 1
         if expert_parallel is not None:
-            if isinstance(expert_parallel, bool) or expert_parallel not in (1, int(tp)) or (
-                    expert_parallel > 1 and not model.is_moe):
+            divisors = [d for d in range(1, int(tp) + 1) if int(tp) % d == 0]
+            if (isinstance(expert_parallel, bool) or not isinstance(expert_parallel, (int, np.integer))
+                    or expert_parallel not in divisors or (expert_parallel > 1 and not model.is_moe)
+                    or (model.is_moe and expert_parallel > model.num_experts)):
                 raise ScenarioError(
-                    f"expert_parallel must be 1 (experts sharded tensor-parallel) or tp = {int(tp)} "
-                    f"(one expert group per chip) on a MoE model; got {expert_parallel!r}"
-                    + ("" if model.is_moe else f" ({model.name} is dense)"), field="expert_parallel")
-            if dp_attn and expert_parallel == 1:
-                raise ScenarioError("attention: dp needs expert_parallel = tp (tokens meet their "
-                                    "experts by all-to-all)", field="expert_parallel")
-        ep = model.is_moe and int(tp) > 1 and (expert_parallel is None or expert_parallel > 1)
+                    f"expert_parallel must divide tp = {int(tp)} (1: experts sharded tensor-parallel; "
+                    f"tp: one expert group per chip; between: groups of tp / ep chips sharing an "
+                    f"expert group) on a MoE model, allowed: {', '.join(map(str, divisors))}; got "
+                    f"{expert_parallel!r}" + ("" if model.is_moe else f" ({model.name} is dense)"),
+                    field="expert_parallel")
+        # expert-parallel degree: default one expert group per chip on a MoE model over tp > 1
+        ep_degree = (int(tp) if expert_parallel is None else int(expert_parallel)) if (
+            model.is_moe and int(tp) > 1) else 1
+        ep = ep_degree > 1
         allowed = None if dp_attn or (default_dp and int(tp) == 1) else allowed_tp(model, attention="tp")
         if allowed is not None and int(tp) not in allowed:
             rule = (
@@ -312,7 +316,13 @@ class ReplicaKernel:
         # ---- parallelism ----
         self.dp_attention = dp_attn
         self.expert_parallel = ep
-        self.parallelism = ("dp-attention+ep-alltoall" if dp_attn else
+        self.ep_degree = ep_degree
+        # all-to-all only where the layout needs it: data-parallel attention with one expert group
+        # per chip. DP attention with experts sharded over groups of tp / ep chips gathers every
+        # token to its group (all-gather, reduce-scatter); TP attention already holds every token
+        # on every chip, so experts reduce with the layer's all-reduce.
+        self.parallelism = ("dp-attention+ep-alltoall" if dp_attn and ep_degree == self.tp else
+                            "dp-attention+tp-experts-gather" if dp_attn else
                             "tp-attention+ep-allreduce" if ep else "tp-allreduce")
 
         # ---- per-iteration coefficients (FLOPs per token, bytes per iteration) ----
@@ -333,7 +343,17 @@ class ReplicaKernel:
         self._q_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 0.0
         self._rows_per_expert = model.experts_per_token / model.num_experts if model.is_moe else 0.0
         self._dense_rows = 1.0 / self.tp if self.dp_attention else 1.0
-        self._imbalance = self.engine.moe_imbalance if self.expert_parallel else 1.0
+        # expert load imbalance: the busiest of ep groups sets the pace. The engine's figure is for
+        # one group per chip; with fewer groups each holds more experts and the maximum of ep
+        # group loads exceeds the mean by ~ sqrt(ep ln ep) (max of ep roughly normal loads whose
+        # relative spread falls as 1 / sqrt(experts per group)), scaled to the full-EP figure.
+        if ep_degree <= 1:
+            self._imbalance = 1.0
+        elif ep_degree == self.tp:
+            self._imbalance = self.engine.moe_imbalance
+        else:
+            shrink = math.sqrt(ep_degree * math.log(ep_degree) / (self.tp * math.log(self.tp)))
+            self._imbalance = 1.0 + (self.engine.moe_imbalance - 1.0) * shrink
         self._inv_peak = 1.0 / self.peak_flops
         # non-GEMM kernels (norms, rotary, activation, quantisation, residual adds) stream each
         # token's hidden vector `activation_passes` times a layer. Under tensor parallelism every
@@ -346,7 +366,7 @@ class ReplicaKernel:
         # GEMM efficiency: table by rows x width factor x engine multiplier x fitted scale
         width_d = model.intermediate_size if model.moe_layers < model.num_layers else model.hidden_size
         width_d = width_d / (1 if self.dp_attention else self.tp)
-        width_e = model.moe_intermediate_size / (1 if self.expert_parallel else self.tp) if model.is_moe else 1.0
+        width_e = model.moe_intermediate_size / (self.tp // ep_degree) if model.is_moe else 1.0
         wh = eff.gemm_width_half
         g = mfu_scale * self.engine.gemm_efficiency
         self._g_dense = g * width_d / (width_d + wh)
@@ -375,6 +395,13 @@ class ReplicaKernel:
         self._comm1_p = None
         if self.tp == 1:
             self._comm0 = self._comm1 = 0.0
+        elif self.dp_attention and ep_degree < self.tp:
+            # DP attention, experts sharded over groups of tp / ep chips: every MoE layer gathers
+            # each rank's tokens to the chips holding its experts and reduce-scatters the outputs
+            # back (SGLang --enable-dp-attention without DeepEP): one all-reduce's volume a layer.
+            n_coll = 2.0 * model.moe_layers
+            self._comm0 = n_coll * eff.collective_latency_s
+            self._comm1 = n_coll * (self.tp - 1) / self.tp * model.hidden_size * ACT_BYTES / link_bps
         elif self.dp_attention:
             # DeepSeek-style serving: two all-to-alls per MoE layer, dispatch in fp8 (1 B/value)
             # and combine in bf16 (2 B/value) (DeepSeek-V3 report; DeepEP). A chip sends its

@@ -6,7 +6,7 @@ metric, published (the figure as published), per_chips (chips the figure covers;
 latencies), tp (chips per replica or instance), chips_total, precision, kv_precision,
 concurrency, input_tokens, output_tokens, tpot_limit_s, draft_tokens, tokens_per_step,
 cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions; optional
-attention (tp | dp), expert_parallel (1 | tp) and memory_fraction, where the run published them
+attention (tp | dp), expert_parallel (a divisor of tp) and memory_fraction, where the run published them
 (empty: the kernel's defaults).
 
 Metrics (how the kernel is run for a row):
@@ -81,7 +81,7 @@ class Measurement:
     metric_definition: str
     assumptions: str
     attention: str | None = None  # optional columns (layout as published): tp | dp
-    expert_parallel: int | None = None  # 1 or tp
+    expert_parallel: int | None = None  # a divisor of tp (1: experts tensor-sharded)
     memory_fraction: float | None = None  # as the engine defines it, when the run set it
 
 

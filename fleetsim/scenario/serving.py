@@ -115,11 +115,13 @@ class PoolConfig(StrictModel):
         "software)")
     attention: Literal["tp", "dp"] | None = Field(
         None, description="attention layout over the tp chips: tp (heads sharded, all-reduces) or dp "
-        "(each chip runs all heads for its own sequences; MoE only, experts by all-to-all); None: dp "
-        "for MLA MoE models (DeepSeek), tp otherwise")
+        "(each chip runs all heads for its own sequences and holds its own copy of the attention "
+        "weights; MoE only); None: dp for MLA MoE models (DeepSeek), tp otherwise")
     expert_parallel: Annotated[int, Field(ge=1, le=64)] | None = Field(
-        None, description="expert-parallel degree: 1 (experts sharded tensor-parallel, no "
-        "all-to-all) or tp (one expert group per chip); None: tp for MoE models on tp > 1")
+        None, description="expert-parallel degree, a divisor of tp: 1 (experts sharded "
+        "tensor-parallel), tp (one expert group per chip) or between (groups of tp / ep chips share "
+        "an expert group); all-to-all only with dp attention and ep = tp; None: tp for MoE models "
+        "on tp > 1")
     memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = Field(
         None, description="share of memory the engine takes (gpu_memory_utilization, "
         "--mem-fraction-static, kv_cache_free_gpu_mem_fraction under its own policy); None: the "
