@@ -136,12 +136,27 @@ class ReplicaKernel:
         expert_parallel: int | None = None,
         memory_fraction: float | None = None,
         graph_capture: bool | None = None,
+        pipeline_stages: int | None = None,
     ) -> None:
         for name, val in (("precision", precision), ("kv_precision", kv_precision)):
             if val not in PRECISIONS:
                 raise ScenarioError(f"unknown {name} '{val}'; allowed: {', '.join(PRECISIONS)}", field=name)
         if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)) or tp < 1:
             raise ScenarioError(f"tp must be a whole number >= 1, got {tp!r}", field="tp")
+        # ---- pipeline stages: the tp chips split into pp stages of tp / pp chips, each holding
+        # num_layers / pp layers; tensor parallelism (and expert parallelism) within a stage ----
+        pp = 1 if pipeline_stages is None else pipeline_stages
+        if (isinstance(pp, bool) or not isinstance(pp, (int, np.integer)) or pp < 1 or int(tp) % pp
+                or pp > model.num_layers):
+            raise ScenarioError(
+                f"pipeline_stages must be a whole number >= 1 dividing tp = {int(tp)} (the replica's "
+                f"chips, split into stages of tp / pipeline_stages) and at most the {model.num_layers} "
+                f"layers; got {pipeline_stages!r}", field="pipeline_stages")
+        pp = int(pp)
+        t = int(tp) // pp  # chips of one stage: the tensor-parallel group
+        if pp > 1 and attention == "dp":
+            raise ScenarioError("attention: dp with pipeline_stages > 1 is not modelled; use "
+                                "attention: tp or one stage", field="pipeline_stages")
         # ---- parallel layout: attention tensor- or data-parallel, expert-parallel degree ----
         default_dp = model.is_mla and model.is_moe
         if attention not in (None, "tp", "dp"):
@@ -150,24 +165,24 @@ class ReplicaKernel:
             raise ScenarioError(
                 f"attention: dp needs a MoE model (experts shared across the data-parallel ranks); "
                 f"{model.name} is dense: use more replicas instead", field="attention")
-        dp_attn = (default_dp if attention is None else attention == "dp") and int(tp) > 1
+        dp_attn = (default_dp if attention is None else attention == "dp") and t > 1 and pp == 1
         if expert_parallel is not None:
-            divisors = [d for d in range(1, int(tp) + 1) if int(tp) % d == 0]
+            divisors = [d for d in range(1, t + 1) if t % d == 0]
             if (isinstance(expert_parallel, bool) or not isinstance(expert_parallel, (int, np.integer))
                     or expert_parallel not in divisors or (expert_parallel > 1 and not model.is_moe)
                     or (model.is_moe and expert_parallel > model.num_experts)):
                 raise ScenarioError(
-                    f"expert_parallel must divide tp = {int(tp)} (1: experts sharded tensor-parallel; "
+                    f"expert_parallel must divide tp = {t}{' per stage' if pp > 1 else ''} (1: experts sharded tensor-parallel; "
                     f"tp: one expert group per chip; between: groups of tp / ep chips sharing an "
                     f"expert group) on a MoE model, allowed: {', '.join(map(str, divisors))}; got "
                     f"{expert_parallel!r}" + ("" if model.is_moe else f" ({model.name} is dense)"),
                     field="expert_parallel")
         # expert-parallel degree: default one expert group per chip on a MoE model over tp > 1
-        ep_degree = (int(tp) if expert_parallel is None else int(expert_parallel)) if (
-            model.is_moe and int(tp) > 1) else 1
+        ep_degree = (t if expert_parallel is None else int(expert_parallel)) if (
+            model.is_moe and t > 1) else 1
         ep = ep_degree > 1
-        allowed = None if dp_attn or (default_dp and int(tp) == 1) else allowed_tp(model, attention="tp")
-        if allowed is not None and int(tp) not in allowed:
+        allowed = None if dp_attn or (default_dp and t == 1) else allowed_tp(model, attention="tp")
+        if allowed is not None and t not in allowed:
             rule = (
                 f"its {model.num_heads} attention heads must split evenly (heads % tp == 0)"
                 if model.is_mla else
@@ -176,11 +191,12 @@ class ReplicaKernel:
                 "(kv_heads % tp == 0 or tp % kv_heads == 0)"
             )
             raise CapacityError(
-                f"tp={int(tp)} does not shard {model.name}: {rule}, as serving engines (vLLM) "
+                f"tp={t}{' per pipeline stage' if pp > 1 else ''} does not shard {model.name}: {rule}, as serving engines (vLLM) "
                 f"require; allowed tp: {', '.join(map(str, allowed))}",
                 field="tp",
             )
         self.chip, self.model, self.tp = chip, model, int(tp)
+        self.pipeline_stages, self.tensor_parallel = pp, t
         self.precision, self.kv_precision = precision, kv_precision
         self.assumptions: list[str] = []
         engine, pinned = split_engine(engine)
@@ -257,11 +273,11 @@ class ReplicaKernel:
         if model.is_mla:
             # data-parallel attention: each sequence's latent lives on one rank; tensor-parallel
             # attention: every rank holds the whole latent of every sequence
-            kv_copies = 1.0 if (dp_attn or self.tp == 1) else float(self.tp)
+            kv_copies = 1.0 if (dp_attn or t == 1) else float(t)
         elif dp_attn:
             kv_copies = 1.0  # data-parallel attention: each sequence's KV lives on one rank
         else:
-            kv_copies = max(1.0, self.tp / model.num_kv_heads)  # KV heads replicated past tp > kv
+            kv_copies = max(1.0, t / model.num_kv_heads)  # KV heads replicated past tp > kv
         self.kv_bytes_per_token = model.kv_values_per_token() * BYTES_PER_VALUE[kv_precision] * kv_copies
         total = chip.hbm_gb * 1e9 * self.tp
         reserve = self.engine.activation_reserve_gb * 1e9 * self.tp
@@ -321,9 +337,11 @@ class ReplicaKernel:
         # per chip. DP attention with experts sharded over groups of tp / ep chips gathers every
         # token to its group (all-gather, reduce-scatter); TP attention already holds every token
         # on every chip, so experts reduce with the layer's all-reduce.
-        self.parallelism = ("dp-attention+ep-alltoall" if dp_attn and ep_degree == self.tp else
+        self.parallelism = ("dp-attention+ep-alltoall" if dp_attn and ep_degree == t else
                             "dp-attention+tp-experts-gather" if dp_attn else
                             "tp-attention+ep-allreduce" if ep else "tp-allreduce")
+        if pp > 1:
+            self.parallelism += f"+pp{pp}"
 
         # ---- per-iteration coefficients (FLOPs per token, bytes per iteration) ----
         dense_mm = model.matmul_params_per_token - model.moe_layers * model.experts_per_token * model.expert_params
@@ -343,30 +361,41 @@ class ReplicaKernel:
         self._q_miss = 1.0 - model.experts_per_token / model.num_experts if model.is_moe else 0.0
         self._rows_per_expert = model.experts_per_token / model.num_experts if model.is_moe else 0.0
         self._dense_rows = 1.0 / self.tp if self.dp_attention else 1.0
+        if pp > 1:
+            # an iteration of the replica is one cycle of pp micro-batches through the pipeline:
+            # each stage reads its weights once per micro-batch (pp times its 1/pp share, at its
+            # tp / pp chips' bandwidth: pp times the replica's summed bandwidth), touches the
+            # experts one micro-batch routes to, and runs GEMMs a micro-batch tall
+            self._w_dense *= pp
+            self._w_expert_layer *= pp
+            self._q_miss = self._q_miss ** (1.0 / pp)
+            self._rows_per_expert /= pp
+            self._dense_rows /= pp
         # expert load imbalance: the busiest of ep groups sets the pace. The engine's figure is for
         # one group per chip; with fewer groups each holds more experts and the maximum of ep
         # group loads exceeds the mean by ~ sqrt(ep ln ep) (max of ep roughly normal loads whose
         # relative spread falls as 1 / sqrt(experts per group)), scaled to the full-EP figure.
         if ep_degree <= 1:
             self._imbalance = 1.0
-        elif ep_degree == self.tp:
+        elif ep_degree == t:
             self._imbalance = self.engine.moe_imbalance
         else:
-            shrink = math.sqrt(ep_degree * math.log(ep_degree) / (self.tp * math.log(self.tp)))
+            shrink = math.sqrt(ep_degree * math.log(ep_degree) / (t * math.log(t)))
             self._imbalance = 1.0 + (self.engine.moe_imbalance - 1.0) * shrink
         self._inv_peak = 1.0 / self.peak_flops
         # non-GEMM kernels (norms, rotary, activation, quantisation, residual adds) stream each
         # token's hidden vector `activation_passes` times a layer. Under tensor parallelism every
         # rank holds every token's full hidden vector, so the traffic is paid at ONE chip's
         # bandwidth; data-parallel attention splits the tokens across the ranks.
-        per_chip_bw = self.bandwidth_bps / (self.tp if not dp_attn else 1)
+        # With pipeline stages a chip runs only its stage's num_layers / pp layers.
+        per_chip_bw = self.bandwidth_bps * pp / (self.tp if not dp_attn else 1)
         self._act = (eff.activation_passes * model.num_layers * model.hidden_size * ACT_BYTES
                      / per_chip_bw)
         self._inv_bw = 1.0 / self.bandwidth_bps
         # GEMM efficiency: table by rows x width factor x engine multiplier x fitted scale
         width_d = model.intermediate_size if model.moe_layers < model.num_layers else model.hidden_size
-        width_d = width_d / (1 if self.dp_attention else self.tp)
-        width_e = model.moe_intermediate_size / (self.tp // ep_degree) if model.is_moe else 1.0
+        width_d = width_d / (1 if self.dp_attention else t)
+        width_e = model.moe_intermediate_size / (t // ep_degree) if model.is_moe else 1.0
         wh = eff.gemm_width_half
         g = mfu_scale * self.engine.gemm_efficiency
         self._g_dense = g * width_d / (width_d + wh)
@@ -389,11 +418,11 @@ class ReplicaKernel:
         self._log_q_miss = math.log(self._q_miss) if self._q_miss > 0 else 0.0
 
         # ---- collectives ----
-        self.scaled_out = self.tp > chip.scaleup_domain_chips
+        self.scaled_out = t > chip.scaleup_domain_chips  # the tensor group crosses nodes
         link_gbps = chip.scaleout_gbps if self.scaled_out else chip.interconnect_gbps
         link_bps = link_gbps * 1e9 / 2.0 * eff.interconnect_efficiency
         self._comm1_p = None
-        if self.tp == 1:
+        if t == 1:
             self._comm0 = self._comm1 = 0.0
         elif self.dp_attention and ep_degree < self.tp:
             # DP attention, experts sharded over groups of tp / ep chips: every MoE layer gathers
@@ -418,10 +447,19 @@ class ReplicaKernel:
             self._comm1 = fan_d * unit * share
             self._comm1_p = fan_p * unit * share
         else:
-            # Megatron tensor parallelism: two ring all-reduces of the activations per layer.
+            # Megatron tensor parallelism: two ring all-reduces of the activations per layer (a
+            # stage all-reduces its num_layers / pp layers for every token of the cycle; the pp
+            # micro-batches pay the latency of 2 num_layers collectives between them).
             n_coll = 2.0 * model.num_layers
             self._comm0 = n_coll * eff.collective_latency_s
-            self._comm1 = n_coll * 2.0 * (self.tp - 1) / self.tp * model.hidden_size * ACT_BYTES / link_bps
+            self._comm1 = n_coll * 2.0 * (t - 1) / t * model.hidden_size * ACT_BYTES / link_bps / pp
+        if pp > 1:
+            # stage to stage: each token's hidden vector once a hop, split over the stage's chips
+            # (point-to-point; across nodes when the replica spans more than one scale-up domain)
+            hop_gbps = chip.scaleout_gbps if self.tp > chip.scaleup_domain_chips else chip.interconnect_gbps
+            hop_bps = hop_gbps * 1e9 / 2.0 * eff.interconnect_efficiency
+            self._comm1 += model.hidden_size * ACT_BYTES / (t * hop_bps)
+            self._comm0 += pp * eff.collective_latency_s  # one receive per micro-batch a cycle
         if self._comm1_p is None:
             self._comm1_p = self._comm1
         self._ov = self.engine.comm_overlap
@@ -431,7 +469,8 @@ class ReplicaKernel:
         # layer (graph replay or eager host launches); per request: a host cost paid in TTFT.
         self.graph_capture = self.engine.graph_capture if graph_capture is None else bool(graph_capture)
         mode = "graph" if self.graph_capture else "eager"
-        self.step_overhead_s = self.engine.overhead_s[self.platform] + chip_overhead
+        # every micro-batch of a pipeline cycle is its own engine step
+        self.step_overhead_s = (self.engine.overhead_s[self.platform] + chip_overhead) * pp
         self.layer_launch_s = self.engine.layer_launch_s[mode] * model.num_layers
         self.request_overhead_s = self.engine.request_overhead_s
         self._overhead = self.step_overhead_s + self.layer_launch_s

@@ -6,8 +6,8 @@ metric, published (the figure as published), per_chips (chips the figure covers;
 latencies), tp (chips per replica or instance), chips_total, precision, kv_precision,
 concurrency, input_tokens, output_tokens, tpot_limit_s, draft_tokens, tokens_per_step,
 cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions; optional
-attention (tp | dp), expert_parallel (a divisor of tp) and memory_fraction, where the run published them
-(empty: the kernel's defaults).
+attention (tp | dp), expert_parallel (a divisor of tp), memory_fraction and pipeline_stages (tp counts
+all the replica's chips), where the run published them (empty: the kernel's defaults).
 
 Metrics (how the kernel is run for a row):
   offline        best steady continuous-batching output rate, batch up to the KV limit and `concurrency`
@@ -83,6 +83,7 @@ class Measurement:
     attention: str | None = None  # optional columns (layout as published): tp | dp
     expert_parallel: int | None = None  # a divisor of tp (1: experts tensor-sharded)
     memory_fraction: float | None = None  # as the engine defines it, when the run set it
+    pipeline_stages: int | None = None  # stages the tp chips are split into (tp / pp chips each)
 
 
 def _opt(v: str, kind=float):
@@ -128,6 +129,7 @@ def _parse(text: str) -> tuple[Measurement, ...]:
             assumptions=r["assumptions"], attention=(r.get("attention") or "").strip() or None,
             expert_parallel=_opt(r.get("expert_parallel") or "", int),
             memory_fraction=_opt(r.get("memory_fraction") or ""),
+            pipeline_stages=_opt(r.get("pipeline_stages") or "", int),
         ))
     return tuple(out)
 
@@ -177,7 +179,8 @@ def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> Re
                          kv_precision=m.kv_precision, engine=engines[m.engine], speculative=spec,
                          engine_release=m.date, attention=m.attention,
                          expert_parallel=m.expert_parallel if tp is None else None,
-                         memory_fraction=m.memory_fraction)
+                         memory_fraction=m.memory_fraction,
+                         pipeline_stages=m.pipeline_stages if tp is None else None)
 
 
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:

@@ -126,6 +126,10 @@ class PoolConfig(StrictModel):
         None, description="share of memory the engine takes (gpu_memory_utilization, "
         "--mem-fraction-static, kv_cache_free_gpu_mem_fraction under its own policy); None: the "
         "engine's default (engines.yaml kv_fraction)")
+    pipeline_stages: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        None, description="pipeline stages the replica's tp chips are split into (tp / "
+        "pipeline_stages chips a stage, tensor parallel within it; vLLM/TensorRT-LLM "
+        "--pipeline-parallel-size); None: one stage")
     graph_capture: bool | None = Field(
         None, description="replay decode steps as captured graphs (CUDA graphs, ACL graphs); false: "
         "eager (vLLM --enforce-eager), every layer's kernels launched from the host; None: the "

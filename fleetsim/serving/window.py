@@ -60,7 +60,7 @@ class WindowResult:
 
 def pool_kernel(pool, chips: dict, models: dict, tp: int | None = None) -> ReplicaKernel:
     """The kernel of one replica of a pool: every pool input the kernel reads (engine and its
-    release, layout, memory fraction, precisions, band, speculative decoding)."""
+    release, layout and pipeline stages, memory fraction, precisions, band, speculative decoding)."""
     spec = pool.speculative
     return ReplicaKernel(
         chips[pool.chip], models[pool.model], pool.tp if tp is None else tp, pool.precision,
@@ -69,6 +69,7 @@ def pool_kernel(pool, chips: dict, models: dict, tp: int | None = None) -> Repli
         engine_release=pool.engine_release, attention=pool.attention,
         expert_parallel=pool.expert_parallel, memory_fraction=pool.memory_fraction,
         graph_capture=pool.graph_capture,
+        pipeline_stages=pool.pipeline_stages if tp is None else None,
     )
 
 
