@@ -120,7 +120,7 @@ def _shipped() -> dict:
     raw_eng = yaml.safe_load(open("fleetsim/catalog/engines.yaml", encoding="utf-8"))
     out = {}
     for fam, vals in raw_chips["families"].items():
-        for fld in ("mfu_scale", "hbm_efficiency", "activation_passes"):
+        for fld in ("mfu_scale", "hbm_efficiency", "activation_passes", "expert_gemm_scale"):
             out[f"family:{fam}.{fld}"] = vals[fld]
     for eng, vals in raw_eng["engines"].items():
         for plat, v in vals["overhead_s"].items():
@@ -152,7 +152,7 @@ def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit, lasti
     res = refit
     assert res.fit_points == sum(m.split == "fit" for m in load_measurements())
     shipped = _shipped()
-    assert len(res.fitted) == 12 and set(res.fitted) <= set(shipped), set(res.fitted) - set(shipped)
+    assert len(res.fitted) == 14 and set(res.fitted) <= set(shipped), set(res.fitted) - set(shipped)
     assert "engine:trtllm.speedup_per_year" in res.fitted and "pool:ascend.overhead_s" in res.fitted
     for key, val in res.fitted.items():
         assert val == pytest.approx(shipped[key], rel=2e-3, abs=1e-5), key
@@ -220,7 +220,7 @@ def test_cli_calibrate_all(runner):
     assert out.exit_code == 0, out.output
     fam = _ascend_fit()
     other = sum(m.chip == "ascend-910b" for m in fam)
-    assert f"fitted 4 parameters on {len(fam)} fit-split points" in out.output
+    assert f"fitted 5 parameters on {len(fam)} fit-split points" in out.output
     assert "held out (not printed" in out.output and "  test " not in out.output  # test split unread
     assert f"warning: {other} of {len(fam)} points come from other chips of family ascend (ascend-910b)" in out.output
     assert "transferred engine:mindie.overhead_s.ascend: pooled ascend" in out.output

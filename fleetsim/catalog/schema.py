@@ -68,6 +68,9 @@ class Efficiency(_NoBoolNumbers):
     overhead_s: float = Field(
         ge=0, description="extra fixed per-iteration cost of this chip on top of the engine's")
     collective_latency_s: float = Field(ge=0, description="fixed latency of one collective")
+    expert_gemm_scale: float = Field(
+        1.0, gt=0, le=1, description="grouped expert GEMMs' efficiency as a fraction of dense GEMMs "
+        "of the same rows and width (routing, permute and grouped-matmul kernels; fitted)")
     activation_passes: float = Field(
         0.0, ge=0, description="non-GEMM activation traffic per token and layer, in passes over "
         "the hidden vector (norms, rotary, activation, quantise, residual; fitted)")

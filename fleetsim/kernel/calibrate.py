@@ -256,11 +256,12 @@ def calibrate(chip_name: str, measurements_csv_path, overrides: dict | None = No
 # ---------------------------------------------------------------------------------------------
 
 PRIOR = {"mfu_scale": 1.0, "hbm_efficiency": 0.75, "overhead_s": 0.003, "speedup_per_year": 0.0,
-         "gemm_efficiency": 1.0, "activation_passes": 4.0}  # fixed start, not the shipped fit
+         "gemm_efficiency": 1.0, "activation_passes": 4.0, "expert_gemm_scale": 1.0}  # fixed start, not the shipped fit
 # A second fixed start: the objective is rough (efficiency read at whole rows, best batch chosen
 # among integers), so least squares can stop in a worse valley; the lower cost of the two wins.
 ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.005, "speedup_per_year": 0.2,
-             "gemm_efficiency": 2.0, "activation_passes": 12.0}
+             "gemm_efficiency": 2.0, "activation_passes": 12.0,
+             "expert_gemm_scale": 0.5}
 # hbm_efficiency <= 0.9: no serving stack beats the 86.7% (H100) to 92% (GB200) copy microbenchmarks
 # (sources.md s4.3); mfu_scale <= 2.2 keeps every GEMM efficiency <= 1.
 # gemm_efficiency (an engine's multiplier on its family's GEMM efficiency) as the schema allows; the
@@ -271,7 +272,7 @@ ALT_START = {"mfu_scale": 0.5, "hbm_efficiency": 0.6, "overhead_s": 0.005, "spee
 # (https://cloudai.pt/tag/cuda-graphs/). A larger intercept would be model or batch work in disguise.
 BOUNDS = {"mfu_scale": (0.05, 2.2), "hbm_efficiency": (0.05, 0.9), "overhead_s": (0.0, 0.006),
           "speedup_per_year": (0.0, 1.0), "gemm_efficiency": (0.2, 5.0),
-          "activation_passes": (0.0, 40.0)}
+          "activation_passes": (0.0, 40.0), "expert_gemm_scale": (0.05, 1.0)}
 LARGE_RESIDUAL = 0.5
 # Fit discipline: a parameter is fitted only when at least this many fit points from at least this
 # many independent sources inform it; otherwise it is borrowed under a transfer rule (recorded).
@@ -313,6 +314,9 @@ class SetCalibration:
         for key, rule in self.transfers.items():
             kind, rest = key.split(":", 1)
             name, fld = rest.split(".", 1)
+            if kind == "family":
+                val = next(getattr(c.efficiency, fld) for c in self.chips.values() if c.family == name)
+                fam.setdefault(name, {})[fld] = round(float(val), 4)
             if kind == "engine":
                 eng.setdefault(name, {}).setdefault("transfers", {})[fld] = rule
                 if fld.startswith("overhead_s."):
@@ -425,6 +429,12 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
         if _qualifies(rows_f):
             fam_names += [f"family:{fam}.mfu_scale", f"family:{fam}.hbm_efficiency",
                           f"family:{fam}.activation_passes"]
+            moe = [m for m in rows_f if models[m.model].is_moe]
+            if _qualifies(moe):
+                fam_names.append(f"family:{fam}.expert_gemm_scale")
+            else:
+                warnings.append(f"family {fam}: expert GEMMs informed by {_evidence(moe)} (MoE) < "
+                                f"{MIN_POINTS} from {MIN_SOURCES}; expert_gemm_scale kept at the catalog's")
         else:
             warnings.append(f"family {fam}: {_evidence(rows_f)} < {MIN_POINTS} from {MIN_SOURCES}; "
                             "its efficiencies are not fitted (catalog figures kept)")
@@ -505,7 +515,28 @@ def calibrate_set(chip: str = "all", points=None) -> SetCalibration:
     x_own = _least_squares(own_names, own_rows, chips1, engines1, models, ties)
     fit_x = np.concatenate([x_shared, x_own])
     chips, engines = _apply_params(names, fit_x, chips0, engines0, ties)
+    # grouped expert GEMMs are the platform's software (CUTLASS / CANN grouped matmul): a family
+    # without qualifying MoE points borrows the fitted figure of its platform's family with most
+    if chip == "all":
+        fitted_egs = {k.split(":")[1].split(".")[0]: v for k, v in zip(names, fit_x)
+                      if k.endswith(".expert_gemm_scale")}
+        moe_pts = lambda f: [m for m in shared_rows if chips0[m.chip].family == f and models[m.model].is_moe]  # noqa: E731
+        for fam in sorted({c.family for c in chips0.values() if c.efficiency.measured} - set(fitted_egs)):
+            plat = PLATFORM_OF_FAMILY.get(fam)
+            donors = [f for f in fitted_egs if PLATFORM_OF_FAMILY.get(f) == plat]
+            if not donors:
+                continue
+            src = max(donors, key=lambda f: len(moe_pts(f)))
+            for cname, c in chips.items():
+                if c.family == fam:
+                    chips[cname] = c.model_copy(update={"efficiency": c.efficiency.model_copy(
+                        update={"expert_gemm_scale": float(fitted_egs[src])})})
+            transfers[f"family:{fam}.expert_gemm_scale"] = (
+                f"borrowed from {src} (same platform's grouped-GEMM software; {_evidence(moe_pts(src))} "
+                f"MoE); own: {_evidence(moe_pts(fam))} MoE < {MIN_POINTS} from {MIN_SOURCES}")
     for key in transfers:  # the shipped profile says where a borrowed figure came from
+        if key.startswith("family:"):
+            continue
         name, fld = key.split(":", 1)[1].split(".", 1)
         engines[name] = engines[name].model_copy(update={"transfers": {**engines[name].transfers, fld: transfers[key]}})
     rows = compare(points, chips, models, engines)

@@ -399,7 +399,7 @@ class ReplicaKernel:
         wh = eff.gemm_width_half
         g = mfu_scale * self.engine.gemm_efficiency
         self._g_dense = g * width_d / (width_d + wh)
-        self._g_exp = g * width_e / (width_e + wh)
+        self._g_exp = g * width_e / (width_e + wh) * eff.expert_gemm_scale
         self._mfu_x, self._mfu_y, self._mfu_xa, self._mfu_ya = _interp_log(sorted(eff.mfu.items()))
         self._att_x, self._att_y, self._att_xa, self._att_ya = _interp_log(sorted(eff.attention.items()))
         # efficiency by whole rows (tokens, tokens per expert, decoding sequences), read at floor()
