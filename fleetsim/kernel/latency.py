@@ -138,22 +138,51 @@ class ReplicaKernel:
         graph_capture: bool | None = None,
         pipeline_stages: int | None = None,
     ) -> None:
+        # Named steps, in the order their checks run (the first bad input is the one reported).
+        self._check_scalars(precision, kv_precision, tp)
+        pp, t, dp_attn, ep_degree = self._layout(model, int(tp), attention, expert_parallel, pipeline_stages)
+        self.chip, self.model, self.tp = chip, model, int(tp)
+        self.pipeline_stages, self.tensor_parallel = pp, t
+        self.precision, self.kv_precision = precision, kv_precision
+        self.assumptions: list[str] = []
+        engine, pinned = split_engine(engine)
+        self.engine = self._engine(engine, chip)
+        engine_release = self._release(pinned, engine_release)
+        self.engine_release = engine_release
+        peak = self._peak(chip, precision, kv_precision)
+        mfu_scale, hbm_eff, chip_overhead = self._efficiencies(chip, band)
+        self._speculation(model, speculative, engine_release)
+        self._memory(chip, model, precision, kv_precision, memory_fraction, dp_attn, t)
+        self._peaks(chip, peak, kv_precision, hbm_eff)
+        self._parallelism(dp_attn, ep_degree, t, pp)
+        self._coefficients(chip, model, mfu_scale, dp_attn, ep_degree, t, pp)
+        self._collectives(chip, model, ep_degree, t, pp)
+        self._overheads(model, graph_capture, chip_overhead, pp)
+
+    @staticmethod
+    def _check_scalars(precision: str, kv_precision: str, tp) -> None:
+        """Precision names known, tp a whole number >= 1."""
         for name, val in (("precision", precision), ("kv_precision", kv_precision)):
             if val not in PRECISIONS:
                 raise ScenarioError(f"unknown {name} '{val}'; allowed: {', '.join(PRECISIONS)}", field=name)
         if isinstance(tp, bool) or not isinstance(tp, (int, np.integer)) or tp < 1:
             raise ScenarioError(f"tp must be a whole number >= 1, got {tp!r}", field="tp")
+
+    @staticmethod
+    def _layout(model: ModelSpec, tp: int, attention, expert_parallel, pipeline_stages):
+        """(stages, chips a stage, data-parallel attention?, expert-parallel degree), refusing
+        layouts the model or the engines cannot take."""
         # ---- pipeline stages: the tp chips split into pp stages of tp / pp chips, each holding
         # num_layers / pp layers; tensor parallelism (and expert parallelism) within a stage ----
         pp = 1 if pipeline_stages is None else pipeline_stages
-        if (isinstance(pp, bool) or not isinstance(pp, (int, np.integer)) or pp < 1 or int(tp) % pp
+        if (isinstance(pp, bool) or not isinstance(pp, (int, np.integer)) or pp < 1 or tp % pp
                 or pp > model.num_layers):
             raise ScenarioError(
-                f"pipeline_stages must be a whole number >= 1 dividing tp = {int(tp)} (the replica's "
+                f"pipeline_stages must be a whole number >= 1 dividing tp = {tp} (the replica's "
                 f"chips, split into stages of tp / pipeline_stages) and at most the {model.num_layers} "
                 f"layers; got {pipeline_stages!r}", field="pipeline_stages")
         pp = int(pp)
-        t = int(tp) // pp  # chips of one stage: the tensor-parallel group
+        t = tp // pp  # chips of one stage: the tensor-parallel group
         if pp > 1 and attention == "dp":
             raise ScenarioError("attention: dp with pipeline_stages > 1 is not modelled; use "
                                 "attention: tp or one stage", field="pipeline_stages")
@@ -180,7 +209,6 @@ class ReplicaKernel:
         # expert-parallel degree: default one expert group per chip on a MoE model over tp > 1
         ep_degree = (t if expert_parallel is None else int(expert_parallel)) if (
             model.is_moe and t > 1) else 1
-        ep = ep_degree > 1
         allowed = None if dp_attn or (default_dp and t == 1) else allowed_tp(model, attention="tp")
         if allowed is not None and t not in allowed:
             rule = (
@@ -195,16 +223,11 @@ class ReplicaKernel:
                 f"require; allowed tp: {', '.join(map(str, allowed))}",
                 field="tp",
             )
-        self.chip, self.model, self.tp = chip, model, int(tp)
-        self.pipeline_stages, self.tensor_parallel = pp, t
-        self.precision, self.kv_precision = precision, kv_precision
-        self.assumptions: list[str] = []
-        engine, pinned = split_engine(engine)
-        self.engine = self._engine(engine, chip)
-        engine_release = self._release(pinned, engine_release)
-        self.engine_release = engine_release
-        eff = chip.efficiency
+        return pp, t, dp_attn, ep_degree
 
+    @staticmethod
+    def _peak(chip: ChipSpec, precision: str, kv_precision: str) -> float:
+        """The chip's peak TFLOPS in `precision`; a precision without a catalog peak is refused."""
         # ---- precisions: a precision the chip has no peak for is an error, not a fallback ----
         supported = [p for p in PRECISIONS if chip.peak_tflops(p)]
         for what, val in (("precision", precision), ("kv_precision", kv_precision)):
@@ -219,8 +242,13 @@ class ReplicaKernel:
             raise ScenarioError(
                 f"{chip.name} has no {precision} peak in the catalog; supported: "
                 f"{', '.join(supported)}", field="precision")
+        return peak
 
+    def _efficiencies(self, chip: ChipSpec, band: str | None) -> tuple[float, float, float]:
+        """(mfu_scale, hbm_efficiency, chip overhead): the family's fit, or the scenario's band on
+        a chip nobody has measured (said in the assumptions)."""
         # ---- efficiencies, with the scenario's band on a chip nobody has measured ----
+        eff = chip.efficiency
         mfu_scale, hbm_eff, chip_overhead = eff.mfu_scale, eff.hbm_efficiency, eff.overhead_s
         if band is not None and band not in BANDS:
             raise ScenarioError(f"unknown band '{band}'; allowed: {', '.join(BANDS)}", field="band")
@@ -239,7 +267,10 @@ class ReplicaKernel:
                 f"'{band}' band (mfu x{mfu_scale:g}, MBU {hbm_eff:g}); compare low/mid/high")
         self.band = band
         self.platform = PLATFORM_OF_FAMILY.get(chip.family, "other")
+        return mfu_scale, hbm_eff, chip_overhead
 
+    def _speculation(self, model: ModelSpec, speculative, engine_release: str | None) -> None:
+        """Draft tokens and tokens kept per verify step; the engine release's software factor."""
         # ---- speculative decoding ----
         if speculative is None:
             self.draft_tokens, self.tokens_per_step = 0, 1.0
@@ -260,6 +291,10 @@ class ReplicaKernel:
         self._q = 1.0 + self.draft_tokens  # query tokens per decoding sequence per verify step
         self._draft = 1.0 + self.draft_tokens / model.num_layers  # MTP module ~ one extra layer a draft
 
+    def _memory(self, chip: ChipSpec, model: ModelSpec, precision: str, kv_precision: str,
+                memory_fraction: float | None, dp_attn: bool, t: int) -> None:
+        """Weights (with data-parallel copies), KV bytes per token and the KV-cache capacity under
+        the engine's memory policy; a replica without room is refused."""
         # ---- memory model: the engine's KV policy ----
         bpp = BYTES_PER_VALUE[precision]
         # data-parallel attention: every rank holds (and reads, each step) its own copy of the
@@ -268,7 +303,7 @@ class ReplicaKernel:
         # report s3.4). The copies beyond the first cost memory and bandwidth.
         replicated = (model.num_layers * model.attn_params_per_layer
                       + model.moe_layers * model.num_shared_experts * model.expert_params)
-        self._replica_extra_bytes = replicated * bpp * (int(tp) - 1) if dp_attn else 0.0
+        self._replica_extra_bytes = replicated * bpp * (self.tp - 1) if dp_attn else 0.0
         self.weight_bytes = model.total_params * bpp + self._replica_extra_bytes
         if model.is_mla:
             # data-parallel attention: each sequence's latent lives on one rank; tensor-parallel
@@ -313,6 +348,8 @@ class ReplicaKernel:
                 field="tp",
             )
 
+    def _peaks(self, chip: ChipSpec, peak: float, kv_precision: str, hbm_eff: float) -> None:
+        """The replica's compute peaks and delivered HBM bandwidth (all its chips)."""
         # ---- peaks ----
         self.peak_flops = peak * 1e12 * self.tp
         # Attention multiplies activations by cached K/V: fp8 peak with an fp8 cache, else bf16.
@@ -329,9 +366,11 @@ class ReplicaKernel:
                     field=what,
                 )
 
+    def _parallelism(self, dp_attn: bool, ep_degree: int, t: int, pp: int) -> None:
+        """The layout flags and the label capacity rows and provenance show."""
         # ---- parallelism ----
         self.dp_attention = dp_attn
-        self.expert_parallel = ep
+        self.expert_parallel = ep_degree > 1
         self.ep_degree = ep_degree
         # all-to-all only where the layout needs it: data-parallel attention with one expert group
         # per chip. DP attention with experts sharded over groups of tp / ep chips gathers every
@@ -339,11 +378,17 @@ class ReplicaKernel:
         # on every chip, so experts reduce with the layer's all-reduce.
         self.parallelism = ("dp-attention+ep-alltoall" if dp_attn and ep_degree == t else
                             "dp-attention+tp-experts-gather" if dp_attn else
-                            "tp-attention+ep-allreduce" if ep else "tp-allreduce")
+                            "tp-attention+ep-allreduce" if ep_degree > 1 else "tp-allreduce")
         if pp > 1:
             self.parallelism += f"+pp{pp}"
 
+    def _coefficients(self, chip: ChipSpec, model: ModelSpec, mfu_scale: float, dp_attn: bool,
+                      ep_degree: int, t: int, pp: int) -> None:
+        """Per-iteration FLOPs and bytes, expert coverage and imbalance, activation traffic and
+        the GEMM efficiency tables every entry point reads."""
         # ---- per-iteration coefficients (FLOPs per token, bytes per iteration) ----
+        eff = chip.efficiency
+        bpp = BYTES_PER_VALUE[self.precision]
         dense_mm = model.matmul_params_per_token - model.moe_layers * model.experts_per_token * model.expert_params
         self._f_dense = 2.0 * dense_mm  # attention projections, dense MLPs, shared experts, routers
         self._f_exp = 2.0 * model.moe_layers * model.experts_per_token * model.expert_params
@@ -417,7 +462,11 @@ class ReplicaKernel:
         self._ld, self._le, self._la = self._tab_d.tolist(), self._tab_e.tolist(), self._tab_a.tolist()
         self._log_q_miss = math.log(self._q_miss) if self._q_miss > 0 else 0.0
 
+    def _collectives(self, chip: ChipSpec, model: ModelSpec, ep_degree: int, t: int, pp: int) -> None:
+        """All-reduces, all-gathers or all-to-alls as the layout needs them, pipeline hops, and
+        how far the engine hides them under compute."""
         # ---- collectives ----
+        eff = chip.efficiency
         self.scaled_out = t > chip.scaleup_domain_chips  # the tensor group crosses nodes
         link_gbps = chip.scaleout_gbps if self.scaled_out else chip.interconnect_gbps
         link_bps = link_gbps * 1e9 / 2.0 * eff.interconnect_efficiency
@@ -464,6 +513,9 @@ class ReplicaKernel:
             self._comm1_p = self._comm1
         self._ov = self.engine.comm_overlap
         self.comm_overlapped = self._ov > 0
+
+    def _overheads(self, model: ModelSpec, graph_capture: bool | None, chip_overhead: float, pp: int) -> None:
+        """Per-step, per-layer and per-request fixed costs (docs/kernel.md "Overheads")."""
         # ---- overheads with physical meaning (docs/kernel.md "Overheads") ----
         # per step: the engine's fixed cost on this platform, the chip's extra, and one launch per
         # layer (graph replay or eager host launches); per request: a host cost paid in TTFT.
