@@ -83,6 +83,7 @@ class Measurement:
     attention: str | None = None  # optional columns (layout as published): tp | dp
     expert_parallel: int | None = None  # a divisor of tp (1: experts tensor-sharded)
     memory_fraction: float | None = None  # as the engine defines it, when the run set it
+    relation: str = ""  # holdout rows: how independent of measurements.csv the row is
     pipeline_stages: int | None = None  # stages the tp chips are split into (tp / pp chips each)
 
 
@@ -105,6 +106,16 @@ def load_measurements(path=None) -> tuple[Measurement, ...]:
     except (KeyError, ValueError) as exc:
         raise ScenarioError(f"not a measurement-set file ({exc}); columns: see "
                             "fleetsim/kernel/measurements.py", file=str(path)) from None
+
+
+HOLDOUT_FILE = "holdout_2026q4.csv"
+
+
+@functools.cache
+def load_holdout() -> tuple[Measurement, ...]:
+    """The fresh holdout of issue 21's second round (split 'holdout'): published points outside
+    measurements.csv, frozen before that round's kernel changes and scored once at its end."""
+    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT_FILE).read_text(encoding="utf-8"))
 
 
 @functools.cache
@@ -130,6 +141,7 @@ def _parse(text: str) -> tuple[Measurement, ...]:
             expert_parallel=_opt(r.get("expert_parallel") or "", int),
             memory_fraction=_opt(r.get("memory_fraction") or ""),
             pipeline_stages=_opt(r.get("pipeline_stages") or "", int),
+            relation=(r.get("relation") or "").strip(),
         ))
     return tuple(out)
 
@@ -236,6 +248,7 @@ def compare(points=None, chips=None, models=None, engines=None) -> list[dict]:
     for m in points or load_measurements():
         kern = predict(m, chips, models, engines)
         rows.append({"key": m.key, "source": m.source, "split": m.split, "chip": m.chip,
+                     "relation": getattr(m, "relation", ""),
                      "model": m.model, "engine": m.engine, "metric": m.metric,
                      "family": chips_[m.chip].family, "kind": "MoE" if models_[m.model].is_moe else "dense",
                      "regime": regime(m),
@@ -310,9 +323,33 @@ def kernel_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
-def markdown(rows: list[dict] | None = None, points=None) -> str:
+def holdout_markdown(rows: list[dict] | None = None) -> str:
+    """The fresh holdout's errors (fleetsim/catalog/holdout_2026q4.csv): all points, by how
+    independent they are, per partition and per point (python -m fleetsim.kernel.measurements
+    --holdout). Scored once, at the end of the round that froze it."""
+    rows = compare(load_holdout()) if rows is None else rows
+    out = ["| holdout | points | median abs. error | within 25% | worst | within the tolerance |",
+           "|---|---:|---:|---:|---:|---:|"]
+    groups = [("all", rows)] + [(rel, [r for r in rows if r["relation"] == rel])
+                                for rel in sorted({r["relation"] for r in rows})]
+    for name, rs in groups:
+        s = summary(rs)
+        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | "
+                   f"{s['max_abs']:.0%} | {s['within_tol']:.0%} |")
+    out += ["", "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
+    for name, s in partitions(rows, "holdout").items():
+        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+    out += ["", "| point | chip | model | engine | metric | published | kernel | error |",
+            "|---|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['key']} | {r['chip']} | {r['model']} | {r['engine']} | {r['metric']} | "
+                   f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
+    return "\n".join(out) + "\n"
+
+
+def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dict] | None = None) -> str:
     """docs/validation.md's kernel block: both splits' errors, per point and per partition, the
-    transfer rules used, and the sources (python -m fleetsim.kernel.measurements)."""
+    fresh holdout's, the transfer rules used, and the sources (python -m fleetsim.kernel.measurements)."""
     points = points or load_measurements()
     rows = compare(points) if rows is None else rows
     out = ["| split | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
@@ -336,6 +373,8 @@ def markdown(rows: list[dict] | None = None, points=None) -> str:
                 out.append(f"| {r['key']} | {r['chip']} | {r['engine']} | {r['metric']} | "
                            f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
         out.append("")
+    out.append("#### Fresh holdout (fleetsim/catalog/holdout_2026q4.csv, frozen before the round's kernel changes, scored once)\n")
+    out.append(holdout_markdown(holdout_rows))
     out.append("#### Transfer rules used (engines.yaml `transfers`, written by fleetsim calibrate)\n")
     out.append(transfers_markdown())
     out.append("")
@@ -357,11 +396,14 @@ BEGIN = "<!-- BEGIN generated by python -m fleetsim.kernel.measurements; tests/t
 END = "<!-- END generated -->"
 
 
-def gate_figures(rows: list[dict]) -> dict:
-    """The test split's median and per-partition medians, as the accuracy gate records them."""
+def gate_figures(rows: list[dict], holdout_rows: list[dict] | None = None) -> dict:
+    """The test split's median and per-partition medians, and the fresh holdout's median, as the
+    accuracy gate records them."""
     s = summary(rows, "test")
+    h = summary(compare(load_holdout()) if holdout_rows is None else holdout_rows)
     return {"test_points": s["points"], "test_median_abs": round(s["median_abs"], 4),
-            "partitions": {k: round(v["median_abs"], 4) for k, v in partitions(rows, "test").items()}}
+            "partitions": {k: round(v["median_abs"], 4) for k, v in partitions(rows, "test").items()},
+            "holdout_points": h["points"], "holdout_median_abs": round(h["median_abs"], 4)}
 
 
 def load_gate() -> dict:
@@ -370,14 +412,17 @@ def load_gate() -> dict:
     return yaml.safe_load(resources.files("fleetsim.catalog").joinpath(GATE_FILE).read_text(encoding="utf-8"))
 
 
-def gate_failures(rows: list[dict], gate: dict | None = None) -> list[str]:
+def gate_failures(rows: list[dict], gate: dict | None = None, holdout_rows: list[dict] | None = None) -> list[str]:
     """Where the test split got worse than the recorded figures: median by more than 2 points,
     a partition's median by more than 5 (a partition with no recorded figure fails too)."""
     gate = gate or load_gate()
-    now = gate_figures(rows)
+    now = gate_figures(rows, holdout_rows)
     bad = []
     if now["test_median_abs"] > gate["test_median_abs"] + 0.02:
         bad.append(f"test median {now['test_median_abs']:.1%} > recorded {gate['test_median_abs']:.1%} + 2 points")
+    if "holdout_median_abs" in gate and now["holdout_median_abs"] > gate["holdout_median_abs"] + 0.02:
+        bad.append(f"holdout median {now['holdout_median_abs']:.1%} > recorded "
+                   f"{gate['holdout_median_abs']:.1%} + 2 points")
     for name, med in now["partitions"].items():
         rec = gate["partitions"].get(name)
         if rec is None:
@@ -390,7 +435,8 @@ def gate_failures(rows: list[dict], gate: dict | None = None) -> list[str]:
 def write_gate(rows: list[dict], path, read_on: str) -> None:
     import yaml
 
-    head = ("# Accuracy gate (issue 21): the test split's median |error| and per-partition medians as\n"
+    head = ("# Accuracy gate (issue 21): the test split's median |error| and per-partition medians, and the\n"
+            "# fresh holdout's median (fleetsim/catalog/holdout_2026q4.csv), as\n"
             f"# read ONCE on {read_on} (python -m fleetsim.kernel.measurements --write-gate). The suite\n"
             "# fails when the test median rises by more than 2 points or any partition's by more than 5\n"
             "# (tests/test_kernel_validation.py). Regenerate only on new data, never to pass a change.\n")
@@ -430,11 +476,14 @@ def fit_markdown(points=None) -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --write-docs | --write-gate DATE]
+if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --holdout | --write-docs | --write-gate DATE]
     import sys
 
     if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
         print(fit_markdown())
+        raise SystemExit(0)
+    if "--holdout" in sys.argv:  # the fresh holdout alone (read once, at the end of its round)
+        print(holdout_markdown())
         raise SystemExit(0)
     _rows = compare()
     if "--write-docs" in sys.argv:
