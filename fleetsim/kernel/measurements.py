@@ -314,12 +314,14 @@ def kernel_markdown() -> str:
         out.append(f"| {name} | {', '.join(e.platforms)} | {ov} | {e.layer_launch_s['graph'] * 1e6:.0f} / "
                    f"{e.layer_launch_s['eager'] * 1e6:.0f} us | {e.request_overhead_s * 1e3:.1f} ms | "
                    f"{e.gemm_efficiency:g} | {e.speedup_per_year:.1%} | {len(e.releases)} | {'; '.join(tags) or 'none'} |")
-    out += ["", "| chip family | mfu_scale | hbm_efficiency | measured |", "|---|---:|---:|---|"]
+    out += ["", "| chip family | mfu_scale | hbm_efficiency | activation_passes | expert_gemm_scale | measured |",
+            "|---|---:|---:|---:|---:|---|"]
     fams = {}
     for c in chips.values():
         fams.setdefault(c.family, c.efficiency)
     for fam, eff in sorted(fams.items()):
-        out.append(f"| {fam} | {eff.mfu_scale:.4f} | {eff.hbm_efficiency:.4f} | {'yes' if eff.measured else 'no (bands)'} |")
+        out.append(f"| {fam} | {eff.mfu_scale:.4f} | {eff.hbm_efficiency:.4f} | {eff.activation_passes:.2f} | "
+                   f"{eff.expert_gemm_scale:.4f} | {'yes' if eff.measured else 'no (bands)'} |")
     return "\n".join(out) + "\n"
 
 
