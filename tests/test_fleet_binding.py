@@ -160,7 +160,7 @@ def test_console_slo_attainment_from_windows():
     f = res.summary["fleet"]
     w = res.windows
     att = w["attainment"].astype(float)
-    assert f["window_attainment_worst"] == pytest.approx(att.min(), rel=1e-3)
+    assert f["window_attainment_worst"] == pytest.approx(att.min(), rel=1e-3, abs=5e-4)  # summary rounds to 3 places
     worst = w.iloc[int(att.values.argmin())]
     assert f["window_worst_chip"] == worst["chip"]
     missed = w[att < 0.95]["window"].nunique()
