@@ -15,6 +15,12 @@ cannot silently go stale when the code changes.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _smoke, also when a test imports this file
+from _smoke import SMOKE  # noqa: E402,I001 (takes --smoke out of sys.argv; smoke mode = --check)
+
 import argparse
 import datetime as dt
 import json
@@ -513,6 +519,7 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="with --write: reuse stages already in outputs/analysis_doc/")
     ap.add_argument("--skip-breaks", action="store_true", help="with --write: leave out the breaking-point searches")
     a = ap.parse_args(argv)
+    a.check = a.check or (SMOKE and not (a.write or a.render))
     global SKIP_BREAKS
     SKIP_BREAKS = a.skip_breaks
     if a.write:

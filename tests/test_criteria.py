@@ -77,11 +77,15 @@ def test_identical_chip_breaks_even_at_one():
 
 def test_ban_threshold_paired_and_monotone():
     """Identical chips (but for their reliability figures: the twin's are the catalog's defaults):
-    without a ban the two fleets cost the same on average and nearly so future by future; a ban of
+    without a ban the two fleets cost nearly the same, future by future; a ban of
     0.9 a year leaves the banned side short."""
     out = cr.ban_threshold(twin_fleet(), "x1", "h100", [0.0, 0.9], futures=3, ban_days=300.0)
     t = out["table"]
-    assert t.diff_unmet_demand_share[0] == pytest.approx(0.0, abs=1e-12)
+    # crash and lead-time streams are keyed by channel and pool name (common random numbers by
+    # purpose), so the twins' crashes differ a little: the difference is tiny and its paired
+    # interval holds 0
+    assert abs(t.diff_unmet_demand_share[0]) < 0.002
+    assert t.diff_unmet_demand_share_lo[0] <= 0.0 <= t.diff_unmet_demand_share_hi[0]
     # paired on common random numbers: the difference's interval is far narrower than the spread
     # of either fleet over the futures (the same demand draws in both)
     paired_half = (t.diff_unmet_demand_share_hi[0] - t.diff_unmet_demand_share_lo[0]) / 2

@@ -256,5 +256,5 @@ def test_domestic_share_target_binds_when_the_fleet_already_covers_demand():
 def test_console_over_futures_names_mean_causes_and_cost_basis():
     res = fleetsim.run(scenario({"budget": {"total_usd": 2.0e6}, "replications": 3}))
     text = summary_text(res.summary)
-    assert "unmet demand by cause, mean over the futures: 90% total budget, 10% lead time" in text
+    assert "unmet demand by cause, mean share over the 100% of futures with any: 90% total budget, 10% lead time" in text
     assert "(depreciation + power + opex + rental)" in text

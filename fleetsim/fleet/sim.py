@@ -1125,19 +1125,28 @@ class _FleetSim:
                                   "utilisation": self.rec["utilisation"][day].copy()})
 
     # -- run ----------------------------------------------------------------------------------
-    def run(self, progress) -> FleetResult:
+    def prepare(self, windows: bool = True) -> None:
+        """Everything a run sets up before day 0 (also used by the hedge's planning-state capture)."""
         self._setup()
         self.rel_restart_h = self.cohorts.restart_h
         self.rel_swap_h = self.cohorts.swap_h
-        self._wset = set(self.window_days)
+        self._wset = set(self.window_days) if windows else set()
         self._day_tables()
         self._chan_list = list(self.channels.values())
         self._initial()
+
+    def start_processes(self) -> None:
+        """The run's SimPy processes: regimes, removals, the planner and the daily cohort step."""
         env = self.env
         env.process(self._regime())
         env.process(self._removals())
         env.process(self._planner())
         env.process(self.cohorts.process(env, self._day))
+
+    def run(self, progress) -> FleetResult:
+        self.prepare()
+        self.start_processes()
+        env = self.env
         if progress:
             progress(f"fleet: {self.n_days} days, {len(self.pools)} replica types, {len(self.channels)} channels")
         run_env(env, self.n_days, progress, "fleet days")

@@ -197,10 +197,16 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
             continue
         basis = ((summary.get("fleet") or {}).get("cost_basis") or {}).get(key)
         lines.append(f"  {label}: {_spread(h, kind)}" + (f" ({basis})" if basis else ""))
-    causes = sorted(((k[len("unmet_cause_share_"):], v["mean"]) for k, v in heads.items()
-                     if k.startswith("unmet_cause_share_") and (v.get("mean") or 0) >= 0.005), key=lambda t: -t[1])
-    if causes and R > 1:  # mean share over the futures of each cause (channels summed)
-        lines.append("  unmet demand by cause, mean over the futures: " + ", ".join(
+    # A future's cause shares sum to 1 when it has unmet demand and to 0 when it has none, so the
+    # sum of the means is the share of futures with any; divided by it, each cause's mean share
+    # over those futures (the shares then add up to 100%).
+    all_causes = {k[len("unmet_cause_share_"):]: v.get("mean") or 0.0 for k, v in heads.items()
+                  if k.startswith("unmet_cause_share_")}
+    with_unmet = sum(all_causes.values())
+    causes = sorted(((c, m / with_unmet) for c, m in all_causes.items() if with_unmet > 0 and m / with_unmet >= 0.005),
+                    key=lambda t: -t[1])
+    if causes and R > 1:
+        lines.append(f"  unmet demand by cause, mean share over the {with_unmet:.0%} of futures with any: " + ", ".join(
             f"{m:.0%} {CAUSE_LABEL.get(c, c)}" for c, m in causes))
     f = summary.get("fleet") or {}
     if f.get("peak_unmet_date") and (heads.get("peak_unmet_share") or {}).get("mean"):

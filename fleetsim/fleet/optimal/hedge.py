@@ -208,17 +208,10 @@ def planning_state(scenario, chips: dict, models: dict, caps: dict, caps_grid: d
 
     sim = _FleetSim(scenario, chips, models, caps, None)
     sim.caps_grid = caps_grid or {}
-    sim._setup()
-    sim.rel_restart_h, sim.rel_swap_h = sim.cohorts.restart_h, sim.cohorts.swap_h
-    sim._wset = set()
-    sim._initial()
+    sim.prepare(windows=False)
     if day > 0:  # the same processes as a run (_FleetSim.run), stopped before that day's plan
-        env = sim.env
-        env.process(sim._regime())
-        env.process(sim._removals())
-        env.process(sim._planner())
-        env.process(sim.cohorts.process(env, sim._day))
-        env.run(until=day + 0.2)
+        sim.start_processes()
+        sim.env.run(until=day + 0.2)
     sim.planner = _Capture()
     sim._plan(day)
     return got["state"]
