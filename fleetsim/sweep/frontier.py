@@ -36,7 +36,6 @@ import json
 import math
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from fleetsim.errors import FleetsimError, ScenarioError
+from fleetsim.sweep.runner import record_failure
 
 #: a chip "enters" a point's fleet when its mean share of the fleet's installed capacity (tokens/s
 #: on the last day) is at least this. Capacity, not capex: when the chip's supply is capped the
@@ -271,11 +271,7 @@ def run_frontier_point(task: dict[str, Any]) -> dict[str, Any]:
             row[f"{who}_goodput_tokens_per_s"] = cap.effective_tokens_per_s
             row[f"{who}_cost_usd_per_mtok_at_slo"] = econ.cost_usd_per_mtok(_price(sc, name, chips))
     except Exception as exc:  # noqa: BLE001 (a failing point is recorded; the others go on)
-        row["status"] = "failed"
-        msg = str(exc) if isinstance(exc, FleetsimError) else f"{type(exc).__name__}: {exc}"
-        row["error"] = (msg.splitlines()[0][:500] if msg else type(exc).__name__)
-        if not isinstance(exc, FleetsimError):
-            row["traceback"] = traceback.format_exc()[-4000:]
+        record_failure(row, exc)
     finally:
         if before is None:
             os.environ.pop(WORKERS_ENV, None)

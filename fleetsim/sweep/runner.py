@@ -67,11 +67,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         if per_future:  # a fleet's futures, for differences paired future by future
             row["futures_json"] = json.dumps(per_future, sort_keys=True)
     except Exception as exc:  # noqa: BLE001 (a failing point is recorded; the others go on)
-        row["status"] = "failed"
-        msg = str(exc) if isinstance(exc, FleetsimError) else f"{type(exc).__name__}: {exc}"
-        row["error"] = msg.splitlines()[0][:500] if msg else type(exc).__name__
-        if not isinstance(exc, FleetsimError):
-            row["traceback"] = traceback.format_exc()[-4000:]
+        record_failure(row, exc)
     finally:
         if before is None:
             os.environ.pop(WORKERS_ENV, None)
@@ -80,6 +76,16 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     row["wall_s"] = time.perf_counter() - t0
     row["cpu_s"] = time.process_time() - c0
     return row
+
+
+def record_failure(row: dict, exc: Exception) -> None:
+    """A failing point is a row with status 'failed' and its error's first line (and, for an error
+    that is not the project's own, the traceback), so the other points go on."""
+    row["status"] = "failed"
+    msg = str(exc) if isinstance(exc, FleetsimError) else f"{type(exc).__name__}: {exc}"
+    row["error"] = msg.splitlines()[0][:500] if msg else type(exc).__name__
+    if not isinstance(exc, FleetsimError):
+        row["traceback"] = traceback.format_exc()[-4000:]
 
 
 def resolve_points(scenario_path: str | Path, spec: SweepSpec) -> tuple[int, list[dict], list[dict]]:
