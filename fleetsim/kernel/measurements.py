@@ -341,12 +341,17 @@ def holdout_markdown(rows: list[dict] | None = None) -> str:
     out += ["", "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
     for name, s in partitions(rows, "holdout").items():
         out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
-    out += ["", "| point | chip | model | engine | metric | published | kernel | error |",
-            "|---|---|---|---|---|---:|---:|---:|"]
+    return "\n".join(out + _point_table(rows)) + "\n"
+
+
+def _point_table(rows: list[dict]) -> list[str]:
+    """The per-point table of a generated block: published beside predicted, with the error."""
+    out = ["", "| point | chip | model | engine | metric | published | kernel | error |",
+           "|---|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['key']} | {r['chip']} | {r['model']} | {r['engine']} | {r['metric']} | "
                    f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dict] | None = None) -> str:
@@ -470,12 +475,7 @@ def fit_markdown(points=None) -> str:
            "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
     for name, p in partitions(rows, "fit").items():
         out.append(f"| {name} | {p['points']} | {p['median_abs']:.1%} | {p['within_25']:.0%} | {p['max_abs']:.0%} |")
-    out += ["", "| point | chip | model | engine | metric | published | kernel | error |",
-            "|---|---|---|---|---|---:|---:|---:|"]
-    for r in rows:
-        out.append(f"| {r['key']} | {r['chip']} | {r['model']} | {r['engine']} | {r['metric']} | "
-                   f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _point_table(rows)) + "\n"
 
 
 if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --holdout | --write-docs | --write-gate DATE]
