@@ -376,3 +376,45 @@ def test_time_axes_do_not_mark_notes(fleet_run, tmp_path):
     pd.concat([ev, note], ignore_index=True).to_parquet(run_dir / "events.parquet", index=False)
     labels = list(supply_events(open_run(run_dir))["label"])
     assert labels and not any(lab.endswith(": note") for lab in labels), labels
+
+
+def test_compare_legends_stay_inside_their_half_width_figures(fleet_run, tmp_path, monkeypatch):
+    """Half-width compare figures put the legend under the plot in two columns only when two
+    columns fit: a run over futures has seven labels on the demand plot, whose two columns ran off
+    both sides of the figure (headless Chromium screenshot of compare.html: 'daily mean demand,
+    P5-P95 over the futu')."""
+    closed = plots.plt.close
+    seen = []
+
+    def check_then_close(fig=None):
+        if fig is not None and hasattr(fig, "canvas"):
+            box = fig.bbox
+            for ax in fig.axes:
+                leg = ax.get_legend()
+                if leg is not None:
+                    e = leg.get_window_extent(fig.canvas.get_renderer())
+                    seen.append((e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1,
+                                 [t.get_text() for t in leg.get_texts()]))
+        closed(fig) if fig is not None else closed()
+
+    monkeypatch.setattr(plots.plt, "close", check_then_close)
+    plots.draw_compare([fleet_run, fleet_run], ["demand_vs_capacity", "fleet_mix", "capex_vs_budget"],
+                       tmp_path / "d")
+    # the labels of the reference case's demand plot (16 futures), at the compare figure's size
+    long = ["capacity: ascend-910c", "capacity: ascend-910c-gen1", "peak-hour demand (1.5 x daily mean)",
+            "daily mean demand", "peak-hour shortfall", "daily mean demand, P5-P95 over the futures",
+            "capacity, P5 and P95 over the futures"]
+    monkeypatch.setattr(plots, "COMPACT", True)
+    fig, ax = plots.plt.subplots(figsize=(6.4, 5.4))
+    for lab in long:
+        ax.plot([0, 1], label=lab)
+    plots._legend(ax)
+    plots._save(fig, tmp_path, "long", [])
+    assert len(seen) >= 4 and any(labs == long for _, labs in seen)
+    assert all(ok for ok, _ in seen), [labs for ok, labs in seen if not ok]
+    fig, ax = plots.plt.subplots(figsize=(6.4, 5.4))  # two columns still, where they fit
+    ax.plot([0, 1], label="a")
+    ax.plot([1, 0], label="b")
+    plots._legend(ax)
+    assert ax.get_legend()._fleetsim_rows == 1
+    closed(fig)

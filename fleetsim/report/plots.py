@@ -166,7 +166,7 @@ def _layout(fig, strip_in: float) -> None:
         if anchor == "right":
             right = max(right, 0.55 + 0.072 * max((len(t) for t in labels), default=0))
         elif anchor == "below":
-            below = max(below, 0.35 + 0.19 * ((len(labels) + 1) // 2))
+            below = max(below, 0.35 + 0.19 * getattr(leg, "_fleetsim_rows", (len(labels) + 1) // 2))
     top = 0.45 + (0.3 if fig._suptitle is not None else 0.0)
     left, bottom = 0.85, 0.5 + strip_in + below
     fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=min(bottom / h, 0.6),
@@ -212,12 +212,24 @@ def _legend(ax, outside: bool = True, **kw) -> None:
     """Legend beside the plot (never over the data) unless `outside` is False."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        if outside and COMPACT:  # half width: the legend goes under the plot, in two columns
-            kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.1), "ncol": 2, "borderaxespad": 0.0}
+        ncol = 1
+        if outside and COMPACT:  # half width: the legend goes under the plot, in two columns if they fit
+            ncol = 2 if _legend_width_in(labels, 2) <= ax.figure.get_size_inches()[0] - 0.2 else 1
+            kw = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.1), "ncol": ncol, "borderaxespad": 0.0}
         elif outside:
             kw = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
         leg = ax.legend(handles, labels, frameon=True, framealpha=0.95, fontsize=9, **kw)
         leg._fleetsim_outside = ("below" if COMPACT else "right") if outside else None
+        leg._fleetsim_rows = -(-len(labels) // ncol)
+
+
+def _legend_width_in(labels: list[str], ncol: int) -> float:
+    """Width of a 9 pt legend in inches, columns filled top to bottom as matplotlib fills them:
+    per column its handle and gaps (0.6 in) and its longest label (0.072 in a character, as
+    _layout reckons), plus the frame. Estimated, not measured: measuring means drawing."""
+    rows = -(-len(labels) // ncol)
+    cols = [labels[i:i + rows] for i in range(0, len(labels), rows)]
+    return 0.2 + sum(0.6 + 0.072 * max(len(t) for t in c) for c in cols)
 
 
 def _date_axis(ax) -> None:
