@@ -132,6 +132,7 @@ def run(
             result = _run_reliability(scenario, chips, progress)
         result.timings_s["total"] = time.perf_counter() - t0
         result.summary["assumptions"] = assumptions(scenario)  # (report) placeholders the result rests on
+        result.summary["estimates"] = estimates(scenario)  # (report) estimated or scenario-set figures
         warnings = input_warnings(scenario)
         if warnings:
             result.summary["warnings"] = warnings
@@ -416,6 +417,41 @@ def assumptions(scenario: Scenario) -> list[dict[str, str]]:
                              else str(getattr(rel, f, "")))
                     out.append({"catalog": "reliability", "chip": name, "field": f,
                                 "value": value, "note": basis})
+    return out
+
+
+# The chip figures that size a fleet (capacity from the kernel) and price it (capex, power).
+PERF_PRICE_FIELDS = ("bf16_tflops", "fp8_tflops", "int8_tops", "fp4_tflops", "hbm_gb", "hbm_tbps",
+                     "interconnect_gbps", "tdp_w", "price_usd")
+
+
+def estimates(scenario: Scenario) -> list[dict[str, str]]:
+    """The performance and price figures of the chips used that are not published values:
+    published estimates (catalog `estimated`: press, price midpoints) with their source, and
+    figures the scenario sets (`catalog:` entries, `relative_to`), price first. Placeholders with
+    no published figure are in `assumptions`; together they are what capacity and capex rest on."""
+    chips, _ = resolve_catalogs(scenario)
+    dump = scenario.model_dump(mode="json")
+    given = (dump.get("catalog") or {}).get("chips") or {}
+    out = []
+    for name in sorted(_chips_named(dump)):
+        spec = chips.get(name)
+        if spec is None:
+            continue
+        rel = (given.get(name) or {}).get("relative_to")
+        how = (f"set by the scenario: relative_to {rel.get('chip')} (perf_fraction {rel.get('perf_fraction')}, "
+               f"price_fraction {rel.get('price_fraction')})" if isinstance(rel, dict) else "set by the scenario")
+        for f in sorted(PERF_PRICE_FIELDS, key=lambda f: f != "price_usd"):
+            value = getattr(spec, f, None)
+            if value is None or f in spec.assumed:
+                continue
+            if f in spec.overridden:
+                basis = how
+            elif f in spec.estimated:
+                basis = "EST (published estimate): " + str(spec.sources.get(f) or spec.sources.get("*", ""))[:300]
+            else:
+                continue
+            out.append({"catalog": "chips", "chip": name, "field": f, "value": f"{value:g}", "note": basis})
     return out
 
 

@@ -418,3 +418,27 @@ def test_compare_legends_stay_inside_their_half_width_figures(fleet_run, tmp_pat
     plots._legend(ax)
     assert ax.get_legend()._fleetsim_rows == 1
     closed(fig)
+
+
+def test_assumptions_list_the_performance_and_price_estimates(fleet_run, tmp_path):
+    """The report's assumptions start with what sizes and prices the fleet: published estimates
+    (the H20's price is the midpoint of USD 12-15k) and figures the scenario sets (the reference
+    case's PPU at 0.4 of an H100's performance for half its price), not only the placeholders.
+    The quickstart's report listed none of them (only 30 thermal placeholders)."""
+    root = Path(__file__).parent.parent / "scenarios"
+    quick = api.estimates(fleetsim.load_scenario(root / "quickstart.yaml"))
+    assert {(r["chip"], r["field"]) for r in quick} >= {("h20", "price_usd"), ("ascend-910b", "price_usd")}
+    assert all(r["note"].startswith("EST") and r["value"] for r in quick)
+    ref = {(r["chip"], r["field"]): r for r in api.estimates(fleetsim.load_scenario(root / "alibaba_2025.yaml"))}
+    ppu = ref[("t-head-ppu", "price_usd")]
+    assert ppu["value"] == "13750" and "relative_to h100" in ppu["note"] and "price_fraction 0.5" in ppu["note"]
+    assert ("t-head-ppu", "bf16_tflops") in ref
+    run = tmp_path / "run"
+    shutil.copytree(fleet_run, run)
+    s = json.loads((run / "summary.json").read_text())
+    s["estimates"] = quick
+    (run / "summary.json").write_text(json.dumps(s))
+    text = api.report(run).read_text()
+    part = text.split("<h2>Assumptions")[1].split("<h2>Tables")[0]
+    head = part.split("Performance and price estimates")[1].split("thermal and failure placeholders")[0]
+    assert "<td>h20</td><td>price_usd</td><td>13500</td>" in head.replace("\n", ""), head[:2000]

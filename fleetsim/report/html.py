@@ -452,7 +452,8 @@ def _assumptions_html(run: RunFolder) -> str:
     if moved:
         notes.append("Capacity rests on transferred or roofline-only kernel figures for pool(s) "
                      f"{', '.join(moved)} (fleetsim support CHIP MODEL ENGINE says which rule).")
-    if not items and not notes:
+    estimated = run.summary.get("estimates") or []
+    if not items and not notes and not estimated:
         return ("<p>No placeholder catalog figure is used by this scenario. Figures the scenario file "
                 "itself marks ASSUMPTION (in its comments) are not listed here: read them there.</p>")
     out = ""
@@ -461,18 +462,18 @@ def _assumptions_html(run: RunFolder) -> str:
     if items:
         out += ('<p class="warn">These figures have no published source: fleetsim carries a placeholder. '
                 "Override them (catalog: in the scenario) or sweep them before relying on the result.</p>")
-        drive = [a for a in items if a["catalog"] != "reliability"]
-        rest = [a for a in items if a["catalog"] == "reliability"]
-        if drive:
-            out += ("<h3>Performance and price estimates (these size the fleet and drive capex)</h3>"
-                    + _table(["chip", "field", "value", "basis"],
-                             [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in drive]))
-        if rest:
-            out += (f"<details><summary>{len(rest)} thermal and failure placeholders (crash and throttle "
-                    "figures rest on them)</summary>"
-                    + _table(["chip", "field", "value", "basis"],
-                             [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in rest])
-                    + "</details>")
+    drive = [a for a in items if a["catalog"] != "reliability"] + list(estimated)
+    rest = [a for a in items if a["catalog"] == "reliability"]
+    if drive:  # placeholders first, then published estimates and figures the scenario set
+        out += ("<h3>Performance and price estimates (these size the fleet and drive capex)</h3>"
+                + _table(["chip", "field", "value", "basis"],
+                         [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in drive]))
+    if rest:
+        out += (f"<details><summary>{len(rest)} thermal and failure placeholders (crash and throttle "
+                "figures rest on them)</summary>"
+                + _table(["chip", "field", "value", "basis"],
+                         [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in rest])
+                + "</details>")
     return out
 
 
