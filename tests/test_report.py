@@ -345,9 +345,9 @@ def test_every_assumption_row_has_a_value():
 def test_compare_of_runs_with_futures_differences_their_means(fleet_run, tmp_path):
     """Runs over several futures carry headlines as {mean, ci95_lo, ...}: compare shows each with
     its interval and differences the means (it raised a TypeError on such runs)."""
-    def with_futures(path, capex):
+    def with_futures(path, capex, replications=4):
         s = json.loads((path / "summary.json").read_text())
-        s["futures"] = {"replications": 4, "headlines": {
+        s["futures"] = {"replications": replications, "headlines": {
             "capex_usd_total": {"mean": capex, "ci95_lo": 0.9 * capex, "ci95_hi": 1.1 * capex,
                                 "p5": 0.85 * capex, "p95": 1.15 * capex},
             "unmet_demand_share": {"mean": 0.02, "ci95_lo": 0.01, "ci95_hi": 0.03, "p5": 0.0, "p95": 0.04}}}
@@ -360,6 +360,12 @@ def test_compare_of_runs_with_futures_differences_their_means(fleet_run, tmp_pat
     with_futures(b, 3.0e9)
     text = api.compare([a, b], tmp_path / "cmp.html").read_text()
     assert "(+50%)" in text and "P5" in text and "<td>4</td>" in text
+    assert "different numbers of futures" not in text
+    # the reference case (16 futures) against h20_ban (5): its minus-A column differenced means over
+    # different futures (capex -USD 84 M) while the paired difference was +USD 320 M; say so
+    with_futures(b, 3.0e9, replications=5)
+    text = api.compare([a, b], tmp_path / "cmp.html").read_text()
+    assert "different numbers of futures (4, 5)" in text
 
 
 def test_time_axes_do_not_mark_notes(fleet_run, tmp_path):

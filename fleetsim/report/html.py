@@ -683,7 +683,14 @@ def write_compare(run_dirs: list[Path], out: Path) -> Path:
              f"<style>{CSS}</style></head><body><h1>Comparison of {len(runs)} runs</h1>",
              "<h2>Headline metrics</h2>",
              "<p class='meta'>Differences are B minus A, relative to A in brackets; shares differ in "
-             "percentage points (pp).</p>", _table(head, rows)]
+             "percentage points (pp).</p>"]
+    counts = [(r.summary.get("futures") or {}).get("replications") for r in runs if r.kind == "fleet"]
+    if len(set(counts)) > 1 and None not in counts:  # the means are over different sets of futures
+        parts.append(f"<p class='warn'>The runs simulated different numbers of futures ({', '.join(map(str, counts))}): "
+                     "each minus-A column differences means over different futures, so it mixes the runs' "
+                     "difference with sampling noise; the paired differences below use only the futures "
+                     "the runs share.</p>")
+    parts.append(_table(head, rows))
     diff = compare_differences(runs)
     if diff:
         parts += ["<h2>Differences from the first run, over the futures</h2>",
