@@ -204,8 +204,14 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(scenario, chips, models, caps, caps_grid) -> None:
     import os
+    import signal
 
     os.environ[WORKERS_ENV] = "1"
+    # The parent stops the workers (fleetsim.pools.shutdown): Ctrl-C, sent to the whole process
+    # group, is the parent's to handle, and SIGTERM ends a worker at once. The CLI's handlers,
+    # inherited by fork, raised inside every worker and printed their tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _WORKER.update(scenario=scenario, chips=chips, models=models, caps=caps, caps_grid=caps_grid)
 
 
@@ -227,10 +233,22 @@ def _pool_map(scenario, chips, models, caps, caps_grid, seeds: list[int], worker
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from fleetsim.pools import shutdown
+
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(scenario, chips, models, caps, caps_grid)) as pool:
-        yield from pool.map(_worker_run, seeds)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(scenario, chips, models, caps, caps_grid))
+    # submit, not pool.map: map's iterator cancels the queued futures from this thread when an
+    # interrupt leaves it, and the pool's manager thread (Python 3.11) then fails setting the
+    # broken pool's error on a cancelled future (InvalidStateError traceback after 'interrupted')
+    todo = [pool.submit(_worker_run, s) for s in seeds]
+    try:
+        for fut in todo:
+            yield fut.result()
+    except BaseException:  # Ctrl-C, SIGTERM, a failing future: stop the futures in flight now
+        shutdown(pool, kill=True)
+        raise
+    shutdown(pool)
 
 
 def pick_representative(rep: dict[str, list]) -> tuple[int, str]:

@@ -50,16 +50,10 @@ class ProcessPool:
                 "points are kept: rerun to resume") from None
 
     def close(self, kill: bool = False) -> None:
-        if kill:  # an interrupted sweep: stop the runs in flight now, not after they finish
-            procs = list((getattr(self._pool, "_processes", None) or {}).values())
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.join(timeout=10)
-        # wait=True even when killing: with the workers gone the pool's manager thread ends at
-        # once, and an un-joined one races the interpreter's exit hook, which then writes to a
-        # closed pipe and prints a traceback after "interrupted" (seen on CI).
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """With `kill` (an interrupted sweep): stop the runs in flight now, not after they finish."""
+        from fleetsim.pools import shutdown
+
+        shutdown(self._pool, kill=kill)
 
 
 class DaskExecutor:
