@@ -143,3 +143,31 @@ def test_an_interrupt_stops_the_futures_in_flight(monkeypatch):
         gen.throw(KeyboardInterrupt)
     assert time.monotonic() - t0 < 10
     assert not multiprocessing.active_children()
+
+
+def test_ctrl_c_on_a_futures_pool_prints_no_traceback(tmp_path):
+    """Ctrl-C reaches the whole process group: the forked future workers inherited the CLI's
+    SIGINT/SIGTERM handlers and printed a traceback each (and the pool's manager thread a third)
+    after 'interrupted'. Now the parent alone handles it and stops the workers."""
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetsim.cli", "run", str(REPO / "scenarios" / "fleet_small.yaml"),
+             "-o", str(out), "--no-plots", "--set", "fleet.replications=6"],
+            stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
+            env={**os.environ, "FLEETSIM_FUTURE_WORKERS": "2", "FLEETSIM_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        deadline = time.monotonic() + 120
+        while "futures on 2 processes" not in log.read_text() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers are inside their first futures
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and text.rstrip().endswith("interrupted"), text
+    assert json.loads((out / "error.json").read_text())["stage"] == "simulate"
