@@ -408,7 +408,7 @@ def test_compare_legends_stay_inside_their_half_width_figures(fleet_run, tmp_pat
                        tmp_path / "d")
     # the labels of the reference case's demand plot (16 futures), at the compare figure's size
     long = ["capacity: ascend-910c", "capacity: ascend-910c-gen1", "peak-hour demand (1.5 x daily mean)",
-            "daily mean demand", "peak-hour shortfall", "daily mean demand, P5-P95 over the futures",
+            "daily mean demand", "peak-hour shortfall", "daily mean demand, P5 and P95 over the futures",
             "capacity, P5 and P95 over the futures"]
     monkeypatch.setattr(plots, "COMPACT", True)
     fig, ax = plots.plt.subplots(figsize=(6.4, 5.4))
@@ -423,7 +423,22 @@ def test_compare_legends_stay_inside_their_half_width_figures(fleet_run, tmp_pat
     ax.plot([1, 0], label="b")
     plots._legend(ax)
     assert ax.get_legend()._fleetsim_rows == 1
-    closed(fig)
+    plots._save(fig, tmp_path, "short", [])
+    # the figure grows by its legend: the axes are as tall with one row of legend as with seven
+    tall = [f for f in seen if f[1] == long]
+    assert len(seen) >= 5
+
+    def axes_height(labels):
+        f, a = plots.plt.subplots(figsize=(6.4, 5.4))
+        for lab in labels:
+            a.plot([0, 1], label=lab)
+        plots._legend(a)
+        plots._layout(f, 0.0)
+        height = a.get_position().height * f.get_size_inches()[1]
+        closed(f)
+        return height
+
+    assert tall and axes_height(["a", "b"]) == pytest.approx(axes_height(long), abs=0.01)
 
 
 def test_assumptions_list_the_performance_and_price_estimates(fleet_run, tmp_path):
@@ -448,3 +463,41 @@ def test_assumptions_list_the_performance_and_price_estimates(fleet_run, tmp_pat
     part = text.split("<h2>Assumptions")[1].split("<h2>Tables")[0]
     head = part.split("Performance and price estimates")[1].split("thermal and failure placeholders")[0]
     assert "<td>h20</td><td>price_usd</td><td>13500</td>" in head.replace("\n", ""), head[:2000]
+
+
+def test_spread_over_futures_is_drawn_as_lines_not_a_band_over_the_stack(fleet_run, tmp_path, monkeypatch):
+    """A translucent P5-P95 band drawn over the stacked chip colours tinted them into new ones (on
+    the reference case, green under grey read as a darker chip kind): P5 and P95 are thin lines."""
+    import matplotlib.collections as mcoll
+    import pandas as pd
+
+    run = tmp_path / "run"
+    shutil.copytree(fleet_run, run)
+    tl = pd.read_parquet(run / "timeline.parquet")
+    day = tl.groupby("date", observed=True).agg(
+        demand=("demand_tokens_per_s", "first"), cap=("capacity_tokens_per_s", "sum"),
+        inst=("installed", "sum"), capex=("capex_usd", "sum")).reset_index()
+    q = pd.DataFrame({"date": day["date"], "chip": "all"})
+    for col, x in (("demand_tokens_per_s", day["demand"]), ("capacity_tokens_per_s", day["cap"]),
+                   ("installed", day["inst"]), ("capex_cum_usd", day["capex"].cumsum())):
+        q[f"{col}_p5"], q[f"{col}_p95"] = 0.8 * x, 1.2 * x
+    q.to_parquet(run / "quantiles.parquet", index=False)
+    s = json.loads((run / "summary.json").read_text())
+    s["futures"] = {"replications": 4, "representative": {"future": 2}}
+    (run / "summary.json").write_text(json.dumps(s))
+    closed, checked = plots.plt.close, []
+
+    def check_then_close(fig=None):
+        if fig is not None and hasattr(fig, "axes") and fig.axes:
+            ax = fig.axes[0]
+            spread = [h for h, lab in zip(*ax.get_legend_handles_labels()) if "P95 over the futures" in lab]
+            tints = [c for c in ax.collections if isinstance(c, mcoll.PolyCollection)
+                     and "over the futures" in str(c.get_label())]
+            checked.append((ax.get_title(), len(spread), tints))
+        closed(fig) if fig is not None else closed()
+
+    monkeypatch.setattr(plots.plt, "close", check_then_close)
+    plots.draw_all(run)
+    fan = [c for c in checked if c[1]]
+    assert len(fan) >= 3, checked  # demand, fleet mix, capex carry the spread
+    assert all(not tints for _, _, tints in fan), fan

@@ -224,8 +224,9 @@ def _futures_html(run: RunFolder) -> str:
     rep = fut.get("representative") or {}
     out = (f"<p>{fut.get('replications')} futures from fleet seed {_e(fut.get('root_seed'))}: each card is "
            f"the mean over the futures ± its 95% interval, with P5 and P95 of the futures. Tables and "
-           f"the plots' lines are future {_e(rep.get('future'))} ({_e(rep.get('rule', ''))}); bands on the "
-           "time axes are P5 to P95 over the futures (replicates.parquet, quantiles.parquet).</p>")
+           f"the plots' lines are future {_e(rep.get('future'))} ({_e(rep.get('rule', ''))}); the thin "
+           "broken lines on the time axes are P5 and P95 over the futures (replicates.parquet, "
+           "quantiles.parquet).</p>")
     if fut.get("advice"):
         out += f"<p class='warn'>{_e(fut['advice'])}</p>"
     return out

@@ -167,6 +167,9 @@ def _layout(fig, strip_in: float) -> None:
             right = max(right, 0.55 + 0.072 * max((len(t) for t in labels), default=0))
         elif anchor == "below":
             below = max(below, 0.35 + 0.19 * getattr(leg, "_fleetsim_rows", (len(labels) + 1) // 2))
+    if below:  # the figure grows by a legend under it: the axes keep one height whatever it lists,
+        h += below  # so a compare row's panels draw equal values at equal heights
+        fig.set_size_inches(w, h)
     top = 0.45 + (0.3 if fig._suptitle is not None else 0.0)
     left, bottom = 0.85, 0.5 + strip_in + below
     fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=min(bottom / h, 0.6),
@@ -332,10 +335,12 @@ def _fan(run, col: str, scale: float):
 
 
 def _draw_fan(ax, fan, colour: str, label: str) -> None:
+    """P5 and P95 as two thin lines: a translucent band over a stack of chip colours tinted
+    them into new colours (green under grey read as another chip kind)."""
     if fan is not None:
         lo, hi = fan
-        ax.fill_between(lo.index, lo.to_numpy(), hi.to_numpy(), color=colour, alpha=0.18, lw=0,
-                        label=label, zorder=3)
+        ax.plot(lo.index, lo.to_numpy(), color=colour, ls="-.", lw=0.8, alpha=0.8, label=label, zorder=3)
+        ax.plot(hi.index, hi.to_numpy(), color=colour, ls="-.", lw=0.8, alpha=0.8, zorder=3)
 
 
 def _fan_note(run) -> str:
@@ -343,7 +348,8 @@ def _fan_note(run) -> str:
     R = fut.get("replications", 1)
     if R < 2:
         return ""
-    return f"\nlines: future {(fut.get('representative') or {}).get('future')}; bands: P5-P95 of {R} futures"
+    return (f"\nfuture {(fut.get('representative') or {}).get('future')} drawn; thin broken lines: P5 and P95 "
+            f"of {R} futures")
 
 
 def fleet_demand_capacity(run, out, written):
@@ -364,7 +370,7 @@ def fleet_demand_capacity(run, out, written):
     ax.fill_between(day.index, peak - short, peak, where=short > 0, facecolor="white", edgecolor="#b2182b",
                     hatch="////", lw=0.0, alpha=0.9, label="peak-hour shortfall", zorder=4)
     fan_d, fan_c = _fan(run, "demand_tokens_per_s", 1e6), _fan(run, "capacity_tokens_per_s", 1e6)
-    _draw_fan(ax, fan_d, "black", "daily mean demand, P5-P95 over the futures")
+    _draw_fan(ax, fan_d, "black", "daily mean demand, P5 and P95 over the futures")
     if fan_c is not None:
         ax.plot(fan_c[0].index, fan_c[0], color="tab:blue", ls="--", lw=0.9, label="capacity, P5 and P95 over the futures")
         ax.plot(fan_c[1].index, fan_c[1], color="tab:blue", ls="--", lw=0.9)
@@ -390,7 +396,7 @@ def fleet_mix(run, out, written):
         oo = tl.groupby("date", observed=True)["on_order"].sum() / 1e3
         ax.plot(oo.index, oo, color="#444444", ls=":", lw=1.5, label="on order (all chips)")
     fan = _fan(run, "installed", 1e3)
-    _draw_fan(ax, fan, "black", "installed, P5-P95 over the futures")
+    _draw_fan(ax, fan, "black", "installed, P5 and P95 over the futures")
     ax.set_ylim(0, max(float(inst.sum(axis=1).max()), float(fan[1].max()) if fan is not None else 0.0, 1e-9) * 1.2)
     ax.set_title("Fleet mix: installed chips by kind (thousands of chips)" + _fan_note(run))
     ax.set_ylabel("thousand chips")
@@ -431,7 +437,7 @@ def fleet_capex(run, out, written):
         ax.step(sched.index, sched.to_numpy() / 1e6, where="post", color="black", lw=1.8,
                 label="budget released (cumulative)")
     fan = _fan(run, "capex_cum_usd", 1e6)
-    _draw_fan(ax, fan, "black", "capex to date, P5-P95 over the futures")
+    _draw_fan(ax, fan, "black", "capex to date, P5 and P95 over the futures")
     top = max(float(capex.sum(axis=1).max()), float(sched.max() / 1e6) if sched is not None else 0.0,
               float(fan[1].max()) if fan is not None else 0.0)
     ax.set_ylim(0, top * 1.15 if top > 0 else 1)
