@@ -47,3 +47,14 @@ def test_a_rent_channel_can_say_it_is_not_us_controlled():
     assert res.summary["fleet"]["us_dependence_share_end"] == 0.0
     # energy does not depend on who controls the supply
     assert res.summary["fleet"]["energy_kwh_per_mtok"] > 0
+
+
+def test_console_over_futures_names_the_rented_chips(melange):
+    """The console over several futures printed 'fleet at end (chips): a100 0, a10g 0' for a fleet
+    that is all rented, and nothing about the rentals (only the one-future console had the line)."""
+    from fleetsim.results.display import fleet_text
+
+    assert melange.summary["futures"]["replications"] > 1
+    text = fleet_text(melange.summary)
+    line = next(ln for ln in text.splitlines() if "rented at end" in ln)
+    assert "a100 1" in line and "a10g 3" in line and "rental USD" in line, text

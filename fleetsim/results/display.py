@@ -215,6 +215,14 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
     if mix:
         lines.append("  fleet at end (chips): " + ", ".join(
             f"{k} {format_interval(v['mean'], v['ci95_lo'], v['ci95_hi'], 'count')}" for k, v in mix.items()))
+    # rented chips are not in the fleet mix (no capex): a rented fleet read "a100 0, a10g 0"
+    rented = {k[len("rented_end."):]: v for k, v in heads.items() if k.startswith("rented_end.") and v.get("mean")}
+    rent = heads.get("ledger_usd_by_kind.rental") or {}
+    if rented or rent.get("mean"):
+        lines.append("  rented at end (chips): " + (", ".join(
+            f"{k} {format_interval(v['mean'], v['ci95_lo'], v['ci95_hi'], 'count')}" for k, v in rented.items())
+            or "none") + f" (rental {format_interval(rent.get('mean'), rent.get('ci95_lo'), rent.get('ci95_hi'), 'usd')}"
+            " over the run)")
     if fut.get("advice"):
         lines.append(f"  note: {fut['advice']}")
     return lines
