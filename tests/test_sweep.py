@@ -285,3 +285,30 @@ def test_pareto_fronts_never_join_points_of_different_assumptions():
     assert [name for name, _, _ in got] == ["demand chat: growth per year 0.5", "demand chat: growth per year 1.5"]
     for _, pts, front in got:
         assert pts[g].nunique() == 1 and len(front) == 2
+
+
+def test_tornado_shows_shares_in_percent_and_fields_in_words(tmp_path, monkeypatch):
+    """As the heatmap does: the tornado drew unmet_demand_share as a fraction ('share, 0 to 1',
+    ticks 0.0035) and its rows as dotted paths."""
+    from fleetsim.sweep import summary
+
+    g, b = "fleet.demand.chat.growth_per_year", "fleet.budget.total_usd"
+    ok = pd.DataFrame({g: [0.5, 0.5, 1.0, 1.0], b: [2e8, 9e8, 2e8, 9e8],
+                       "unmet_demand_share": [0.0, 0.0, 0.0075, 0.0]})
+    seen = {}
+    import matplotlib.pyplot as plt
+
+    closed = plt.close
+
+    def keep(fig=None):
+        if fig is not None:
+            ax = fig.axes[0]
+            seen.update(x=ax.get_xlabel(), y=[t.get_text() for t in ax.get_yticklabels()],
+                        lim=ax.get_xlim(), title=ax.get_title())
+        closed(fig)
+
+    monkeypatch.setattr("matplotlib.pyplot.close", keep)
+    summary.tornado(ok, [g, b], "unmet_demand_share", tmp_path / "t.png")
+    assert seen["x"] == "unmet demand share (%)", seen
+    assert any(t.startswith("demand chat: growth per year") for t in seen["y"]), seen["y"]
+    assert seen["lim"][1] > 0.3  # 0.375% at the worst level, drawn in percent

@@ -199,16 +199,19 @@ def _levels(x: pd.Series) -> pd.Series:
 
 def tornado(ok: pd.DataFrame, paths: list[str], metric: str, path: Path) -> Path:
     """For each parameter, the mean metric at its lowest and highest level (main effect, averaged
-    over the other parameters and the seeds), as a bar around the overall mean; widest on top."""
+    over the other parameters and the seeds), as a bar around the overall mean; widest on top.
+    Shares in %, fields in words, as on the heatmap."""
     import matplotlib.pyplot as plt
 
-    overall = float(ok[metric].mean())
+    share = is_share(metric)
+    k = 100.0 if share else 1.0
+    overall = float(ok[metric].mean()) * k
     bars = []
     for p in paths:
         means = ok.groupby(_levels(ok[p]), sort=True)[metric].mean()
         if len(means) < 2:
             continue
-        lo_v, hi_v = float(means.iloc[0]), float(means.iloc[-1])
+        lo_v, hi_v = float(means.iloc[0]) * k, float(means.iloc[-1]) * k
         vals = ok[p]
         bars.append((p, lo_v, hi_v, vals.min(), vals.max()))
     bars.sort(key=lambda b: abs(b[2] - b[1]))
@@ -216,10 +219,12 @@ def tornado(ok: pd.DataFrame, paths: list[str], metric: str, path: Path) -> Path
     for i, (p, lo_v, hi_v, vmin, vmax) in enumerate(bars):
         ax.barh(i, lo_v - overall, left=overall, color="tab:blue", label="parameter at its lowest value" if i == 0 else None)
         ax.barh(i, hi_v - overall, left=overall, color="tab:orange", label="parameter at its highest value" if i == 0 else None)
-    ax.set_yticks(range(len(bars)), [f"{b[0]}\n[{_tick(b[3])} .. {_tick(b[4])}]" for b in bars], fontsize=8)
-    ax.axvline(overall, color="black", lw=0.8, label=f"mean over the sweep ({overall:.3g})")
-    ax.set_xlabel(label(metric))
-    ax.set_title(f"Sensitivity of {metric}: main effect of each parameter\n(mean over other parameters and seeds)")
+    ax.set_yticks(range(len(bars)), [f"{path_label(b[0])}\n[{_tick(b[3])} .. {_tick(b[4])}]" for b in bars], fontsize=8)
+    words = metric.replace("_", " ")
+    ax.axvline(overall, color="black", lw=0.8,
+               label=f"mean over the sweep ({overall:.3g}{'%' if share else ''})")
+    ax.set_xlabel(f"{words} (%)" if share else (f"{words} ({unit_of(metric)})" if unit_of(metric) else words))
+    ax.set_title(f"Sensitivity of {words}: main effect of each parameter\n(mean over other parameters and seeds)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
