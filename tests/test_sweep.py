@@ -312,3 +312,26 @@ def test_tornado_shows_shares_in_percent_and_fields_in_words(tmp_path, monkeypat
     assert seen["x"] == "unmet demand share (%)", seen
     assert any(t.startswith("demand chat: growth per year") for t in seen["y"]), seen["y"]
     assert seen["lim"][1] > 0.3  # 0.375% at the worst level, drawn in percent
+
+
+def test_pareto_points_that_coincide_share_one_label(tmp_path, monkeypatch):
+    """Two budgets that buy the same fleet (the budget never binds) sat on one point with their
+    labels printed over each other ('2e+08' on '9e+08'): one label lists both."""
+    import matplotlib.pyplot as plt
+
+    from fleetsim.sweep import summary
+
+    g, b = "fleet.demand.chat.growth_per_year", "fleet.budget.total_usd"
+    agg = pd.DataFrame({g: [0.5, 0.5, 1.0, 1.0], b: [2e8, 9e8, 2e8, 9e8],
+                        "cost_usd_per_mtok": [0.167, 0.167, 0.16, 0.215],
+                        "unmet_demand_share": [0.0, 0.0, 0.0075, 0.0]})
+    texts, closed = [], plt.close
+
+    def keep(fig=None):
+        if fig is not None:
+            texts.extend(t.get_text() for t in fig.axes[0].texts)
+        closed(fig)
+
+    monkeypatch.setattr("matplotlib.pyplot.close", keep)
+    assert summary.pareto(agg, tmp_path, [g, b]) is not None
+    assert sorted(texts) == ["2e+08", "2e+08; 9e+08", "9e+08"], texts

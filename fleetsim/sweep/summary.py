@@ -352,10 +352,12 @@ def pareto(agg: pd.DataFrame, plots: Path, paths: list[str] | None = None) -> Pa
         c, q = g[cost].to_numpy(), g[quality].to_numpy()
         ax.scatter(c, q * scale, color=col, s=22, alpha=0.5)
         ax.plot(c[front], q[front] * scale, "o-", color=col, label=f"front: {name}")
+        at: dict[tuple[float, float], list[str]] = {}  # points that coincide share one label
         for (_, row) in g.iterrows():
             if decide:
-                ax.annotate(", ".join(_tick(row[p]) for p in decide), (row[cost], row[quality] * scale),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7, color="#333333")
+                at.setdefault((row[cost], row[quality] * scale), []).append(", ".join(_tick(row[p]) for p in decide))
+        for xy, names in at.items():
+            ax.annotate("; ".join(names), xy, textcoords="offset points", xytext=(4, 4), fontsize=7, color="#333333")
     ax.set_xlabel(label(cost))
     ax.set_ylabel(quality.replace("_", " ") + (" (%)" if share else ""))
     what = f"; points labelled {', '.join(path_label(p) for p in decide)}" if decide else ""
