@@ -501,3 +501,30 @@ def test_spread_over_futures_is_drawn_as_lines_not_a_band_over_the_stack(fleet_r
     fan = [c for c in checked if c[1]]
     assert len(fan) >= 3, checked  # demand, fleet mix, capex carry the spread
     assert all(not tints for _, _, tints in fan), fan
+
+
+def test_finance_running_cost_is_one_figure_in_both_tables(fleet_run, tmp_path):
+    """The money table counted levy and impairments in a year's running cost, the break-even table
+    did not: the reference case's 2025 read USD 1.49 B in one and 1.19 B in the other."""
+    import re
+
+    import pandas as pd
+
+    from fleetsim.report.html import finance_tables
+
+    run = tmp_path / "run"
+    shutil.copytree(fleet_run, run)
+    tl = pd.read_parquet(run / "timeline.parquet")
+    days = pd.to_datetime(tl["date"]).drop_duplicates().sort_values()
+    per_day = tl.assign(d=pd.to_datetime(tl["date"])).groupby("d")[["depreciation_usd", "opex_usd"]].sum()
+    led = pd.read_parquet(run / "ledger.parquet")
+    extra = pd.DataFrame({"date": [days.iloc[40], days.iloc[50], days.iloc[0], days.iloc[0]],
+                          "kind": ["levy", "impairment", "depreciation", "opex"], "chip": "h20",
+                          "channel": "nvidia-h20",
+                          "amount_usd": [5e6, 7e6, float(per_day["depreciation_usd"].sum()),
+                                         float(per_day["opex_usd"].sum())]})
+    pd.concat([led, extra], ignore_index=True).to_parquet(run / "ledger.parquet", index=False)
+    money, breakeven = finance_tables(plots.open_run(run))
+    total = re.search(r"<td>2026</td><td>all chips</td>(?:<td>[^<]*</td>)*?<td>([^<]*)</td></tr>", money)
+    be = re.search(r"<td>2026</td><td>([^<]*)</td>", breakeven)
+    assert total and be and total.group(1) == be.group(1), (money, breakeven)
