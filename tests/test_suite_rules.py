@@ -13,6 +13,10 @@ def test_hypothesis_is_deterministic_locally_and_in_ci():
     if os.environ.get("HYPOTHESIS_PROFILE", "deterministic") != "deterministic":
         pytest.skip("an explicit HYPOTHESIS_PROFILE was asked for")
     assert settings.default.derandomize is True and settings.default.database is None
+    # a property test written without its own settings gets no wall-clock deadline either
+    from hypothesis import HealthCheck
+
+    assert settings.default.deadline is None and HealthCheck.too_slow in settings.default.suppress_health_check
 
 
 def test_browser_test_fails_in_ci_without_chromium(monkeypatch, tmp_path):
