@@ -1,4 +1,4 @@
-"""A small synthetic fleet run folder in the CONTRACTS s5 layout, with known answers: unmet demand
+"""A small synthetic fleet run folder in the layout of docs/tables.md, with known answers: unmet demand
 peaks at 12% on 2026-07-01, 81 days after the H20 ban of 2026-04-11; the fleet ends with 600 H20
 and 1,400 Ascend 910B chips. Plots and reports are tested against it without running the fleet."""
 

@@ -1,4 +1,4 @@
-"""`fleetsim run` on the small fleet scenario: every table of CONTRACTS s5, manifest kind fleet,
+"""`fleetsim run` on the small fleet scenario: every table of docs/tables.md, manifest kind fleet,
 same seed -> identical bytes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The serving window a fleet state drives (CONTRACTS s2), and the scenario API around it:
+"""The serving window a fleet state drives, and the scenario API around it:
 with_overrides, validated edits, --set into a misspelled pool, serving beside a cohort run."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The fleet's view of each replica type: the capacity function per (pool, workload).
 
 `fleet.capacity` in the scenario gives figures by hand (tests, what-ifs); otherwise the serving
-layer's capacity function (fleetsim.serving.capacity, CONTRACTS section 1) computes them through
+layer's capacity function (fleetsim.serving.capacity) computes them through
 the on-disk cache. Where that module is absent, the goodput search is used directly, with
 availability 1 and power at TDP (said so in `source`).
 """

@@ -1,6 +1,6 @@
 """Planner policies: every `period_days`, turn forecast demand into chip orders.
 
-Interface (CONTRACTS section 4), so a policy is one class plus one registration:
+Interface, so a policy is one class plus one registration:
 
     @register("cheapest")
     class Cheapest:

@@ -1,4 +1,4 @@
-"""Turn a finished fleet simulation into columns (CONTRACTS section 5) and the summary.
+"""Turn a finished fleet simulation into columns (docs/tables.md) and the summary.
 
 Sign convention of `ledger.amount_usd`: money out is positive (capex, levy, depreciation, power,
 opex, impairment); money in is negative (refund, revenue). Depreciation and impairment are

@@ -4,7 +4,7 @@ The cell holds `windows.cell_replicas` replicas split over the pools in proporti
 replicas up that day (largest remainder); each class's arrival rate is the fleet's demand at the
 window's hour, in requests/s, times the cell's share of its model's replicas (a diurnal class
 gets its daily mean and its own profile). The window runs through
-fleetsim.serving.window.run_fleet_window (CONTRACTS s2) with the scenario's reliability section:
+fleetsim.serving.window.run_fleet_window with the scenario's reliability section:
 the hall's ambient at that hour, chips starting at the equilibrium temperature of the day's
 load, throttling and crashes inside the window. Attainment per class and pool comes with a 95% Wilson
 interval (requests in a window are correlated: read it as a lower bound on the doubt), beside

@@ -122,7 +122,7 @@ def _plots(run: RunFolder) -> list[Path]:
 
 
 def fleet_findings(run: RunFolder) -> list[str]:
-    """Sentences computed from the fleet tables (CONTRACTS s5)."""
+    """Sentences computed from the fleet tables (docs/tables.md)."""
     f = run.summary.get("fleet", {})
     tl = run.table("timeline")
     out = []

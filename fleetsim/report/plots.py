@@ -321,7 +321,7 @@ def peak_factor(run) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# fleet runs (CONTRACTS s5 tables)
+# fleet runs (the tables of docs/tables.md)
 
 
 def _fan(run, col: str, scale: float):

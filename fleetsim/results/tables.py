@@ -89,7 +89,7 @@ def columns_table(records: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-# -- fleet run tables (CONTRACTS section 5) ---------------------------------------------------
+# -- fleet run tables (docs/tables.md) ---------------------------------------------------
 FLEET_CATEGORIES = ("chip", "kind", "channel", "pool", "fate", "regime_state", "workload", "cause", "model",
                     "workloads")
 

@@ -392,7 +392,7 @@ def run_fleet_window(scenario, *, replicas_up: dict[str, int], rate_per_s: dict[
                      hour_of_day: float, seed: int, window: int = 0,
                      start_temp_c: dict[str, float] | None = None,
                      spares: dict[str, int] | None = None, ambient_c: float | None = None) -> WindowResult:
-    """One serving window of a fleet's state (CONTRACTS s2), on the scenario's `serving:` template.
+    """One serving window of a fleet's state, on the scenario's `serving:` template.
 
     replicas_up: replicas in service per pool (a pool not named has none). rate_per_s: arrival
     rate per workload class, requests per second, for the whole window (a class not named sends

@@ -3,7 +3,7 @@
 Serving windows: SLO attainment, throughput and p95 TTFT per class, the worst class's
 attainment, goodput per (pool, workload) when the scenario's goodput search is on, and the chips'
 purchase cost (catalog price x chips; NaN when a chip has no price), which the Pareto plot uses.
-Fleet runs: the `fleet` keys of summary.json agreed in CONTRACTS section 5.
+Fleet runs: the `fleet` keys of summary.json listed in docs/tables.md.
 """
 
 from __future__ import annotations
