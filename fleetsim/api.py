@@ -132,7 +132,8 @@ def run(
             result = _run_reliability(scenario, chips, progress)
         result.timings_s["total"] = time.perf_counter() - t0
         result.summary["assumptions"] = assumptions(scenario)  # (report) placeholders the result rests on
-        result.summary["estimates"] = estimates(scenario)  # (report) estimated or scenario-set figures
+        if scenario.fleet is not None or scenario.serving is not None:  # what sizes and prices the chips
+            result.summary["estimates"] = estimates(scenario)  # (report) estimated or scenario-set figures
         warnings = input_warnings(scenario)
         if warnings:
             result.summary["warnings"] = warnings
