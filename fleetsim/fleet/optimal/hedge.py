@@ -297,13 +297,15 @@ def rolling_scenario(scenario, planner, holdout: int):
 
 def rolling_costs(rep: dict[str, list], penalty_usd_per_mtok: float) -> dict[str, np.ndarray]:
     """Per future of a fleet run (its replicates): cost (the run's all-in ledger + the unmet
-    penalty x unmet Mtok), unmet share, stranded USD."""
+    penalty x unmet Mtok), unmet share, stranded USD, and the two parts of the cost (ledger USD,
+    unmet Mtok)."""
     n = len(rep["future"])
     get = lambda k: np.asarray(rep.get(k, [0.0] * n), float)
     served, demand = get("served_mtok"), get("demand_mtok")
-    cost = sum(get(f"ledger_usd_by_kind.{k}") for k in ("depreciation", "power", "opex", "rental", "impairment")) \
-        + penalty_usd_per_mtok * np.maximum(demand - served, 0.0)
-    return {"cost_usd": cost, "unmet_share": get("unmet_demand_share"), "stranded_usd": get("stranded_usd")}
+    ledger = sum(get(f"ledger_usd_by_kind.{k}") for k in ("depreciation", "power", "opex", "rental", "impairment"))
+    unmet_mtok = np.maximum(demand - served, 0.0)
+    return {"cost_usd": ledger + penalty_usd_per_mtok * unmet_mtok, "unmet_share": get("unmet_demand_share"),
+            "stranded_usd": get("stranded_usd"), "ledger_usd": ledger, "unmet_mtok": unmet_mtok}
 
 
 def rolling(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None, *, futures: int,
