@@ -242,13 +242,15 @@ def render_hedge(data: dict | None = None) -> str:
     xl, ua = nums["extra_ledger"], nums["unmet_avoided"]
     if ua[1] > 0:
         rows.append(f"What the stochastic plan buys: it spends {format_interval(*xl, kind='usd')} more (ledger) "
-                    f"and leaves {format_interval(*ua)} Mtok less demand unmet than the expected-value plan, "
+                    f"and leaves {format_interval(*(x / 1e6 for x in ua))} million Mtok less demand unmet than the "
+                    "expected-value plan, "
                     f"USD {r[0]:.0f} per Mtok avoided (95% bootstrap interval {r[1]:.0f} to {r[2]:.0f}). "
                     f"Hedging pays for a planner who values an unmet Mtok above that; at the optimiser's own "
                     f"USD {pen:g} it {'does not' if r[1] > pen else 'may'}.")
     else:
         rows.append(f"The stochastic plan spends {format_interval(*xl, kind='usd')} more (ledger) than the "
-                    f"expected-value plan and leaves {format_interval(*ua)} Mtok less unmet, an interval "
+                    f"expected-value plan and leaves {format_interval(*(x / 1e6 for x in ua))} million Mtok less "
+                    "unmet, an interval "
                     "that holds 0: no unmet-demand value makes it pay on this sample.")
     rows.append(f"EVPI: perfect foresight of the regime and of demand would save the optimiser "
                 f"{format_interval(*evpi, kind='usd')} over the three years (against its own sampled futures).")
