@@ -197,6 +197,11 @@ def test_decide_refuses_bad_fleet_axes_before_running():
     assert r.exit_code == 2 and "at least 2" in r.output, r.output
     r = CliRunner().invoke(main, [*base, "--ban", "0.5"])
     assert r.exit_code == 2 and "need --futures" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--futures", "2", "--ban", "0.5", "--ban-on", "2025-13-01"])
+    assert r.exit_code == 2 and "give a date YYYY-MM-DD" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--futures", "2", "--ban", "0.5", "--ban-on", "2031-01-01"])
+    assert r.exit_code == 2 and "--ban-on 2031-01-01 is outside the fleet's horizon" in r.output, r.output
+    assert "Traceback" not in r.output
 
 
 def test_the_frontier_on_dask_is_the_frontier_in_process():

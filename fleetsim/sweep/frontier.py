@@ -130,6 +130,12 @@ def point_overrides(scenario, grid: FrontierGrid, perf: float, price: float, ban
     if ban is not None and grid.ban_on is not None:
         if not 0.0 <= ban <= 1.0:
             raise ScenarioError(f"ban probability {ban}: give 0 <= P <= 1", field="decide --ban")
+        import datetime as _dt
+
+        end = f.start + _dt.timedelta(days=round(f.years * 365))
+        if not f.start <= grid.ban_on < end:
+            raise ScenarioError(f"--ban-on {grid.ban_on} is outside the fleet's horizon ({f.start} to {end})",
+                                field="decide --ban-on")
         if ban > 0:
             events = [e.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for e in f.events]
             events += [{"date": str(grid.ban_on), "channel": name, "exporter": "banned", "probability": float(ban),
