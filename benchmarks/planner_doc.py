@@ -2,7 +2,7 @@
 honestly (whole rolling runs, the planner without foresight against the oracle) and `fleetsim
 decide`'s ban, crash and tornado axes.
 
-    python benchmarks/planner_doc.py --write [hedge] [decide]   # run (minutes, see below), keep every
+    python benchmarks/planner_doc.py --write [hedge] [decide] [dated]   # run (minutes, see below), keep every
                                                                 # future's figures in docs/planner_runs.json,
                                                                 # rewrite the page's blocks
     python benchmarks/planner_doc.py --render                   # rewrite the blocks from the JSON alone
@@ -49,6 +49,9 @@ HEDGE = {"futures": 20, "holdout": 30, "horizon_periods": 24}
 # exporter ban risk, the catalog crash rate and twice it, with the tornado; F futures a point.
 DECIDE = {"chip": "t-head-ppu", "versus": "h20", "perfs": [0.2, 0.3, 0.4, 0.5, 0.6],
           "prices": [0.2, 0.8, 1.4, 2.0], "bans": [None, 0.5], "crashes": [1.0, 2.0], "futures": 4}
+# decide's ban axis as a dated event: one exporter ban of the H20 channel on DATED["on"] with
+# probability P (drawn in each future), at the story's performance, a low and a high price.
+DATED = {"on": "2026-01-01", "bans": [0.0, 0.5, 1.0], "perfs": [0.4], "prices": [0.2, 2.0], "futures": 4}
 POLICY_ORDER = ("stochastic", "expected_value", "oracle", "cheapest", "security_weighted", "domestic_share")
 
 
@@ -150,6 +153,32 @@ def run_decide(log=print) -> dict:
         "futures_run": int(len(fu)),
         "time": {"cpu_s": cpu, "wall_s": wall, **{k: float(v) for k, v in out["times"].items()},
                  "date": dt.date.today().isoformat(), "cores": os.cpu_count()}})
+
+
+def dated_grid():
+    from fleetsim.sweep.frontier import ENTRY_SHARE, FrontierGrid
+
+    d = DATED
+    return FrontierGrid(DECIDE["chip"], DECIDE["versus"], "h100", list(d["perfs"]), list(d["prices"]),
+                        list(d["bans"]), [1.0], int(d["futures"]), False, 365.0, ENTRY_SHARE,
+                        dt.date.fromisoformat(d["on"]))
+
+
+def run_dated(log=print) -> dict:
+    """decide with the ban axis as one dated H20 ban of probability P (`--ban-on`)."""
+    from fleetsim.sweep.frontier import fleet_frontier
+
+    sc = hedge_scenario()
+    t0, c0 = time.perf_counter(), _cpu()
+    out = fleet_frontier(sc, dated_grid(), ROOT / "outputs" / "planner_doc" / "dated", log=log)
+    pts = out["points"]
+    keep = [c for c in pts.columns if c.startswith(("perf_fraction", "price_fraction", "ban_probability",
+                                                    "chip_capacity_share_end", "chip_entered_share",
+                                                    "unmet_demand", "fleet_cost_change", "cost_usd_per_mtok"))]
+    return _clean({"settings": DATED, "frontier": out["frontier"].to_dict(orient="list"),
+                   "points": pts[keep].to_dict(orient="list"), "futures_run": int(len(out["futures"])),
+                   "time": {"cpu_s": _cpu() - c0, "wall_s": time.perf_counter() - t0,
+                            "date": dt.date.today().isoformat(), "cores": os.cpu_count()}})
 
 
 # -- rendering: from the JSON alone ------------------------------------------------------------
@@ -292,7 +321,31 @@ def render_decide(data: dict | None = None) -> str:
         co = " / ".join(format_interval(v(f"{side}_fleet_cost_change", i), v(f"{side}_fleet_cost_change_lo", i),
                                         v(f"{side}_fleet_cost_change_hi", i)) for side in ("low", "high"))
         rows.append(f"| {name} | {v('low', i):g} | {v('high', i):g} | {sh} | {co} |")
+    if "dated" in (data or load()):
+        rows += [""] + _render_dated((data or load())["dated"])
     return "\n".join(rows) + "\n"
+
+
+def _render_dated(d: dict) -> list[str]:
+    from fleetsim.results.rounding import format_interval
+
+    s, tm = d["settings"], d["time"]
+    p = d["points"]
+    v = lambda k, i: math.nan if p[k][i] is None else p[k][i]
+    rows = [f"The ban axis as one dated event (`--ban-on {s['on']} --ban {','.join(f'{b:g}' for b in s['bans'])} "
+            f"--perf {','.join(f'{x:g}' for x in s['perfs'])} --price {','.join(f'{x:g}' for x in s['prices'])} "
+            f"--futures {s['futures']}`: an exporter ban of the H20 channel on {s['on']} with probability P, drawn "
+            f"in each future and held with probability P in the optimiser's futures; {d['futures_run']} futures, "
+            f"{tm['cpu_s'] / 60:.1f} CPU minutes). Against the same futures without the PPU (paired, 95% intervals):",
+            "", "| P | perf | price | PPU capacity share at the end | futures it enters | fleet cost change "
+            "USD/Mtok | unmet share change |", "|---|---|---|---|---|---|---|"]
+    for i in range(len(p["ban_probability_per_year"])):
+        rows.append(f"| {v('ban_probability_per_year', i):g} | {v('perf_fraction', i):g} | {v('price_fraction', i):g} | "
+                    f"{format_interval(v('chip_capacity_share_end', i), v('chip_capacity_share_end_lo', i), v('chip_capacity_share_end_hi', i), 'share')} | "
+                    f"{v('chip_entered_share', i):.0%} | "
+                    f"{format_interval(v('fleet_cost_change_usd_per_mtok', i), v('fleet_cost_change_lo', i), v('fleet_cost_change_hi', i))} | "
+                    f"{format_interval(v('unmet_demand_change', i), v('unmet_demand_change_lo', i), v('unmet_demand_change_hi', i), 'share')} |")
+    return rows
 
 
 BLOCKS = {"planner-hedge": render_hedge, "planner-decide": render_decide}
@@ -314,14 +367,14 @@ def main(argv=None) -> int:
     ap.add_argument("--render", action="store_true")
     ap.add_argument("--check", action="store_true")
     a = ap.parse_args(argv)
-    if set(a.stages) - {"hedge", "decide"}:
-        ap.error(f"stages are hedge and decide, not {sorted(set(a.stages) - {'hedge', 'decide'})}")
+    if set(a.stages) - {"hedge", "decide", "dated"}:
+        ap.error(f"stages are hedge, decide and dated, not {sorted(set(a.stages) - {'hedge', 'decide', 'dated'})}")
     dtab = _doc_tables()
     if a.write:
         data = load() if DATA.exists() else {}
-        for stage in a.stages or ("hedge", "decide"):
+        for stage in a.stages or ("hedge", "decide", "dated"):
             t0 = time.perf_counter()
-            data[stage] = {"hedge": run_hedge, "decide": run_decide}[stage]()
+            data[stage] = {"hedge": run_hedge, "decide": run_decide, "dated": run_dated}[stage]()
             DATA.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
             print(f"{stage}: {time.perf_counter() - t0:.0f} s wall; wrote {DATA.relative_to(ROOT)}", flush=True)
     if a.write or a.render:

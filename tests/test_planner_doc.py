@@ -74,6 +74,10 @@ def test_decide_runs_file_covers_the_axes():
     assert {None if b is None else b for b in f["ban_probability_per_year"]} == set(s["bans"])
     assert len(d["tornado"]["input"]) >= 7
     assert len(d["base_futures"]["seed"]) == s["futures"]
+    dd = DATA["dated"]
+    assert dd["points"]["ban_probability_per_year"] == [b for b in dd["settings"]["bans"]
+                                                        for _ in dd["settings"]["prices"]] * len(dd["settings"]["perfs"])
+    assert all(x is not None for x in dd["points"]["fleet_cost_change_usd_per_mtok"])
 
 
 @pytest.mark.slow
