@@ -15,8 +15,12 @@ tests/test_planner_doc.py check them in milliseconds); the slow test in tests/te
 reruns future 0 of two hedge policies and of decide's base point and compares them with the JSON,
 so the file cannot silently go stale when the code changes: rerun `--write` then.
 
-Time on the 2-core machine (warm capacity cache; 2026-12-07): hedge about 8 CPU minutes, decide
-about 5 (both parallel over two processes); the JSON records each run's own CPU and wall time.
+Time on the 2-core machine (warm capacity cache; 2026-12-07; the JSON records each run's own):
+hedge 8.9 CPU minutes (6 minutes wall on two quiet cores, 18 with the machine loaded), decide 4.8
+CPU minutes (7 wall; a cold capacity cache adds about a minute), dated 0.4; all three in about 15
+minutes wall on two quiet cores: `python benchmarks/planner_doc.py --write`. Any change to the
+capacity search or the planners moves the figures: rerun that command, then read the diff of
+docs/planner.md.
 """
 
 from __future__ import annotations
