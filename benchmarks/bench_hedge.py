@@ -4,6 +4,9 @@ asserts nothing.
 
     python benchmarks/bench_hedge.py [K=10] [N=40] [horizon=12]          # first-stage test
     python benchmarks/bench_hedge.py 5 4 12 --rolling                     # whole rolling runs (minutes)
+
+The reference case's rolling figure quoted in docs/planner.md (K=20, 30 futures, 24 periods, with
+every future's costs kept) comes from `python benchmarks/planner_doc.py --write hedge`.
 """
 
 from __future__ import annotations

@@ -133,7 +133,28 @@ def validation_goodput() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _planner_doc():
+    """benchmarks/planner_doc.py: figures that take minutes, rendered from docs/planner_runs.json."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("planner_doc", ROOT / "benchmarks" / "planner_doc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def planner_hedge() -> str:
+    """docs/planner.md: the reference case's rolling VSS and EVPI (python benchmarks/planner_doc.py --write hedge)."""
+    return _planner_doc().render_hedge()
+
+
+def planner_decide() -> str:
+    """docs/planner.md: decide's ban, crash and tornado axes (python benchmarks/planner_doc.py --write decide)."""
+    return _planner_doc().render_decide()
+
+
 TABLES: dict[str, Callable[[], str]] = {"planner-rules": planner_rules, "planner-shock": planner_shock,
+                                        "planner-hedge": planner_hedge, "planner-decide": planner_decide,
                                         "validation-goodput": validation_goodput}
 
 

@@ -375,6 +375,10 @@ def _grid(text: str, name: str) -> list[float]:
               help="With --futures: the chip's crash rate as a multiple of its catalog hazard, one frontier per value.")
 @click.option("--ban-closed-days", type=click.FloatRange(min=1), default=365.0, show_default=True,
               help="Mean days a random ban lasts.")
+@click.option("--ban-on", "ban_on", default=None, metavar="YYYY-MM-DD",
+              help="With --ban: each P is instead the probability of one dated exporter ban of the alternative's "
+                   "channel on this day (a fleet event with that probability: the world draws it, the planner's "
+                   "futures hold it with that probability), lasting to the end.")
 @click.option("--tornado", is_flag=True, help="With --futures: also what moves the decision (each input low/high, paired on the futures).")
 @click.option("--windows/--no-windows", default=False, show_default=True,
               help="With --futures: keep the fleet's serving windows (SLO attainment; slower).")
@@ -386,7 +390,7 @@ def _grid(text: str, name: str) -> list[float]:
 @user_errors
 def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: str, price: str,
            out_dir: Path | None, futures: int, bans: str | None, crashes: str | None, ban_closed_days: float,
-           tornado: bool, windows: bool, workers: int | None, scheduler: str | None, dask_local: int | None,
+           ban_on: str | None, tornado: bool, windows: bool, workers: int | None, scheduler: str | None, dask_local: int | None,
            overrides: tuple[str, ...]) -> None:
     """Break-even frontier of CHIP against VERSUS: the price fraction (of the reference chip's)
     at which the chip's cost per Mtok at the SLO equals the alternative's, at each performance
@@ -405,6 +409,13 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
 
     if not futures and (bans or crashes or tornado):
         raise click.UsageError("--ban, --crash and --tornado need --futures F (the fleet-level frontier)")
+    if ban_on is not None:
+        import datetime as _dt
+
+        try:
+            ban_on = _dt.date.fromisoformat(ban_on)
+        except ValueError:
+            raise click.BadParameter(f"give a date YYYY-MM-DD, not {ban_on!r}", param_hint="--ban-on") from None
     scen = api.load_scenario(scenario, overrides)
     try:
         if futures:
@@ -412,7 +423,7 @@ def decide(scenario: Path, chip: str, versus: str, reference: str | None, perf: 
             out = entry.decide(scen, chip, versus, reference, _grid(perf, "perf"), _grid(price, "price"),
                                out_dir=out_dir, futures=futures, bans=_values(bans, "ban", allow_own=True),
                                crashes=_values(crashes, "crash"), tornado=tornado, windows=windows,
-                               ban_closed_days=ban_closed_days, workers=workers, scheduler=scheduler,
+                               ban_closed_days=ban_closed_days, ban_on=ban_on, workers=workers, scheduler=scheduler,
                                dask_local=dask_local, log=log)
         else:
             with _progress(False) as progress:

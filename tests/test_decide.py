@@ -120,6 +120,30 @@ def test_a_ban_risk_on_the_alternative_brings_the_dearer_chip_in():
     assert pts.loc[0.9, "chip_capex_share"] > 0.0
 
 
+def test_a_dated_ban_with_a_probability_is_drawn_per_future():
+    """--ban-on: P is the probability of one exporter ban of the H100's channel on that day (a
+    fleet event with `probability`, drawn in each future), not a random cycle. At 1.2 x the H100's
+    price x1 enters only in the futures that draw the ban: never at P = 0, in every future at
+    P = 1, in some but not all at P = 0.5."""
+    import datetime as dt
+
+    from fleetsim.sweep.executors import SerialExecutor
+    from fleetsim.sweep.frontier import FrontierGrid, point_overrides
+
+    sc = twin().with_overrides(["fleet.demand.chat.growth_per_year=1.0"])
+    g = FrontierGrid("x1", "h100", "h100", [1.0], [1.2], bans=[0.5], futures=8, ban_on=dt.date(2025, 3, 1))
+    ev = sc.with_overrides(point_overrides(sc, g, 1.0, 1.2, 0.5, 1.0)).fleet.events
+    assert [(e.date, e.channel, e.sides[0], e.probability) for e in ev] == [(dt.date(2025, 3, 1), "a", "banned", 0.5)]
+    assert sc.with_overrides(point_overrides(sc, g, 1.0, 1.2, 0.5, 1.0)).fleet.channels["a"].random_cycle is None
+    out = decide(sc, "x1", "h100", "h100", [1.0], [1.2], futures=8, bans=[0.0, 0.5, 1.0],
+                 ban_on=dt.date(2025, 3, 1), executor=SerialExecutor())
+    pts = out["points"].set_index("ban_probability_per_year")
+    assert pts.loc[0.0, "chip_entered_share"] == 0.0
+    assert pts.loc[1.0, "chip_entered_share"] == 1.0
+    assert 0.0 < pts.loc[0.5, "chip_entered_share"] < 1.0
+    assert "h100 probability of a ban on 2025-03-01: 0.5" in out["text"]
+
+
 def test_tornado_is_paired_and_puts_price_first(tmp_path):
     out = _fleet(twin(), [1.0], tornado=["price", "power"], out_dir=tmp_path)
     t = out["tornado"]
@@ -173,6 +197,11 @@ def test_decide_refuses_bad_fleet_axes_before_running():
     assert r.exit_code == 2 and "at least 2" in r.output, r.output
     r = CliRunner().invoke(main, [*base, "--ban", "0.5"])
     assert r.exit_code == 2 and "need --futures" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--futures", "2", "--ban", "0.5", "--ban-on", "2025-13-01"])
+    assert r.exit_code == 2 and "give a date YYYY-MM-DD" in r.output, r.output
+    r = CliRunner().invoke(main, [*base, "--futures", "2", "--ban", "0.5", "--ban-on", "2031-01-01"])
+    assert r.exit_code == 2 and "--ban-on 2031-01-01 is outside the fleet's horizon" in r.output, r.output
+    assert "Traceback" not in r.output
 
 
 def test_the_frontier_on_dask_is_the_frontier_in_process():

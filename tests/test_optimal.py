@@ -428,3 +428,24 @@ def test_time_limit_returns_best_plan_with_gap(limit_s):
     assert plan.status == "time_limit"
     assert 0 < plan.mip_gap < 1
     _check_plan(pr, plan)
+
+
+def test_a_presolve_solve_error_is_retried_without_presolve(monkeypatch):
+    """HiGHS's presolve fails numerically (status 4) on some badly scaled programmes (the reference
+    case's K = 20 x 24 periods: costs USD 1e2 to 5e8, budget rows 3e10), which killed a whole
+    rolling hedge run; the same programme solves without presolve, so solve retries that way."""
+    import fleetsim.fleet.optimal.milp as m
+
+    real, calls = m.milp, []
+
+    def flaky(*a, options, **kw):
+        calls.append(options["presolve"])
+        if options["presolve"]:
+            from types import SimpleNamespace
+            return SimpleNamespace(x=None, status=4, message="(HiGHS Status 4: Solve error)", fun=None)
+        return real(*a, options=options, **kw)
+
+    monkeypatch.setattr(m, "milp", flaky)
+    plan = solve(melange_problem(slice_factor=1))
+    assert calls == [True, False]
+    assert plan.first_orders() == {"A10G-rent": 3, "A100-80GB-rent": 1}

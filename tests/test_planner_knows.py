@@ -162,3 +162,14 @@ def test_plan_on_mean_future_is_the_expected_value_plan():
     plans = {k: fleetsim.run(s).summary["fleet"]["planner_report"]["plans"] for k, s in (("sp", sc), ("ev", ev))}
     assert {p["futures"] for p in plans["sp"]} == {4}
     assert {p["futures"] for p in plans["ev"]} == {1}
+
+
+def test_oracle_with_a_horizon_past_the_forecast_runs_to_the_end():
+    """The oracle's last plans look past the realised path and past the forecast (a long
+    horizon near the end of the run: the reference case's 24 periods from day 1,050 on crashed a
+    rolling hedge with a reshape error); past the forecast the peak is held flat, as the forecast
+    the other planners see is."""
+    fl = {"planner": _opt(knows="oracle", futures=1, horizon_periods=40)}
+    sc = scenario(fl, seed=3)
+    res = fleetsim.run(sc)
+    assert res.summary["fleet"]["demand_mtok"] > 0

@@ -670,6 +670,8 @@ class _FleetSim:
             if pad > 0:
                 ratio = self.real[ci, -1] / max(self.fc[ci, self.n_days - 1], 1e-12)
                 seg = np.concatenate((seg, self.fc[ci, day + len(seg): day + n_per * per] * ratio))
+            if len(seg) < n_per * per:  # looking past the forecast too (a long horizon's last plans): flat
+                seg = np.concatenate((seg, np.full(n_per * per - len(seg), seg[-1])))
             out[c] = (seg * self.prof[ci].max()).reshape(n_per, per).max(axis=1).tolist()
         return out
 

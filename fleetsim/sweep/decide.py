@@ -113,7 +113,7 @@ def decide(scenario, chip: str, versus: str, reference: str | None, perfs: list[
            prices: list[float], out_dir: Path | None = None, cache=None, progress=None, *,
            futures: int = 0, bans: list[float | None] | None = None, crashes: list[float] | None = None,
            tornado: bool = False, windows: bool = False, entry_share: float | None = None,
-           ban_closed_days: float = 365.0, executor=None, workers: int | None = None,
+           ban_closed_days: float = 365.0, ban_on=None, executor=None, workers: int | None = None,
            scheduler: str | None = None, dask_local: int | None = None,
            log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The cost frontier (and its table and plot in `out_dir`); with `futures` > 0 the
@@ -125,7 +125,7 @@ def decide(scenario, chip: str, versus: str, reference: str | None, perfs: list[
 
         grid = FrontierGrid(chip, versus, ref, list(perfs), list(prices), list(bans or [None]),
                             list(crashes or [1.0]), int(futures), windows, ban_closed_days,
-                            ENTRY_SHARE if entry_share is None else entry_share)
+                            ENTRY_SHARE if entry_share is None else entry_share, ban_on)
         out = fleet_frontier(scenario, grid, out_dir, tornado=tornado, executor=executor, workers=workers,
                              scheduler=scheduler, dask_local=dask_local, log=log)
         out["reference"] = ref

@@ -70,6 +70,10 @@ class FrontierGrid:
     windows: bool = False
     ban_closed_days: float = 365.0
     entry_share: float = ENTRY_SHARE
+    #: None: a ban probability is a random exporter cycle; a date: it is the probability of one
+    #: dated exporter ban on that day (a fleet event with `probability`: drawn in the realised world,
+    #: held with that probability in the optimiser's futures), which then lasts
+    ban_on: Any = None
 
 
 # -- scenarios of points -----------------------------------------------------------------------
@@ -123,7 +127,22 @@ def point_overrides(scenario, grid: FrontierGrid, perf: float, price: float, ban
                 d["price_usd"] = float(price) * ref_price
             offers.append(d)
         sets.append(f"fleet.channels.{name}.offers={json.dumps(offers)}")
-    if ban is not None:
+    if ban is not None and grid.ban_on is not None:
+        if not 0.0 <= ban <= 1.0:
+            raise ScenarioError(f"ban probability {ban}: give 0 <= P <= 1", field="decide --ban")
+        import datetime as _dt
+
+        end = f.start + _dt.timedelta(days=round(f.years * 365))
+        if not f.start <= grid.ban_on < end:
+            raise ScenarioError(f"--ban-on {grid.ban_on} is outside the fleet's horizon ({f.start} to {end})",
+                                field="decide --ban-on")
+        if ban > 0:
+            events = [e.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for e in f.events]
+            events += [{"date": str(grid.ban_on), "channel": name, "exporter": "banned", "probability": float(ban),
+                        "note": f"decide --ban {ban:g} --ban-on {grid.ban_on}"}
+                       for name in _channels_offering(scenario, grid.versus)]
+            sets.append(f"fleet.events={json.dumps(events)}")
+    elif ban is not None:
         for name in _channels_offering(scenario, grid.versus):
             ch = f.channels[name]
             cycles = ch.random_cycle if isinstance(ch.random_cycle, list) else \
@@ -512,7 +531,8 @@ def tornado_inputs(scenario, grid: FrontierGrid) -> list[dict[str, Any]]:
          "low_spec": base | {"perf": round(max(0.05, perf0 - 0.1), 6)}, "high_spec": base | {"perf": round(perf0 + 0.1, 6)}},
         {"input": f"price (x {grid.reference}'s)", "low": price0 * 0.8, "high": price0 * 1.2,
          "low_spec": base | {"price": price0 * 0.8}, "high_spec": base | {"price": price0 * 1.2}},
-        {"input": f"{grid.versus} ban probability per year", "low": 0.0, "high": 0.5,
+        {"input": f"{grid.versus} ban probability per year" if grid.ban_on is None else
+                  f"{grid.versus} probability of a ban on {grid.ban_on}", "low": 0.0, "high": 0.5,
          "low_spec": base | {"ban": 0.0}, "high_spec": base | {"ban": 0.5}},
         {"input": f"{grid.chip} crash rate (x catalog)", "low": 0.5, "high": 2.0,
          "low_spec": base | {"crash": 0.5}, "high_spec": base | {"crash": 2.0}},
@@ -700,7 +720,9 @@ def _fmt_ban(b) -> str:
 
 def _combo_lines(g: FrontierGrid, f: pd.DataFrame, ban, crash) -> list[str]:
     lines = []
-    lines.append(f"  {g.versus} ban probability: {_fmt_ban(ban)}, {g.chip} crash rate x{crash:g}")
+    what = (f"probability of a ban on {g.ban_on}: {ban:g}" if g.ban_on is not None and math.isfinite(ban)
+            else f"ban probability: {_fmt_ban(ban)}")
+    lines.append(f"  {g.versus} {what}, {g.chip} crash rate x{crash:g}")
     lines.append(f"    {'perf':>6}  {'break-even price':>16}  {'enters up to price':>24}  "
                  f"{'capacity share at lowest / highest price':>40}")
     for r in f.itertuples():

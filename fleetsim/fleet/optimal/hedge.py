@@ -272,6 +272,42 @@ def setup(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | Non
     return HedgeSetup(sample, hold, meta, rules, state)
 
 
+def rolling_policies(scenario, futures: int, risk_weights=(), horizon_periods: int | None = None,
+                     cvar_alpha: float | None = None) -> tuple[dict[str, tuple[Any, float | None]], float]:
+    """The planner settings of every policy `rolling` scores (name -> (config, mean-CVaR weight))
+    and the unmet penalty (USD per Mtok) its costs use."""
+    base = optimal_config(scenario, futures, horizon_periods, cvar_alpha)
+    policies: dict[str, tuple[Any, float | None]] = {
+        "stochastic": (base, 0.0),
+        "expected_value": (base.model_copy(update={"plan_on": "mean_future"}), None)}
+    for w in risk_weights:
+        policies[f"stochastic cvar w={w:g}"] = (base.model_copy(update={"risk": "cvar", "risk_weight": float(w)}),
+                                                 float(w))
+    policies.update({k: (v, None) for k, v in rule_configs(scenario).items()})
+    policies["oracle"] = (base.model_copy(update={"knows": "oracle", "futures": 1}), None)
+    return policies, float(base.unmet_penalty_usd_per_mtok)
+
+
+def rolling_scenario(scenario, planner, holdout: int):
+    """The fleet run a policy is scored on: its planner, `holdout` futures, serving windows off."""
+    fl = scenario.fleet.model_copy(update={"planner": planner, "replications": int(holdout),
+                                           "windows": scenario.fleet.windows.model_copy(update={"enabled": False})})
+    return scenario.model_copy(update={"fleet": fl})
+
+
+def rolling_costs(rep: dict[str, list], penalty_usd_per_mtok: float) -> dict[str, np.ndarray]:
+    """Per future of a fleet run (its replicates): cost (the run's all-in ledger + the unmet
+    penalty x unmet Mtok), unmet share, stranded USD, and the two parts of the cost (ledger USD,
+    unmet Mtok)."""
+    n = len(rep["future"])
+    get = lambda k: np.asarray(rep.get(k, [0.0] * n), float)
+    served, demand = get("served_mtok"), get("demand_mtok")
+    ledger = sum(get(f"ledger_usd_by_kind.{k}") for k in ("depreciation", "power", "opex", "rental", "impairment"))
+    unmet_mtok = np.maximum(demand - served, 0.0)
+    return {"cost_usd": ledger + penalty_usd_per_mtok * unmet_mtok, "unmet_share": get("unmet_demand_share"),
+            "stranded_usd": get("stranded_usd"), "ledger_usd": ledger, "unmet_mtok": unmet_mtok}
+
+
 def rolling(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | None, *, futures: int,
             holdout: int, risk_weights=(), horizon_periods: int | None = None, cvar_alpha: float | None = None,
             progress: Callable[[str], None] | None = None) -> tuple[list[Scores], float]:
@@ -285,28 +321,13 @@ def rolling(scenario, chips: dict, models: dict, caps: dict, caps_grid: dict | N
     penalty x unmet Mtok. Returns the scores and the penalty used."""
     from fleetsim.fleet.futures import run_futures
 
-    base = optimal_config(scenario, futures, horizon_periods, cvar_alpha)
-    pen = float(base.unmet_penalty_usd_per_mtok)
-    policies: dict[str, tuple[Any, float | None]] = {
-        "stochastic": (base, 0.0),
-        "expected_value": (base.model_copy(update={"plan_on": "mean_future"}), None)}
-    for w in risk_weights:
-        policies[f"stochastic cvar w={w:g}"] = (base.model_copy(update={"risk": "cvar", "risk_weight": float(w)}),
-                                                 float(w))
-    policies.update({k: (v, None) for k, v in rule_configs(scenario).items()})
-    policies["oracle"] = (base.model_copy(update={"knows": "oracle", "futures": 1}), None)
+    policies, pen = rolling_policies(scenario, futures, risk_weights, horizon_periods, cvar_alpha)
     out = []
     for name, (cfg, w) in policies.items():
         if progress:
             progress(f"hedge --rolling: {name}, {holdout} futures")
-        fl = scenario.fleet.model_copy(update={"planner": cfg, "replications": int(holdout),
-                                               "windows": scenario.fleet.windows.model_copy(update={"enabled": False})})
-        fut = run_futures(scenario.model_copy(update={"fleet": fl}), chips, models, caps, None, caps_grid=caps_grid)
-        rep = fut.replicates
-        get = lambda k: np.asarray(rep.get(k, [0.0] * holdout), float)
-        served, demand = get("served_mtok"), get("demand_mtok")
-        cost = sum(get(f"ledger_usd_by_kind.{k}") for k in ("depreciation", "power", "opex", "rental", "impairment")) \
-            + pen * np.maximum(demand - served, 0.0)
-        out.append(Scores(name, np.full(0, np.nan), cost, get("unmet_demand_share"), get("stranded_usd"),
+        fut = run_futures(rolling_scenario(scenario, cfg, holdout), chips, models, caps, None, caps_grid=caps_grid)
+        c = rolling_costs(fut.replicates, pen)
+        out.append(Scores(name, np.full(0, np.nan), c["cost_usd"], c["unmet_share"], c["stranded_usd"],
                           risk_weight=w, note="" if name != "oracle" else "plans knowing each future"))
     return out, pen

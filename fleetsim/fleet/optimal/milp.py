@@ -402,6 +402,17 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
 
 def _run(b: _Built, time_limit_s: float | None, mip_gap: float | None,
          fix_x: np.ndarray | None = None, fix_first: np.ndarray | None = None):
+    """HiGHS on the built problem; a numerical failure of its presolve (status 4, "Solve error":
+    seen on the reference case's K = 20 x 24-period programme, whose costs span USD 1e2 to 5e8
+    and whose budget rows reach 3e10) is retried once without presolve, which solves it."""
+    res = _run_once(b, time_limit_s, mip_gap, fix_x, fix_first, presolve=True)
+    if res.x is None and res.status == 4:
+        res = _run_once(b, time_limit_s, mip_gap, fix_x, fix_first, presolve=False)
+    return res
+
+
+def _run_once(b: _Built, time_limit_s: float | None, mip_gap: float | None,
+              fix_x: np.ndarray | None, fix_first: np.ndarray | None, presolve: bool):
     lb, ub = b.lb.copy(), b.ub.copy()
     if fix_x is not None:
         cols = b.xcol.ravel()
@@ -411,7 +422,7 @@ def _run(b: _Built, time_limit_s: float | None, mip_gap: float | None,
     if fix_first is not None:
         cols = b.xcol[0, :, 0]
         lb[cols] = ub[cols] = np.asarray(fix_first, float)
-    opts = {"disp": False, "presolve": True}
+    opts = {"disp": False, "presolve": bool(presolve)}
     if time_limit_s is not None:
         opts["time_limit"] = float(time_limit_s)
     if mip_gap is not None:
