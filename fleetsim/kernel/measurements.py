@@ -118,6 +118,27 @@ def load_holdout() -> tuple[Measurement, ...]:
     return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT_FILE).read_text(encoding="utf-8"))
 
 
+HOLDOUT3_FILE = "holdout_2026q4_r3.csv"
+
+
+@functools.cache
+def load_holdout3() -> tuple[Measurement, ...]:
+    """The fresh holdout of issue 21's third round (split 'holdout'): published points in neither
+    measurements.csv nor holdout_2026q4.csv, frozen before that round's kernel changes and scored
+    once at its end (python -m fleetsim.kernel.measurements --holdout3)."""
+    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT3_FILE).read_text(encoding="utf-8"))
+
+
+def fingerprint(ms) -> tuple[int, str]:
+    """(rows, sha256 over key, source, split, chip, model, engine, metric, published): what a
+    frozen holdout's test pins, so a row moved, re-scored or re-set up after its error was seen fails."""
+    import hashlib
+
+    rows = sorted(",".join([m.key, m.source, m.split, m.chip, m.model, m.engine, m.metric,
+                            repr(m.published)]) for m in ms)
+    return len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
 @functools.cache
 def _builtin() -> tuple[Measurement, ...]:
     return _parse(resources.files("fleetsim.catalog").joinpath("measurements.csv").read_text(encoding="utf-8"))
