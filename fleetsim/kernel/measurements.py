@@ -27,6 +27,7 @@ import csv
 from collections import defaultdict
 import functools
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -35,6 +36,7 @@ import numpy as np
 from fleetsim.catalog import load_chips, load_engines, load_models
 from fleetsim.kernel.latency import ReplicaKernel
 from fleetsim.kernel.throughput import (
+    burst_throughput,
     decode_throughput,
     offline_throughput,
     prefill_throughput,
@@ -127,6 +129,26 @@ def load_holdout3() -> tuple[Measurement, ...]:
     measurements.csv nor holdout_2026q4.csv, frozen before that round's kernel changes and scored
     once at its end (python -m fleetsim.kernel.measurements --holdout3)."""
     return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT3_FILE).read_text(encoding="utf-8"))
+
+
+READ_FOR_FITTING = "read, now used for fitting"
+
+
+def development_set() -> tuple[Measurement, ...]:
+    """The fitting/development set from issue 21's third round on: the fit split, plus the
+    measurement set's test split (read twice) and the second round's holdout (read once), each
+    relabelled split 'fit' with relation READ_FOR_FITTING and its old split in front of it, since a
+    split that has been read is a fitting set from then on. The third round's holdout
+    (load_holdout3) is not in it."""
+    from dataclasses import replace
+
+    out = []
+    for m in load_measurements() + load_holdout():
+        if m.split == "fit":
+            out.append(m)
+        else:
+            out.append(replace(m, split="fit", relation=f"{m.split} split ({READ_FOR_FITTING})"))
+    return tuple(out)
 
 
 def fingerprint(ms) -> tuple[int, str]:
@@ -225,6 +247,12 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
     per = (m.per_chips or 1.0) / m.tp  # replica figure -> published unit
     i, o = m.input_tokens, m.output_tokens
     if m.metric == "offline":
+        burst = burst_setup(m)
+        if burst is not None:  # a finite run, all prompts at once: total output / makespan
+            n, dataset = burst
+            replicas = max(1.0, (m.per_chips or m.tp) / m.tp)
+            n_rep = max(1, int(round(n / replicas)))
+            return burst_throughput(k, n_rep, i, o, m.concurrency, dataset) * replicas * per
         return offline_throughput(k, i, o, m.concurrency).output_tokens_per_s * per
     if m.metric in ("server", "interactive"):
         return server_throughput(k, i, o, m.tpot_limit_s, m.concurrency).output_tokens_per_s * per
@@ -251,6 +279,23 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
         b = m.concurrency
         return k.step_time_s(0, b, b * ctx)
     raise ValueError(f"{m.key}: unknown metric {m.metric!r}; allowed: {', '.join(METRICS)}")
+
+
+_REQUESTS = re.compile(r"(\d+) requests")
+
+
+def burst_setup(m: Measurement) -> tuple[int, str] | None:
+    """(requests, dataset) when a row's figure is a finite run with every prompt issued at once
+    (metric_definition says 'all prompts issued at once'; the request count is the one its setup
+    or assumptions state, e.g. GPUStack's '1000 requests'), else None (a steady-state figure).
+    dataset 'sharegpt' (heavy-tailed outputs) or 'fixed' (random datasets, one length)."""
+    if "all prompts issued at once" not in m.metric_definition:
+        return None
+    found = _REQUESTS.findall(m.setup + " " + m.assumptions)
+    if not found:
+        return None
+    text = (m.key + " " + m.setup).lower()
+    return int(found[0]), ("sharegpt" if "sharegpt" in text else "fixed")
 
 
 def regime(m: Measurement) -> str:
@@ -346,6 +391,28 @@ def kernel_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
+def holdout3_markdown(rows: list[dict] | None = None) -> str:
+    """The third round's fresh holdout (fleetsim/catalog/holdout_2026q4_r3.csv), the VALIDATION:
+    scored once, after that round's structure work (python -m fleetsim.kernel.measurements --holdout3)."""
+    return holdout_markdown(compare(load_holdout3()) if rows is None else rows)
+
+
+def development_markdown(rows: list[dict] | None = None) -> str:
+    """The CALIBRATION: residuals over the development set (development_set: fit split plus the
+    splits already read), by where each point came from, and per partition."""
+    rows = compare(development_set()) if rows is None else rows
+    out = ["| development set | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
+    groups = [("all", rows)] + [(rel or "fit split", [r for r in rows if r["relation"] == rel])
+                                for rel in sorted({r["relation"] for r in rows})]
+    for name, rs in groups:
+        s = summary(rs)
+        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+    out += ["", "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
+    for name, s in partitions(rows, "fit").items():
+        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+    return "\n".join(out) + "\n"
+
+
 def holdout_markdown(rows: list[dict] | None = None) -> str:
     """The fresh holdout's errors (fleetsim/catalog/holdout_2026q4.csv): all points, by how
     independent they are, per partition and per point (python -m fleetsim.kernel.measurements
@@ -375,7 +442,21 @@ def _point_table(rows: list[dict]) -> list[str]:
     return out
 
 
-def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dict] | None = None) -> str:
+def _dev_rows(rows: list[dict] | None, holdout_rows: list[dict] | None) -> list[dict]:
+    """compare() rows of development_set() built from already-computed rows of its two parts."""
+    rows = compare() if rows is None else rows
+    hold = compare(load_holdout()) if holdout_rows is None else holdout_rows
+    out = []
+    for r in list(rows) + list(hold):
+        if r["split"] == "fit":
+            out.append(r)
+        else:
+            out.append(dict(r, split="fit", relation=f"{r['split']} split ({READ_FOR_FITTING})"))
+    return out
+
+
+def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dict] | None = None,
+             holdout3_rows: list[dict] | None = None) -> str:
     """docs/validation.md's kernel block: both splits' errors, per point and per partition, the
     fresh holdout's, the transfer rules used, and the sources (python -m fleetsim.kernel.measurements)."""
     points = points or load_measurements()
@@ -401,8 +482,12 @@ def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dic
                 out.append(f"| {r['key']} | {r['chip']} | {r['engine']} | {r['metric']} | "
                            f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
         out.append("")
-    out.append("#### Fresh holdout (fleetsim/catalog/holdout_2026q4.csv, frozen before the round's kernel changes, scored once)\n")
+    out.append("#### Second holdout (fleetsim/catalog/holdout_2026q4.csv: scored once in round 2, read, now used for fitting)\n")
     out.append(holdout_markdown(holdout_rows))
+    out.append("#### Calibration: the development set (fit split + the test split and second holdout, read, now used for fitting)\n")
+    out.append(development_markdown(_dev_rows(rows, holdout_rows)))
+    out.append("#### Validation: third fresh holdout (fleetsim/catalog/holdout_2026q4_r3.csv, frozen before round 3's kernel changes, scored once)\n")
+    out.append(holdout3_markdown(holdout3_rows))
     out.append("#### Transfer rules used (engines.yaml `transfers`, written by fleetsim calibrate)\n")
     out.append(transfers_markdown())
     out.append("")
@@ -505,8 +590,14 @@ if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --
     if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
         print(fit_markdown())
         raise SystemExit(0)
-    if "--holdout" in sys.argv:  # the fresh holdout alone (read once, at the end of its round)
+    if "--dev" in sys.argv:  # development: fit split + the read splits (development_set), not holdout3
+        print(fit_markdown(development_set()))
+        raise SystemExit(0)
+    if "--holdout" in sys.argv:  # the second holdout alone (read in round 2; now fitting data)
         print(holdout_markdown())
+        raise SystemExit(0)
+    if "--holdout3" in sys.argv:  # the third fresh holdout alone (read once, at the end of round 3)
+        print(holdout3_markdown())
         raise SystemExit(0)
     _rows = compare()
     if "--write-docs" in sys.argv:

@@ -121,3 +121,99 @@ def decode_throughput(
     if not np.isfinite(rate[i]):
         i = 0
     return SteadyState(int(batch[i]), float(step[i]), float(batch[i] / step[i]), 0.0)
+
+
+# vllm bench's ShareGPT sampler keeps a conversation only if prompt <= 1024 and prompt + output <=
+# 2048 tokens (vllm/benchmarks/datasets.py, is_valid_sequence): the longest output a run can hold.
+SHAREGPT_MAX_SEQ_TOKENS = 2048
+# Tokens a step prefills at most when all prompts arrive at once: vLLM V1's and SGLang's default
+# prefill chunk on 80 GB-class devices (max_num_batched_tokens / chunked_prefill_size 8192).
+# An ASSUMPTION for engines that publish no such default (TensorRT-LLM, vllm-ascend, MindIE).
+BURST_CHUNK_TOKENS = 8192
+
+
+def burst_output_lengths(n: int, output: float, prompt: float, dataset: str) -> np.ndarray:
+    """Per-request output lengths of a finite benchmark run with mean `output`. 'fixed': random
+    datasets (every request asks for the same length). 'sharegpt': the conversation lengths are
+    heavy-tailed; ASSUMED exponential with the run's mean, cut at the sampler's filter
+    (SHAREGPT_MAX_SEQ_TOKENS - prompt) and rescaled to the mean, in a fixed shuffled order."""
+    if dataset != "sharegpt":
+        return np.full(n, max(1.0, round(output)))
+    q = (np.arange(n) + 0.5) / n
+    top = max(2.0, SHAREGPT_MAX_SEQ_TOKENS - prompt)
+    x = -np.log1p(-q)
+    lengths = np.minimum(x * output, top)
+    for _ in range(8):  # rescale to the published mean under the cut
+        lengths = np.minimum(lengths * output / lengths.mean(), top)
+    lengths = np.maximum(1.0, np.round(lengths))
+    return lengths[np.random.default_rng(0).permutation(n)]
+
+
+def burst_throughput(
+    kernel: ReplicaKernel,
+    n_requests: int,
+    prompt_tokens: float,
+    output_tokens: float,
+    max_batch: int | None = None,
+    dataset: str = "fixed",
+    chunk_tokens: int = BURST_CHUNK_TOKENS,
+) -> float:
+    """Output tokens/s of a FINITE run: n_requests issued at once (request rate inf, as vllm bench
+    serve runs them), = total output / makespan. Unlike offline_throughput (the best steady
+    batch), this pays the ramp (prompts prefilled in chunks of chunk_tokens while the first
+    sequences decode) and the drain: once the queue is empty the batch shrinks and the longest
+    outputs finish at small batch, where a step costs nearly as much as at full batch. Step by
+    step in first-come order; a request is admitted while the batch cap (KV limit for its prompt,
+    and max_batch) allows; each step's time is the kernel's step_time_s."""
+    lengths = burst_output_lengths(int(n_requests), output_tokens, prompt_tokens, dataset)
+    prompt = max(1.0, float(prompt_tokens))
+    cap_kv = float(kernel.kv_capacity_tokens)
+    cap_n = int(max_batch) if max_batch else 1 << 30
+    remaining = np.empty(0)  # decode tokens still to produce, per running sequence
+    ctx = np.empty(0)
+    nxt, pf_left, t = 0, 0.0, 0.0  # next waiting request, prompt tokens left of the one in prefill
+    n = len(lengths)
+    while nxt < n or pf_left > 0 or remaining.size:
+        used = ctx.sum()
+        if remaining.size and pf_left <= 0 and (
+                nxt >= n or remaining.size + 1 > cap_n or used + prompt > cap_kv):
+            # nothing can be admitted: decode-only steps until the next sequence finishes, in
+            # one jump (step time is linear in context; taken at the jump's mean context)
+            k = float(remaining.min())
+            d = float(remaining.size)
+            t += k * kernel.step_time_s(0.0, d, float(used) + d * 0.5 * (k - 1.0))
+            remaining = remaining - k
+            ctx = ctx + k
+            keep = remaining > 0
+            remaining, ctx = remaining[keep], ctx[keep]
+            continue
+        budget, p_tok, att, joined = float(chunk_tokens), 0.0, 0.0, []
+        while budget > 0:
+            if pf_left <= 0:
+                if nxt >= n or remaining.size + len(joined) + 1 > cap_n or used + prompt > cap_kv:
+                    break
+                pf_left, nxt = prompt, nxt + 1
+                used += prompt
+            c = min(budget, pf_left)
+            done_before = prompt - pf_left
+            p_tok += c
+            att += c * done_before + 0.5 * c * c
+            pf_left -= c
+            budget -= c
+            if pf_left <= 0:
+                joined.append(lengths[nxt - 1] - 1.0)  # the prefill step emits the first token
+        d = float(remaining.size)
+        if p_tok + d <= 0:
+            break  # nothing fits (a prompt above the KV capacity): the run cannot proceed
+        t += kernel.step_time_s(p_tok, d, float(ctx.sum()), att if p_tok else None)
+        if remaining.size:
+            remaining = remaining - 1.0
+            ctx = ctx + 1.0
+            keep = remaining > 0
+            remaining, ctx = remaining[keep], ctx[keep]
+        if joined:
+            j = np.array(joined)
+            keep = j > 0
+            remaining = np.concatenate([remaining, j[keep]])
+            ctx = np.concatenate([ctx, np.full(int(keep.sum()), prompt + 1.0)])
+    return float(lengths.sum()) / t if t > 0 else 0.0
