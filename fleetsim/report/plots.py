@@ -9,9 +9,6 @@ into RUN_DIR/plots/; `fleetsim plot --svg` also writes SVG (for slides) from the
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fleetsim.errors import FleetsimError  # noqa: E402
+from fleetsim.forked import fork_map  # noqa: E402
 
 # Fixed colours: Nvidia parts in blues/greens/purples, domestic parts in reds/oranges/browns, so a
 # reader sees "imported vs domestic" at a glance and the same chip looks the same everywhere.
@@ -799,7 +797,9 @@ def draw_all(run_dir: Path, svg: bool = False) -> list[Path]:
     out.mkdir(exist_ok=True)
     plots = {"fleet": FLEET_PLOTS, "serving": SERVING_PLOTS, "reliability": RELIABILITY_PLOTS}.get(run.kind, [])
     with plt.rc_context({"font.size": 10, "axes.titlesize": 11, "svg.hashsalt": "fleetsim"}):
-        results = _draw_shared(plots, run, out)
+        # figures are independent (a chip's colour comes from its name, never from drawing
+        # order): a forked child draws every other one, each drawn and saved once, same bytes
+        results = fork_map(lambda fn: _draw_one(fn, run, out), plots)
     written = [p for files, _ in results for p in files]
     failed = [f for _, f in results if f]
     if failed:
@@ -818,67 +818,6 @@ def _draw_one(fn: Callable, run: RunFolder, out: Path) -> tuple[list[Path], str 
         plt.close("all")
         return files, f"{fn.__name__}: {type(exc).__name__}: {exc}"
     return files, None
-
-
-def plot_workers() -> int:
-    """Processes that draw a run's figures: 2 where a fork is cheap and safe (Linux) and two CPUs
-    are ours, else 1. FLEETSIM_PLOT_WORKERS=1 draws everything in this process."""
-    env = os.environ.get("FLEETSIM_PLOT_WORKERS")
-    if env:
-        return max(1, int(env))
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
-        return 1
-    return min(2, len(os.sched_getaffinity(0)))
-
-
-def _draw_shared(fns: list[Callable], run: RunFolder, out: Path) -> list[tuple[list[Path], str | None]]:
-    """Every function's (files, failure), in the order of `fns`. With two workers a forked child
-    draws every other figure while this process draws the rest: the figures are independent (a
-    chip's colour comes from its name, never from drawing order), each is drawn and saved once,
-    and the child inherits the tables already read, so the files are the bytes one process would
-    write, in about half the wall time on two cores. A child that fails or dies leaves its
-    figures to this process."""
-    workers = plot_workers() if len(fns) > 1 else 1
-    if workers < 2:
-        return [_draw_one(fn, run, out) for fn in fns]
-    child_idx = list(range(1, len(fns), 2))
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: draw its share, send (files, failure) per figure, never return
-        code = 1
-        try:
-            os.close(read_fd)
-            res = [_draw_one(fns[i], run, out) for i in child_idx]
-            data = json.dumps([[[str(p) for p in files], fail] for files, fail in res]).encode()
-            with os.fdopen(write_fd, "wb") as w:
-                w.write(data)
-            code = 0
-        finally:
-            os._exit(code)  # no atexit hooks, no parent's cleanup in the child
-    os.close(write_fd)
-    results: dict[int, tuple[list[Path], str | None]] = {}
-    done = False
-    try:
-        for i in range(0, len(fns), 2):
-            results[i] = _draw_one(fns[i], run, out)
-        with os.fdopen(read_fd, "rb") as r:
-            data = r.read()
-        _, status = os.waitpid(pid, 0)
-        done = True
-        if status == 0 and data:
-            for i, (files, fail) in zip(child_idx, json.loads(data)):
-                results[i] = ([Path(p) for p in files], fail)
-    finally:
-        if not done:  # interrupted: stop the child and reap it
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-    for i in child_idx:
-        if i not in results:
-            results[i] = _draw_one(fns[i], run, out)
-    return [results[i] for i in range(len(fns))]
 
 
 PLOT_STEM = {"fleet_demand_capacity": "demand_vs_capacity", "fleet_mix": "fleet_mix",
