@@ -87,3 +87,70 @@ def fork_map(fn: Callable[[Any], Any], items: Sequence[Any], min_items: int = 2,
     if done is not None:
         done(n)
     return [results[i] for i in range(n)]
+
+
+class Helper:
+    """A forked child that prepares now (e.g. imports matplotlib while this process simulates)
+    and later does one call for this process: `call(fn, *args)` sends it (fn by reference, so a
+    module-level function) and returns its pickled answer. None from `call` when the helper
+    failed or died (the caller then does the work itself, raising what one process would);
+    `close()` stops it if it is still waiting."""
+
+    def __init__(self, prepare: Callable[[], Any]) -> None:
+        to_child, self._send = os.pipe()
+        self._recv, from_child = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.close(self._send)
+                os.close(self._recv)
+                prepare()
+                with os.fdopen(to_child, "rb") as r:
+                    job = r.read()
+                if job:
+                    fn, args = pickle.loads(job)
+                    data = pickle.dumps(fn(*args), protocol=pickle.HIGHEST_PROTOCOL)
+                    with os.fdopen(from_child, "wb") as w:
+                        w.write(data)
+                    code = 0
+            except BaseException:  # the caller does the work itself and raises what it meets
+                pass
+            finally:
+                os._exit(code)
+        os.close(to_child)
+        os.close(from_child)
+
+    def call(self, fn: Callable, *args) -> Any:
+        if self.pid is None:
+            return None
+        try:
+            with os.fdopen(self._send, "wb") as w:
+                self._send = -1
+                w.write(pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL))
+            with os.fdopen(self._recv, "rb") as r:
+                self._recv = -1
+                data = r.read()
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = None
+            return pickle.loads(data) if status == 0 and data else None
+        except OSError:  # the child is gone (a broken pipe): the caller does the work
+            return None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for fd in (self._send, self._recv):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._send = self._recv = -1
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.pid = None

@@ -95,6 +95,9 @@ def cdf_points(values, n: int = CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
     return x[idx], (idx + 1) / len(x)
 
 
+_TABLES: dict[tuple, pd.DataFrame] = {}  # RunFolder.table: (file, mtime, size, inode) -> its table
+
+
 @dataclass
 class RunFolder:
     """A finished run folder's files, read lazily."""
@@ -108,8 +111,19 @@ class RunFolder:
         return self.manifest.get("kind", "serving")
 
     def table(self, name: str) -> pd.DataFrame | None:
+        """The table as a DataFrame of its own (the caller may change it): each file is read once
+        per process (the plots and the report read the same tables about 30 times)."""
         f = self.path / f"{name}.parquet"
-        return pd.read_parquet(f) if f.is_file() else None
+        try:
+            st = f.stat()
+        except OSError:
+            return None
+        key = (str(f.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+        if key not in _TABLES:
+            if len(_TABLES) >= 64:
+                _TABLES.clear()
+            _TABLES[key] = pd.read_parquet(f)
+        return _TABLES[key].copy()
 
     @property
     def scenario(self) -> dict:
