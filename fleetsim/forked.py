@@ -134,8 +134,8 @@ class Helper:
             _, status = os.waitpid(self.pid, 0)
             self.pid = None
             return pickle.loads(data) if status == 0 and data else None
-        except OSError:  # the child is gone (a broken pipe): the caller does the work
-            return None
+        except (OSError, pickle.PicklingError, AttributeError, TypeError):
+            return None  # the child is gone (a broken pipe), or fn cannot be sent: the caller does it
         finally:
             self.close()
 
