@@ -32,6 +32,25 @@ Measured 2026-12-07 14:00-14:10 UTC, load average 14-17, before = e9a79d8 (main)
 per replica): cold capacity search at 3% 35.7 CPU s before, 34.0 CPU s after (-5%), the same
 windows (37, 32, 27, 32, 32, 82, 27, 32, 32) and the same estimates and intervals to every digit
 (the serving windows are byte-identical): 3.8 s a type, 1.5 s not reached.
+
+Measured 2026-12-07 17:05-17:24 UTC, load average 5-8 on the 2 shared cores (wall about 2.5x CPU;
+CPU here counts the forked children), before = 682094d (main), after = branch `speed3` (no
+scipy.stats import; a future's serving windows and a run's figures shared with forked
+processes; a forked helper imports matplotlib during the simulation and draws plots and report),
+`python benchmarks/bench_speed.py warm --before DIR [--replications 1] [--plots] [--runs 2]`, the
+same bytes in every table, plot and summary.json:
+  R=1 --no-plots   CPU 2.87 / 2.79 / 2.70 s after, 3.39 / 3.32 / 3.44 before (wall 7.3 / 7.1 / 5.5, 8.6 / 8.3 / 8.5)
+  R=1 plots        CPU 5.86 / 6.02 / 5.52 s after, 6.20 / 6.19 / 6.08 before (wall 14.9 / 15.1 / 14.0, 15.7 / 16.1 / 15.6)
+  R=16 --no-plots  CPU 26.9 / 27.7 s after, 28.6 / 29.8 before (wall 40.5 / 40.8, 43.1 / 45.0)
+  R=16 plots       CPU 31.9 / 30.1 s after, 30.5 / 30.6 before (wall 32.2 / 25.8, 31.5 / 30.1)
+In a quiet spell (17:27, load average about 1), in process through fleetsim.cli.main, alternating,
+the run process's own CPU being the critical path: R=1 --no-plots wall 2.68 / 2.03 / 1.84 s after
+(run process 2.0 CPU s + 0.5 in its window child), 2.91 / 2.72 / 2.88 before; R=1 plots wall
+5.28 / 3.15 / 3.34 s after (run process 2.0 CPU s; helpers 3.0), 5.12 / 5.29 / 5.04 before. The
+forked work pays in wall time only when the second core is free; on a loaded machine the CPU
+saved (0.6 s a process, the scipy.stats import) is what remains. At the default R=16 the goals
+are out of reach: about 1.4 CPU s a future (two thirds serving windows), 16 futures on 2 cores
+is at least 11 s.
 """
 
 from __future__ import annotations
