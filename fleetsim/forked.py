@@ -16,6 +16,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from typing import Any, Callable, Sequence
 
 
@@ -24,6 +25,8 @@ def fork_workers() -> int:
     if os.environ.get("FLEETSIM_FORK", "1") == "0" or os.environ.get("FLEETSIM_FUTURE_WORKERS") == "1":
         return 1
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return 1
+    if threading.active_count() > 1:  # a fork copies only this thread: another's locks would hang it
         return 1
     return min(2, len(os.sched_getaffinity(0)))
 
