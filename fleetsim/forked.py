@@ -6,8 +6,9 @@ computes every other item and sends its answers back pickled; the answers come b
 order, so the result is what one process computes, in about half the wall time on two cores.
 A child that fails or dies leaves its items to this process (which then raises, if an item
 really fails, as one process would). Only on Linux, where a fork is cheap and safe, and only
-when two CPUs are ours; FLEETSIM_FUTURE_WORKERS=1 (what a pool of futures or a sweep's workers
-set, so pools never nest) or FLEETSIM_FORK=0 keeps everything in this process.
+when two CPUs are ours and no other thread runs; FLEETSIM_FUTURE_WORKERS=1 (what a pool of
+futures or a sweep's workers set, so pools never nest) or FLEETSIM_FORK=0 keeps everything in
+this process.
 """
 
 from __future__ import annotations
