@@ -1,9 +1,13 @@
 """Issue 24's whole-process figures, optionally interleaved with another checkout of fleetsim
 (the code before a change) so both are measured back to back under the same machine load.
 
-    python benchmarks/bench_speed.py warm [--runs 3] [--before DIR]
+    python benchmarks/bench_speed.py warm [--runs 3] [--before DIR] [--plots] [--replications R]
         `fleetsim run scenarios/alibaba_2025.yaml --no-plots` as a whole process on a warm
-        capacity cache (one unmeasured run first fills it): wall and user CPU seconds per run.
+        capacity cache (one unmeasured run first fills it): wall and CPU seconds (user + system,
+        this process's children and theirs: forked windows, figures and futures count) per run.
+        `--plots`: with plots and report.html (the default of `fleetsim run`); `--replications
+        R`: `--set fleet.replications=R` (default: the scenario's own, 16). After the runs,
+        every table, plot and summary.json of the two sides is compared byte for byte.
     python benchmarks/bench_speed.py cold [--before DIR] [--precision 0.03]
         the capacity search of every replica type of the reference case from an empty cache:
         CPU seconds (process time, less sensitive to other jobs than wall time), windows and
@@ -28,6 +32,25 @@ Measured 2026-12-07 14:00-14:10 UTC, load average 14-17, before = e9a79d8 (main)
 per replica): cold capacity search at 3% 35.7 CPU s before, 34.0 CPU s after (-5%), the same
 windows (37, 32, 27, 32, 32, 82, 27, 32, 32) and the same estimates and intervals to every digit
 (the serving windows are byte-identical): 3.8 s a type, 1.5 s not reached.
+
+Measured 2026-12-07 17:05-17:24 UTC, load average 5-8 on the 2 shared cores (wall about 2.5x CPU;
+CPU here counts the forked children), before = 682094d (main), after = branch `speed3` (no
+scipy.stats import; a future's serving windows and a run's figures shared with forked
+processes; a forked helper imports matplotlib during the simulation and draws plots and report),
+`python benchmarks/bench_speed.py warm --before DIR [--replications 1] [--plots] [--runs 2]`, the
+same bytes in every table, plot and summary.json:
+  R=1 --no-plots   CPU 2.87 / 2.79 / 2.70 s after, 3.39 / 3.32 / 3.44 before (wall 7.3 / 7.1 / 5.5, 8.6 / 8.3 / 8.5)
+  R=1 plots        CPU 5.86 / 6.02 / 5.52 s after, 6.20 / 6.19 / 6.08 before (wall 14.9 / 15.1 / 14.0, 15.7 / 16.1 / 15.6)
+  R=16 --no-plots  CPU 26.9 / 27.7 s after, 28.6 / 29.8 before (wall 40.5 / 40.8, 43.1 / 45.0)
+  R=16 plots       CPU 31.9 / 30.1 s after, 30.5 / 30.6 before (wall 32.2 / 25.8, 31.5 / 30.1)
+In a quiet spell (17:27, load average about 1), in process through fleetsim.cli.main, alternating,
+the run process's own CPU being the critical path: R=1 --no-plots wall 2.68 / 2.03 / 1.84 s after
+(run process 2.0 CPU s + 0.5 in its window child), 2.91 / 2.72 / 2.88 before; R=1 plots wall
+5.28 / 3.15 / 3.34 s after (run process 2.0 CPU s; helpers 3.0), 5.12 / 5.29 / 5.04 before. The
+forked work pays in wall time only when the second core is free; on a loaded machine the CPU
+saved (0.6 s a process, the scipy.stats import) is what remains. At the default R=16 the goals
+are out of reach: about 1.4 CPU s a future (two thirds serving windows), 16 futures on 2 cores
+is at least 11 s.
 """
 
 from __future__ import annotations
@@ -76,27 +99,41 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, after.ru_utime - before.ru_utime
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def warm(runs: int, before: str | None) -> None:
+def _same_bytes(a: Path, b: Path) -> list[str]:
+    """Files of run folder `a` (tables, plots, summary) that differ from `b`'s (report.html and
+    manifest.json carry the folder name and creation time, so they are left out)."""
+    names = [p.relative_to(a) for p in sorted(a.rglob("*")) if p.is_file()
+             and p.name not in ("report.html", "manifest.json")]
+    return [str(n) for n in names if not (b / n).is_file() or (a / n).read_bytes() != (b / n).read_bytes()]
+
+
+def warm(runs: int, before: str | None, plots: bool = False, replications: int | None = None) -> None:
     fleetsim = str(Path(sys.executable).with_name("fleetsim"))
     sides = [("after", None)] + ([("before", before)] if before else [])
+    sets = SETS + (["--set", f"fleet.replications={replications}"] if replications else [])
+    flags = ["-q", "--overwrite"] + ([] if plots else ["--no-plots"])
+    label = f"warm {'plots+report' if plots else '--no-plots'}" + (f" R={replications}" if replications else "")
     with tempfile.TemporaryDirectory() as tmp:
         caches = {name: os.path.join(tmp, f"cache-{name}") for name, _ in sides}
         outs = {name: os.path.join(tmp, f"run-{name}") for name, _ in sides}
         for name, src in sides:  # fill each side's capacity cache (not measured)
-            subprocess.run([fleetsim, "run", str(SCENARIO), *SETS, "-o", outs[name], "--no-plots", "-q",
-                            "--overwrite"], env=_env(src, caches[name]), check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([fleetsim, "run", str(SCENARIO), *sets, "-o", outs[name], *flags],
+                           env=_env(src, caches[name]), check=True, stdout=subprocess.DEVNULL)
         rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sides}
         for _ in range(runs):
             for name, src in reversed(sides):
-                rows[name].append(_timed([fleetsim, "run", str(SCENARIO), *SETS, "-o", outs[name], "--no-plots",
-                                          "-q", "--overwrite"], _env(src, caches[name])))
+                rows[name].append(_timed([fleetsim, "run", str(SCENARIO), *sets, "-o", outs[name], *flags],
+                                         _env(src, caches[name])))
+        if before:
+            diff = _same_bytes(Path(outs["after"]), Path(outs["before"]))
+            print(f"same bytes as before: {'yes' if not diff else 'NO: ' + ', '.join(diff)}")
     for name, vals in rows.items():
         walls = ", ".join(f"{w:.2f}" for w, _ in vals)
         cpus = ", ".join(f"{u:.2f}" for _, u in vals)
-        print(f"{name:<7} warm --no-plots: wall s {walls}; user CPU s {cpus}")
+        print(f"{name:<7} {label}: wall s {walls}; CPU s {cpus}")
 
 
 def cold(before: str | None, precision: float) -> None:
@@ -114,10 +151,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=pick(3, 1))
     ap.add_argument("--before", help="a fleetsim checkout to measure interleaved with this one")
     ap.add_argument("--precision", type=float, default=pick(0.03, 0.1))
+    ap.add_argument("--plots", action="store_true", help="warm: with plots and report.html")
+    ap.add_argument("--replications", type=int, help="warm: --set fleet.replications=R")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     if args.what in ("warm", None):
-        warm(args.runs, args.before)
+        warm(args.runs, args.before, args.plots or SMOKE, args.replications)
     if args.what == "cold":
         cold(args.before, args.precision)
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")

@@ -17,6 +17,7 @@ import pandas as pd
 from fleetsim import __version__
 from fleetsim.catalog import load_chips, load_models
 from fleetsim.errors import FleetsimError, ScenarioError
+from fleetsim.forked import Helper, fork_workers
 from fleetsim.scenario import overrides as _overrides
 from fleetsim.scenario.loader import load_scenario as _load_file
 from fleetsim.scenario.model import Scenario
@@ -111,6 +112,11 @@ def run(
     run_dir = runfolder.prepare_run_dir(Path(out_dir), overwrite=overwrite) if out_dir is not None else None
     stage = "resolve"
     t0 = time.perf_counter()
+    helper = None
+    if plots and run_dir is not None and fork_workers() > 1:
+        # a forked helper imports matplotlib while this process simulates, then draws the
+        # plots (itself sharing them with a child) and the report from the tables written
+        helper = Helper(_import_report)
     try:
         chips, models = resolve_catalogs(scenario)
         stage = "simulate"
@@ -145,13 +151,16 @@ def run(
                 stage = "plot"
                 if progress is not None:
                     progress("plots and report")
-                try:
-                    drawn = plot(run_dir)
-                except FleetsimError as exc:  # the run is complete: warn, and still write the report
-                    result.warnings.append(str(exc))
-                    drawn = sorted((run_dir / "plots").glob("*.*")) if (run_dir / "plots").is_dir() else []
-                stage = "report"
-                page = report(run_dir)
+                done = helper.call(_plots_and_report, run_dir) if helper is not None else None
+                if done is None:  # no helper, or it failed: here, raising what it met
+                    done = _plots_and_report(run_dir, lambda s: None)
+                    drawn, warning = done[0], done[2]
+                    stage = "report"
+                    page = report(run_dir)
+                else:
+                    drawn, page, warning = done
+                if warning:  # the run is complete: warn, and still write the report
+                    result.warnings.append(warning)
                 manifest["files"] += [p.relative_to(run_dir).as_posix() for p in drawn] + [page.name]
             stage = "write"
             runfolder.commit_manifest(run_dir, manifest)
@@ -160,6 +169,32 @@ def run(
         if run_dir is not None:
             runfolder.write_error(run_dir, exc, stage)
         raise
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _import_report() -> None:
+    """The plot helper's preparation, while the run simulates: matplotlib, the plots, the page;
+    the run's staged manifest is read as its own."""
+    import os
+
+    import fleetsim.report.html  # noqa: F401
+    from fleetsim.results.runfolder import adopt_staged
+
+    adopt_staged(os.getppid())
+
+
+def _plots_and_report(run_dir: Path, page=None) -> tuple[list[Path], Path | None, str | None]:
+    """Plots, then report.html (`page(run_dir)`), of a written run folder: (plots drawn, page,
+    warning). Plots that fail leave a warning (the run is complete) and still a report."""
+    warning = None
+    try:
+        drawn = plot(run_dir)
+    except FleetsimError as exc:
+        warning = str(exc)
+        drawn = sorted((run_dir / "plots").glob("*.*")) if (run_dir / "plots").is_dir() else []
+    return drawn, (page or report)(run_dir), warning
 
 
 def _run_serving(scenario: Scenario, chips: dict, models: dict, progress) -> RunResult:

@@ -283,3 +283,34 @@ def test_rejection_reasons_count_like_the_headline(tmp_path):
     line = next(ln for ln in res.output.splitlines() if ln.startswith("rejected by reason (after warm-up)"))
     assert rejected > 0 and sum(int(n) for n in re.findall(r" (\d+)", line)) == rejected
     assert "chips" in res.output and "of saturation" in res.output
+
+
+def test_plots_and_report_drawn_by_a_forked_helper_are_the_same_bytes(tmp_path, monkeypatch):
+    """api.run(plots=True): a helper forked at the start draws the plots and the report (the
+    run's staged manifest read as its own); the files are those of one process, and a helper
+    that dies leaves the work to the run, which then does it itself."""
+    from fleetsim import forked
+    from fleetsim.report import plots
+
+    if forked.fork_workers() < 2:
+        pytest.skip("one CPU or no fork: no helper")
+    scen = fleetsim.load_scenario(REPO / "scenarios" / "fleet_small.yaml",
+                                  ["fleet.years=1", "fleet.replications=1", "fleet.windows.every_days=120"])
+    real = plots.draw_all
+    pids = tmp_path / "pids"
+    monkeypatch.setattr(plots, "draw_all", lambda d, svg=False: (
+        pids.open("a").write(f"{os.getpid()}\n"), real(d, svg))[1])
+    out = {}
+    for mode in ("helper", "helper dies"):
+        if mode == "helper dies":
+            monkeypatch.setattr(api, "_import_report", lambda: os._exit(3))
+        pids.write_text("")
+        res = fleetsim.run(scen, tmp_path / mode.replace(" ", "_"), plots=True)
+        drew = {int(x) for x in pids.read_text().split()}
+        assert drew == ({os.getpid()} if mode == "helper dies" else drew - {os.getpid()}) and drew
+        d = res.run_dir
+        assert (d / "manifest.json").is_file() and not (d / ".manifest.staged.json").exists()
+        files = json.loads((d / "manifest.json").read_text())["files"]
+        assert "report.html" in files and any(f.startswith("plots/") for f in files)
+        out[mode] = {f: (d / f).read_bytes() for f in files if f != "report.html"}
+    assert out["helper"] == out["helper dies"]

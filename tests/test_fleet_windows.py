@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import fleetsim
@@ -65,3 +67,34 @@ def test_windows_attainment_near_slo_when_sized_at_goodput(lasting_results_dir):
     # prompts keeps attainment near 98% at 77% of goodput, not at 100%).
     assert roomy.min() > 0.95
     assert roomy.mean() > at_goodput.mean()
+
+
+def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_dir, monkeypatch):
+    """fleetsim.forked: a child runs every other window (each has its own seed stream and reads
+    the fleet's state only); the rows are those of one process, in window order."""
+    from fleetsim import forked
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.fleet.capacity import replica_capacities
+    from fleetsim.fleet.sim import run_fleet
+    from fleetsim.fleet.windows import window_runner
+
+    if forked.fork_workers() < 2:
+        import pytest
+
+        pytest.skip("one CPU or no fork: nothing is shared")
+    sc = sized_at_goodput()
+    chips, models = resolve_catalogs(sc)
+    caps = replica_capacities(sc, chips, models, cache=ResultCache(lasting_results_dir))
+    rows = {}
+    for fork in ("0", "1"):
+        monkeypatch.setenv("FLEETSIM_FORK", fork)
+        pids = []
+        runner = window_runner(chips, models)
+        res = run_fleet(sc, chips, models, caps,
+                        window_runner=lambda sim, snap: (pids.append(os.getpid()), runner(sim, snap))[1])
+        rows[fork] = res.windows
+        assert len(res.windows["window"]) >= 5
+        assert len(pids) == (len(res.windows["window"]) if fork == "0" else (len(res.windows["window"]) + 1) // 2)
+    assert rows["0"].keys() == rows["1"].keys()
+    for k in rows["0"]:
+        assert list(map(repr, rows["0"][k])) == list(map(repr, rows["1"][k])), k

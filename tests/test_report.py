@@ -267,6 +267,7 @@ def test_each_figure_drawn_once(fleet_run, tmp_path, monkeypatch):
     copy = tmp_path / "copy"
     shutil.copytree(fleet_run, copy)
     shutil.rmtree(copy / "plots")
+    monkeypatch.setenv("FLEETSIM_FORK", "0")  # every figure in this process, where draws are counted
     calls = []
     real = matplotlib.figure.Figure.draw
     monkeypatch.setattr(matplotlib.figure.Figure, "draw", lambda self, r: (calls.append(id(self)), real(self, r))[1])
@@ -530,3 +531,27 @@ def test_finance_running_cost_is_one_figure_in_both_tables(fleet_run, tmp_path):
     total = re.search(r"<td>2026</td><td>all chips</td>(?:<td>[^<]*</td>)*?<td>([^<]*)</td></tr>", money)
     be = re.search(r"<td>2026</td><td>([^<]*)</td>", breakeven)
     assert total and be and total.group(1) == be.group(1), (money, breakeven)
+
+
+def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_path, monkeypatch):
+    """fleetsim.forked: a child draws every other figure; the files are those one process draws,
+    listed in the same order, and a child that dies leaves its figures to this process."""
+    from fleetsim import forked
+
+    if forked.fork_workers() < 2:
+        pytest.skip("one CPU or no fork: nothing is shared")
+    files = {}
+    for mode in ("one", "forked", "child dies"):
+        copy = tmp_path / mode.replace(" ", "_")
+        shutil.copytree(fleet_run, copy)
+        shutil.rmtree(copy / "plots")
+        monkeypatch.setenv("FLEETSIM_FORK", "0" if mode == "one" else "1")
+        if mode == "child dies":
+            real = plots._draw_one
+            monkeypatch.setattr(plots, "_draw_one", lambda fn, run, out: (
+                os.getpid() != parent and os._exit(3)) or real(fn, run, out))
+        parent = os.getpid()
+        written = api.plot(copy)
+        files[mode] = [(p.name, p.read_bytes()) for p in written]
+    assert [n for n, _ in files["one"]] == [n for n, _ in files["forked"]] and len(files["one"]) == len(FLEET_PLOTS)
+    assert files["one"] == files["forked"] == files["child dies"]

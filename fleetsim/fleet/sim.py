@@ -29,6 +29,7 @@ import simpy
 
 from fleetsim.progress import run_env, update
 from fleetsim.errors import ScenarioError
+from fleetsim.forked import fork_map
 from fleetsim.fleet import demand as dem
 from fleetsim.fleet.capacity import ReplicaCapacity
 from fleetsim.fleet.elastic import ElasticRentals
@@ -1162,9 +1163,12 @@ class _FleetSim:
             "p95_ttft_s", "p95_tpot_s")}
         if progress:
             progress(f"serving windows: {len(self.window_snaps)}")
-        for i, snap in enumerate(self.window_snaps):
-            out = self.window_runner(self, snap)
-            update(progress, "serving windows", i + 1, len(self.window_snaps))
+        # windows are independent (each its own seed stream, the fleet's state read only): a
+        # forked child runs every other one, rows assembled in window order (fleetsim.forked)
+        n = len(self.window_snaps)
+        outs = fork_map(lambda snap: self.window_runner(self, snap), self.window_snaps, min_items=4,
+                        done=lambda k: update(progress, "serving windows", k, n))
+        for out in outs:
             for row in out:
                 for k in rows:
                     rows[k].append(row.get(k))

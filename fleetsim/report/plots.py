@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fleetsim.errors import FleetsimError  # noqa: E402
+from fleetsim.forked import fork_map  # noqa: E402
 
 # Fixed colours: Nvidia parts in blues/greens/purples, domestic parts in reds/oranges/browns, so a
 # reader sees "imported vs domestic" at a glance and the same chip looks the same everywhere.
@@ -94,6 +95,9 @@ def cdf_points(values, n: int = CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
     return x[idx], (idx + 1) / len(x)
 
 
+_TABLES: dict[tuple, pd.DataFrame] = {}  # RunFolder.table: (file, mtime, size, inode) -> its table
+
+
 @dataclass
 class RunFolder:
     """A finished run folder's files, read lazily."""
@@ -107,8 +111,19 @@ class RunFolder:
         return self.manifest.get("kind", "serving")
 
     def table(self, name: str) -> pd.DataFrame | None:
+        """The table as a DataFrame of its own (the caller may change it): each file is read once
+        per process (the plots and the report read the same tables about 30 times)."""
         f = self.path / f"{name}.parquet"
-        return pd.read_parquet(f) if f.is_file() else None
+        try:
+            st = f.stat()
+        except OSError:
+            return None
+        key = (str(f.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+        if key not in _TABLES:
+            if len(_TABLES) >= 64:
+                _TABLES.clear()
+            _TABLES[key] = pd.read_parquet(f)
+        return _TABLES[key].copy()
 
     @property
     def scenario(self) -> dict:
@@ -795,19 +810,28 @@ def draw_all(run_dir: Path, svg: bool = False) -> list[Path]:
     out = run.path / "plots"
     out.mkdir(exist_ok=True)
     plots = {"fleet": FLEET_PLOTS, "serving": SERVING_PLOTS, "reliability": RELIABILITY_PLOTS}.get(run.kind, [])
-    written: list[Path] = []
-    failed = []
     with plt.rc_context({"font.size": 10, "axes.titlesize": 11, "svg.hashsalt": "fleetsim"}):
-        for fn in plots:
-            try:
-                fn(run, out, written)
-            except Exception as exc:  # one plot's bug must not cost the others (or the report)
-                plt.close("all")
-                failed.append(f"{fn.__name__}: {type(exc).__name__}: {exc}")
+        # figures are independent (a chip's colour comes from its name, never from drawing
+        # order): a forked child draws every other one, each drawn and saved once, same bytes
+        results = fork_map(lambda fn: _draw_one(fn, run, out), plots)
+    written = [p for files, _ in results for p in files]
+    failed = [f for _, f in results if f]
     if failed:
         raise PlotError(f"could not draw {'; '.join(failed)} (the other plots are in {out}; the run "
                         "itself is complete): please report this")
     return written
+
+
+def _draw_one(fn: Callable, run: RunFolder, out: Path) -> tuple[list[Path], str | None]:
+    """One plot function's files, or the reason it failed (one plot's bug must not cost the others
+    or the report)."""
+    files: list[Path] = []
+    try:
+        fn(run, out, files)
+    except Exception as exc:
+        plt.close("all")
+        return files, f"{fn.__name__}: {type(exc).__name__}: {exc}"
+    return files, None
 
 
 PLOT_STEM = {"fleet_demand_capacity": "demand_vs_capacity", "fleet_mix": "fleet_mix",

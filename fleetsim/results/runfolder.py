@@ -158,6 +158,14 @@ def package_versions() -> dict[str, str]:
 
 
 STAGED = ".manifest.staged.json"
+# processes whose staged manifests this process reads as its own: itself, and the run that forked
+# it to draw its plots and report (fleetsim.api's helper calls adopt_staged)
+_STAGERS: set[int] = set()
+
+
+def adopt_staged(pid: int) -> None:
+    """Read run folders staged by process `pid` as this process's own (a helper drawing them)."""
+    _STAGERS.add(pid)
 
 
 def write_manifest(run_dir: Path, *, scenario: dict[str, Any], seed: int, timings: dict[str, float],
@@ -206,14 +214,14 @@ def add_to_manifest(run_dir: Path, paths: list[Path]) -> None:
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     """manifest.json of a finished run, or this process's staged manifest (plots and report
-    being drawn); None otherwise. Raises OSError/ValueError for an unreadable file."""
+    being drawn; or that of the run it helps, adopt_staged); None otherwise. Raises OSError/ValueError for an unreadable file."""
     path = Path(run_dir)
     if (path / "manifest.json").is_file():
         return json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     staged = path / STAGED
     if staged.is_file() and not (path / "error.json").is_file():
         data = json.loads(staged.read_text(encoding="utf-8"))
-        if data.pop("staged_by_pid", None) == os.getpid():
+        if data.pop("staged_by_pid", None) in (os.getpid(), *_STAGERS):
             return data
     return None
 
