@@ -53,6 +53,19 @@ def unpaired_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
     return d, d - half, d + half
 
 
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson interval of a share of k successes in n (NaN for n = 0): honest near 0 and 1."""
+    from scipy import stats
+
+    if n <= 0:
+        return math.nan, math.nan
+    z, p = float(stats.norm.ppf(0.5 + level / 2)), k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
 def quantiles(x, qs=(5, 50, 95)) -> list[float]:
     x = np.asarray(x, dtype=float)
     x = x[~np.isnan(x)]

@@ -92,6 +92,13 @@ class Capacity:
         return {k: _finite_or_none(v) for k, v in row.items()}
 
 
+# Crash-hazard figures: the search's windows run without crashes (availability is computed from
+# them exactly, in `_assemble`), so they stay out of the cache key and a crash-rate axis (decide,
+# criteria) reuses one search.
+_NOT_IN_WINDOWS = frozenset({"basis", "mtbf_h", "mtbf_ref_c", "ea_ev", "hazard_multiplier", "hot_c",
+                             "hot_gain_per_c", "extended_threshold", "extended_gain", "extended_tau_h",
+                             "extended_recovery"})
+
 # In-memory memo over the disk cache: one process asks for the same replica type many times.
 _MEMO: dict[str, dict[str, Any]] = {}
 CACHE_STATS = {"memo_hits": 0, "disk_hits": 0, "misses": 0}
@@ -142,13 +149,13 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
     gcfg = cfg.goodput if decode is None else pd_goodput_config(cfg.goodput, units)
     extra = {"ambient_c": amb, "cooling_factor": cool, "thermal_step_s": rel.thermal_step_s,
              "reliability_chip": {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
-                                  if f.name != "basis"},
+                                  if f.name not in _NOT_IN_WINDOWS},
              "repair": rel.repair.model_dump(mode="json"), "kind": "capacity"}
     if decode is not None:  # the decode side is part of the type
         extra |= {"decode_pool": dcfg.model_dump(mode="json", exclude={"replicas", "hall"}),
                   "decode_chip": chips[dcfg.chip].model_dump(mode="json"),
                   "decode_reliability_chip": {f.name: getattr(dparams, f.name)
-                                              for f in dataclasses.fields(dparams) if f.name != "basis"}}
+                                              for f in dataclasses.fields(dparams) if f.name not in _NOT_IN_WINDOWS}}
     key = goodput.cache_key(pcfg, wcfg, gcfg, cfg.router.kind, chips[pcfg.chip], models[wcfg.model],
                             scenario.seed, scenario.base_dir, extra=_jsonable(extra))
     hit = _MEMO.get(key)

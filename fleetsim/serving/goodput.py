@@ -455,6 +455,21 @@ def _result(base: dict, evaluations: list[dict], centre: float, fit: dict | None
     return out
 
 
+def idle_attainment(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, chips: dict,
+                    models: dict, seed: int, base_dir: Path = Path("."), router: str = "jsq",
+                    wname: str = "w", pname: str = "p", start_hour: float = 14.0) -> tuple[int, int]:
+    """(requests meeting the SLO on an idle replica, requests) for the search's own request sample
+    (the same seed and window 0 as `search_goodput`'s floor): goodput is positive iff their share
+    reaches the SLO percentile, so a breaking-point probe needs no window. Colocated pools only."""
+    cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour)
+    kernels = build_kernels(cell, chips, models)
+    workloads = compile_workloads(cell, base_dir)
+    sample, _, _ = generate_requests(cell, seed, base_dir, 1.0, window=0, workloads=workloads)
+    n = len(sample)
+    share = zero_load_attainment(kernels[pname], sample.prompt_tokens, sample.output_tokens, workload)
+    return int(round(share * n)), int(n)
+
+
 def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workload: WorkloadConfig,
                          decode_kernel=None, transfer_s: Any = 0.0) -> float:
     """Share of requests meeting the SLO on an otherwise idle replica (the best any load can do).

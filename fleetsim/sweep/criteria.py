@@ -173,6 +173,7 @@ def break_even_price(scenario, chip: str, versus: str, cache=None, progress=None
             "chip_cost_usd_per_mtok": float(row.chip_cost_usd_per_mtok_at_slo),
             "versus_cost_usd_per_mtok": float(row.versus_cost_usd_per_mtok_at_slo),
             "chip_goodput_rps": caps[(cp, wl)].goodput_rps, "chip_goodput_ci95_rps": tuple(c_ci),
+            "chip_availability": float(caps[(cp, wl)].availability),
             "versus_goodput_rps": caps[(vp, wl)].goodput_rps, "versus_goodput_ci95_rps": tuple(v_ci)}
 
 
@@ -270,9 +271,32 @@ def _goodput(scenario, pool: str, workload: str, cache, progress) -> float:
     return math.nan if c.zero_load_attainment >= pct else 0.0
 
 
-def _bisect(ok: Callable[[float], bool], good: float, bad: float, steps: int) -> tuple[float, float]:
-    """Geometric bisection between a passing and a failing value: (last passing, first failing)."""
+def _idle(scenario, pool: str, workload: str) -> dict[str, float]:
+    """Idle attainment of the goodput search's own request sample, with its Wilson 95% interval
+    (fleetsim.serving.goodput.idle_attainment): positive goodput iff it reaches the percentile."""
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.errors import FleetsimError
+    from fleetsim.serving.goodput import idle_attainment
+    from fleetsim.stats import wilson_interval
+
+    sv = scenario.serving
+    try:
+        chips, models = resolve_catalogs(scenario)
+        k, n = idle_attainment(sv.pools[pool], sv.workloads[workload], sv.goodput, chips, models, scenario.seed,
+                               scenario.base_dir, sv.router.kind, workload, pool, sv.start_hour)
+    except FleetsimError:  # does not fit, context too long: nothing meets the SLO
+        k, n = 0, 1
+    lo, hi = wilson_interval(k, n)
+    return {"share": k / n, "lo": lo, "hi": hi, "n": n}
+
+
+def _bisect(ok: Callable[[float], bool], good: float, bad: float, steps: int = 60,
+            rel_tol: float = 0.0) -> tuple[float, float]:
+    """Geometric bisection between a passing and a failing value: (last passing, first failing),
+    stopping after `steps` or once the two are within `rel_tol` of each other."""
     for _ in range(steps):
+        if abs(math.log(bad / good)) <= math.log1p(rel_tol):
+            break
         mid = math.sqrt(good * bad)
         if ok(mid):
             good = mid
@@ -295,10 +319,35 @@ def _fits(chip, model, tp: int, precision: str) -> bool:
     return True
 
 
+BREAK_REL_TOL = 0.005  # resolution of a breaking point (probes cost milliseconds: no window runs)
+
+
+def _edge(probe: Callable[[float], dict], good: float, bad: float, rel_tol: float) -> dict[str, Any]:
+    """Where positive goodput stops between `good` (passing) and `bad` (failing): the estimate
+    (the sample's idle attainment reaches the percentile `pct` of the probe) and its 95% interval:
+    from the last value whose attainment interval lies wholly above the percentile to the last
+    whose interval still reaches it. The probes share one request sample (same seed and window:
+    common random numbers), so attainment is monotone in the value and bisection is exact."""
+    out: dict[str, Any] = {}
+    for name, key in (("estimate", "share"), ("sure", "lo"), ("maybe", "hi")):
+        ok = lambda v, key=key: probe(v)[key] >= probe(v)["pct"]  # noqa: E731
+        if not ok(good):
+            out[name] = (None, good)   # fails already at the passing end
+        elif ok(bad):
+            out[name] = (bad, None)    # passes even at the failing end
+        else:
+            out[name] = _bisect(ok, good, bad, rel_tol=rel_tol)
+    return out
+
+
 def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=None,
-                    models_ladder: tuple[str, ...] = MODEL_LADDER) -> dict[str, Any]:
+                    models_ladder: tuple[str, ...] = MODEL_LADDER, rel_tol: float = BREAK_REL_TOL) -> dict[str, Any]:
     """Largest model, longest prompt median and tightest TTFT target at which one replica of
-    `pool` still has positive goodput at the SLO (each with its bracket)."""
+    `pool` still has positive goodput at the SLO, each with its bracket (the bisection's last
+    passing and first failing value) and its 95% interval (`_edge`). Positive goodput is tested
+    exactly as the goodput search tests it first, on an idle replica, so no window is simulated
+    (the full search near a breaking point needs hundreds of windows: its rate is tiny and its
+    attainment curve steep). `steps` is kept for the callers; the bisection stops at `rel_tol`."""
     from fleetsim.api import resolve_catalogs
     from fleetsim.checks import _working_tp
 
@@ -306,11 +355,22 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
     pcfg = sv.pools[pool]
     wname = next(w for w, wl in sv.workloads.items() if wl.model == pcfg.model)
     wl = sv.workloads[wname]
+    pct = wl.slo.percentile / 100.0
     chips, models = resolve_catalogs(scenario)
-    gp = lambda sc: _goodput(sc, pool, wname, cache, progress)  # noqa: E731
-    pos = lambda g: g > 0 or math.isnan(g)  # noqa: E731
-    out: dict[str, Any] = {"pool": pool, "chip": pcfg.chip, "workload": wname,
-                           "goodput_rps": gp(scenario)}
+    pos = lambda a: a["share"] >= pct  # noqa: E731
+    base_idle = _idle(scenario, pool, wname)
+    out: dict[str, Any] = {"pool": pool, "chip": pcfg.chip, "workload": wname, "percentile": pct,
+                           "goodput_rps": _goodput(scenario, pool, wname, cache, progress),
+                           "idle_attainment": base_idle}
+
+    def memo(make):
+        seen: dict[float, dict] = {}
+
+        def probe(v: float) -> dict:
+            if v not in seen:
+                seen[v] = _idle(make(v), pool, wname) | {"pct": pct}
+            return seen[v]
+        return probe
 
     # model size: the ladder, each model at its smallest working tp within a scale-up domain
     ladder = []
@@ -321,15 +381,16 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
         tp = _working_tp(chips[pcfg.chip], models[m], pcfg.precision)
         if tp is not None and tp < pcfg.tp:  # no narrower than the scenario's replica (more chips only help)
             tp = pcfg.tp if _fits(chips[pcfg.chip], models[m], pcfg.tp, pcfg.precision) else tp
-        g = 0.0
+        a = {"share": 0.0, "lo": 0.0, "hi": 0.0, "n": 0}
         if tp is not None:
             sc = scenario.with_overrides([f"serving.pools.{pool}.model={m}", f"serving.pools.{pool}.tp={tp}",
                                           f"serving.workloads.{wname}.model={m}"])
-            g = gp(sc)
+            a = _idle(sc, pool, wname)
         ladder.append({"model": m, "params_b": float(models[m].total_params_b or math.nan), "tp": tp,
-                       "goodput_rps": g})
-    passing = [r for r in ladder if pos(r["goodput_rps"])]
-    failing = [r for r in ladder if not pos(r["goodput_rps"]) and (not passing or r["params_b"] > passing[-1]["params_b"])]
+                       "idle_attainment": a["share"], "idle_attainment_ci95": (a["lo"], a["hi"]),
+                       "positive": bool(pos(a))})
+    passing = [r for r in ladder if r["positive"]]
+    failing = [r for r in ladder if not r["positive"] and (not passing or r["params_b"] > passing[-1]["params_b"])]
     out["model"] = {"largest": passing[-1]["model"] if passing else None,
                     "first_failing": failing[0]["model"] if failing else None, "ladder": ladder}
 
@@ -349,27 +410,139 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
         return scenario.with_overrides(ov)
 
     k_max = max((ctx - out_max) / max(float(cap or med), 1.0), 1.0) if med > 0 else 1.0
-    if not pos(out["goodput_rps"]) or med <= 0:
-        out["prompt"] = {"median_tokens": None, "bracket": (None, med), "note": "no goodput at the scenario's prompts"}
-    elif pos(gp(prompt_sc(k_max))):
-        out["prompt"] = {"median_tokens": med * k_max, "bracket": (med * k_max, None),
-                         "note": "positive goodput up to the model's context"}
+    if not pos(base_idle) or med <= 0:
+        out["prompt"] = {"median_tokens": None, "bracket": (None, med), "ci95": (None, None),
+                         "note": "no goodput at the scenario's prompts"}
     else:
-        g, b = _bisect(lambda k: pos(gp(prompt_sc(k))), 1.0, k_max, steps)
-        out["prompt"] = {"median_tokens": med * g, "bracket": (med * g, med * b), "note": ""}
+        e = _edge(memo(prompt_sc), 1.0, k_max, rel_tol)
+        tok = lambda k: None if k is None else med * k  # noqa: E731
+        g, b = e["estimate"]
+        out["prompt"] = {"median_tokens": tok(g), "bracket": (tok(g), tok(b)),
+                         "ci95": (tok(e["sure"][0]), tok(e["maybe"][0])),
+                         "note": "positive goodput up to the model's context" if b is None else ""}
 
     # TTFT target: the tightest at which goodput stays positive
     ttft = float(wl.slo.ttft_s)
     ttft_sc = lambda t: scenario.with_overrides([f"serving.workloads.{wname}.slo.ttft_s={t!r}"])  # noqa: E731
     lo = ttft / 64.0
-    if not pos(out["goodput_rps"]):
-        out["ttft"] = {"tightest_s": None, "bracket": (ttft, None), "note": "no goodput at the scenario's target"}
-    elif pos(gp(ttft_sc(lo))):
-        out["ttft"] = {"tightest_s": lo, "bracket": (None, lo), "note": f"positive goodput even at {lo:.3g} s"}
+    if not pos(base_idle):
+        out["ttft"] = {"tightest_s": None, "bracket": (ttft, None), "ci95": (None, None),
+                       "note": "no goodput at the scenario's target"}
     else:
-        g, b = _bisect(lambda t: pos(gp(ttft_sc(t))), ttft, lo, steps)
-        out["ttft"] = {"tightest_s": g, "bracket": (b, g), "note": ""}
+        e = _edge(memo(ttft_sc), ttft, lo, rel_tol)
+        g, b = e["estimate"]
+        out["ttft"] = {"tightest_s": g if b is not None else lo, "bracket": (b, g),
+                       "ci95": (e["maybe"][0], e["sure"][0]),
+                       "note": f"positive goodput even at {lo:.3g} s" if b is None else ""}
     return out
+
+
+# ---- 4. heat and crash rate: where the chip stops being the right choice ----------------------
+
+STRESS_AXES = {
+    "crash": ("hazard_multiplier", "crash rate (x the catalog's hazard)", 100.0),
+    "heat": ("r_th_c_per_w", "thermal resistance (x the catalog's: a hotter die at the same power)", 3.0),
+}
+
+
+def stress_overrides(scenario, chip: str, axis: str, scale: float) -> list[str]:
+    """`reliability.chips.CHIP.<param> = scale x` the value the run resolves (catalog, then the
+    scenario's own override). Crash: the hazard multiplier (the fleet's crashes and the capacity's
+    availability). Heat: the thermal resistance, so the die runs hotter at the same power: DVFS
+    and hardware throttling slow the replica in every goodput window, and the hotter die raises
+    the crash hazard (Arrhenius, the over-temperature knee, extended high load)."""
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.reliability import resolve_chip
+    from fleetsim.scenario.reliability import ReliabilityConfig
+
+    if axis not in STRESS_AXES:
+        raise ScenarioError(f"unknown stress axis '{axis}'; allowed: {', '.join(STRESS_AXES)}", field="criteria")
+    if not scale > 0:
+        raise ScenarioError(f"stress scale {scale} must be > 0", field="criteria")
+    chips, _ = resolve_catalogs(scenario)
+    rel = scenario.reliability if scenario.reliability is not None else ReliabilityConfig()
+    param = STRESS_AXES[axis][0]
+    base = float(getattr(resolve_chip(rel, chip, chips), param))
+    return [f"reliability.chips.{chip}.{param}={base * float(scale)!r}"]
+
+
+def stress_threshold(scenario, chip: str, versus: str, axis: str, futures: int = 8, ban_prob: float = 0.0,
+                     ban_days: float = 240.0, steps: int = 4, scale_max: float | None = None,
+                     unmet_usd_per_mtok: float = UNMET_USD_PER_MTOK, cache=None, progress=None,
+                     versus_runs: pd.DataFrame | None = None,
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The scale of `axis` (crash or heat, STRESS_AXES) on `chip` at which its fleet stops being
+    cheaper per Mtok of demand than `versus`'s (both fleets as in `ban_threshold`, the versus
+    channel closing with probability `ban_prob` a year; the same futures at every probe: common
+    random numbers). Geometric bisection from 1 to `scale_max` on the sign of the paired mean
+    difference, `steps` probes at most, stopping early once the difference's interval holds 0 at
+    both ends of the bracket (the futures cannot place the crossing more finely). The threshold
+    is the crossing of the mean difference, linear in log scale between the probes that bracket
+    it; its interval is where the interval's ends cross (`crossing` over all probes, ordered).
+    Each probe also gives the capacity-only figures: the chip's goodput, availability and
+    break-even price fraction at that stress."""
+    over = [f"fleet.replications={futures}", "fleet.windows.enabled=false"]
+    base = scenario.with_overrides(over)
+    if axis not in STRESS_AXES:
+        raise ScenarioError(f"unknown stress axis '{axis}'; allowed: {', '.join(STRESS_AXES)}", field="criteria")
+    s_max = float(scale_max or STRESS_AXES[axis][2])
+    if versus_runs is None:
+        versus_runs = _futures(with_ban_probability(buying_only(base, versus), versus, ban_prob, ban_days))
+    theirs = _priced(versus_runs, unmet_usd_per_mtok)
+    probes: dict[float, dict[str, Any]] = {}
+
+    def probe(s: float) -> dict[str, Any]:
+        if s in probes:
+            return probes[s]
+        sc = base.with_overrides(stress_overrides(base, chip, axis, s))
+        mine = _priced(_futures(buying_only(sc, chip)), unmet_usd_per_mtok)
+        row: dict[str, Any] = {"scale": float(s)}
+        for m in ("cost_usd_per_demand_mtok", "unmet_demand_share"):
+            d = theirs[m].to_numpy(float) - mine[m].to_numpy(float)
+            row[f"{chip}_{m}"], row[f"{chip}_{m}_lo"], row[f"{chip}_{m}_hi"] = t_interval(mine[m])
+            row[f"diff_{m}"], row[f"diff_{m}_lo"], row[f"diff_{m}_hi"] = t_interval(d)
+        try:
+            pr = break_even_price(sc, chip, versus, cache=cache, progress=progress)
+            row |= {"break_even_price_fraction": pr["break_even_price_fraction"],
+                    "break_even_ci95_lo": pr["ci95"][0], "break_even_ci95_hi": pr["ci95"][1],
+                    "chip_availability": pr["chip_availability"],
+                    "chip_goodput_rps": pr["chip_goodput_rps"]}
+        except ScenarioError:  # the chip is not stated relative to another: no break-even price
+            pass
+        probes[s] = row
+        if log:
+            log(f"... {chip} {axis} x{s:.3g}: {versus}-only minus {chip}-only "
+                f"{row['diff_cost_usd_per_demand_mtok']:+.3f} USD/Mtok of demand")
+        return row
+
+    key = "diff_cost_usd_per_demand_mtok"
+    holds0 = lambda r: r[f"{key}_lo"] <= 0 <= r[f"{key}_hi"]  # noqa: E731
+    good, bad = 1.0, s_max
+    note = ""
+    if not probe(good)[key] > 0:
+        note = f"{versus}-only fleet already no dearer at the catalog's figure"
+    elif probe(bad)[key] > 0:
+        note = f"{chip}-only fleet still cheaper at {s_max:g}x"
+    else:
+        for _ in range(max(steps - 2, 0)):
+            if holds0(probe(good)) and holds0(probe(bad)):
+                break  # both ends indistinguishable from a tie: finer probes only chase noise
+            mid = math.sqrt(good * bad)
+            if probe(mid)[key] > 0:
+                good = mid
+            else:
+                bad = mid
+    table = pd.DataFrame([probes[s] for s in sorted(probes)])
+    x = np.log(table.scale.to_numpy(float))
+    # the chip's advantage falls with the stress: crossing() looks for a rise, so negate
+    cross = lambda col: crossing(x, -table[col].to_numpy(float))  # noqa: E731
+    ex = lambda v: v if not math.isfinite(v) else float(math.exp(v))  # noqa: E731
+    thr = ex(cross(key))
+    lo, hi = ex(cross(f"{key}_lo")), ex(cross(f"{key}_hi"))
+    return {"axis": axis, "label": STRESS_AXES[axis][1], "param": STRESS_AXES[axis][0], "scale_max": s_max,
+            "ban_probability_per_year": float(ban_prob), "futures": futures, "table": table,
+            "threshold": thr, "threshold_ci95": (lo, hi), "bracket": (good, bad) if not note else (None, None),
+            "note": note, "unmet_usd_per_mtok": unmet_usd_per_mtok}
 
 
 # ---- all together ------------------------------------------------------------------------------
