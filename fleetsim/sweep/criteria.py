@@ -441,7 +441,7 @@ def breaking_points(scenario, pool: str, steps: int = 4, cache=None, progress=No
 
 STRESS_AXES = {
     "crash": ("hazard_multiplier", "crash rate (x the catalog's hazard)", 100.0),
-    "heat": ("r_th_c_per_w", "thermal resistance (x the catalog's: a hotter die at the same power)", 3.0),
+    "heat": ("r_th_c_per_w", "thermal resistance (x the catalog's: a hotter die at the same power)", 4.0),
 }
 
 
@@ -545,6 +545,40 @@ def stress_threshold(scenario, chip: str, versus: str, axis: str, futures: int =
             "note": note, "unmet_usd_per_mtok": unmet_usd_per_mtok}
 
 
+def stress_break_even(scenario, chip: str, versus: str, axis: str, target: float = 0.0,
+                      scale_max: float | None = None, rel_tol: float = 0.02, steps: int = 12,
+                      cache=None, progress=None) -> dict[str, Any]:
+    """Capacity only: the scale of `axis` on `chip` at which its break-even price fraction
+    (`break_even_price`, cost per Mtok at SLO equal to `versus`'s) falls to `target` (0: the chip
+    is dearer per Mtok even free). Bisection in log scale to `rel_tol`; its interval is where the
+    break-even interval's ends reach the target. A crash probe reuses the chip's one goodput search
+    (crashes are out of the search's windows and its cache key); a heat probe is a new search."""
+    s_max = float(scale_max or STRESS_AXES[axis][2])
+    probes: dict[float, dict[str, Any]] = {}
+
+    def probe(s: float) -> dict[str, Any]:
+        if s not in probes:
+            sc = scenario.with_overrides(stress_overrides(scenario, chip, axis, s))
+            pr = break_even_price(sc, chip, versus, cache=cache, progress=progress)
+            probes[s] = {"scale": float(s), "break_even_price_fraction": pr["break_even_price_fraction"],
+                         "lo": pr["ci95"][0], "hi": pr["ci95"][1], "chip_availability": pr["chip_availability"],
+                         "chip_goodput_rps": pr["chip_goodput_rps"],
+                         "chip_goodput_ci95_rps": pr["chip_goodput_ci95_rps"]}
+        return probes[s]
+
+    out: dict[str, Any] = {"axis": axis, "target": target, "scale_max": s_max}
+    for name, key in (("estimate", "break_even_price_fraction"), ("low", "lo"), ("high", "hi")):
+        ok = lambda v, key=key: probe(v)[key] > target  # noqa: E731
+        if not ok(1.0):
+            out[name] = (None, 1.0)
+        elif ok(s_max):
+            out[name] = (s_max, None)
+        else:
+            out[name] = _bisect(ok, 1.0, s_max, steps=steps, rel_tol=rel_tol)
+    out["table"] = pd.DataFrame([probes[s] for s in sorted(probes)])
+    return out
+
+
 # ---- all together ------------------------------------------------------------------------------
 
 def criteria(scenario, chip: str, versus: str, ban_probs: list[float], futures: int = 8,
@@ -569,6 +603,27 @@ def criteria(scenario, chip: str, versus: str, ban_probs: list[float], futures: 
                                    cache=cache, progress=progress)
         if log:
             log(f"... breaking points of {c}")
+    out.update(stress_criteria(scenario, chip, versus, futures=futures, ban_days=ban_days, steps=steps,
+                               unmet_usd_per_mtok=unmet_usd_per_mtok, cache=cache, progress=progress, log=log))
+    return out
+
+
+def stress_criteria(scenario, chip: str, versus: str, futures: int = 8, ban_days: float = 240.0,
+                    steps: int = 4, unmet_usd_per_mtok: float = UNMET_USD_PER_MTOK, cache=None, progress=None,
+                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Heat and crash rate as breaking points: per axis the fleet threshold (`stress_threshold`,
+    the versus channel never banned: the case least favourable to the chip) and the capacity-only
+    one (`stress_break_even`: where the chip is dearer per Mtok at SLO even free)."""
+    out: dict[str, Any] = {}
+    base = scenario.with_overrides([f"fleet.replications={futures}", "fleet.windows.enabled=false"])
+    theirs = _futures(with_ban_probability(buying_only(base, versus), versus, 0.0, ban_days))
+    for axis in STRESS_AXES:
+        out[f"{axis}_fleet"] = stress_threshold(scenario, chip, versus, axis, futures=futures, ban_prob=0.0,
+                                                ban_days=ban_days, steps=steps, unmet_usd_per_mtok=unmet_usd_per_mtok,
+                                                cache=cache, progress=progress, versus_runs=theirs, log=log)
+        out[f"{axis}_price"] = stress_break_even(scenario, chip, versus, axis, cache=cache, progress=progress)
+        if log:
+            log(f"... {axis} breaking points of {chip}")
     return out
 
 
