@@ -153,13 +153,14 @@ def run_criteria(log=print, resume: bool = False) -> dict:
     pieces = {"price": lambda: cr.break_even_price(sc, CHIP, VERSUS, cache=cache),
               "ban": lambda: cr.ban_threshold(sc, CHIP, VERSUS, list(BAN_PROBS), futures=CRITERIA_FUTURES, log=log),
               "chip_breaks": lambda: cr.breaking_points(sc, _pool_of(sc, CHIP, "chip"), cache=cache),
-              "versus_breaks": lambda: cr.breaking_points(sc, _pool_of(sc, VERSUS, "versus"), cache=cache)}
+              "versus_breaks": lambda: cr.breaking_points(sc, _pool_of(sc, VERSUS, "versus"), cache=cache),
+              "stress": lambda: cr.stress_criteria(sc, CHIP, VERSUS, futures=CRITERIA_FUTURES, cache=cache, log=log)}
     out = {"chip": CHIP, "versus": VERSUS}
     for name, fn in pieces.items():
         part = PARTS / f"criteria-{name}.pickle"
         if resume and part.exists():
             out[name] = pd.read_pickle(part)
-        elif SKIP_BREAKS and name.endswith("_breaks"):
+        elif SKIP_BREAKS and (name.endswith("_breaks") or name == "stress"):
             out[name] = None
         else:
             out[name] = fn()
@@ -168,6 +169,8 @@ def run_criteria(log=print, resume: bool = False) -> dict:
     t = out["ban"]["table"]
 
     def clean(x):
+        if isinstance(x, pd.DataFrame):
+            return clean(x.to_dict(orient="list"))
         if isinstance(x, dict):
             return {k: clean(v) for k, v in x.items()}
         if isinstance(x, (list, tuple)):
@@ -182,7 +185,8 @@ def run_criteria(log=print, resume: bool = False) -> dict:
     return clean({"price": out["price"],
                   "ban": {k: v for k, v in out["ban"].items() if k != "table"},
                   "ban_table": t.to_dict(orient="list"),
-                  "chip_breaks": out["chip_breaks"], "versus_breaks": out["versus_breaks"]})
+                  "chip_breaks": out["chip_breaks"], "versus_breaks": out["versus_breaks"],
+                  "stress": out["stress"]})
 
 
 SKIP_BREAKS = False  # --skip-breaks: leave the breaking-point searches out (the page says so)
@@ -278,7 +282,20 @@ def decision_rows_of(C: dict) -> list[dict]:
 
     ban = {**{k: _unjson(v) for k, v in C["ban"].items()}, "table": pd.DataFrame(C["ban_table"])}
     return decision_rows({"chip": CHIP, "versus": VERSUS, "price": _unjson(C["price"]), "ban": ban,
-                          "chip_breaks": C["chip_breaks"], "versus_breaks": C["versus_breaks"]})
+                          "chip_breaks": C["chip_breaks"], "versus_breaks": C["versus_breaks"],
+                          **_stress_of(C)})
+
+
+def _stress_of(C: dict) -> dict:
+    """The stored heat and crash-rate thresholds with their tables as DataFrames (none: {})."""
+    import pandas as pd
+
+    out = {}
+    for k, v in (C.get("stress") or {}).items():
+        v = {**_unjson(v)}
+        v["table"] = pd.DataFrame(v["table"])
+        out[k] = v
+    return out
 
 
 def _b(x):  # USD B
@@ -427,27 +444,86 @@ def render(data: dict) -> str:
       "ladder of dense catalog models from the replica's own model up (each at the replica's tp, or its "
       "smallest working tp within a node where it does not fit; smaller models only serve faster), the longest prompt "
       "median (the scenario's lognormal median and cap scaled together) and the tightest TTFT target at "
-      "which one replica still has positive goodput at the SLO. The bracket is the last passing and the "
-      "first failing value of the bisection (its resolution, not a sampling interval).")
+      "which one replica still has positive goodput at the SLO: the share of the goodput search's own "
+      "request sample that meets the SLO on an idle replica reaches the percentile (the test the search "
+      "itself makes first; no window is simulated). The value is the bisection's last passing value on that "
+      "one sample (common random numbers, 0.5% resolution); the 95% interval comes from the share's Wilson "
+      "interval (from the value where it lies wholly above the percentile to the last where it still "
+      "reaches it). The sample is the search's, a few hundred requests, so the interval is wide; the "
+      "prompt and output length distributions are ASSUMPTIONS of the scenario.")
     w("")
     if not (C["chip_breaks"] and C["versus_breaks"]):
         w("Not computed in this write (`--skip-breaks`: the searches did not finish in the time available); "
           f"`fleetsim criteria scenarios/alibaba_2025.yaml --chip {CHIP} --versus {VERSUS}` computes them.")
         w("")
     else:
-        w("| replica type | goodput at the scenario's SLO, req/s | largest model | longest prompt median, tokens | tightest TTFT, s |")
+        w("| replica type | goodput at the scenario's SLO, req/s | largest model (idle attainment of each rung) | "
+          "longest prompt median, tokens (95%) | tightest TTFT, s (95%) |")
         w("|---|---|---|---|---|")
     for who in ("chip_breaks", "versus_breaks") if C["chip_breaks"] and C["versus_breaks"] else ():
         b = C[who]
         m, p, tt = b["model"], b["prompt"], b["ttft"]
-        ladder = ", ".join(f"{r['model']} {_g(r['goodput_rps'])}" + (f" (tp {r['tp']})" if r["tp"] else " (does not fit)")
+        ladder = ", ".join(f"{r['model']} " + (f"{r['idle_attainment']:.1%} (tp {r['tp']})" if r["tp"] else "does not fit a node")
                            for r in m["ladder"])
-        pb = p["bracket"]
-        tb = tt["bracket"]
-        w(f"| {b['chip']} ({b['pool']}) | {_g(b['goodput_rps'])} | {m['largest']} (ladder req/s: {ladder}) | "
-          f"{_n(p['median_tokens'])} (fails at {_n(pb[1])}) {p['note']} | {_n(tt['tightest_s'], '{:.3g}')} "
-          f"(fails at {_n(tb[0], '{:.3g}')}) {tt['note']} |")
+        pc, tc = p.get("ci95") or (None, None), tt.get("ci95") or (None, None)
+        w(f"| {b['chip']} ({b['pool']}) | {_g(b['goodput_rps'])} | {m['largest']} ({ladder}; needs {b['percentile']:.0%}) | "
+          f"{_n(p['median_tokens'])} ({_n(pc[0])} to {_n(pc[1])}) {p['note']} | {_n(tt['tightest_s'], '{:.3g}')} "
+          f"({_n(tc[0], '{:.3g}')} to {_n(tc[1], '{:.3g}')}) {tt['note']} |")
     w("")
+
+    # heat and crash rate
+    stress = _stress_of(C)
+    w("## Heat and crash rate: where the domestic chip stops being the right choice")
+    w("")
+    if not stress:
+        w("Not computed in this write (`--skip-breaks`).")
+        w("")
+    else:
+        from fleetsim.sweep.criteria import _scale
+
+        w(f"The story's domestic chips \"overheat and crash under long high load\". Two stresses on the {CHIP} "
+          f"alone, each a scale on its catalog figure (`fleetsim/catalog/reliability.yaml`, the `_domestic` "
+          f"defaults: ASSUMPTIONS, no public failure data): **crash**, the hazard multiplier "
+          f"(`reliability.chips.{CHIP}.hazard_multiplier`: the capacity's availability and the fleet's crashes); "
+          f"**heat**, the thermal resistance (`r_th_c_per_w`: a hotter die at the same power, so DVFS and "
+          f"throttling in every goodput window, and a higher Arrhenius and over-temperature hazard). Two "
+          f"thresholds each. Fleet: the {CHIP}-only against the {VERSUS}-only fleet of the ban table, the "
+          f"{VERSUS} never banned (the case least favourable to the {CHIP}), {CRITERIA_FUTURES} paired futures "
+          f"a probe, geometric bisection on the sign of the paired difference in cost per Mtok of demand "
+          f"(unmet at USD {C['ban']['unmet_usd_per_mtok']:g}/Mtok, ASSUMPTION), its interval where the "
+          f"difference's interval ends cross 0 (linear in log scale between probes). Capacity only: the scale at "
+          f"which the {CHIP}'s break-even price fraction falls to 0 (dearer per Mtok at SLO than the {VERSUS} "
+          f"even free), its interval from the break-even interval's ends.")
+        w("")
+        w("| stress | fleet: cheaper per Mtok of demand up to (95%) | capacity: dearer even free beyond (95%) |")
+        w("|---|---|---|")
+        for axis in ("crash", "heat"):
+            fl, pr = stress[f"{axis}_fleet"], stress[f"{axis}_price"]
+            lo, hi = fl["threshold_ci95"]
+            sm = fl["scale_max"]
+            w(f"| {fl['label']} | {_scale(fl['threshold'], sm)} ({_scale(lo, sm)} to {_scale(hi, sm)}) {fl['note']} | "
+              f"{_scale(None, pr['scale_max'], pr['estimate'])} ({_scale(None, pr['scale_max'], pr['low'])} to "
+              f"{_scale(None, pr['scale_max'], pr['high'])}) |")
+        w("")
+        w(f"The probes (fleet: {VERSUS}-only minus {CHIP}-only, paired; capacity figures of one {CHIP} replica):")
+        w("")
+        w(f"| stress | scale | difference, USD/Mtok of demand | difference in unmet demand, points | "
+          f"{CHIP} availability | {CHIP} goodput, req/s | break-even price fraction (95%) |")
+        w("|---|---|---|---|---|---|---|")
+        for axis in ("crash", "heat"):
+            t = stress[f"{axis}_fleet"]["table"]
+            for r in t.itertuples():
+                w(f"| {axis} | x{r.scale:.3g} | {r.diff_cost_usd_per_demand_mtok:+.2f} ({r.diff_cost_usd_per_demand_mtok_lo:+.2f} "
+                  f"to {r.diff_cost_usd_per_demand_mtok_hi:+.2f}) | {r.diff_unmet_demand_share * 100:+.1f} "
+                  f"({r.diff_unmet_demand_share_lo * 100:+.1f} to {r.diff_unmet_demand_share_hi * 100:+.1f}) | "
+                  f"{r.chip_availability:.3f} | {r.chip_goodput_rps:.3f} | {r.break_even_price_fraction:.3f} "
+                  f"({r.break_even_ci95_lo:.3f} to {r.break_even_ci95_hi:.3f}) |")
+        w("")
+        w(f"The fleet threshold rests on the unmet price: the {CHIP}-only fleet leaves more demand unmet at every "
+          f"scale (the unmet column), so on unmet demand alone the {VERSUS} is the choice at the catalog's "
+          f"figures already; per Mtok of demand the {CHIP}'s fleet stays cheaper because unmet tokens are priced "
+          f"below what the {VERSUS}-only fleet pays to serve them. The capacity threshold does not depend on it.")
+        w("")
 
     # backtest
     bt = backtest(data)
@@ -492,8 +568,10 @@ def render(data: dict) -> str:
       "tokens served, with unmet demand beside it; only the ban fleets also price unmet tokens (an ASSUMPTION).")
     w("- Criteria and sensitivity runs have windows off (SLO misses are counted only in the shipped "
       "scenarios' runs); a ban in the timing table is permanent from its date.")
-    w("- Breaking points test positive goodput (an idle replica meets the SLO), not goodput enough to pay "
-      "off; heat (\"extended operations\") and crash rate are not among them here.")
+    w("- Model, prompt and TTFT breaking points test positive goodput (an idle replica meets the SLO), not "
+      "goodput enough to pay off; heat and crash rate are located by cost (the section above). The heat "
+      "axis scales the chip's thermal resistance in a hall held at its mean inlet; the hall's own "
+      "temperature and the fleet's day-by-day heat are not varied here.")
     w("- H20 bought before the rule is the mean over futures of the capex committed to the H20 channel to "
       "2025-04-08, from quantiles.parquet; Alibaba's capex window (four quarters to 2025-09) is not the "
       "run's calendar 2025.")

@@ -528,8 +528,8 @@ def _values(text: str | None, name: str, allow_own: bool = False) -> list | None
               help="Paired futures per fleet run.")
 @click.option("--ban-days", default=240.0, show_default=True, type=click.FloatRange(min=1),
               help="Mean length of a ban, days (ASSUMPTION: between the 2025 H20 and H200 closures).")
-@click.option("--steps", default=4, show_default=True, type=click.IntRange(1, 12),
-              help="Bisection steps per breaking point.")
+@click.option("--steps", default=4, show_default=True, type=click.IntRange(2, 12),
+              help="Fleet runs (probes) per heat or crash-rate threshold, ends included.")
 @click.option("--unmet-usd-per-mtok", "unmet_usd", default=10.0, show_default=True, type=click.FloatRange(min=0),
               help="Price of a million unmet tokens in the fleet cost per Mtok of demand (ASSUMPTION: the optimal planner's default).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), help="Folder for criteria.csv, ban.parquet.")
@@ -539,8 +539,9 @@ def criteria(scenario: Path, chip: str, versus: str, ban_prob: str, futures: int
              steps: int, unmet_usd: float, out_dir: Path | None, overrides: tuple[str, ...]) -> None:
     """The story's "choose the domestic chip when / choose Nvidia when", computed: the break-even
     price, the alternative's ban probability above which the chip's fleet is cheaper per Mtok
-    (and leaves less demand unmet), and where each chip stops meeting the SLO (model size,
-    prompt length, TTFT target), each with its interval.
+    (and leaves less demand unmet), where each chip stops meeting the SLO (model size,
+    prompt length, TTFT target) and the heat and crash rate at which the chip stops being the
+    cheaper choice, each with its interval.
 
     \b
     Example:

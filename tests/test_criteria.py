@@ -113,7 +113,9 @@ def test_breaking_points_bracket_the_slo():
     """The tightest TTFT passes and the next probe fails; the 405B model fits no H20 node."""
     from fleetsim.serving.capacity import capacity
 
-    sc = tiny_serving()
+    # a sample of ~600 requests (the search's own: rate x window) and a target surely met at 4 s
+    sc = tiny_serving().with_overrides(["serving.workloads.chat.slo.ttft_s=4.0",
+                                        "serving.workloads.chat.arrival.rate_per_s=10"])
     b = cr.breaking_points(sc, "a", steps=2, models_ladder=("qwen2.5-7b", "llama-3.1-405b"))  # from its own model up
     assert b["model"]["largest"] == "qwen2.5-7b" and b["model"]["first_failing"] == "llama-3.1-405b"
     fail_s, pass_s = b["ttft"]["bracket"]
@@ -122,6 +124,76 @@ def test_breaking_points_bracket_the_slo():
     assert att(pass_s) >= 0.95 > att(fail_s)
     lo, hi = b["prompt"]["bracket"]
     assert lo == b["prompt"]["median_tokens"] and (hi is None or hi > lo)
+    # the 95% intervals hold the estimate; the edges of the TTFT one are where the idle share's
+    # Wilson interval leaves the percentile
+    clo, chi = b["ttft"]["ci95"]
+    assert clo <= pass_s <= chi and clo < chi
+    from fleetsim.stats import wilson_interval
+
+    n = b["idle_attainment"]["n"]
+    assert wilson_interval(round(att(chi) * n), n)[0] >= 0.95            # wholly above at the upper end
+    assert wilson_interval(round(att(clo * 0.99) * n), n)[1] < 0.95       # wholly below just under the lower
+    plo, phi = b["prompt"]["ci95"]
+    assert plo <= b["prompt"]["median_tokens"] <= (phi if phi is not None else float("inf"))
+
+
+def test_crash_figures_do_not_make_a_new_search():
+    """The goodput windows run without crashes, so a crash-rate scale reuses the search (a crash
+    axis in decide or criteria costs no windows) while availability follows the hazard."""
+    from fleetsim.serving.capacity import CACHE_STATS, capacity
+
+    sc = tiny_serving().with_overrides(["serving.goodput.max_windows=12"])  # a finite rate
+    base = capacity(sc, "a", "chat")
+    assert base.goodput_rps > 0
+    misses = CACHE_STATS["misses"]
+    worse = capacity(sc.with_overrides(["reliability.chips.h20.hazard_multiplier=50.0"]), "a", "chat")
+    assert CACHE_STATS["misses"] == misses and worse.cached
+    assert worse.goodput_rps == base.goodput_rps and worse.availability < base.availability
+    hotter = capacity(sc.with_overrides(["reliability.chips.h20.r_th_c_per_w=0.5"]), "a", "chat")
+    assert CACHE_STATS["misses"] == misses + 1 and not hotter.cached  # heat changes the windows: a new search
+
+
+def twin_computed(price: float = 1.0) -> Scenario:
+    """The twin case with capacity from the goodput search (tiny windows) and the twin given the
+    H100's own reliability figures, so the two replica types are the same but for the name."""
+    from fleetsim.api import resolve_catalogs
+    from fleetsim.reliability import resolve_chip
+    from fleetsim.scenario.reliability import ReliabilityConfig
+
+    d = twin_fleet().model_dump(mode="json", by_alias=True, exclude_unset=True)
+    d["fleet"].pop("capacity")
+    d["catalog"]["chips"]["x1"]["relative_to"]["price_fraction"] = price
+    d["serving"]["goodput"] = {"cell_replicas": 1, "duration_s": 60, "warmup_s": 10, "max_windows": 12, "min_windows": 3}
+    sc = Scenario.model_validate(d)
+    chips, _ = resolve_catalogs(sc)
+    h = resolve_chip(ReliabilityConfig(), "h100", chips)
+    keep = ("tdp_w", "idle_frac", "r_th_c_per_w", "tau_s", "clock_power_exp", "dvfs_onset_c", "dvfs_slope_per_c",
+            "throttle_c", "t_max_c", "throttle_floor", "mtbf_h", "mtbf_ref_c", "ea_ev", "hazard_multiplier", "hot_c",
+            "hot_gain_per_c", "extended_threshold", "extended_gain", "extended_tau_h", "extended_recovery")
+    d["reliability"] = {"chips": {"x1": {k: getattr(h, k) for k in keep}}}
+    return Scenario.model_validate(d)
+
+
+def test_crash_break_even_on_twins():
+    """Twins break even at price 1 at the catalog's crash rate; priced at 0.9, the twin stays the
+    cheaper per Mtok at SLO until its crashes cost the 10%: at the scale found, its cost per Mtok
+    at 0.9 of the price equals the H100's (cost_frontier, an independent path), and it is cheaper
+    below that scale and dearer above it."""
+    from fleetsim.sweep.decide import cost_frontier
+
+    sc = twin_computed()
+    assert cr.break_even_price(sc, "x1", "h100")["break_even_price_fraction"] == pytest.approx(1.0, abs=1e-9)
+    out = cr.stress_break_even(sc, "x1", "h100", "crash", target=0.9, scale_max=1e4, rel_tol=1e-4)
+    g, b = out["estimate"]
+    assert 1.0 < g < b < 1e4
+
+    def gap(s):  # twin minus H100 cost per Mtok at SLO, the twin at 0.9 of the price
+        st = sc.with_overrides(cr.stress_overrides(sc, "x1", "crash", s))
+        row = cost_frontier(st, "x1", "h100", "h100", [1.0], [0.9]).iloc[0]
+        return row.chip_cost_usd_per_mtok_at_slo - row.versus_cost_usd_per_mtok_at_slo
+
+    assert gap(g / 1.5) < 0 < gap(b * 1.5)
+    assert abs(gap(g)) < 1e-3 * cost_frontier(sc, "x1", "h100", "h100", [1.0], [0.9]).iloc[0].versus_cost_usd_per_mtok_at_slo
 
 
 def test_cli_names_the_unknown_chip(tmp_path, user_error):

@@ -25,8 +25,21 @@ Three kinds of threshold, each from the layer that settles it:
    replica's tp or, where it does not fit, its smallest working tp within a scale-up domain;
    smaller models are not searched: they only serve faster), the longest prompt
    (the prompt distribution's median and cap scaled together) and the tightest TTFT target at
-   which the replica still has positive goodput at the SLO; bracketed by geometric bisection
-   (the interval is the bracket: last passing, first failing value).
+   which the replica still has positive goodput at the SLO. Positive goodput is tested as the
+   goodput search tests it first: the share of its request sample meeting the SLO on an idle
+   replica reaches the percentile (no window runs, so a probe costs milliseconds); geometric
+   bisection to 0.5% on that sample (common random numbers), with a 95% interval from the
+   share's Wilson interval (the values where it lies wholly above, or last reaches, the
+   percentile).
+4. **Heat and crash rate** (the story's chips "overheat and crash under long high load"): a scale
+   on the chip's thermal resistance (`r_th_c_per_w`: a hotter die at the same power, so DVFS and
+   throttling in every goodput window and a higher Arrhenius and over-temperature hazard) or on
+   its crash hazard (`hazard_multiplier`: availability and the fleet's crashes). Two thresholds
+   each: the scale at which the chip's fleet stops being cheaper per Mtok of demand than the
+   alternative's (paired fleets as in 2, the alternative never banned, bisection on the same
+   futures), and the scale at which the chip is dearer per Mtok at SLO than the alternative even
+   free (capacity only; crash probes reuse the one goodput search: crash figures are not in the
+   search's cache key).
 """
 
 from __future__ import annotations
@@ -694,13 +707,51 @@ def decision_rows(out: dict[str, Any]) -> list[dict[str, str]]:
             if key == "prompt":
                 p = b["prompt"]
                 lo, hi = p["bracket"]
-                return f"up to {_num(p['median_tokens'], '{:,.0f}')}{unit} (fails at {_num(hi, '{:,.0f}')}{unit}) {p['note']}".strip()
+                c = p.get("ci95") or (None, None)
+                return (f"up to {_num(p['median_tokens'], '{:,.0f}')}{unit} (95%: {_num(c[0], '{:,.0f}')} to "
+                        f"{_num(c[1], '{:,.0f}')}; fails at {_num(hi, '{:,.0f}')}{unit}) {p['note']}").strip()
             t = b["ttft"]
             lo, hi = t["bracket"]
-            return f"down to {_num(t['tightest_s'])}{unit} (fails at {_num(lo)}{unit}) {t['note']}".strip()
+            c = t.get("ci95") or (None, None)
+            return (f"down to {_num(t['tightest_s'])}{unit} (95%: {_num(c[0])} to {_num(c[1])}; fails at "
+                    f"{_num(lo)}{unit}) {t['note']}").strip()
         rows.append({"criterion": f"breaking point: {label} (positive goodput at SLO)",
                      "choose_chip": f"{chip}: {txt(cb)}", "choose_versus": f"{versus}: {txt(vb)}"})
+    for axis in STRESS_AXES:
+        fl, pr = out.get(f"{axis}_fleet"), out.get(f"{axis}_price")
+        if fl is None or pr is None:
+            continue
+        lo, hi = fl["threshold_ci95"]
+        fleet_txt = (f"fleet cheaper per Mtok of demand up to {_scale(fl['threshold'], fl['scale_max'])} "
+                     f"(95%: {_scale(lo, fl['scale_max'])} to {_scale(hi, fl['scale_max'])}; {fl['futures']} futures, "
+                     f"{versus} never banned)")
+        e, plo, phi = pr["estimate"], pr["low"], pr["high"]
+        price_txt = (f"replica cost per Mtok at SLO below the {versus}'s at some price up to "
+                     f"{_scale(None, pr['scale_max'], e)} "
+                     f"(95%: {_scale(plo[0], pr['scale_max'], plo)} to {_scale(phi[0], pr['scale_max'], phi)})")
+        rows.append({"criterion": f"breaking point: {chip} {fl['label']}",
+                     "choose_chip": f"{fleet_txt}; {price_txt}",
+                     "choose_versus": f"above those scales (the {chip}-only fleet dearer; the {chip} dearer per Mtok "
+                                      f"at SLO even free)"})
     return rows
+
+
+def _scale(x, s_max: float, bracket=None) -> str:
+    """A stress scale in words ('x2.5'); `bracket` (last passing, first failing) from a bisection."""
+    if bracket is not None:
+        gone = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731 (NaN: from JSON)
+        if gone(bracket[0]):
+            return "x1 (fails at the catalog's figure)"
+        if gone(bracket[1]):
+            return f"beyond x{s_max:g}"
+        x = bracket[0]
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if x == -math.inf:
+        return "x1 (already at the catalog's figure)"
+    if x == math.inf:
+        return f"beyond x{s_max:g}"
+    return f"x{x:.3g}"
 
 
 def criteria_text(out: dict[str, Any]) -> str:
@@ -716,6 +767,15 @@ def criteria_text(out: dict[str, Any]) -> str:
                      f"({r.diff_cost_usd_per_demand_mtok_lo:+.2f}..{r.diff_cost_usd_per_demand_mtok_hi:+.2f}) USD, "
                      f"unmet {r.diff_unmet_demand_share * 100:+.1f} ({r.diff_unmet_demand_share_lo * 100:+.1f}.."
                      f"{r.diff_unmet_demand_share_hi * 100:+.1f}) points")
+    for axis in STRESS_AXES:
+        if f"{axis}_fleet" not in out:
+            continue
+        lines.append(f"  {chip} {out[f'{axis}_fleet']['label']}, {versus} never banned (paired futures):")
+        for r in out[f"{axis}_fleet"]["table"].itertuples():
+            be = getattr(r, "break_even_price_fraction", math.nan)
+            lines.append(f"    x{r.scale:.3g}: cost/Mtok of demand {r.diff_cost_usd_per_demand_mtok:+.2f} "
+                         f"({r.diff_cost_usd_per_demand_mtok_lo:+.2f}..{r.diff_cost_usd_per_demand_mtok_hi:+.2f}) USD; "
+                         f"{chip} availability {getattr(r, 'chip_availability', math.nan):.3f}, break-even price {be:.3f}")
     return "\n".join(lines)
 
 

@@ -118,4 +118,8 @@ def criteria(scenario: Scenario, chip: str, versus: str, ban_probs: Sequence[flo
         out_dir.mkdir(parents=True, exist_ok=True)
         criteria_table(out).to_csv(out_dir / "criteria.csv", index=False)
         out["ban"]["table"].to_parquet(out_dir / "ban.parquet", index=False)
+        for axis in ("crash", "heat"):
+            if f"{axis}_fleet" in out:
+                out[f"{axis}_fleet"]["table"].to_parquet(out_dir / f"{axis}.parquet", index=False)
+                out[f"{axis}_price"]["table"].to_parquet(out_dir / f"{axis}_price.parquet", index=False)
     return out
