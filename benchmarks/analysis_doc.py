@@ -4,6 +4,13 @@
                                                   # docs/analysis_runs.json and docs/analysis.md
     python benchmarks/analysis_doc.py --render    # rewrite docs/analysis.md from the JSON alone
     python benchmarks/analysis_doc.py --check     # exit 1 if docs/analysis.md differs from the JSON
+    python benchmarks/analysis_doc.py --write --resume   # rerun only the stages missing from
+                                                  # outputs/analysis_doc/ (delete a stage's file to rerun it)
+
+Stages (7 Dec 2026, loaded 2-core machine, warm capacity cache): the criteria's breaking points
+(idle-attainment probes, no windows) and heat and crash thresholds (8 fleet runs of 8 futures,
+two new goodput searches) 22 s CPU, 33 s wall; price and the ban table about a minute; the
+scenarios and sensitivity stages most of the rest.
 
 The runs are too costly for the test suite, so they are kept in docs/analysis_runs.json (every
 future's figures, not only the means), and the page is rendered from that file alone.

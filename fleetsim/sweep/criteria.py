@@ -722,12 +722,13 @@ def decision_rows(out: dict[str, Any]) -> list[dict[str, str]]:
         if fl is None or pr is None:
             continue
         lo, hi = fl["threshold_ci95"]
-        fleet_txt = (f"fleet cheaper per Mtok of demand up to {_scale(fl['threshold'], fl['scale_max'])} "
+        upto = lambda t: ("at every scale to" if t.startswith("beyond") else "up to") + " " + t.replace("beyond ", "")  # noqa: E731
+        fleet_txt = (f"fleet cheaper per Mtok of demand {upto(_scale(fl['threshold'], fl['scale_max']))} "
                      f"(95%: {_scale(lo, fl['scale_max'])} to {_scale(hi, fl['scale_max'])}; {fl['futures']} futures, "
                      f"{versus} never banned)")
         e, plo, phi = pr["estimate"], pr["low"], pr["high"]
-        price_txt = (f"replica cost per Mtok at SLO below the {versus}'s at some price up to "
-                     f"{_scale(None, pr['scale_max'], e)} "
+        price_txt = (f"replica cost per Mtok at SLO below the {versus}'s at some price "
+                     f"{upto(_scale(None, pr['scale_max'], e))} "
                      f"(95%: {_scale(plo[0], pr['scale_max'], plo)} to {_scale(phi[0], pr['scale_max'], phi)})")
         rows.append({"criterion": f"breaking point: {chip} {fl['label']}",
                      "choose_chip": f"{fleet_txt}; {price_txt}",
