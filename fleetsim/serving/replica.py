@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from fleetsim.scenario.serving import ContinuousBatching
 
 _EPS = 1e-12
-_heappush = heapq.heappush
 _RID_BITS = 40  # decode heap entries: finish step above, request id below (ids < 2**40)
 _RID_MASK = (1 << _RID_BITS) - 1
 _MEMO_MAX = 4096  # entries of a replica's kernel memo (cleared when full)
@@ -68,7 +67,7 @@ class Timer(simpy.Event):
         self.callbacks = [callback] if callback is not None else []
         self._ok = True
         self._value = None
-        _heappush(env._queue, (t_s, _NORMAL, next(env._eid), self))
+        heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), self))
 
 
 class _Deferred:
@@ -336,30 +335,8 @@ class Replica:
     def _on_timer(self, _event) -> None:
         """The run under way has ended: apply it and start the next (or go idle)."""
         self._timer = None
-        kind = self._kind
-        if kind == 3:  # `_end` of a fused run, inlined (the common case): one call less
-            now = self.env._now
-            self._settle(now)
-            k = self._run_k
-            self.step += k
-            self.ctx += self._run_n * k
-            self._mark(now, 0)
-            if self.heap and self.heap[0] < (self.step + 1) << _RID_BITS:
-                self._complete_due(now)
-        elif kind == 0:
-            now = self.env._now
-            k = self._run_k
-            self.step += k
-            self.ctx += self._run_n * k
-            self._mark(now, 0)
-            if self.heap and self.heap[0] < (self.step + 1) << _RID_BITS:
-                self._complete_due(now)
-        else:
-            self._end()
-        if self.waiting or self.prefilling or self.decoding:
-            self._idle = self._start() is None
-        else:
-            self._idle = True  # (what `_start` finds with nothing to run)
+        self._end()
+        self._idle = self._start() is None
 
     def _start(self):
         """Admit, make room, and begin the next run (a decode run, a chunked-prefill run or one
@@ -428,16 +405,14 @@ class Replica:
     def _admit(self) -> None:
         """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
         waiting = self.waiting
-        prefilling = self.prefilling
-        resume = self.resume
         while waiting:
             rid = waiting[0]
-            if len(self.decoding) + len(prefilling) and not self._can_admit(rid):
-                break  # (an empty replica always takes the head: `_can_admit`)
+            if not self._can_admit(rid):
+                break
             waiting.popleft()
-            generated = resume.pop(rid, 0) if resume else 0
+            generated = self.resume.pop(rid, 0)
             tokens = self._prompt[rid] + generated
-            prefilling.append([rid, tokens, self._cached[rid], generated])
+            self.prefilling.append([rid, tokens, self._cached[rid], generated])
             self.kv_prefill += tokens + 1
 
     def _start_prefill_iteration(self):
@@ -464,8 +439,7 @@ class Replica:
                 whole = False
             chunks.append((item, take))
             rid = item[0]
-            a = admitted_s[rid]
-            if a != a:  # NaN: its first chunk is scheduled now
+            if admitted_s[rid] != admitted_s[rid]:  # NaN: its first chunk is scheduled now
                 admitted_s[rid] = now
             tokens += take
             attended += take * (done + take / 2.0)
@@ -699,10 +673,9 @@ class Replica:
         self._stamps = None
 
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
-        first = self.req.first_token_s
-        f = first[rid]
-        if f != f:  # NaN: first token of this request
-            first[rid] = now + self._host_s
+        req = self.req
+        if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: first token of this request
+            req.first_token_s[rid] = now + self._host_s
         remaining = self._output[rid] - generated
         if remaining <= 0:
             self._finish(rid, now)

@@ -40,8 +40,7 @@ def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Repl
     n = len(replicas)
     if n == 1:
         return replicas[0]
-    pairs = router._pairs.get(n)
-    a, b = divmod(pairs.pop(), n) if pairs else router.draw_pair(n)  # (draw_pair's pop, inlined)
+    a, b = router.draw_pair(n)
     ra, rb = replicas[a], replicas[b]
     return ra if ra.n_in <= rb.n_in else rb
 
@@ -86,31 +85,8 @@ class LoadIndex:
             heapq.heapify(self.heap)
 
 
-class SpareIndex(LoadIndex):
-    """`central`'s index, keyed by minus the free batch slots: `update` with the key inlined."""
-
-    def __init__(self, replicas: list[Replica]) -> None:
-        super().__init__(replicas, _neg_spare)
-
-    def update(self, r: Replica) -> None:
-        i = self.pos.get(r.index)
-        if i is None:
-            return
-        stamp = self.stamp
-        st = stamp[i] = stamp[i] + 1
-        heap = self.heap
-        heapq.heappush(heap, (-r.spare, i, st, r))
-        if len(heap) > self.limit:
-            self.heap = [e for e in heap if e[2] == stamp[e[1]]]
-            heapq.heapify(self.heap)
-
-
-def _neg_spare(r: Replica) -> int:
-    return -r.spare
-
-
 _INDEX_KEYS: dict[str, Callable[[Replica], float]] = {
-    "jsq": _load, "least_tokens": _tokens, "central": _neg_spare,
+    "jsq": _load, "least_tokens": _tokens, "central": lambda r: -r.spare,
 }
 
 
@@ -185,14 +161,13 @@ class Router:
         it on: update its load in the index; with a central queue, give its free slot to the
         next request."""
         if self._index_key is not None:
-            model = self.request_model[rid]
-            index = self._index.get(model)
+            index = self._index.get(self.request_model[rid])
             if replica is None:
                 replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
             if index is not None and replica is not None:  # (a decode replica is not indexed)
                 index.update(replica)
-            if self.central and self.held[model]:
-                self._dispatch_held(model)
+        if self.central:
+            self._dispatch_held(self.request_model[rid])
 
     def _dispatch_held(self, model: int) -> None:
         held = self.held[model]
@@ -202,10 +177,9 @@ class Router:
                 return
             self._assign(held.popleft(), replica)
 
-    def _free_replica(self, rid: int, model: int, up: list[Replica] | None = None) -> Replica | None:
+    def _free_replica(self, rid: int, model: int) -> Replica | None:
         """The up replica with the most free batch slots that can hold `rid` (None if none)."""
-        if up is None:
-            up = self._up(model)
+        up = self._up(model)
         if not up:
             return None
         best = self._index[model].top()  # most free slots, lowest position among ties
@@ -216,13 +190,12 @@ class Router:
         fitting = [r for r in up if r.spare > 0 and r.fits_ever(rid)]
         return max(fitting, key=_spare) if fitting else None
 
-    def _assign(self, rid: int, replica: Replica, model: int | None = None) -> None:
-        req = self.req
-        req.pool_idx[rid] = replica.pool_idx
-        req.replica[rid] = replica.index_in_pool
+    def _assign(self, rid: int, replica: Replica) -> None:
+        self.req.pool_idx[rid] = replica.pool_idx
+        self.req.replica[rid] = replica.index_in_pool
         replica.enqueue(rid)
         if self._index_key is not None:
-            index = self._index.get(self.request_model[rid] if model is None else model)
+            index = self._index.get(self.request_model[rid])
             if index is not None:
                 index.update(replica)
 
@@ -234,9 +207,9 @@ class Router:
             return
         held = self.held[model]
         if not held:
-            replica = self._free_replica(rid, model, up)
+            replica = self._free_replica(rid, model)
             if replica is not None:
-                self._assign(rid, replica, model)
+                self._assign(rid, replica)
                 return
         limits = [r.queue_limit for r in up]
         if all(q is not None for q in limits) and len(held) >= sum(limits):
@@ -259,8 +232,7 @@ class Router:
             plain = all(type(r).fits_ever is Replica.fits_ever for r in up)
             self._fit_cap[model] = max((r.kv_capacity for r in up), default=0.0) if plain else None
             if self._index_key is not None and up:
-                self._index[model] = (SpareIndex(up) if self.central
-                                      else LoadIndex(up, self._index_key))
+                self._index[model] = LoadIndex(up, self._index_key)
         return up
 
     def route(self, rid: int, reject_reason: int = NO_REPLICA) -> None:
@@ -273,9 +245,7 @@ class Router:
             req.pool_idx[rid] = -1
             req.replica[rid] = -1
         model = self.request_model[rid]
-        up = self._up_cache.get(model)
-        if up is None:
-            up = self._up(model)
+        up = self._up(model)
         if not up:
             self._reject(rid, reject_reason)
             return
@@ -283,19 +253,17 @@ class Router:
             self._route_central(rid, model, up)
             return
         replica = self.choose(self, up, model)
-        cap = self._fit_cap.get(model)  # (not None: every up replica is a plain one)
-        if not (req.prompt_list[rid] + req.output_list[rid] <= replica.kv_capacity if cap is not None
-                else replica.fits_ever(rid)):
+        if not replica.fits_ever(rid):
             fitting = [r for r in up if r.fits_ever(rid)]
             if not fitting:
                 self._reject(rid, EXCEEDS_KV)
                 return
             replica = self.choose(self, fitting, model)
-        if replica.queue_limit is not None and replica.queue_full(rid):
+        if replica.queue_full(rid):
             req.pool_idx[rid] = replica.pool_idx  # the pool that turned it away owns the miss
             self._reject(rid, QUEUE_FULL)
             return
-        self._assign(rid, replica, model)
+        self._assign(rid, replica)
 
     def reject(self, rid: int, reason: int) -> None:
         """Reject a request that left the router (a handoff with nowhere to go)."""
