@@ -386,7 +386,7 @@ def search_goodput(
             evaluate(centre * math.exp(spread * off))
         fit = _local_fit(evaluations, centre, spread, percentile)
         if not math.isfinite(fit["rate"]):
-            spread = min(spread * 1.5, 2.0 * max_spread)  # flat or noisy: look wider
+            spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider (past max_spread too)
             continue
         # Keep the design centred on the estimate, its width near the interval's; never far
         # outside the bracket (a noisy fit can extrapolate to rates no window should simulate).
