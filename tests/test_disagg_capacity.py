@@ -129,3 +129,40 @@ def test_pd_search_windows_hold_about_a_colocated_windows_requests():
     assert h.duration_s - h.warmup_s == pytest.approx((g.duration_s - g.warmup_s) / 2)
     assert pd_goodput_config(g, (11, 1)).duration_s == h.duration_s  # never below half
     assert h.requests_per_window == g.requests_per_window and h.warmup_s == g.warmup_s
+
+
+def test_pd_search_rounds_stay_within_the_narrow_design(monkeypatch):
+    """A unit's attainment falls off a cliff, so its search rounds span at most +-PD_MAX_SPREAD
+    in log rate (the colocated default, 0.35, spent the whole budget on the plateau and past the
+    cliff); a colocated type keeps the default."""
+    import math
+
+    from fleetsim.serving import capacity as capmod
+    from fleetsim.serving import goodput
+
+    calls = []
+    real = goodput.search_goodput
+
+    def spy(*a, **k):
+        out = real(*a, **k)
+        calls.append((k.get("decode") is not None, k.get("max_spread"), out["trace"]))
+        return out
+
+    monkeypatch.setattr(goodput, "search_goodput", spy)
+    capmod._MEMO.clear()
+    s = scen(units=(2, 1))
+    capacity(s, "pre", "chat")
+    capacity(s, "gpu", "chat")
+    (pd, pd_spread, trace), (co, co_spread, _) = calls
+    assert pd and pd_spread == capmod.PD_MAX_SPREAD and not co and co_spread is None
+    x = [math.log(e["rate"]) for e in trace]
+    k, spans = len(goodput.OFFSETS), []
+    while len(x) >= k:  # the rounds, from the end: k rates evenly spaced in log rate
+        r, x = x[-k:], x[:-k]
+        steps = np.diff(r)
+        if not np.allclose(steps, steps[0], atol=1e-9):
+            break
+        spans.append(r[-1] - r[0])
+    # a round spans two spreads (a round after one with no decreasing fit looks wider: past
+    # the cap, as a colocated search does)
+    assert spans and min(spans) <= 2 * capmod.PD_MAX_SPREAD + 1e-9

@@ -277,6 +277,7 @@ def search_goodput(
     progress: Callable[[str], None] | None = None, reliability: Any = None,
     start_temp: Callable[[float], dict[str, float]] | None = None, start_hour: float = 14.0,
     decode: tuple[str, PoolConfig] | None = None, units: tuple[int, int] = (1, 1),
+    max_spread: float = 0.35,
 ) -> dict[str, Any]:
     """Goodput per replica with its 95% interval, and every evaluated window.
 
@@ -287,6 +288,9 @@ def search_goodput(
     `reliability` (serving.health.ServingReliability) runs each window with the thermal model, so
     throttling reaches the rate; `start_temp(power_activity)` gives the chips' starting
     temperatures for a window expected at that activity (the nearest evaluated rate's).
+
+    `max_spread`: the widest half-width in log rate of a round's design (the colocated default
+    0.35; a type whose attainment falls off a cliff passes less, see serving.capacity).
     """
     cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour, decode, units)
     n_cell = cell_units(gcfg, decode, units)
@@ -375,14 +379,14 @@ def search_goodput(
 
     # 2. Rounds around the estimate until the interval is narrow enough or the budget is spent.
     centre = math.sqrt(lo * hi)
-    spread = min(max(0.5 * abs(math.log(hi / lo)), gcfg.precision), 0.35)
+    spread = min(max(0.5 * abs(math.log(hi / lo)), gcfg.precision), max_spread)
     fit: dict[str, Any] = {}
     while len(evaluations) + len(OFFSETS) <= gcfg.max_windows:
         for off in OFFSETS:
             evaluate(centre * math.exp(spread * off))
         fit = _local_fit(evaluations, centre, spread, percentile)
         if not math.isfinite(fit["rate"]):
-            spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider
+            spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider (past max_spread too)
             continue
         # Keep the design centred on the estimate, its width near the interval's; never far
         # outside the bracket (a noisy fit can extrapolate to rates no window should simulate).
@@ -391,7 +395,7 @@ def search_goodput(
         done = fit["n"] >= gcfg.min_windows and half <= math.log1p(gcfg.precision)
         if done:
             break
-        spread = min(max(1.5 * half, gcfg.precision), 0.35)
+        spread = min(max(1.5 * half, gcfg.precision), max_spread)
     return _result(base, evaluations, centre, fit, percentile, gcfg)
 
 
