@@ -69,9 +69,9 @@ def test_windows_attainment_near_slo_when_sized_at_goodput(lasting_results_dir):
     assert roomy.mean() > at_goodput.mean()
 
 
-def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_dir, monkeypatch):
-    """fleetsim.forked: a child runs every other window (each has its own seed stream and reads
-    the fleet's state only); the rows are those of one process, in window order."""
+def _forked_windows_match_one_process(cache_dir: str) -> int:
+    """Run the reference fleet's windows in one process and shared with a forked child; assert
+    the rows are the same. Returns fork_workers() (1: nothing could be shared here)."""
     from fleetsim import forked
     from fleetsim.api import resolve_catalogs
     from fleetsim.fleet.capacity import replica_capacities
@@ -79,22 +79,51 @@ def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_d
     from fleetsim.fleet.windows import window_runner
 
     if forked.fork_workers() < 2:
-        import pytest
-
-        pytest.skip("one CPU or no fork: nothing is shared")
+        return 1
     sc = sized_at_goodput()
     chips, models = resolve_catalogs(sc)
-    caps = replica_capacities(sc, chips, models, cache=ResultCache(lasting_results_dir))
+    caps = replica_capacities(sc, chips, models, cache=ResultCache(cache_dir))
     rows = {}
-    for fork in ("0", "1"):
-        monkeypatch.setenv("FLEETSIM_FORK", fork)
-        pids = []
-        runner = window_runner(chips, models)
-        res = run_fleet(sc, chips, models, caps,
-                        window_runner=lambda sim, snap: (pids.append(os.getpid()), runner(sim, snap))[1])
-        rows[fork] = res.windows
-        assert len(res.windows["window"]) >= 5
-        assert len(pids) == (len(res.windows["window"]) if fork == "0" else (len(res.windows["window"]) + 1) // 2)
+    saved = os.environ.get("FLEETSIM_FORK")
+    try:
+        for fork in ("0", "1"):
+            os.environ["FLEETSIM_FORK"] = fork
+            pids = []
+            runner = window_runner(chips, models)
+            res = run_fleet(sc, chips, models, caps,
+                            window_runner=lambda sim, snap: (pids.append(os.getpid()), runner(sim, snap))[1])
+            rows[fork] = res.windows
+            n = len(res.windows["window"])
+            assert n >= 5
+            assert len(pids) == (n if fork == "0" else (n + 1) // 2)
+    finally:
+        if saved is None:
+            os.environ.pop("FLEETSIM_FORK", None)
+        else:
+            os.environ["FLEETSIM_FORK"] = saved
     assert rows["0"].keys() == rows["1"].keys()
     for k in rows["0"]:
         assert list(map(repr, rows["0"][k])) == list(map(repr, rows["1"][k])), k
+    return 2
+
+
+def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_dir):
+    """fleetsim.forked: a child runs every other window (each has its own seed stream and reads
+    the fleet's state only); the rows are those of one process, in window order. Where this test
+    process already runs another thread (an earlier test's), fleetsim will not fork in it, so the
+    probe runs in a fresh spawned interpreter instead of being skipped."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    if threading.active_count() == 1:
+        workers = _forked_windows_match_one_process(str(lasting_results_dir))
+    else:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            workers = pool.submit(_forked_windows_match_one_process, str(lasting_results_dir)).result()
+    if workers < 2 and len(os.sched_getaffinity(0)) >= 2:
+        raise AssertionError("two CPUs, yet fleetsim.forked would not fork: the shared-window path is untested")
+    if workers < 2:
+        import pytest
+
+        pytest.skip("one CPU: nothing is shared")

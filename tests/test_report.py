@@ -533,25 +533,52 @@ def test_finance_running_cost_is_one_figure_in_both_tables(fleet_run, tmp_path):
     assert total and be and total.group(1) == be.group(1), (money, breakeven)
 
 
-def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_path, monkeypatch):
-    """fleetsim.forked: a child draws every other figure; the files are those one process draws,
-    listed in the same order, and a child that dies leaves its figures to this process."""
+def _forked_figures_match_one_process(fleet_run: str, tmp_dir: str) -> int:
+    """Draw a run's figures in one process, shared with a forked child, and with a child that
+    dies; assert the files are the same. Returns fork_workers() (1: nothing could be shared)."""
     from fleetsim import forked
 
     if forked.fork_workers() < 2:
-        pytest.skip("one CPU or no fork: nothing is shared")
+        return 1
     files = {}
-    for mode in ("one", "forked", "child dies"):
-        copy = tmp_path / mode.replace(" ", "_")
-        shutil.copytree(fleet_run, copy)
-        shutil.rmtree(copy / "plots")
-        monkeypatch.setenv("FLEETSIM_FORK", "0" if mode == "one" else "1")
-        if mode == "child dies":
-            real = plots._draw_one
-            monkeypatch.setattr(plots, "_draw_one", lambda fn, run, out: (
-                os.getpid() != parent and os._exit(3)) or real(fn, run, out))
-        parent = os.getpid()
-        written = api.plot(copy)
-        files[mode] = [(p.name, p.read_bytes()) for p in written]
+    saved_env, real = os.environ.get("FLEETSIM_FORK"), plots._draw_one
+    parent = os.getpid()
+    try:
+        for mode in ("one", "forked", "child dies"):
+            copy = Path(tmp_dir) / mode.replace(" ", "_")
+            shutil.copytree(fleet_run, copy)
+            shutil.rmtree(copy / "plots")
+            os.environ["FLEETSIM_FORK"] = "0" if mode == "one" else "1"
+            if mode == "child dies":
+                plots._draw_one = lambda fn, run, out: (os.getpid() != parent and os._exit(3)) or real(fn, run, out)
+            written = api.plot(copy)
+            files[mode] = [(p.name, p.read_bytes()) for p in written]
+    finally:
+        plots._draw_one = real
+        if saved_env is None:
+            os.environ.pop("FLEETSIM_FORK", None)
+        else:
+            os.environ["FLEETSIM_FORK"] = saved_env
     assert [n for n, _ in files["one"]] == [n for n, _ in files["forked"]] and len(files["one"]) == len(FLEET_PLOTS)
     assert files["one"] == files["forked"] == files["child dies"]
+    return 2
+
+
+def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_path):
+    """fleetsim.forked: a child draws every other figure; the files are those one process draws,
+    listed in the same order, and a child that dies leaves its figures to this process. Where this
+    test process already runs another thread (an earlier test's), fleetsim will not fork in it,
+    so the probe runs in a fresh spawned interpreter instead of being skipped."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    if threading.active_count() == 1:
+        workers = _forked_figures_match_one_process(str(fleet_run), str(tmp_path))
+    else:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            workers = pool.submit(_forked_figures_match_one_process, str(fleet_run), str(tmp_path)).result()
+    if workers < 2 and len(os.sched_getaffinity(0)) >= 2:
+        raise AssertionError("two CPUs, yet fleetsim.forked would not fork: the shared-figure path is untested")
+    if workers < 2:
+        pytest.skip("one CPU: nothing is shared")
