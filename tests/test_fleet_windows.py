@@ -107,7 +107,7 @@ def _forked_windows_match_one_process(cache_dir: str) -> int:
     return 2
 
 
-def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_dir):
+def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_dir, monkeypatch):
     """fleetsim.forked: a child runs every other window (each has its own seed stream and reads
     the fleet's state only); the rows are those of one process, in window order. Where this test
     process already runs another thread (an earlier test's), fleetsim will not fork in it, so the
@@ -116,6 +116,8 @@ def test_windows_shared_with_a_forked_child_give_the_same_rows(lasting_results_d
     import threading
     from concurrent.futures import ProcessPoolExecutor
 
+    monkeypatch.setenv("FLEETSIM_FORK", "1")  # the user's setting is not this probe's question
+    monkeypatch.delenv("FLEETSIM_FUTURE_WORKERS", raising=False)
     if threading.active_count() == 1:
         workers = _forked_windows_match_one_process(str(lasting_results_dir))
     else:

@@ -564,7 +564,7 @@ def _forked_figures_match_one_process(fleet_run: str, tmp_dir: str) -> int:
     return 2
 
 
-def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_path):
+def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_path, monkeypatch):
     """fleetsim.forked: a child draws every other figure; the files are those one process draws,
     listed in the same order, and a child that dies leaves its figures to this process. Where this
     test process already runs another thread (an earlier test's), fleetsim will not fork in it,
@@ -573,6 +573,8 @@ def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_pa
     import threading
     from concurrent.futures import ProcessPoolExecutor
 
+    monkeypatch.setenv("FLEETSIM_FORK", "1")  # the user's setting is not this probe's question
+    monkeypatch.delenv("FLEETSIM_FUTURE_WORKERS", raising=False)
     if threading.active_count() == 1:
         workers = _forked_figures_match_one_process(str(fleet_run), str(tmp_path))
     else:
