@@ -35,7 +35,6 @@ def t_interval(x, level: float = 0.95) -> tuple[float, float, float]:
 
 def unpaired_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
     """Mean of b - a and its Welch interval, as if the two samples were independent."""
-
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
@@ -55,11 +54,11 @@ def unpaired_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson interval of a share of k successes in n (NaN for n = 0): honest near 0 and 1."""
-    from scipy import stats
+    from scipy.special import ndtri  # scipy.stats.norm.ppf's own function, without scipy.stats
 
     if n <= 0:
         return math.nan, math.nan
-    z, p = float(stats.norm.ppf(0.5 + level / 2)), k / n
+    z, p = float(ndtri(0.5 + level / 2)), k / n
     d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d

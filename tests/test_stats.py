@@ -23,3 +23,16 @@ def test_intervals_as_with_scipy_stats():
     assert (lo, hi) == (m - half, m + half)
     d, lo, hi = unpaired_interval(x[:7], x[7:])
     assert lo < d < hi
+
+
+def test_wilson_interval_matches_the_textbook_value():
+    """8 of 10 at 95%: Wilson's interval is 0.4902 to 0.9433 (its formula worked by hand); ends
+    clipped to [0, 1] and NaN for no trials."""
+    import math
+
+    from fleetsim.stats import wilson_interval
+
+    lo, hi = wilson_interval(8, 10)
+    assert abs(lo - 0.4902) < 1e-4 and abs(hi - 0.9433) < 1e-4
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
