@@ -153,7 +153,7 @@ def test_ctrl_c_on_a_futures_pool_prints_no_traceback(tmp_path):
     with open(log, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fleetsim.cli", "run", str(REPO / "scenarios" / "fleet_small.yaml"),
-             "-o", str(out), "--no-plots", "--set", "fleet.replications=6"],
+             "-o", str(out), "--no-plots", "--set", "fleet.replications=48"],
             stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
             env={**os.environ, "FLEETSIM_FUTURE_WORKERS": "2", "FLEETSIM_CACHE_DIR": str(tmp_path / "cache")})
     try:
@@ -162,6 +162,9 @@ def test_ctrl_c_on_a_futures_pool_prints_no_traceback(tmp_path):
                 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # the workers are inside their first futures
+        # 48 futures take about 10 s on two cores: a run that ended already failed, or the machine
+        # is far faster than any seen (CI once finished 6 futures within the half second).
+        assert proc.poll() is None, f"the run ended before the interrupt (rc {proc.returncode}):\n" + log.read_text()
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     finally:
