@@ -157,6 +157,12 @@ def planner_decide() -> str:
 # (its runs take about 17 minutes, too long for a test: the file keeps every future's figures)
 PD_RUNS = DOCS / "disagg_runs.json"
 PD_BASELINE = "colocated H20 only"  # as bench_disagg.BASELINE
+PD_ORDER = ("all types (planner picks)", "PD only (910B prefill + H20 decode)", "colocated H20 only",
+            "colocated 910B only")  # bench_disagg.VARIANTS' order (the file's keys are sorted)
+
+
+def _ordered(rows: dict) -> list[tuple[str, dict]]:
+    return sorted(rows.items(), key=lambda kv: (PD_ORDER.index(kv[0]) if kv[0] in PD_ORDER else len(PD_ORDER), kv[0]))
 
 
 def _pd_runs() -> dict:
@@ -196,10 +202,10 @@ def fleet_pd() -> str:
     out = [f"Measured by `python benchmarks/bench_disagg.py --write` ({d['date']}; every future's figures "
            f"in docs/disagg_runs.json): {n} futures on the same seeds, cost per Mtok at SLO (depreciation + "
            "power + opex per million output tokens served at SLO, rounded to 3 digits per future as in "
-           "summary.json) with 95% intervals; chips bought exclude the 720 installed H20s.", "",
-           "| offered | H20 capped: USD/Mtok | unmet | chips bought (pool) | H20 uncapped: USD/Mtok | unmet |",
+           "summary.json) with 95% intervals; the chips ordered per pool include the 720 installed H20s.", "",
+           "| offered | H20 capped: USD/Mtok | unmet | chips ordered (pool) | H20 uncapped: USD/Mtok | unmet |",
            "|---|---|---|---|---|---|"]
-    for name, v in cap.items():
+    for name, v in _ordered(cap):
         bought = ", ".join(f"{p} {c:,}" for p, c in sorted(v["chips_bought"].items()))
         u = unc.get(name)
         tail = (f"{_ci(u['cost_usd_per_mtok'])} | {_ci(u['unmet_demand_share'], '{:.2f}%', 100)}"
@@ -212,7 +218,7 @@ def fleet_pd() -> str:
         if base is None:
             continue
         parts = []
-        for name, v in rows.items():
+        for name, v in _ordered(rows):
             if name == PD_BASELINE:
                 continue
             assert v["seed"] == base["seed"], "the variants ran on different futures"
