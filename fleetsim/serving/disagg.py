@@ -8,18 +8,9 @@ the request joins the decode instance with the most free KV room among those it 
 none has room now, the least loaded one it ever fits, where it waits). A `role: decode` replica
 holds the whole prompt's KV and computes only the first output token as input, then decodes.
 A one-token request is finished by its prefill instance (nothing to hand off).
-
-Speed, with the same results: a transfer is one `Timer` (no `Timeout`, no closure), and a decode
-instance plans the cut an arriving request makes in its run (`DecodeHorizon`, as `Deferral`
-lets colocated replicas do for arrivals): when no transfer can reach its pool before the step
-boundary at which the newcomer joins, the run ends and the next starts at once, as of that
-boundary, instead of through an event of its own.
 """
 
 from __future__ import annotations
-
-import heapq
-import math
 
 from fleetsim.serving.replica import Replica, Timer
 from fleetsim.serving.requests import CRASH_NO_REPLICA, EXCEEDS_KV
@@ -33,11 +24,6 @@ class PrefillReplica(Replica):
         self.handoff = handoff
         self.handed_off = 0  # requests passed on (the conservation check counts these)
         self._handoff_s: list[float] = []  # when each was passed on (the pool's prefilled req/s)
-        self.t_end = math.inf  # when the run under way ends (valid while `_timer` is set)
-
-    def _arm_at(self, t_end: float):
-        self.t_end = t_end  # (`DecodeHorizon`: no handoff from here before the run's end)
-        return super()._arm_at(t_end)
 
     def handed_off_since(self, t_s: float) -> int:
         return sum(1 for t in self._handoff_s if t >= t_s)
@@ -55,7 +41,7 @@ class PrefillReplica(Replica):
         self.spare += 1
         self.handed_off += 1
         self._handoff_s.append(now)
-        self.on_done(rid)  # the router's load index: the request left this replica
+        self.on_done(rid, self)  # the router's load index: the request left this replica (no look-up)
         self.handoff.send(rid, now)
 
 
@@ -65,10 +51,6 @@ class DecodeReplica(Replica):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._cached = self._prompt  # the whole prompt is in KV: only the first token is input
-
-    def _arm_at(self, t_end: float):
-        # never deferred: the arrivals' `Deferral` does not know when transfers come
-        return Timer(self.env, t_end, self._cb)
 
     def receive(self, rid: int) -> None:
         self.resume[rid] = max(self.resume.get(rid, 0), 1)  # the first token came from prefill
@@ -87,32 +69,15 @@ class Handoff:
         self.decode = decode
         self.on_reject = on_reject  # (rid, reason): the router's final rejection
         self.in_transit: set[int] = set()
-        self._due: list[tuple[float, int]] = []  # (arrival time, rid) of transfers, stale ones kept
-        self.prefill: list[PrefillReplica] = []  # the replicas that send over this link
-
-    def next_arrival_bound(self, next_request_s: float) -> float:
-        """No transfer arrives before this time: the earliest in transit, or the earliest end of
-        a prefill run (or of one started by the next request, at `next_request_s` or later)
-        plus the link latency (a transfer takes at least that)."""
-        due, in_transit = self._due, self.in_transit
-        while due and due[0][1] not in in_transit:
-            heapq.heappop(due)
-        t = next_request_s
-        for r in self.prefill:
-            if r._timer is not None and r.t_end < t:
-                t = r.t_end
-        t += self.latency_s
-        return due[0][0] if due and due[0][0] < t else t
 
     def transfer_s(self, prompt_tokens: int) -> float:
         return self.latency_s + prompt_tokens * self.s_per_token
 
     def send(self, rid: int, now: float) -> None:
         self.in_transit.add(rid)
-        # `env.timeout(transfer)` fires at now + transfer: the same time, one object less
-        t = self.env._now + (self.latency_s + self.req.prompt_list[rid] * self.s_per_token)
-        heapq.heappush(self._due, (t, rid))
-        Timer(self.env, t, self._on_arrive).rid = rid
+        # what `env.timeout(transfer_s)` schedules (at now + transfer_s), without its overhead
+        Timer(self.env, self.env._now + (self.latency_s + self.req.prompt_list[rid] * self.s_per_token),
+              self._on_arrive).rid = rid
 
     def _on_arrive(self, ev) -> None:
         self._arrive(ev.rid)
@@ -137,7 +102,7 @@ class Handoff:
         need = self.req.prompt_list[rid] + self.req.output_list[rid]
         best, best_room, fallback = None, -1.0, None
         for r in self.decode:
-            if not r.up or not r.fits_ever(rid):
+            if not r.up or need > r.kv_capacity:  # (`Replica.fits_ever`, inlined)
                 continue
             room = r.kv_capacity - r.outstanding_tokens
             if room >= need and room > best_room:
@@ -145,23 +110,3 @@ class Handoff:
             if fallback is None or r.outstanding_tokens < fallback.outstanding_tokens:
                 fallback = r
         return best or fallback
-
-
-class DecodeHorizon:
-    """What a decode pool's replicas read as their `deferral` in `Replica._cut_run`: `horizon`
-    is a time before which no transfer reaches the pool (the arrivals' `Deferral` gives the next
-    request's time), so a cut at an earlier step boundary may be applied when it is decided.
-    `plan_cuts`, `until` and `warmup` as the arrivals' `Deferral` sets them. Decode replicas
-    never defer their timers (`DecodeReplica._arm_at`)."""
-
-    __slots__ = ("arrivals", "links", "plan_cuts", "until", "warmup")
-
-    def __init__(self, arrivals, links: list[Handoff]) -> None:
-        self.arrivals = arrivals
-        self.links = links
-        self.plan_cuts, self.until, self.warmup = arrivals.plan_cuts, arrivals.until, arrivals.warmup
-
-    @property
-    def horizon(self) -> float:
-        nxt = self.arrivals.horizon
-        return min((h.next_arrival_bound(nxt) for h in self.links), default=math.inf)

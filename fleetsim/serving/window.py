@@ -17,7 +17,7 @@ from fleetsim.kernel import ReplicaKernel
 from fleetsim.progress import update
 from fleetsim.scenario.serving import ServingConfig
 from fleetsim.serving.replica import Deferral, Replica
-from fleetsim.serving.disagg import DecodeHorizon, DecodeReplica, Handoff, PrefillReplica
+from fleetsim.serving.disagg import DecodeReplica, Handoff, PrefillReplica
 from fleetsim.serving.requests import (COMPLETED, REJECTED, UNFINISHED, RequestArrays,
                                        cached_prefix_tokens)
 from fleetsim.rng import stream
@@ -194,7 +194,6 @@ def run_window(
             handoffs.append(link)
             for r in pool_replicas[pi]:
                 r.handoff = link
-            link.prefill = pool_replicas[pi]
 
     router = Router(
         cfg.router.kind, replicas_by_model, req, request_model.tolist(),
@@ -210,11 +209,6 @@ def run_window(
         if pool.role == "both":  # handoffs arrive between arrivals: no deferred run ends there
             for r in reps:
                 r.deferral = deferral
-        elif pool.role == "decode":  # no transfer before the links' horizon: cuts planned early
-            links = [h for h in handoffs if h.decode is reps]
-            horizon = DecodeHorizon(deferral, links)
-            for r in reps:
-                r.deferral = horizon
 
     snapshot: dict[str, list[float]] = {}
 
