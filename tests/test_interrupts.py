@@ -145,6 +145,34 @@ def test_an_interrupt_stops_the_futures_in_flight(monkeypatch):
     assert not multiprocessing.active_children()
 
 
+def _init_after_a_ctrl_c(*args) -> None:
+    """A worker's initializer, run after a Ctrl-C reached the worker between its fork and its own
+    initializer (the process group's SIGINT, in the instant the pool starts)."""
+    from fleetsim.fleet import futures
+
+    os.kill(os.getpid(), signal.SIGINT)
+    futures._real_worker_init(*args)
+
+
+def test_a_ctrl_c_as_the_workers_are_forked_is_not_theirs(monkeypatch, capfd):
+    """A Ctrl-C that reached a worker before its initializer ignored SIGINT raised inside it (a
+    traceback, and a broken pool); the workers are now forked with SIGINT blocked until then."""
+    import multiprocessing
+
+    from fleetsim.fleet import futures
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the futures pool forks")
+    monkeypatch.setattr(futures, "_worker_run", _first_future_quick)
+    monkeypatch.setattr(futures, "_real_worker_init", futures._worker_init, raising=False)
+    monkeypatch.setattr(futures, "_worker_init", _init_after_a_ctrl_c)
+    gen = futures._pool_map(None, {}, {}, {}, None, [0, 1, 2, 3], 2)
+    assert next(gen) == 0
+    with pytest.raises(KeyboardInterrupt):
+        gen.throw(KeyboardInterrupt)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_ctrl_c_on_a_futures_pool_prints_no_traceback(tmp_path):
     """Ctrl-C reaches the whole process group: the forked future workers inherited the CLI's
     SIGINT/SIGTERM handlers and printed a traceback each (and the pool's manager thread a third)

@@ -24,6 +24,7 @@ Outputs (fleetsim.api makes the tables):
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -200,11 +201,11 @@ def future_workers(scenario) -> int:
 
 
 _WORKER: dict[str, Any] = {}
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})  # the parent's to handle (_pool_map)
 
 
 def _worker_init(scenario, chips, models, caps, caps_grid) -> None:
     import os
-    import signal
 
     os.environ[WORKERS_ENV] = "1"
     # The parent stops the workers (fleetsim.pools.shutdown): Ctrl-C, sent to the whole process
@@ -212,6 +213,8 @@ def _worker_init(scenario, chips, models, caps, caps_grid) -> None:
     # inherited by fork, raised inside every worker and printed their tracebacks.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):  # forked with both blocked (_pool_map): now safe to take
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     _WORKER.update(scenario=scenario, chips=chips, models=models, caps=caps, caps_grid=caps_grid)
 
 
@@ -241,8 +244,19 @@ def _pool_map(scenario, chips, models, caps, caps_grid, seeds: list[int], worker
     # submit, not pool.map: map's iterator cancels the queued futures from this thread when an
     # interrupt leaves it, and the pool's manager thread (Python 3.11) then fails setting the
     # broken pool's error on a cancelled future (InvalidStateError traceback after 'interrupted')
-    todo = [pool.submit(_worker_run, s) for s in seeds]
+    # The first submit forks the workers. Ctrl-C in that instant found a worker still holding the
+    # CLI's handlers (a traceback from it), or this process before the try below (no worker
+    # stopped: the exit then waited for every future submitted). So SIGINT and SIGTERM are blocked
+    # across the forks: the workers are born with them blocked (their initializer ignores SIGINT,
+    # then unblocks), and this process takes a held-back one as the mask is restored, in the try.
+    mask = (signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            if hasattr(signal, "pthread_sigmask") else None)
     try:
+        try:
+            todo = [pool.submit(_worker_run, s) for s in seeds]
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fut in todo:
             yield fut.result()
     except BaseException:  # Ctrl-C, SIGTERM, a failing future: stop the futures in flight now
