@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from signal_helpers import signal_a_simulating_run
 
 import fleetsim
 from fleetsim import api
@@ -35,30 +36,8 @@ def _invoke(*args: str, env: dict | None = None):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_leaves_error_json_marked_interrupted(tmp_path, sig, code):
-    out, log = tmp_path / "run", tmp_path / "stderr.txt"
-    # the signal goes once the run says it simulates (its progress line: so no -q, and no $CI,
-    # which quiets progress), not a second after the folder appears: a faster machine had
-    # finished simulating by then, a slower one not yet started
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    with open(log, "w") as err_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetsim.cli", "run", str(SERVING), "-o", str(out),
-             "--set", "serving.duration_s=20000"],
-            stdout=subprocess.DEVNULL, stderr=err_file, text=True,
-            env={**env, "FLEETSIM_CACHE_DIR": str(tmp_path / "cache")},
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "serving window:" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before the signal (rc {proc.returncode}):\n" + log.read_text()
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    err = log.read_text()
-    assert proc.returncode == code, err
+    rc, out, err = signal_a_simulating_run(tmp_path, sig)
+    assert rc == code, err
     data = json.loads((out / "error.json").read_text())
     assert data["interrupted"] is True and data["stage"] == "simulate"
     assert not (out / "manifest.json").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from signal_helpers import signal_a_simulating_run
 
 from fleetsim import api
 from fleetsim.cli import main
@@ -95,30 +96,9 @@ def test_plots_drawn_later_are_listed_and_replaced(tmp_path):
 def test_sigint_stops_a_run_started_with_sigint_ignored(tmp_path):
     """A background job of a non-interactive shell starts with SIGINT ignored (SIG_IGN is
     inherited across exec); the CLI installs its own handler, so SIGINT still stops it."""
-    out, log = tmp_path / "run", tmp_path / "stderr.txt"
-    # SIGINT once the run says it simulates (its progress line: no -q, no $CI), not a second
-    # after its folder appears (a faster machine had finished simulating by then)
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    with open(log, "w") as err_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetsim.cli", "run", str(SERVING), "-o", str(out),
-             "--set", "serving.duration_s=20000"],
-            stdout=subprocess.DEVNULL, stderr=err_file, text=True,
-            env={**env, "FLEETSIM_CACHE_DIR": str(tmp_path / "cache")},
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "serving window:" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before the signal (rc {proc.returncode}):\n" + log.read_text()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    err = log.read_text()
-    assert proc.returncode == 130, err
+    rc, out, err = signal_a_simulating_run(tmp_path, signal.SIGINT,
+                                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert rc == 130, err
     data = json.loads((out / "error.json").read_text())
     assert data["interrupted"] is True and data["stage"] == "simulate"
 
