@@ -103,7 +103,8 @@ def _side(src: str | None, scenario: str, precision: float, sets: list[str]) -> 
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", COLD, scenario, str(precision), *sets], env=env,
-                             check=True, capture_output=True, text=True, cwd=ROOT).stdout
+                             check=True, capture_output=True, text=True,
+                             cwd=src or cache).stdout  # not ROOT: `-c` puts the cwd first on sys.path
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
