@@ -16,11 +16,22 @@ the SLO on scenarios/disaggregated.yaml.
    same seeds: common random numbers), with 95% intervals.
 
     python benchmarks/bench_disagg.py [scenarios/disaggregated.yaml]
+    python benchmarks/bench_disagg.py --write    # also keep 3. and 4. in docs/disagg_runs.json and
+                                                 # rewrite the blocks docs/serving.md and docs/fleet.md
+                                                 # render from it (benchmarks/doc_tables.py)
     python benchmarks/bench_disagg.py --smoke    # seconds: hand-given capacities, short windows
+
+The runs take about 17 minutes (a cold capacity cache), too long for the test suite: --write keeps
+the deterministic figures (goodput, cost per Mtok, every future's cost and unmet share; no wall
+times) in docs/disagg_runs.json, and tests/test_docs.py checks that the pages' blocks are what
+benchmarks/doc_tables.py renders from that file. Rerun with --write after a change to the
+capacity search or the fleet, so the file and the pages follow the code.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
 import time
 
@@ -89,7 +100,7 @@ def variant(scen, offers: dict | None, capped: bool):
     return scen.model_copy(update={"fleet": f.model_copy(update={"channels": chans})})
 
 
-def fleet_comparison(scen) -> None:
+def fleet_comparison(scen, record: dict | None = None) -> None:
     if SMOKE:  # hand-given capacities, two futures, no windows: seconds
         from fleetsim.scenario.fleet import GivenCapacity
 
@@ -108,6 +119,13 @@ def fleet_comparison(scen) -> None:
             res = fleetsim.run(variant(scen, offers, capped))
             rep = res.replicates
             rows[name] = rep
+            if record is not None:  # every future's figures: the pages' intervals come from these
+                bought = res.orders.groupby("pool")["count_chips"].sum() if len(res.orders) else {}
+                record.setdefault("capped" if capped else "uncapped", {})[name] = {
+                    "seed": [int(x) for x in rep["seed"]],
+                    "cost_usd_per_mtok": [float(x) for x in rep["cost_usd_per_mtok"]],
+                    "unmet_demand_share": [float(x) for x in rep["unmet_demand_share"]],
+                    "chips_bought": {str(k): int(v) for k, v in dict(bought).items()}}
             m, lo, hi = t_interval(rep["cost_usd_per_mtok"])
             bought = res.orders.groupby("pool")["count_chips"].sum().to_dict() if len(res.orders) else {}
             print(f"{name:<38} {m:>8.3f} [{lo:.3f}, {hi:.3f}] {rep['unmet_demand_share'].mean():>11.2%}  "
@@ -125,8 +143,10 @@ def fleet_comparison(scen) -> None:
                   f"unmet {mu:+.2%} [{lou:+.2%}, {hiu:+.2%}] (paired)")
 
 
-def main(path: str) -> None:
+def main(path: str, write: bool = False) -> None:
     scen = fleetsim.load_scenario(path)
+    record: dict = {"scenario": path, "date": dt.date.today().isoformat(), "types": [], "fleet": {},
+                    "amortise_years": AMORTISE_YEARS, "power_usd_per_kwh": POWER_USD_PER_KWH, "pue": PUE}
     if SMOKE:
         fleet_comparison(scen)
         return
@@ -150,10 +170,21 @@ def main(path: str) -> None:
         name = pool if c.role != "prefill" else f"{pool}+{c.decode_pool}"
         ci = f"{c.goodput_rps:.3f} [{c.goodput_ci95_rps[0]:.3f}, {c.goodput_ci95_rps[1]:.3f}]"
         print(f"{name:<28} {c.chips_per_replica:>5} {ci:>28} {times[pool]:>7.1f} {wall:>7.1f} {usd_mtok:>9.3f}")
+        record["types"].append({"pool": pool, "name": name, "role": c.role, "chips": int(c.chips_per_replica),
+                                "goodput_rps": float(c.goodput_rps),
+                                "goodput_ci95_rps": [float(x) for x in c.goodput_ci95_rps],
+                                "windows": int(c.windows), "usd_per_mtok": float(usd_mtok)})
     pd = next(p for p in times if scen.serving.pools[p].role == "prefill")
     print(f"search CPU time PD / colocated H20: {times[pd] / times['colocated_h20']:.2f}x (goal: at most 2x)")
-    fleet_comparison(scen)
+    fleet_comparison(scen, record["fleet"])
+    if write:
+        import doc_tables
+
+        doc_tables.PD_RUNS.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {doc_tables.PD_RUNS.relative_to(doc_tables.ROOT)}")
+        doc_tables.write(set(doc_tables.PD_TABLES))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "scenarios/disaggregated.yaml")
+    args = [a for a in sys.argv[1:] if a != "--write"]
+    main(args[0] if args else "scenarios/disaggregated.yaml", write="--write" in sys.argv[1:])

@@ -153,7 +153,87 @@ def planner_decide() -> str:
     return _planner_doc().render_decide()
 
 
-TABLES: dict[str, Callable[[], str]] = {"planner-rules": planner_rules, "planner-shock": planner_shock,
+# ---- prefill/decode figures (issue 22): rendered from benchmarks/bench_disagg.py --write's file --------
+# (its runs take about 17 minutes, too long for a test: the file keeps every future's figures)
+PD_RUNS = DOCS / "disagg_runs.json"
+PD_BASELINE = "colocated H20 only"  # as bench_disagg.BASELINE
+PD_ORDER = ("all types (planner picks)", "PD only (910B prefill + H20 decode)", "colocated H20 only",
+            "colocated 910B only")  # bench_disagg.VARIANTS' order (the file's keys are sorted)
+
+
+def _ordered(rows: dict) -> list[tuple[str, dict]]:
+    return sorted(rows.items(), key=lambda kv: (PD_ORDER.index(kv[0]) if kv[0] in PD_ORDER else len(PD_ORDER), kv[0]))
+
+
+def _pd_runs() -> dict:
+    return json.loads(PD_RUNS.read_text())
+
+
+def _ci(x, fmt="{:.3f}", scale=1.0) -> str:
+    from fleetsim.stats import t_interval
+
+    m, lo, hi = (v * scale for v in t_interval([v for v in x]))
+    return f"{fmt.format(m)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def serving_pd() -> str:
+    """docs/serving.md: each type's goodput at the SLO and cost per Mtok (bench_disagg.py 3.)."""
+    d = _pd_runs()
+    out = [f"Measured by `python benchmarks/bench_disagg.py --write` on {d['scenario']} ({d['date']}; "
+           f"kept in docs/disagg_runs.json). Cost per Mtok at SLO = chips at catalog price over "
+           f"{d['amortise_years']:g} years plus power at USD {d['power_usd_per_kwh']:g}/kWh x PUE {d['pue']:g}, "
+           "over the output tokens of the derated goodput:", "",
+           "| type | chips per replica (unit) | goodput req/s per replica (unit), 95% CI | windows | "
+           "USD/Mtok at SLO, 95% CI |", "|---|---|---|---|---|"]
+    for t in d["types"]:
+        g, (lo, hi), usd = t["goodput_rps"], t["goodput_ci95_rps"], t["usd_per_mtok"]
+        # the cost per token goes as 1 / goodput (the same chips and power): its interval is the goodput's
+        out.append(f"| {t['name']} | {t['chips']} | {g:.3f} [{lo:.3f}, {hi:.3f}] | {t['windows']} | "
+                   f"{usd:.3f} [{usd * g / hi:.3f}, {usd * g / lo:.3f}] |")
+    return "\n".join(out) + "\n"
+
+
+def fleet_pd() -> str:
+    """docs/fleet.md: the fleet with each set of types on offer, paired on the same futures
+    (bench_disagg.py 4.): cost per Mtok at SLO and unmet share, with 95% intervals."""
+    d = _pd_runs()
+    f = d["fleet"]
+    cap, unc = f["capped"], f.get("uncapped", {})
+    n = len(cap[PD_BASELINE]["seed"])
+    out = [f"Measured by `python benchmarks/bench_disagg.py --write` ({d['date']}; every future's figures "
+           f"in docs/disagg_runs.json): {n} futures on the same seeds, cost per Mtok at SLO (depreciation + "
+           "power + opex per million output tokens served at SLO, rounded to 3 digits per future as in "
+           "summary.json) with 95% intervals; the chips ordered per pool include the 720 installed H20s.", "",
+           "| offered | H20 capped: USD/Mtok | unmet | chips ordered (pool) | H20 uncapped: USD/Mtok | unmet |",
+           "|---|---|---|---|---|---|"]
+    for name, v in _ordered(cap):
+        bought = ", ".join(f"{p} {c:,}" for p, c in sorted(v["chips_bought"].items()))
+        u = unc.get(name)
+        tail = (f"{_ci(u['cost_usd_per_mtok'])} | {_ci(u['unmet_demand_share'], '{:.2f}%', 100)}"
+                if u else "| ")
+        out.append(f"| {name} | {_ci(v['cost_usd_per_mtok'])} | {_ci(v['unmet_demand_share'], '{:.2f}%', 100)} | "
+                   f"{bought} | {tail} |")
+    out.append("")
+    for label, rows in (("H20 capped", cap), ("H20 uncapped", unc)):
+        base = rows.get(PD_BASELINE)
+        if base is None:
+            continue
+        parts = []
+        for name, v in _ordered(rows):
+            if name == PD_BASELINE:
+                continue
+            assert v["seed"] == base["seed"], "the variants ran on different futures"
+            dc = [a - b for a, b in zip(v["cost_usd_per_mtok"], base["cost_usd_per_mtok"])]
+            du = [a - b for a, b in zip(v["unmet_demand_share"], base["unmet_demand_share"])]
+            parts.append(f"{name} {_ci(dc, '{:+.3f}')} USD/Mtok, unmet {_ci(du, '{:+.2f}', 100)} points")
+        out.append(f"Paired against {PD_BASELINE}, {label}: " + "; ".join(parts) + ".")
+        out.append("")
+    return "\n".join(out)
+
+
+PD_TABLES = ("serving-pd", "fleet-pd")
+
+TABLES: dict[str, Callable[[], str]] = {"serving-pd": serving_pd, "fleet-pd": fleet_pd, "planner-rules": planner_rules, "planner-shock": planner_shock,
                                         "planner-hedge": planner_hedge, "planner-decide": planner_decide,
                                         "validation-goodput": validation_goodput}
 

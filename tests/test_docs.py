@@ -77,3 +77,16 @@ def test_generated_block_matches_what_its_script_gives(page, name, body, shared_
     `python benchmarks/doc_tables.py --write` (and read what changed) to update the page."""
     monkeypatch.setenv("FLEETSIM_CACHE_DIR", str(shared_cache))
     assert DOC_TABLES.TABLES[name]() == body, f"docs/{page}: block {name} drifted from the code"
+
+
+@pytest.mark.parametrize("name", DOC_TABLES.PD_TABLES)
+def test_pd_figures_are_the_bench_runs_file(name):
+    """docs/serving.md's PD search figures and docs/fleet.md's cost per Mtok at SLO against the
+    colocated pools are rendered from docs/disagg_runs.json (benchmarks/bench_disagg.py --write:
+    17 minutes of runs, too long for a test), with no simulation: fast, unlike the check above."""
+    body = [b for _, n, b in BLOCKS if n == name]
+    assert body == [DOC_TABLES.TABLES[name]()], (
+        f"block {name} differs from docs/disagg_runs.json: rerun `python benchmarks/bench_disagg.py --write`")
+    runs = DOC_TABLES._pd_runs()
+    seeds = {tuple(v["seed"]) for rows in runs["fleet"].values() for v in rows.values()}
+    assert len(seeds) == 1  # every variant on the same futures: the differences are paired

@@ -12,7 +12,7 @@ A one-token request is finished by its prefill instance (nothing to hand off).
 
 from __future__ import annotations
 
-from fleetsim.serving.replica import Replica
+from fleetsim.serving.replica import Replica, Timer
 from fleetsim.serving.requests import CRASH_NO_REPLICA, EXCEEDS_KV
 
 
@@ -41,7 +41,7 @@ class PrefillReplica(Replica):
         self.spare += 1
         self.handed_off += 1
         self._handoff_s.append(now)
-        self.on_done(rid)  # the router's load index: the request left this replica
+        self.on_done(rid, self)  # the router's load index: the request left this replica (no look-up)
         self.handoff.send(rid, now)
 
 
@@ -75,8 +75,12 @@ class Handoff:
 
     def send(self, rid: int, now: float) -> None:
         self.in_transit.add(rid)
-        ev = self.env.timeout(self.transfer_s(self.req.prompt_list[rid]))
-        ev.callbacks.append(lambda _ev, rid=rid: self._arrive(rid))
+        # what `env.timeout(transfer_s)` schedules (at now + transfer_s), without its overhead
+        Timer(self.env, self.env._now + (self.latency_s + self.req.prompt_list[rid] * self.s_per_token),
+              self._on_arrive).rid = rid
+
+    def _on_arrive(self, ev) -> None:
+        self._arrive(ev.rid)
 
     def _arrive(self, rid: int) -> None:
         self.in_transit.discard(rid)
@@ -98,7 +102,7 @@ class Handoff:
         need = self.req.prompt_list[rid] + self.req.output_list[rid]
         best, best_room, fallback = None, -1.0, None
         for r in self.decode:
-            if not r.up or not r.fits_ever(rid):
+            if not r.up or need > r.kv_capacity:  # (`Replica.fits_ever`, inlined)
                 continue
             room = r.kv_capacity - r.outstanding_tokens
             if room >= need and room > best_room:
