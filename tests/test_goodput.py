@@ -3,6 +3,7 @@ coverage of the interval: test_goodput_coverage.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fleetsim.catalog import load_chips, load_models
@@ -94,3 +95,6 @@ def test_t_quantile_is_scipy_stats_to_the_bit():
     for df in range(1, 121):
         for p in (0.975, 0.95, 0.995, 0.9):
             assert _t_quantile(p, df) == float(student_t.ppf(p, df))
+    # the generated table behind 0.975 (no scipy import in a search), every entry and past its end
+    dfs = np.arange(1, 1003)
+    assert [_t_quantile(0.975, int(d)) for d in dfs] == student_t.ppf(0.975, dfs).tolist()

@@ -182,10 +182,10 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
 
         hit = search() if decode is None else search(max_spread=PD_MAX_SPREAD)
         if decode is not None and not math.isfinite(hit["goodput_req_per_s_per_replica"]):
-            # no decreasing fit in the narrow design (a gentle curve, not a cliff): the
-            # colocated design, on the same seeds (its answer is exactly the one before the cap)
+            # no decreasing fit in the narrow design (a gentle curve, not a cliff): a +-35%
+            # design on the same seeds (search version 1's width)
             spent = hit["windows"]
-            hit = search()
+            hit = search(max_spread=PD_FALLBACK_SPREAD)
             hit["note"] = (hit.get("note", "") + "; " if hit.get("note") else "") + \
                 f"narrow PD design found no fit in {spent} windows, searched again at +-35%"
 
@@ -200,7 +200,7 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
     return _as_unit(cap, hit, decode[0], dcfg, dparams, units, rel, amb, cool)
 
 
-#: widest half-width in log rate of a prefill/decode search round (colocated: 0.35). A unit's
+#: widest half-width in log rate of a prefill/decode search round (colocated: goodput.MAX_SPREAD). A unit's
 #: attainment falls off a cliff: its prefill side is a queue of near-constant service times, so
 #: on scenarios/disaggregated.yaml it holds 97-99% up to 5.5 req/s per unit and is 0-50% at 6.6.
 #: Rounds at +-35% put four of five windows on the plateau or past the cliff, the logistic fit
@@ -209,6 +209,7 @@ def capacity(scenario, pool: str, workload: str, *, ambient_c: float | None = No
 #: on the cliff: 5.654 [5.508, 5.803] in 62 windows (19 s CPU); +-5%: 5.669 [5.530, 5.810] in 57
 #: (measured 7 Dec 2026, kernel refit; benchmarks/bench_disagg.py).
 PD_MAX_SPREAD = 0.1
+PD_FALLBACK_SPREAD = 0.35  # the fallback's, when the narrow design finds no fit
 
 
 def pd_goodput_config(gcfg, units: tuple[int, int]):

@@ -8,9 +8,14 @@ by construction: the empirical logit of each window's SLO attainment is fitted b
 against log rate, logit a = b0 + b1 log r with b1 < 0, over the windows near the target; the
 goodput solves a(r) = percentile, and its interval is the classical inverse-prediction
 (calibration) interval of that regression, with the residual spread estimated from the windows
-themselves (so correlation between requests of one window is accounted for). The search brackets
-the target, then evaluates rounds of rates around the current estimate until the interval's
-half-width is at most `precision` of the rate, or the `max_windows` budget is spent.
+themselves (so correlation between requests of one window is accounted for). The search starts
+from a queueing estimate (`_capacity_guess`: a share of the replica's saturation throughput at
+the largest batch its limits and TPOT target allow), brackets the target in steps of x1.2 that
+double while they go the same way, then evaluates rounds of rates around the current estimate,
+no wider than MAX_SPREAD in log rate, until the interval's half-width is at most `precision` of
+the rate (with at least `min_windows` in the fit), or the `max_windows` budget is spent; an
+answer that missed its precision says so in `note`. Search version 2 (7 Dec 2026, issue 24):
+the reference case's nine types 21-23 windows each against 27-37 (82 for one) before.
 
 Simulation code writes no files: the caller passes a cache (see `cached_goodput`).
 """
@@ -33,7 +38,11 @@ from fleetsim.serving.window import build_kernels, compile_workloads, generate_r
 
 _Z95 = 1.959963984540054
 # Rounds evaluate the rates c * exp(spread * OFFSETS) around the current estimate c.
-OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # a round
+BRACKET_STEP = math.log(1.2)  # first step of the bracket from the queueing estimate
+MAX_SPREAD = 0.1  # widest design once bracketed (log rate); a flat fit still widens it
+# Version of the search, in every cache key: a changed search must not reuse old answers.
+SEARCH_VERSION = 2
 
 
 # What a goodput / capacity answer can depend on: the packages the serving world imports (checked
@@ -96,6 +105,7 @@ def cache_key(pool: PoolConfig, workload: WorkloadConfig, gcfg: GoodputConfig, r
             files[str(path)] = _file_digest(full)
     payload = {
         "source": source_digest(parts=CAPACITY_PARTS),
+        "search_version": SEARCH_VERSION,
         "chip": chip.model_dump(mode="json"),
         "model": model.model_dump(mode="json"),
         "pool": pool.model_dump(mode="json", exclude={"replicas", "hall"}),
@@ -137,7 +147,12 @@ def cell_units(gcfg: GoodputConfig, decode, units: tuple[int, int]) -> int:
 @lru_cache(maxsize=256)
 def _t_quantile(p: float, df: int) -> float:
     """Student t quantile: `scipy.stats.t.ppf(p, df)` to the bit (it calls this very function),
-    without importing scipy.stats (about half a CPU second a cold search process)."""
+    without importing scipy.stats (about half a CPU second a cold search process); the search's
+    0.975 from a generated table (fleetsim.serving.t_table: no scipy import at all)."""
+    from fleetsim.serving.t_table import P, T975
+
+    if p == P and 1 <= df <= len(T975):
+        return T975[df - 1]
     from scipy.special import stdtrit
 
     return float(stdtrit(df, p))
@@ -277,7 +292,7 @@ def search_goodput(
     progress: Callable[[str], None] | None = None, reliability: Any = None,
     start_temp: Callable[[float], dict[str, float]] | None = None, start_hour: float = 14.0,
     decode: tuple[str, PoolConfig] | None = None, units: tuple[int, int] = (1, 1),
-    max_spread: float = 0.35,
+    max_spread: float | None = None,
 ) -> dict[str, Any]:
     """Goodput per replica with its 95% interval, and every evaluated window.
 
@@ -289,9 +304,10 @@ def search_goodput(
     throttling reaches the rate; `start_temp(power_activity)` gives the chips' starting
     temperatures for a window expected at that activity (the nearest evaluated rate's).
 
-    `max_spread`: the widest half-width in log rate of a round's design (the colocated default
-    0.35; a type whose attainment falls off a cliff passes less, see serving.capacity).
+    `max_spread`: the widest half-width in log rate of a round's design once bracketed (None:
+    MAX_SPREAD; serving.capacity passes a wider one for a PD unit's fallback search).
     """
+    max_spread = MAX_SPREAD if max_spread is None else max_spread
     cell = _cell(pool, workload, gcfg, wname, pname, router, start_hour, decode, units)
     n_cell = cell_units(gcfg, decode, units)
     kernels = build_kernels(cell, chips, models)
@@ -355,21 +371,26 @@ def search_goodput(
             progress(f"  {pname}/{wname}: {rate:.4g} req/s/replica -> SLO attainment {e['attainment']:.2%}")
         return e
 
-    # 1. Bracket: double or halve until one window passes and one fails.
-    lo, hi = 0.0, math.inf
-    rate = _capacity_guess(kernels[pname], sample, pool)
+    # 1. Bracket from the queueing estimate: steps of x1.2 in log rate, doubling in length while
+    #    they go the same way, until one window passes and one fails (a good start: 2-3 windows).
+    rate = _capacity_guess(kernels[pname], sample, pool, slo=workload.slo)
     if decode is not None:  # a unit: the slower of its prefill side and its decode side
-        rate = min(units[0] * _capacity_guess(kernels[pname], sample, pool, phase="prefill"),
-                   units[1] * _capacity_guess(dk, sample, decode[1], phase="decode"))
-    for _ in range(40):
-        if evaluate(rate)["attainment"] >= percentile:
+        rate = min(units[0] * _capacity_guess(kernels[pname], sample, pool, phase="prefill", slo=workload.slo),
+                   units[1] * _capacity_guess(dk, sample, decode[1], phase="decode", slo=workload.slo))
+    lo, hi = 0.0, math.inf
+    step, last = BRACKET_STEP, 0
+    for _ in range(60):
+        up = evaluate(rate)["attainment"] >= percentile
+        if up:
             lo = max(lo, rate)
-            rate = rate * 2.0 if math.isinf(hi) else rate
         else:
             hi = min(hi, rate)
-            rate = rate / 2.0 if lo == 0 else rate
         if lo > 0 and hi < math.inf:
             break
+        d = 1 if up else -1
+        step = step * 2.0 if d == last else step
+        last = d
+        rate = rate * math.exp(d * step)
         if rate < 1e-6 or len(evaluations) >= gcfg.max_windows:
             break
     if lo == 0.0 or math.isinf(hi):  # never passed (or never failed) within the budget
@@ -377,8 +398,13 @@ def search_goodput(
                        note="no bracket found: SLO holds at no rate tried" if lo == 0.0
                        else "no bracket found: SLO holds at every rate tried")
 
-    # 2. Rounds around the estimate until the interval is narrow enough or the budget is spent.
-    centre = math.sqrt(lo * hi)
+    # 2. Rounds of len(OFFSETS) windows around the estimate, the fit redone after each round,
+    #    until the interval is narrow enough or the budget is spent. The design moves only
+    #    between whole rounds (moving it after every window let it chase the noise: the M/M/1
+    #    interval covered 52 of 60 seeds against 57 for rounds), and its spread follows the
+    #    interval, never wider than MAX_SPREAD once bracketed, so the windows stay where the
+    #    local fit uses them (few are simulated and then left out).
+    centre = _crossing(evaluations, lo, hi, percentile)
     spread = min(max(0.5 * abs(math.log(hi / lo)), gcfg.precision), max_spread)
     fit: dict[str, Any] = {}
     while len(evaluations) + len(OFFSETS) <= gcfg.max_windows:
@@ -392,11 +418,23 @@ def search_goodput(
         # outside the bracket (a noisy fit can extrapolate to rates no window should simulate).
         centre = min(max(fit["rate"], lo / 2.0), hi * 2.0)
         half = 0.5 * math.log(fit["ci"][1] / fit["ci"][0])
-        done = fit["n"] >= gcfg.min_windows and half <= math.log1p(gcfg.precision)
-        if done:
+        if fit["n"] >= gcfg.min_windows and half <= math.log1p(gcfg.precision):
             break
         spread = min(max(1.5 * half, gcfg.precision), max_spread)
     return _result(base, evaluations, centre, fit, percentile, gcfg)
+
+
+def _crossing(evaluations: list[dict], lo: float, hi: float, percentile: float) -> float:
+    """Where the empirical logit of attainment crosses the target between the bracket's two
+    windows (linear in log rate): the design's first centre."""
+    a = next(e for e in evaluations if e["rate"] == lo)
+    b = next(e for e in evaluations if e["rate"] == hi)
+    la, lb = (float(_logit(np.float64(e["met"]), np.float64(e["judged"]))) for e in (a, b))
+    t = math.log(percentile / (1.0 - percentile)) if percentile < 1 else 12.0
+    if not la > lb:
+        return math.sqrt(lo * hi)
+    f = min(max((la - t) / (la - lb), 0.1), 0.9)
+    return lo * math.exp(f * math.log(hi / lo))
 
 
 def _local_fit(evaluations: list[dict], centre: float, spread: float, percentile: float) -> dict:
@@ -496,17 +534,29 @@ def zero_load_attainment(kernel, prompt: np.ndarray, output: np.ndarray, workloa
     return float(np.mean(ok))
 
 
-def _capacity_guess(kernel, req, pool: PoolConfig, phase: str = "both") -> float:
-    """A first rate to try: the replica's full-batch token throughput over mean request size
-    (phase prefill or decode: that half of the work only)."""
+def _capacity_guess(kernel, req, pool: PoolConfig, phase: str = "both", slo: Any = None) -> float:
+    """The search's first rate, a queueing estimate: GUESS_LOAD of the replica's saturation
+    throughput, one request's prefill time plus its share of decode steps at the largest batch
+    the batch limit, the KV cache and (given `slo`) the TPOT target allow (phase prefill or
+    decode: that half of the work only). On the reference case's types the goodput is 0.52-0.99
+    of this saturation rate (7 Dec 2026), so 0.75 starts within one bracket step or two."""
     if len(req) == 0:
         return 1.0
-    b = pool.batching.max_batch
     mean_p, mean_o = float(req.prompt_tokens.mean()), float(req.output_tokens.mean())
-    step = float(kernel.iteration_time_s(0, b, b * (mean_p + mean_o / 2.0)))
+    ctx = mean_p + mean_o / 2.0
+    b_max = max(1, min(int(pool.batching.max_batch), int(kernel.max_batch_for(mean_p + mean_o))))
+    b = b_max
+    if slo is not None and phase != "prefill":
+        sizes = np.arange(1, b_max + 1)
+        ok = sizes[np.asarray(kernel.iteration_time_s(0, sizes, sizes * ctx)) <= slo.tpot_s]
+        b = int(ok[-1]) if len(ok) else 1
+    step = float(kernel.iteration_time_s(0, b, b * ctx))
     prefill = float(kernel.iteration_time_s(mean_p, 0, 0.0))
     per_request_s = (prefill if phase != "decode" else 0.0) + (mean_o * step / b if phase != "prefill" else 0.0)
-    return max(0.5 / per_request_s, 1e-3)
+    return max(GUESS_LOAD / per_request_s, 1e-3)
+
+
+GUESS_LOAD = 0.75
 
 
 def cached_goodput(
