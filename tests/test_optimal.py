@@ -449,3 +449,29 @@ def test_a_presolve_solve_error_is_retried_without_presolve(monkeypatch):
     plan = solve(melange_problem(slice_factor=1))
     assert calls == [True, False]
     assert plan.first_orders() == {"A10G-rent": 3, "A100-80GB-rent": 1}
+
+
+def test_a_solve_error_after_the_retry_falls_back_to_the_rounded_lp_plan(monkeypatch):
+    """If HiGHS's MIP search still fails numerically (status 4) with and without presolve, solve
+    returns the LP relaxation's orders rounded down, scored on the same objective, with status
+    "solve_error" and the gap to the LP bound, instead of stopping a whole rolling run."""
+    import fleetsim.fleet.optimal.milp as m
+
+    real, calls = m.milp, []
+
+    def failing_mip(c, *a, integrality, bounds, options, **kw):
+        search = "mip_rel_gap" in options  # the MIP search (not the LP, nor scoring fixed orders)
+        calls.append(search)
+        if search:
+            from types import SimpleNamespace
+            return SimpleNamespace(x=None, status=4, message="(HiGHS Status 4: Solve error)", fun=None)
+        return real(c, *a, integrality=integrality, bounds=bounds, options=options, **kw)
+
+    monkeypatch.setattr(m, "milp", failing_mip)
+    pr = _big_problem()
+    plan = solve(pr, explain=False)
+    assert calls[:2] == [True, True]  # with and without presolve
+    assert plan.status == "solve_error"
+    assert 0 <= plan.mip_gap < 1
+    _check_plan(pr, plan)
+    assert sum(plan.first_orders().values()) > 0

@@ -45,7 +45,9 @@ class PlanInfeasible(FleetsimError):
 class Plan:
     """The optimiser's answer for one planning period (and its recourse in every future)."""
 
-    status: str  # "optimal", "time_limit" (best plan found, see mip_gap), "infeasible"
+    # "optimal"; "time_limit" (best plan found, see mip_gap); "solve_error" (HiGHS failed
+    # numerically: the LP relaxation's orders rounded down, mip_gap against the LP bound)
+    status: str
     orders: np.ndarray  # (K, O, T) replicas ordered / rentals started
     served_share: np.ndarray  # (K, C, P, T)
     unmet_rps: np.ndarray  # (K, C, T)
@@ -88,6 +90,8 @@ class _Built:
     vcol: np.ndarray  # (K, C, P, T), -1 where absent
     wcol: np.ndarray  # (K, C, T), -1 where absent
     dual_rows: dict[str, np.ndarray] = field(default_factory=dict)  # rows priced per limit
+    row_scale: np.ndarray | None = None  # each row of A, lo, hi was divided by this (_scale_rows)
+    obj_scale: float = 1.0  # c is in units of obj_scale USD
 
 
 class _Rows:
@@ -381,11 +385,15 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     cc = np.concatenate(R.c) if R.c else np.zeros(0, int)
     vv = np.concatenate(R.v) if R.v else np.zeros(0)
     A = coo_matrix((vv, (rr, cc)), shape=(R.n, n)).tocsr()
+    lo_r = np.concatenate(R.lo) if R.lo else np.zeros(0)
+    hi_r = np.concatenate(R.hi) if R.hi else np.zeros(0)
+    A, lo_r, hi_r, row_scale = _scale_rows(A, lo_r, hi_r)
+    obj_scale = _pow2(float(np.abs(cvec).max()) if cvec.size else 1.0)
     return _Built(
-        c=cvec,
+        c=cvec / obj_scale,
         A=A,
-        lo=np.concatenate(R.lo) if R.lo else np.zeros(0),
-        hi=np.concatenate(R.hi) if R.hi else np.zeros(0),
+        lo=lo_r,
+        hi=hi_r,
         lb=np.array(lb),
         ub=np.array(ub),
         integrality=np.array(integ),
@@ -397,14 +405,39 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         vcol=vcol,
         wcol=wcol,
         dual_rows=dual_rows,
+        row_scale=row_scale,
+        obj_scale=obj_scale,
     )
+
+
+def _pow2(x: float) -> float:
+    """The power of two nearest x (1 for 0): scaling by it is exact in binary floating point."""
+    return float(2.0 ** np.round(np.log2(x))) if x > 0 and np.isfinite(x) else 1.0
+
+
+def _scale_rows(A: csr_matrix, lo: np.ndarray, hi: np.ndarray):
+    """Divide each row (and its bounds) by the power of two nearest its largest coefficient.
+
+    The programme mixes budget rows in USD (coefficients to 5e8, limits to 3e10) with capacity
+    and split rows near 1; HiGHS applies absolute tolerances (1e-7 primal, 1e-6 integrality) and
+    on the reference case's rolling hedge its MIP search stopped with status 4 ("Solve error")
+    with and without presolve. Rows scaled to coefficients within [0.7, 1.4] of 1 at the top keep
+    the same feasible set (powers of two divide exactly) and let it solve."""
+    if A.shape[0] == 0 or A.nnz == 0:
+        return A, lo, hi, np.ones(A.shape[0])
+    big = np.zeros(A.shape[0])
+    np.maximum.at(big, np.repeat(np.arange(A.shape[0]), np.diff(A.indptr)), np.abs(A.data))
+    sc = np.where(big > 0, 2.0 ** np.round(np.log2(np.where(big > 0, big, 1.0))), 1.0)
+    A = csr_matrix(A.multiply(1.0 / sc[:, None]))
+    return A, lo / sc, hi / sc, sc
 
 
 def _run(b: _Built, time_limit_s: float | None, mip_gap: float | None,
          fix_x: np.ndarray | None = None, fix_first: np.ndarray | None = None):
-    """HiGHS on the built problem; a numerical failure of its presolve (status 4, "Solve error":
-    seen on the reference case's K = 20 x 24-period programme, whose costs span USD 1e2 to 5e8
-    and whose budget rows reach 3e10) is retried once without presolve, which solves it."""
+    """HiGHS on the built (row- and objective-scaled) problem; a numerical failure (status 4,
+    "Solve error", seen on the unscaled reference case's K = 20 x 24-period programme, whose
+    costs span USD 1e2 to 5e8 and whose budget rows reach 3e10) is retried once without
+    presolve; what still fails falls back to the rounded LP plan in `solve`."""
     res = _run_once(b, time_limit_s, mip_gap, fix_x, fix_first, presolve=True)
     if res.x is None and res.status == 4:
         res = _run_once(b, time_limit_s, mip_gap, fix_x, fix_first, presolve=False)
@@ -460,14 +493,17 @@ def solve(
     K, C, P, T, O = problem.K, problem.C, problem.P, problem.T, problem.O
     names = [o.name for o in problem.options]
     lp_bound = None
-    if res.x is None and res.status == 1 and problem.allow_unmet and fix_orders is None:
-        # time limit before HiGHS found a plan: round the LP relaxation's orders down (every
+    solve_error = res.x is None and res.status == 4
+    if res.x is None and res.status in (1, 4) and problem.allow_unmet and fix_orders is None:
+        # time limit before HiGHS found a plan, or a numerical failure of its MIP search that
+        # the row scaling and the retry without presolve did not cure (status 4, never seen on
+        # a scaled programme): round the LP relaxation's orders down (every
         # cap, budget and site row has non-negative order coefficients, so that stays feasible),
         # drop orders below their minimum, and score that plan; the LP optimum bounds the gap
         bl = build(problem, lp=True)
         rl = _run(bl, None, None, None, fix_first_orders)  # an LP: no time limit
         if rl.x is not None:
-            lp_bound = float(rl.fun)
+            lp_bound = float(rl.fun) * bl.obj_scale  # USD
             xs = np.floor(rl.x[bl.xcol] + 1e-9)
             tpv = np.array([problem.pools[problem.pool_index(o.pool)].chips_per_replica
                             for o in problem.options], float)
@@ -475,7 +511,8 @@ def solve(
             xs[xs * tpv[None, :, None] < mins[None, :, None]] = 0.0
             xs[:, :, 0] = xs[0, :, 0]
             res = _run(b, None, None, xs, None)
-            res.status = 1
+            if res.x is not None:
+                res.status = 4 if solve_error else 1
     if res.x is None:
         binding = _explain_infeasible(problem, time_limit_s) if explain else None
         if res.status == 2 or binding is not None:
@@ -499,10 +536,11 @@ def solve(
     split = {
         p: float(wts @ (np.asarray(b.part_rows[p] @ xv).ravel() + b.part_const[p])) for p in _COST_PARTS
     }
-    status = "optimal" if res.status == 0 else "time_limit"
+    status = {0: "optimal", 4: "solve_error"}.get(res.status, "time_limit")
     gap = float(getattr(res, "mip_gap", 0.0) or 0.0)
     if lp_bound is not None:
-        gap = float((res.fun - lp_bound) / max(abs(res.fun), 1e-9))
+        fun = float(res.fun) * b.obj_scale
+        gap = float((fun - lp_bound) / max(abs(fun), 1e-9))
     plan = Plan(
         status=status,
         orders=orders,
@@ -568,6 +606,8 @@ def shadow_prices(b: _Built, xv: np.ndarray) -> dict[str, float]:
     dual[np.nonzero(dn)[0]] -= mu[int(up.sum()):]
     if eq.any():
         dual[np.nonzero(eq)[0]] += np.asarray(res.eqlin.marginals)
+    if b.row_scale is not None:
+        dual = dual * b.obj_scale / b.row_scale  # back to USD per unit of each row's own limit
     return {k: float(max(0.0, -dual[rows].sum())) for k, rows in sorted(b.dual_rows.items())}
 
 
