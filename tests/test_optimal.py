@@ -475,3 +475,22 @@ def test_a_solve_error_after_the_retry_falls_back_to_the_rounded_lp_plan(monkeyp
     assert 0 <= plan.mip_gap < 1
     _check_plan(pr, plan)
     assert sum(plan.first_orders().values()) > 0
+
+
+def test_the_programme_is_scaled_and_scaling_keeps_the_plan(monkeypatch):
+    """Every row and the objective reach about 1 at their largest coefficient (powers of two), and
+    the plan, objective and the budget's shadow price are those of the unscaled programme."""
+    import fleetsim.fleet.optimal.milp as m
+
+    pr = _tight(budget_usd=np.array([3.0, 0.0]))
+    b = m.build(pr)
+    top = np.abs(b.A).max(axis=1).toarray().ravel()
+    assert np.all((top > 0.7) & (top < 1.42))
+    assert 0.7 < np.abs(b.c).max() < 1.42
+    scaled = solve(pr)
+    monkeypatch.setattr(m, "_scale_rows", lambda A, lo, hi: (A, lo, hi, np.ones(A.shape[0])))
+    monkeypatch.setattr(m, "_pow2", lambda x: 1.0)
+    plain = solve(pr)
+    assert np.array_equal(scaled.orders, plain.orders)
+    assert scaled.objective_usd == pytest.approx(plain.objective_usd, rel=1e-9)
+    assert scaled.shadow_prices == pytest.approx(plain.shadow_prices, rel=1e-6)
