@@ -494,3 +494,18 @@ def test_the_programme_is_scaled_and_scaling_keeps_the_plan(monkeypatch):
     assert np.array_equal(scaled.orders, plain.orders)
     assert scaled.objective_usd == pytest.approx(plain.objective_usd, rel=1e-9)
     assert scaled.shadow_prices == pytest.approx(plain.shadow_prices, rel=1e-6)
+
+
+def test_the_reference_hedge_programme_that_stopped_with_status_4_solves():
+    """The oracle's plan in one period of the reference case's rolling hedge (K = 1, 24 periods,
+    9 pools, 8 options; coefficients 0.95 to 7.9e5, costs USD 1.8e3 to 3.2e9, budget limits to
+    3.4e10), pickled where HiGHS stopped with status 4 with and without presolve on the unscaled
+    programme: scaled, it solves to optimality in a fraction of a second."""
+    import pickle
+    from pathlib import Path
+
+    d = pickle.loads((Path(__file__).parent / "data" / "milp_status4_oracle.pkl").read_bytes())
+    plan = solve(d["problem"], time_limit_s=d["time_limit_s"], mip_gap=d["mip_gap"], explain=False)
+    assert plan.status == "optimal"
+    assert plan.objective_usd == pytest.approx(7020972535.66, rel=1e-6)
+    assert plan.first_orders() == {"huawei:ascend-910c-gen2:a910c-gen2": 13137}
