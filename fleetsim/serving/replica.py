@@ -57,16 +57,19 @@ def _ridge_tokens(kernel) -> float:
     return max(read_s / per_token_s, 1.0)
 
 
-class Timer(simpy.Event):
-    """A SimPy event scheduled at exactly `t_s` with one callback (what `Timeout.__init__` does,
-    without its delay arithmetic: `timeout(delay)` fires at now + delay, which can differ from a
-    planned end time by a rounding step)."""
+class Timer:
+    """A SimPy queue entry scheduled at exactly `t_s` with one callback (what `Timeout.__init__`
+    does, without its delay arithmetic: `timeout(delay)` fires at now + delay, which can differ
+    from a planned end time by a rounding step). Not a `simpy.Event`: nothing yields on it, and
+    stepping the queue reads only `callbacks` and `_ok` (`Environment.step`, `_simulate`), so a
+    slotted object with those is enough and cheaper to make."""
+
+    __slots__ = ("callbacks",)
+    _ok = True
+    _value = None
 
     def __init__(self, env: simpy.Environment, t_s: float, callback=None) -> None:
-        self.env = env
         self.callbacks = [callback] if callback is not None else []
-        self._ok = True
-        self._value = None
         heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), self))
 
 
@@ -373,15 +376,19 @@ class Replica:
 
     def _end(self) -> None:
         kind = self._kind
-        if kind == 0:
-            self._advance_decode(self._run_k, self._run_n)
-        elif kind == 1:
+        if kind == 1:
             self._end_prefill_run()
         elif kind == 2:
             self._end_prefill_iteration()
-        else:  # a prefill iteration fused with the decode run after it
-            self._settle(self.env._now)
-            self._advance_decode(self._run_k, self._run_n)
+        else:  # 0: a decode run; 3: a prefill iteration fused with the decode run after it
+            now = self.env._now
+            if kind == 3:
+                self._settle(now)
+            k = self._run_k
+            self.step += k
+            self.ctx += self._run_n * k
+            self._mark(now, 0)
+            self._complete_due(now)
 
     def _make_room(self) -> None:
         """Before an iteration: if every running sequence's next token would not fit in the KV
@@ -439,7 +446,8 @@ class Replica:
                 whole = False
             chunks.append((item, take))
             rid = item[0]
-            if admitted_s[rid] != admitted_s[rid]:  # NaN: its first chunk is scheduled now
+            a = admitted_s[rid]
+            if a != a:  # NaN: its first chunk is scheduled now
                 admitted_s[rid] = now
             tokens += take
             attended += take * (done + take / 2.0)
@@ -673,9 +681,10 @@ class Replica:
         self._stamps = None
 
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
-        req = self.req
-        if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: first token of this request
-            req.first_token_s[rid] = now + self._host_s
+        first = self.req.first_token_s
+        t = first[rid]
+        if t != t:  # NaN: first token of this request
+            first[rid] = now + self._host_s
         remaining = self._output[rid] - generated
         if remaining <= 0:
             self._finish(rid, now)
@@ -693,12 +702,6 @@ class Replica:
             if decoding.get(top & _RID_MASK) == top >> _RID_BITS:
                 return top >> _RID_BITS
             heapq.heappop(heap)  # stale entry of a preempted request
-
-    def _advance_decode(self, k: int, n: int) -> None:
-        self.step += k
-        self.ctx += n * k
-        self._mark(self.env._now, 0)
-        self._complete_due(self.env._now)
 
     def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
         """Account busy time, batch-size and power areas since the last mark, then start an
@@ -751,6 +754,8 @@ class Replica:
 
     def _complete_due(self, now: float) -> None:
         heap = self.heap
+        if not heap or heap[0] >= (self.step + 1) << _RID_BITS:
+            return  # nobody finishes at or before this step
         decoding = self.decoding
         limit = (self.step + 1) << _RID_BITS  # entries finishing at or before this step
         while heap and heap[0] < limit:

@@ -167,19 +167,24 @@ class Router:
             if index is not None and replica is not None:  # (a decode replica is not indexed)
                 index.update(replica)
         if self.central:
-            self._dispatch_held(self.request_model[rid])
+            model = self.request_model[rid]
+            if self.held[model]:
+                self._dispatch_held(model)
 
     def _dispatch_held(self, model: int) -> None:
         held = self.held[model]
+        if not held:
+            return
+        up = self._up(model)
         while held:
-            replica = self._free_replica(held[0], model)
+            replica = self._free_replica(held[0], model, up)
             if replica is None:
                 return
             self._assign(held.popleft(), replica)
 
-    def _free_replica(self, rid: int, model: int) -> Replica | None:
-        """The up replica with the most free batch slots that can hold `rid` (None if none)."""
-        up = self._up(model)
+    def _free_replica(self, rid: int, model: int, up: list[Replica]) -> Replica | None:
+        """The up replica (of `up`, the model's) with the most free batch slots that can hold
+        `rid` (None if none)."""
         if not up:
             return None
         best = self._index[model].top()  # most free slots, lowest position among ties
@@ -207,7 +212,7 @@ class Router:
             return
         held = self.held[model]
         if not held:
-            replica = self._free_replica(rid, model)
+            replica = self._free_replica(rid, model, up)
             if replica is not None:
                 self._assign(rid, replica)
                 return
