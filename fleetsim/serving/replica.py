@@ -382,7 +382,7 @@ class Replica:
             self._end_prefill_iteration()
         else:  # 0: a decode run; 3: a prefill iteration fused with the decode run after it
             now = self.env._now
-            if kind == 3:
+            if kind == 3 and self._fused is not None:
                 self._settle(now)
             k = self._run_k
             self.step += k
@@ -412,14 +412,15 @@ class Replica:
     def _admit(self) -> None:
         """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
         waiting = self.waiting
+        prefilling = self.prefilling
         while waiting:
             rid = waiting[0]
-            if not self._can_admit(rid):
-                break
+            if (prefilling or self.decoding) and not self._can_admit(rid):
+                break  # (an empty replica always takes the head: no call)
             waiting.popleft()
-            generated = self.resume.pop(rid, 0)
+            generated = self.resume.pop(rid, 0) if self.resume else 0
             tokens = self._prompt[rid] + generated
-            self.prefilling.append([rid, tokens, self._cached[rid], generated])
+            prefilling.append([rid, tokens, self._cached[rid], generated])
             self.kv_prefill += tokens + 1
 
     def _start_prefill_iteration(self):
@@ -757,6 +758,7 @@ class Replica:
         if not heap or heap[0] >= (self.step + 1) << _RID_BITS:
             return  # nobody finishes at or before this step
         decoding = self.decoding
+        prompt, output = self._prompt, self._output
         limit = (self.step + 1) << _RID_BITS  # entries finishing at or before this step
         while heap and heap[0] < limit:
             top = heapq.heappop(heap)
@@ -764,8 +766,17 @@ class Replica:
             if decoding.get(rid) != top >> _RID_BITS:
                 continue  # stale entry of a preempted request
             del decoding[rid]
-            self.ctx -= self._prompt[rid] + self._output[rid]
-            self._finish(rid, now)
+            tokens = prompt[rid] + output[rid]
+            self.ctx -= tokens
+            # `_finish`, inline (one call less per completion)
+            req = self.req
+            req.finish_s[rid] = now + self._host_s
+            req.status[rid] = COMPLETED
+            self.outstanding_tokens -= tokens
+            self.n_in -= 1
+            self.spare += 1
+            self.completed += 1
+            self.on_done(rid, self)
 
     def _finish(self, rid: int, now: float) -> None:
         req = self.req
