@@ -261,7 +261,7 @@ class Replica:
     def _drop(self, old) -> None:
         """The run's old timer no longer ends it (a placeholder has nothing to drop)."""
         if old.callbacks:
-            old.callbacks.remove(self._cb)
+            old.callbacks.clear()  # (a replica's Timer has one callback: its own `_cb`)
 
     def _restart_run(self) -> None:
         """A newcomer at the very instant a run starts joins it, as at an iteration boundary."""
@@ -361,7 +361,9 @@ class Replica:
         self._kind = 0
         env = self.env
         run = self.kernel.decode_run(n, self.ctx, self.throttle)
-        k_next = self._next_finish_step() - self.step
+        top = self.heap[0]  # the next finish step, unless the top entry is stale (preempted)
+        k_next = ((top >> _RID_BITS) if self.decoding.get(top & _RID_MASK) == top >> _RID_BITS
+                  else self._next_finish_step()) - self.step
         k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
         k = max(min(k_next, k_full), 1)
         start = env._now
@@ -371,7 +373,7 @@ class Replica:
         self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
         self._run_cum = None
         self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-        self._timer = self._arm(run.time_for_steps(k))
+        self._timer = self._arm_at(start + run.time_for_steps(k))
         return self._timer
 
     def _end(self) -> None:
@@ -470,7 +472,7 @@ class Replica:
         self._kind = 2
         self._pf = (chunks, n_dec)
         self._run_cuttable = False
-        self._timer = self._arm(dt)
+        self._timer = self._arm_at(now + dt)
         return self._timer
 
     def _start_fused(self, t1: float, chunks: list, n_dec: int):
@@ -486,7 +488,12 @@ class Replica:
         step1 = self.step + 1 if n_dec else self.step
         ctx1 = self.ctx + n_dec
         kv1 = self.kv_prefill
-        k_next = self._next_finish_step() if n_dec else 1 << 62
+        if n_dec:
+            top = self.heap[0]  # (as in `_start`: the top entry, unless stale)
+            k_next = ((top >> _RID_BITS) if self.decoding.get(top & _RID_MASK) == top >> _RID_BITS
+                      else self._next_finish_step())
+        else:
+            k_next = 1 << 62
         if k_next <= step1:
             return None  # a decoder finishes at t1
         for item, _take in chunks:
