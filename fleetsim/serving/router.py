@@ -265,7 +265,7 @@ class Router:
                 self._reject(rid, EXCEEDS_KV)
                 return
             replica = self.choose(self, fitting, model)
-        if replica.queue_full(rid):
+        if replica.queue_limit is not None and replica.queue_full(rid):  # (no limit: no call)
             req.pool_idx[rid] = replica.pool_idx  # the pool that turned it away owns the miss
             self._reject(rid, QUEUE_FULL)
             return
