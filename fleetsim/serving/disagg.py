@@ -57,6 +57,12 @@ class DecodeReplica(Replica):
         self.enqueue(rid)
 
 
+class _Transfer(Timer):
+    """A KV transfer's arrival: a `Timer` that carries its request id."""
+
+    __slots__ = ("rid",)
+
+
 class Handoff:
     """The KV link from one prefill pool to its decode pool, and the requests in transit."""
 
@@ -76,7 +82,7 @@ class Handoff:
     def send(self, rid: int, now: float) -> None:
         self.in_transit.add(rid)
         # what `env.timeout(transfer_s)` schedules (at now + transfer_s), without its overhead
-        Timer(self.env, self.env._now + (self.latency_s + self.req.prompt_list[rid] * self.s_per_token),
+        _Transfer(self.env, self.env._now + (self.latency_s + self.req.prompt_list[rid] * self.s_per_token),
               self._on_arrive).rid = rid
 
     def _on_arrive(self, ev) -> None:
