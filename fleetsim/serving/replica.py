@@ -135,6 +135,7 @@ class Replica:
         req: RequestArrays,
         on_done: Callable[..., None],
         index_in_pool: int = 0,
+        memos: tuple[dict, dict] | None = None,
     ) -> None:
         self.env = env
         self.index = index  # unique in the window
@@ -204,8 +205,10 @@ class Replica:
         # follows it (one event, not two): `_fused` = (its end, chunks, n_dec) until that end is
         # applied (`_settle`). Not for subclasses whose requests leave after prefill.
         self._fused = None
-        self._memo: dict = {}  # kernel answers for an empty replica's prefill iteration
-        self._run_memo: dict = {}  # ... and for the decode run after it
+        # Kernel answers for an empty replica's prefill iteration, and for the decode run after
+        # it: pure functions of the kernel, so the replicas of a pool share them (`memos`, one
+        # pair per pool and window: a prompt length one replica priced is a hit on the others)
+        self._memo, self._run_memo = memos if memos is not None else ({}, {})
         self._can_fuse = type(self)._join_decode is Replica._join_decode
         # No SimPy process: each run's timer calls `_on_timer` (an arrival that cuts the run
         # moves the callback to an earlier timer), which ends the run and starts the next.
