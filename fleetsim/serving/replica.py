@@ -57,16 +57,19 @@ def _ridge_tokens(kernel) -> float:
     return max(read_s / per_token_s, 1.0)
 
 
-class Timer(simpy.Event):
-    """A SimPy event scheduled at exactly `t_s` with one callback (what `Timeout.__init__` does,
-    without its delay arithmetic: `timeout(delay)` fires at now + delay, which can differ from a
-    planned end time by a rounding step)."""
+class Timer:
+    """A SimPy queue entry scheduled at exactly `t_s` with one callback (what `Timeout.__init__`
+    does, without its delay arithmetic: `timeout(delay)` fires at now + delay, which can differ
+    from a planned end time by a rounding step). Not a `simpy.Event`: nothing yields on it, and
+    stepping the queue reads only `callbacks` and `_ok` (`Environment.step`, `_simulate`), so a
+    slotted object with those is enough and cheaper to make."""
+
+    __slots__ = ("callbacks",)
+    _ok = True
+    _value = None
 
     def __init__(self, env: simpy.Environment, t_s: float, callback=None) -> None:
-        self.env = env
         self.callbacks = [callback] if callback is not None else []
-        self._ok = True
-        self._value = None
         heapq.heappush(env._queue, (t_s, _NORMAL, next(env._eid), self))
 
 
@@ -132,6 +135,7 @@ class Replica:
         req: RequestArrays,
         on_done: Callable[..., None],
         index_in_pool: int = 0,
+        memos: tuple[dict, dict] | None = None,
     ) -> None:
         self.env = env
         self.index = index  # unique in the window
@@ -201,8 +205,10 @@ class Replica:
         # follows it (one event, not two): `_fused` = (its end, chunks, n_dec) until that end is
         # applied (`_settle`). Not for subclasses whose requests leave after prefill.
         self._fused = None
-        self._memo: dict = {}  # kernel answers for an empty replica's prefill iteration
-        self._run_memo: dict = {}  # ... and for the decode run after it
+        # Kernel answers for an empty replica's prefill iteration, and for the decode run after
+        # it: pure functions of the kernel, so the replicas of a pool share them (`memos`, one
+        # pair per pool and window: a prompt length one replica priced is a hit on the others)
+        self._memo, self._run_memo = memos if memos is not None else ({}, {})
         self._can_fuse = type(self)._join_decode is Replica._join_decode
         # No SimPy process: each run's timer calls `_on_timer` (an arrival that cuts the run
         # moves the callback to an earlier timer), which ends the run and starts the next.
@@ -258,7 +264,7 @@ class Replica:
     def _drop(self, old) -> None:
         """The run's old timer no longer ends it (a placeholder has nothing to drop)."""
         if old.callbacks:
-            old.callbacks.remove(self._cb)
+            old.callbacks.clear()  # (a replica's Timer has one callback: its own `_cb`)
 
     def _restart_run(self) -> None:
         """A newcomer at the very instant a run starts joins it, as at an iteration boundary."""
@@ -358,7 +364,9 @@ class Replica:
         self._kind = 0
         env = self.env
         run = self.kernel.decode_run(n, self.ctx, self.throttle)
-        k_next = self._next_finish_step() - self.step
+        top = self.heap[0]  # the next finish step, unless the top entry is stale (preempted)
+        k_next = ((top >> _RID_BITS) if self.decoding.get(top & _RID_MASK) == top >> _RID_BITS
+                  else self._next_finish_step()) - self.step
         k_full = int((self.kv_capacity - self.ctx - self.kv_prefill) // n)
         k = max(min(k_next, k_full), 1)
         start = env._now
@@ -368,20 +376,24 @@ class Replica:
         self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
         self._run_cum = None
         self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
-        self._timer = self._arm(run.time_for_steps(k))
+        self._timer = self._arm_at(start + run.time_for_steps(k))
         return self._timer
 
     def _end(self) -> None:
         kind = self._kind
-        if kind == 0:
-            self._advance_decode(self._run_k, self._run_n)
-        elif kind == 1:
+        if kind == 1:
             self._end_prefill_run()
         elif kind == 2:
             self._end_prefill_iteration()
-        else:  # a prefill iteration fused with the decode run after it
-            self._settle(self.env._now)
-            self._advance_decode(self._run_k, self._run_n)
+        else:  # 0: a decode run; 3: a prefill iteration fused with the decode run after it
+            now = self.env._now
+            if kind == 3 and self._fused is not None:
+                self._settle(now)
+            k = self._run_k
+            self.step += k
+            self.ctx += self._run_n * k
+            self._mark(now, 0)
+            self._complete_due(now)
 
     def _make_room(self) -> None:
         """Before an iteration: if every running sequence's next token would not fit in the KV
@@ -405,14 +417,15 @@ class Replica:
     def _admit(self) -> None:
         """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
         waiting = self.waiting
+        prefilling = self.prefilling
         while waiting:
             rid = waiting[0]
-            if not self._can_admit(rid):
-                break
+            if (prefilling or self.decoding) and not self._can_admit(rid):
+                break  # (an empty replica always takes the head: no call)
             waiting.popleft()
-            generated = self.resume.pop(rid, 0)
+            generated = self.resume.pop(rid, 0) if self.resume else 0
             tokens = self._prompt[rid] + generated
-            self.prefilling.append([rid, tokens, self._cached[rid], generated])
+            prefilling.append([rid, tokens, self._cached[rid], generated])
             self.kv_prefill += tokens + 1
 
     def _start_prefill_iteration(self):
@@ -439,7 +452,8 @@ class Replica:
                 whole = False
             chunks.append((item, take))
             rid = item[0]
-            if admitted_s[rid] != admitted_s[rid]:  # NaN: its first chunk is scheduled now
+            a = admitted_s[rid]
+            if a != a:  # NaN: its first chunk is scheduled now
                 admitted_s[rid] = now
             tokens += take
             attended += take * (done + take / 2.0)
@@ -461,7 +475,7 @@ class Replica:
         self._kind = 2
         self._pf = (chunks, n_dec)
         self._run_cuttable = False
-        self._timer = self._arm(dt)
+        self._timer = self._arm_at(now + dt)
         return self._timer
 
     def _start_fused(self, t1: float, chunks: list, n_dec: int):
@@ -477,7 +491,12 @@ class Replica:
         step1 = self.step + 1 if n_dec else self.step
         ctx1 = self.ctx + n_dec
         kv1 = self.kv_prefill
-        k_next = self._next_finish_step() if n_dec else 1 << 62
+        if n_dec:
+            top = self.heap[0]  # (as in `_start`: the top entry, unless stale)
+            k_next = ((top >> _RID_BITS) if self.decoding.get(top & _RID_MASK) == top >> _RID_BITS
+                      else self._next_finish_step())
+        else:
+            k_next = 1 << 62
         if k_next <= step1:
             return None  # a decoder finishes at t1
         for item, _take in chunks:
@@ -673,9 +692,10 @@ class Replica:
         self._stamps = None
 
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
-        req = self.req
-        if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: first token of this request
-            req.first_token_s[rid] = now + self._host_s
+        first = self.req.first_token_s
+        t = first[rid]
+        if t != t:  # NaN: first token of this request
+            first[rid] = now + self._host_s
         remaining = self._output[rid] - generated
         if remaining <= 0:
             self._finish(rid, now)
@@ -693,12 +713,6 @@ class Replica:
             if decoding.get(top & _RID_MASK) == top >> _RID_BITS:
                 return top >> _RID_BITS
             heapq.heappop(heap)  # stale entry of a preempted request
-
-    def _advance_decode(self, k: int, n: int) -> None:
-        self.step += k
-        self.ctx += n * k
-        self._mark(self.env._now, 0)
-        self._complete_due(self.env._now)
 
     def _mark(self, now: float, n_running: int, tokens: int = 0) -> None:
         """Account busy time, batch-size and power areas since the last mark, then start an
@@ -751,7 +765,10 @@ class Replica:
 
     def _complete_due(self, now: float) -> None:
         heap = self.heap
+        if not heap or heap[0] >= (self.step + 1) << _RID_BITS:
+            return  # nobody finishes at or before this step
         decoding = self.decoding
+        prompt, output = self._prompt, self._output
         limit = (self.step + 1) << _RID_BITS  # entries finishing at or before this step
         while heap and heap[0] < limit:
             top = heapq.heappop(heap)
@@ -759,8 +776,17 @@ class Replica:
             if decoding.get(rid) != top >> _RID_BITS:
                 continue  # stale entry of a preempted request
             del decoding[rid]
-            self.ctx -= self._prompt[rid] + self._output[rid]
-            self._finish(rid, now)
+            tokens = prompt[rid] + output[rid]
+            self.ctx -= tokens
+            # `_finish`, inline (one call less per completion)
+            req = self.req
+            req.finish_s[rid] = now + self._host_s
+            req.status[rid] = COMPLETED
+            self.outstanding_tokens -= tokens
+            self.n_in -= 1
+            self.spare += 1
+            self.completed += 1
+            self.on_done(rid, self)
 
     def _finish(self, rid: int, now: float) -> None:
         req = self.req

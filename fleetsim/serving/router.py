@@ -167,19 +167,24 @@ class Router:
             if index is not None and replica is not None:  # (a decode replica is not indexed)
                 index.update(replica)
         if self.central:
-            self._dispatch_held(self.request_model[rid])
+            model = self.request_model[rid]
+            if self.held[model]:
+                self._dispatch_held(model)
 
     def _dispatch_held(self, model: int) -> None:
         held = self.held[model]
+        if not held:
+            return
+        up = self._up(model)
         while held:
-            replica = self._free_replica(held[0], model)
+            replica = self._free_replica(held[0], model, up)
             if replica is None:
                 return
-            self._assign(held.popleft(), replica)
+            self._assign(held.popleft(), replica, model)
 
-    def _free_replica(self, rid: int, model: int) -> Replica | None:
-        """The up replica with the most free batch slots that can hold `rid` (None if none)."""
-        up = self._up(model)
+    def _free_replica(self, rid: int, model: int, up: list[Replica]) -> Replica | None:
+        """The up replica (of `up`, the model's) with the most free batch slots that can hold
+        `rid` (None if none)."""
         if not up:
             return None
         best = self._index[model].top()  # most free slots, lowest position among ties
@@ -190,12 +195,13 @@ class Router:
         fitting = [r for r in up if r.spare > 0 and r.fits_ever(rid)]
         return max(fitting, key=_spare) if fitting else None
 
-    def _assign(self, rid: int, replica: Replica) -> None:
-        self.req.pool_idx[rid] = replica.pool_idx
-        self.req.replica[rid] = replica.index_in_pool
+    def _assign(self, rid: int, replica: Replica, model: int | None = None) -> None:
+        req = self.req
+        req.pool_idx[rid] = replica.pool_idx
+        req.replica[rid] = replica.index_in_pool
         replica.enqueue(rid)
         if self._index_key is not None:
-            index = self._index.get(self.request_model[rid])
+            index = self._index.get(self.request_model[rid] if model is None else model)
             if index is not None:
                 index.update(replica)
 
@@ -207,15 +213,15 @@ class Router:
             return
         held = self.held[model]
         if not held:
-            replica = self._free_replica(rid, model)
+            replica = self._free_replica(rid, model, up)
             if replica is not None:
-                self._assign(rid, replica)
+                self._assign(rid, replica, model)
                 return
         limits = [r.queue_limit for r in up]
         if all(q is not None for q in limits) and len(held) >= sum(limits):
             self._reject(rid, QUEUE_FULL)
             return
-        if self.req.attempts[rid] > 1 and held:
+        if held and self.req.attempts[rid] > 1:
             # A retry (its replica crashed) keeps its place by arrival time, ahead of newer ones.
             arrival = self.req.arrival_s
             i = 0
@@ -259,11 +265,11 @@ class Router:
                 self._reject(rid, EXCEEDS_KV)
                 return
             replica = self.choose(self, fitting, model)
-        if replica.queue_full(rid):
+        if replica.queue_limit is not None and replica.queue_full(rid):  # (no limit: no call)
             req.pool_idx[rid] = replica.pool_idx  # the pool that turned it away owns the miss
             self._reject(rid, QUEUE_FULL)
             return
-        self._assign(rid, replica)
+        self._assign(rid, replica, model)
 
     def reject(self, rid: int, reason: int) -> None:
         """Reject a request that left the router (a handoff with nowhere to go)."""

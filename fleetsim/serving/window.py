@@ -175,9 +175,10 @@ def run_window(
     kinds = {"both": Replica, "prefill": PrefillReplica, "decode": DecodeReplica}
     for pi, (pname, pool) in enumerate(cfg.pools.items()):
         reps = []
+        memos = ({}, {})  # the pool's kernel memos (`Replica._memo`): one kernel, shared answers
         for i in range(pool.replicas):
             reps.append(kinds[pool.role](env, index, pi, kernels[pname], pool.batching, pool.queue_limit,
-                                         req, on_done, index_in_pool=i))
+                                         req, on_done, index_in_pool=i, memos=memos))
             index += 1
         pool_replicas.append(reps)
         if pool.model in model_names and pool.role != "decode":  # arrivals go to prefill first
