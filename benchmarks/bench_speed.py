@@ -8,13 +8,21 @@
         `--plots`: with plots and report.html (the default of `fleetsim run`); `--replications
         R`: `--set fleet.replications=R` (default: the scenario's own, 16). After the runs,
         every table, plot and summary.json of the two sides is compared byte for byte.
+        `--cache DIR`: both sides use this capacity cache (the capacity search is the same code
+        on both sides, so one warm cache serves both; default a fresh cache per side).
+    python benchmarks/bench_speed.py days [--before DIR] [--replications 3] [--runs 2]
+        one future's parts in process, CPU seconds per future (process time) over R futures of
+        the reference case on a warm cache: set-up, the fleet's daily step (cohorts, capacity,
+        planner: `run_env`), its serving windows, and the tables (needs --cache or a warm
+        default cache).
     python benchmarks/bench_speed.py cold [--before DIR] [--precision 0.03]
         the capacity search of every replica type of the reference case from an empty cache:
         CPU seconds (process time, less sensitive to other jobs than wall time), windows and
         the estimate per type, and the total.
 
     python benchmarks/bench_speed.py --smoke
-        `warm` on fleet_small.yaml for one year, one run (`cold --smoke`: its two types at 10%).
+        `warm` and `days` on fleet_small.yaml for one year, one run (`cold --smoke`: its two types
+        at 10%).
 
 DIR is a checkout of fleetsim (e.g. `git worktree add /tmp/before <commit>`); its package is put
 first on PYTHONPATH, so the same interpreter and dependencies run both. The load average is
@@ -86,6 +94,48 @@ print(f"  total {total:.1f} CPU s")
 """
 
 
+DAYS = r"""
+import os, sys, time
+os.environ["FLEETSIM_FUTURE_WORKERS"] = "1"  # this process only: the parts are timed here
+from fleetsim import api
+from fleetsim.fleet import sim as S
+from fleetsim.fleet.capacity import replica_capacities, seasonal_capacities
+from fleetsim.fleet.futures import future_seeds
+from fleetsim.fleet.windows import window_runner
+from fleetsim.progress import run_env
+from fleetsim.results.cache import ResultCache
+sc = api.load_scenario(sys.argv[1], sys.argv[3:])
+R = int(sys.argv[2])
+chips, models = api.resolve_catalogs(sc)
+cache = ResultCache()
+caps = replica_capacities(sc, chips, models, cache=cache)
+grid = seasonal_capacities(sc, chips, models, cache=cache)
+root = sc.fleet.seed if sc.fleet.seed is not None else sc.seed
+wr = window_runner(chips, models)
+t = dict.fromkeys(("set-up", "days", "windows", "tables"), 0.0)
+for s in future_seeds(root, R):
+    c0 = time.process_time()
+    sim = S._FleetSim(sc, chips, models, caps, wr, s)
+    sim.caps_grid = grid or {}
+    sim.prepare()
+    sim.start_processes()
+    c1 = time.process_time()
+    run_env(sim.env, sim.n_days, None)
+    c2 = time.process_time()
+    w = sim._run_windows(None) if sim.window_snaps else None
+    c3 = time.process_time()
+    sim._result(w)
+    c4 = time.process_time()
+    for k, v in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3)):
+        t[k] += v
+print("; ".join(f"{k} {v / R:.3f}" for k, v in t.items()) + f" CPU s a future (R={R}, {sim.n_days} days)")
+"""
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _env(before: str | None, cache: str) -> dict:
     env = dict(os.environ, FLEETSIM_CACHE_DIR=cache)
     if before:
@@ -110,14 +160,15 @@ def _same_bytes(a: Path, b: Path) -> list[str]:
     return [str(n) for n in names if not (b / n).is_file() or (a / n).read_bytes() != (b / n).read_bytes()]
 
 
-def warm(runs: int, before: str | None, plots: bool = False, replications: int | None = None) -> None:
+def warm(runs: int, before: str | None, plots: bool = False, replications: int | None = None,
+         cache: str | None = None) -> None:
     fleetsim = str(Path(sys.executable).with_name("fleetsim"))
     sides = [("after", None)] + ([("before", before)] if before else [])
     sets = SETS + (["--set", f"fleet.replications={replications}"] if replications else [])
     flags = ["-q", "--overwrite"] + ([] if plots else ["--no-plots"])
     label = f"warm {'plots+report' if plots else '--no-plots'}" + (f" R={replications}" if replications else "")
     with tempfile.TemporaryDirectory() as tmp:
-        caches = {name: os.path.join(tmp, f"cache-{name}") for name, _ in sides}
+        caches = {name: cache or os.path.join(tmp, f"cache-{name}") for name, _ in sides}
         outs = {name: os.path.join(tmp, f"run-{name}") for name, _ in sides}
         for name, src in sides:  # fill each side's capacity cache (not measured)
             subprocess.run([fleetsim, "run", str(SCENARIO), *sets, "-o", outs[name], *flags],
@@ -125,15 +176,30 @@ def warm(runs: int, before: str | None, plots: bool = False, replications: int |
         rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sides}
         for _ in range(runs):
             for name, src in reversed(sides):
-                rows[name].append(_timed([fleetsim, "run", str(SCENARIO), *sets, "-o", outs[name], *flags],
-                                         _env(src, caches[name])))
+                load = _load()
+                rows[name].append((*_timed([fleetsim, "run", str(SCENARIO), *sets, "-o", outs[name], *flags],
+                                           _env(src, caches[name])), load))
         if before:
             diff = _same_bytes(Path(outs["after"]), Path(outs["before"]))
             print(f"same bytes as before: {'yes' if not diff else 'NO: ' + ', '.join(diff)}")
     for name, vals in rows.items():
-        walls = ", ".join(f"{w:.2f}" for w, _ in vals)
-        cpus = ", ".join(f"{u:.2f}" for _, u in vals)
-        print(f"{name:<7} {label}: wall s {walls}; CPU s {cpus}")
+        walls = ", ".join(f"{w:.2f}" for w, _, _ in vals)
+        cpus = ", ".join(f"{u:.2f}" for _, u, _ in vals)
+        loads = "; ".join(ld for _, _, ld in vals)
+        print(f"{name:<7} {label}: wall s {walls}; CPU s {cpus} (load average at each start: {loads})")
+
+
+def days(runs: int, before: str | None, replications: int, cache: str | None) -> None:
+    """One future's parts in process (DAYS), the two sides alternating."""
+    sides = [("after", None)] + ([("before", before)] if before else [])
+    env_cache = cache or os.environ.get("FLEETSIM_CACHE_DIR") or os.path.expanduser("~/.cache/fleetsim")
+    for _ in range(runs):
+        for name, src in reversed(sides):
+            load = _load()
+            out = subprocess.run([sys.executable, "-c", DAYS, str(SCENARIO), str(replications), *SETS[1::2]],
+                                 env=_env(src, env_cache), check=True, capture_output=True, text=True,
+                                 cwd=tempfile.gettempdir())  # not ROOT: the cwd would shadow PYTHONPATH
+            print(f"{name:<7} {out.stdout.strip()} (load average {load})", flush=True)
 
 
 def cold(before: str | None, precision: float) -> None:
@@ -141,22 +207,29 @@ def cold(before: str | None, precision: float) -> None:
     for name, src in sides:
         with tempfile.TemporaryDirectory() as cache:
             print(f"{name}: cold capacity search at precision {precision:.0%}", flush=True)
+            # cwd not ROOT: `python -c` puts the cwd first on sys.path, ahead of PYTHONPATH, so
+            # run from this checkout the "before" side imported this checkout's package
             subprocess.run([sys.executable, "-c", COLD, str(SCENARIO), str(precision)],
-                           env=_env(src, cache), check=True)
+                           env=_env(src, cache), check=True, cwd=tempfile.gettempdir())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["warm", "cold"], nargs="?" if SMOKE else None)
+    ap.add_argument("what", choices=["warm", "cold", "days"], nargs="?" if SMOKE else None)
     ap.add_argument("--runs", type=int, default=pick(3, 1))
     ap.add_argument("--before", help="a fleetsim checkout to measure interleaved with this one")
     ap.add_argument("--precision", type=float, default=pick(0.03, 0.1))
     ap.add_argument("--plots", action="store_true", help="warm: with plots and report.html")
-    ap.add_argument("--replications", type=int, help="warm: --set fleet.replications=R")
+    ap.add_argument("--replications", type=int, help="warm: --set fleet.replications=R; days: R (3)")
+    ap.add_argument("--cache", help="warm, days: this capacity cache for both sides")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    if args.what in ("warm", None):
-        warm(args.runs, args.before, args.plots or SMOKE, args.replications)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache or (os.path.join(tmp, "cache") if SMOKE else None)  # smoke: days reuses warm's
+        if args.what in ("warm", None):
+            warm(args.runs, args.before, args.plots or SMOKE, args.replications, cache)
+        if args.what == "days" or SMOKE:
+            days(args.runs, args.before, args.replications or pick(3, 1), cache)
     if args.what == "cold":
         cold(args.before, args.precision)
     print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")

@@ -697,8 +697,8 @@ class CohortFleet:
                 budget -= take
                 self.queue_wait_days += take * (day - ready)
                 gone = self.rng.binomial(cnt, self.repair.lost_share)
-                np.add.at(lost, idx, gone)
-                np.add.at(back, idx, cnt - gone)
+                lost[idx] += gone  # idx: distinct cohorts (flatnonzero of a day's crashes)
+                back[idx] += cnt - gone
             n_back, n_lost = int(back.sum()), int(lost.sum())
             if n_back or n_lost:
                 rep -= back + lost
