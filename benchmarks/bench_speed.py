@@ -59,6 +59,16 @@ forked work pays in wall time only when the second core is free; on a loaded mac
 saved (0.6 s a process, the scipy.stats import) is what remains. At the default R=16 the goals
 are out of reach: about 1.4 CPU s a future (two thirds serving windows), 16 futures on 2 cores
 is at least 11 s.
+
+Measured 2026-12-07 19:14-19:22 UTC, load average 1.1-2.3 (the last R=16 plots runs up to 11),
+before = 61798cc (main), after = branch `futures4` (the fleet's daily step: deferred per-day rows,
+the cohort step's slices and one bincount, the crash-rate memo shared by futures), with `--before
+DIR --cache DIR`: `days --runs 3`: daily step 0.427 / 0.467 / 0.411 CPU s a future before, 0.357 /
+0.340 / 0.337 after (-20%); windows 1.00 / 1.03 / 0.93 before, 1.03 / 0.97 / 0.96 after (serving,
+unchanged). Whole processes (same bytes): R=1 --no-plots CPU 2.27 / 2.33 / 2.30 s before, 2.29 /
+2.21 / 2.30 after (wall 1.8 both); R=16 --no-plots CPU 24.5 / 24.7 before, 22.3 / 24.8 after (wall
+13.1 / 13.2, 13.2 / 19.3); R=1 plots CPU 4.86 / 5.00 before, 4.86 / 4.80 after; R=16 plots CPU
+29.4 / 36.6 before, 30.7 / 35.9 after. The figures and their table: docs/fleet.md.
 """
 
 from __future__ import annotations
