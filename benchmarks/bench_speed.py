@@ -122,7 +122,22 @@ caps = replica_capacities(sc, chips, models, cache=cache)
 grid = seasonal_capacities(sc, chips, models, cache=cache)
 root = sc.fleet.seed if sc.fleet.seed is not None else sc.seed
 wr = window_runner(chips, models)
+from fleetsim.serving import health as H, window as W
+part = dict.fromkeys(("event loop", "reliability set-up"), 0.0)
+def _timing(mod, name, key):  # the windows' parts: process time inside these calls
+    f = getattr(mod, name, None)
+    def g(*a, **k):
+        c = time.process_time()
+        try:
+            return f(*a, **k)
+        finally:
+            part[key] += time.process_time() - c
+    if f is not None:
+        setattr(mod, name, g)
+_timing(W, "_simulate", "event loop")
+_timing(H, "WindowHealth", "reliability set-up")
 t = dict.fromkeys(("set-up", "days", "windows", "tables"), 0.0)
+n_win = 0
 for s in future_seeds(root, R):
     c0 = time.process_time()
     sim = S._FleetSim(sc, chips, models, caps, wr, s)
@@ -133,12 +148,16 @@ for s in future_seeds(root, R):
     run_env(sim.env, sim.n_days, None)
     c2 = time.process_time()
     w = sim._run_windows(None) if sim.window_snaps else None
+    n_win += len(sim.window_snaps)
     c3 = time.process_time()
     sim._result(w)
     c4 = time.process_time()
     for k, v in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3)):
         t[k] += v
 print("; ".join(f"{k} {v / R:.3f}" for k, v in t.items()) + f" CPU s a future (R={R}, {sim.n_days} days)")
+part["other set-up and rows"] = t["windows"] - sum(part.values())
+print("  windows: " + "; ".join(f"{k} {1e3 * v / max(n_win, 1):.2f}" for k, v in part.items())
+      + f" CPU ms a window ({n_win} windows)")
 """
 
 
