@@ -69,6 +69,15 @@ unchanged). Whole processes (same bytes): R=1 --no-plots CPU 2.27 / 2.33 / 2.30 
 2.21 / 2.30 after (wall 1.8 both); R=16 --no-plots CPU 24.5 / 24.7 before, 22.3 / 24.8 after (wall
 13.1 / 13.2, 13.2 / 19.3); R=1 plots CPU 4.86 / 5.00 before, 4.86 / 4.80 after; R=16 plots CPU
 29.4 / 36.6 before, 30.7 / 35.9 after. The figures and their table: docs/fleet.md.
+
+Measured 2026-12-07 23:12 UTC, load average 3.5-5.5, before = 910d21e (futures4 rebased on
+d6beb1d), after = branch `futures5` (one ServingReliability for a fleet run's windows, each chip
+resolved once), `days --before DIR --replications 2 --runs 2`: windows 0.945 / 0.938 CPU s a
+future before, 0.903 / 0.904 after (-4%); per window, reliability set-up 2.25 / 2.55 ms before,
+1.34 / 1.32 after; the event loop 21.6 / 21.2 ms before, 21.5 / 21.6 after (unchanged: 87% of a
+window's time). Whole processes, R=16 --no-plots, warm: CPU 22.9 / 22.5 s before, 21.5 / 25.7
+after (noise; wall 23.6 / 15.8, 22.2 / 121.9 under load). The goal (2.0 s wall for 16 futures)
+needs about 4 CPU s on 2 cores: 0.25 a future against about 1.3 today, the event loop alone 0.78.
 """
 
 from __future__ import annotations
