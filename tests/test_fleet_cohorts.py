@@ -48,3 +48,26 @@ def test_cohort_fleet_conserves_and_load_raises_hazard():
     assert out["hazard_per_chip_h"][0] > out["hazard_per_chip_h"][1]  # hotter at full load
     assert crashes[0] > crashes[1]
     assert fleet.counts["lost"] > 0 and fleet.counts["repaired"] > 0
+
+
+def test_crash_rate_memo_is_shared_by_physics_and_matches_a_fresh_solve():
+    """Futures of one process share the crash-rate memo of a pool with the same chip physics and
+    hall cooling (not of another chip or a better-cooled hall), and a shared entry is the value a
+    fresh equilibrium solve gives."""
+    from fleetsim.reliability.hazard import hazard_per_h
+    from fleetsim.reliability.thermal import equilibrium
+
+    rel, chips = ReliabilityConfig(), load_chips()
+    h100, other = resolve_chip(rel, "h100", chips), resolve_chip(rel, "mi300x", chips)
+    cool = HallConfig(cooling_factor=0.8)
+    make = lambda: CohortFleet(["a", "b", "c"], [h100, h100, other], [HallConfig(), cool, HallConfig()],
+                               RepairConfig(), np.random.default_rng(0))
+    a, b = make(), make()
+    assert a._rates[0] is b._rates[0]          # same chip, same hall: one memo for both futures
+    assert a._rates[0] is not a._rates[1]      # the better-cooled hall solves its own
+    assert a._rates[0] is not a._rates[2]      # another chip too
+    got = a._rate(1, 0.7371, 24.04)
+    assert b._rates[1][(0.737, 24.0)] == got   # the other future reads it
+    temp, _ = equilibrium(h100, 0.737, 24.0, 0.8)
+    assert got == float(hazard_per_h(h100, temp))
+    assert got != a._rate(0, 0.7371, 24.04)    # the cooling factor is in the key

@@ -871,7 +871,11 @@ class _FleetSim:
             cls = np.array([i for i, c in enumerate(self.classes) if self.class_model[c] == m], dtype=int)
             pls = [pi for pi, p in enumerate(self.pools) if p.model == m]
             hourly = (self.real[cls, :, None] * self.prof[cls][:, None, :]).sum(axis=0)  # day x 24
-            self._by_model.append((m, cls, np.array(pls, dtype=int), pls, hourly))
+            # the model's pools as a slice where they are contiguous (views, no fancy indexing)
+            pix = slice(pls[0], pls[-1] + 1) if pls and pls == list(range(pls[0], pls[-1] + 1)) else np.array(pls, dtype=int)
+            per_class = (self.real[cls].T.copy(), self.prof[cls], self.in_per_out[cls], self.hit_share[cls],
+                         self.usd_per_out_mtok[cls] if self.priced else None)
+            self._by_model.append((m, cls, pix, pls, hourly, per_class))
         if self.seasonal:  # the day's inlet, interpolated, for every pool and class at once
             self._k_day = np.empty((D, npl, self.k.shape[1]))
             for pi in range(npl):
@@ -885,41 +889,44 @@ class _FleetSim:
                 if p.chip in s.chips:
                     self._sub_day[first:, pi] *= s.power_price_multiplier
         self._pool_rows = np.arange(len(self._COUNT_ROWS))[:, None] * npl
+        self._counts_day = np.zeros((D, len(self._COUNT_ROWS), npl))
+        self._count_idx, self._count_n = np.zeros(0, dtype=np.int64), 0
+        self._deferred = {k: np.zeros((D, npl)) for k in ("up", "up_rent", "x", "x_load", "cap_own", "cap",
+                                                           "rent_us_now", "rented_now")}
 
     def _day_counts(self, day: int) -> np.ndarray:
         """Per pool (columns), the cohort figures of `_COUNT_ROWS` (rows) on `day`."""
         co, npl = self.cohorts, len(self.pools)
-        if co.n == 0:
+        n = co.n
+        if n == 0:
             return np.zeros((len(self._COUNT_ROWS), npl))
-        v = co.view
-        act, rep, rd = v("active"), v("in_repair"), v("retire_day")
-        in_service = (v("service_day") <= day) & (rd > day)
-        dd = v("delivered_day")
+        act, rep, rd = co.active[:n], co.in_repair[:n], co.retire_day[:n]
+        old = rd <= day
+        in_service = (co.service_day[:n] <= day) & ~old
+        dd, deliv = co.delivered_day[:n], co.delivered[:n]
         live = (dd <= day) & (dd + self.life_days > day)
-        w = np.stack((act, rep, v("lost"), v("retired"), v("removed"), v("delivered"),
-                      np.where(in_service | (rd <= day), 0, act), np.where(in_service, act, 0),
-                      np.where(in_service, rep, 0),
-                      np.where(in_service & self.channel_us[v("channel")], act, 0)), dtype=float)
-        w = np.concatenate((w, np.where(live, v("delivered") * v("capex_usd_per_chip"), 0.0)[None]))
-        idx = self._pool_rows + v("pool")[None, :]
-        return np.bincount(idx.ravel(), weights=w.ravel(), minlength=w.shape[0] * npl).reshape(w.shape[0], npl)
+        w = np.empty((len(self._COUNT_ROWS), n))  # rows of _COUNT_ROWS, a column per cohort
+        w[0], w[1], w[2], w[3], w[4], w[5] = act, rep, co.lost[:n], co.retired[:n], co.removed[:n], deliv
+        w[6] = np.where(in_service | old, 0, act)
+        w[7] = np.where(in_service, act, 0)
+        w[8] = np.where(in_service, rep, 0)
+        w[9] = np.where(in_service & self.channel_us[co.channel[:n]], act, 0)
+        w[10] = np.where(live, deliv * co.capex_usd_per_chip[:n], 0.0)
+        if self._count_n != n:  # a cohort's pool never changes: rebuilt when one is added
+            self._count_idx = (self._pool_rows + co.pool[:n][None, :]).ravel()
+            self._count_n = n
+        return np.bincount(self._count_idx, weights=w.ravel(), minlength=w.shape[0] * npl).reshape(w.shape[0], npl)
 
     def _day(self, day: int) -> None:
         co, fin = self.cohorts, self.fleet.finance
         npl = len(self.pools)
         co.retire_due(day)
         st = co.step(day, np.clip(self.x_prev, 0, 1) * self.u_g, self.sf, self.amb_day[day])
-        (c_act, c_rep, c_lost, c_ret, c_rem, c_del, c_comm, serve_act, serve_rep, us_chips,
-         c_dep) = self._day_counts(day)
+        counts = self._day_counts(day)
+        serve_act, serve_rep = counts[7], counts[8]
+        # the count rows go to the timeline at the end (_finish_records), with what follows from them
+        self._counts_day[day] = counts
         r = self.rec
-        r["active"][day] = c_act
-        r["in_repair"][day] = c_rep
-        r["installed"][day] = c_act + c_rep
-        r["lost"][day] = c_lost
-        r["retired"][day] = c_ret
-        r["removed"][day] = c_rem
-        r["delivered"][day] = c_del
-        r["commissioning"][day] = c_comm
         r["ordered"][day], r["cancelled"][day] = self.ordered_c, self.cancelled_c + self.stranded_c
         r["stranded"][day], r["on_order"][day] = self.stranded_c, self.on_order
         r["crashes"][day] = st["transient"] + st["hardware"]
@@ -948,33 +955,35 @@ class _FleetSim:
         x = np.zeros(npl)
         x_load = np.zeros(npl)   # utilisation with off-peak work (power, heat)
         unmet = 0.0
-        for m, cls, pls, pls_list, hourly_day in self._by_model:
+        add = np.add.reduce  # x.mean() is add.reduce(x) / len: the same bits, without its wrappers
+        for m, cls, pls, pls_list, hourly_day, (dmd_c, prof_c, in_per_out_c, hit_c, usd_c_t) in self._by_model:
             hourly = hourly_day[day]  # 24 hours
-            cm = cap[pls].sum()
+            npls = len(pls_list)
+            cm = add(cap[pls])
             own_h = np.minimum(hourly, cm)
             el = (self.elastic.plan(m, hourly - own_h, mix, lambda n: self.channels[n].state == "open")
                   if self.elastic else None)
             served_h = own_h if el is None else own_h + el.served_h
-            unmet += float((hourly - served_h).mean())
-            own_mean = own_h.mean()
-            shares = cap[pls] / cm if cm > 0 else np.zeros(len(pls))
+            unmet += float(add(hourly - served_h) / 24)
+            own_mean = add(own_h) / 24
+            shares = cap[pls] / cm if cm > 0 else np.zeros(npls)
             served_pool = own_mean * shares
             if el is not None:
                 self._elastic_day(day, el, mix)
                 served_pool[pls_list.index(el.pool_ix)] += float(el.served_h.mean())
-            total = served_h.mean()
+            total = add(served_h) / 24
             if el is not None and total > 0:  # hourly rentals serve part: shares of what was served
                 shares = served_pool / total
             if total > 0:
                 # each class's share of the served tokens, hour by hour (a shortfall hits all alike)
                 frac = np.divide(served_h, hourly, out=np.zeros(24), where=hourly > 0)
-                served_c = (dmd[cls, None] * self.prof[cls] * frac).mean(axis=1)  # output tok/s
-                inp_c = served_c * self.in_per_out[cls]
+                served_c = add(dmd_c[day][:, None] * prof_c * frac, axis=1) / 24  # output tok/s
+                inp_c = served_c * in_per_out_c
                 r["served_tokens_per_s"][day, pls] = served_pool
-                r["served_input_tokens_per_s"][day, pls] = inp_c.sum() * shares
-                r["served_cached_input_tokens_per_s"][day, pls] = (inp_c * self.hit_share[cls]).sum() * shares
+                r["served_input_tokens_per_s"][day, pls] = add(inp_c) * shares
+                r["served_cached_input_tokens_per_s"][day, pls] = add(inp_c * hit_c) * shares
                 if self.priced:
-                    usd_c = served_c[:, None] * 86400 / 1e6 * self.usd_per_out_mtok[cls]  # class x type
+                    usd_c = served_c[:, None] * 86400 / 1e6 * usd_c_t  # class x type
                     usd = usd_c.sum(axis=0)[None, :] * shares[:, None]  # pool x type
                     r["revenue_output_usd"][day, pls] = usd[:, 0]
                     r["revenue_input_cache_hit_usd"][day, pls] = usd[:, 1]
@@ -982,7 +991,7 @@ class _FleetSim:
             if cm > 0:
                 # a pair's idle surplus side: less busy than its capacity share
                 raw = cap_raw[pls]
-                x[pls] = own_mean / cm * np.divide(cap[pls], raw, out=np.ones(len(pls)), where=raw > 0)
+                x[pls] = own_mean / cm * np.divide(cap[pls], raw, out=np.ones(npls), where=raw > 0)
             x_load[pls] = x[pls]
             if self.fleet.offpeak is not None and cm > 0:
                 self._offpeak_day(day, pls_list, own_h, cap, cm, mix, up, up_rent, x_load)
@@ -993,32 +1002,54 @@ class _FleetSim:
         r["capacity_tokens_per_s"][day] += cap  # (+= : hourly rentals added theirs)
         r["utilisation"][day] = x
         self.x_prev = np.where(up > 0, x_load, self.x_prev)
+        # what the power, money and US-dependence rows need, for _finish_records: nothing in the
+        # run reads those rows, so they are computed once over all days, element by element as
+        # here (the same bits)
+        d = self._deferred
+        d["up"][day], d["up_rent"][day], d["x"][day], d["x_load"][day] = up, up_rent, x, x_load
+        d["cap_own"][day], d["cap"][day] = cap_own, cap
+        d["rent_us_now"][day], d["rented_now"][day] = self.rent_us_now, self.rented_now
+        self.regime_day[day] = [STATE_CODE[ch.state] for ch in self._chan_list]
+        self.side_day[day] = [(EXPORTER_CODE[ch.exporter], IMPORTER_CODE[ch.importer]) for ch in self._chan_list]
+        if day in self._wset:
+            self._snapshot(day, up, dmd)
+
+    def _finish_records(self) -> None:
+        """The timeline rows the daily step left for the end, over every day at once: chip counts,
+        power, energy, its cost, other opex, depreciation, revenue and US-dependent capacity.
+        Element by element the arithmetic of one day's row (+, -, *, / and floor are exact per
+        element, so the bits are those a day-by-day computation gives)."""
+        r, d, fin, npl = self.rec, self._deferred, self.fleet.finance, len(self.pools)
+        c = self._counts_day
+        for i, name in enumerate(("active", "in_repair", "lost", "retired", "removed", "delivered",
+                                  "commissioning")):
+            r[name][:] = c[:, self._COUNT_ROWS.index(name)]
+        r["installed"][:] = r["active"] + r["in_repair"]
+        serve_act, us_chips, c_dep = c[:, 7], c[:, 9], c[:, 10]
+        up, up_rent, x, x_load = d["up"], d["up_rent"], d["x"], d["x_load"]
+        cap_own, cap, mix = d["cap_own"], d["cap"], self._mix_day
+        rent_us, rented = d["rent_us_now"], d["rented_now"]
         # US dependence: capacity on chips from US-controlled channels
-        r["us_capacity_tokens_per_s"][day] += (
-            cap_own * np.divide(us_chips, serve_act, out=np.zeros(npl), where=serve_act > 0)
-            + (up_rent * mix if not self.pairs else cap - cap_own) * np.divide(self.rent_us_now, self.rented_now, out=np.zeros(npl),
-                                        where=self.rented_now > 0))
+        r["us_capacity_tokens_per_s"] += (
+            cap_own * np.divide(us_chips, serve_act, out=np.zeros_like(serve_act), where=serve_act > 0)
+            + (up_rent * mix if not self.pairs else cap - cap_own) * np.divide(rent_us, rented, out=np.zeros_like(rented),
+                                                                              where=rented > 0))
         # power: up replicas at the day's load, every other in-service chip idle, commissioning off
         it_w = up * (self.idle_w + (self.p_g - self.idle_w) * x_load) + (serve_act - up * self.tp).clip(0) * self.idle_w / self.tp
-        it_w = it_w + r["elastic_w"][day]  # hourly rentals: the provider pays, the energy is still used
+        it_w = it_w + r["elastic_w"]  # hourly rentals: the provider pays, the energy is still used
         mw = it_w * fin.pue / 1e6
         # rented replicas draw power too, at the same load, in the provider's hall (the scenario's
         # PUE): counted in power and energy (energy per token covers every token served), not in
         # power_usd (the hourly rent is all-in) nor in the site's power limit
         rent_mw = up_rent * (self.idle_w + (self.p_g - self.idle_w) * x) * fin.pue / 1e6
-        r["power_mw"][day] = mw + rent_mw
-        r["energy_mwh"][day] = (mw + rent_mw) * 24.0
-        r["power_usd"][day] = mw * 24.0 * 1000.0 * fin.power_usd_per_kwh * self._sub_day[day]
-        r["other_opex_usd"][day] = r["installed"][day] * fin.other_opex_usd_per_chip_year / 365.0
-        r["depreciation_usd"][day] = c_dep / self.life_days
+        r["power_mw"][:] = mw + rent_mw
+        r["energy_mwh"][:] = (mw + rent_mw) * 24.0
+        r["power_usd"][:] = mw * 24.0 * 1000.0 * fin.power_usd_per_kwh * self._sub_day
+        r["other_opex_usd"][:] = r["installed"] * fin.other_opex_usd_per_chip_year / 365.0
+        r["depreciation_usd"][:] = c_dep / self.life_days
         if self.priced:
-            r["revenue_usd"][day] = (r["revenue_output_usd"][day] + r["revenue_input_cache_hit_usd"][day]
-                                     + r["revenue_input_cache_miss_usd"][day])
-        for ch in self._chan_list:
-            self.regime_day[day, ch.idx] = STATE_CODE[ch.state]
-            self.side_day[day, ch.idx] = (EXPORTER_CODE[ch.exporter], IMPORTER_CODE[ch.importer])
-        if day in self._wset:
-            self._snapshot(day, up, dmd)
+            r["revenue_usd"][:] = (r["revenue_output_usd"] + r["revenue_input_cache_hit_usd"]
+                                   + r["revenue_input_cache_miss_usd"])
 
     def _pair_balance(self, cap: np.ndarray, mix: np.ndarray) -> np.ndarray:
         """Capacity per pool with each prefill/decode pair at the lesser of its two sides, split
@@ -1175,4 +1206,5 @@ class _FleetSim:
         return rows
 
     def _result(self, windows) -> FleetResult:
+        self._finish_records()
         return build_result(self, windows)

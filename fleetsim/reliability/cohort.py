@@ -582,7 +582,10 @@ class CohortFleet:
         self.jobs_per_day = math.inf if techs is None else techs * 24.0 / max(_median(repair.repair_h), 1e-9)
         self.counts = {"crashes": 0, "transient": 0, "hardware": 0, "repaired": 0, "lost": 0}
         self.queue_wait_days = 0.0
-        self._rates: dict[tuple[int, float, float], float] = {}
+        # crash rate memo per pool, shared by every CohortFleet of the process whose pool has the
+        # same chip physics and hall cooling (the rate depends on nothing else): a run's futures
+        # (and a sweep's points) solve each (load, inlet) equilibrium once, not once a future
+        self._rates = [_rate_memo(p, h.cooling_factor) for p, h in zip(params, halls)]
         self.high_load_h = np.zeros(len(pools))  # hours of continuous high load per pool
         self._amb_mean = [h.ambient_c for h in halls]
         self._ext = tuple(np.array([getattr(p, a) for p in params], dtype=float) for a in (
@@ -656,48 +659,54 @@ class CohortFleet:
 
     def retire_due(self, day: int) -> np.ndarray:
         """Cohorts at end of life today retire their active chips; returns chips retired per cohort."""
-        due = self.view("retire_day") == day
-        out = np.where(due, self.view("active"), 0)
-        self.view("active")[:] -= out
-        self.view("retired")[:] += out
+        n = self.n
+        out = np.where(self.retire_day[:n] == day, self.active[:n], 0)
+        self.active[:n] -= out
+        self.retired[:n] += out
         return out
 
     def step(self, day: int, utilisation: np.ndarray, spare_fraction: float,
              ambient_c: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One day: repairs finishing, crashes at the day's load (in each pool's hall at the day's
         `ambient_c`, default the hall's mean, after its hours of continuous high load);
-        per-pool replica-chip downtime."""
+        per-pool replica-chip downtime. The fleet's hot path (once a day per future): fields are
+        read as slices, not through `view`, and the per-pool sums come from one bincount."""
         n, npools = self.n, len(self.pools)
-        pool = self.view("pool")
-        in_service = (self.view("service_day") <= day) & (self.view("retire_day") > day)
-        act = self.view("active")
+        pool = self.pool[:n]
+        rd = self.retire_day[:n]
+        old = rd <= day
+        in_service = (self.service_day[:n] <= day) & ~old
+        act = self.active[:n]
+        rep = self.in_repair[:n]
         # 1. repairs finishing today (site pool, FIFO by arrival, technician-limited)
-        budget = self.jobs_per_day
-        back = np.zeros(n, np.int64)
-        lost = np.zeros(n, np.int64)
-        while self.queue and self.queue[0][0] <= day and budget >= 1:
-            ready, idx, cnt = self.queue[0]
-            total = int(cnt.sum())
-            take = total if total <= budget else int(budget)
-            if take < total:
-                part = self.rng.multivariate_hypergeometric(cnt, take)
-                self.queue[0] = (ready, idx, cnt - part)
-                cnt = part
-            else:
-                self.queue.popleft()
-            budget -= take
-            self.queue_wait_days += take * (day - ready)
-            gone = self.rng.binomial(cnt, self.repair.lost_share)
-            np.add.at(lost, idx, gone)
-            np.add.at(back, idx, cnt - gone)
-        if back.any() or lost.any():
-            self.view("in_repair")[:] -= back + lost
-            self.view("lost")[:] += lost
-            old = self.view("retire_day") <= day
-            act += np.where(old, 0, back)
-            self.view("retired")[:] += np.where(old, back, 0)
-            self.counts["repaired"] += int(back.sum())
-            self.counts["lost"] += int(lost.sum())
+        queue = self.queue
+        if queue and queue[0][0] <= day:
+            budget = self.jobs_per_day
+            back = np.zeros(n, np.int64)
+            lost = np.zeros(n, np.int64)
+            while queue and queue[0][0] <= day and budget >= 1:
+                ready, idx, cnt = queue[0]
+                total = int(cnt.sum())
+                take = total if total <= budget else int(budget)
+                if take < total:
+                    part = self.rng.multivariate_hypergeometric(cnt, take)
+                    queue[0] = (ready, idx, cnt - part)
+                    cnt = part
+                else:
+                    queue.popleft()
+                budget -= take
+                self.queue_wait_days += take * (day - ready)
+                gone = self.rng.binomial(cnt, self.repair.lost_share)
+                lost[idx] += gone  # idx: distinct cohorts (flatnonzero of a day's crashes)
+                back[idx] += cnt - gone
+            n_back, n_lost = int(back.sum()), int(lost.sum())
+            if n_back or n_lost:
+                rep -= back + lost
+                self.lost[:n] += lost
+                act += np.where(old, 0, back)
+                self.retired[:n] += np.where(old, back, 0)
+                self.counts["repaired"] += n_back
+                self.counts["lost"] += n_lost
         # 2. crashes at today's utilisation (hazard rebuilt from the day's load)
         serving = np.where(in_service, act, 0)
         amb = self._amb_mean if ambient_c is None else np.asarray(ambient_c, dtype=float).tolist()
@@ -707,56 +716,67 @@ class CohortFleet:
         h = self.high_load_h
         self.high_load_h = h = np.where(u >= thr, h + 24.0, np.maximum(0.0, h - recov * 24.0))
         ext = 1.0 + gain * (1.0 - np.exp(-h / tau))
-        ul = u.tolist()
-        rate_h = np.array([self._rate(k, ul[k], amb[k]) for k in range(npools)]) * ext
+        rates, rate = self._rates, self._rate
+        rate_h = []
+        for k, (uk, ak) in enumerate(zip(u.tolist(), amb)):  # _rate's memo, looked up inline
+            hit = rates[k].get((round(uk, 3), round(ak, 1)))
+            rate_h.append(rate(k, uk, ak) if hit is None else hit)
+        rate_h = np.array(rate_h) * ext
         lam = serving * (1.0 - spare_fraction) * rate_h[pool] * 24.0
         if self.cohort_rng is None:
             crashes = np.minimum(self.rng.poisson(lam), serving)
             transient = self.rng.binomial(crashes, self.repair.transient_share)
             hardware = crashes - transient
         else:  # each cohort's own uniforms; hardware and transient crashes as two thinned Poisson
-            u = self._uniforms(day, in_service)
+            uu = self._uniforms(day, in_service)
             ts = self.repair.transient_share
-            k = poisson_from_uniform(u.T.ravel(), np.concatenate((lam * (1.0 - ts), lam * ts)))
+            k = poisson_from_uniform(uu.T.ravel(), np.concatenate((lam * (1.0 - ts), lam * ts)))
             hardware = np.minimum(k[:n], serving)
             transient = np.minimum(k[n:], serving - hardware)
             crashes = hardware + transient
-        self.view("crashes")[:] += crashes
+        self.crashes[:n] += crashes
         act -= hardware
-        self.view("in_repair")[:] += hardware
-        if hardware.any():
+        rep += hardware
+        n_hw = int(hardware.sum())
+        if n_hw:
             idx = np.flatnonzero(hardware)
             self.queue.append((day + max(1, round(self.repair_days)), idx, hardware[idx]))
-        self.counts["crashes"] += int(crashes.sum())
-        self.counts["transient"] += int(transient.sum())
-        self.counts["hardware"] += int(hardware.sum())
+        n_tr = int(transient.sum())
+        self.counts["crashes"] += n_hw + n_tr
+        self.counts["transient"] += n_tr
+        self.counts["hardware"] += n_hw
         self._check()
-        by_pool = lambda x: np.bincount(pool, weights=x, minlength=npools)
-        return {
-            "serving_chips": by_pool(serving),
-            "in_repair_chips": by_pool(np.where(in_service | (self.view("retire_day") <= day),
-                                                self.view("in_repair"), 0)),
-            "transient": by_pool(transient),
-            "hardware": by_pool(hardware),
-            "hazard_per_chip_h": rate_h,
-        }
+        # the four per-pool sums in one bincount (row j's bins are j * npools + pool)
+        w = np.stack((serving, np.where(in_service | old, rep, 0), transient, hardware))
+        sums = np.bincount((self._rows4(npools) + pool).ravel(), weights=w.ravel(),
+                           minlength=4 * npools).reshape(4, npools)
+        return {"serving_chips": sums[0], "in_repair_chips": sums[1], "transient": sums[2],
+                "hardware": sums[3], "hazard_per_chip_h": rate_h}
+
+    def _rows4(self, npools: int) -> np.ndarray:
+        r = getattr(self, "_rows4_cache", None)
+        if r is None:
+            r = self._rows4_cache = np.arange(4)[:, None] * npools
+        return r
 
     def _rate(self, k: int, u: float, ambient_c: float) -> float:
         """Crash rate per chip-hour of pool k at utilisation u in its hall at `ambient_c`, before
         continuous high load (memo on u to 1e-3 and the inlet to 0.1 C: the equilibrium solve is
         the costly part, and daily loads repeat)."""
-        key = (k, round(u, 3), round(ambient_c, 1))
-        hit = self._rates.get(key)
+        key = (round(u, 3), round(ambient_c, 1))
+        memo = self._rates[k]
+        hit = memo.get(key)
         if hit is None:
             p, hall = self.params[k], self.halls[k]
-            temp, _ = equilibrium(p, key[1], key[2], hall.cooling_factor)
-            hit = self._rates[key] = float(hazard_per_h(p, temp))
+            temp, _ = equilibrium(p, key[0], key[1], hall.cooling_factor)
+            hit = memo[key] = float(hazard_per_h(p, temp))
         return hit
 
     def _check(self) -> None:
-        v = self.view
-        total = v("active") + v("in_repair") + v("lost") + v("retired") + v("removed")
-        if np.any(total != v("delivered")) or np.any(v("active") < 0) or np.any(v("in_repair") < 0):
+        n = self.n
+        act, rep = self.active[:n], self.in_repair[:n]
+        total = act + rep + self.lost[:n] + self.retired[:n] + self.removed[:n]
+        if (total != self.delivered[:n]).any() or min(act.min(initial=0), rep.min(initial=0)) < 0:
             raise RuntimeError("cohort chip accounting broken (internal error)")
 
     def process(self, env, day_hook):
@@ -766,6 +786,23 @@ class CohortFleet:
             yield env.timeout(day + 0.5 - env.now)
             day_hook(day)
             day += 1
+
+
+# (chip physics, hall cooling factor) -> {(utilisation to 1e-3, inlet to 0.1 C): crashes per
+# chip-hour}; a value is a pure function of its keys, so sharing it changes no figure. Bounded:
+# cleared when it holds more than _RATE_MEMO_MAX physics (a long sweep over chip figures).
+_RATE_MEMO: dict[tuple, dict[tuple[float, float], float]] = {}
+_RATE_MEMO_MAX = 256
+
+
+def _rate_memo(p: ChipReliability, cooling_factor: float) -> dict[tuple[float, float], float]:
+    key = (*(getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "basis"), float(cooling_factor))
+    memo = _RATE_MEMO.get(key)
+    if memo is None:
+        if len(_RATE_MEMO) >= _RATE_MEMO_MAX:
+            _RATE_MEMO.clear()
+        memo = _RATE_MEMO[key] = {}
+    return memo
 
 
 def _median(dist) -> float:

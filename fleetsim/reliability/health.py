@@ -120,7 +120,9 @@ class PoolHealth:
         now = t1 > p.throttle_c
         starts = np.flatnonzero(now & ~was)
         ends = np.flatnonzero(~now & was)
-        cross = crossing_offset_s(p, t0, t1, dt_s, p.throttle_c)
+        # the crossing times are read only where the throttle state changed (most steps: nowhere)
+        cross = (crossing_offset_s(p, t0, t1, dt_s, p.throttle_c) if starts.size or ends.size
+                 else np.zeros(0))
         self.last_throttle_start = starts
         self.last_throttle_start_times_s = t_s + cross[starts]
         self.last_throttle_end = ends

@@ -92,7 +92,8 @@ def step_temp(
     r = p.r_th_c_per_w * cooling_factor
     base = a * t0 + (1.0 - a) * (amb + r * p.idle_w)
     gain = (1.0 - a) * r * p.dynamic_w * u
-    base, gain = np.broadcast_arrays(base, gain)
+    if base.shape != gain.shape:  # (broadcast_arrays costs more than the rest of a cool step)
+        base, gain = np.broadcast_arrays(base, gain)
     shape = base.shape
     base, gain = base.ravel(), gain.ravel()
     k = p.clock_power_exp

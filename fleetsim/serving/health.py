@@ -36,6 +36,21 @@ class ServingReliability:
     def __init__(self, cfg: ReliabilityConfig, chips: dict) -> None:
         self.cfg = cfg
         self.chips = chips
+        self._chip: dict[str, tuple] = {}
+
+    def chip(self, chip: str) -> tuple:
+        """(resolved parameters, reference clock) of a chip kind, resolved once: a fleet run's
+        windows share one ServingReliability (fleetsim.serving.window.run_fleet_window), and
+        resolving every pool's chip and solving its reference equilibrium in every window was a
+        tenth of a window's time."""
+        hit = self._chip.get(chip)
+        if hit is None:
+            params = resolve_chip(self.cfg, chip, self.chips)
+            # The kernel's efficiencies were calibrated on chips already running at their normal
+            # loaded clock, so the kernel sees the clock relative to that reference state.
+            clock_ref = float(equilibrium(params, REFERENCE_UTILISATION, REFERENCE_AMBIENT_C, 1.0)[1])
+            hit = self._chip[chip] = (params, clock_ref)
+        return hit
 
     def attach(self, env: simpy.Environment, serving: ServingConfig, pool_replicas: list[list],
                router, seed: int, window: int, start_temp_c: dict[str, float] | None = None,
@@ -60,7 +75,7 @@ class WindowHealth:
         self.power: dict[str, _PowerMeter] = {}
         cfg = rel.cfg
         for (pname, pool), reps in zip(serving.pools.items(), pool_replicas):
-            params = resolve_chip(cfg, pool.chip, rel.chips)
+            params, clock_ref = rel.chip(pool.chip)
             health = PoolHealth(
                 params, cfg.halls[pool.hall], len(reps), pool.tp, stream(seed, "health", pname, window),
                 serving.start_hour, pool=pname, crashes=cfg.serving_crashes, log=self.log,
@@ -75,9 +90,6 @@ class WindowHealth:
                               n_chips=len(reps) * pool.tp, pool=pname, chip=pool.chip, log=self.log,
                               spares=None if spares is None or pname not in spares else spares[pname])
             self.pools[pname] = (health, shop)
-            # The kernel's efficiencies were calibrated on chips already running at their normal
-            # loaded clock, so the kernel sees the clock relative to that reference state.
-            clock_ref = float(equilibrium(params, REFERENCE_UTILISATION, REFERENCE_AMBIENT_C, 1.0)[1])
             meter = self.power[pname] = _PowerMeter(params, pool.tp, reps, self.warmup_s, clock_ref)
             if reps:
                 env.process(self._monitor(health, shop, reps, pool.tp, cfg.thermal_step_s, clock_ref,

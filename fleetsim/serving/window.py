@@ -355,6 +355,9 @@ def _simulate(env: simpy.Environment, until: float, times: list[float], router: 
 # Kernels and compiled workloads of recent scenarios, keyed by content: a fleet run calls
 # `run_fleet_window` for thousands of windows of one scenario and builds them once.
 _BUILT: dict[str, tuple] = {}
+# The windows' ServingReliability by the reliability section it was made of (held, so its id is
+# not reused) and the catalogs (the same `built_parts` object for one scenario content).
+_HEALTH: dict[int, tuple] = {}
 
 
 def given_pools(scenario) -> frozenset[str]:
@@ -439,12 +442,21 @@ def run_fleet_window(scenario, *, replicas_up: dict[str, int], rate_per_s: dict[
         from fleetsim.scenario.reliability import ReliabilityConfig
         from fleetsim.serving.health import ServingReliability
 
-        rel = scenario.reliability or ReliabilityConfig()
-        if ambient_c is not None:
-            rel = rel.model_copy(update={"halls": {
-                name: hall.model_copy(update={"ambient_c": float(ambient_c), "daily_swing_c": 0.0})
-                for name, hall in rel.halls.items()}})
-        health = ServingReliability(rel, chips)
+        rel = scenario.reliability
+        if rel is not None and ambient_c is None:  # a fleet's windows: one, its chips resolved once
+            hit = _HEALTH.get(id(rel))
+            if hit is None or hit[0] is not rel or hit[1] is not chips:
+                if len(_HEALTH) >= 8:
+                    _HEALTH.pop(next(iter(_HEALTH)))
+                hit = _HEALTH[id(rel)] = (rel, chips, ServingReliability(rel, chips))
+            health = hit[2]
+        else:
+            rel = rel or ReliabilityConfig()
+            if ambient_c is not None:
+                rel = rel.model_copy(update={"halls": {
+                    name: hall.model_copy(update={"ambient_c": float(ambient_c), "daily_swing_c": 0.0})
+                    for name, hall in rel.halls.items()}})
+            health = ServingReliability(rel, chips)
     return run_window(win, chips, models, seed, scenario.base_dir, rate_scale=scales, window=window,
                       kernels=kernels, reliability=health, workloads=workloads,
                       start_temp_c=start_temp_c, spares=spares)
