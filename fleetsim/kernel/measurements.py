@@ -131,6 +131,17 @@ def load_holdout3() -> tuple[Measurement, ...]:
     return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT3_FILE).read_text(encoding="utf-8"))
 
 
+HOLDOUT4_FILE = "holdout_2026q4_r4.csv"
+
+
+@functools.cache
+def load_holdout4() -> tuple[Measurement, ...]:
+    """The fresh holdout of issue 21's fourth round (split 'holdout'): published points from four
+    sources used nowhere else in the repository, frozen before that round's kernel changes and
+    scored once at its end (python -m fleetsim.kernel.measurements --holdout4)."""
+    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT4_FILE).read_text(encoding="utf-8"))
+
+
 READ_FOR_FITTING = "read, now used for fitting"
 
 
