@@ -19,7 +19,7 @@ def by_hand(engine: str) -> float:
     """One decode iteration of Llama-3.1-8B, bf16, tp 1, one sequence holding 1,000 tokens:
     weights stream once (memory-bound: the GEMM compute at 1 row is ~3% of it), the KV cache
     of 1,001 tokens streams at the batch-1 attention efficiency, the family's non-GEMM activation
-    passes over the token's hidden vector in every layer, no collectives, plus the engine's per-step overhead for the chip's platform and 32 layer launches (graph replay)."""
+    passes over the token's hidden vector in every layer, no collectives, plus the engine's per-step overhead for the chip's platform and 32 layer launches (graph replay, or host dispatch where the engine's default is not whole-step graphs)."""
     chip = CHIPS[HOST[engine]]
     eff = chip.efficiency
     plat = "cuda" if chip.family.startswith("nvidia") else "ascend"
@@ -31,7 +31,7 @@ def by_hand(engine: str) -> float:
                                    * ENGINES[engine].gemm_efficiency * 14336 / (14336 + 256))
     kv_s = (2 * 32 * 8 * 128 * 2) * 1001 / (bw * 0.7)
     attn_flops_s = 4 * 32 * 128 * 32 * 1000 / 0.5 / (chip.bf16_tflops * 1e12)
-    launch_s = 32 * ENGINES[engine].layer_launch_s["graph"]
+    launch_s = 32 * ENGINES[engine].layer_launch_s["graph" if ENGINES[engine].graph_capture else "eager"]
     act_s = eff.activation_passes * 32 * 4096 * 2 / bw  # non-GEMM passes over one token's hidden vector
     return (max(weights_s, gemm_s) + act_s + max(kv_s, attn_flops_s) + ENGINES[engine].overhead_s[plat]
             + launch_s)

@@ -6,8 +6,10 @@ metric, published (the figure as published), per_chips (chips the figure covers;
 latencies), tp (chips per replica or instance), chips_total, precision, kv_precision,
 concurrency, input_tokens, output_tokens, tpot_limit_s, draft_tokens, tokens_per_step,
 cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions; optional
-attention (tp | dp), expert_parallel (a divisor of tp), memory_fraction and pipeline_stages (tp counts
-all the replica's chips), where the run published them (empty: the kernel's defaults).
+attention (tp | dp), expert_parallel (a divisor of tp), memory_fraction, pipeline_stages (tp counts
+all the replica's chips) and graph_capture (true: the launch flags capture whole decode steps as
+graphs, e.g. vllm-ascend's FULL_DECODE_ONLY; false: eager), where the run published them (empty:
+the kernel's defaults).
 
 Metrics (how the kernel is run for a row):
   offline        best steady continuous-batching output rate, batch up to the KV limit and `concurrency`
@@ -87,10 +89,20 @@ class Measurement:
     memory_fraction: float | None = None  # as the engine defines it, when the run set it
     relation: str = ""  # holdout rows: how independent of measurements.csv the row is
     pipeline_stages: int | None = None  # stages the tp chips are split into (tp / pp chips each)
+    graph_capture: bool | None = None  # the run's launch flags set whole-step graphs (true) or eager (false)
 
 
 def _opt(v: str, kind=float):
     return None if v.strip() == "" else kind(float(v))
+
+
+def _bool(v: str) -> bool | None:
+    v = v.strip().lower()
+    if v == "":
+        return None
+    if v not in ("true", "false"):
+        raise ValueError(f"graph_capture must be true, false or empty, got {v!r}")
+    return v == "true"
 
 
 def load_measurements(path=None) -> tuple[Measurement, ...]:
@@ -132,6 +144,8 @@ def load_holdout3() -> tuple[Measurement, ...]:
 
 
 HOLDOUT4_FILE = "holdout_2026q4_r4.csv"
+HOLDOUT4_FROZEN = "2026-12-07 (commit e034207, branch kernel4)"
+HOLDOUT4_READ_ON = "2026-12-07"
 
 
 @functools.cache
@@ -143,14 +157,16 @@ def load_holdout4() -> tuple[Measurement, ...]:
 
 
 READ_FOR_FITTING = "read, now used for fitting"
+HOLDOUT3_READ = "scored once in round 3, read, now used for fitting"
 
 
 def development_set() -> tuple[Measurement, ...]:
     """The fitting/development set from issue 21's third round on: the fit split, plus the
     measurement set's test split (read twice) and the second round's holdout (read once), each
     relabelled split 'fit' with relation READ_FOR_FITTING and its old split in front of it, since a
-    split that has been read is a fitting set from then on. The third round's holdout
-    (load_holdout3) is not in it."""
+    split that has been read is a fitting set from then on. From the fourth round on the third
+    round's holdout (load_holdout3, scored once) is in it too, relabelled the same way; the fourth
+    round's (load_holdout4) is not."""
     from dataclasses import replace
 
     out = []
@@ -159,6 +175,8 @@ def development_set() -> tuple[Measurement, ...]:
             out.append(m)
         else:
             out.append(replace(m, split="fit", relation=f"{m.split} split ({READ_FOR_FITTING})"))
+    for m in load_holdout3():
+        out.append(replace(m, split="fit", relation=f"holdout3 ({HOLDOUT3_READ})"))
     return tuple(out)
 
 
@@ -195,6 +213,7 @@ def _parse(text: str) -> tuple[Measurement, ...]:
             expert_parallel=_opt(r.get("expert_parallel") or "", int),
             memory_fraction=_opt(r.get("memory_fraction") or ""),
             pipeline_stages=_opt(r.get("pipeline_stages") or "", int),
+            graph_capture=_bool(r.get("graph_capture") or ""),
             relation=(r.get("relation") or "").strip(),
         ))
     return tuple(out)
@@ -246,7 +265,8 @@ def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> Re
                          engine_release=m.date, attention=m.attention,
                          expert_parallel=m.expert_parallel if tp is None else None,
                          memory_fraction=m.memory_fraction,
-                         pipeline_stages=m.pipeline_stages if tp is None else None)
+                         pipeline_stages=m.pipeline_stages if tp is None else None,
+                         graph_capture=m.graph_capture)
 
 
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
@@ -408,6 +428,12 @@ def holdout3_markdown(rows: list[dict] | None = None) -> str:
     return holdout_markdown(compare(load_holdout3()) if rows is None else rows)
 
 
+def holdout4_markdown(rows: list[dict] | None = None) -> str:
+    """The fourth round's fresh holdout (fleetsim/catalog/holdout_2026q4_r4.csv), the VALIDATION:
+    scored once, after that round's structure work (python -m fleetsim.kernel.measurements --holdout4)."""
+    return holdout_markdown(compare(load_holdout4()) if rows is None else rows)
+
+
 def development_markdown(rows: list[dict] | None = None) -> str:
     """The CALIBRATION: residuals over the development set (development_set: fit split plus the
     splits already read), by where each point came from, and per partition."""
@@ -453,21 +479,24 @@ def _point_table(rows: list[dict]) -> list[str]:
     return out
 
 
-def _dev_rows(rows: list[dict] | None, holdout_rows: list[dict] | None) -> list[dict]:
-    """compare() rows of development_set() built from already-computed rows of its two parts."""
+def _dev_rows(rows: list[dict] | None, holdout_rows: list[dict] | None,
+              holdout3_rows: list[dict] | None = None) -> list[dict]:
+    """compare() rows of development_set() built from already-computed rows of its three parts."""
     rows = compare() if rows is None else rows
     hold = compare(load_holdout()) if holdout_rows is None else holdout_rows
+    hold3 = compare(load_holdout3()) if holdout3_rows is None else holdout3_rows
     out = []
     for r in list(rows) + list(hold):
         if r["split"] == "fit":
             out.append(r)
         else:
             out.append(dict(r, split="fit", relation=f"{r['split']} split ({READ_FOR_FITTING})"))
+    out += [dict(r, split="fit", relation=f"holdout3 ({HOLDOUT3_READ})") for r in hold3]
     return out
 
 
 def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dict] | None = None,
-             holdout3_rows: list[dict] | None = None) -> str:
+             holdout3_rows: list[dict] | None = None, holdout4_rows: list[dict] | None = None) -> str:
     """docs/validation.md's kernel block: both splits' errors, per point and per partition, the
     fresh holdout's, the transfer rules used, and the sources (python -m fleetsim.kernel.measurements)."""
     points = points or load_measurements()
@@ -495,10 +524,14 @@ def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dic
         out.append("")
     out.append("#### Second holdout (fleetsim/catalog/holdout_2026q4.csv: scored once in round 2, read, now used for fitting)\n")
     out.append(holdout_markdown(holdout_rows))
-    out.append("#### Calibration: the development set (fit split + the test split and second holdout, read, now used for fitting)\n")
-    out.append(development_markdown(_dev_rows(rows, holdout_rows)))
-    out.append("#### Validation: third fresh holdout (fleetsim/catalog/holdout_2026q4_r3.csv, frozen before round 3's kernel changes, scored once)\n")
-    out.append(holdout3_markdown(holdout3_rows))
+    hold3 = compare(load_holdout3()) if holdout3_rows is None else holdout3_rows
+    out.append("#### Third holdout (fleetsim/catalog/holdout_2026q4_r3.csv: scored once in round 3, read, now used for fitting)\n")
+    out.append(holdout3_markdown(hold3))
+    out.append("#### Calibration: the development set (fit split + the test split, second and third holdouts, read, now used for fitting)\n")
+    out.append(development_markdown(_dev_rows(rows, holdout_rows, hold3)))
+    out.append(f"#### Validation: fourth fresh holdout (fleetsim/catalog/holdout_2026q4_r4.csv, OUT OF SAMPLE: frozen "
+               f"{HOLDOUT4_FROZEN} before round 4's kernel changes, scored once on {HOLDOUT4_READ_ON})\n")
+    out.append(holdout4_markdown(holdout4_rows))
     out.append("#### Transfer rules used (engines.yaml `transfers`, written by fleetsim calibrate)\n")
     out.append(transfers_markdown())
     out.append("")
@@ -601,7 +634,7 @@ if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --
     if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
         print(fit_markdown())
         raise SystemExit(0)
-    if "--dev" in sys.argv:  # development: fit split + the read splits (development_set), not holdout3
+    if "--dev" in sys.argv:  # development: fit split + the read splits (development_set), not holdout4
         print(fit_markdown(development_set()))
         raise SystemExit(0)
     if "--holdout" in sys.argv:  # the second holdout alone (read in round 2; now fitting data)
@@ -609,6 +642,9 @@ if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --
         raise SystemExit(0)
     if "--holdout3" in sys.argv:  # the third fresh holdout alone (read once, at the end of round 3)
         print(holdout3_markdown())
+        raise SystemExit(0)
+    if "--holdout4" in sys.argv:  # the fourth fresh holdout alone (read once, at the end of round 4)
+        print(holdout4_markdown())
         raise SystemExit(0)
     _rows = compare()
     if "--write-docs" in sys.argv:
