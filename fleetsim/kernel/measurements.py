@@ -336,20 +336,30 @@ def regime(m: Measurement) -> str:
     return "loaded"
 
 
-def compare(points=None, chips=None, models=None, engines=None) -> list[dict]:
+def compare(points=None, chips=None, models=None, engines=None, refused_fail: bool = False) -> list[dict]:
     """One row per measurement: published, kernel, relative error (kernel / published - 1), and
-    the partitions errors are reported by (chip family, engine, metric, dense/MoE, batch regime)."""
+    the partitions errors are reported by (chip family, engine, metric, dense/MoE, batch regime).
+    refused_fail (a fresh holdout, scored once): a setup the kernel refuses (CapacityError: it
+    does not fit) is scored as a miss (kernel nan, error +inf) instead of stopping the scoring."""
+    from fleetsim.errors import CapacityError
+
     chips_ = chips or load_chips()
     models_ = models or load_models()
     rows = []
     for m in points or load_measurements():
-        kern = predict(m, chips, models, engines)
+        try:
+            kern = predict(m, chips, models, engines)
+        except CapacityError:
+            if not refused_fail:
+                raise
+            kern = math.nan
         rows.append({"key": m.key, "source": m.source, "split": m.split, "chip": m.chip,
                      "relation": getattr(m, "relation", ""),
                      "model": m.model, "engine": m.engine, "metric": m.metric,
                      "family": chips_[m.chip].family, "kind": "MoE" if models_[m.model].is_moe else "dense",
                      "regime": regime(m),
-                     "published": m.published, "kernel": kern, "rel_error": kern / m.published - 1.0})
+                     "published": m.published, "kernel": kern,
+                     "rel_error": math.inf if math.isnan(kern) else kern / m.published - 1.0})
     return rows
 
 
@@ -359,7 +369,7 @@ def summary(rows: list[dict], split: str | None = None) -> dict:
     return {"points": len(r), "median_abs": float(np.median(err)) if len(r) else math.nan,
             "within_25": float(np.mean(err <= 0.25)) if len(r) else math.nan,
             "max_abs": float(err.max()) if len(r) else math.nan,
-            "within_tol": float(np.mean([1 / TOLERANCE <= x["kernel"] / x["published"] <= TOLERANCE
+            "within_tol": float(np.mean([bool(1 / TOLERANCE <= x["kernel"] / x["published"] <= TOLERANCE)
                                          for x in r])) if len(r) else math.nan}
 
 
@@ -376,6 +386,8 @@ def partitions(rows: list[dict], split: str) -> dict[str, dict]:
 
 
 def _fmt(v: float) -> str:
+    if math.isnan(v):
+        return "refused"
     return f"{v:.4g}" if abs(v) < 1 else f"{v:,.0f}"
 
 
@@ -431,7 +443,7 @@ def holdout3_markdown(rows: list[dict] | None = None) -> str:
 def holdout4_markdown(rows: list[dict] | None = None) -> str:
     """The fourth round's fresh holdout (fleetsim/catalog/holdout_2026q4_r4.csv), the VALIDATION:
     scored once, after that round's structure work (python -m fleetsim.kernel.measurements --holdout4)."""
-    return holdout_markdown(compare(load_holdout4()) if rows is None else rows)
+    return holdout_markdown(compare(load_holdout4(), refused_fail=True) if rows is None else rows)
 
 
 def development_markdown(rows: list[dict] | None = None) -> str:
