@@ -144,7 +144,7 @@ def load_holdout3() -> tuple[Measurement, ...]:
 
 
 HOLDOUT4_FILE = "holdout_2026q4_r4.csv"
-HOLDOUT4_FROZEN = "2026-12-07 (commit e034207, branch kernel4)"
+HOLDOUT4_FROZEN = "2026-12-07 (commit f3851ef on branch kernel4, e034207 before its rebase)"
 HOLDOUT4_READ_ON = "2026-12-07"
 
 
