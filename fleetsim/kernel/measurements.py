@@ -156,6 +156,17 @@ def load_holdout4() -> tuple[Measurement, ...]:
     return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT4_FILE).read_text(encoding="utf-8"))
 
 
+HOLDOUT5_FILE = "holdout_2026q4_r5.csv"
+
+
+@functools.cache
+def load_holdout5() -> tuple[Measurement, ...]:
+    """The fresh holdout of issue 21's fifth round (split 'holdout'): MLPerf Inference v5.1 results
+    of nine submitters used nowhere else in the repository, frozen before that round's kernel
+    changes and scored once at its end (python -m fleetsim.kernel.measurements --holdout5)."""
+    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT5_FILE).read_text(encoding="utf-8"))
+
+
 READ_FOR_FITTING = "read, now used for fitting"
 HOLDOUT3_READ = "scored once in round 3, read, now used for fitting"
 
