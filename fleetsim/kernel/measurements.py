@@ -157,7 +157,7 @@ def load_holdout4() -> tuple[Measurement, ...]:
 
 
 HOLDOUT5_FILE = "holdout_2026q4_r5.csv"
-HOLDOUT5_FROZEN = "2026-12-07 (commit 9bd6ad0 on branch kernel5)"
+HOLDOUT5_FROZEN = "2026-12-07 (commit a3777af on branch kernel5, 9bd6ad0 before its rebase)"
 HOLDOUT5_READ_ON = "2026-12-07"
 
 
