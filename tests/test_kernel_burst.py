@@ -43,3 +43,21 @@ def test_heavy_tail_costs_more_than_fixed_lengths(kernel):
     fixed = burst_throughput(kernel, 1000, 217.0, 200.0, None, "fixed")
     tail = burst_throughput(kernel, 1000, 217.0, 200.0, None, "sharegpt")
     assert tail < 0.8 * fixed
+
+
+def test_a_stated_generation_cap_shortens_the_drain(kernel):
+    """A run that caps generation (max_tokens, e.g. AccelMark's 512) has no output past the cap:
+    the lengths keep the mean under the cut, and the shorter drain lifts the finite-run rate."""
+    x = burst_output_lengths(100, 346.0, 245.0, "sharegpt", max_output=512)
+    assert x.max() <= 512 and abs(x.mean() / 346.0 - 1) < 0.02
+    free = burst_throughput(kernel, 100, 245.0, 346.0, None, "sharegpt")
+    capped = burst_throughput(kernel, 100, 245.0, 346.0, None, "sharegpt", max_output_tokens=512)
+    assert capped > 1.5 * free
+
+
+def test_burst_setup_reads_the_cap_from_the_setup():
+    from fleetsim.kernel.measurements import burst_setup, load_holdout4
+
+    rows = {m.key: m for m in load_holdout4()}
+    assert burst_setup(rows["hold4-accelmark-h200x1-suiteA-offline"])[2] == 512.0
+    assert all(b is None or b[2] in (None, 256.0, 512.0) for b in map(burst_setup, rows.values()))

@@ -132,15 +132,20 @@ SHAREGPT_MAX_SEQ_TOKENS = 2048
 BURST_CHUNK_TOKENS = 8192
 
 
-def burst_output_lengths(n: int, output: float, prompt: float, dataset: str) -> np.ndarray:
+def burst_output_lengths(n: int, output: float, prompt: float, dataset: str,
+                         max_output: float | None = None) -> np.ndarray:
     """Per-request output lengths of a finite benchmark run with mean `output`. 'fixed': random
     datasets (every request asks for the same length). 'sharegpt': the conversation lengths are
     heavy-tailed; ASSUMED exponential with the run's mean, cut at the sampler's filter
-    (SHAREGPT_MAX_SEQ_TOKENS - prompt) and rescaled to the mean, in a fixed shuffled order."""
+    (SHAREGPT_MAX_SEQ_TOKENS - prompt) or at the run's generation cap (max_output: the max_tokens
+    a run states, e.g. AccelMark's 512), whichever is lower, and rescaled to the mean, in a fixed
+    shuffled order. The cut sets the drain: the longest output decides the makespan."""
     if dataset != "sharegpt":
         return np.full(n, max(1.0, round(output)))
     q = (np.arange(n) + 0.5) / n
     top = max(2.0, SHAREGPT_MAX_SEQ_TOKENS - prompt)
+    if max_output:
+        top = max(2.0, min(top, float(max_output)))
     x = -np.log1p(-q)
     lengths = np.minimum(x * output, top)
     for _ in range(8):  # rescale to the published mean under the cut
@@ -157,6 +162,7 @@ def burst_throughput(
     max_batch: int | None = None,
     dataset: str = "fixed",
     chunk_tokens: int = BURST_CHUNK_TOKENS,
+    max_output_tokens: float | None = None,
 ) -> float:
     """Output tokens/s of a FINITE run: n_requests issued at once (request rate inf, as vllm bench
     serve runs them), = total output / makespan. Unlike offline_throughput (the best steady
@@ -165,7 +171,7 @@ def burst_throughput(
     outputs finish at small batch, where a step costs nearly as much as at full batch. Step by
     step in first-come order; a request is admitted while the batch cap (KV limit for its prompt,
     and max_batch) allows; each step's time is the kernel's step_time_s."""
-    lengths = burst_output_lengths(int(n_requests), output_tokens, prompt_tokens, dataset)
+    lengths = burst_output_lengths(int(n_requests), output_tokens, prompt_tokens, dataset, max_output_tokens)
     prompt = max(1.0, float(prompt_tokens))
     cap_kv = float(kernel.kv_capacity_tokens)
     cap_n = int(max_batch) if max_batch else 1 << 30
