@@ -284,14 +284,14 @@ def test_console_script_subprocess(tmp_path):
     """One real process: exit codes, one error line, no traceback, from outside the repo."""
     script = _console_script()
     ok = subprocess.run([script, "validate", str(QUICKSTART)], capture_output=True, text=True,
-                        cwd=tmp_path, timeout=120)
+                        cwd=tmp_path, timeout=600)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("ok: ")
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(QUICKSTART.read_text().replace("  duration_s: 300", "  duraton_s: 300"))
     bad = subprocess.run([script, "validate", str(broken)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120)
+                         cwd=tmp_path, timeout=600)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr + bad.stdout
     lines = bad.stderr.strip().splitlines()

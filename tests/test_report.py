@@ -166,7 +166,7 @@ def render(page: Path, tmp_path: Path) -> tuple[dict, str]:
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
            "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     m = re.search(r'<pre id="fleetsim-probe">(.*?)</pre>', proc.stdout, re.S)
     assert m, f"the page never finished loading; stderr: {proc.stderr[-2000:]}"
     import html as _html
