@@ -27,11 +27,11 @@ def test_the_ten_year_fleet_is_refused_with_what_to_change(user_error):
                                "fleet.budget.total_usd", "fleet.windows.duration_s"])
     assert "FLEETSIM_MAX_MEMORY_GB" in msg
     # the figures docs/fleet.md quotes for this command
-    assert "about 227 GB of memory and 12.4 h" in msg and "up to 2.83e+08 requests each" in msg
-    assert "demand up to 3.51e+04x" in msg
+    assert "about 199 GB of memory and 10.9 h" in msg and "up to 2.48e+08 requests each" in msg
+    assert "demand up to 3.53e+04x" in msg
     doc = " ".join((ROOT / "docs" / "fleet.md").read_text().split())
-    assert "--set fleet.budget.schedule=even" in doc and "up to 2.8e8 requests each" in doc
-    assert "3.5e4 times" in doc and "about 227 GB and 12 h" in doc
+    assert "--set fleet.budget.schedule=even" in doc and "up to 2.5e8 requests each" in doc
+    assert "3.5e4 times" in doc and "about 199 GB and 11 h" in doc
     r = CliRunner().invoke(main, ["run", QUICK, *BIG, "-q", "--no-plots"])
     user_error(r, field="fleet.demand")
 
