@@ -163,7 +163,7 @@ def twin_computed(price: float = 1.0) -> Scenario:
     d = twin_fleet().model_dump(mode="json", by_alias=True, exclude_unset=True)
     d["fleet"].pop("capacity")
     d["catalog"]["chips"]["x1"]["relative_to"]["price_fraction"] = price
-    d["serving"]["goodput"] = {"cell_replicas": 1, "duration_s": 60, "warmup_s": 10, "max_windows": 12, "min_windows": 3}
+    d["serving"]["goodput"] = {"cell_replicas": 1, "duration_s": 60, "warmup_s": 10, "max_windows": 24, "min_windows": 3}
     sc = Scenario.model_validate(d)
     chips, _ = resolve_catalogs(sc)
     h = resolve_chip(ReliabilityConfig(), "h100", chips)

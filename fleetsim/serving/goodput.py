@@ -412,7 +412,18 @@ def search_goodput(
             evaluate(centre * math.exp(spread * off))
         fit = _local_fit(evaluations, centre, spread, percentile)
         if not math.isfinite(fit["rate"]):
-            spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider (past max_spread too)
+            rnd = evaluations[-len(OFFSETS):]
+            passed = [e["rate"] for e in rnd if e["attainment"] >= percentile]
+            failed = [e["rate"] for e in rnd if e["attainment"] < percentile]
+            if passed and not failed and max(passed) > lo:  # a sharp cliff above the whole round
+                lo = max(passed)
+            elif failed and not passed and min(failed) < hi:  # ... or below it
+                hi = min(failed)
+            else:
+                spread = min(spread * 1.5, 0.7)  # flat or noisy: look wider (past max_spread too)
+                continue
+            centre = _crossing(evaluations, lo, hi, percentile)  # the narrower bracket's crossing
+            spread = min(max(0.5 * abs(math.log(hi / lo)), gcfg.precision), max_spread)
             continue
         # Keep the design centred on the estimate, its width near the interval's; never far
         # outside the bracket (a noisy fit can extrapolate to rates no window should simulate).
