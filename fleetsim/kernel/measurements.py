@@ -122,6 +122,11 @@ def load_measurements(path=None) -> tuple[Measurement, ...]:
                             "fleetsim/kernel/measurements.py", file=str(path)) from None
 
 
+def _catalog_set(name: str) -> tuple[Measurement, ...]:
+    """A measurement set shipped in fleetsim/catalog (the holdouts), parsed."""
+    return _parse(resources.files("fleetsim.catalog").joinpath(name).read_text(encoding="utf-8"))
+
+
 HOLDOUT_FILE = "holdout_2026q4.csv"
 
 
@@ -129,7 +134,7 @@ HOLDOUT_FILE = "holdout_2026q4.csv"
 def load_holdout() -> tuple[Measurement, ...]:
     """The fresh holdout of issue 21's second round (split 'holdout'): published points outside
     measurements.csv, frozen before that round's kernel changes and scored once at its end."""
-    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT_FILE).read_text(encoding="utf-8"))
+    return _catalog_set(HOLDOUT_FILE)
 
 
 HOLDOUT3_FILE = "holdout_2026q4_r3.csv"
@@ -140,7 +145,7 @@ def load_holdout3() -> tuple[Measurement, ...]:
     """The fresh holdout of issue 21's third round (split 'holdout'): published points in neither
     measurements.csv nor holdout_2026q4.csv, frozen before that round's kernel changes and scored
     once at its end (python -m fleetsim.kernel.measurements --holdout3)."""
-    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT3_FILE).read_text(encoding="utf-8"))
+    return _catalog_set(HOLDOUT3_FILE)
 
 
 HOLDOUT4_FILE = "holdout_2026q4_r4.csv"
@@ -153,7 +158,7 @@ def load_holdout4() -> tuple[Measurement, ...]:
     """The fresh holdout of issue 21's fourth round (split 'holdout'): published points from four
     sources used nowhere else in the repository, frozen before that round's kernel changes and
     scored once at its end (python -m fleetsim.kernel.measurements --holdout4)."""
-    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT4_FILE).read_text(encoding="utf-8"))
+    return _catalog_set(HOLDOUT4_FILE)
 
 
 HOLDOUT5_FILE = "holdout_2026q4_r5.csv"
@@ -166,7 +171,7 @@ def load_holdout5() -> tuple[Measurement, ...]:
     """The fresh holdout of issue 21's fifth round (split 'holdout'): MLPerf Inference v5.1 results
     of nine submitters used nowhere else in the repository, frozen before that round's kernel
     changes and scored once at its end (python -m fleetsim.kernel.measurements --holdout5)."""
-    return _parse(resources.files("fleetsim.catalog").joinpath(HOLDOUT5_FILE).read_text(encoding="utf-8"))
+    return _catalog_set(HOLDOUT5_FILE)
 
 
 READ_FOR_FITTING = "read, now used for fitting"
@@ -212,7 +217,7 @@ def fingerprint(ms) -> tuple[int, str]:
 
 @functools.cache
 def _builtin() -> tuple[Measurement, ...]:
-    return _parse(resources.files("fleetsim.catalog").joinpath("measurements.csv").read_text(encoding="utf-8"))
+    return _catalog_set("measurements.csv")
 
 
 def _parse(text: str) -> tuple[Measurement, ...]:
