@@ -91,7 +91,6 @@ class _Built:
     wcol: np.ndarray  # (K, C, T), -1 where absent
     dual_rows: dict[str, np.ndarray] = field(default_factory=dict)  # rows priced per limit
     row_scale: np.ndarray | None = None  # each row of A, lo, hi was divided by this (_scale_rows)
-    obj_scale: float = 1.0  # c is in units of obj_scale USD
 
 
 class _Rows:
@@ -388,12 +387,10 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
     lo_r = np.concatenate(R.lo) if R.lo else np.zeros(0)
     hi_r = np.concatenate(R.hi) if R.hi else np.zeros(0)
     A, lo_r, hi_r, row_scale = _scale_rows(A, lo_r, hi_r)
-    # The objective stays in USD: divided by its largest cost (a USD 1e6/Mtok unmet penalty on
-    # DeepSeek's day), a node-day's USD 384 fell below HiGHS's tolerances and it rented 279
-    # nodes where 278 meet the peak; the rows' scaling alone solves the status-4 programme.
-    obj_scale = 1.0
     return _Built(
-        c=cvec / obj_scale,
+        c=cvec,  # in USD: divided by its largest cost (a USD 1e6/Mtok unmet penalty on DeepSeek's
+        # day), a node-day's USD 384 fell below HiGHS's tolerances; the rows' scaling alone solves
+        # the status-4 programme
         A=A,
         lo=lo_r,
         hi=hi_r,
@@ -409,13 +406,7 @@ def build(problem: Problem, relax: frozenset[str] = frozenset(), lp: bool = Fals
         wcol=wcol,
         dual_rows=dual_rows,
         row_scale=row_scale,
-        obj_scale=obj_scale,
     )
-
-
-def _pow2(x: float) -> float:
-    """The power of two nearest x (1 for 0): scaling by it is exact in binary floating point."""
-    return float(2.0 ** np.round(np.log2(x))) if x > 0 and np.isfinite(x) else 1.0
 
 
 def _scale_rows(A: csr_matrix, lo: np.ndarray, hi: np.ndarray):
@@ -506,7 +497,7 @@ def solve(
         bl = build(problem, lp=True)
         rl = _run(bl, None, None, None, fix_first_orders)  # an LP: no time limit
         if rl.x is not None:
-            lp_bound = float(rl.fun) * bl.obj_scale  # USD
+            lp_bound = float(rl.fun)  # USD
             xs = np.floor(rl.x[bl.xcol] + 1e-9)
             tpv = np.array([problem.pools[problem.pool_index(o.pool)].chips_per_replica
                             for o in problem.options], float)
@@ -542,7 +533,7 @@ def solve(
     status = {0: "optimal", 4: "solve_error"}.get(res.status, "time_limit")
     gap = float(getattr(res, "mip_gap", 0.0) or 0.0)
     if lp_bound is not None:
-        fun = float(res.fun) * b.obj_scale
+        fun = float(res.fun)
         gap = float((fun - lp_bound) / max(abs(fun), 1e-9))
     plan = Plan(
         status=status,
@@ -610,7 +601,7 @@ def shadow_prices(b: _Built, xv: np.ndarray) -> dict[str, float]:
     if eq.any():
         dual[np.nonzero(eq)[0]] += np.asarray(res.eqlin.marginals)
     if b.row_scale is not None:
-        dual = dual * b.obj_scale / b.row_scale  # back to USD per unit of each row's own limit
+        dual = dual / b.row_scale  # back to USD per unit of each row's own limit
     return {k: float(max(0.0, -dual[rows].sum())) for k, rows in sorted(b.dual_rows.items())}
 
 
