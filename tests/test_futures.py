@@ -328,3 +328,14 @@ def test_futures_on_a_process_pool_give_the_same_bytes(tmp_path, monkeypatch):
     api.run(sc, out_dir=tmp_path / "pool")
     for name in ("replicates.parquet", "quantiles.parquet", "timeline.parquet", "orders.parquet", "summary.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "pool" / name).read_bytes(), name
+
+
+def test_quantiles_beside_a_hair_wide_interval_keep_the_means_digits():
+    """Every future within 1e-4 of the mean: P5/P95 show the mean's four digits, not 18."""
+    from fleetsim.results.display import _spread
+
+    h = {"mean": 0.21, "ci95_lo": 0.21 - 1e-9, "ci95_hi": 0.21 + 1e-9, "p5": 0.209999999999999992,
+         "p95": 0.21000000000000002}
+    assert _spread(h, "plain") == "0.2100 (± <0.01% of it) (P5 0.2100, P95 0.2100)"
+    h = {"mean": 0.5, "ci95_lo": 0.49999, "ci95_hi": 0.50001, "p5": 0.499991, "p95": 0.500008}
+    assert _spread(h, "share") == "50.00% (± <0.01% of it) (P5 50.00%, P95 50.00%)"

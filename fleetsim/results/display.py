@@ -9,9 +9,10 @@ are printed whenever the run modelled heat or crashes, per chip kind as well as 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from fleetsim.results.rounding import decimals, format_interval
+from fleetsim.results.rounding import TINY, decimals, format_interval
 
 OK, FAIL = "ok", "MISS"
 
@@ -170,6 +171,9 @@ def _spread(h: dict[str, Any], kind: str) -> str:
             return text + f" (P5 {format_interval(h['p5'], kind='usd')}, P95 {format_interval(h['p95'], kind='usd')})"
         sc = 100.0 if kind == "share" else 1.0
         unit = "%" if kind == "share" else ""
+        mean = h.get("mean")
+        if mean and (hi - lo) / 2 / abs(mean) < TINY:  # the mean shows four digits: so do P5 and P95
+            d = 3 - math.floor(math.log10(abs(mean) * sc))
         fmt = lambda v: f"{v * sc:,.{max(d, 0)}f}{unit}"
         return text + f" (P5 {fmt(h['p5'])}, P95 {fmt(h['p95'])})"
     return text
