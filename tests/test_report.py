@@ -584,3 +584,29 @@ def test_figures_shared_with_a_forked_child_are_the_same_bytes(fleet_run, tmp_pa
         raise AssertionError("two CPUs, yet fleetsim.forked would not fork: the shared-figure path is untested")
     if workers < 2:
         pytest.skip("one CPU: nothing is shared")
+
+
+def test_assumption_values_show_four_significant_digits_at_most():
+    """A roadmap generation's compute (1658.1106276643472 TOPS) read as 16 digits in the table."""
+    from fleetsim.report.html import _figure
+
+    assert [_figure(v) for v in ("1658.1106276643472", "800.0", "13750", "None", "0.8376", "")] == \
+        ["1658", "800", "13750", "-", "0.8376", "-"]
+
+
+def test_compare_differences_are_paired_and_named_as_in_the_headline_table(fleet_run, tmp_path):
+    """The paired table named its rows by summary keys (capex_usd_total) beside a headline table
+    that says 'capex total'; a run that adds USD 100 M in every future differs by exactly that."""
+    import pandas as pd
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(fleet_run, a)
+    shutil.copytree(fleet_run, b)
+    rep = pd.DataFrame({"seed": [11, 12, 13, 14], "capex_usd_total": [2.0e9, 2.4e9, 1.9e9, 2.2e9],
+                        "unmet_demand_share": [0.01, 0.03, 0.0, 0.02]})
+    rep.to_parquet(a / "replicates.parquet")
+    rep.assign(capex_usd_total=rep["capex_usd_total"] + 1e8).to_parquet(b / "replicates.parquet")
+    text = api.compare([a, b], tmp_path / "cmp.html").read_text()
+    part = text.split("Differences from the first run")[1].split("<h2>")[0]
+    assert "<td>capex total</td><td>b</td><td>USD 100 M (all futures)</td>" in part, part[:1500]
+    assert "capex_usd_total" not in part and "paired on" in part

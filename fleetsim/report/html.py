@@ -446,6 +446,22 @@ def findings(run: RunFolder) -> list[str]:
     return BODY[run.kind][1](run) if run.kind in BODY else []
 
 
+def _figure(value: Any) -> str:
+    """A catalog figure as a reader wants it: four significant digits at most (a roadmap generation's
+    1658.1106276643472 TOPS reads 1658), whole numbers as they are, no value as '-'."""
+    text = str(value)
+    if text in ("", "None", "nan"):
+        return "-"
+    try:
+        x = float(text)
+    except ValueError:
+        return text
+    if not np.isfinite(x) or x == int(x):
+        return text if not np.isfinite(x) else str(int(x))
+    d = max(0, 3 - int(np.floor(np.log10(abs(x)))))
+    return f"{x:.{d}f}".rstrip("0").rstrip(".")
+
+
 def _assumptions_html(run: RunFolder) -> str:
     items = run.summary.get("assumptions") or []
     notes = []
@@ -473,12 +489,12 @@ def _assumptions_html(run: RunFolder) -> str:
     if drive:  # placeholders first, then published estimates and figures the scenario set
         out += ("<h3>Performance and price estimates (these size the fleet and drive capex)</h3>"
                 + _table(["chip", "field", "value", "basis"],
-                         [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in drive]))
+                         [[a["chip"], a["field"], _figure(a.get("value", "")), a.get("note", "")] for a in drive]))
     if rest:
         out += (f"<details><summary>{len(rest)} thermal and failure placeholders (crash and throttle "
                 "figures rest on them)</summary>"
                 + _table(["chip", "field", "value", "basis"],
-                         [[a["chip"], a["field"], a.get("value", ""), a.get("note", "")] for a in rest])
+                         [[a["chip"], a["field"], _figure(a.get("value", "")), a.get("note", "")] for a in rest])
                 + "</details>")
     return out
 
@@ -644,7 +660,7 @@ def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
         # min(R1, R2) futures, whatever their replication counts
         j = base.merge(other, on="seed", suffixes=("", "_other"))
         same = len(j) >= 2
-        for key, _, kind in FLEET_HEADLINES:
+        for key, label, kind in FLEET_HEADLINES:
             if key == "budget_usd" or key not in base or key not in other:
                 continue
             a, b = base[key].to_numpy(float), other[key].to_numpy(float)
@@ -657,7 +673,7 @@ def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
             text = format_interval(m, lo, hi, kind)
             if kind == "share":
                 text = text.replace("%", " points")
-            rows.append([key, r.path.name, text, how, f"{len(a)} / {len(b)}"])
+            rows.append([label, r.path.name, text, how, f"{len(a)} / {len(b)}"])
     return rows
 
 
