@@ -85,6 +85,28 @@ def test_reference_comment_on_the_initial_load_and_budget():
     assert tuple(float(m[k]) for k in (2, 3, 4)) == _mean_ci(run["budget_unspent_usd"], 1e-9, 1)
 
 
+# the words a scenario comment uses for each unmet-demand cause of the runs file
+CAUSE_WORDS = {"fab_output": "fab output", "no_offer": "no open offer"}
+
+
+@pytest.mark.parametrize("name", AD.SCENARIOS)
+def test_scenario_comment_on_what_leaves_demand_unmet(name):
+    """A header that names the largest cause of unmet demand in the representative future gives
+    that cause and its share as the runs file has them; 'USD X B (lo to hi) of the budget stays
+    unspent' is the mean over the futures with its interval."""
+    text = re.sub(r"\n\s*#\s*", " ", (ROOT / "scenarios" / f"{name}.yaml").read_text())
+    run = DATA["scenarios"][name]
+    m = re.search(r"(\d+)% of the unmet demand in the representative future", text)
+    if m:
+        top = max(run["unmet_causes"], key=lambda c: c["share"])
+        assert int(m[1]) == round(top["share"] * 100), name
+        assert CAUSE_WORDS[top["cause"]] in text[max(0, m.start() - 60):m.start()], (name, top["cause"])
+    m = re.search(r"USD ([\d.]+) B \(([\d.]+) to ([\d.]+)\) of the budget stays unspent", text)
+    if m:
+        assert tuple(float(m[k]) for k in (1, 2, 3)) == _mean_ci(run["budget_unspent_usd"], 1e-9, 1), name
+    assert "of the budget stays unspent" not in text or m, f"{name}: unspent budget without its interval"
+
+
 def test_backtest_figures():
     """The backtest's figures are the run's: 2025 capex (mean over futures) against Alibaba's
     reported four quarters, and the H20 bought before the April 2025 rule against Nvidia's quarter."""
