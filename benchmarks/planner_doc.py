@@ -285,8 +285,14 @@ def render_hedge(data: dict | None = None) -> str:
                     f"expected-value plan and leaves {format_interval(*(x / 1e6 for x in ua))} million Mtok less "
                     "unmet, an interval "
                     "that holds 0: no unmet-demand value makes it pay on this sample.")
-    rows.append(f"EVPI: perfect foresight of the regime and of demand would save the optimiser "
-                f"{format_interval(*evpi, kind='usd')} over the three years (against its own sampled futures).")
+    if evpi[1] <= 0 <= evpi[2]:
+        rows.append(f"EVPI is indistinguishable from 0: perfect foresight of the regime and of demand changes the "
+                    f"optimiser's cost by {format_interval(*evpi, kind='usd')} over the three years (against its "
+                    "own sampled futures), an interval that holds 0, so no value of foresight can be claimed "
+                    "from this run.")
+    else:
+        rows.append(f"EVPI: perfect foresight of the regime and of demand would save the optimiser "
+                    f"{format_interval(*evpi, kind='usd')} over the three years (against its own sampled futures).")
     return "\n".join(rows) + "\n"
 
 

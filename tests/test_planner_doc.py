@@ -49,6 +49,22 @@ def test_page_block_is_what_the_runs_file_renders(name):
         "python benchmarks/planner_doc.py --render")
 
 
+def test_hedge_block_claims_a_value_only_beyond_its_interval():
+    """VSS and EVPI are called a saving or a cost only when their interval leaves 0 out: the
+    block's wording follows the paired intervals of the file (and of a file whose oracle costs
+    1 B less in every future, where EVPI is clearly positive)."""
+    nums = PD.hedge_numbers(DATA["hedge"])
+    text = PD.render_hedge(DATA)
+    for name, (_, lo, hi) in (("VSS", nums["vss"]), ("EVPI", nums["evpi"])):
+        assert (f"{name} is indistinguishable from 0" in text) == (lo <= 0 <= hi), name
+    doctored = json.loads(json.dumps(DATA))
+    o = doctored["hedge"]["policies"]["oracle"]
+    o["cost_usd"] = [c - 1e9 for c in doctored["hedge"]["policies"]["stochastic"]["cost_usd"]]
+    text = PD.render_hedge(doctored)
+    assert "EVPI is indistinguishable from 0" not in text
+    assert "EVPI: perfect foresight of the regime and of demand would save the optimiser USD 1" in text
+
+
 def test_runs_file_is_paired_on_common_futures():
     """Every hedge policy ran the same futures (one row each, no NaN), the oracle never strands
     money, and the page's VSS and EVPI are the paired differences the file gives."""
