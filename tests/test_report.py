@@ -625,7 +625,13 @@ def test_compare_over_futures_shows_both_costs_with_what_each_includes(fleet_run
 
     s["fleet"]["cost_basis"] = dict(COST_BASIS)
     (a / "summary.json").write_text(json.dumps(s))
+    import pandas as pd
+
+    pd.DataFrame({"seed": [1, 2, 3, 4], "cost_usd_per_mtok": [5.0, 5.1, 4.9, 5.0],
+                  "all_in_cost_usd_per_mtok": [5.4, 5.5, 5.3, 5.4]}).to_parquet(a / "replicates.parquet")
     text = api.compare([a, a], tmp_path / "cmp.html").read_text()
     assert "<td>cost per million tokens (depreciation + power + opex + rental)</td>" in text
     assert "<td>all-in cost per million tokens (depreciation + impairments (stranded, cancelled, forfeited)" in text
     assert "<td>at risk (paid into orders held at the horizon)</td>" in text
+    part = text.split("Differences from the first run")[1].split("<h2>")[0]  # named as in the headline table
+    assert "<td>all-in cost per million tokens</td>" in part and "cost USD per" not in part, part[:1500]

@@ -674,7 +674,7 @@ def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
             text = format_interval(m, lo, hi, kind)
             if kind == "share":
                 text = text.replace("%", " points")
-            rows.append([label, r.path.name, text, how, f"{len(a)} / {len(b)}"])
+            rows.append([label.replace(" USD", ""), r.path.name, text, how, f"{len(a)} / {len(b)}"])
     return rows
 
 
