@@ -60,3 +60,21 @@ def test_merge_rules(tmp_path):
     data = resolve_extends(read_scenario_data(v)[0], v)
     assert data["serving"] == {"duration_s": 20, "warmup_s": 2, "router": {"kind": "jsq"}}
     assert data["name"] == "v" and data["seed"] == 1 and "extends" not in data
+
+
+def test_h20_ban_is_the_reference_case_but_for_the_h20_events():
+    """h20_ban.yaml against alibaba_2025.yaml differs only in the H20 channel's events, so
+    `fleetsim compare` pairs the two on the same futures: as a copy of the file it had drifted
+    (5 futures against 16, the T-Head PPU at catalog figures instead of the story's claim)."""
+    base = fleetsim.load_scenario(ROOT / "scenarios/alibaba_2025.yaml").model_dump(mode="json")
+    ban = fleetsim.load_scenario(ROOT / "scenarios/h20_ban.yaml").model_dump(mode="json")
+    assert ban["name"] == "h20_ban"
+    assert ban["fleet"]["reference_events"] == {k: v for k, v in base["fleet"]["reference_events"].items()
+                                                if k != "h20"} | {"nvidia": ["nvidia-h200"]}
+    assert [(e["date"], e["channel"], e["exporter"]) for e in ban["fleet"]["events"]] == [
+        ("2025-04-09", "nvidia-h20", "banned")]
+    for d in (base, ban):
+        for k in ("name", "description"):
+            d.pop(k)
+        d["fleet"].pop("reference_events"), d["fleet"].pop("events")
+    assert ban == base

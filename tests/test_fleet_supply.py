@@ -256,3 +256,20 @@ def test_console_prints_both_costs_with_what_they_include():
     assert "all-in cost USD per million tokens: 0.139 (depreciation + impairments" in text
     assert "at risk USD 30,000 (paid into orders held at the horizon)" in text
     assert "channel vendor: exporter open (levy 0, buyer bears 100%), importer customs_block" in text
+
+
+def test_console_over_futures_prints_both_costs_impaired_and_at_risk():
+    """Over futures (every `fleetsim run` of the reference case: 16 futures) the headlines carry the
+    all-in cost beside the depreciation-based one, and the impaired and at-risk money, each with its
+    interval: the reference case's console printed the depreciation-based cost alone."""
+    from fleetsim.results.display import fleet_text
+
+    res = run([{"date": "2025-01-06", "importer": "customs_block"}],
+              fleet={"demand": {"chat": {"tokens_per_s": 2000.0, "growth_per_year": 0.0, "peak_to_mean": 1.0}},
+                     "initial_fleet": [{"chip": "h100", "channel": "vendor", "count": 10, "price_usd": 0}],
+                     "replications": 2})
+    text = fleet_text({**res.summary, "scenario": "supply-micro"})
+    assert "  cost USD per million tokens: 0.139 (all futures) (depreciation + power + opex + rental)" in text
+    assert "  all-in cost USD per million tokens: 0.139 (all futures) (depreciation + impairments" in text
+    assert "  at risk (paid into orders held at the horizon): USD 30,000 (all futures)" in text
+    assert "  impaired (paid, never to arrive: stranded, cancelled, forfeited): USD 0\n" in text

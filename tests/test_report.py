@@ -610,3 +610,28 @@ def test_compare_differences_are_paired_and_named_as_in_the_headline_table(fleet
     part = text.split("Differences from the first run")[1].split("<h2>")[0]
     assert "<td>capex total</td><td>b</td><td>USD 100 M (all futures)</td>" in part, part[:1500]
     assert "capex_usd_total" not in part and "paired on" in part
+
+
+def test_compare_over_futures_shows_both_costs_with_what_each_includes(fleet_run, tmp_path):
+    """Over futures, compare's headline rows carry the all-in cost per Mtok beside the
+    depreciation-based one, each saying what it includes (issue 20), and the money at risk."""
+    a = tmp_path / "a"
+    shutil.copytree(fleet_run, a)
+    s = json.loads((a / "summary.json").read_text())
+    h = lambda m: {"mean": m, "ci95_lo": 0.9 * m, "ci95_hi": 1.1 * m, "p5": 0.8 * m, "p95": 1.2 * m}
+    s["futures"] = {"replications": 4, "headlines": {"cost_usd_per_mtok": h(5.0), "all_in_cost_usd_per_mtok": h(5.4),
+                                                     "at_risk_usd": h(8.0e8)}}
+    from fleetsim.fleet.records import COST_BASIS  # what a fleet run's summary carries (the fixture is synthetic)
+
+    s["fleet"]["cost_basis"] = dict(COST_BASIS)
+    (a / "summary.json").write_text(json.dumps(s))
+    import pandas as pd
+
+    pd.DataFrame({"seed": [1, 2, 3, 4], "cost_usd_per_mtok": [5.0, 5.1, 4.9, 5.0],
+                  "all_in_cost_usd_per_mtok": [5.4, 5.5, 5.3, 5.4]}).to_parquet(a / "replicates.parquet")
+    text = api.compare([a, a], tmp_path / "cmp.html").read_text()
+    assert "<td>cost per million tokens (depreciation + power + opex + rental)</td>" in text
+    assert "<td>all-in cost per million tokens (depreciation + impairments (stranded, cancelled, forfeited)" in text
+    assert "<td>at risk (paid into orders held at the horizon)</td>" in text
+    part = text.split("Differences from the first run")[1].split("<h2>")[0]  # named as in the headline table
+    assert "<td>all-in cost per million tokens</td>" in part and "cost USD per" not in part, part[:1500]

@@ -558,8 +558,9 @@ def headline_values(run: RunFolder) -> dict[str, tuple[float | None, str]]:
         if heads:  # over the futures: each value the headline's {mean, ci95_lo, ...}, its mean compared
             from fleetsim.results.display import FLEET_HEADLINES
 
-            out = {label.replace(" USD", ""): (heads[key], _HOW[kind]) for key, label, kind in FLEET_HEADLINES
-                   if key in heads and heads[key].get("mean") is not None}
+            basis = f.get("cost_basis") or {}  # each cost per Mtok says what it includes, as on the console
+            out = {label.replace(" USD", "") + (f" ({basis[key]})" if key in basis else ""): (heads[key], _HOW[kind])
+                   for key, label, kind in FLEET_HEADLINES if key in heads and heads[key].get("mean") is not None}
             out["futures"] = (str((run.summary.get("futures") or {}).get("replications")), "text")
             return out
         return {
@@ -673,7 +674,7 @@ def compare_differences(runs: list[RunFolder]) -> list[list[str]]:
             text = format_interval(m, lo, hi, kind)
             if kind == "share":
                 text = text.replace("%", " points")
-            rows.append([label, r.path.name, text, how, f"{len(a)} / {len(b)}"])
+            rows.append([label.replace(" USD", ""), r.path.name, text, how, f"{len(a)} / {len(b)}"])
     return rows
 
 

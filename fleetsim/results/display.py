@@ -155,6 +155,9 @@ FLEET_HEADLINES = (
     ("unmet_demand_share", "unmet demand (share of tokens)", "share"),
     ("peak_unmet_share", "peak unmet share", "share"),
     ("cost_usd_per_mtok", "cost USD per million tokens", "plain"),
+    ("all_in_cost_usd_per_mtok", "all-in cost USD per million tokens", "plain"),  # beside it: write-offs
+    ("impairment_usd", "impaired (paid, never to arrive: stranded, cancelled, forfeited)", "usd"),
+    ("at_risk_usd", "at risk (paid into orders held at the horizon)", "usd"),
     ("energy_kwh_per_mtok", "energy kWh per million tokens", "plain"),
     ("us_dependence_share_end", "US-supplied share at end", "share"),
     ("window_attainment_mean", "serving-window SLO attainment (mean)", "share"),
