@@ -258,3 +258,21 @@ def test_console_over_futures_names_mean_causes_and_cost_basis():
     text = summary_text(res.summary)
     assert "unmet demand by cause, mean share over the 100% of futures with any: 90% total budget, 10% lead time" in text
     assert "(depreciation + power + opex + rental)" in text
+    # the budget, frozen and stranded orders and write-offs over the futures, each with its interval
+    from fleetsim.report.html import _decided_tables
+    from fleetsim.results.rounding import format_interval
+
+    h = res.summary["futures"]["headlines"]
+    iv = lambda k, kind: format_interval(h[k]["mean"], h[k]["ci95_lo"], h[k]["ci95_hi"], kind)  # noqa: E731
+    assert h["budget_bound_periods"]["mean"] > 0
+    lines = [f"over the futures: budget bound in {iv('budget_bound_periods', 'plain')} planning periods a future, "
+             f"{iv('budget_unspent_usd', 'usd')} unspent",
+             f"over the futures: frozen orders at the horizon {iv('frozen_chips', 'count')} chips, "
+             f"{iv('frozen_usd', 'usd')}; stranded {iv('stranded_chips', 'count')} chips",
+             f"over the futures: impaired {iv('impairment_usd', 'usd')}"]
+    for line in lines:
+        assert "  " + line in text, line
+    report = _decided_tables(res.summary["fleet"], res.summary["futures"])[0]
+    assert lines[0] in report and "in future" in report
+    loose = fleetsim.run(scenario({"budget": {"total_usd": 1.0e12}, "replications": 2, "years": 0.25})).summary
+    assert "  over the futures: budget never bound in any future, USD " in summary_text(loose)

@@ -263,7 +263,7 @@ def _fleet_body(run: RunFolder) -> tuple[list[tuple[str, str]], list[str]]:
             [[n, c["exporter_state"], c["levy"], c["levy_incidence"], c["importer_state"], c["chips_ordered"],
               c["chips_delivered"], c["chips_held"], round(c["paid_usd"]), round(c["at_risk_usd"]),
               round(c["impairment_usd"])] for n, c in chans.items()]))
-    tables += _decided_tables(f)
+    tables += _decided_tables(f, (run.summary.get("futures") or {}))
     mix = f.get("fleet_mix_end") or {}
     tables.append("<h3>Fleet at the end</h3>" + _table(["chip", "chips"], [[k, v] for k, v in mix.items()]))
     by_year = f.get("capex_usd_by_year") or {}
@@ -336,15 +336,19 @@ def finance_tables(run: RunFolder) -> list[str]:
     return out
 
 
-def _decided_tables(f: dict) -> list[str]:
-    """What decided the result: unmet demand by cause, the budget, frozen orders (binding.parquet)."""
-    from fleetsim.results.display import decided_lines
+def _decided_tables(f: dict, fut: dict) -> list[str]:
+    """What decided the result: unmet demand by cause, the budget, frozen orders (binding.parquet);
+    over the futures with intervals, then the representative future's figures."""
+    from fleetsim.results.display import decided_lines, decided_over_futures
 
     causes = f.get("unmet_causes")
     if causes is None:
         return []
+    over = decided_over_futures(fut.get("headlines") or {}) if fut.get("replications", 1) > 1 else []
+    rep = (fut.get("representative") or {}).get("future")
     out = "<h3>What decided the result</h3><p>" + "<br>".join(
-        html.escape(x.strip()) for x in decided_lines(f)) + "</p>"
+        html.escape(x.strip()) for x in [*over, *([f"in future {rep} (the representative one):"] if over else []),
+                                         *decided_lines(f)]) + "</p>"
     if causes:
         out += _table(["cause", "channel", "share of unmet demand", "unmet Mtok", "rests on an ASSUMPTION"],
                       [[c["cause"], c["channel"] or "-", f"{c['share']:.1%}", f"{c['unmet_mtok']:.4g}",

@@ -215,6 +215,8 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
     if causes and R > 1:
         lines.append(f"  unmet demand by cause, mean share over the {with_unmet:.0%} of futures with any: " + ", ".join(
             f"{m:.0%} {CAUSE_LABEL.get(c, c)}" for c, m in causes))
+    if R > 1:
+        lines += ["  " + x for x in decided_over_futures(heads)]
     f = summary.get("fleet") or {}
     if f.get("peak_unmet_date") and (heads.get("peak_unmet_share") or {}).get("mean"):
         lines.append(f"  peak unmet on (future {rep.get('future')}): {f['peak_unmet_date']}")
@@ -290,7 +292,7 @@ def _windows_budget_lines(f: dict[str, Any]) -> list[str]:
     if "budget_exhausted_on" in f:
         when = f["budget_exhausted_on"]
         out.append(f"  budget fully committed: {when}" if when else
-                   "  budget fully committed: never (" + (f"USD {f['budget_usd'] - f['capex_usd_total']:,.0f} unspent"
+                   "  budget fully committed: never (" + (f"{_usd(f['budget_usd'] - f['capex_usd_total'])} unspent"
                                                             if isinstance(f.get('capex_usd_total'), (int, float)) else "") + ")")
     return out
 
@@ -393,6 +395,30 @@ def decided_lines(f: dict[str, Any]) -> list[str]:
         out.append(f"  frozen orders at the horizon: {f['frozen_chips']:,} chips, {_usd(f['frozen_usd'])} "
                    f"({_usd(f['frozen_paid_usd'])} paid); stranded: {f['stranded_chips']:,} chips, "
                    f"{_usd(f['stranded_usd'])} (chips + levy + servers)")
+    return out
+
+
+def decided_over_futures(heads: dict[str, Any]) -> list[str]:
+    """The budget's story, frozen and stranded orders, write-offs and missed windows as means over
+    the futures with their 95% intervals (decided_lines gives one future's exact figures)."""
+    iv = lambda k, kind: format_interval(heads[k]["mean"], heads[k].get("ci95_lo"), heads[k].get("ci95_hi"), kind)
+    has = lambda *ks: all((heads.get(k) or {}).get("mean") is not None for k in ks)
+    out = []
+    if has("budget_bound_periods", "budget_unspent_usd"):
+        bound = ("budget never bound in any future" if heads["budget_bound_periods"]["mean"] == 0 else
+                 f"budget bound in {iv('budget_bound_periods', 'plain')} planning periods a future")
+        out.append(f"over the futures: {bound}, {iv('budget_unspent_usd', 'usd')} unspent")
+    if has("frozen_chips", "frozen_usd", "stranded_chips", "stranded_usd"):
+        out.append(f"over the futures: frozen orders at the horizon {iv('frozen_chips', 'count')} chips, "
+                   f"{iv('frozen_usd', 'usd')}; stranded {iv('stranded_chips', 'count')} chips, "
+                   f"{iv('stranded_usd', 'usd')} (chips + levy + servers)")
+    if has("impairment_usd", "at_risk_usd"):
+        out.append(f"over the futures: impaired {iv('impairment_usd', 'usd')} (paid, never to arrive); at risk "
+                   f"{iv('at_risk_usd', 'usd')} (paid into orders held at the horizon)")
+    if has("windows_missed", "window_attainment_worst", "windows"):
+        out.append(f"over the futures: {iv('windows_missed', 'plain')} of {heads['windows']['mean']:.0f} serving "
+                   f"windows below the SLO percentile; worst window {iv('window_attainment_worst', 'share')} "
+                   "(each future's worst)")
     return out
 
 
