@@ -273,6 +273,6 @@ def test_console_over_futures_names_mean_causes_and_cost_basis():
     for line in lines:
         assert "  " + line in text, line
     report = _decided_tables(res.summary["fleet"], res.summary["futures"])[0]
-    assert lines[0] in report and "in future" in report
+    assert lines[0] in report and "in future" in report and "mean share over the 100% of futures" in report
     loose = fleetsim.run(scenario({"budget": {"total_usd": 1.0e12}, "replications": 2, "years": 0.25})).summary
     assert "  over the futures: budget never bound in any future, USD " in summary_text(loose)

@@ -204,17 +204,6 @@ def futures_lines(summary: dict[str, Any]) -> list[str]:
             continue
         basis = ((summary.get("fleet") or {}).get("cost_basis") or {}).get(key)
         lines.append(f"  {label}: {_spread(h, kind)}" + (f" ({basis})" if basis else ""))
-    # A future's cause shares sum to 1 when it has unmet demand and to 0 when it has none, so the
-    # sum of the means is the share of futures with any; divided by it, each cause's mean share
-    # over those futures (the shares then add up to 100%).
-    all_causes = {k[len("unmet_cause_share_"):]: v.get("mean") or 0.0 for k, v in heads.items()
-                  if k.startswith("unmet_cause_share_")}
-    with_unmet = sum(all_causes.values())
-    causes = sorted(((c, m / with_unmet) for c, m in all_causes.items() if with_unmet > 0 and m / with_unmet >= 0.005),
-                    key=lambda t: -t[1])
-    if causes and R > 1:
-        lines.append(f"  unmet demand by cause, mean share over the {with_unmet:.0%} of futures with any: " + ", ".join(
-            f"{m:.0%} {CAUSE_LABEL.get(c, c)}" for c, m in causes))
     if R > 1:
         lines += ["  " + x for x in decided_over_futures(heads)]
     f = summary.get("fleet") or {}
@@ -404,6 +393,17 @@ def decided_over_futures(heads: dict[str, Any]) -> list[str]:
     iv = lambda k, kind: format_interval(heads[k]["mean"], heads[k].get("ci95_lo"), heads[k].get("ci95_hi"), kind)
     has = lambda *ks: all((heads.get(k) or {}).get("mean") is not None for k in ks)
     out = []
+    # A future's cause shares sum to 1 when it has unmet demand and to 0 when it has none, so the
+    # sum of the means is the share of futures with any; divided by it, each cause's mean share
+    # over those futures (the shares then add up to 100%).
+    all_causes = {k[len("unmet_cause_share_"):]: v.get("mean") or 0.0 for k, v in heads.items()
+                  if k.startswith("unmet_cause_share_")}
+    with_unmet = sum(all_causes.values())
+    causes = sorted(((c, m / with_unmet) for c, m in all_causes.items() if with_unmet > 0 and m / with_unmet >= 0.005),
+                    key=lambda t: -t[1])
+    if causes:
+        out.append(f"unmet demand by cause, mean share over the {with_unmet:.0%} of futures with any: " + ", ".join(
+            f"{m:.0%} {CAUSE_LABEL.get(c, c)}" for c, m in causes))
     if has("budget_bound_periods", "budget_unspent_usd"):
         bound = ("budget never bound in any future" if heads["budget_bound_periods"]["mean"] == 0 else
                  f"budget bound in {iv('budget_bound_periods', 'plain')} planning periods a future")
