@@ -258,7 +258,7 @@ def test_console_over_futures_names_mean_causes_and_cost_basis():
     text = summary_text(res.summary)
     assert "unmet demand by cause, mean share over the 100% of futures with any: 90% total budget, 10% lead time" in text
     assert "(depreciation + power + opex + rental)" in text
-    # the budget, frozen and stranded orders and write-offs over the futures, each with its interval
+    # the budget, frozen and stranded orders over the futures, each with its interval
     from fleetsim.report.html import _decided_tables
     from fleetsim.results.rounding import format_interval
 
@@ -268,8 +268,7 @@ def test_console_over_futures_names_mean_causes_and_cost_basis():
     lines = [f"over the futures: budget bound in {iv('budget_bound_periods', 'plain')} planning periods a future, "
              f"{iv('budget_unspent_usd', 'usd')} unspent",
              f"over the futures: frozen orders at the horizon {iv('frozen_chips', 'count')} chips, "
-             f"{iv('frozen_usd', 'usd')}; stranded {iv('stranded_chips', 'count')} chips",
-             f"over the futures: impaired {iv('impairment_usd', 'usd')}"]
+             f"{iv('frozen_usd', 'usd')}; stranded {iv('stranded_chips', 'count')} chips"]
     for line in lines:
         assert "  " + line in text, line
     report = _decided_tables(res.summary["fleet"], res.summary["futures"])[0]

@@ -388,8 +388,9 @@ def decided_lines(f: dict[str, Any]) -> list[str]:
 
 
 def decided_over_futures(heads: dict[str, Any]) -> list[str]:
-    """The budget's story, frozen and stranded orders, write-offs and missed windows as means over
-    the futures with their 95% intervals (decided_lines gives one future's exact figures)."""
+    """Unmet demand by cause, the budget's story, frozen and stranded orders and missed windows as
+    means over the futures with their 95% intervals (decided_lines gives one future's exact
+    figures; impaired and at-risk USD are FLEET_HEADLINES)."""
     iv = lambda k, kind: format_interval(heads[k]["mean"], heads[k].get("ci95_lo"), heads[k].get("ci95_hi"), kind)
     has = lambda *ks: all((heads.get(k) or {}).get("mean") is not None for k in ks)
     out = []
@@ -412,9 +413,6 @@ def decided_over_futures(heads: dict[str, Any]) -> list[str]:
         out.append(f"over the futures: frozen orders at the horizon {iv('frozen_chips', 'count')} chips, "
                    f"{iv('frozen_usd', 'usd')}; stranded {iv('stranded_chips', 'count')} chips, "
                    f"{iv('stranded_usd', 'usd')} (chips + levy + servers)")
-    if has("impairment_usd", "at_risk_usd"):
-        out.append(f"over the futures: impaired {iv('impairment_usd', 'usd')} (paid, never to arrive); at risk "
-                   f"{iv('at_risk_usd', 'usd')} (paid into orders held at the horizon)")
     if has("windows_missed", "window_attainment_worst", "windows"):
         out.append(f"over the futures: {iv('windows_missed', 'plain')} of {heads['windows']['mean']:.0f} serving "
                    f"windows below the SLO percentile; worst window {iv('window_attainment_worst', 'share')} "
