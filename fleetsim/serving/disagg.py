@@ -12,7 +12,7 @@ A one-token request is finished by its prefill instance (nothing to hand off).
 
 from __future__ import annotations
 
-from fleetsim.serving.replica import Replica, Timer
+from fleetsim.serving.replica import _MEMO_MAX, MEMORY_BOUND_ACTIVITY, Replica, Timer
 from fleetsim.serving.requests import CRASH_NO_REPLICA, EXCEEDS_KV
 
 
@@ -30,6 +30,89 @@ class PrefillReplica(Replica):
 
     def fits_ever(self, rid: int) -> bool:
         return self._prompt[rid] + 1 <= self.kv_capacity
+
+    # A prefill replica never decodes (its requests leave when their prompt is done), so its
+    # cycle is: an arrival at an idle replica starts a one-request iteration, the iteration's end
+    # hands its requests on and starts the next. Both are inlined here for that case (the same
+    # arithmetic in the same order as `Replica.enqueue`/`_start`/`_admit`/
+    # `_start_prefill_iteration` and `_on_timer`/`_end_prefill_iteration`/`_mark`); anything
+    # else (a queue, a prefill run, a fused or switched run, a down replica) takes the general path.
+
+    def enqueue(self, rid: int) -> None:
+        if not self._idle or self._fused is not None or self._switch is not None or self.prefilling:
+            super().enqueue(rid)
+            return
+        prompt = self._prompt[rid]
+        self.n_in += 1
+        self.spare -= 1
+        self.outstanding_tokens += prompt + self._output[rid]
+        generated = self.resume.pop(rid, 0) if self.resume else 0
+        tokens = prompt + generated
+        done = self._cached[rid]
+        take = tokens - done
+        if take <= 0 or (self.chunked and take > self.token_budget):
+            self.waiting.append(rid)  # (as `Replica.enqueue` left it before `_start`)
+            if generated:
+                self.resume[rid] = generated
+            self._idle = self._start() is None
+            return
+        item = [rid, tokens, done, generated]
+        self.prefilling.append(item)
+        self.kv_prefill += tokens + 1
+        env = self.env
+        now = env._now
+        admitted_s = self.req.admitted_s
+        if admitted_s[rid] != admitted_s[rid]:  # NaN: its first chunk is scheduled now
+            admitted_s[rid] = now
+        attended = 0.0 + take * (done + take / 2.0)
+        key = (take, self.ctx, attended, self.throttle)
+        memo = self._memo
+        dt = memo.get(key)
+        if dt is None:
+            dt = self.kernel.step_time_s(take, 0, self.ctx, attended, self.throttle)
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[key] = dt
+        # `_mark(now, 1, take)` on an idle replica
+        self._since = now
+        self._n_running = 1
+        self._activity = (MEMORY_BOUND_ACTIVITY + self._activity_per_token * take
+                          if take < self._ridge_tokens else 1.0)
+        self._kind = 2
+        self._pf = ([(item, take)], 0)
+        self._run_cuttable = False
+        self._timer = Timer(env, now + dt, self._cb)
+        self._idle = False
+
+    def _on_timer(self, _event) -> None:
+        self._timer = None
+        if self._kind != 2 or self._switch is not None:
+            self._end()
+            self._idle = self._start() is None
+            return
+        # `_end_prefill_iteration` with no decoders, `_mark(now, 0)` inline
+        chunks = self._pf[0]
+        self._pf = None
+        now = self.env._now
+        n_running = self._n_running
+        if n_running:
+            dt = now - self._since
+            self.busy_s += dt
+            self.batch_area += n_running * dt
+            self.power_area += self._activity * dt
+        self._since = now
+        self._n_running = 0
+        for item, take in chunks:
+            item[2] += take
+        prefilling = self.prefilling
+        while prefilling and prefilling[0][2] >= prefilling[0][1]:
+            rid, total, _done, generated = prefilling.popleft()
+            self.kv_prefill -= total + 1
+            self._join_decode(rid, total, generated + 1, now)
+        if self.waiting or prefilling:
+            self._idle = self._start() is None
+        else:
+            self._idle = True
 
     def _join_decode(self, rid: int, context: int, generated: int, now: float) -> None:
         if self._output[rid] - generated <= 0:
