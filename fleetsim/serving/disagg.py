@@ -168,9 +168,17 @@ class Handoff:
         rid = ev.rid
         self.in_transit.discard(rid)
         req = self.req
-        if req.first_token_s[rid] != req.first_token_s[rid]:  # NaN: the client sees it now
-            req.first_token_s[rid] = self.env._now + self.host_s
-        target = self._choose(rid)
+        first = req.first_token_s
+        t = first[rid]
+        if t != t:  # NaN: the client sees it now
+            first[rid] = self.env._now + self.host_s
+        decode = self.decode
+        if len(decode) == 1:  # `_choose` of one replica: it, if up and the request fits it
+            target = decode[0]
+            if not target.up or req.prompt_list[rid] + req.output_list[rid] > target.kv_capacity:
+                target = None
+        else:
+            target = self._choose(rid)
         if target is None:  # no decode replica up, or none the request ever fits
             up = any(r.up for r in self.decode)
             self.on_reject(rid, EXCEEDS_KV if up else CRASH_NO_REPLICA)

@@ -201,9 +201,12 @@ def run_window(
         stream(seed, "router", window), lambda: env.now,
     )
 
-    for reps in pool_replicas:  # straight to the router from now on (one call less a completion)
-        for r in reps:
-            r.on_done = router.on_done
+    def _unindexed(rid: int, replica: Replica | None = None) -> None:
+        """A decode replica's completion: the router indexes only the replicas it routes to."""
+
+    for reps, pool in zip(pool_replicas, cfg.pools.values()):  # straight to the router from now on
+        for r in reps:  # (one call less a completion)
+            r.on_done = _unindexed if pool.role == "decode" and not router.central else router.on_done
     deferral = Deferral(env, plan_cuts=reliability is None and not router.central,
                         until=cfg.duration_s, warmup=cfg.warmup_s)
     for reps, pool in zip(pool_replicas, cfg.pools.values()):
