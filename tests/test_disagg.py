@@ -9,6 +9,7 @@ iteration; disaggregated, after the same iteration plus the KV transfer: link la
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import fleetsim
@@ -86,3 +87,41 @@ def test_a_prefill_pool_reports_the_requests_it_prefilled():
     assert pools["pre"]["prefilled_req_per_s"] > 1.5
     from fleetsim.results.display import serving_text
     assert "prefilled" in serving_text(res.summary)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_prefill_fast_paths_match_the_general_replica(monkeypatch, chunked):
+    """A prefill replica's inlined idle arrival and iteration end (PrefillReplica.enqueue and
+    _on_timer), and the lone decode replica's pick, give the same bytes as the general code
+    they stand for: varied prompts with
+    a cached prefix, one-token outputs, queues and batches (a rate past what two instances
+    prefill), chunked and whole-prompt prefill."""
+    from fleetsim.results.tables import requests_table
+    from fleetsim.serving import disagg
+    from fleetsim.serving.replica import Replica
+    from fleetsim.serving.window import run_window
+
+    data = window(True, rate=40.0, duration_s=20, replicas=(2, 1), chip_decode="h20").model_dump(
+        mode="json", exclude_none=True)
+    chat = data["serving"]["workloads"]["chat"]
+    chat["prompt_tokens"] = {"kind": "lognormal", "median": 1500, "sigma": 1.0, "max": 12000}
+    chat["output_tokens"] = {"kind": "lognormal", "median": 4, "sigma": 1.5, "max": 400}
+    chat["prefix_cache_hit_share"] = 0.3
+    data["serving"]["pools"]["pre"]["batching"] = {"max_batch": 8, "max_tokens_per_iter": 4096,
+                                                   "chunked_prefill": chunked}
+    scen = Scenario.model_validate(data)
+
+    chips, models, kernels, workloads = built_parts(scen)
+
+    def outcome():
+        res = run_window(scen.serving, chips, models, scen.seed, kernels=kernels, workloads=workloads)
+        return requests_table(res), [(p.busy_s.tolist(), p.batch_area.tolist(), p.handed_off) for p in res.pools]
+
+    fast, fast_pools = outcome()
+    assert (fast.output_tokens == 1).sum() > 20 and fast.queue_s.gt(0.0).sum() > 100  # the cases occur
+    monkeypatch.setattr(disagg.PrefillReplica, "enqueue", Replica.enqueue)
+    monkeypatch.setattr(disagg.PrefillReplica, "_on_timer", Replica._on_timer)
+    monkeypatch.setattr(disagg.Handoff, "_choose", disagg.Handoff._scan)  # (a lone decode replica)
+    general, general_pools = outcome()
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    assert fast_pools == general_pools

@@ -172,13 +172,7 @@ class Handoff:
         t = first[rid]
         if t != t:  # NaN: the client sees it now
             first[rid] = self.env._now + self.host_s
-        decode = self.decode
-        if len(decode) == 1:  # `_choose` of one replica: it, if up and the request fits it
-            target = decode[0]
-            if not target.up or req.prompt_list[rid] + req.output_list[rid] > target.kv_capacity:
-                target = None
-        else:
-            target = self._choose(rid)
+        target = self._choose(rid)
         if target is None:  # no decode replica up, or none the request ever fits
             up = any(r.up for r in self.decode)
             self.on_reject(rid, EXCEEDS_KV if up else CRASH_NO_REPLICA)
@@ -193,6 +187,14 @@ class Handoff:
     def _choose(self, rid: int) -> DecodeReplica | None:
         """The up decode replica with the most free KV tokens that the request fits now; else
         the least loaded one it fits at all (it waits there); None when none is up."""
+        decode = self.decode
+        if len(decode) == 1:  # one replica: it, if up and the request fits it (`_scan`'s answer)
+            r = decode[0]
+            return r if r.up and self.req.prompt_list[rid] + self.req.output_list[rid] <= r.kv_capacity else None
+        return self._scan(rid)
+
+    def _scan(self, rid: int) -> DecodeReplica | None:
+        """`_choose` over the decode replicas one by one."""
         need = self.req.prompt_list[rid] + self.req.output_list[rid]
         best, best_room, fallback = None, -1.0, None
         for r in self.decode:
