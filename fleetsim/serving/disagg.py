@@ -24,6 +24,8 @@ class PrefillReplica(Replica):
         self.handoff = handoff
         self.handed_off = 0  # requests passed on (the conservation check counts these)
         self._handoff_s: list[float] = []  # when each was passed on (the pool's prefilled req/s)
+        self.ahead = None  # the window's `Deferral` (set by the window): `clear_until` run-ahead
+        self._last = False  # the hand-off is the last thing its event does (`_on_timer`)
 
     def handed_off_since(self, t_s: float) -> int:
         return sum(1 for t in self._handoff_s if t >= t_s)
@@ -105,11 +107,16 @@ class PrefillReplica(Replica):
         for item, take in chunks:
             item[2] += take
         prefilling = self.prefilling
+        waiting = self.waiting
         while prefilling and prefilling[0][2] >= prefilling[0][1]:
             rid, total, _done, generated = prefilling.popleft()
             self.kv_prefill -= total + 1
+            # the last hand-off of an iteration after which the replica idles is this event's
+            # last act: its transfer may run ahead (`_join_decode`)
+            self._last = not prefilling and not waiting and self.ahead is not None
             self._join_decode(rid, total, generated + 1, now)
-        if self.waiting or prefilling:
+        self._last = False
+        if waiting or prefilling:
             self._idle = self._start() is None
         else:
             self._idle = True
@@ -127,8 +134,19 @@ class PrefillReplica(Replica):
         self._handoff_s.append(now)
         self.on_done(rid, self)  # the router's load index: the request left this replica (no look-up)
         h = self.handoff  # `Handoff.send`, inline (one call less per request)
+        env = h.env
+        t = env._now + (h.latency_s + prompt * h.s_per_token)
+        if self._last and self.ahead.clear_until(t):
+            # nothing else happens before the KV arrives: the arrival is the simulation's next
+            # step, taken now as of t (one SimPy event less)
+            self._last = False
+            now = env._now
+            env._now = t
+            h.arrive(rid)
+            env._now = now
+            return
         h.in_transit.add(rid)
-        _Transfer(h.env, h.env._now + (h.latency_s + prompt * h.s_per_token), h._cb).rid = rid
+        _Transfer(env, t, h._cb).rid = rid
 
 
 class DecodeReplica(Replica):
@@ -167,6 +185,11 @@ class Handoff:
         reaches the client, and the request joins a decode replica."""
         rid = ev.rid
         self.in_transit.discard(rid)
+        self.arrive(rid)
+
+    def arrive(self, rid: int) -> None:
+        """The request's KV has arrived (now): the first token reaches the client, and the
+        request joins a decode replica."""
         req = self.req
         first = req.first_token_s
         t = first[rid]

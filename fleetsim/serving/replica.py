@@ -105,6 +105,15 @@ class Deferral:
         self.until = until
         self.warmup = warmup
 
+    def clear_until(self, t_s: float) -> bool:
+        """Whether nothing else happens anywhere in the window before `t_s`, for a caller whose
+        event schedules nothing more after asking: no SimPy event is due first (every timer,
+        process and monitor step is in the queue), no arrival is (`horizon`), and `t_s` is inside
+        the window. Then what happens at `t_s` is the simulation's very next step: the caller
+        may apply it now, as of `t_s`, with the same state and its events made in the same order."""
+        q = self.env._queue
+        return t_s < self.horizon and t_s < self.until and (not q or t_s < q[0][0])
+
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
