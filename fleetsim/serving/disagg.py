@@ -24,7 +24,6 @@ class PrefillReplica(Replica):
         self.handoff = handoff
         self.handed_off = 0  # requests passed on (the conservation check counts these)
         self._handoff_s: list[float] = []  # when each was passed on (the pool's prefilled req/s)
-        self.ahead = None  # the window's `Deferral` (set by the window): `clear_until` run-ahead
         self._last = False  # the hand-off is the last thing its event does (`_on_timer`)
 
     def handed_off_since(self, t_s: float) -> int:

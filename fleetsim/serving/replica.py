@@ -210,6 +210,9 @@ class Replica:
         self._switch = None  # (time, n_running, tokens): the final iteration's start, for `_mark`
         self._stamps = None  # (time, rids): admissions stamped when the final iteration starts
         self.deferral: Deferral | None = None  # set by the window (see `Deferral`)
+        # A decode replica's: the window's `Deferral`, for `clear_until` (its cut by a KV
+        # transfer's arrival is that event's last act: the cut's end may be applied at once)
+        self.ahead: Deferral | None = None
         # A prefill iteration whose requests all go on decoding is fused with the decode run that
         # follows it (one event, not two): `_fused` = (its end, chunks, n_dec) until that end is
         # applied (`_settle`). Not for subclasses whose requests leave after prefill.
@@ -327,6 +330,15 @@ class Replica:
             # No arrival can reach this replica before the step boundary t_b (the next one
             # comes later) and nothing else looks at it: end the run and start the next now,
             # as of t_b (one event saved). No decoder finishes at t_b (k < the run's steps).
+            self._timer = None
+            env._now = t_b
+            self._end()
+            self._idle = self._start() is None
+            env._now = now
+            return
+        if cum is None and self.ahead is not None and self.ahead.clear_until(t_b):
+            # (a decode replica) nothing else happens before the step boundary: end the run
+            # and start the next now, as of t_b, as above (one SimPy event saved)
             self._timer = None
             env._now = t_b
             self._end()

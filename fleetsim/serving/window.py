@@ -213,9 +213,9 @@ def run_window(
         if pool.role == "both":  # handoffs arrive between arrivals: no deferred run ends there
             for r in reps:
                 r.deferral = deferral
-        elif pool.role == "prefill" and not router.central:  # a KV transfer may arrive at once
-            for r in reps:  # (`Deferral.clear_until`; a central queue's hand-out at a completion
-                r.ahead = deferral  # could start an iteration after the hand-off)
+        elif not router.central:  # a KV transfer may arrive at once, and the decode run it cuts
+            for r in reps:  # end at once (`Deferral.clear_until`; a central queue's hand-out at a
+                r.ahead = deferral  # completion could start an iteration after the hand-off)
 
     snapshot: dict[str, list[float]] = {}
 
