@@ -92,13 +92,14 @@ def test_a_prefill_pool_reports_the_requests_it_prefilled():
 @pytest.mark.parametrize("chunked", [False, True])
 def test_prefill_fast_paths_match_the_general_replica(monkeypatch, chunked):
     """A prefill replica's inlined idle arrival and iteration end (PrefillReplica.enqueue and
-    _on_timer), and the lone decode replica's pick, give the same bytes as the general code
-    they stand for: varied prompts with
+    _on_timer), the lone decode replica's pick, and the run-ahead of KV transfers and of the
+    decode runs they cut (Deferral.clear_until) give the same bytes as the general code they
+    stand for, event by event: varied prompts with
     a cached prefix, one-token outputs, queues and batches (a rate past what two instances
     prefill), chunked and whole-prompt prefill."""
     from fleetsim.results.tables import requests_table
     from fleetsim.serving import disagg
-    from fleetsim.serving.replica import Replica
+    from fleetsim.serving.replica import Deferral, Replica
     from fleetsim.serving.window import run_window
 
     data = window(True, rate=40.0, duration_s=20, replicas=(2, 1), chip_decode="h20").model_dump(
@@ -122,6 +123,7 @@ def test_prefill_fast_paths_match_the_general_replica(monkeypatch, chunked):
     monkeypatch.setattr(disagg.PrefillReplica, "enqueue", Replica.enqueue)
     monkeypatch.setattr(disagg.PrefillReplica, "_on_timer", Replica._on_timer)
     monkeypatch.setattr(disagg.Handoff, "_choose", disagg.Handoff._scan)  # (a lone decode replica)
+    monkeypatch.setattr(Deferral, "clear_until", lambda self, t_s: False)  # no run-ahead
     general, general_pools = outcome()
     pd.testing.assert_frame_equal(fast, general, check_exact=True)
     assert fast_pools == general_pools
