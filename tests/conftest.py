@@ -86,6 +86,41 @@ def lasting_results_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest
 
 
 @pytest.fixture(autouse=True)
+def _no_forked_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite already runs a test on every core (xdist `-n auto`), so a run that forks a child
+    for half its windows or figures (fleetsim.forked) only adds the fork's own CPU (measured 7 Dec
+    2026: 12.8 CPU s with children against 11.8 without on two tests/test_report.py tests). The
+    forked probes (tests/test_fleet_windows.py, tests/test_report.py, tests/test_cli_report.py) set
+    FLEETSIM_FORK=1 themselves; a user's own FLEETSIM_FORK is kept."""
+    if "FLEETSIM_FORK" not in os.environ:
+        monkeypatch.setenv("FLEETSIM_FORK", "0")
+
+
+# The longest tests (a cold fresh-clone run on two quiet cores, 7 Dec 2026) go first: xdist's
+# `load` scheduler hands tests out in collection order, so a 30-50 s test collected last ran alone
+# on one core at the end of the suite while the other core sat idle.
+LONGEST_FIRST = (
+    "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[planner.md:planner-shock]",
+    "tests/test_sweep_surface.py::test_every_docs_command_runs",
+    "tests/test_analysis_doc.py::test_runs_file_is_what_the_code_gives_today",
+    "tests/test_goodput_coverage.py::test_interval_covers_mm1_answer",
+    "tests/test_goodput_coverage.py::test_interval_covers_pinned_continuous_batching_answer",
+    "tests/test_disagg_capacity.py::test_role_capacities_measure_each_side_with_the_other_in_surplus",
+    "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[validation.md:validation-goodput]",
+    "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[planner.md:planner-rules]",
+    "tests/test_queueing.py::test_mean_wait_matches_theory[M/M/8-jsq-rho0.9]",
+    "tests/test_sweep_surface.py::test_every_sweep_help_example_runs",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move LONGEST_FIRST to the front, in that order (the rest keep theirs; every xdist worker
+    sorts the same collection the same way, as xdist requires)."""
+    rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.nodeid, len(rank)))
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own FLEETSIM_CACHE_DIR, so no test reads another's (or the user's) cache."""
     cache = tmp_path / "fleetsim-cache"

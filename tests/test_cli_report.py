@@ -277,6 +277,7 @@ def test_plots_and_report_drawn_by_a_forked_helper_are_the_same_bytes(tmp_path, 
     from fleetsim import forked
     from fleetsim.report import plots
 
+    monkeypatch.setenv("FLEETSIM_FORK", "1")  # the suite's conftest sets 0; this probe needs the helper
     if forked.fork_workers() < 2:
         pytest.skip("one CPU or no fork: no helper")
     scen = fleetsim.load_scenario(REPO / "scenarios" / "fleet_small.yaml",
