@@ -80,9 +80,18 @@ def lasting_cache(request: pytest.FixtureRequest) -> Callable[..., Any]:
 def lasting_results_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that lasts across test runs (pytest's cache folder) for fleetsim's own
     content-keyed caches (the goodput cache: keys hash the scenario and the package's code), so
-    a rerun of an unchanged search reads it back. A temporary folder without pytest's cache."""
+    a rerun of an unchanged search reads it back. Without pytest's cache, a temporary folder that
+    every xdist worker of this session shares (as they share .pytest_cache): the doc-block and
+    runs-file tests search the same replica types, so a type searched on one worker is read on
+    the other. The cache writes each entry by an atomic rename, so two workers can share it."""
     cache = getattr(request.config, "cache", None)
-    return Path(cache.mkdir("fleetsim-goodput")) if cache is not None else tmp_path_factory.mktemp("goodput")
+    if cache is not None:
+        return Path(cache.mkdir("fleetsim-goodput"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the session's
+        shared = tmp_path_factory.getbasetemp().parent / "fleetsim-goodput"
+        shared.mkdir(exist_ok=True)
+        return shared
+    return tmp_path_factory.mktemp("goodput")
 
 
 @pytest.fixture(autouse=True)
@@ -101,13 +110,15 @@ def _no_forked_children(monkeypatch: pytest.MonkeyPatch) -> None:
 # on one core at the end of the suite while the other core sat idle. Not planner.md:planner-rules:
 # it shares planner-shock's replica types, so it must run after shock has filled their capacity
 # cache (9 s) rather than beside it on the other core (both then search cold: 127 s + 21 s).
+# analysis_doc's runs-file test reruns the same scenarios' types too (26 s cold, 12 s after shock,
+# 7 Dec 2026): it comes after the coverage and PD tests, by when shock has filled the shared cache.
 LONGEST_FIRST = (
     "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[planner.md:planner-shock]",
     "tests/test_sweep_surface.py::test_every_docs_command_runs",
-    "tests/test_analysis_doc.py::test_runs_file_is_what_the_code_gives_today",
     "tests/test_goodput_coverage.py::test_interval_covers_mm1_answer",
     "tests/test_goodput_coverage.py::test_interval_covers_pinned_continuous_batching_answer",
     "tests/test_disagg_capacity.py::test_role_capacities_measure_each_side_with_the_other_in_surplus",
+    "tests/test_analysis_doc.py::test_runs_file_is_what_the_code_gives_today",
     "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[validation.md:validation-goodput]",
     "tests/test_queueing.py::test_mean_wait_matches_theory[M/M/8-jsq-rho0.9]",
     "tests/test_sweep_surface.py::test_every_sweep_help_example_runs",
