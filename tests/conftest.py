@@ -105,23 +105,37 @@ def _no_forked_children(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("FLEETSIM_FORK", "0")
 
 
-# The longest tests (a cold fresh-clone run on two quiet cores, 7 Dec 2026) go first: xdist's
-# `load` scheduler hands tests out in collection order, so a 30-50 s test collected last ran alone
-# on one core at the end of the suite while the other core sat idle. Not planner.md:planner-rules:
-# it shares planner-shock's replica types, so it must run after shock has filled their capacity
-# cache (9 s) rather than beside it on the other core (both then search cold: 127 s + 21 s).
-# analysis_doc's runs-file test reruns the same scenarios' types too (26 s cold, 12 s after shock,
-# 7 Dec 2026): it comes after the coverage and PD tests, by when shock has filled the shared cache.
+# The longest tests (a cold fresh-clone run, 8 Dec 2026, durations on a loaded machine) go first:
+# xdist's `load` scheduler hands tests out in collection order, so a 30-90 s test collected last ran
+# alone on one core at the end of the suite while the other core sat idle. planner-shock first: it
+# searches the reference case's replica types cold into the session's shared capacity cache
+# (lasting_results_dir), which planner-rules and analysis_doc's runs-file test then read (beside it
+# on the other core, both would search the same types cold): rules is left in its place, analysis
+# comes after the coverage, bench and PD tests. test_calibrate's refit: its fixture (the suite's
+# longest set-up) is computed on the first call.
 LONGEST_FIRST = (
     "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[planner.md:planner-shock]",
     "tests/test_sweep_surface.py::test_every_docs_command_runs",
     "tests/test_goodput_coverage.py::test_interval_covers_mm1_answer",
     "tests/test_goodput_coverage.py::test_interval_covers_pinned_continuous_batching_answer",
+    "tests/test_benchmarks.py::test_benchmark_runs_in_smoke_mode[bench_report.py]",
+    "tests/test_calibrate.py::test_refit_from_the_fit_split_reproduces_the_shipped_parameters",
+    "tests/test_disagg_capacity.py::test_pd_search_rounds_stay_within_the_narrow_design",
     "tests/test_disagg_capacity.py::test_role_capacities_measure_each_side_with_the_other_in_surplus",
     "tests/test_analysis_doc.py::test_runs_file_is_what_the_code_gives_today",
-    "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[validation.md:validation-goodput]",
     "tests/test_queueing.py::test_mean_wait_matches_theory[M/M/8-jsq-rho0.9]",
+    "tests/test_queueing.py::test_mean_wait_matches_theory[M/M/8-jsq-rho0.8]",
+    "tests/test_benchmarks.py::test_benchmark_runs_in_smoke_mode[bench_vidur.py]",
+    "tests/test_goodput_property.py::test_issue_scenario_that_overflowed_gives_an_answer",
+    "tests/test_benchmarks.py::test_benchmark_runs_in_smoke_mode[validate_pd_prefix.py]",
+    "tests/test_benchmarks.py::test_benchmark_runs_in_smoke_mode[bench_futures.py]",
+    "tests/test_queueing.py::test_mean_wait_matches_theory[M/M/8-jsq-rho0.5]",
+    "tests/test_decide.py::test_a_dated_ban_with_a_probability_is_drawn_per_future",
+    "tests/test_report.py::test_quickstart_is_a_fleet_run_with_plots_and_report",
+    "tests/test_benchmarks.py::test_benchmark_runs_in_smoke_mode[bench_speed.py]",
+    "tests/test_benchmarks.py::test_benchmark_runs_in_smoke_mode[bench_disagg.py]",
     "tests/test_sweep_surface.py::test_every_sweep_help_example_runs",
+    "tests/test_docs.py::test_generated_block_matches_what_its_script_gives[validation.md:validation-goodput]",
 )
 
 
