@@ -105,6 +105,28 @@ def _no_forked_children(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("FLEETSIM_FORK", "0")
 
 
+@pytest.fixture(autouse=True)
+def _sweeps_in_process_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep, seek or decide that names no executor (no --workers, --scheduler, --dask-local)
+    runs its points in the test's own process (SerialExecutor), as FLEETSIM_FORK=0 above: the
+    suite already runs a test on every core, and the default pool spawned one process per core,
+    each importing fleetsim and searching the scenario's replica types again with a cold memo
+    (measured 8 Dec 2026, cold, -n 2: tests/test_sweep*.py and test_decide.py 103.5 CPU s
+    with the pool, 84.6 without). A test that asks for workers gets the real pool (tests/test_sweep_dask.py,
+    tests/test_sweep_docs.py and tests/test_sweep.py's resume with workers=2; test_sweep.py's
+    kill test runs a real `fleetsim sweep` process)."""
+    from fleetsim.sweep import executors, runner
+
+    real = runner._make_executor
+
+    def make(workers, scheduler, dask_local, dask_processes):
+        if workers is None and scheduler is None and dask_local is None:
+            return executors.SerialExecutor()
+        return real(workers, scheduler, dask_local, dask_processes)
+
+    monkeypatch.setattr(runner, "_make_executor", make)
+
+
 # The longest tests (a cold fresh-clone run, 8 Dec 2026, durations on a loaded machine) go first:
 # xdist's `load` scheduler hands tests out in collection order, so a 30-90 s test collected last ran
 # alone on one core at the end of the suite while the other core sat idle. planner-shock first: it
