@@ -325,20 +325,13 @@ class Replica:
         now = env._now
         t_b = now + max(t_done - elapsed, 0.0)
         d = self.deferral
-        if (cum is None and d is not None and d.plan_cuts and t_b < d.horizon and t_b < d.until
-                and not now < d.warmup <= t_b):
+        if cum is None and ((d is not None and d.plan_cuts and t_b < d.horizon and t_b < d.until
+                             and not now < d.warmup <= t_b)
+                            or (self.ahead is not None and self.ahead.clear_until(t_b))):
             # No arrival can reach this replica before the step boundary t_b (the next one
-            # comes later) and nothing else looks at it: end the run and start the next now,
-            # as of t_b (one event saved). No decoder finishes at t_b (k < the run's steps).
-            self._timer = None
-            env._now = t_b
-            self._end()
-            self._idle = self._start() is None
-            env._now = now
-            return
-        if cum is None and self.ahead is not None and self.ahead.clear_until(t_b):
-            # (a decode replica) nothing else happens before the step boundary: end the run
-            # and start the next now, as of t_b, as above (one SimPy event saved)
+            # comes later; for a decode replica, no KV transfer either) and nothing else looks
+            # at it: end the run and start the next now, as of t_b (one event saved). No
+            # decoder finishes at t_b (k < the run's steps).
             self._timer = None
             env._now = t_b
             self._end()
