@@ -231,11 +231,45 @@ def fleet_pd() -> str:
     return "\n".join(out)
 
 
-PD_TABLES = ("serving-pd", "fleet-pd")
+# ---- published PD and prefix-cache comparisons: rendered from validate_pd_prefix.py --write's file ----
+PD_PREFIX_RUNS = DOCS / "pd_prefix_runs.json"
+
+
+def validation_pd() -> str:
+    """docs/validation.md: DistServe's 2P1D and vLLM #1983's prefix cache against fleetsim
+    (python benchmarks/validate_pd_prefix.py --write; published figures from tests/data/published_pd_prefix.yaml)."""
+    import yaml
+
+    d = json.loads(PD_PREFIX_RUNS.read_text())
+    pub = yaml.safe_load((ROOT / "tests/data/published_pd_prefix.yaml").read_text())
+    r, q = d["distserve"], d["prefix"]
+    ds, vp = pub["distserve_2p1d"], pub["vllm_prefix_cache"]
+    iv = lambda m, ci, f="{:.2f}": f"{f.format(m)} [{f.format(ci[0])}, {f.format(ci[1])}]"
+    return "\n".join([
+        f"Measured by `python benchmarks/validate_pd_prefix.py --write` ({d['date']}; kept in docs/pd_prefix_runs.json):",
+        "",
+        "| row | published | fleetsim | error | tolerance |", "|---|---|---|---|---|",
+        "| DistServe 2P1D: goodput per GPU, 2 prefill + 1 decode over colocated (512 in / 64 out, Poisson, P90 "
+        "TTFT 0.4 s, P90 TPOT 0.04 s; NVLink 300 GB/s between instances) | 3.3 / 1.6 = "
+        f"{ds['published']:.2f} | {iv(r['pd_rps_per_gpu'], r['pd_ci'])} / "
+        f"{iv(r['colocated_rps_per_gpu'], r['colocated_ci'])} = {iv(r['ratio'], r['ratio_ci'])} | "
+        f"{r['ratio'] / ds['published'] - 1:+.0%} | {ds['tolerance_rel']:.0%} |".replace("+-", "-"),
+        "| vLLM #1983: requests/s served at 25 QPS offered, prefix cache over none (200 shared + 30 fresh prompt "
+        f"tokens, 50 out; hit share 200/230) | 19.81 / 14.08 = {vp['published']:.3f} | {q['cached_rps']:.2f} / "
+        f"{q['base_rps']:.2f} = {iv(q['ratio'], q['ratio_ci'], '{:.3f}')} ({q['windows']} paired windows of "
+        f"{q['duration_s']:.0f} s) | {q['ratio'] / vp['published'] - 1:+.0%} | {vp['tolerance_rel']:.0%} |",
+        "",
+        f"Absolute rates: colocated {r['colocated_rps_per_gpu']:.2f} against 1.6 req/s per GPU; prefill role "
+        f"{r['prefill_role_rps']:.1f} against about 5.6, decode role {r['decode_role_rps']:.1f} against about 10 "
+        f"req/s; with the cache the replica serves {q['cached_rps']:.2f} of the 25 QPS offered (published 19.81).",
+    ]) + "\n"
+
+
+PD_TABLES = ("serving-pd", "fleet-pd", "validation-pd")
 
 TABLES: dict[str, Callable[[], str]] = {"serving-pd": serving_pd, "fleet-pd": fleet_pd, "planner-rules": planner_rules, "planner-shock": planner_shock,
                                         "planner-hedge": planner_hedge, "planner-decide": planner_decide,
-                                        "validation-goodput": validation_goodput}
+                                        "validation-goodput": validation_goodput, "validation-pd": validation_pd}
 
 
 def blocks(text: str) -> list[tuple[str, str]]:

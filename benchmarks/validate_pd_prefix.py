@@ -10,13 +10,20 @@ read from tests/data/published_pd_prefix.yaml (written before the first run).
    prefix + 30 tokens, 50 out), with `prefix_cache_hit_share` 200/230 against 0, on the same
    arrivals (common random numbers), in independent windows for an interval.
 
-    python benchmarks/validate_pd_prefix.py            # prints both rows (tests/test_validate_pd_prefix.py runs it)
-    python benchmarks/validate_pd_prefix.py --smoke    # shorter windows, looser search: seconds
+    python benchmarks/validate_pd_prefix.py            # prints both rows
+    python benchmarks/validate_pd_prefix.py --write    # ... and keeps them in docs/pd_prefix_runs.json,
+                                                       # rewriting docs/validation.md's block validation-pd
+    python benchmarks/validate_pd_prefix.py --smoke    # shorter windows, looser search: seconds (tests/test_benchmarks.py)
+
+tests/test_docs.py checks that the block is what the runs file renders and reruns the prefix row's first
+pair of windows against the file (the whole run takes 80-110 CPU s, too long for a test).
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import date
 from pathlib import Path
 
 from _smoke import SMOKE, pick
@@ -108,18 +115,28 @@ def served_rps(res) -> float:
 def prefix_row() -> dict:
     reps = pick(6, 2)
     dur = pick(300.0, 60.0)
-    hit = 200.0 / 230.0
     base, cached = [], []
     for w in range(reps):  # window w: the same arrivals with and without the cache
-        sb = prefix_scenario(0.0, dur).model_copy(update={"seed": 7 + w})
-        sc = prefix_scenario(hit, dur).model_copy(update={"seed": 7 + w})
-        base.append(served_rps(fleetsim.run(sb)))
-        cached.append(served_rps(fleetsim.run(sc)))
+        b, c = prefix_window(w, dur)
+        base.append(b)
+        cached.append(c)
     base, cached = np.array(base), np.array(cached)
     ratio = cached / base
     m, lo, hi = t_interval(ratio)
     return {"base_rps": float(base.mean()), "cached_rps": float(cached.mean()), "ratio": m,
-            "ratio_ci": (lo, hi), "windows": reps}
+            "ratio_ci": (lo, hi), "windows": reps, "duration_s": dur,
+            "base_rps_per_window": base.tolist(), "cached_rps_per_window": cached.tolist()}
+
+
+RUNS = ROOT / "docs" / "pd_prefix_runs.json"
+
+
+def prefix_window(w: int, duration_s: float) -> tuple[float, float]:
+    """Window w of the prefix row: requests/s served without and with the cache (same arrivals)."""
+    hit = 200.0 / 230.0
+    sb = prefix_scenario(0.0, duration_s).model_copy(update={"seed": 7 + w})
+    sc = prefix_scenario(hit, duration_s).model_copy(update={"seed": 7 + w})
+    return served_rps(fleetsim.run(sb)), served_rps(fleetsim.run(sc))
 
 
 def main() -> int:
@@ -145,6 +162,14 @@ def main() -> int:
           f"(published 19.81 against 14.08), {q['windows']} paired windows")
     print(f"  ratio {q['ratio']:.3f} [{q['ratio_ci'][0]:.3f}, {q['ratio_ci'][1]:.3f}] against {p['published']} "
           f"(tolerance {p['tolerance_rel']:.0%}: [{lo:.2f}, {hi:.2f}]): {'within' if ok else 'OUTSIDE'}")
+    if "--write" in sys.argv and not SMOKE:
+        RUNS.write_text(json.dumps({"date": date.today().isoformat(), "distserve": r, "prefix": q},
+                                   indent=1, sort_keys=True) + "\n")
+        sys.path.insert(0, str(Path(__file__).parent))
+        import doc_tables
+
+        doc_tables.write({"validation-pd"})
+        print(f"wrote {RUNS.relative_to(ROOT)}")
     return outside + (not ok)
 
 

@@ -90,3 +90,23 @@ def test_pd_figures_are_the_bench_runs_file(name):
     runs = DOC_TABLES._pd_runs()
     seeds = {tuple(v["seed"]) for rows in runs["fleet"].values() for v in rows.values()}
     assert len(seeds) == 1  # every variant on the same futures: the differences are paired
+
+
+def test_pd_prefix_rows_are_the_runs_file_and_its_first_windows_rerun():
+    """docs/validation.md's DistServe and prefix-cache rows come from docs/pd_prefix_runs.json
+    (benchmarks/validate_pd_prefix.py --write, 80-110 CPU s); the summary table at the top quotes
+    the same ratios; the prefix row's first pair of windows, rerun, gives the file's figures."""
+    import json
+
+    import validate_pd_prefix as vpp  # on sys.path through _doc_tables()
+
+    d = json.loads(DOC_TABLES.PD_PREFIX_RUNS.read_text())
+    r, q = d["distserve"], d["prefix"]
+    text = (ROOT / "docs" / "validation.md").read_text()
+    top = text.split("\n## ")[0]
+    assert f"| {r['ratio']:.2f}x [{r['ratio_ci'][0]:.2f}, {r['ratio_ci'][1]:.2f}], " \
+           f"{r['ratio'] / 2.08 - 1:+.0%}".replace("+-", "-") in top
+    assert f"| {q['ratio']:.3f}x [{q['ratio_ci'][0]:.3f}, {q['ratio_ci'][1]:.3f}], " \
+           f"{q['ratio'] / 1.407 - 1:+.0%}".replace("+-", "-") in top
+    assert q["windows"] == len(q["base_rps_per_window"]) == len(q["cached_rps_per_window"])
+    assert vpp.prefix_window(0, q["duration_s"]) == (q["base_rps_per_window"][0], q["cached_rps_per_window"][0])
