@@ -460,8 +460,10 @@ def _figure(value: Any) -> str:
         x = float(text)
     except ValueError:
         return text
-    if not np.isfinite(x) or x == int(x):
-        return text if not np.isfinite(x) else str(int(x))
+    if not np.isfinite(x):
+        return text
+    if x == int(x):
+        return str(int(x))
     d = max(0, 3 - int(np.floor(np.log10(abs(x)))))
     return f"{x:.{d}f}".rstrip("0").rstrip(".")
 
