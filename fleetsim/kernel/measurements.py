@@ -174,6 +174,26 @@ def load_holdout5() -> tuple[Measurement, ...]:
     return _catalog_set(HOLDOUT5_FILE)
 
 
+HOLDOUT6_FILE = "holdout_2026q4_r6.csv"
+HOLDOUT6_FROZEN = "2026-12-08 (branch holdout6)"
+
+
+@functools.cache
+def load_holdout6() -> tuple[Measurement, ...]:
+    """The fresh holdout of issue 21's sixth holdout round (split 'holdout'): published points
+    from sources used nowhere else in the repository (A100 and Ascend 910B/910C, H200 and B200;
+    vLLM, SGLang, vllm-ascend), frozen before that round's kernel change and scored ONCE at its
+    end (python -m fleetsim.kernel.measurements --holdout6 --write-once DATE). No fit reads it:
+    development_set() does not include it."""
+    return _catalog_set(HOLDOUT6_FILE)
+
+
+# The holdouts a setup the kernel refuses is scored as a miss in (the fresh ones, from round 4 on):
+# name (the command-line flag without '--') -> loader. `--NAME` prints the scoring, `--NAME
+# --write-once DATE` writes it, once, into the holdout's block of docs/validation.md.
+FRESH_HOLDOUTS = {"holdout4": load_holdout4, "holdout5": load_holdout5, "holdout6": load_holdout6}
+
+
 READ_FOR_FITTING = "read, now used for fitting"
 HOLDOUT3_READ = "scored once in round 3, read, now used for fitting"
 HOLDOUT4_READ = "scored once in round 4, read, now used for fitting"
@@ -669,6 +689,56 @@ def write_docs(rows: list[dict] | None = None, root=None) -> None:
         p.write_text(text[:a] + BEGIN + "\n\n" + body() + "\n" + text[b:], encoding="utf-8")
 
 
+ONCE_PLACEHOLDER = "Not scored yet."
+
+
+def once_markers(name: str) -> tuple[str, str]:
+    """The markers of a fresh holdout's scored-once block in docs/validation.md."""
+    return (f"<!-- BEGIN scored once by python -m fleetsim.kernel.measurements --{name} --write-once DATE -->",
+            f"<!-- END scored once: {name} -->")
+
+
+def once_block(name: str, rows: list[dict], read_on: str, commit: str) -> str:
+    """The record a fresh holdout's one scoring leaves in the docs: when, with which kernel, the
+    headline figures, then holdout_markdown's tables (every point, published beside predicted)."""
+    s = summary(rows)
+    refused = sum(math.isnan(r["kernel"]) for r in rows)
+    head = (f"Scored once on {read_on} with the kernel at commit {commit} (python -m fleetsim.kernel.measurements "
+            f"--{name} --write-once {read_on}): median {s['median_abs']:.1%}, {s['within_25']:.0%} within 25% of "
+            f"{s['points']} points ({refused} refused setup{'s' if refused != 1 else ''} scored as misses), "
+            f"{s['within_tol']:.0%} within the factor-{TOLERANCE:g} tolerance. This is a record: it is not "
+            "regenerated.")
+    return head + "\n\n" + holdout_markdown(rows)
+
+
+def write_once(name: str, read_on: str, root=None, commit: str | None = None, rows: list[dict] | None = None) -> str:
+    """Score the fresh holdout `name` (FRESH_HOLDOUTS) and write the record into its block of
+    docs/validation.md, which must still hold ONCE_PLACEHOLDER: a holdout is scored once, so a
+    second call refuses (ValueError) instead of overwriting the first scoring. Returns the block."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(root) if root else Path(__file__).resolve().parents[2]
+    p = root / "docs" / "validation.md"
+    text = p.read_text(encoding="utf-8")
+    begin, end = once_markers(name)
+    if begin not in text or end not in text:
+        raise ValueError(f"{p}: no scored-once block for {name} (markers {begin!r} ... {end!r})")
+    a, b = text.index(begin) + len(begin), text.index(end)
+    if text[a:b].strip() != ONCE_PLACEHOLDER:
+        raise ValueError(f"{p}: {name} has been scored already; a holdout is scored once")
+    if commit is None:
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            commit = "unknown"
+    rows = compare(FRESH_HOLDOUTS[name](), refused_fail=True) if rows is None else rows
+    body = once_block(name, rows, read_on, commit)
+    p.write_text(text[:a] + "\n\n" + body + "\n" + text[b:], encoding="utf-8")
+    return body
+
+
 def fit_markdown(points=None) -> str:
     """The fit split alone: summary, partitions and per-point residuals. The development view
     (python -m fleetsim.kernel.measurements --fit): test rows are not even predicted, so looking
@@ -684,7 +754,7 @@ def fit_markdown(points=None) -> str:
     return "\n".join(out + _point_table(rows)) + "\n"
 
 
-if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --holdout | --write-docs | --write-gate DATE]
+if __name__ == "__main__":  # [--fit | --dev | --holdout | --holdoutN [--write-once DATE] | --write-docs | --write-gate DATE]
     import sys
 
     if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
@@ -699,12 +769,13 @@ if __name__ == "__main__":  # python -m fleetsim.kernel.measurements [--fit | --
     if "--holdout3" in sys.argv:  # the third fresh holdout alone (read once, at the end of round 3)
         print(holdout3_markdown())
         raise SystemExit(0)
-    if "--holdout4" in sys.argv:  # the fourth holdout alone (read once, at the end of round 4; now fitting data)
-        print(holdout4_markdown())
-        raise SystemExit(0)
-    if "--holdout5" in sys.argv:  # the fifth fresh holdout alone (read once, at the end of round 5)
-        print(holdout5_markdown())
-        raise SystemExit(0)
+    for _name in FRESH_HOLDOUTS:  # --holdout4, --holdout5 (read, now data), --holdout6 (scored once, end of round 11)
+        if f"--{_name}" in sys.argv:
+            if "--write-once" in sys.argv:  # --holdoutN --write-once DATE: score once, record in docs/validation.md
+                print(write_once(_name, sys.argv[sys.argv.index("--write-once") + 1]))
+            else:
+                print(holdout_markdown(compare(FRESH_HOLDOUTS[_name](), refused_fail=True)))
+            raise SystemExit(0)
     _rows = compare()
     if "--write-docs" in sys.argv:
         write_docs(_rows)
