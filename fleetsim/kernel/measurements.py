@@ -175,7 +175,7 @@ def load_holdout5() -> tuple[Measurement, ...]:
 
 
 HOLDOUT6_FILE = "holdout_2026q4_r6.csv"
-HOLDOUT6_FROZEN = "2026-12-08 (branch holdout6)"
+HOLDOUT6_FROZEN = "2026-12-08 (commit 8797488 on branch holdout6, before any rebase)"
 
 
 @functools.cache
