@@ -110,7 +110,7 @@ def test_write_once_scores_holdout5_once_into_its_block(tmp_path):
     assert after[after.index(begin) + len(begin):after.index(end)].strip() == body.strip()
     assert body.startswith("Scored once on 2026-12-08 with the kernel at commit abc1234 "
                            "(python -m fleetsim.kernel.measurements --holdout5 --write-once 2026-12-08): median ")
-    assert " of 52 points " in body.splitlines()[0]
+    assert " of 52 points " in body.splitlines()[0] and "Frozen 2026-12-07 (commit a3777af" in body.splitlines()[0]
     for m in load_holdout5():
         assert f"| {m.key} |" in body
     with pytest.raises(ValueError, match="scored already"):

@@ -192,6 +192,7 @@ def load_holdout6() -> tuple[Measurement, ...]:
 # name (the command-line flag without '--') -> loader. `--NAME` prints the scoring, `--NAME
 # --write-once DATE` writes it, once, into the holdout's block of docs/validation.md.
 FRESH_HOLDOUTS = {"holdout4": load_holdout4, "holdout5": load_holdout5, "holdout6": load_holdout6}
+FROZEN = {"holdout4": HOLDOUT4_FROZEN, "holdout5": HOLDOUT5_FROZEN, "holdout6": HOLDOUT6_FROZEN}
 
 
 READ_FOR_FITTING = "read, now used for fitting"
@@ -706,8 +707,9 @@ def once_block(name: str, rows: list[dict], read_on: str, commit: str) -> str:
     head = (f"Scored once on {read_on} with the kernel at commit {commit} (python -m fleetsim.kernel.measurements "
             f"--{name} --write-once {read_on}): median {s['median_abs']:.1%}, {s['within_25']:.0%} within 25% of "
             f"{s['points']} points ({refused} refused setup{'s' if refused != 1 else ''} scored as misses), "
-            f"{s['within_tol']:.0%} within the factor-{TOLERANCE:g} tolerance. This is a record: it is not "
-            "regenerated.")
+            f"{s['within_tol']:.0%} within the factor-{TOLERANCE:g} tolerance. "
+            f"Frozen {FROZEN.get(name, 'date not recorded')}. "
+            "This is a record: it is not regenerated.")
     return head + "\n\n" + holdout_markdown(rows)
 
 
@@ -754,7 +756,7 @@ def fit_markdown(points=None) -> str:
     return "\n".join(out + _point_table(rows)) + "\n"
 
 
-if __name__ == "__main__":  # [--fit | --dev | --holdout | --holdoutN [--write-once DATE] | --write-docs | --write-gate DATE]
+if __name__ == "__main__":  # [--fit | --dev | --holdout | --holdoutN [--write-once DATE] | --write-docs | ...]
     import sys
 
     if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
