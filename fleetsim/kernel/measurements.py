@@ -774,7 +774,11 @@ if __name__ == "__main__":  # [--fit | --dev | --holdout | --holdoutN [--write-o
     for _name in FRESH_HOLDOUTS:  # --holdout4, --holdout5 (read, now data), --holdout6 (scored once, end of round 11)
         if f"--{_name}" in sys.argv:
             if "--write-once" in sys.argv:  # --holdoutN --write-once DATE: score once, record in docs/validation.md
-                print(write_once(_name, sys.argv[sys.argv.index("--write-once") + 1]))
+                try:
+                    print(write_once(_name, sys.argv[sys.argv.index("--write-once") + 1]))
+                except (ValueError, IndexError) as exc:  # no block, already scored, or no DATE
+                    print(f"--{_name} --write-once DATE: {exc}", file=sys.stderr)
+                    raise SystemExit(2) from None
             else:
                 print(holdout_markdown(compare(FRESH_HOLDOUTS[_name](), refused_fail=True)))
             raise SystemExit(0)
