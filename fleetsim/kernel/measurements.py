@@ -333,7 +333,8 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
                                     max_output_tokens=cap) * replicas * per
         return offline_throughput(k, i, o, m.concurrency).output_tokens_per_s * per
     if m.metric in ("server", "interactive"):
-        return server_throughput(k, i, o, m.tpot_limit_s, m.concurrency).output_tokens_per_s * per
+        return server_throughput(k, i, o, m.tpot_limit_s, m.concurrency,
+                                 ttft_p99_limit_s=ttft_limit(m)).output_tokens_per_s * per
     if m.metric == "concurrency":
         return steady_state(k, m.concurrency, i, o).output_tokens_per_s * per
     if m.metric == "pd_throughput":
@@ -360,6 +361,17 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
 
 
 _REQUESTS = re.compile(r"(\d+) requests")
+_TTFT_P99 = re.compile(r"p99 TTFT <= ([0-9]+(?:\.[0-9]+)?) ?(ms|s)\b")
+
+
+def ttft_limit(m: Measurement) -> float | None:
+    """The p99 TTFT bound (s) a server or interactive row's metric_definition states (MLPerf's
+    'meeting p99 TTFT <= 2 s ...'), which server_throughput enforces under Poisson load; None when
+    the definition states none (a fixed-concurrency run, e.g. SGLang's bench_serving rows)."""
+    hit = _TTFT_P99.search(m.metric_definition)
+    if hit is None:
+        return None
+    return float(hit.group(1)) * (1e-3 if hit.group(2) == "ms" else 1.0)
 _MAX_TOKENS = re.compile(r"max_tokens (\d+)")
 
 
