@@ -69,12 +69,12 @@ def md1_decay(rho):
     of rho (e^x - 1) = x (Cramer-Lundberg for Poisson arrivals and one fixed service time S), for
     utilisations 0 < rho < 1. Newton from x0 = 2 ln(1/rho) + 2, above the root where f is convex and
     increasing, so the iterates fall monotonically onto it (no overflow: x0 <= 43 at rho 1e-9)."""
-    r = np.clip(np.asarray(rho, dtype=float), 1e-9, 1.0 - 1e-9)
+    r = np.clip(np.asarray(rho, dtype=float), 1e-9, 1.0 - 1e-6)  # rho >= 1: no steady state (ttft_p99_s: inf)
     x = 2.0 * np.log(1.0 / r) + 2.0
     for _ in range(40):
         ex = np.exp(x)
         x = x - (r * (ex - 1.0) - x) / (r * ex - 1.0)
-    return x
+    return np.maximum(x, 1e-9)
 
 
 def ttft_p99_s(kernel: ReplicaKernel, batch: np.ndarray, step: np.ndarray, prompt: float, output: float,
