@@ -43,6 +43,11 @@ def test_ttft_limit_read_from_the_metric_definition():
     assert ttft_limit(POINTS["mlperf-v5.1-h200-405b-server"]) == pytest.approx(6.0)
     assert ttft_limit(POINTS["mlperf-v5.0-b200x8-interactive"]) == pytest.approx(0.45)
     assert ttft_limit(POINTS["sglang-a3-qwen3-32b-2c-2k2k"]) is None  # fixed concurrency, no bound
+    from dataclasses import replace
+
+    m = POINTS["mlperf-v5.1-h200-405b-server"]
+    for text, want in (("meeting TTFT p99 < 2000 ms", 2.0), ("p99 TTFT \u2264 0.5 s", 0.5), ("p99 TPOT <= 40 ms", None)):
+        assert ttft_limit(replace(m, metric_definition=text)) == (pytest.approx(want) if want else None)
 
 
 def test_ttft_bound_binds_for_405b_server_not_for_llama2():

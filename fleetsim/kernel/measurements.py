@@ -366,7 +366,7 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
 
 
 _REQUESTS = re.compile(r"(\d+) requests")
-_TTFT_P99 = re.compile(r"p99 TTFT <= ([0-9]+(?:\.[0-9]+)?) ?(ms|s)\b")
+_TTFT_P99 = re.compile(r"(?:p99 TTFT|TTFT p99)\s*(?:<=|\u2264|<)\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)\b", re.IGNORECASE)
 
 
 def ttft_limit(m: Measurement) -> float | None:
