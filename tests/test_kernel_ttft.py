@@ -3,10 +3,13 @@ an M/D/1 prefill queue), docs/kernel.md "Known limits" and docs/validation.md ro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from fleetsim.kernel.measurements import compare, load_measurements, ttft_limit
+from fleetsim.catalog import load_chips, load_engines, load_models
+from fleetsim.kernel.measurements import _kernel, compare, load_measurements, ttft_limit
 from fleetsim.kernel.throughput import md1_decay, server_throughput
 
 POINTS = {m.key: m for m in load_measurements()}
@@ -43,8 +46,6 @@ def test_ttft_limit_read_from_the_metric_definition():
     assert ttft_limit(POINTS["mlperf-v5.1-h200-405b-server"]) == pytest.approx(6.0)
     assert ttft_limit(POINTS["mlperf-v5.0-b200x8-interactive"]) == pytest.approx(0.45)
     assert ttft_limit(POINTS["sglang-a3-qwen3-32b-2c-2k2k"]) is None  # fixed concurrency, no bound
-    from dataclasses import replace
-
     m = POINTS["mlperf-v5.1-h200-405b-server"]
     for text, want in (("meeting TTFT p99 < 2000 ms", 2.0), ("p99 TTFT \u2264 0.5 s", 0.5), ("p99 TPOT <= 40 ms", None)):
         assert ttft_limit(replace(m, metric_definition=text)) == (pytest.approx(want) if want else None)
@@ -59,9 +60,6 @@ def test_ttft_bound_binds_for_405b_server_not_for_llama2():
                                           POINTS["mlperf-v5.1-h200-server"]])}
     assert abs(rows["mlperf-v5.1-h200-405b-server"]["rel_error"]) < 0.25
     assert abs(rows["mlperf-v5.1-b200x8-405b-server"]["rel_error"]) < 0.10
-    from fleetsim.kernel.measurements import _kernel
-    from fleetsim.catalog import load_chips, load_engines, load_models
-
     m = POINTS["mlperf-v5.1-h200-server"]
     k = _kernel(m, load_chips(), load_models(), load_engines())
     a = server_throughput(k, m.input_tokens, m.output_tokens, m.tpot_limit_s, m.concurrency,

@@ -377,6 +377,8 @@ def ttft_limit(m: Measurement) -> float | None:
     if hit is None:
         return None
     return float(hit.group(1)) * (1e-3 if hit.group(2) == "ms" else 1.0)
+
+
 _MAX_TOKENS = re.compile(r"max_tokens (\d+)")
 
 

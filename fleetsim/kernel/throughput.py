@@ -84,7 +84,7 @@ def ttft_p99_s(kernel: ReplicaKernel, batch: np.ndarray, step: np.ndarray, promp
     taking S = the marginal time one more prompt adds to the steady mixed step; utilisation
     rho = lambda S with lambda = batch / (output x step) requests/s. M/D/1 (every prompt the mean
     length, as the steady state assumes): p99 = S + ln(100 rho) / theta (S alone when rho <= 1%),
-    within 5% of a simulated M/D/1 at rho 0.5-0.9 (tests/test_kernel_ttft.py); inf at rho >= 1."""
+    within 6% of a simulated M/D/1 at rho 0.5 and 0.8 (tests/test_kernel_ttft.py); inf at rho >= 1."""
     c = batch * (prompt + 0.5 * output)
     new = batch / output
     with_one = kernel.iteration_time_s((new + 1.0) * prompt, batch, c, (new + 1.0) * 0.5 * prompt * prompt, throttle)
