@@ -1,6 +1,9 @@
 """The sixth fresh holdout of issue 21 (fleetsim/catalog/holdout_2026q4_r6.csv): published points
-from five sources used nowhere else in the repository, frozen before round 11's kernel change and
+from seven sources used nowhere else in the repository, frozen before round 11's kernel change and
 scored once at its end (python -m fleetsim.kernel.measurements --holdout6 --write-once DATE).
+First pass (branch holdout6, 2026-12-08): 39 rows from five sources. Second pass (branch holdout6b,
+2026-12-08, same selection rule, before any prediction): 8 TensorRT-LLM rows (keys hold6-trtpm-*
+and hold6-trth200-*) from TensorRT-LLM's v0.5/v0.6.1 performance.md and its H200 launch blog.
 These tests never predict a holdout-6 row; the scored-once machinery is tested on holdout 5
 (scored in round 5, now development data)."""
 
@@ -20,9 +23,10 @@ from fleetsim.kernel.measurements import (_fmt, development_set, fingerprint, lo
                                           once_markers, write_once)
 
 # (rows, sha256 over key, source, split, chip, model, engine, metric, published), taken when the
-# file was frozen (2026-12-08, branch holdout6, before round 11's kernel change was merged).
-HOLDOUT6_ROWS = 39
-HOLDOUT6_SHA256 = "a1a16f259e35aed53c3694b8099ad3c95493ed9fa99f0169440e0f3594925386"
+# file was frozen (2026-12-08, branch holdout6, before round 11's kernel change was merged: 39 rows,
+# a1a16f259e35aed5...) and retaken after the second pass added 8 rows (2026-12-08, branch holdout6b).
+HOLDOUT6_ROWS = 47
+HOLDOUT6_SHA256 = "3d80449e83023570e6fca9e1d2abe120f5f29f54ed3ecec566e894ff95600bae"
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +67,8 @@ def test_holdout6_is_new_and_no_fit_reads_it():
     for m in hold:
         ds = dates.get((m.chip, m.engine))
         assert not ds or not (min(ds) < m.date < max(ds)), (m.key, min(ds), max(ds))
-    assert {m.chip for m in hold} == {"a100", "h200", "b200", "ascend-910b", "ascend-910c"}
-    assert {m.engine for m in hold} == {"vllm", "sglang", "vllm-ascend"}
+    assert {m.chip for m in hold} == {"a100", "h100", "h200", "b200", "ascend-910b", "ascend-910c"}
+    assert {m.engine for m in hold} == {"vllm", "sglang", "vllm-ascend", "trtllm"}
     assert {mo[m.model].is_moe for m in hold} == {True, False}
     assert {"tpot", "prefill", "concurrency"} == {m.metric for m in hold}
     assert sum(c[m.chip].family == "ascend" for m in hold) == 5
