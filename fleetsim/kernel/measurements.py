@@ -177,14 +177,15 @@ def load_holdout5() -> tuple[Measurement, ...]:
 
 
 HOLDOUT6_FILE = "holdout_2026q4_r6.csv"
-HOLDOUT6_FROZEN = "2026-12-08 (commit 8797488 on branch holdout6, before any rebase)"
+HOLDOUT6_FROZEN = ("2026-12-08 (commit 8797488 on branch holdout6, before any rebase; 8 TensorRT-LLM rows added "
+                   "in a second pass the same day, branch holdout6b)")
 
 
 @functools.cache
 def load_holdout6() -> tuple[Measurement, ...]:
     """The fresh holdout of issue 21's sixth holdout round (split 'holdout'): published points
-    from sources used nowhere else in the repository (A100 and Ascend 910B/910C, H200 and B200;
-    vLLM, SGLang, vllm-ascend), frozen before that round's kernel change and scored ONCE at its
+    from sources used nowhere else in the repository (A100, H100, H200, B200, Ascend 910B/910C;
+    vLLM, SGLang, vllm-ascend, TensorRT-LLM), frozen before that round's kernel change and scored ONCE at its
     end (python -m fleetsim.kernel.measurements --holdout6 --write-once DATE). No fit reads it:
     development_set() does not include it."""
     return _catalog_set(HOLDOUT6_FILE)
