@@ -209,3 +209,24 @@ def test_kernel_doc_block_is_generated():
     text = (Path(__file__).resolve().parents[1] / "docs" / "kernel.md").read_text(encoding="utf-8")
     block = text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip()
     assert block == kernel_markdown().strip(), "stale: python -m fleetsim.kernel.measurements --write-docs"
+
+
+def test_ttft_derived_prefill_figure_covers_the_replica():
+    """A `prefill` figure derived from one request's TTFT (prompt tokens / TTFT) is the replica's
+    whatever per_chips says: left empty (as the holdout-6 rows do) it is not read as a per-chip
+    figure and divided by tp (which made 4 x H100 TensorRT-LLM and Ascend TTFTs 4-8x too slow).
+    A per-chip prefill figure (CloudMatrix's tokens/s per NPU, no TTFT) stays per chip."""
+    from dataclasses import replace
+
+    from fleetsim.kernel.measurements import figure_chips, predict
+
+    by_key = {m.key: m for m in POINTS}
+    ttft = by_key["sglang-a3-qwen3-32b-4c-ttft-4k-b1"]  # 4000 / Mean TTFT on tp 4, per_chips 4
+    assert ttft.tp == 4 and ttft.per_chips == 4 and "TTFT" in ttft.metric_definition
+    bare = replace(ttft, per_chips=None)
+    assert figure_chips(bare) == 4.0
+    assert predict(bare) == pytest.approx(predict(ttft), rel=1e-12)
+    per_npu = by_key["cloudmatrix-910c-prefill"]  # tokens/s per NPU of a tp 16 instance
+    assert per_npu.per_chips == 1 and "TTFT" not in per_npu.metric_definition
+    assert figure_chips(replace(per_npu, per_chips=None)) == 1.0
+    assert predict(replace(per_npu, per_chips=None)) == pytest.approx(predict(per_npu), rel=1e-12)

@@ -321,6 +321,19 @@ def _kernel(m: Measurement, chips, models, engines, tp: int | None = None) -> Re
                          graph_capture=m.graph_capture)
 
 
+def figure_chips(m: Measurement) -> float:
+    """Chips a row's published figure covers: per_chips; where it is empty, one chip, except on
+    a `prefill` row derived from TTFT. That figure is prompt tokens / TTFT of requests the whole
+    replica served (e.g. TensorRT-LLM performance.md's '2048 / 1st Token Latency 109 ms' on 4 x
+    H100): a latency restated as a rate, which covers the replica's tp chips whatever
+    per_chips says (the holdout-6 rows leave it empty, the earlier catalogs give tp)."""
+    if m.per_chips is not None:
+        return float(m.per_chips)
+    if m.metric == "prefill" and "TTFT" in m.metric_definition:
+        return float(m.tp)
+    return 1.0
+
+
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
     """The kernel's figure for one measurement, in the published unit."""
     chips = chips or load_chips()
@@ -356,6 +369,7 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
         t = k.step_time_s(n * new, 0, 0, n * (new * f * i + 0.5 * new * new))
         if "TTFT" in m.metric_definition:  # a figure derived from TTFT pays the per-request cost
             t += k.request_overhead_s
+        per = figure_chips(m) / m.tp
         return n * i / t * per  # counts cached prompt tokens too, as the source does
     if m.metric == "decode_at_tpot":
         return decode_throughput(k, i, m.tpot_limit_s).output_tokens_per_s * per
