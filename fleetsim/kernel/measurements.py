@@ -3,7 +3,7 @@ of each point, so docs/validation.md and the tests score fit and test splits the
 
 Columns: key, source, split (fit | test, chosen by source before any fit), chip, model, engine,
 metric, published (the figure as published), per_chips (chips the figure covers; empty for
-latencies), tp (chips per replica or instance), chips_total, precision, kv_precision,
+latencies and, on a TTFT-derived prefill row, the replica: figure_chips), tp (chips per replica or instance), chips_total, precision, kv_precision,
 concurrency, input_tokens, output_tokens, tpot_limit_s, draft_tokens, tokens_per_step,
 cached_fraction, prefill_chips, date, url, setup, metric_definition, assumptions; optional
 attention (tp | dp), expert_parallel (a divisor of tp), memory_fraction, pipeline_stages (tp counts
