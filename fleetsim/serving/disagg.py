@@ -6,7 +6,8 @@ over a link: transfer time = link latency + prompt tokens x KV bytes per token /
 bandwidth. The first token reaches the client when the transfer ends (TTFT includes it), and
 the request joins the decode instance with the most free KV room among those it fits (or, when
 none has room now, the least loaded one it ever fits, where it waits). A `role: decode` replica
-holds the whole prompt's KV and computes only the first output token as input, then decodes.
+holds the whole prompt's KV; the first output token (computed by prefill) is the request's input
+to its first decode step, so the request joins the decode batch at the next step boundary.
 A one-token request is finished by its prefill instance (nothing to hand off).
 """
 
@@ -154,6 +155,29 @@ class DecodeReplica(Replica):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._cached = self._prompt  # the whole prompt is in KV: only the first token is input
+
+    def _admit(self) -> None:
+        """`Replica._admit`, except that a request whose prompt KV is all here and which has
+        one token to compute (the first output token, from prefill) joins the decode batch at
+        once: that token is its input to the next decode step, as for a colocated request
+        after its prefill iteration, so it gets no one-token prefill iteration of its own. A
+        request preempted later (several generated tokens to recompute) is prefilled as usual."""
+        waiting = self.waiting
+        prefilling = self.prefilling
+        prompt_of = self._prompt
+        while waiting:
+            rid = waiting[0]
+            if (prefilling or self.decoding) and not self._can_admit(rid):
+                break  # (an empty replica always takes the head: no call)
+            waiting.popleft()
+            generated = self.resume.pop(rid, 0) if self.resume else 0
+            prompt = prompt_of[rid]
+            if generated == 1:  # (`_join_decode` as the colocated prefill's end calls it)
+                self._join_decode(rid, prompt, 1, self.env._now)
+                continue
+            tokens = prompt + generated
+            prefilling.append([rid, tokens, prompt, generated])
+            self.kv_prefill += tokens + 1
 
 
 class _Transfer(Timer):
