@@ -13,7 +13,9 @@ A one-token request is finished by its prefill instance (nothing to hand off).
 
 from __future__ import annotations
 
-from fleetsim.serving.replica import _MEMO_MAX, MEMORY_BOUND_ACTIVITY, Replica, Timer
+import heapq
+
+from fleetsim.serving.replica import _MEMO_MAX, _RID_BITS, MEMORY_BOUND_ACTIVITY, Replica, Timer
 from fleetsim.serving.requests import CRASH_NO_REPLICA, EXCEEDS_KV
 
 
@@ -164,16 +166,28 @@ class DecodeReplica(Replica):
         request preempted later (several generated tokens to recompute) is prefilled as usual."""
         waiting = self.waiting
         prefilling = self.prefilling
+        decoding = self.decoding
         prompt_of = self._prompt
+        resume = self.resume
         while waiting:
             rid = waiting[0]
-            if (prefilling or self.decoding) and not self._can_admit(rid):
-                break  # (an empty replica always takes the head: no call)
-            waiting.popleft()
-            generated = self.resume.pop(rid, 0) if self.resume else 0
             prompt = prompt_of[rid]
-            if generated == 1:  # (`_join_decode` as the colocated prefill's end calls it)
-                self._join_decode(rid, prompt, 1, self.env._now)
+            running = len(decoding) + len(prefilling)
+            if running and (running >= self.max_batch or self.ctx + self.kv_prefill + prompt
+                            + resume.get(rid, 0) + running + 2 > self.kv_capacity):
+                break  # (`_can_admit`, inline; an empty replica always takes the head)
+            waiting.popleft()
+            generated = resume.pop(rid, 0) if resume else 0
+            if generated == 1:  # `_join_decode(rid, prompt, 1, now)`, inline, as the colocated prefill's end calls it
+                remaining = self._output[rid] - 1
+                first = self.req.first_token_s
+                if remaining <= 0 or first[rid] != first[rid]:
+                    self._join_decode(rid, prompt, 1, self.env._now)  # (never for a handed-off request)
+                    continue
+                finish_step = self.step + remaining
+                decoding[rid] = finish_step
+                heapq.heappush(self.heap, (finish_step << _RID_BITS) | rid)
+                self.ctx += prompt + 1
                 continue
             tokens = prompt + generated
             prefilling.append([rid, tokens, prompt, generated])
