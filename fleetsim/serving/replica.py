@@ -128,7 +128,9 @@ class Deferral:
             t_end, _seq, rep, ev = heapq.heappop(heap)
             if rep._timer is not ev:
                 continue
-            rep._timer = Timer(env, max(t_end, env._now), rep._cb)
+            timer = rep._timer = _new_timer(Timer)  # `Timer(env, max(t_end, now), rep._cb)`
+            timer.callbacks = [rep._cb]
+            heapq.heappush(env._queue, (max(t_end, env._now), _NORMAL, next(env._eid), timer))
 
 
 class Replica:
@@ -277,7 +279,8 @@ class Replica:
             heapq.heappush(env._queue, (t_end, _NORMAL, next(env._eid), ev))
             return ev
         ev = _Deferred()  # never triggered itself: no event scheduled
-        heapq.heappush(d.heap, (t_end, d.next_seq(), self, ev))
+        seq = d._seq = d._seq + 1  # (`next_seq`, inline)
+        heapq.heappush(d.heap, (t_end, seq, self, ev))
         return ev
 
     def _drop(self, old) -> None:
@@ -409,7 +412,7 @@ class Replica:
         # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
         self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
         self._run_cum = None
-        self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+        self._run_cuttable = n < self.max_batch  # (nothing is prefilling here)
         self._timer = self._arm_at(start + run.time_for_steps(k))
         return self._timer
 
