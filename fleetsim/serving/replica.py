@@ -373,12 +373,19 @@ class Replica:
             k = self._run_k
             step = self.step = self.step + k
             self.ctx += self._run_n * k
-            self._mark(now, 0)
             heap = self.heap
             if heap and heap[0] < (step + 1) << _RID_BITS:  # (`_complete_due`'s own test)
                 self._complete_due(now)
-        else:
-            self._end()
+            # `_end`'s `_mark(now, 0)` only if nothing starts: a run starting now marks `now`
+            # itself, and after a mark to idle at the same instant that one accounts the same
+            # (nothing in between reads the areas)
+            if self._start() is None:
+                self._mark(now, 0)
+                self._idle = True
+            else:
+                self._idle = False
+            return
+        self._end()
         self._idle = self._start() is None
 
     def _start(self):
