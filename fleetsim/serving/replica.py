@@ -462,13 +462,19 @@ class Replica:
         """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
         waiting = self.waiting
         prefilling = self.prefilling
+        prompt = self._prompt
         while waiting:
             rid = waiting[0]
-            if (prefilling or self.decoding) and not self._can_admit(rid):
-                break  # (an empty replica always takes the head: no call)
+            running = len(self.decoding) + len(prefilling)
+            if running:  # `_can_admit`, inline (an empty replica always takes the head)
+                if running >= self.max_batch:
+                    break
+                need = prompt[rid] + self.resume.get(rid, 0) + 1
+                if self.ctx + self.kv_prefill + need + running + 1 > self.kv_capacity:
+                    break
             waiting.popleft()
             generated = self.resume.pop(rid, 0) if self.resume else 0
-            tokens = self._prompt[rid] + generated
+            tokens = prompt[rid] + generated
             prefilling.append([rid, tokens, self._cached[rid], generated])
             self.kv_prefill += tokens + 1
 
