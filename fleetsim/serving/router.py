@@ -40,7 +40,8 @@ def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Repl
     n = len(replicas)
     if n == 1:
         return replicas[0]
-    a, b = router.draw_pair(n)
+    pairs = router._pairs.get(n)  # `draw_pair`'s next pair inline while its block lasts
+    a, b = divmod(pairs.pop(), n) if pairs else router.draw_pair(n)
     ra, rb = replicas[a], replicas[b]
     return ra if ra.n_in <= rb.n_in else rb
 
@@ -266,7 +267,9 @@ class Router:
             req.pool_idx[rid] = -1
             req.replica[rid] = -1
         model = self.request_model[rid]
-        up = self._up(model)
+        up = self._up_cache.get(model)  # (`_up`'s cached list, without the call)
+        if up is None:
+            up = self._up(model)
         if not up:
             self._reject(rid, reject_reason)
             return
