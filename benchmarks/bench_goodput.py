@@ -19,6 +19,10 @@ before 26.7 CPU s (process; 25.8 in the searches, 2.86 a type), 49.9 s wall, win
 27, 27, 32, 32, 32, 32, 32; after 20.1 CPU s (19.2 in the searches, 2.14 a type), 30.7 s wall,
 windows 27, 23, 23, 22, 22, 22, 22, 22, 22; every type's estimate 0.35-1.5% below the old one,
 all nine intervals overlapping. The goal of 1.5 CPU s a type is not met.
+Measured 2026-12-08 03:07-03:16 UTC, five rounds, before = main at 7268606, after = branch ciw7
+(fewer Python calls per request in the serving engine): identical estimates and windows (22-28 a
+type); search CPU median 17.3 s (16.1-18.3) before, 16.0 s (14.9-16.8) after, 1.92 -> 1.78 s a
+type; the process 18.0 -> 16.7 CPU s. Still above the 1.5 s goal.
 """
 
 from __future__ import annotations

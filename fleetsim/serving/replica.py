@@ -81,6 +81,7 @@ class _Deferred:
 
 
 _NORMAL = simpy.events.NORMAL
+_new_timer = object.__new__
 
 
 class Deferral:
@@ -127,7 +128,9 @@ class Deferral:
             t_end, _seq, rep, ev = heapq.heappop(heap)
             if rep._timer is not ev:
                 continue
-            rep._timer = Timer(env, max(t_end, env._now), rep._cb)
+            timer = rep._timer = _new_timer(Timer)  # `Timer(env, max(t_end, now), rep._cb)`
+            timer.callbacks = [rep._cb]
+            heapq.heappush(env._queue, (max(t_end, env._now), _NORMAL, next(env._eid), timer))
 
 
 class Replica:
@@ -268,9 +271,16 @@ class Replica:
         run cut by an arrival then wastes no event."""
         d = self.deferral
         if d is None or not self._run_cuttable or t_end <= d.horizon:
-            return Timer(self.env, t_end, self._cb)  # (a run no arrival can cut gains nothing from deferring)
+            # (a run no arrival can cut gains nothing from deferring) `Timer(env, t_end, cb)`,
+            # inline: the same queue entry without `__init__`'s call
+            env = self.env
+            ev = _new_timer(Timer)
+            ev.callbacks = [self._cb]
+            heapq.heappush(env._queue, (t_end, _NORMAL, next(env._eid), ev))
+            return ev
         ev = _Deferred()  # never triggered itself: no event scheduled
-        heapq.heappush(d.heap, (t_end, d.next_seq(), self, ev))
+        seq = d._seq = d._seq + 1  # (`next_seq`, inline)
+        heapq.heappush(d.heap, (t_end, seq, self, ev))
         return ev
 
     def _drop(self, old) -> None:
@@ -355,6 +365,26 @@ class Replica:
     def _on_timer(self, _event) -> None:
         """The run under way has ended: apply it and start the next (or go idle)."""
         self._timer = None
+        kind = self._kind
+        if kind == 0 or kind == 3:  # `_end`'s decode-run case, inline (one call less per run)
+            now = self.env._now
+            if kind == 3 and self._fused is not None:
+                self._settle(now)
+            k = self._run_k
+            step = self.step = self.step + k
+            self.ctx += self._run_n * k
+            heap = self.heap
+            if heap and heap[0] < (step + 1) << _RID_BITS:  # (`_complete_due`'s own test)
+                self._complete_due(now)
+            # `_end`'s `_mark(now, 0)` only if nothing starts: a run starting now marks `now`
+            # itself, and after a mark to idle at the same instant that one accounts the same
+            # (nothing in between reads the areas)
+            if self._start() is None:
+                self._mark(now, 0)
+                self._idle = True
+            else:
+                self._idle = False
+            return
         self._end()
         self._idle = self._start() is None
 
@@ -389,7 +419,7 @@ class Replica:
         # wake-up to the end of the step under way (`_cut_run`), so a run costs one event.
         self._run, self._run_start, self._run_k, self._run_n = run, start, k, n
         self._run_cum = None
-        self._run_cuttable = len(self.decoding) + len(self.prefilling) < self.max_batch
+        self._run_cuttable = n < self.max_batch  # (nothing is prefilling here)
         self._timer = self._arm_at(start + run.time_for_steps(k))
         return self._timer
 
@@ -432,13 +462,19 @@ class Replica:
         """Move waiting requests into the batch while batch size and KV cache allow (FCFS)."""
         waiting = self.waiting
         prefilling = self.prefilling
+        prompt = self._prompt
         while waiting:
             rid = waiting[0]
-            if (prefilling or self.decoding) and not self._can_admit(rid):
-                break  # (an empty replica always takes the head: no call)
+            running = len(self.decoding) + len(prefilling)
+            if running:  # `_can_admit`, inline (an empty replica always takes the head)
+                if running >= self.max_batch:
+                    break
+                need = prompt[rid] + self.resume.get(rid, 0) + 1
+                if self.ctx + self.kv_prefill + need + running + 1 > self.kv_capacity:
+                    break
             waiting.popleft()
             generated = self.resume.pop(rid, 0) if self.resume else 0
-            tokens = self._prompt[rid] + generated
+            tokens = prompt[rid] + generated
             prefilling.append([rid, tokens, self._cached[rid], generated])
             self.kv_prefill += tokens + 1
 

@@ -40,7 +40,8 @@ def _power_of_two(router: "Router", replicas: list[Replica], model: int) -> Repl
     n = len(replicas)
     if n == 1:
         return replicas[0]
-    a, b = router.draw_pair(n)
+    pairs = router._pairs.get(n)  # `draw_pair`'s next pair inline while its block lasts
+    a, b = divmod(pairs.pop(), n) if pairs else router.draw_pair(n)
     ra, rb = replicas[a], replicas[b]
     return ra if ra.n_in <= rb.n_in else rb
 
@@ -126,6 +127,8 @@ class Router:
         # per model, the largest KV cache among the up replicas when they all take requests that
         # fit it (`Replica.fits_ever`): whether any up replica fits a request, in O(1)
         self._fit_cap: dict[int, float | None] = {}
+        # per model, `central`'s queue bound when every up replica has a queue limit (their sum)
+        self._held_max: dict[int, int | None] = {}
         # jsq, least_tokens and central keep the up replicas in a heap per model (O(log n) per
         # event instead of a scan); replicas by (pool, replica) to update it on a completion
         self._index_key = _INDEX_KEYS.get(kind)
@@ -151,6 +154,7 @@ class Router:
         """Call when a replica goes down or comes back."""
         self._up_cache.clear()
         self._fit_cap.clear()
+        self._held_max.clear()
         self._index.clear()
         if self.central:
             for model in self.held:
@@ -160,27 +164,36 @@ class Router:
         """`replica` (found from the request's columns when not given) finished `rid` or passed
         it on: update its load in the index; with a central queue, give its free slot to the
         next request."""
-        if self._index_key is not None:
-            index = self._index.get(self.request_model[rid])
-            if replica is None:
-                replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
-            if index is not None and replica is not None:  # (a decode replica is not indexed)
-                index.update(replica)
-        if self.central:
-            model = self.request_model[rid]
-            if self.held[model]:
-                self._dispatch_held(model)
+        if self._index_key is None:  # (`central` always has an index)
+            return
+        model = self.request_model[rid]
+        index = self._index.get(model)
+        if replica is None:
+            replica = self._by_slot.get((int(self.req.pool_idx[rid]), int(self.req.replica[rid])))
+        if index is not None and replica is not None:  # (a decode replica is not indexed)
+            index.update(replica)
+        if self.central and self.held[model]:
+            self._dispatch_held(model)
 
     def _dispatch_held(self, model: int) -> None:
         held = self.held[model]
         if not held:
             return
         up = self._up(model)
+        if not up:
+            return
         while held:
-            replica = self._free_replica(held[0], model, up)
-            if replica is None:
+            # `_free_replica`'s common case inline: the index's top has a free slot and fits
+            rid = held[0]
+            replica = self._index[model].top()
+            if replica.spare <= 0:
                 return
-            self._assign(held.popleft(), replica, model)
+            if not replica.fits_ever(rid):
+                replica = self._free_replica(rid, model, up)
+                if replica is None:
+                    return
+            held.popleft()
+            self._assign(rid, replica, model)
 
     def _free_replica(self, rid: int, model: int, up: list[Replica]) -> Replica | None:
         """The up replica (of `up`, the model's) with the most free batch slots that can hold
@@ -217,8 +230,8 @@ class Router:
             if replica is not None:
                 self._assign(rid, replica, model)
                 return
-        limits = [r.queue_limit for r in up]
-        if all(q is not None for q in limits) and len(held) >= sum(limits):
+        held_max = self._held_max.get(model)
+        if held_max is not None and len(held) >= held_max:
             self._reject(rid, QUEUE_FULL)
             return
         if held and self.req.attempts[rid] > 1:
@@ -237,6 +250,9 @@ class Router:
             up = self._up_cache[model] = [r for r in self.all_by_model.get(model, ()) if r.up]
             plain = all(type(r).fits_ever is Replica.fits_ever for r in up)
             self._fit_cap[model] = max((r.kv_capacity for r in up), default=0.0) if plain else None
+            limits = [r.queue_limit for r in up]
+            self._held_max[model] = (sum(limits) if all(q is not None for q in limits)
+                                     else None)
             if self._index_key is not None and up:
                 self._index[model] = LoadIndex(up, self._index_key)
         return up
@@ -251,7 +267,9 @@ class Router:
             req.pool_idx[rid] = -1
             req.replica[rid] = -1
         model = self.request_model[rid]
-        up = self._up(model)
+        up = self._up_cache.get(model)  # (`_up`'s cached list, without the call)
+        if up is None:
+            up = self._up(model)
         if not up:
             self._reject(rid, reject_reason)
             return
