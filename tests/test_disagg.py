@@ -151,3 +151,15 @@ def test_prefill_fast_paths_match_the_general_replica(monkeypatch, chunked):
     general, general_pools = outcome()
     pd.testing.assert_frame_equal(fast, general, check_exact=True)
     assert fast_pools == general_pools
+
+
+def test_requests_on_the_kv_link_at_the_window_end_are_counted():
+    """A slow link (about 11 s per 2,000-token KV at 0.01 GB/s) cut by the window's end: the
+    requests still on it are a place of their own in the conservation count (the window raises
+    ConservationError if they are lost between the stages), and the places add up."""
+    res = fleetsim.run(window(True, rate=1.0, duration_s=30, link_gbps=0.01))
+    places = res.summary["places"]
+    assert places["in_transfer"] > 3
+    assert places["generated"] == len(res.requests) == sum(
+        v for k, v in places.items() if k != "generated")
+    assert (res.requests.status == "unfinished").sum() >= places["in_transfer"]

@@ -135,7 +135,7 @@ class PrefillReplica(Replica):
         self.handed_off += 1
         self._handoff_s.append(now)
         self.on_done(rid, self)  # the router's load index: the request left this replica (no look-up)
-        h = self.handoff  # `Handoff.send`, inline (one call less per request)
+        h = self.handoff  # the link model, inline: latency + prompt x KV bytes per token / bandwidth
         env = h.env
         t = env._now + (h.latency_s + prompt * h.s_per_token)
         if self._last and self.ahead.clear_until(t):
@@ -213,9 +213,6 @@ class Handoff:
         self.on_reject = on_reject  # (rid, reason): the router's final rejection
         self.in_transit: set[int] = set()
         self._cb = self._on_arrive  # (bound once: a transfer's callback)
-
-    def transfer_s(self, prompt_tokens: int) -> float:
-        return self.latency_s + prompt_tokens * self.s_per_token
 
     def _on_arrive(self, ev) -> None:
         """A transfer (sent by `PrefillReplica._join_decode`) has arrived: the first token
