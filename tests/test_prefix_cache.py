@@ -72,3 +72,32 @@ def test_hits_relieve_a_prefill_bound_replica():
     grows without bound. With 75% cached, prefill needs about 12 x 0.03 s = 0.36 s a second."""
     ttft = lambda hit: fleetsim.run(window(hit, rate=12.0, duration_s=120)).requests.ttft_s.quantile(0.9)
     assert ttft(0.0) > 5.0 > 0.5 > ttft(0.75)
+
+
+def _kv_bound(hit: float, prompt: int, rate: float) -> Scenario:
+    """A 70B model on 2 H100s: about 5,800 tokens of KV room (kernel.kv_capacity_tokens)."""
+    data = window(hit, rate=rate, duration_s=60).model_dump(mode="json", exclude_none=True)
+    data["serving"]["pools"]["gpu"].update(model="llama-3.1-70b", tp=2)
+    wl = data["serving"]["workloads"]["chat"]
+    wl.update(model="llama-3.1-70b", prompt_tokens={"kind": "fixed", "value": prompt},
+              output_tokens={"kind": "fixed", "value": 50})
+    return Scenario.model_validate(data)
+
+
+def test_a_cached_prefix_still_takes_its_kv_memory():
+    """99% of each prompt hits the cache, yet the cached prefix is held in KV like a computed
+    one: a 6,000-token prompt never fits the replica (rejected, as uncached), and 2,000-token
+    prompts decode at most two at a time (2 x 2,050 tokens fit, 3 do not), as uncached."""
+    sc = _kv_bound(0.99, 6000, 0.5)
+    cap = built_parts(sc)[2]["gpu"].kv_capacity_tokens
+    assert 2 * 2050 < cap < min(3 * 2050, 6000)
+    r = fleetsim.run(sc).requests
+    assert (r.cached_tokens == 5940).all() and (r.reject_reason == "exceeds_kv").all()
+    for hit in (0.0, 0.99):
+        r = fleetsim.run(_kv_bound(hit, 2000, 5.0)).requests
+        r = r[r.first_token_s.notna() & r.finish_s.notna()]
+        assert len(r) > 20
+        t = np.concatenate([r.first_token_s, r.finish_s])  # decoding: prompt + generated in KV
+        step = np.concatenate([np.ones(len(r)), -np.ones(len(r))])
+        order = np.lexsort((step, t))  # at a tie the finish comes first
+        assert np.cumsum(step[order]).max() == 2, hit
