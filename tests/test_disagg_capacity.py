@@ -73,6 +73,9 @@ def test_a_decode_instance_never_exceeds_its_kv_capacity(monkeypatch):
         return r.ctx + r.kv_prefill + len(r.decoding)
 
     def start(self):
+        # on entry: the state a run's end left (a decode run's end is inline in `_on_timer`,
+        # which `_end` no longer sees); after: the next run's, with its next step's growth
+        seen.append((self.ctx + self.kv_prefill, self.kv_capacity))
         t = orig_start(self)
         seen.append((used(self), self.kv_capacity))
         return t
