@@ -201,6 +201,8 @@ FROZEN = {"holdout4": HOLDOUT4_FROZEN, "holdout5": HOLDOUT5_FROZEN, "holdout6": 
 READ_FOR_FITTING = "read, now used for fitting"
 HOLDOUT3_READ = "scored once in round 3, read, now used for fitting"
 HOLDOUT4_READ = "scored once in round 4, read, now used for fitting"
+HOLDOUT5_READ = f"scored once in round 5 ({HOLDOUT5_READ_ON}), read, now used for fitting"
+HOLDOUT6_READ = "scored once in round 11 (2026-12-08), read, now used for fitting"
 # what the fourth holdout's one out-of-sample scoring gave (round 4's kernel, docs/validation.md of
 # branch kernel4 at fa0b12b): kept as a record, since its table below is now the current kernel's
 HOLDOUT4_ONCE = "median 29.6%, 46% within 25% of 67 points (2 refused setups scored as misses)"
@@ -215,8 +217,10 @@ def development_set() -> tuple[Measurement, ...]:
     relabelled split 'fit' with relation READ_FOR_FITTING and its old split in front of it, since a
     split that has been read is a fitting set from then on. From the fourth round on the third
     round's holdout (load_holdout3, scored once) is in it too, relabelled the same way; from the
-    fifth round on the fourth round's (load_holdout4, scored once) too; the fifth round's
-    (load_holdout5) is not."""
+    fifth round on the fourth round's (load_holdout4, scored once) too; from round 12 on the fifth
+    round's (load_holdout5, scored once in round 5) and the sixth holdout (load_holdout6, scored
+    once in round 11) too. No fit reads this set: `fleetsim calibrate` fits the fit split of
+    measurements.csv alone (calibrate.calibrate_set), so adding read splits here moves no constant."""
     from dataclasses import replace
 
     out = []
@@ -229,6 +233,10 @@ def development_set() -> tuple[Measurement, ...]:
         out.append(replace(m, split="fit", relation=f"holdout3 ({HOLDOUT3_READ})"))
     for m in load_holdout4():
         out.append(replace(m, split="fit", relation=f"holdout4 ({HOLDOUT4_READ})"))
+    for m in load_holdout5():
+        out.append(replace(m, split="fit", relation=f"holdout5 ({HOLDOUT5_READ})"))
+    for m in load_holdout6():
+        out.append(replace(m, split="fit", relation=f"holdout6 ({HOLDOUT6_READ})"))
     return tuple(out)
 
 
@@ -334,6 +342,37 @@ def figure_chips(m: Measurement) -> float:
     return 1.0
 
 
+def prefill_roofline_s(m: Measurement, chips=None, models=None, engines=None) -> tuple[float, float]:
+    """(ideal s, published s) of a `prefill` row: the prompt's FLOPs (projection, MLP and active
+    expert GEMMs plus the causal attention matmuls, cached tokens skipped) at 100% of the
+    replica's peak (chip peak x tp), and the step time the published tokens/s imply for the
+    replica. A published time below the ideal one cannot be a cold prefill."""
+    chips = chips or load_chips()
+    models = models or load_models()
+    k = _kernel(m, chips, models, engines or load_engines())
+    i, n, f = m.input_tokens, m.concurrency or 1, m.cached_fraction
+    new = (1.0 - f) * i
+    p, att = n * new, n * (new * f * i + 0.5 * new * new)
+    flops = (k._f_dense + k._f_exp) * p + models[m.model].attn_flops_per_pair("prefill") * att
+    return flops / k.peak_flops, n * i / (m.published / (figure_chips(m) / m.tp))
+
+
+ABOVE_ROOFLINE = "above the roofline (cache hits?)"
+
+
+def physical_refusal(m: Measurement, chips=None, models=None, engines=None) -> str:
+    """Why a row cannot be scored as published (a physical check when a set is scored), or "".
+    A TTFT-derived prefill figure faster than the prompt's FLOPs at 100% of the replica's peak
+    (prefill_roofline_s) is not a cold prefill: prefix-cache hits the row does not state (the
+    sixth holdout's tt-inference-server rows, docs/validation.md "Why batch-1 prefill is too slow").
+    The CSV rows stay as frozen; the row is reported, refused, and left out of every median."""
+    if m.metric == "prefill" and "TTFT" in m.metric_definition:
+        ideal, published = prefill_roofline_s(m, chips, models, engines)
+        if published < ideal:
+            return ABOVE_ROOFLINE
+    return ""
+
+
 def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
     """The kernel's figure for one measurement, in the published unit."""
     chips = chips or load_chips()
@@ -424,7 +463,9 @@ def compare(points=None, chips=None, models=None, engines=None, refused_fail: bo
     """One row per measurement: published, kernel, relative error (kernel / published - 1), and
     the partitions errors are reported by (chip family, engine, metric, dense/MoE, batch regime).
     refused_fail (a fresh holdout, scored once): a setup the kernel refuses (CapacityError: it
-    does not fit) is scored as a miss (kernel nan, error +inf) instead of stopping the scoring."""
+    does not fit) is scored as a miss (kernel nan, error +inf) instead of stopping the scoring.
+    A row physical_refusal() refuses keeps its prediction but carries the reason in `refused`,
+    and summary() leaves it out of every figure (it counts it in `refused`)."""
     from fleetsim.errors import CapacityError
 
     chips_ = chips or load_chips()
@@ -441,16 +482,20 @@ def compare(points=None, chips=None, models=None, engines=None, refused_fail: bo
                      "relation": getattr(m, "relation", ""),
                      "model": m.model, "engine": m.engine, "metric": m.metric,
                      "family": chips_[m.chip].family, "kind": "MoE" if models_[m.model].is_moe else "dense",
-                     "regime": regime(m),
+                     "regime": regime(m), "refused": physical_refusal(m, chips_, models_, engines),
                      "published": m.published, "kernel": kern,
                      "rel_error": math.inf if math.isnan(kern) else kern / m.published - 1.0})
     return rows
 
 
 def summary(rows: list[dict], split: str | None = None) -> dict:
+    """Median |error|, share within 25%, worst and share within the tolerance of a split's rows;
+    rows compare() marks refused (physical_refusal) are counted in `refused`, in no figure."""
     r = [x for x in rows if split is None or x["split"] == split]
+    n_refused = sum(bool(x.get("refused")) for x in r)
+    r = [x for x in r if not x.get("refused")]
     err = np.abs([x["rel_error"] for x in r])
-    return {"points": len(r), "median_abs": float(np.median(err)) if len(r) else math.nan,
+    return {"points": len(r), "refused": n_refused, "median_abs": float(np.median(err)) if len(r) else math.nan,
             "within_25": float(np.mean(err <= 0.25)) if len(r) else math.nan,
             "max_abs": float(err.max()) if len(r) else math.nan,
             "within_tol": float(np.mean([bool(1 / TOLERANCE <= x["kernel"] / x["published"] <= TOLERANCE)
@@ -467,6 +512,16 @@ def partitions(rows: list[dict], split: str) -> dict[str, dict]:
         for name in sorted({r[by] for r in rows if r["split"] == split}):
             out[f"{by}={name}"] = summary([r for r in rows if r["split"] == split and r[by] == name])
     return out
+
+
+def _pts(s: dict) -> str:
+    """A table's points cell: the points scored, and the refused ones (physical_refusal) beside."""
+    return f"{s['points']}" + (f" (+{s['refused']} refused: above the roofline)" if s.get("refused") else "")
+
+
+def _err(r: dict) -> str:
+    """A point table's error cell: the signed error, or the refusal with the error it would have."""
+    return f"refused: {r['refused']} ({r['rel_error']:+.1%})" if r.get("refused") else f"{r['rel_error']:+.1%}"
 
 
 def _fmt(v: float) -> str:
@@ -545,10 +600,10 @@ def development_markdown(rows: list[dict] | None = None) -> str:
                                 for rel in sorted({r["relation"] for r in rows})]
     for name, rs in groups:
         s = summary(rs)
-        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+        out.append(f"| {name} | {_pts(s)} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
     out += ["", "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
     for name, s in partitions(rows, "fit").items():
-        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+        out.append(f"| {name} | {_pts(s)} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
     return "\n".join(out) + "\n"
 
 
@@ -563,11 +618,11 @@ def holdout_markdown(rows: list[dict] | None = None) -> str:
                                 for rel in sorted({r["relation"] for r in rows})]
     for name, rs in groups:
         s = summary(rs)
-        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | "
+        out.append(f"| {name} | {_pts(s)} | {s['median_abs']:.1%} | {s['within_25']:.0%} | "
                    f"{s['max_abs']:.0%} | {s['within_tol']:.0%} |")
     out += ["", "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
     for name, s in partitions(rows, "holdout").items():
-        out.append(f"| {name} | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
+        out.append(f"| {name} | {_pts(s)} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |")
     return "\n".join(out + _point_table(rows)) + "\n"
 
 
@@ -577,13 +632,14 @@ def _point_table(rows: list[dict]) -> list[str]:
            "|---|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['key']} | {r['chip']} | {r['model']} | {r['engine']} | {r['metric']} | "
-                   f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {r['rel_error']:+.1%} |")
+                   f"{_fmt(r['published'])} | {_fmt(r['kernel'])} | {_err(r)} |")
     return out
 
 
 def _dev_rows(rows: list[dict] | None, holdout_rows: list[dict] | None,
-              holdout3_rows: list[dict] | None = None, holdout4_rows: list[dict] | None = None) -> list[dict]:
-    """compare() rows of development_set() built from already-computed rows of its four parts."""
+              holdout3_rows: list[dict] | None = None, holdout4_rows: list[dict] | None = None,
+              holdout5_rows: list[dict] | None = None, holdout6_rows: list[dict] | None = None) -> list[dict]:
+    """compare() rows of development_set() built from already-computed rows of its six parts."""
     rows = compare() if rows is None else rows
     hold = compare(load_holdout()) if holdout_rows is None else holdout_rows
     hold3 = compare(load_holdout3()) if holdout3_rows is None else holdout3_rows
@@ -596,6 +652,10 @@ def _dev_rows(rows: list[dict] | None, holdout_rows: list[dict] | None,
     out += [dict(r, split="fit", relation=f"holdout3 ({HOLDOUT3_READ})") for r in hold3]
     hold4 = compare(load_holdout4(), refused_fail=True) if holdout4_rows is None else holdout4_rows
     out += [dict(r, split="fit", relation=f"holdout4 ({HOLDOUT4_READ})") for r in hold4]
+    hold5 = compare(load_holdout5(), refused_fail=True) if holdout5_rows is None else holdout5_rows
+    out += [dict(r, split="fit", relation=f"holdout5 ({HOLDOUT5_READ})") for r in hold5]
+    hold6 = compare(load_holdout6(), refused_fail=True) if holdout6_rows is None else holdout6_rows
+    out += [dict(r, split="fit", relation=f"holdout6 ({HOLDOUT6_READ})") for r in hold6]
     return out
 
 
@@ -637,13 +697,14 @@ def markdown(rows: list[dict] | None = None, points=None, holdout_rows: list[dic
                f"out of sample on {HOLDOUT4_READ_ON} with round 4's kernel: {HOLDOUT4_ONCE}; read, now used for "
                "fitting; the table is the current kernel's)\n")
     out.append(holdout4_markdown(hold4))
-    out.append("#### Calibration: the development set (fit split + the test split, second, third and fourth holdouts, "
-               "read, now used for fitting)\n")
-    out.append(development_markdown(_dev_rows(rows, holdout_rows, hold3, hold4)))
+    hold5 = compare(load_holdout5(), refused_fail=True) if holdout5_rows is None else holdout5_rows
+    out.append("#### Calibration: the development set (fit split + the test split and the second to sixth holdouts, "
+               "read, now used for fitting; no fit reads it: calibrate fits the fit split alone)\n")
+    out.append(development_markdown(_dev_rows(rows, holdout_rows, hold3, hold4, hold5)))
     out.append(f"#### Fifth holdout (fleetsim/catalog/holdout_2026q4_r5.csv: frozen {HOLDOUT5_FROZEN} before round "
                f"5's kernel changes, scored once out of sample on {HOLDOUT5_READ_ON} with round 5's kernel: "
                f"{HOLDOUT5_ONCE}; read, now development data; the table is the current kernel's)\n")
-    out.append(holdout5_markdown(holdout5_rows))
+    out.append(holdout5_markdown(hold5))
     out.append("#### Transfer rules used (engines.yaml `transfers`, written by fleetsim calibrate)\n")
     out.append(transfers_markdown())
     out.append("")
@@ -784,10 +845,10 @@ def fit_markdown(points=None) -> str:
     rows = compare(pts, refused_fail=True)
     s = summary(rows, "fit")
     out = ["| split | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|",
-           f"| fit | {s['points']} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |", "",
+           f"| fit | {_pts(s)} | {s['median_abs']:.1%} | {s['within_25']:.0%} | {s['max_abs']:.0%} |", "",
            "| partition | points | median abs. error | within 25% | worst |", "|---|---:|---:|---:|---:|"]
     for name, p in partitions(rows, "fit").items():
-        out.append(f"| {name} | {p['points']} | {p['median_abs']:.1%} | {p['within_25']:.0%} | {p['max_abs']:.0%} |")
+        out.append(f"| {name} | {_pts(p)} | {p['median_abs']:.1%} | {p['within_25']:.0%} | {p['max_abs']:.0%} |")
     return "\n".join(out + _point_table(rows)) + "\n"
 
 
@@ -797,7 +858,7 @@ if __name__ == "__main__":  # [--fit | --dev | --holdout | --holdoutN [--write-o
     if "--fit" in sys.argv:  # development: fit-split residuals only, the test split untouched
         print(fit_markdown())
         raise SystemExit(0)
-    if "--dev" in sys.argv:  # development: fit split + the read splits (development_set), not holdout5
+    if "--dev" in sys.argv:  # development: fit split + every read split (development_set, holdouts 2-6)
         print(fit_markdown(development_set()))
         raise SystemExit(0)
     if "--holdout" in sys.argv:  # the second holdout alone (read in round 2; now fitting data)
