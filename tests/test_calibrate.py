@@ -169,6 +169,22 @@ def test_refit_from_the_fit_split_reproduces_the_shipped_parameters(refit, lasti
                                   depends=(__file__,)).fitted
 
 
+def test_the_fit_reads_measurements_csv_alone_not_the_development_set(refit):
+    """The development set (measurements.py development_set, `--dev`) holds the read splits and
+    holdouts 2-6 relabelled 'fit'; the fit must not: calibrate_set scores and fits exactly the rows
+    of measurements.csv (fit split fitted), so a holdout joining the development set moves no
+    fitted constant."""
+    from fleetsim.kernel.measurements import (development_set, load_holdout, load_holdout3, load_holdout4,
+                                              load_holdout5, load_holdout6, load_measurements)
+
+    shipped = load_measurements()
+    assert [r["key"] for r in refit.rows] == [m.key for m in shipped]
+    assert refit.fit_points == sum(m.split == "fit" for m in shipped)
+    held = load_holdout() + load_holdout3() + load_holdout4() + load_holdout5() + load_holdout6()
+    assert not {m.key for m in held} & {r["key"] for r in refit.rows}
+    assert {m.key for m in held} <= {m.key for m in development_set()}
+
+
 def _ascend_fit():
     from fleetsim.kernel.measurements import load_measurements
 

@@ -4,11 +4,14 @@ scored once at its end (python -m fleetsim.kernel.measurements --holdout6 --writ
 First pass (branch holdout6, 2026-12-08): 39 rows from five sources. Second pass (branch holdout6b,
 2026-12-08, same selection rule, before any prediction): 8 TensorRT-LLM rows (keys hold6-trtpm-*
 and hold6-trth200-*) from TensorRT-LLM's v0.5/v0.6.1 performance.md and its H200 launch blog.
-These tests never predict a holdout-6 row; the scored-once machinery is tested on holdout 5
-(scored in round 5, now development data)."""
+Since its one scoring it is development data (development_set, relabelled split 'fit'); no fit
+reads it (calibrate fits measurements.csv's fit split alone: tests/test_calibrate.py). The
+scored-once machinery is tested on holdout 5 (scored in round 5, now development data); the
+load-time roofline check is tested on the ten tt-inference-server TTFT rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections import defaultdict
@@ -41,8 +44,9 @@ def test_holdout6_rows_are_the_ones_frozen():
 
 
 def test_holdout6_is_new_and_no_fit_reads_it():
-    """No row, source or URL of it is one of measurements.csv or an earlier holdout; no row of it
-    is in the development set (what fits read); every row is split 'holdout', names a catalogued
+    """No row, source or URL of it is one of measurements.csv (the only file a fit reads) or an
+    earlier holdout; it is in the development set only relabelled (split 'fit', relation naming
+    when it was read), which no fit reads; every row is split 'holdout', names a catalogued
     chip, model and engine and carries its URL, date, setup, definition and quoted figure; and no
     row sits in time between fit rows of the same (chip, engine) system."""
     hold = load_holdout6()
@@ -53,7 +57,9 @@ def test_holdout6_is_new_and_no_fit_reads_it():
     assert not {m.source for m in hold} & {m.source for m in known}
     assert not {_base(m.url) for m in hold} & {_base(m.url) for m in known}
     assert len({m.key for m in hold}) == len(hold)
-    assert not {m.key for m in hold} & {m.key for m in development_set()}
+    dev6 = [m for m in development_set() if m.key in {h.key for h in hold}]
+    assert [m.key for m in dev6] == [m.key for m in hold]
+    assert {(m.split, m.relation) for m in dev6} == {("fit", f"holdout6 ({meas.HOLDOUT6_READ})")}
     c, mo, e = load_chips(), load_models(), load_engines()
     for m in hold:
         assert m.split == "holdout", m.key
@@ -62,7 +68,9 @@ def test_holdout6_is_new_and_no_fit_reads_it():
         assert m.date and m.setup and m.metric_definition and m.relation, m.key
         assert "quoted" in m.assumptions, m.key
     dates = defaultdict(list)
-    for m in development_set() + load_holdout5():
+    for m in development_set():  # the dates rule was checked against the set before holdout 6 joined it
+        if m.relation.startswith("holdout6 "):
+            continue
         dates[(m.chip, m.engine)].append(m.date)
     for m in hold:
         ds = dates.get((m.chip, m.engine))
@@ -123,3 +131,48 @@ def test_write_once_scores_holdout5_once_into_its_block(tmp_path):
     (tmp_path / "docs" / "validation.md").write_text("no block here\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no scored-once block"):
         write_once("holdout5", "2026-12-09", root=tmp_path, commit="abc1234", rows=[])
+
+
+def test_development_set_holds_holdouts_5_and_6_relabelled():
+    """Holdouts 5 and 6 have been scored once and read: the development set (`--dev`) holds each
+    row once, split 'fit', relation naming when it was read, as it holds holdouts 3 and 4."""
+    dev = development_set()
+    assert len({m.key for m in dev}) == len(dev)
+    for load, read in ((load_holdout5, meas.HOLDOUT5_READ), (load_holdout6, meas.HOLDOUT6_READ)):
+        keys = {m.key for m in load()}
+        rows = [m for m in dev if m.key in keys]
+        assert len(rows) == len(keys) and {m.split for m in rows} == {"fit"}, read
+        assert {m.relation for m in rows} == {f"{load.__name__.replace('load_', '')} ({read})"}
+
+
+TT_OVER = {"hold6-ttgpu-a100-qwen3-30b-a3b-4096-128-ttft", "hold6-ttgpu-a100-qwen3-30b-a3b-8192-128-ttft",
+           "hold6-ttgpu-a100-qwen3-14b-4096-128-ttft"}
+
+
+def test_ttft_prefill_above_the_roofline_is_refused_and_left_out_of_medians():
+    """A TTFT-derived prefill figure faster than the prompt's FLOPs at 100% of the replica's peak
+    is not a cold prefill (docs/validation.md "Why batch-1 prefill is too slow"): exactly three of
+    the sixth holdout's tt-inference-server rows (123%, 100.4% and 170% of the A100's peak); no
+    row of measurements.csv or holdouts 2-5 is refused, so the test split and the gate do not move.
+    compare() keeps their prediction, marks them, and summary() leaves them out of every figure."""
+    hold = load_holdout6()
+    assert {m.key for m in hold if meas.physical_refusal(m)} == TT_OVER
+    others = load_measurements() + load_holdout() + load_holdout3() + load_holdout4() + load_holdout5()
+    assert not [m.key for m in others if m.metric == "prefill" and meas.physical_refusal(m)]
+    tt = [m for m in hold if m.source == "tt-inference-server-gpu-ref" and m.metric == "prefill"]
+    assert len(tt) == 10
+    for m in tt:  # the ratio itself: published step time against the ideal one
+        ideal, published = meas.prefill_roofline_s(m)
+        assert (published < ideal) == (m.key in TT_OVER), (m.key, ideal, published)
+    rows = meas.compare(tt, refused_fail=True)
+    assert {r["key"] for r in rows if r["refused"]} == TT_OVER
+    assert all(r["refused"] == meas.ABOVE_ROOFLINE for r in rows if r["key"] in TT_OVER)
+    s = meas.summary(rows)
+    kept = sorted(abs(r["rel_error"]) for r in rows if r["key"] not in TT_OVER)
+    assert (s["points"], s["refused"]) == (7, 3) and s["median_abs"] == pytest.approx(kept[3])
+    table = meas.holdout_markdown(rows)
+    assert "| all | 7 (+3 refused: above the roofline) |" in table
+    assert table.count("refused: above the roofline (cache hits?)") == 3
+    # the same row with a slow enough figure (below the roofline) is scored
+    slow = dataclasses.replace(next(m for m in tt if m.key in TT_OVER), published=1000.0)
+    assert meas.physical_refusal(slow) == "" and not meas.compare([slow])[0]["refused"]
