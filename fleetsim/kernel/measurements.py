@@ -217,7 +217,7 @@ def development_set() -> tuple[Measurement, ...]:
     relabelled split 'fit' with relation READ_FOR_FITTING and its old split in front of it, since a
     split that has been read is a fitting set from then on. From the fourth round on the third
     round's holdout (load_holdout3, scored once) is in it too, relabelled the same way; from the
-    fifth round on the fourth round's (load_holdout4, scored once) too; from round 12 on the fifth
+    fifth round on the fourth round's (load_holdout4, scored once) too; from the end of round 11 on the fifth
     round's (load_holdout5, scored once in round 5) and the sixth holdout (load_holdout6, scored
     once in round 11) too. No fit reads this set: `fleetsim calibrate` fits the fit split of
     measurements.csv alone (calibrate.calibrate_set), so adding read splits here moves no constant."""
