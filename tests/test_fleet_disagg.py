@@ -109,3 +109,63 @@ def test_hourly_rentals_with_role_pools_are_refused_with_a_message():
     s = scen(offpeak={"value_usd_per_node_hour": 10.0})
     with pytest.raises(ScenarioError, match="prefill/decode"):
         fleetsim.run(s)
+
+
+def _lone_decode(**fleet) -> dict:
+    """`dec` offered on a channel, its prefill pool `pre` offered by none (a colocated 910B pool
+    keeps the huawei channel)."""
+    d = copy.deepcopy(BASE)
+    d["serving"]["pools"]["c910"] = {"chip": "ascend-910b", "model": "qwen2.5-7b", "tp": 1}
+    d["fleet"]["capacity"]["c910"] = {"chat": {"goodput_rps": 1.0, "output_tokens_per_request": 250}}
+    d["fleet"]["channels"]["huawei"]["offers"] = [{"chip": "ascend-910b", "pool": "c910"}]
+    d["fleet"] |= fleet
+    return d
+
+
+def test_a_role_offered_whose_partner_can_never_have_chips_is_refused_at_load(tmp_path):
+    """No channel offers `pre` and none is installed: `dec` chips could never serve. Refused by
+    `fleetsim run` with the file, the offer's field and what to do; exit 2, no traceback."""
+    import yaml
+    from click.testing import CliRunner
+
+    from fleetsim.cli import main as cli
+
+    path = tmp_path / "lone.yaml"
+    path.write_text(yaml.safe_dump(_lone_decode()))
+    res = CliRunner().invoke(cli, ["run", str(path), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert "lone.yaml" in res.output and "fleet.channels.nvidia-h20.offers.0" in res.output
+    assert "prefill pool 'pre' no channel offers" in res.output and "offer 'pre'" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["cheapest", "optimal"])
+def test_a_role_offered_whose_partner_is_only_installed_warns(kind):
+    """`pre` installed but not offered: legitimate (the optimal planner buys `dec` to match it; a
+    rule planner never buys a lone side), so a warning naming the offer and the planner's outcome."""
+    from fleetsim.api import input_warnings
+
+    planner = {"cheapest": {"kind": "cheapest", "period_days": 30, "horizon_days": 120},
+               "optimal": {"kind": "optimal", "period_days": 30, "horizon_periods": 4, "futures": 1}}[kind]
+    d = _lone_decode(planner=planner, initial_fleet=[
+        {"chip": "ascend-910b", "channel": "huawei", "count": 1000, "pool": "pre"}])
+    lines = input_warnings(Scenario.model_validate(d))
+    hit = [ln for ln in lines if "fleet.channels.nvidia-h20.offers.0" in ln]
+    assert len(hit) == 1, lines
+    assert "prefill pool 'pre' is not" in hit[0] and "1,000 installed 'pre' chips" in hit[0]
+    assert ("never buys 'dec'" in hit[0]) == (kind == "cheapest")
+
+
+def test_the_lone_role_warning_reaches_summary_json():
+    d = _lone_decode(years=0.1, budget={"total_usd": 0.0}, initial_fleet=[
+        {"chip": "ascend-910b", "channel": "huawei", "count": 100, "pool": "pre"}])
+    res = fleetsim.run(Scenario.model_validate(d))
+    assert any("never buys 'dec'" in w for w in res.summary["warnings"]), res.summary.get("warnings")
+    assert chips_by_pool(res).get("dec", 0) == 0  # what the warning says
+
+
+def test_both_roles_offered_give_no_lone_role_message():
+    from fleetsim.api import input_warnings
+
+    assert not [ln for ln in input_warnings(scen()) if "is offered but" in ln]

@@ -3,6 +3,9 @@ is merely implausible (they pass pydantic, which checks each field alone).
 
 - a fleet pool whose model no demand class asks for (its chips could never serve: an error);
 - a serving pool whose model no workload sends (it gets no traffic: a warning);
+- one role of a prefill/decode type offered for sale while its partner role can never have chips
+  (no channel offers it, none installed: an error), or has only installed chips (a warning: the
+  optimal planner matches them, a rule planner buys a type's two roles together, so never);
 - a channel whose typical lead time is longer than the horizon (nothing ordered arrives: a warning);
 - chip figures beyond what any shipping chip reaches: device-memory bandwidth and compute per
   watt (a warning past the best chips announced, an error past ten times that).
@@ -41,6 +44,7 @@ def input_problems(scenario, chips: dict) -> tuple[list[tuple[str, str]], list[t
             warnings.append((f"serving.pools.{pname}.model",
                              f"pool '{pname}' serves {pool.model}, which no workload sends: it gets no traffic"))
     if fleet is not None:
+        _role_offer_problems(scenario, errors, warnings)
         for cname, ch in fleet.channels.items():
             typical = _typical_days(ch.lead_time_days)
             if typical > fleet.days:
@@ -48,6 +52,49 @@ def input_problems(scenario, chips: dict) -> tuple[list[tuple[str, str]], list[t
                                  f"channel '{cname}' delivers in about {typical:.0f} days, longer than the "
                                  f"{fleet.days}-day horizon: nothing it sells arrives in the run"))
     return errors, warnings
+
+
+def _role_offer_problems(scenario, errors: list, warnings: list) -> None:
+    """A role pool offered on a channel whose partner role no channel offers: its chips serve only
+    as far as the partner's installed chips carry them (a pair serves the lesser of its sides)."""
+    from fleetsim.fleet.sim import offer_pool
+
+    fleet, pools = scenario.fleet, scenario.serving.pools
+    offered: dict[str, str] = {}  # pool -> first offer's field
+    for cname, ch in fleet.channels.items():
+        for j, off in enumerate(ch.offers):
+            offered.setdefault(offer_pool(scenario, off), f"fleet.channels.{cname}.offers.{j}")
+    installed: dict[str, int] = {}
+    for c in fleet.initial_fleet:
+        pn = offer_pool(scenario, c)
+        installed[pn] = installed.get(pn, 0) + c.count
+    for pname, field in offered.items():
+        pool = pools[pname]
+        if pool.role == "both":
+            continue
+        other = pool.handoff.decode_pool if pool.role == "prefill" else next(
+            n for n, p in pools.items() if p.role == "prefill" and p.handoff.decode_pool == pname)
+        if other in offered:
+            continue
+        orole = pools[other].role
+        if not installed.get(other):
+            errors.append((field, (
+                f"pool '{pname}' is the {pool.role} side of a prefill/decode type whose {orole} pool "
+                f"'{other}' no channel offers and fleet.initial_fleet does not install, so its chips "
+                f"could never serve (a pair serves the lesser of its two sides): offer '{other}' on a "
+                f"channel (an offer with pool: {other}), install some, or drop this offer")))
+        elif scenario.fleet.planner.kind == "optimal":
+            warnings.append((field, (
+                f"pool '{pname}' is offered but its {orole} pool '{other}' is not: the planner buys "
+                f"'{pname}' only up to what the {installed[other]:,} installed '{other}' chips carry; "
+                f"offer '{other}' on a channel to let the pair grow")))
+        else:
+            warnings.append((field, (
+                f"pool '{pname}' is offered but its {orole} pool '{other}' is not: planner "
+                f"'{scenario.fleet.planner.kind}' buys a prefill/decode type's two roles together, so "
+                f"it never buys '{pname}' and the {installed[other]:,} installed '{other}' chips serve "
+                f"only with the '{pname}' chips installed; offer '{other}' on a channel, or use "
+                "planner kind optimal (it buys one side to match the other)")))
 
 
 def check_inputs(scenario, chips: dict) -> list[str]:
