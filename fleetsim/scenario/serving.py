@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+import yaml
+from pydantic import Field, ValidationInfo, field_validator, model_serializer, model_validator
 
 from fleetsim.scenario.base import StrictModel
 from fleetsim.scenario.workload import Arrival, TokenDist
@@ -69,22 +71,64 @@ class SpeculativeConfig(StrictModel):
         description="mean tokens kept per verify step (1 + accepted drafts), <= draft_tokens + 1")
 
 
+#: KV link presets (fleetsim/catalog/links.yaml, with sources): name -> {gbps, latency_s, ...}
+LINK_PRESETS: dict[str, dict] = yaml.safe_load(
+    resources.files("fleetsim").joinpath("catalog/links.yaml").read_text(encoding="utf-8"))["links"]
+LinkPreset = Literal[tuple(LINK_PRESETS)]  # type: ignore[valid-type]
+
+
 class KVHandoff(StrictModel):
     """Where a prefill pool sends each request's KV cache, and the link it goes over
-    (fleetsim.serving.disagg)."""
+    (fleetsim.serving.disagg): a preset (`link`) or figures by hand."""
 
     decode_pool: str = Field(description="the `role: decode` pool that decodes these requests")
-    link_gbps: PositiveFloat = Field(
-        description="KV transfer bandwidth per request, GB/s (NVLink inside a node: hundreds; "
-        "RDMA across nodes: 25-50 per 200-400 Gb/s NIC)")
-    link_latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
-        0.0, description="fixed latency of one transfer, seconds")
+    link: LinkPreset | None = Field(
+        None, description="KV link preset from fleetsim/catalog/links.yaml (sourced line rates, "
+        "one direction): " + "; ".join(f"{k}: {v['description']}, {v['gbps']:g} GB/s, "
+                                       f"{v['latency_s']:g} s" for k, v in LINK_PRESETS.items())
+        + ". It sets link_gbps and link_latency_s; a figure also given by hand must equal it")
+    link_gbps: PositiveFloat | None = Field(
+        None, description="KV transfer bandwidth per request, GB/s (NVLink inside a node: hundreds; "
+        "RDMA across nodes: 25-50 per 200-400 Gb/s NIC); required unless `link` is given")
+    link_latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        None, description="fixed latency of one transfer, seconds (None: the preset's, else 0)")
     prefill_per_unit: Annotated[int, Field(ge=1, le=64)] = Field(
         1, description="capacity function (`fleetsim goodput`): prefill instances in one unit of "
         "this prefill/decode type (its goodput is per unit); a fleet measures each role per "
         "instance and buys the roles separately, at the ratio its planner chooses")
     decode_per_unit: Annotated[int, Field(ge=1, le=64)] = Field(
         1, description="capacity function: decode instances in one unit")
+
+    @model_validator(mode="after")
+    def _link_figures(self) -> "KVHandoff":
+        """`link` sets link_gbps and link_latency_s from its preset; a figure also given by hand
+        must equal the preset's. Without `link`, link_gbps is required and link_latency_s is 0
+        unless given."""
+        # resolved figures are written past validation and not marked as set: a dump for --set
+        # keeps only what the file gave
+        names = ", ".join(LINK_PRESETS)
+        if self.link is None:
+            if self.link_gbps is None:
+                raise ValueError(f"give link_gbps (GB/s) or a link preset ({names})")
+            if self.link_latency_s is None:
+                self.__dict__["link_latency_s"] = 0.0
+            return self
+        p = LINK_PRESETS[self.link]
+        for field, key in (("link_gbps", "gbps"), ("link_latency_s", "latency_s")):
+            given = getattr(self, field)
+            if given is not None and given != float(p[key]):
+                raise ValueError(f"link '{self.link}' sets {field} {p[key]:g}, but {field} {given:g} is "
+                                 f"also given: drop one (presets: {names})")
+            self.__dict__[field] = float(p[key])
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """No `link: null` in dumps: scenarios without a preset dump as before."""
+        out = handler(self)
+        if isinstance(out, dict) and out.get("link", 0) is None:
+            out.pop("link")
+        return out
 
 
 class PoolConfig(StrictModel):
@@ -147,7 +191,7 @@ class PoolConfig(StrictModel):
     @model_validator(mode="after")
     def _role_handoff(self) -> "PoolConfig":
         if self.role == "prefill" and self.handoff is None:
-            raise ValueError("a role: prefill pool needs handoff: {decode_pool, link_gbps}")
+            raise ValueError("a role: prefill pool needs handoff: {decode_pool, link_gbps} or {decode_pool, link}")
         if self.role != "prefill" and self.handoff is not None:
             raise ValueError("handoff applies to role: prefill pools only")
         return self
