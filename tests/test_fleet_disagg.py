@@ -140,6 +140,15 @@ def test_a_role_offered_whose_partner_can_never_have_chips_is_refused_at_load(tm
     assert not (tmp_path / "out").exists()
 
 
+def test_installed_chips_whose_partner_can_never_have_chips_are_refused():
+    from fleetsim.api import input_warnings
+
+    d = _lone_decode(initial_fleet=[{"chip": "h20", "channel": "nvidia-h20", "count": 64, "pool": "dec"}])
+    with pytest.raises(ScenarioError, match="64 chips are installed in pool 'dec'") as e:
+        input_warnings(Scenario.model_validate(d))
+    assert e.value.field == "fleet.initial_fleet.0"
+
+
 @pytest.mark.parametrize("kind", ["cheapest", "optimal"])
 def test_a_role_offered_whose_partner_is_only_installed_warns(kind):
     """`pre` installed but not offered: legitimate (the optimal planner buys `dec` to match it; a

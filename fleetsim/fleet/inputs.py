@@ -3,9 +3,10 @@ is merely implausible (they pass pydantic, which checks each field alone).
 
 - a fleet pool whose model no demand class asks for (its chips could never serve: an error);
 - a serving pool whose model no workload sends (it gets no traffic: a warning);
-- one role of a prefill/decode type offered for sale while its partner role can never have chips
-  (no channel offers it, none installed: an error), or has only installed chips (a warning: the
-  optimal planner matches them, a rule planner buys a type's two roles together, so never);
+- one role of a prefill/decode type offered for sale or installed while its partner role can
+  never have chips (no channel offers it, none installed: an error), or offered while its partner
+  has only installed chips (a warning: the optimal planner matches them, a rule planner buys a
+  type's two roles together, so never);
 - a channel whose typical lead time is longer than the horizon (nothing ordered arrives: a warning);
 - chip figures beyond what any shipping chip reaches: device-memory bandwidth and compute per
   watt (a warning past the best chips announced, an error past ten times that).
@@ -55,25 +56,37 @@ def input_problems(scenario, chips: dict) -> tuple[list[tuple[str, str]], list[t
 
 
 def _role_offer_problems(scenario, errors: list, warnings: list) -> None:
-    """A role pool offered on a channel whose partner role no channel offers: its chips serve only
-    as far as the partner's installed chips carry them (a pair serves the lesser of its sides)."""
+    """A role pool offered on a channel (or installed) whose partner role no channel offers: its
+    chips serve only as far as the partner's installed chips carry them (a pair serves the lesser
+    of its sides), so with none installed they never serve."""
+    from fleetsim.fleet.capacity import role_partners
     from fleetsim.fleet.sim import offer_pool
 
     fleet, pools = scenario.fleet, scenario.serving.pools
+    partner = role_partners(scenario.serving)
     offered: dict[str, str] = {}  # pool -> first offer's field
     for cname, ch in fleet.channels.items():
         for j, off in enumerate(ch.offers):
             offered.setdefault(offer_pool(scenario, off), f"fleet.channels.{cname}.offers.{j}")
     installed: dict[str, int] = {}
-    for c in fleet.initial_fleet:
+    installed_at: dict[str, str] = {}
+    for i, c in enumerate(fleet.initial_fleet):
         pn = offer_pool(scenario, c)
         installed[pn] = installed.get(pn, 0) + c.count
+        installed_at.setdefault(pn, f"fleet.initial_fleet.{i}")
+    for pname, field in installed_at.items():  # installed, and the partner can never have chips
+        other = partner.get(pname)
+        if other is not None and other not in offered and other not in installed:
+            errors.append((field, (
+                f"{installed[pname]:,} chips are installed in pool '{pname}', the {pools[pname].role} side "
+                f"of a prefill/decode type whose {pools[other].role} pool '{other}' no channel offers and "
+                f"fleet.initial_fleet does not install, so they could never serve (a pair serves the "
+                f"lesser of its two sides): offer or install '{other}' too")))
     for pname, field in offered.items():
         pool = pools[pname]
         if pool.role == "both":
             continue
-        other = pool.handoff.decode_pool if pool.role == "prefill" else next(
-            n for n, p in pools.items() if p.role == "prefill" and p.handoff.decode_pool == pname)
+        other = partner[pname]
         if other in offered:
             continue
         orole = pools[other].role
