@@ -106,7 +106,8 @@ def _role_offer_problems(scenario, errors: list, warnings: list) -> None:
                 f"pool '{pname}' is offered but its {orole} pool '{other}' is not: planner "
                 f"'{scenario.fleet.planner.kind}' buys a prefill/decode type's two roles together, so "
                 f"it never buys '{pname}' and the {installed[other]:,} installed '{other}' chips serve "
-                f"only with the '{pname}' chips installed; offer '{other}' on a channel, or use "
+                f"only as far as the {installed.get(pname, 0):,} installed '{pname}' chips carry them; "
+                f"offer '{other}' on a channel, or use "
                 "planner kind optimal (it buys one side to match the other)")))
 
 
