@@ -178,3 +178,13 @@ def test_both_roles_offered_give_no_lone_role_message():
     from fleetsim.api import input_warnings
 
     assert not [ln for ln in input_warnings(scen()) if "is offered but" in ln]
+
+
+def test_optimal_buys_the_lone_offered_side_to_match_the_installed_partner():
+    """What the optimal warning says: 1000 installed 910B prefill chips x 1500 tokens/s need
+    1000 x 1500 / 2500 = 600 H20 decode chips, and the planner buys exactly those."""
+    d = _lone_decode(years=0.25, planner={"kind": "optimal", "period_days": 30, "horizon_periods": 4,
+                                          "headroom": 0.1, "futures": 1},
+                     initial_fleet=[{"chip": "ascend-910b", "channel": "huawei", "count": 1000, "pool": "pre"}])
+    got = chips_by_pool(fleetsim.run(Scenario.model_validate(d)))
+    assert got.get("dec", 0) == 600, got
