@@ -93,14 +93,10 @@ def variant(scen, offers: dict | None, capped: bool):
         if not capped:
             upd["cap_per_month"] = None
         chans[n] = ch.model_copy(update=upd)
-    # a channel left with no offers is dropped: the initial fleet's channel stays (it sells nothing),
-    # offering only the pools installed on it (a lone role offer would be refused as never serving)
+    # a channel left with no offers is dropped: the initial fleet's channel stays (it sells nothing)
     for c in f.initial_fleet:
         if c.channel not in chans:
-            ch = f.channels[c.channel]
-            kept = {i.pool for i in f.initial_fleet if i.channel == c.channel}
-            chans[c.channel] = ch.model_copy(update={
-                "cap_per_month": 0, "offers": [o for o in ch.offers if o.pool in kept] or ch.offers})
+            chans[c.channel] = f.channels[c.channel].model_copy(update={"cap_per_month": 0})
     return scen.model_copy(update={"fleet": f.model_copy(update={"channels": chans})})
 
 

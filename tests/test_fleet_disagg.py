@@ -188,3 +188,22 @@ def test_optimal_buys_the_lone_offered_side_to_match_the_installed_partner():
                      initial_fleet=[{"chip": "ascend-910b", "channel": "huawei", "count": 1000, "pool": "pre"}])
     got = chips_by_pool(fleetsim.run(Scenario.model_validate(d)))
     assert got.get("dec", 0) == 600, got
+
+
+def test_a_channel_that_can_never_sell_offers_nothing():
+    """A channel capped at 0 a month with no event to reopen it (kept for its installed chips)
+    sells nothing: its lone `dec` offer is not refused, and a `pre` offered only there does not
+    count as the partner of a `dec` offered elsewhere. An event that lifts the cap makes it sell."""
+    from fleetsim.api import input_warnings
+
+    d = _lone_decode()
+    d["fleet"]["channels"]["nvidia-h20"]["cap_per_month"] = 0
+    assert not [ln for ln in input_warnings(Scenario.model_validate(d)) if "'dec'" in ln]
+    d["fleet"]["events"] = [{"date": "2025-06-01", "channel": "nvidia-h20", "cap_per_month": 100}]
+    with pytest.raises(ScenarioError, match="prefill pool 'pre' no channel offers"):
+        input_warnings(Scenario.model_validate(d))
+    d = _lone_decode()
+    d["fleet"]["channels"]["huawei"]["offers"].append({"chip": "ascend-910b", "pool": "pre"})
+    d["fleet"]["channels"]["huawei"]["cap_per_month"] = 0
+    with pytest.raises(ScenarioError, match="prefill pool 'pre' no channel offers"):
+        input_warnings(Scenario.model_validate(d))

@@ -55,6 +55,15 @@ def input_problems(scenario, chips: dict) -> tuple[list[tuple[str, str]], list[t
     return errors, warnings
 
 
+def _never_sells(fleet, cname: str, ch) -> bool:
+    """A channel capped at 0 chips a month that no dated or built-in event can reopen (a channel
+    kept only for its installed chips): nothing on it can ever be bought."""
+    if ch.cap_per_month != 0:
+        return False
+    named = {n for v in fleet.reference_events.values() for n in ([v] if isinstance(v, str) else v)}
+    return cname not in named and not any(e.channel == cname and e.cap_per_month for e in fleet.events)
+
+
 def _role_offer_problems(scenario, errors: list, warnings: list) -> None:
     """A role pool offered on a channel (or installed) whose partner role no channel offers: its
     chips serve only as far as the partner's installed chips carry them (a pair serves the lesser
@@ -66,6 +75,8 @@ def _role_offer_problems(scenario, errors: list, warnings: list) -> None:
     partner = role_partners(scenario.serving)
     offered: dict[str, str] = {}  # pool -> first offer's field
     for cname, ch in fleet.channels.items():
+        if _never_sells(fleet, cname, ch):
+            continue  # its offers are no offers: neither a lone role nor a partner
         for j, off in enumerate(ch.offers):
             offered.setdefault(offer_pool(scenario, off), f"fleet.channels.{cname}.offers.{j}")
     installed: dict[str, int] = {}
