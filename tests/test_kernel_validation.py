@@ -230,3 +230,19 @@ def test_ttft_derived_prefill_figure_covers_the_replica():
     assert per_npu.per_chips == 1 and "TTFT" not in per_npu.metric_definition
     assert figure_chips(replace(per_npu, per_chips=None)) == 1.0
     assert predict(replace(per_npu, per_chips=None)) == pytest.approx(predict(per_npu), rel=1e-12)
+
+
+def test_a_ttft_row_whose_setup_does_not_fit_is_a_miss_not_a_crash():
+    """compare(refused_fail=True) scores a setup the kernel refuses (CapacityError) as a miss;
+    the roofline check (physical_refusal, which builds the same kernel) must not raise on it
+    either. Llama-3.1-405B on one 910B (64 GB) does not fit."""
+    from dataclasses import replace
+
+    from fleetsim.kernel.measurements import compare, once_block
+
+    ttft = {m.key: m for m in POINTS}["sglang-a3-qwen3-32b-4c-ttft-4k-b1"]
+    big = replace(ttft, key="too-big", model="llama-3.1-405b", tp=1, per_chips=1)
+    (row,) = compare([big], refused_fail=True)
+    assert math.isnan(row["kernel"]) and row["rel_error"] == math.inf and row["refused"] == ""
+    head = once_block("holdout6", [row], "2026-12-08", "abc1234").split("\n")[0]
+    assert "(1 refused setup scored as misses)" in head and "roofline" not in head

@@ -482,7 +482,8 @@ def compare(points=None, chips=None, models=None, engines=None, refused_fail: bo
                      "relation": getattr(m, "relation", ""),
                      "model": m.model, "engine": m.engine, "metric": m.metric,
                      "family": chips_[m.chip].family, "kind": "MoE" if models_[m.model].is_moe else "dense",
-                     "regime": regime(m), "refused": physical_refusal(m, chips_, models_, engines),
+                     "regime": regime(m),
+                     "refused": "" if math.isnan(kern) else physical_refusal(m, chips_, models_, engines),
                      "published": m.published, "kernel": kern,
                      "rel_error": math.inf if math.isnan(kern) else kern / m.published - 1.0})
     return rows
@@ -800,9 +801,10 @@ def once_block(name: str, rows: list[dict], read_on: str, commit: str) -> str:
     headline figures, then holdout_markdown's tables (every point, published beside predicted)."""
     s = summary(rows)
     refused = sum(math.isnan(r["kernel"]) for r in rows)
+    roof = f"; {s['refused']} more refused above the roofline, in no figure" if s["refused"] else ""
     head = (f"Scored once on {read_on} with the kernel at commit {commit} (python -m fleetsim.kernel.measurements "
             f"--{name} --write-once {read_on}): median {s['median_abs']:.1%}, {s['within_25']:.0%} within 25% of "
-            f"{s['points']} points ({refused} refused setup{'s' if refused != 1 else ''} scored as misses), "
+            f"{s['points']} points ({refused} refused setup{'s' if refused != 1 else ''} scored as misses{roof}), "
             f"{s['within_tol']:.0%} within the factor-{TOLERANCE:g} tolerance. "
             f"Frozen {FROZEN.get(name, 'date not recorded')}. "
             "This is a record: it is not regenerated.")
