@@ -186,8 +186,9 @@ def load_holdout6() -> tuple[Measurement, ...]:
     """The fresh holdout of issue 21's sixth holdout round (split 'holdout'): published points
     from sources used nowhere else in the repository (A100, H100, H200, B200, Ascend 910B/910C;
     vLLM, SGLang, vllm-ascend, TensorRT-LLM), frozen before that round's kernel change and scored ONCE at its
-    end (python -m fleetsim.kernel.measurements --holdout6 --write-once DATE). No fit reads it:
-    development_set() does not include it."""
+    end (python -m fleetsim.kernel.measurements --holdout6 --write-once DATE; done on 2026-12-08).
+    Since then it is development data (development_set()); no fit reads it (calibrate fits the
+    fit split of measurements.csv alone)."""
     return _catalog_set(HOLDOUT6_FILE)
 
 
@@ -379,7 +380,7 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
     models = models or load_models()
     engines = engines or load_engines()
     k = _kernel(m, chips, models, engines)
-    per = (m.per_chips or 1.0) / m.tp  # replica figure -> published unit
+    per = figure_chips(m) / m.tp  # replica figure -> published unit
     i, o = m.input_tokens, m.output_tokens
     if m.metric == "offline":
         burst = burst_setup(m)
@@ -408,7 +409,6 @@ def predict(m: Measurement, chips=None, models=None, engines=None) -> float:
         t = k.step_time_s(n * new, 0, 0, n * (new * f * i + 0.5 * new * new))
         if "TTFT" in m.metric_definition:  # a figure derived from TTFT pays the per-request cost
             t += k.request_overhead_s
-        per = figure_chips(m) / m.tp
         return n * i / t * per  # counts cached prompt tokens too, as the source does
     if m.metric == "decode_at_tpot":
         return decode_throughput(k, i, m.tpot_limit_s).output_tokens_per_s * per
